@@ -1,0 +1,189 @@
+"""Command line: parses options and calls the library. Exit codes: 0 all done, 1 some file
+failed, 2 usage error, 130 interrupted."""
+from __future__ import annotations
+
+import json
+import re
+import signal
+import sys
+
+import click
+
+from enhancer import __version__
+from enhancer.errors import EnhancerError
+
+
+def _seconds(text: str | None) -> float | None:
+    """'90', '1:30', '00:01:30.5' -> seconds."""
+    if text is None:
+        return None
+    if not re.fullmatch(r"\d+(\.\d+)?|(\d+:)?\d{1,2}:\d{1,2}(\.\d+)?", text.strip()):
+        raise click.BadParameter(f"{text!r} is not a time: use seconds (90.5) or [HH:]MM:SS(.ms)")
+    total = 0.0
+    for part in text.strip().split(":"):
+        total = total * 60 + float(part)
+    return total
+
+
+def _configure_ffmpeg(ffmpeg: str | None, verbose: bool) -> None:
+    from enhancer.io import ffmpeg as ff
+
+    try:
+        ff.configure(ffmpeg=ffmpeg, verbose=verbose)
+    except EnhancerError as e:
+        raise click.UsageError(str(e)) from None
+
+
+class _Interrupts:
+    """First Ctrl-C / SIGTERM: stop now (temporary outputs are removed as the stack unwinds).
+    A second one kills the process at once."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, signum, frame) -> None:
+        self.count += 1
+        if self.count > 1:
+            import os
+
+            os._exit(130)
+        raise KeyboardInterrupt
+
+    def install(self) -> None:
+        signal.signal(signal.SIGINT, self)
+        signal.signal(signal.SIGTERM, self)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="enhancer")
+def main() -> None:
+    """Repair and upscale video with a conditional spatio-temporal GAN."""
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--output", required=True,
+              help="Output folder (mirrors the input tree), or a file name when there is one input, or - for stdout.")
+@click.option("-r", "--recursive", is_flag=True, help="Look for videos in sub-folders too.")
+@click.option("--model", "-m", default="lanczos", show_default=True,
+              help="Model name (see `enhancer models`), a .safetensors path, or lanczos | bicubic.")
+@click.option("--scale", "-s", type=click.Choice(["1", "2", "4"]), default=None,
+              help="Upscale factor (default: the model's own; 2 for classical upscalers).")
+@click.option("--codec", type=click.Choice(["h264", "h265", "prores", "ffv1", "png", "tiff"]), default="h264",
+              show_default=True, help="Output codec; png/tiff write an image sequence folder.")
+@click.option("--crf", type=int, default=None, help="Quality for h264 (default 18) / h265 (default 20); lower is better.")
+@click.option("--preset", default=None, help="x264/x265 preset (default medium).")
+@click.option("--pix-fmt", default=None, help="Output pixel format (default follows the source bit depth).")
+@click.option("--container", type=click.Choice(["mp4", "mkv", "mov"]), default=None,
+              help="Container for outputs in a folder (default: the source's where it can hold the codec).")
+@click.option("--audio", type=click.Choice(["copy", "aac", "none"]), default="copy", show_default=True,
+              help="Audio streams: copied as they are, re-encoded to AAC, or left out.")
+@click.option("--no-subtitles", is_flag=True, help="Leave subtitle streams out.")
+@click.option("--start", default=None, help="Start of the segment to enhance (seconds or HH:MM:SS).")
+@click.option("--duration", default=None, help="Length of the segment to enhance (seconds or HH:MM:SS).")
+@click.option("--deinterlace", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
+              help="bwdif deinterlacing; auto follows the stream's field order.")
+@click.option("--chunk", type=click.IntRange(1, 1024), default=None, help="Frames per model pass (speed/memory only).")
+@click.option("--skip-existing/--overwrite", default=True, show_default=True,
+              help="Skip inputs whose output exists, or redo them.")
+@click.option("--dry-run", is_flag=True, help="Show what would be done, do nothing.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON line per file on stdout.")
+@click.option("--ffmpeg", "ffmpeg_path", default=None, envvar="ENHANCER_FFMPEG",
+              help="ffmpeg binary to use (also ENHANCER_FFMPEG); default: PATH, then the bundled one.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars or per-file lines (errors still print).")
+@click.option("-v", "--verbose", is_flag=True, help="Print every ffmpeg command.")
+def enhance(inputs, output, recursive, model, scale, codec, crf, preset, pix_fmt, container, audio, no_subtitles,
+            start, duration, deinterlace, chunk, skip_existing, dry_run, as_json, ffmpeg_path, quiet, verbose):
+    """Enhance videos: files, folders and globs in INPUTS, results under OUTPUT."""
+    from enhancer.batch import FileResult, discover, plan_jobs, reject_missing, report, run_batch
+    from enhancer.infer.engine import EnhanceOptions
+    from enhancer.infer.models import load_restorer
+    from enhancer.io.muxer import EncodeOptions
+
+    _configure_ffmpeg(ffmpeg_path, verbose)
+    seg_start, seg_dur = _seconds(start), _seconds(duration)
+    if seg_dur is not None and seg_dur <= 0:
+        raise click.BadParameter("must be more than 0", param_hint="--duration")
+    if "-" in inputs:
+        raise click.UsageError("reading from stdin is not supported yet; pass a file")
+    found = discover(inputs, recursive=recursive)
+    try:
+        reject_missing(found)
+        jobs = plan_jobs(found, output, codec, container)
+    except EnhancerError as e:
+        raise click.UsageError(str(e)) from None
+    encode = EncodeOptions(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, audio=audio,
+                           subtitles=not no_subtitles)
+    opts = EnhanceOptions(deinterlace=deinterlace, start=seg_start, duration=seg_dur, chunk=chunk,
+                          progress=not quiet)
+    if dry_run:
+        for job in jobs:
+            report(FileResult(job.input, job.output, "planned"), as_json=as_json, quiet=False)
+        return
+    try:
+        restorer = load_restorer(model, scale=int(scale) if scale else None)
+    except EnhancerError as e:
+        raise click.UsageError(str(e)) from None
+    interrupts = _Interrupts()
+    interrupts.install()
+    try:
+        summary = run_batch(jobs, restorer, encode, opts, overwrite=not skip_existing, verbose=verbose,
+                            on_result=lambda r: report(r, as_json=as_json, quiet=quiet))
+    except KeyboardInterrupt:
+        print("interrupted: partial outputs removed; run the same command again to continue", file=sys.stderr)
+        sys.exit(130)
+    if not quiet and len(jobs) > 1:
+        print(summary.line(), file=sys.stderr)
+        for r in summary.results:
+            if r.status == "failed":
+                print(f"  failed: {r.error}", file=sys.stderr)
+    sys.exit(summary.exit_code)
+
+
+@main.command("probe")
+@click.argument("file")
+@click.option("--json", "as_json", is_flag=True, help="Print the VideoInfo as JSON.")
+@click.option("--count", is_flag=True, help="Count frames exactly (reads the whole file, no decoding).")
+@click.option("--ffmpeg", "ffmpeg_path", default=None, envvar="ENHANCER_FFMPEG", help="ffmpeg binary to use.")
+@click.option("-v", "--verbose", is_flag=True, help="Print every ffmpeg command.")
+def probe_cmd(file, as_json, count, ffmpeg_path, verbose):
+    """Describe a video file."""
+    from enhancer.io.probe import count_frames, probe
+
+    _configure_ffmpeg(ffmpeg_path, verbose)
+    try:
+        info = probe(file)
+        if count:
+            info.frame_count = count_frames(file, stream=info.video_index)
+            info.frame_count_exact = True
+    except EnhancerError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+    if as_json:
+        print(json.dumps(info.to_dict(), ensure_ascii=False))
+        return
+    d = info.to_dict()
+    fc = f"{info.frame_count}" + ("" if info.frame_count_exact else " (estimate)") if info.frame_count else "unknown"
+    lines = [
+        f"file:        {info.path}",
+        f"container:   {info.container}",
+        f"video:       {info.codec}, {info.width}x{info.height}"
+        + (f" (shown {info.display_width}x{info.display_height}, rotated {info.rotation})" if info.rotation else "")
+        + f", SAR {d['sar']}, {info.pix_fmt} ({info.bit_depth}-bit)",
+        f"frame rate:  {d['fps']} ({d['fps_float']} fps), time base {d['time_base'] or 'unknown'}",
+        f"duration:    {info.duration if info.duration is not None else 'unknown'} s, start {info.start_time} s",
+        f"frames:      {fc}",
+        f"colour:      range {info.color_range or '?'}, matrix {info.color_space or '?'}, "
+        f"primaries {info.color_primaries or '?'}, transfer {info.color_transfer or '?'}",
+        f"scan:        {info.field_order}",
+        f"audio:       " + (", ".join(f"#{a.index} {a.codec} {a.sample_rate or '?'} Hz {a.channels or ''}".strip()
+                                      for a in info.audio) or "none"),
+        f"subtitles:   " + (", ".join(f"#{s.index} {s.codec}" for s in info.subtitles) or "none"),
+        f"chapters:    {info.chapters}",
+        f"probed with: {info.probed_with}",
+    ]
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Streaming media I/O through ffmpeg: probe, reader, muxer. Never imports torch."""

@@ -1,0 +1,371 @@
+"""Enhanced frames in, an encoded file out, with everything else taken from the source.
+
+Frames travel to ffmpeg as raw RGB inside a tiny Matroska stream (see :mod:`matroska`), so each
+keeps its original timestamp (constant and variable frame rate alike). The same ffmpeg maps the
+source's audio and subtitle streams (copied, not re-encoded, where the container allows), its
+chapters and metadata, and tags the colour. It writes to a hidden temporary name beside the
+output and the file is renamed into place only after ffmpeg succeeded.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import threading
+import uuid
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from enhancer.errors import FFmpegError, OutputError
+from enhancer.io import ffmpeg as ff
+from enhancer.io.colour import Colour
+from enhancer.io.matroska import RawMatroskaWriter
+from enhancer.io.probe import VideoInfo
+
+CODECS = ("h264", "h265", "prores", "ffv1", "png", "tiff")
+IMAGE_CODECS = ("png", "tiff")
+CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".nut": "nut"}
+_VIDEO_OK = {"mp4": {"h264", "h265"}, "mov": {"h264", "h265", "prores"},
+             "matroska": {"h264", "h265", "prores", "ffv1"}, "nut": {"h264", "h265", "prores", "ffv1"}}
+# audio codecs each container takes as they are; others are re-encoded (see _audio_args)
+_AUDIO_OK = {"mp4": {"aac", "mp3", "mp2", "ac3", "eac3", "alac", "flac", "opus", "dts", "truehd"},
+             "mov": {"aac", "mp3", "mp2", "ac3", "eac3", "alac", "pcm_s16le", "pcm_s16be", "pcm_s24le", "pcm_s24be",
+                     "pcm_s32le", "pcm_f32le", "pcm_u8", "pcm_mulaw", "pcm_alaw", "flac", "opus"},
+             "matroska": None, "nut": None}  # None: anything
+_LOSSLESS_AUDIO = ("pcm_", "flac", "alac", "truehd", "wavpack", "tta", "ape")
+
+
+def default_extension(codec: str, source_ext: str | None = None) -> str:
+    """The container an output gets when the user did not name one: the source's own where it
+    can hold the codec, else .mov for ProRes and .mkv otherwise."""
+    if codec in IMAGE_CODECS:
+        return ""
+    src = (source_ext or "").lower()
+    if src in CONTAINERS and codec in _VIDEO_OK[CONTAINERS[src]] and src != ".nut":
+        return src
+    return ".mov" if codec == "prores" else ".mkv"
+
+
+@dataclass
+class EncodeOptions:
+    """What the user chose about the output encoding."""
+
+    codec: str = "h264"
+    crf: int | None = None
+    preset: str | None = None
+    pix_fmt: str | None = None
+    audio: str = "copy"  # copy | aac | none
+    subtitles: bool = True
+
+    def __post_init__(self) -> None:
+        if self.codec not in CODECS:
+            raise ValueError(f"codec must be one of {', '.join(CODECS)}")
+        if self.audio not in ("copy", "aac", "none"):
+            raise ValueError("audio must be copy, aac or none")
+
+
+@dataclass
+class MuxPlan:
+    """The resolved encoding for one output (computed once the frame size is known)."""
+
+    pix_fmt: str
+    video_args: list[str]
+    stream_args: list[str]
+    pad: tuple[int, int] = (0, 0)  # columns, rows replicated at the right/bottom edge
+    warnings: list[str] = field(default_factory=list)
+
+
+def _needs_even(pix_fmt: str) -> tuple[bool, bool]:
+    """(width must be even, height must be even) for a pixel format."""
+    if "420" in pix_fmt or pix_fmt in ("nv12", "p010le", "p016le"):
+        return True, True
+    if "422" in pix_fmt or "411" in pix_fmt:
+        return True, False
+    return False, False
+
+
+def _video_args(opts: EncodeOptions, depth: int, colour: Colour, container: str) -> tuple[str, list[str]]:
+    deep = depth > 8
+    c = opts.codec
+    if c == "h264":
+        pix = opts.pix_fmt or ("yuv420p10le" if deep else "yuv420p")
+        args = ["-c:v", "libx264", "-crf", str(opts.crf if opts.crf is not None else 18),
+                "-preset", opts.preset or "medium"]
+    elif c == "h265":
+        pix = opts.pix_fmt or ("yuv420p10le" if deep else "yuv420p")
+        args = ["-c:v", "libx265", "-crf", str(opts.crf if opts.crf is not None else 20),
+                "-preset", opts.preset or "medium", "-x265-params", "log-level=error"]
+        if container in ("mp4", "mov"):
+            args += ["-tag:v", "hvc1"]
+    elif c == "prores":
+        pix = opts.pix_fmt or "yuv422p10le"
+        args = ["-c:v", "prores_ks", "-profile:v", "3", "-vendor", "apl0"]
+        if opts.crf is not None:
+            args += ["-qscale:v", str(opts.crf)]
+    elif c == "ffv1":
+        pix = opts.pix_fmt or {8: "gbrp", 10: "gbrp10le", 12: "gbrp12le"}.get(depth, "gbrp16le")
+        args = ["-c:v", "ffv1", "-level", "3", "-g", "1", "-slicecrc", "1"]
+    elif c == "png":
+        pix = opts.pix_fmt or ("rgb48be" if deep else "rgb24")
+        args = ["-c:v", "png"]
+    else:  # tiff
+        pix = opts.pix_fmt or ("rgb48le" if deep else "rgb24")
+        args = ["-c:v", "tiff", "-compression_algo", "deflate"]
+    return pix, args
+
+
+def _audio_args(info: VideoInfo, opts: EncodeOptions, container: str, warnings: list[str]) -> list[str]:
+    args: list[str] = []
+    if opts.audio == "none" or container == "image2":
+        if info.audio and container == "image2":
+            warnings.append("image sequences carry no audio; the audio was left out")
+        return args
+    ok = _AUDIO_OK.get(container)
+    for out_i, a in enumerate(info.audio):
+        args += ["-map", f"1:{a.index}"]
+        if opts.audio == "aac":
+            args += [f"-c:a:{out_i}", "aac", f"-b:a:{out_i}", "256k"]
+        elif ok is None or a.codec in ok:
+            args += [f"-c:a:{out_i}", "copy"]
+        elif a.codec.startswith(_LOSSLESS_AUDIO) and container in ("mp4", "mov"):
+            args += [f"-c:a:{out_i}", "alac"]
+            warnings.append(f"audio stream {a.index} ({a.codec}) cannot be copied into {container}; "
+                            "re-encoded losslessly to ALAC (use .mkv to copy it as it is)")
+        else:
+            args += [f"-c:a:{out_i}", "aac", f"-b:a:{out_i}", "256k"]
+            warnings.append(f"audio stream {a.index} ({a.codec}) cannot be copied into {container}; "
+                            "re-encoded to AAC 256k (use .mkv to copy it as it is)")
+    return args
+
+
+def _subtitle_args(info: VideoInfo, opts: EncodeOptions, container: str, warnings: list[str]) -> list[str]:
+    args: list[str] = []
+    if not opts.subtitles or container == "image2":
+        if info.subtitles and container == "image2":
+            warnings.append("image sequences carry no subtitles; they were left out")
+        return args
+    out_i = 0
+    for s in info.subtitles:
+        if container in ("mp4", "mov"):
+            if not s.is_text:
+                warnings.append(f"subtitle stream {s.index} ({s.codec}) is a picture format {container} cannot "
+                                "hold; left out (use .mkv to keep it)")
+                continue
+            codec = "copy" if s.codec == "mov_text" else "mov_text"
+        else:
+            codec = "srt" if s.codec == "mov_text" else "copy"
+        args += ["-map", f"1:{s.index}", f"-c:s:{out_i}", codec]
+        out_i += 1
+    return args
+
+
+def plan(info: VideoInfo, opts: EncodeOptions, container: str, colour: Colour, width: int, height: int,
+         depth: int) -> MuxPlan:
+    """Decide encoder, pixel format, padding and stream mapping for one output."""
+    warnings: list[str] = []
+    if container != "image2" and opts.codec not in _VIDEO_OK.get(container, set()):
+        raise OutputError(f"the {container} container cannot hold {opts.codec} video",
+                          hint="choose another --codec or output extension (.mkv holds them all)")
+    pix, vargs = _video_args(opts, depth, colour, container)
+    even_w, even_h = _needs_even(pix)
+    pad = (1 if even_w and width % 2 else 0, 1 if even_h and height % 2 else 0)
+    if any(pad):
+        warnings.append(f"{pix} needs even dimensions: {width}x{height} padded to "
+                        f"{width + pad[0]}x{height + pad[1]} by repeating the edge "
+                        "(use --pix-fmt yuv444p to keep the exact size)")
+    if opts.codec in ("h264", "h265", "prores") and not pix.startswith(("gbr", "rgb", "bgr")):
+        conv = (f"scale=out_color_matrix={colour.sws_matrix}:out_range={colour.range}"
+                f":flags=bicubic+accurate_rnd+full_chroma_int,format={pix},{colour.setparams()}")
+        vargs = ["-vf", conv, *vargs, "-pix_fmt", pix, *colour.tag_args()]
+    else:
+        vargs = [*vargs, "-pix_fmt", pix]
+        if container != "image2":
+            tags = ["-color_primaries", colour.primaries] if colour.primaries else []
+            tags += ["-color_trc", colour.transfer] if colour.transfer else []
+            vargs += tags + (["-colorspace", "rgb"] if pix.startswith(("gbr", "rgb")) else colour.tag_args()[:2])
+    streams = _audio_args(info, opts, container, warnings) + _subtitle_args(info, opts, container, warnings)
+    return MuxPlan(pix_fmt=pix, video_args=vargs, stream_args=streams, pad=pad, warnings=warnings)
+
+
+def temp_path_for(final: Path) -> Path:
+    """A hidden name in the same folder, so the final rename is atomic and never half-visible."""
+    return final.with_name(f".{final.stem}.partial-{os.getpid()}-{uuid.uuid4().hex[:6]}{final.suffix}")
+
+
+class Muxer:
+    """Encode frames to ``output`` and map the source's streams into it.
+
+    Call :meth:`write` for each frame in presentation order, then :meth:`close` (which renames the
+    finished file into place) or :meth:`abort` (which removes every temporary trace).
+    ``output`` may be ``-`` for a Matroska stream on stdout, or a folder for png/tiff sequences.
+    """
+
+    def __init__(self, output: str, source: VideoInfo, opts: EncodeOptions, colour: Colour, *,
+                 segment_start: float | None = None, segment_duration: float | None = None,
+                 source_is_stdin: bool = False):
+        self.source = source
+        self.opts = opts
+        self.colour = colour
+        self.to_stdout = output == "-"
+        self.final = Path(output) if not self.to_stdout else None
+        self.image_sequence = opts.codec in IMAGE_CODECS
+        if self.to_stdout:
+            self.container = "matroska"
+        elif self.image_sequence:
+            self.container = "image2"
+        else:
+            ext = self.final.suffix.lower()
+            if ext not in CONTAINERS:
+                raise OutputError(f"unknown output extension {ext or '(none)'}", path=output,
+                                  hint=f"use one of {', '.join(sorted(CONTAINERS))}, or --codec png|tiff for images")
+            self.container = CONTAINERS[ext]
+        self.segment_start = segment_start
+        self.segment_duration = segment_duration
+        self.source_is_stdin = source_is_stdin
+        self.temp: Path | None = None
+        self.proc: ff.Process | None = None
+        self.writer: RawMatroskaWriter | None = None
+        self.plan: MuxPlan | None = None
+        self.frames = 0
+        self._shift = Fraction(0)
+        self._origin = Fraction(0)
+        self._closed = False
+        self._lock = threading.Lock()
+
+    @property
+    def warnings(self) -> list[str]:
+        return self.plan.warnings if self.plan else []
+
+    def _start(self, image: np.ndarray, pts: int, time_base: Fraction) -> None:
+        h, w = image.shape[:2]
+        depth = 16 if image.dtype == np.uint16 else 8
+        self.plan = plan(self.source, self.opts, self.container, self.colour, w, h, depth)
+        # ffmpeg (without -copyts) moves each input to start at its own first timestamp: the
+        # source by its start time (+ the segment start), this pipe by its first frame. Write
+        # times relative to the source's origin and give the pipe that first time back as
+        # -itsoffset, so picture and sound keep the offset they had in the source.
+        origin = Fraction(self.source.start_time or 0).limit_denominator(1_000_000) + \
+            Fraction(self.segment_start or 0).limit_denominator(1_000_000)
+        self._origin = origin
+        rel0 = pts * time_base - origin
+        self._shift = -rel0 if rel0 < 0 else Fraction(0)
+        in_args = ["-f", "matroska"]
+        if rel0:
+            in_args = ["-itsoffset", f"{float(rel0):.9f}", *in_args]
+        tools = ff.tools()
+        src_args: list[str] = []
+        if self.segment_start:
+            src_args += ["-ss", f"{self.segment_start:.6f}"]
+        if self.segment_duration:
+            src_args += ["-t", f"{self.segment_duration:.6f}"]
+        needs_source = bool(self.plan.stream_args) or not self.image_sequence
+        src = []
+        if needs_source and not self.source_is_stdin:
+            src = [*src_args, "-i", ff.file_arg(self.source.path)]
+        argv = [tools.ffmpeg, "-hide_banner", "-nostats", "-loglevel", "error", "-y",
+                *in_args, "-i", "pipe:0", *src, "-map", "0:v:0"]
+        stream_args = self.plan.stream_args if src else []
+        argv += stream_args
+        if src and self.container != "image2":
+            argv += ["-map_metadata", "1", "-map_chapters", "1"]
+        argv += self.plan.video_args + ["-fps_mode", "passthrough"]
+        if self.container in ("mp4", "mov"):
+            den = time_base.denominator if time_base.numerator == 1 and time_base.denominator <= 10_000_000 else None
+            if den:
+                argv += ["-enc_time_base:v", f"1/{den}", "-video_track_timescale", str(den)]
+            argv += ["-movflags", "+faststart" if self.container == "mp4" else "+write_colr"]
+        if self.to_stdout:
+            argv += ["-f", "matroska", "pipe:1"]
+            stdout = None  # inherit: the stream goes straight to our stdout
+        elif self.image_sequence:
+            self.temp = temp_path_for(self.final)
+            self.temp.mkdir(parents=True)
+            pattern = self.temp / ("frame_%06d." + ("png" if self.opts.codec == "png" else "tif"))
+            argv += ["-f", "image2", "-start_number", "0", ff.file_arg(pattern)]
+            stdout = subprocess.DEVNULL
+        else:
+            self.temp = temp_path_for(self.final)
+            argv += ["-f", self.container, ff.file_arg(self.temp)]
+            stdout = subprocess.DEVNULL
+        self.proc = ff.Process(argv, stdin=subprocess.PIPE, stdout=stdout if stdout is not None else 1,  # 1: our stdout
+                               path=str(self.final) if self.final else "-", what="encoding failed")
+        fps = self.source.fps
+        self.writer = RawMatroskaWriter(self.proc.stdin, w + self.plan.pad[0], h + self.plan.pad[1], depth,
+                                        frame_duration=(1 / fps) if fps else None)
+
+    def write(self, image: np.ndarray, pts: int, time_base: Fraction) -> None:
+        """Encode one (H, W, 3) RGB frame shown at ``pts * time_base`` seconds."""
+        if self.proc is None:
+            with self._lock:  # never start after (or while) another thread aborts
+                if self._closed:
+                    raise OutputError("output was aborted", path=str(self.final))
+                try:
+                    self._start(image, pts, time_base)
+                except OSError as e:
+                    raise OutputError(f"cannot write output: {e.strerror}", path=str(self.final)) from None
+        if any(self.plan.pad):
+            image = np.pad(image, ((0, self.plan.pad[1]), (0, self.plan.pad[0]), (0, 0)), mode="edge")
+        try:
+            t = pts * time_base - self._origin + self._shift
+            self.writer.write(np.ascontiguousarray(image), t.numerator, Fraction(1, t.denominator))
+        except OSError:  # ffmpeg went away (broken pipe): its stderr says why
+            self.proc.wait(timeout=30)
+            raise self._error() from None
+        self.frames += 1
+
+    def _error(self) -> FFmpegError:
+        err = self.proc.error()
+        low = " ".join(err.stderr_tail).lower()
+        if "no space left" in low or "file too large" in low:
+            err.hint = "free some disk space or choose another output folder"
+        return err
+
+    def close(self) -> Path | None:
+        """Finish encoding and move the output into place. Returns the final path."""
+        if self._closed:
+            return self.final
+        if self.proc is None:
+            raise OutputError("no frames to encode", path=str(self.final))
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        if self.proc.wait() != 0:
+            err = self._error()
+            self.abort()
+            raise err
+        if self.frames == 0:
+            self.abort()
+            raise OutputError("no frames were encoded", path=str(self.final))
+        self._closed = True
+        if self.to_stdout:
+            return None
+        if self.image_sequence and self.final.exists():
+            old = self.final.with_name(f".{self.final.name}.old-{uuid.uuid4().hex[:6]}")
+            os.replace(self.final, old)
+            os.replace(self.temp, self.final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(self.temp, self.final)
+        return self.final
+
+    def abort(self) -> None:
+        """Stop ffmpeg and remove the temporary output."""
+        with self._lock:
+            self._abort()
+
+    def _abort(self) -> None:
+        self._closed = True
+        if self.proc is not None:
+            self.proc.kill()
+        if self.temp is not None and self.temp.exists():
+            if self.temp.is_dir():
+                shutil.rmtree(self.temp, ignore_errors=True)
+            else:
+                try:
+                    self.temp.unlink()
+                except OSError:
+                    pass

@@ -1,0 +1,386 @@
+"""A media file to a :class:`VideoInfo`: with ffprobe where it is found, else from ffmpeg alone."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import stat
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+
+from enhancer.errors import FFmpegError, InputError
+from enhancer.io import ffmpeg as ff
+
+
+@dataclass
+class AudioStream:
+    index: int  # absolute stream index in the file
+    codec: str
+    sample_rate: int | None = None
+    channels: str | None = None  # layout as ffmpeg names it: mono, stereo, 5.1 ...
+    language: str | None = None
+
+
+@dataclass
+class SubtitleStream:
+    index: int
+    codec: str
+    language: str | None = None
+
+    @property
+    def is_text(self) -> bool:
+        return self.codec in TEXT_SUBTITLE_CODECS
+
+
+TEXT_SUBTITLE_CODECS = {"subrip", "srt", "ass", "ssa", "mov_text", "webvtt", "text", "microdvd", "subviewer"}
+
+
+@dataclass
+class VideoInfo:
+    """What enhancer needs to know about a file before decoding it."""
+
+    path: str
+    container: str
+    codec: str
+    width: int  # as stored (before rotation)
+    height: int
+    pix_fmt: str
+    bit_depth: int
+    fps: Fraction  # average frame rate (0 if unknown)
+    time_base: Fraction | None
+    duration: float | None  # seconds
+    start_time: float
+    frame_count: int | None
+    frame_count_exact: bool
+    sar: Fraction = Fraction(1)
+    color_range: str | None = None  # tv | pc
+    color_space: str | None = None  # matrix: bt709, bt470bg, smpte170m, bt2020nc ...
+    color_primaries: str | None = None
+    color_transfer: str | None = None
+    rotation: int = 0  # degrees counter-clockwise a player rotates by (as ffprobe reports), 0/90/180/270
+    field_order: str = "unknown"  # progressive | tt | bb | tb | bt | unknown
+    video_index: int = 0  # absolute index of the video stream decoded
+    audio: list[AudioStream] = field(default_factory=list)
+    subtitles: list[SubtitleStream] = field(default_factory=list)
+    chapters: int = 0
+    image_sequence: bool = False
+    probed_with: str = "ffmpeg"
+
+    @property
+    def display_width(self) -> int:
+        return self.height if self.rotation in (90, 270) else self.width
+
+    @property
+    def display_height(self) -> int:
+        return self.width if self.rotation in (90, 270) else self.height
+
+    @property
+    def interlaced(self) -> bool | None:
+        """True/False where the stream says, None where it does not."""
+        if self.field_order == "unknown":
+            return None
+        return self.field_order != "progressive"
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["fps"] = f"{self.fps.numerator}/{self.fps.denominator}"
+        d["fps_float"] = round(float(self.fps), 6)
+        d["time_base"] = (f"{self.time_base.numerator}/{self.time_base.denominator}"
+                          if self.time_base else None)
+        d["sar"] = f"{self.sar.numerator}:{self.sar.denominator}"
+        d["display_width"], d["display_height"] = self.display_width, self.display_height
+        return d
+
+
+# ---------------------------------------------------------------------------------------------
+def bit_depth_of(pix_fmt: str) -> int:
+    """Bits per component of an ffmpeg pixel format name (yuv420p10le -> 10, rgb48le -> 16)."""
+    m = re.search(r"p(\d{2})(?:le|be)?$", pix_fmt) or re.search(r"(?:y|x|v|ayuv)(\d{2})\d*(?:le|be)$", pix_fmt)
+    if m:
+        return int(m.group(1))
+    if re.match(r"(rgb|bgr)(48|64)|rgba64|bgra64|gray16|ya16|gbrap?16|yuva?4\d\dp16|p016|xyz12", pix_fmt):
+        return 16
+    if re.match(r"gray(9|10|12|14)", pix_fmt):
+        return int(re.match(r"gray(\d+)", pix_fmt).group(1))
+    if re.match(r"(p010|y210|xv30|x2rgb10|x2bgr10|v30x)", pix_fmt):
+        return 10
+    if re.match(r"(p012|y212|xv36)", pix_fmt):
+        return 12
+    if re.match(r"(grayf32|gbrpf32|gbrapf32|rgbf32|rgbaf32)", pix_fmt):
+        return 16
+    return 8
+
+
+_FIELD_ORDERS = {"progressive": "progressive", "top first": "tt", "bottom first": "bb",
+                 "top coded first (swapped)": "tb", "bottom coded first (swapped)": "bt",
+                 "tt": "tt", "bb": "bb", "tb": "tb", "bt": "bt"}
+_COMMON_RATES = {"23.98": Fraction(24000, 1001), "23.976": Fraction(24000, 1001), "29.97": Fraction(30000, 1001),
+                 "59.94": Fraction(60000, 1001), "119.88": Fraction(120000, 1001), "47.95": Fraction(48000, 1001)}
+
+
+def _rate(text: str | None) -> Fraction:
+    if not text:
+        return Fraction(0)
+    text = text.strip()
+    if "/" in text:
+        num, den = text.split("/", 1)
+        return Fraction(int(num), int(den)) if int(den) else Fraction(0)
+    if text in _COMMON_RATES:
+        return _COMMON_RATES[text]
+    mult = 1000 if text.endswith("k") else 1
+    try:
+        return Fraction(text.rstrip("k")).limit_denominator(1001) * mult
+    except ValueError:
+        return Fraction(0)
+
+
+def _split_top(text: str) -> list[str]:
+    """Split on ', ' outside parentheses and brackets."""
+    out, depth, cur = [], 0, []
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch in "([":
+            depth += 1
+        elif ch in ")]":
+            depth -= 1
+        if depth == 0 and text.startswith(", ", i):
+            out.append("".join(cur))
+            cur = []
+            i += 2
+            continue
+        cur.append(ch)
+        i += 1
+    out.append("".join(cur))
+    return [s.strip() for s in out]
+
+
+def _check_readable(path: str) -> None:
+    if path in ("-", "pipe:", "pipe:0"):
+        return
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise InputError("no such file", path=path) from None
+    except PermissionError:
+        raise InputError("permission denied", path=path, hint="check the file's permissions") from None
+    except OSError as e:
+        raise InputError(f"cannot open: {e.strerror}", path=path) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise InputError("is a folder, not a video file", path=path, hint="pass files, or a folder without -o FILE")
+    if st.st_size == 0:
+        raise InputError("empty file (0 bytes)", path=path)
+    if not os.access(path, os.R_OK):
+        raise InputError("permission denied", path=path, hint="check the file's permissions")
+
+
+def _no_video(path: str, info_audio: list) -> InputError:
+    if info_audio:
+        return InputError("has no video stream (an audio-only file)", path=path)
+    return InputError("has no video stream", path=path)
+
+
+# ---------------------------------------------------------------------------------------------
+def _parse_ffmpeg_banner(path: str, text: str) -> VideoInfo:
+    """Parse the stream listing that ``ffmpeg -i FILE`` prints."""
+    container = ""
+    m = re.search(r"^Input #0, (.+?), from ", text, re.M)
+    if m:
+        container = m.group(1)
+    duration = None
+    start = 0.0
+    m = re.search(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)", text)
+    if m:
+        duration = int(m.group(1)) * 3600 + int(m.group(2)) * 60 + float(m.group(3))
+    m = re.search(r"start: (-?\d+(?:\.\d+)?)", text)
+    if m:
+        start = float(m.group(1))
+    chapters = len(re.findall(r"^\s+Chapter #0:\d+", text, re.M))
+
+    # Split into per-stream blocks so side data and metadata stay with their stream.
+    blocks = re.split(r"^(?=\s*Stream #0:)", text, flags=re.M)
+    video: dict | None = None
+    audio: list[AudioStream] = []
+    subs: list[SubtitleStream] = []
+    for block in blocks:
+        m = re.match(r"\s*Stream #0:(\d+)(?:\[0x[0-9a-fA-F]+\])?(?:\((\w+)\))?: (Video|Audio|Subtitle|Data|Attachment): "
+                     r"(.*)", block)
+        if not m:
+            continue
+        idx, lang, kind, rest = int(m.group(1)), m.group(2), m.group(3), m.group(4)
+        tokens = _split_top(rest)
+        codec = tokens[0].split()[0] if tokens and tokens[0] else "unknown"
+        if kind == "Audio":
+            sr = next((int(t.split()[0]) for t in tokens if t.endswith(" Hz")), None)
+            layout = tokens[2] if len(tokens) > 2 else None
+            audio.append(AudioStream(idx, codec, sr, layout, lang if lang != "und" else None))
+        elif kind == "Subtitle":
+            subs.append(SubtitleStream(idx, codec, lang if lang != "und" else None))
+        elif kind == "Video" and video is None:
+            if "(attached pic)" in rest:
+                continue
+            v: dict = {"index": idx, "codec": codec}
+            for t in tokens[1:]:
+                sm = re.match(r"(\d+)x(\d+)(?:\s*\[SAR (\d+):(\d+) DAR \d+:\d+\])?", t)
+                if sm and "width" not in v:
+                    v["width"], v["height"] = int(sm.group(1)), int(sm.group(2))
+                    if sm.group(3) and int(sm.group(4)):
+                        v["sar"] = Fraction(int(sm.group(3)), int(sm.group(4)))
+                    continue
+                pm = re.match(r"([a-z0-9_]+)(?:\((.*)\))?$", t)
+                if pm and "pix_fmt" not in v and not re.match(r"\d", t):
+                    v["pix_fmt"] = pm.group(1)
+                    for part in _split_top(pm.group(2) or ""):
+                        if part in ("tv", "pc"):
+                            v["color_range"] = part
+                        elif part in _FIELD_ORDERS:
+                            v["field_order"] = _FIELD_ORDERS[part]
+                        elif re.match(r"^[a-z0-9_\-]+(/[a-z0-9_\-]+){0,2}$", part):
+                            bits = part.split("/")
+                            if len(bits) == 1:
+                                bits = bits * 3
+                            for key, val in zip(("color_space", "color_primaries", "color_transfer"), bits):
+                                if val != "unknown":
+                                    v[key] = val
+                    continue
+                fm = re.match(r"([\d.]+k?) (fps|tbr|tbn)\b", t)
+                if fm:
+                    v[fm.group(2)] = fm.group(1)
+            rm = re.search(r"rotation of (-?\d+(?:\.\d+)?) degrees", block, re.I)
+            if rm:
+                v["rotation"] = int(round(float(rm.group(1)))) % 360
+            nm = re.search(r"^\s+NUMBER_OF_FRAMES(?:-\w+)?\s*:\s*(\d+)", block, re.M)
+            if nm:
+                v["nb_frames"] = int(nm.group(1))
+            dm = re.search(r"^\s+DURATION(?:-\w+)?\s*:\s*(\d+):(\d+):(\d+(?:\.\d+)?)", block, re.M)
+            if dm:
+                v["duration"] = int(dm.group(1)) * 3600 + int(dm.group(2)) * 60 + float(dm.group(3))
+            video = v
+    if video is None or "width" not in video:
+        raise _no_video(path, audio)
+    fps = _rate(video.get("fps")) or _rate(video.get("tbr"))
+    tbn = _rate(video.get("tbn"))
+    vdur = video.get("duration", duration)
+    count = video.get("nb_frames")
+    exact = count is not None
+    if count is None and vdur and fps:
+        count = max(1, int(round(vdur * float(fps))))
+    pix_fmt = video.get("pix_fmt", "unknown")
+    return VideoInfo(
+        path=path, container=container, codec=video["codec"], width=video["width"], height=video["height"],
+        pix_fmt=pix_fmt, bit_depth=bit_depth_of(pix_fmt), fps=fps,
+        time_base=(1 / tbn) if tbn else None, duration=vdur, start_time=start, frame_count=count,
+        frame_count_exact=exact, sar=video.get("sar", Fraction(1)), color_range=video.get("color_range"),
+        color_space=video.get("color_space"), color_primaries=video.get("color_primaries"),
+        color_transfer=video.get("color_transfer"), rotation=video.get("rotation", 0),
+        field_order=video.get("field_order", "unknown"), video_index=video["index"], audio=audio,
+        subtitles=subs, chapters=chapters, probed_with="ffmpeg")
+
+
+def _probe_ffmpeg(path: str, input_args: list[str]) -> VideoInfo:
+    argv = [ff.tools().ffmpeg, "-hide_banner", "-nostdin", *input_args, "-i", ff.file_arg(path)]
+    try:
+        proc = ff.run(argv, path=path, what="probing failed", timeout=120, check=False)
+    except FFmpegError as e:
+        raise InputError(e.reason, path=path) from None
+    text = proc.stderr.decode("utf-8", "replace")
+    if not re.search(r"^Input #0", text, re.M):
+        reason = ff.summarize(text.splitlines()[-10:])
+        raise InputError(f"not a readable video ({reason})", path=path)
+    return _parse_ffmpeg_banner(path, text)
+
+
+def _probe_ffprobe(path: str, ffprobe: str, input_args: list[str]) -> VideoInfo:
+    argv = [ffprobe, "-v", "error", *input_args, "-show_format", "-show_streams", "-show_chapters", "-of", "json",
+            ff.file_arg(path)]
+    try:
+        proc = ff.run(argv, path=path, what="ffprobe failed", timeout=120)
+    except FFmpegError as e:
+        reason = ff.summarize(e.stderr_tail) if e.stderr_tail else e.reason
+        raise InputError(f"not a readable video ({reason})", path=path) from None
+    data = json.loads(proc.stdout.decode("utf-8", "replace") or "{}")
+    fmt = data.get("format", {})
+    streams = data.get("streams", [])
+    audio = [AudioStream(s["index"], s.get("codec_name", "unknown"), int(s["sample_rate"]) if s.get("sample_rate") else None,
+                         s.get("channel_layout"), (s.get("tags") or {}).get("language"))
+             for s in streams if s.get("codec_type") == "audio"]
+    subs = [SubtitleStream(s["index"], s.get("codec_name", "unknown"), (s.get("tags") or {}).get("language"))
+            for s in streams if s.get("codec_type") == "subtitle"]
+    vids = [s for s in streams if s.get("codec_type") == "video" and not (s.get("disposition") or {}).get("attached_pic")]
+    if not vids:
+        raise _no_video(path, audio)
+    v = vids[0]
+    rotation = 0
+    for sd in v.get("side_data_list", []) or []:
+        if "rotation" in sd:
+            rotation = int(round(float(sd["rotation"]))) % 360
+    if not rotation and (v.get("tags") or {}).get("rotate"):
+        rotation = (-int((v["tags"])["rotate"])) % 360
+    fps = _rate(v.get("avg_frame_rate")) or _rate(v.get("r_frame_rate"))
+    tb = _rate(v.get("time_base")) or None
+    dur = v.get("duration") or fmt.get("duration")
+    dur = float(dur) if dur not in (None, "N/A") else None
+    tags = v.get("tags") or {}
+    nb = v.get("nb_frames") or next((tags[k] for k in tags if k.upper().startswith("NUMBER_OF_FRAMES")), None)
+    count = int(nb) if nb not in (None, "N/A") and str(nb).isdigit() else None
+    exact = count is not None and count > 0
+    if not exact:
+        count = max(1, int(round(dur * float(fps)))) if dur and fps else None
+    pix_fmt = v.get("pix_fmt") or "unknown"
+    depth = int(v["bits_per_raw_sample"]) if str(v.get("bits_per_raw_sample", "")).isdigit() else bit_depth_of(pix_fmt)
+    sar = _rate((v.get("sample_aspect_ratio") or "1:1").replace(":", "/")) or Fraction(1)
+
+    def known(key):
+        val = v.get(key)
+        return None if val in (None, "unknown", "reserved") else val
+
+    return VideoInfo(
+        path=path, container=fmt.get("format_name", ""), codec=v.get("codec_name", "unknown"),
+        width=int(v.get("width", 0)), height=int(v.get("height", 0)), pix_fmt=pix_fmt,
+        bit_depth=max(depth, bit_depth_of(pix_fmt)), fps=fps, time_base=tb, duration=dur,
+        start_time=float(fmt.get("start_time", 0) or 0), frame_count=count, frame_count_exact=exact, sar=sar,
+        color_range=known("color_range"), color_space=known("color_space"), color_primaries=known("color_primaries"),
+        color_transfer=known("color_transfer"), rotation=rotation,
+        field_order=_FIELD_ORDERS.get(v.get("field_order", ""), "unknown"), video_index=int(v["index"]),
+        audio=audio, subtitles=subs, chapters=len(data.get("chapters", [])), probed_with="ffprobe")
+
+
+def probe(path: str, *, input_args: list[str] | None = None, use_ffprobe: bool = True) -> VideoInfo:
+    """Describe the first video stream of ``path`` (and list its audio and subtitle streams).
+
+    ``input_args`` are ffmpeg input options that must precede ``-i`` (image sequences use them).
+    Raises :class:`InputError` with a one-line reason for anything that is not a usable video.
+    """
+    path = os.fspath(path)
+    input_args = list(input_args or [])
+    if not input_args:
+        _check_readable(path)
+    tools = ff.tools()
+    if tools.ffprobe and use_ffprobe:
+        info = _probe_ffprobe(path, tools.ffprobe, input_args)
+    else:
+        info = _probe_ffmpeg(path, input_args)
+    if info.width <= 0 or info.height <= 0:
+        raise InputError("video stream has no frame size (damaged or unsupported codec)", path=path)
+    return info
+
+
+def count_frames(path: str, *, input_args: list[str] | None = None, stream: int | None = None) -> int:
+    """Count the video packets of a file without decoding (exact for nearly every container)."""
+    sel = f"0:{stream}" if stream is not None else "0:v:0"
+    argv = [ff.tools().ffmpeg, "-hide_banner", "-nostdin", "-nostats", "-v", "error", *(input_args or []),
+            "-i", ff.file_arg(path), "-map", sel, "-c", "copy", "-f", "null", "-progress", "pipe:1", "-"]
+    proc = ff.run(argv, path=path, what="counting frames failed")
+    frames = re.findall(r"^frame=(\d+)", proc.stdout.decode("ascii", "replace"), re.M)
+    if not frames:
+        raise InputError("could not count frames", path=path)
+    return int(frames[-1])
+
+
+def fraction_str(x: Fraction) -> str:
+    return f"{x.numerator}/{x.denominator}"
+
+
+def is_finite(x: float | None) -> bool:
+    return x is not None and math.isfinite(x)

@@ -1,0 +1,144 @@
+"""The command line as a user runs it: batches, naming, exit codes, JSON lines, bad input."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from conftest import make_clip, run_cli
+from enhancer.io import ffmpeg as ff
+from enhancer.io.probe import count_frames, probe
+
+
+def _json_lines(stdout: str) -> list[dict]:
+    return [json.loads(line) for line in stdout.splitlines() if line.strip()]
+
+
+def test_batch_goes_on_after_a_bad_file_and_reports_json(tmp_path):
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    make_clip(src / "a.mp4", seconds=0.5)
+    make_clip(src / "sub" / "b.mkv", seconds=0.5, audio=False)
+    (src / "broken.mp4").write_bytes(os.urandom(4096))
+    (src / "notes.txt").write_text("not a video")
+    out = tmp_path / "out"
+    r = run_cli("enhance", str(src), "-o", str(out), "--recursive", "--json", "-q")
+    assert r.returncode == 1, r.stderr
+    rows = {Path(row["input"]).name: row for row in _json_lines(r.stdout)}
+    assert set(rows) == {"a.mp4", "b.mkv", "broken.mp4"}
+    assert rows["a.mp4"]["status"] == "done" and rows["a.mp4"]["frames"] == 12
+    assert rows["b.mkv"]["status"] == "done"
+    assert rows["broken.mp4"]["status"] == "failed"
+    assert "broken.mp4" in rows["broken.mp4"]["error"] and "\n" not in rows["broken.mp4"]["error"]
+    assert (out / "a.mp4").exists() and (out / "sub" / "b.mkv").exists()
+    assert not (out / "broken.mp4").exists()
+    assert not [p for p in out.rglob(".*")], "temporary files left behind"
+    assert r.stderr.count("broken.mp4") >= 1 and "Traceback" not in r.stderr
+    # a rerun skips what is done and still reports the bad file
+    r2 = run_cli("enhance", str(src), "-o", str(out), "--recursive", "--json", "-q")
+    rows2 = {Path(row["input"]).name: row["status"] for row in _json_lines(r2.stdout)}
+    assert rows2 == {"a.mp4": "skipped", "b.mkv": "skipped", "broken.mp4": "failed"}
+
+
+def test_single_file_output_name_and_overwrite(tmp_path):
+    src = make_clip(tmp_path / "clip.mp4", seconds=0.5)
+    dst = tmp_path / "result.mkv"
+    r = run_cli("enhance", str(src), "-o", str(dst), "--scale", "4", "-q")
+    assert r.returncode == 0, r.stderr
+    info = probe(str(dst))
+    assert (info.width, info.height) == (384, 256) and info.container.startswith("matroska")
+    mtime = dst.stat().st_mtime_ns
+    r = run_cli("enhance", str(src), "-o", str(dst), "-q")
+    assert r.returncode == 0 and dst.stat().st_mtime_ns == mtime  # skipped
+    r = run_cli("enhance", str(src), "-o", str(dst), "--overwrite", "--json", "-q")
+    assert _json_lines(r.stdout)[0]["status"] == "done" and dst.stat().st_mtime_ns != mtime
+
+
+def test_output_never_replaces_input(tmp_path):
+    src = make_clip(tmp_path / "clip.mp4", seconds=0.5)
+    before = src.read_bytes()
+    r = run_cli("enhance", str(tmp_path), "-o", str(tmp_path), "--json", "-q")
+    assert r.returncode == 0, r.stderr
+    row = _json_lines(r.stdout)[0]
+    assert Path(row["output"]).name == "clip.enhanced.mp4"
+    assert src.read_bytes() == before
+
+
+def test_dry_run_writes_nothing(tmp_path):
+    src = make_clip(tmp_path / "clip.mp4", seconds=0.5)
+    r = run_cli("enhance", str(src), "-o", str(tmp_path / "out"), "--dry-run", "--json")
+    assert r.returncode == 0
+    assert _json_lines(r.stdout)[0]["status"] == "planned"
+    assert not (tmp_path / "out").exists()
+
+
+def test_usage_errors_exit_2(tmp_path):
+    src = make_clip(tmp_path / "clip.mp4", seconds=0.5)
+    assert run_cli("enhance", str(src)).returncode == 2  # no -o
+    assert run_cli("enhance", str(src), "-o", "x.mp4", "--scale", "3").returncode == 2
+    assert run_cli("enhance", str(src), "-o", "x.mp4", "--model", "nope").returncode == 2
+    assert run_cli("enhance", str(tmp_path / "empty_dir_*"), "-o", "o").returncode == 1  # no such file
+    r = run_cli("enhance", str(src), "-o", "x.mp4", "--ffmpeg", str(tmp_path / "no-ffmpeg"))
+    assert r.returncode == 2 and "no-ffmpeg" in r.stderr
+    r = run_cli("enhance", str(src), "-o", "x.mp4", "--start", "abc")
+    assert r.returncode == 2
+
+
+def test_ffmpeg_from_environment_is_used(tmp_path):
+    src = make_clip(tmp_path / "clip.mp4", seconds=0.5)
+    wrapper = tmp_path / "bin" / "my-ffmpeg"
+    wrapper.parent.mkdir()
+    marker = tmp_path / "called"
+    wrapper.write_text(f"#!/bin/sh\ntouch '{marker}'\nexec '{ff.tools().ffmpeg}' \"$@\"\n")
+    wrapper.chmod(0o755)
+    r = run_cli("enhance", str(src), "-o", str(tmp_path / "o.mp4"), "-q", "-v", env={"ENHANCER_FFMPEG": str(wrapper)})
+    assert r.returncode == 0, r.stderr
+    assert marker.exists() and "my-ffmpeg" in r.stderr  # -v shows the commands
+
+
+def test_probe_command(tmp_path):
+    src = make_clip(tmp_path / "clip.mp4", seconds=1)
+    r = run_cli("probe", str(src), "--json", "--count")
+    assert r.returncode == 0
+    d = json.loads(r.stdout)
+    assert d["frame_count"] == 25 and d["frame_count_exact"] and d["width"] == 96
+    r = run_cli("probe", str(tmp_path / "missing.mp4"))
+    assert r.returncode == 1 and "missing.mp4: no such file" in r.stderr
+
+
+def test_glob_and_segment_and_image_sequence(tmp_path):
+    make_clip(tmp_path / "one.mp4", seconds=2)
+    make_clip(tmp_path / "two.mp4", seconds=2)
+    out = tmp_path / "out"
+    r = run_cli("enhance", str(tmp_path / "*.mp4"), "-o", str(out), "--start", "0:00.5", "--duration", "1",
+                "--codec", "png", "--json", "-q")
+    assert r.returncode == 0, r.stderr
+    rows = _json_lines(r.stdout)
+    assert [row["status"] for row in rows] == ["done", "done"]
+    assert len(list((out / "one_frames").glob("*.png"))) == 25
+
+
+def test_module_entry_point_and_help():
+    r = run_cli("--help")
+    assert r.returncode == 0 and "enhance" in r.stdout
+    r = run_cli("enhance", "--help")
+    assert "--skip-existing" in r.stdout and "--codec" in r.stdout
+
+
+def test_unwritable_output_folder(tmp_path):
+    if os.geteuid() == 0:
+        # root ignores permissions: use a path below a regular file instead
+        blocker = tmp_path / "file"
+        blocker.write_text("x")
+        target = blocker / "out"
+    else:
+        target = tmp_path / "ro"
+        target.mkdir()
+        target.chmod(0o500)
+    src = make_clip(tmp_path / "clip.mp4", seconds=0.5)
+    r = run_cli("enhance", str(src), "-o", str(target), "--json", "-q")
+    assert r.returncode == 1
+    row = _json_lines(r.stdout)[0]
+    assert row["status"] == "failed" and "output folder" in row["error"]
+    shutil.rmtree(tmp_path / "ro", ignore_errors=True)

@@ -1,0 +1,278 @@
+"""Streaming I/O invariants: frames, timestamps, audio, subtitles, colour depth, rotation, scan."""
+from __future__ import annotations
+
+import subprocess
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import decode_frames, make_clip, packet_times, stream_md5
+from enhancer.errors import EnhancerError, InputError
+from enhancer.infer.engine import EnhanceOptions, enhance_video
+from enhancer.infer.restorer import ClassicalUpscaler
+from enhancer.io import ffmpeg as ff
+from enhancer.io.muxer import EncodeOptions
+from enhancer.io.probe import bit_depth_of, count_frames, probe
+from enhancer.io.reader import FrameReader
+
+QUIET = EnhanceOptions(progress=False)
+
+
+def enhance(src: Path, dst: Path, scale: int = 2, codec: str = "h264", opts: EnhanceOptions = QUIET, **enc):
+    info = probe(str(src))
+    return enhance_video(info, str(dst), ClassicalUpscaler("lanczos", scale), EncodeOptions(codec=codec, **enc), opts)
+
+
+def test_frames_duration_and_audio_preserved(tmp_path):
+    src = make_clip(tmp_path / "in.mp4", seconds=2, rate="30000/1001")
+    dst = tmp_path / "out.mp4"
+    res = enhance(src, dst)
+    n_in, n_out = count_frames(str(src)), count_frames(str(dst))
+    assert n_in == n_out == res.frames
+    tin, tout = packet_times(src), packet_times(dst)
+    assert len(tin) == len(tout)
+    assert max(abs(a - b) for a, b in zip(tin, tout)) < 1e-4
+    info_in, info_out = probe(str(src)), probe(str(dst))
+    assert abs(info_in.duration - info_out.duration) <= 1 / 29.97 + 1e-3
+    assert (info_out.width, info_out.height) == (192, 128)
+    assert stream_md5(src, "a:0") == stream_md5(dst, "a:0")  # copied, not re-encoded
+    assert info_out.audio[0].codec == "aac"
+
+
+def test_variable_frame_rate_timestamps_survive(tmp_path):
+    # frame n shown at (n + floor(n/3)) / 25 s: a gap every third frame
+    src = make_clip(tmp_path / "vfr.mkv", seconds=2, vf="setpts='(N+floor(N/3))/25/TB'",
+                    extra_out=["-fps_mode", "passthrough"], audio=False)
+    for ext in (".mkv", ".mp4"):
+        dst = tmp_path / f"out{ext}"
+        enhance(src, dst)
+        tin, tout = packet_times(src), packet_times(dst)
+        assert len(tin) == len(tout) > 10
+        deltas = np.diff(tout)
+        assert deltas.max() > deltas.min() * 1.5, "output became constant frame rate"
+        assert max(abs(a - b) for a, b in zip(tin, tout)) <= 0.0011  # mkv stores milliseconds
+
+
+@pytest.mark.parametrize("codec,ext", [("prores", ".mov"), ("ffv1", ".mkv"), ("h265", ".mkv")])
+def test_ten_bit_in_ten_bit_out(tmp_path, codec, ext):
+    src = make_clip(tmp_path / "in10.mkv", vcodec="ffv1", pix_fmt="yuv422p10le", audio=False, seconds=0.4)
+    assert probe(str(src)).bit_depth == 10
+    dst = tmp_path / f"out{ext}"
+    enhance(src, dst, codec=codec)
+    out = probe(str(dst))
+    assert out.bit_depth >= 10, out.pix_fmt
+    # the decoded 16-bit frames really use more than 8 bits of precision
+    frames = decode_frames(dst, "rgb48le")
+    assert np.any(frames % 256 != 0)
+
+
+def test_ten_bit_reader_keeps_precision(tmp_path):
+    src = make_clip(tmp_path / "in10.mkv", vcodec="ffv1", pix_fmt="yuv444p10le", audio=False, seconds=0.2,
+                    src="gradients")
+    info = probe(str(src))
+    with FrameReader(info) as reader:
+        frame = next(iter(reader))
+    assert frame.image.dtype == np.uint16
+    # 8-bit data widened to 16 bits would be multiples of 257; real 10-bit data is not
+    assert np.mean(frame.image % 257 != 0) > 0.5
+
+
+def test_rotated_input_comes_out_upright(tmp_path):
+    plain = make_clip(tmp_path / "plain.mp4", size="96x64", audio=False, seconds=0.4)
+    rotated = tmp_path / "rot.mp4"
+    subprocess.run([ff.tools().ffmpeg, "-loglevel", "error", "-y", "-display_rotation", "90", "-i", str(plain),
+                    "-c", "copy", str(rotated)], check=True)
+    info = probe(str(rotated))
+    assert info.rotation == 90 and (info.display_width, info.display_height) == (64, 96)
+    dst = tmp_path / "out.mp4"
+    enhance(rotated, dst, scale=1)
+    out = probe(str(dst))
+    assert out.rotation == 0
+    assert (out.width, out.height) == (64, 96)
+    # content matches what a player shows for the rotated source
+    shown = decode_frames(rotated)  # ffmpeg applies the rotation when decoding
+    got = decode_frames(dst)
+    assert shown.shape == got.shape
+    err = np.abs(shown.astype(int) - got.astype(int)).mean()
+    err_upside_down = np.abs(shown[:, ::-1, ::-1].astype(int) - got.astype(int)).mean()
+    assert err < 12 and err < err_upside_down / 3
+
+
+@pytest.mark.parametrize("pix_fmt,expect", [(None, (98, 72)), ("yuv444p", (97, 71))])
+def test_odd_sizes(tmp_path, pix_fmt, expect):
+    src = make_clip(tmp_path / "odd.mkv", size="98x72", vf="scale=97:71", vcodec="ffv1", pix_fmt="yuv444p",
+                    seconds=0.4)
+    dst = tmp_path / "out.mkv"
+    res = enhance(src, dst, scale=1, pix_fmt=pix_fmt)
+    out = probe(str(dst))
+    assert (out.width, out.height) == expect
+    assert count_frames(str(dst)) == count_frames(str(src))
+    if pix_fmt is None:
+        assert any("padded" in w for w in res.warnings)
+
+
+def _combing(frames: np.ndarray) -> float:
+    f = frames.astype(np.float32).mean(axis=3)
+    return float(np.abs(f[:, 1:-1] - 0.5 * (f[:, :-2] + f[:, 2:])).mean())
+
+
+def test_interlaced_input_is_deinterlaced_in_auto_mode(tmp_path):
+    # 50p motion woven into 25i fields (top field first), flagged interlaced by x264
+    src = make_clip(tmp_path / "int.mkv", size="128x96", rate="50", seconds=1, audio=False, src="color=c=black",
+                    vf="color=c=white:s=16x80[bar];[in][bar]overlay=x='mod(t*300,112)':y=8:shortest=1,"
+                       "tinterlace=mode=interleave_top,setfield=tff",
+                    extra_out=["-flags", "+ilme+ildct", "-x264opts", "tff=1"])
+    info = probe(str(src))
+    assert info.interlaced
+    auto, off = tmp_path / "auto.mkv", tmp_path / "off.mkv"
+    enhance(src, auto, scale=1, codec="ffv1")
+    enhance(src, off, scale=1, codec="ffv1", opts=EnhanceOptions(deinterlace="off", progress=False))
+    assert count_frames(str(auto)) == count_frames(str(src))
+    comb_auto, comb_off = _combing(decode_frames(auto)), _combing(decode_frames(off))
+    assert comb_auto < 0.7 * comb_off, (comb_auto, comb_off)
+
+
+def test_subtitles_chapters_and_metadata_kept_in_mkv(tmp_path):
+    base = make_clip(tmp_path / "base.mkv", seconds=2)
+    srt = tmp_path / "s.srt"
+    srt.write_text("1\n00:00:00,500 --> 00:00:01,500\nhello there\n", encoding="utf-8")
+    meta = tmp_path / "meta.txt"
+    meta.write_text(";FFMETADATA1\ntitle=My clip\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=0\nEND=1000\ntitle=One\n"
+                    "[CHAPTER]\nTIMEBASE=1/1000\nSTART=1000\nEND=2000\ntitle=Two\n", encoding="utf-8")
+    src = tmp_path / "in.mkv"
+    subprocess.run([ff.tools().ffmpeg, "-loglevel", "error", "-y", "-i", str(base), "-i", str(srt), "-i", str(meta),
+                    "-map", "0", "-map", "1", "-map_metadata", "2", "-map_chapters", "2", "-c", "copy",
+                    "-metadata:s:s:0", "language=fra", str(src)], check=True)
+    dst = tmp_path / "out.mkv"
+    enhance(src, dst)
+    out = probe(str(dst))
+    assert [s.codec for s in out.subtitles] == ["subrip"]
+    assert out.subtitles[0].language == "fra"
+    assert out.chapters == 2
+    text = subprocess.run([ff.tools().ffmpeg, "-loglevel", "error", "-i", str(dst), "-map", "0:s:0", "-f", "srt", "-"],
+                          capture_output=True, text=True, check=True).stdout
+    assert "hello there" in text
+    banner = subprocess.run([ff.tools().ffmpeg, "-hide_banner", "-i", str(dst)], capture_output=True, text=True).stderr
+    assert "My clip" in banner
+
+
+def test_subtitles_converted_for_mp4(tmp_path):
+    base = make_clip(tmp_path / "base.mkv", seconds=1)
+    srt = tmp_path / "s.srt"
+    srt.write_text("1\n00:00:00,100 --> 00:00:00,900\nbonjour\n", encoding="utf-8")
+    src = tmp_path / "in.mkv"
+    subprocess.run([ff.tools().ffmpeg, "-loglevel", "error", "-y", "-i", str(base), "-i", str(srt), "-map", "0",
+                    "-map", "1", "-c", "copy", str(src)], check=True)
+    dst = tmp_path / "out.mp4"
+    enhance(src, dst)
+    assert [s.codec for s in probe(str(dst)).subtitles] == ["mov_text"]
+
+
+def test_image_sequence_output(tmp_path):
+    src = make_clip(tmp_path / "in.mp4", seconds=0.4)
+    out_dir = tmp_path / "frames"
+    res = enhance(src, out_dir, codec="png")
+    files = sorted(out_dir.glob("frame_*.png"))
+    assert len(files) == count_frames(str(src)) == res.frames
+    assert any("no audio" in w for w in res.warnings)
+    import cv2
+
+    assert cv2.imread(str(files[0])).shape == (128, 192, 3)
+
+
+def test_segment_start_and_duration(tmp_path):
+    src = make_clip(tmp_path / "in.mp4", seconds=3)
+    dst = tmp_path / "seg.mp4"
+    res = enhance(src, dst, opts=EnhanceOptions(start=1.0, duration=1.0, progress=False))
+    assert res.frames == 25
+    out = probe(str(dst))
+    assert abs(out.duration - 1.0) < 0.1
+    times = packet_times(dst)
+    assert times[0] < 0.05  # starts at zero, not at 1 s
+    # A/V sync: the sound now at 0 s is the sound that was at 1 s (stream copy: same packets)
+    def crcs(path, start):
+        out = subprocess.run([ff.tools().ffmpeg, "-loglevel", "error", "-i", str(path), "-map", "0:a:0", "-c", "copy",
+                              "-f", "framecrc", "-"], capture_output=True, text=True, check=True).stdout
+        rows = [r.split(",") for r in out.splitlines() if r and not r.startswith("#")]
+        tb = 1 / 48000
+        return [r[5].strip() for r in rows if int(r[2]) * tb >= start - 1e-6][:10]
+
+    assert crcs(dst, 0.0) == crcs(src, 1.0)
+
+
+def test_failure_leaves_no_partial_output(tmp_path):
+    src = make_clip(tmp_path / "in.mp4", seconds=1)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+
+    class Exploding(ClassicalUpscaler):
+        calls = 0
+
+        def restore(self, images):
+            Exploding.calls += 1
+            if Exploding.calls > 5:
+                raise RuntimeError("boom")
+            return super().restore(images)
+
+    with pytest.raises(RuntimeError):
+        enhance_video(probe(str(src)), str(out_dir / "x.mp4"), Exploding("lanczos", 2), EncodeOptions(), QUIET)
+    assert list(out_dir.iterdir()) == []
+    # an encoder that refuses its options fails cleanly too
+    with pytest.raises(EnhancerError) as err:
+        enhance(src, out_dir / "y.mp4", pix_fmt="not_a_format")
+    assert "y.mp4" in str(err.value) or "encoding failed" in str(err.value)
+    assert list(out_dir.iterdir()) == []
+
+
+def test_probe_without_ffprobe_reads_everything(tmp_path):
+    src = make_clip(tmp_path / "in.mkv", size="64x48", rate="30000/1001", seconds=1,
+                    extra_out=["-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709"])
+    info = probe(str(src), use_ffprobe=False)
+    assert info.probed_with == "ffmpeg"
+    assert (info.width, info.height, info.fps) == (64, 48, Fraction(30000, 1001))
+    assert info.color_space == "bt709" and info.color_range == "tv"
+    assert info.field_order == "progressive"
+    assert [a.codec for a in info.audio] == ["aac"] and info.audio[0].sample_rate == 48000
+    assert abs(info.frame_count - 30) <= 1
+
+
+def test_bit_depth_names():
+    assert bit_depth_of("yuv420p") == 8
+    assert bit_depth_of("yuv420p10le") == 10
+    assert bit_depth_of("yuv444p12be") == 12
+    assert bit_depth_of("rgb48le") == 16
+    assert bit_depth_of("p010le") == 10
+    assert bit_depth_of("gray") == 8
+
+
+@pytest.mark.parametrize("content,reason", [(b"", "empty file"), (b"\x00garbage" * 500, "not a readable video")])
+def test_bad_inputs_raise_one_clear_line(tmp_path, content, reason):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(content)
+    with pytest.raises(InputError) as err:
+        probe(str(bad))
+    assert reason in str(err.value) and "bad.mp4" in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_audio_only_and_missing_and_directory(tmp_path):
+    audio = tmp_path / "a.m4a"
+    subprocess.run([ff.tools().ffmpeg, "-loglevel", "error", "-f", "lavfi", "-i", "sine=duration=0.5", str(audio)],
+                   check=True)
+    with pytest.raises(InputError, match="audio-only"):
+        probe(str(audio))
+    with pytest.raises(InputError, match="no such file"):
+        probe(str(tmp_path / "missing.mp4"))
+    with pytest.raises(InputError, match="folder"):
+        probe(str(tmp_path))
+
+
+def test_paths_that_look_like_options_or_protocols(tmp_path):
+    weird = tmp_path / "-y concat:é x.mp4"
+    make_clip(weird, seconds=0.4)
+    dst = tmp_path / "-out é.mp4"
+    res = enhance(weird, dst)
+    assert res.frames == count_frames(str(weird))
+    assert dst.exists()
