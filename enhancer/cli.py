@@ -83,7 +83,13 @@ def main() -> None:
 @click.option("--duration", default=None, help="Length of the segment to enhance (seconds or HH:MM:SS).")
 @click.option("--deinterlace", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
               help="bwdif deinterlacing; auto follows the stream's field order.")
-@click.option("--chunk", type=click.IntRange(1, 1024), default=None, help="Frames per model pass (speed/memory only).")
+@click.option("--chunk", type=click.IntRange(1, 1024), default=None,
+              help="Output frames per model pass (speed/memory only; default 8 on CPU, 16 on CUDA).")
+@click.option("--tile", default="auto", show_default=True,
+              help="Tile side in input pixels for the model, 0 for none, auto to fit free memory.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True,
+              help="auto: fp32 on CPU, bf16 (or fp16) on CUDA.")
 @click.option("--skip-existing/--overwrite", default=True, show_default=True,
               help="Skip inputs whose output exists, or redo them.")
 @click.option("--dry-run", is_flag=True, help="Show what would be done, do nothing.")
@@ -93,7 +99,7 @@ def main() -> None:
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or per-file lines (errors still print).")
 @click.option("-v", "--verbose", is_flag=True, help="Print every ffmpeg command.")
 def enhance(inputs, output, recursive, model, scale, codec, crf, preset, pix_fmt, container, audio, no_subtitles,
-            start, duration, deinterlace, chunk, skip_existing, dry_run, as_json, ffmpeg_path, quiet, verbose):
+            start, duration, deinterlace, chunk, tile, device, precision, skip_existing, dry_run, as_json, ffmpeg_path, quiet, verbose):
     """Enhance videos: files, folders and globs in INPUTS, results under OUTPUT."""
     from enhancer.batch import FileResult, discover, plan_jobs, reject_missing, report, run_batch
     from enhancer.infer.engine import EnhanceOptions
@@ -121,7 +127,10 @@ def enhance(inputs, output, recursive, model, scale, codec, crf, preset, pix_fmt
             report(FileResult(job.input, job.output, "planned"), as_json=as_json, quiet=False)
         return
     try:
-        restorer = load_restorer(model, scale=int(scale) if scale else None)
+        if tile not in ("auto",) and not str(tile).isdigit():
+            raise click.BadParameter("use a number of pixels, 0 or auto", param_hint="--tile")
+        restorer = load_restorer(model, scale=int(scale) if scale else None, device=device, precision=precision,
+                                 tile=tile if tile == "auto" else int(tile), chunk=chunk)
     except EnhancerError as e:
         raise click.UsageError(str(e)) from None
     interrupts = _Interrupts()
@@ -138,6 +147,34 @@ def enhance(inputs, output, recursive, model, scale, codec, crf, preset, pix_fmt
             if r.status == "failed":
                 print(f"  failed: {r.error}", file=sys.stderr)
     sys.exit(summary.exit_code)
+
+
+@main.command("models")
+@click.option("--json", "as_json", is_flag=True, help="Print the model cards as JSON lines.")
+def models_cmd(as_json):
+    """List the installed models with their cards."""
+    from enhancer import weights
+
+    found = weights.available()
+    if not found:
+        print("no models installed (classical: lanczos, bicubic, bilinear, nearest)")
+        return
+    for name, path in found.items():
+        try:
+            card = weights.read_card(path)
+        except EnhancerError as e:
+            print(f"error: {e}", file=sys.stderr)
+            continue
+        if as_json:
+            print(json.dumps({"name": name, "path": str(path), **card.__dict__}))
+            continue
+        print(f"{name}  (x{card.scale}, {card.arch} {card.config.get('channels', '?')}ch)  {path}")
+        if card.damage:
+            print(f"    repairs: {card.damage}")
+        for key, val in card.metrics.items():
+            print(f"    {key}: {val}")
+        if card.notes:
+            print(f"    {card.notes}")
 
 
 @main.command("probe")

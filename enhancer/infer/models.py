@@ -5,8 +5,19 @@ from enhancer.errors import EnhancerError
 from enhancer.infer.restorer import CLASSICAL, ClassicalUpscaler, Restorer
 
 
-def load_restorer(model: str, scale: int | None = None) -> Restorer:
-    """``lanczos`` / ``bicubic`` / ``bilinear`` / ``nearest``: classical, at ``scale`` (default 2)."""
+def load_restorer(model: str, scale: int | None = None, *, device: str = "auto", precision: str = "auto",
+                  tile: int | str | None = "auto", chunk: int | None = None) -> Restorer:
+    """``lanczos`` / ``bicubic`` / ``bilinear`` / ``nearest``: classical, at ``scale`` (default 2).
+    Anything else: a shipped model name (``enhancer models``) or a .safetensors path."""
     if model in CLASSICAL:
         return ClassicalUpscaler(model, scale or 2)
-    raise EnhancerError(f"unknown model {model!r}", hint=f"use one of {', '.join(CLASSICAL)}")
+    from enhancer import weights
+    from enhancer.infer.neural import ModelRestorer
+
+    path = weights.resolve(model)
+    generator, card = weights.load(path)
+    if scale is not None and scale != generator.scale:
+        raise EnhancerError(f"model {card.name} upscales x{generator.scale}, not x{scale}",
+                            hint=f"omit --scale, or pick a x{scale} model from `enhancer models`")
+    return ModelRestorer(generator, name=card.name, device=device, precision=precision, tile=tile, chunk=chunk,
+                         card=card.__dict__)

@@ -1,0 +1,126 @@
+"""Streaming I/O benchmark: measured figures beside a baseline measured in the same run.
+
+(a) Passthrough speed: enhancer's reader + muxer at scale 1 with the identity step, against a
+    plain ``ffmpeg -i in -c:v libx264 -crf 18 -preset medium out`` with the same settings, on a
+    720p clip. Prints both frames/s and their ratio (target >= 0.8).
+(b) Memory: peak RSS of the enhancer process (and of its whole process tree, ffmpeg included)
+    enhancing a 10 s and a 120 s clip, and their ratio (target <= 1.1: memory does not grow with
+    length).
+
+    python benchmarks/io_throughput.py [--input CLIP_720p] [--seconds 10]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from enhancer.io import ffmpeg as ff
+
+
+def make_clip(path: Path, size: str, seconds: float, rate: int = 30) -> None:
+    """Synthetic but codec-realistic footage: moving pattern plus temporal noise, with audio."""
+    ff.run([ff.tools().ffmpeg, "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+            f"testsrc2=size={size}:rate={rate}:duration={seconds}", "-f", "lavfi", "-i",
+            f"sine=frequency=440:duration={seconds}", "-vf", "noise=alls=6:allf=t", "-c:v", "libx264", "-crf", "20",
+            "-preset", "veryfast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", str(path)])
+
+
+def _tree_rss_kb(pid: int) -> int:
+    """RSS of a process and all its descendants, from /proc (Linux)."""
+    total = 0
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+            with open(f"/proc/{p}/task/{p}/children") as f:
+                todo += [int(c) for c in f.read().split()]
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+    return total
+
+
+def run_measured(argv: list[str]) -> tuple[float, int, int]:
+    """(seconds, own peak RSS in MiB, peak process-tree RSS in MiB) of a command."""
+    code = ("import resource, runpy, sys; sys.argv = ['enhancer'] + sys.argv[1:];\n"
+            "try:\n    runpy.run_module('enhancer', run_name='__main__')\n"
+            "except SystemExit as e:\n    rc = e.code\n"
+            "print('MAXRSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n")
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-c", code, *argv], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+    peak = [0]
+
+    def poll() -> None:
+        while proc.poll() is None:
+            peak[0] = max(peak[0], _tree_rss_kb(proc.pid))
+            time.sleep(0.05)
+
+    t = threading.Thread(target=poll, daemon=True)
+    t.start()
+    _, err = proc.communicate()
+    secs = time.perf_counter() - t0
+    t.join()
+    own = next((int(line.split()[1]) for line in err.splitlines() if line.startswith("MAXRSS")), 0)
+    if proc.returncode not in (0, None):
+        raise SystemExit(f"enhancer failed: {err[-2000:]}")
+    return secs, own // 1024, peak[0] // 1024
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--input", help="a 720p clip (default: generated, --seconds long)")
+    ap.add_argument("--seconds", type=float, default=10)
+    ap.add_argument("--skip-memory", action="store_true")
+    args = ap.parse_args()
+    tools = ff.configure()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmpd = Path(tmp)
+        src = Path(args.input) if args.input else tmpd / "in720.mp4"
+        if not args.input:
+            make_clip(src, "1280x720", args.seconds)
+        from enhancer.io.probe import count_frames
+
+        frames = count_frames(str(src))
+        # (a) baseline: plain ffmpeg, same encoder settings
+        t0 = time.perf_counter()
+        ff.run([tools.ffmpeg, "-hide_banner", "-loglevel", "error", "-y", "-i", str(src), "-map", "0:v:0",
+                "-map", "0:a?", "-c:a", "copy", "-c:v", "libx264", "-crf", "18", "-preset", "medium", "-pix_fmt",
+                "yuv420p", str(tmpd / "base.mp4")])
+        t_base = time.perf_counter() - t0
+        t_ours, _, _ = run_measured(["enhance", str(src), "-o", str(tmpd / "ours.mp4"), "--model", "lanczos",
+                                     "--scale", "1", "--crf", "18", "--preset", "medium", "-q"])
+        fps_base, fps_ours = frames / t_base, frames / t_ours
+        print(f"ffmpeg: {tools.ffmpeg}")
+        print(f"cpu cores: {os.cpu_count()}")
+        print(f"(a) passthrough, {frames} frames of 1280x720, libx264 crf 18 preset medium")
+        print(f"    plain ffmpeg        {fps_base:7.1f} frames/s  ({t_base:.1f} s)")
+        print(f"    enhancer (scale 1)  {fps_ours:7.1f} frames/s  ({t_ours:.1f} s)")
+        print(f"    ratio               {fps_ours / fps_base:7.2f}   (target >= 0.80)")
+        if args.skip_memory:
+            return
+        rows = []
+        for secs in (10, 120):
+            clip = tmpd / f"mem{secs}.mp4"
+            make_clip(clip, "320x180", secs)
+            t, own, tree = run_measured(["enhance", str(clip), "-o", str(tmpd / f"mem{secs}_out.mp4"), "--model",
+                                         "lanczos", "--scale", "2", "--preset", "ultrafast", "-q"])
+            rows.append((secs, t, own, tree))
+        print("(b) peak memory, 320x180 -> 640x360 lanczos, x264 ultrafast")
+        for secs, t, own, tree in rows:
+            print(f"    {secs:4d} s clip: enhancer process {own:5d} MiB, with ffmpeg children {tree:5d} MiB ({t:.1f} s)")
+        print(f"    ratio 120 s / 10 s: process {rows[1][2] / rows[0][2]:.2f}, tree {rows[1][3] / rows[0][3]:.2f}"
+              "   (target <= 1.10)")
+
+
+if __name__ == "__main__":
+    main()

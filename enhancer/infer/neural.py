@@ -1,0 +1,118 @@
+"""Runs a generator over windows of frames: device, precision, spatial tiling, OOM recovery.
+
+Tiles are cut with an overlap of at least the generator's spatial receptive radius and only
+their centres are kept, so a tiled result equals the untiled one (up to float rounding). Chunks
+over time need no such care: the generator consumes its temporal context (see
+:class:`~enhancer.models.generator.Generator`), and the reader supplies the same context around
+each frame however the video is chunked.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from enhancer.errors import EnhancerError
+from enhancer.infer.device import dtype_name, free_memory, select_device, select_dtype
+from enhancer.models.generator import Generator
+
+MIN_TILE = 32
+
+
+class ModelRestorer:
+    """A :class:`~enhancer.infer.restorer.Restorer` backed by a :class:`Generator`."""
+
+    def __init__(self, model: Generator, *, name: str = "model", device: str = "auto", precision: str = "auto",
+                 tile: int | str | None = "auto", chunk: int | None = None, card: dict | None = None):
+        self.device = select_device(device)
+        self.dtype = select_dtype(precision, self.device)
+        self.model = model.eval().to(self.device, self.dtype)
+        if self.device.type == "cuda":
+            self.model = self.model.to(memory_format=torch.channels_last_3d)
+        self.name = name
+        self.card = card or {}
+        self.scale = model.scale
+        self.margin = model.temporal_radius
+        self.chunk = chunk or (16 if self.device.type == "cuda" else 8)
+        self.overlap = model.spatial_radius + 2
+        self.tile_request = tile
+        self._tile: int | None = None if tile in (None, 0, "0") else (None if tile == "auto" else int(tile))
+        self._auto_done = tile != "auto"
+        self.oom_retries = 0
+
+    # ---- sizing -------------------------------------------------------------------------
+    def _bytes_per_pixel(self, frames_in: int) -> int:
+        """Rough peak activation bytes per low-res pixel for one pass (measured shape of the net:
+        a few C-channel feature maps over every input frame, plus the upscaled output)."""
+        cfg = self.model.config
+        itemsize = torch.finfo(self.dtype).bits // 8
+        feats = frames_in * cfg.channels * 4
+        out = (frames_in - 2 * self.margin) * 3 * cfg.scale ** 2 * 3
+        return (feats + out) * itemsize + frames_in * 3 * 4
+
+    def auto_tile(self, height: int, width: int, frames_in: int) -> int | None:
+        """The largest square tile that fits in about 40% of the free memory (None: no tiling)."""
+        budget = free_memory(self.device) * 0.4
+        pixels = budget / self._bytes_per_pixel(frames_in)
+        if pixels >= (height + 2 * self.overlap) * (width + 2 * self.overlap):
+            return None
+        side = int(math.sqrt(pixels)) - 2 * self.overlap
+        return max(MIN_TILE, side // 8 * 8)
+
+    # ---- running ------------------------------------------------------------------------
+    @torch.inference_mode()
+    def forward_float(self, lq: torch.Tensor) -> torch.Tensor:
+        """(1, 3, T + 2r, H, W) float32 in [0, 1] on the CPU -> (1, 3, T, sH, sW) float32 on the CPU."""
+        _, _, t_in, h, w = lq.shape
+        if not self._auto_done:
+            self._tile = self.auto_tile(h, w, t_in)
+            self._auto_done = True
+        while True:
+            try:
+                return self._tiled(lq, self._tile)
+            except torch.cuda.OutOfMemoryError:
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                current = self._tile or max(h, w)
+                if current <= MIN_TILE:
+                    raise EnhancerError(f"out of GPU memory even with {MIN_TILE}-pixel tiles",
+                                        hint="use --device cpu or a smaller --chunk") from None
+                self._tile = max(MIN_TILE, current // 2)
+                self.oom_retries += 1
+
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device, self.dtype, non_blocking=True)
+        if self.device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last_3d)
+        return self.model(x).float().cpu()
+
+    def _tiled(self, lq: torch.Tensor, tile: int | None) -> torch.Tensor:
+        _, _, t_in, h, w = lq.shape
+        s, ov = self.scale, self.overlap
+        if tile is None or (tile >= h and tile >= w):
+            return self._run(lq)
+        out = torch.empty(1, 3, t_in - 2 * self.margin, h * s, w * s)
+        for y0 in range(0, h, tile):
+            y1 = min(y0 + tile, h)
+            for x0 in range(0, w, tile):
+                x1 = min(x0 + tile, w)
+                iy0, iy1, ix0, ix1 = max(0, y0 - ov), min(h, y1 + ov), max(0, x0 - ov), min(w, x1 + ov)
+                res = self._run(lq[..., iy0:iy1, ix0:ix1])
+                out[..., y0 * s:y1 * s, x0 * s:x1 * s] = \
+                    res[..., (y0 - iy0) * s:(y1 - iy0) * s, (x0 - ix0) * s:(x1 - ix0) * s]
+        return out
+
+    @torch.inference_mode()
+    def restore(self, images: np.ndarray) -> np.ndarray:
+        """(T + 2r, H, W, 3) uint8|uint16 -> (T, sH, sW, 3), same dtype."""
+        peak = 65535.0 if images.dtype == np.uint16 else 255.0
+        x = torch.from_numpy(images).permute(3, 0, 1, 2).unsqueeze(0).float().div_(peak)  # (1, 3, T, H, W)
+        y = self.forward_float(x)[0].permute(1, 2, 3, 0)  # (T, sH, sW, 3)
+        y = y.mul_(peak).round_().clamp_(0, peak)
+        return y.numpy().astype(images.dtype)
+
+    def describe(self) -> dict:
+        return {"model": self.name, "kind": "neural", "scale": self.scale, "device": str(self.device),
+                "precision": dtype_name(self.dtype), "chunk": self.chunk,
+                "tile": self._tile if self._auto_done else self.tile_request, "oom_retries": self.oom_retries}

@@ -1,0 +1,53 @@
+"""The clip discriminator: judges space and time together (TGAN/VGAN style 3D convolutions).
+
+Input: a high-resolution clip (N, 3, T, H, W), real or generated, and the low-quality clip it was
+made from, upscaled to the same size and concatenated as the condition (6 channels in). 4x4x4
+kernels with stride 2, LeakyReLU 0.2, spectral normalisation on every layer, and patch outputs: a
+grid of real/fake logits, one per space-time patch. ``forward`` also returns the intermediate
+features for a feature-matching loss.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+
+@dataclass
+class DiscriminatorConfig:
+    channels: int = 64
+    layers: int = 3  # strided layers; time is halved by the first two
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Discriminator(nn.Module):
+    """(N, 3, T, H, W) clip + (N, 3, T, H, W) upscaled condition -> (logits (N, 1, t, h, w), features)."""
+
+    def __init__(self, config: DiscriminatorConfig | None = None):
+        super().__init__()
+        self.config = config or DiscriminatorConfig()
+        c = self.config.channels
+        layers = []
+        cin = 6
+        for i in range(self.config.layers):
+            cout = c * (2 ** i)
+            t_stride = 2 if i < 2 else 1
+            kt = 4 if i < 2 else 3
+            layers.append(spectral_norm(nn.Conv3d(cin, cout, kernel_size=(kt, 4, 4), stride=(t_stride, 2, 2),
+                                                  padding=1)))
+            cin = cout
+        self.convs = nn.ModuleList(layers)
+        self.act = nn.LeakyReLU(0.2)
+        self.out = spectral_norm(nn.Conv3d(cin, 1, kernel_size=3, padding=1))
+
+    def forward(self, clip: torch.Tensor, condition: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        x = torch.cat([clip, condition], dim=1)  # (N, 6, T, H, W)
+        feats = []
+        for conv in self.convs:
+            x = self.act(conv(x))
+            feats.append(x)
+        return self.out(x), feats
