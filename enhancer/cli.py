@@ -149,6 +149,110 @@ def enhance(inputs, output, recursive, model, scale, codec, crf, preset, pix_fmt
     sys.exit(summary.exit_code)
 
 
+@main.command("degrade")
+@click.argument("input_path", metavar="INPUT")
+@click.option("-o", "--output", required=True, help="Output video file.")
+@click.option("--preset", type=click.Choice(["web", "light", "archive", "vhs"]), default="web", show_default=True)
+@click.option("--scale", type=click.Choice(["1", "2", "4"]), default="2", show_default=True,
+              help="Downscale factor (the enhancement that undoes it upscales by the same).")
+@click.option("--seed", type=int, default=None, help="Seed for the drawn damage (reproducible).")
+@click.option("--start", default=None, help="Segment start (seconds or HH:MM:SS).")
+@click.option("--duration", default=None, help="Segment length.")
+@click.option("--json", "as_json", is_flag=True, help="Print the drawn damage parameters as JSON.")
+@click.option("--ffmpeg", "ffmpeg_path", default=None, envvar="ENHANCER_FFMPEG", help="ffmpeg binary to use.")
+@click.option("-q", "--quiet", is_flag=True)
+@click.option("-v", "--verbose", is_flag=True)
+def degrade_cmd(input_path, output, preset, scale, seed, start, duration, as_json, ffmpeg_path, quiet, verbose):
+    """Make a damaged low-quality copy of a clean video (for evaluation and trying models)."""
+    from enhancer.data.degrade import degrade_video
+
+    _configure_ffmpeg(ffmpeg_path, verbose)
+    try:
+        d = degrade_video(input_path, output, preset=preset, scale=int(scale), seed=seed, progress=not quiet,
+                          start=_seconds(start), duration=_seconds(duration))
+    except EnhancerError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+    if as_json:
+        print(json.dumps({"input": input_path, "output": output, "preset": preset, **d.to_dict()}))
+    elif not quiet:
+        print(f"done: {input_path} -> {output} ({preset}, x{scale}, seed {d.seed}, codec {d.codec} "
+              f"q{d.codec_quality})", file=sys.stderr)
+
+
+@main.command("prepare")
+@click.argument("sources", nargs=-1, required=True)
+@click.option("-o", "--output", required=True, help="The training set file (.npz).")
+@click.option("--exclude", multiple=True, help="File or folder names to keep out (held-out evaluation media).")
+@click.option("--sequences", type=int, default=400, show_default=True)
+@click.option("--frames", type=int, default=9, show_default=True)
+@click.option("--size", "hr_size", type=int, default=160, show_default=True, help="Clean crop side.")
+@click.option("--scale", type=int, default=2, show_default=True)
+@click.option("--versions", type=int, default=2, show_default=True, help="Degraded versions per sequence.")
+@click.option("--preset", type=click.Choice(["web", "light", "archive", "vhs"]), default="web", show_default=True)
+@click.option("--video-ratio", type=float, default=0.4, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def prepare_cmd(sources, output, exclude, sequences, frames, hr_size, scale, versions, preset, video_ratio, seed):
+    """Turn folders of videos and photos into a compact training set."""
+    from enhancer.data.dataset import PrepareConfig, prepare
+
+    _configure_ffmpeg(None, False)
+    path = prepare(PrepareConfig(sources=list(sources), out=output, exclude=list(exclude), sequences=sequences,
+                                 frames=frames, hr_size=hr_size, scale=scale, versions=versions, preset=preset,
+                                 video_ratio=video_ratio, seed=seed))
+    print(f"wrote {path} ({path.stat().st_size / 2 ** 20:.0f} MiB)", file=sys.stderr)
+
+
+@main.group("train", invoke_without_command=True)
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="Training config (TOML).")
+@click.option("--resume", is_flag=True, help="Continue the run from its last checkpoint.")
+@click.option("--max-minutes", type=float, default=None, help="Stop (with a checkpoint) after this long.")
+@click.option("-q", "--quiet", is_flag=True)
+@click.pass_context
+def train_cmd(ctx, config_path, resume, max_minutes, quiet):
+    """Train a generator (see `enhancer train --help`; `enhancer train plot RUN` draws curves)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if not config_path:
+        raise click.UsageError("--config FILE.toml is required")
+    from enhancer.train.config import TrainConfig
+    from enhancer.train.trainer import train
+
+    _configure_ffmpeg(None, False)
+    try:
+        cfg = TrainConfig.from_toml(config_path)
+    except (ValueError, TypeError) as e:
+        raise click.UsageError(f"{config_path}: {e}") from None
+    last = train(cfg, resume=resume, max_minutes=max_minutes, progress=not quiet)
+    print(json.dumps(last), file=sys.stderr)
+
+
+@train_cmd.command("plot")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("-o", "--output", default=None, help="PNG path (default RUN/curves.png).")
+def train_plot_cmd(run_dir, output):
+    """Draw a run's loss and validation curves to a PNG."""
+    from enhancer.train.plot import plot_run
+
+    print(plot_run(run_dir, output))
+
+
+@main.command("export")
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", required=True, help="weights/NAME.safetensors")
+@click.option("--name", default=None, help="Model name (default: the file name).")
+@click.option("--damage", default="", help="What the model repairs, for its card.")
+@click.option("--metrics", "metrics_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="A JSON file of measured metrics to put on the card.")
+@click.option("--notes", default="", help="Free text for the card.")
+def export_cmd(checkpoint, output, name, damage, metrics_path, notes):
+    """Write a training checkpoint's EMA generator as shipped safetensors weights."""
+    from enhancer.train.export import export
+
+    metrics = json.loads(open(metrics_path).read()) if metrics_path else None
+    print(export(checkpoint, output, name=name, damage=damage, metrics=metrics, notes=notes))
+
+
 @main.command("models")
 @click.option("--json", "as_json", is_flag=True, help="Print the model cards as JSON lines.")
 def models_cmd(as_json):

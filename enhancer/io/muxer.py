@@ -25,11 +25,12 @@ from enhancer.io.colour import Colour
 from enhancer.io.matroska import RawMatroskaWriter
 from enhancer.io.probe import VideoInfo
 
-CODECS = ("h264", "h265", "prores", "ffv1", "png", "tiff")
+CODECS = ("h264", "h265", "prores", "ffv1", "mpeg2", "png", "tiff")
 IMAGE_CODECS = ("png", "tiff")
 CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".nut": "nut"}
-_VIDEO_OK = {"mp4": {"h264", "h265"}, "mov": {"h264", "h265", "prores"},
-             "matroska": {"h264", "h265", "prores", "ffv1"}, "nut": {"h264", "h265", "prores", "ffv1"}}
+_VIDEO_OK = {"mp4": {"h264", "h265", "mpeg2"}, "mov": {"h264", "h265", "prores", "mpeg2"},
+             "matroska": {"h264", "h265", "prores", "ffv1", "mpeg2"},
+             "nut": {"h264", "h265", "prores", "ffv1", "mpeg2"}}
 # audio codecs each container takes as they are; others are re-encoded (see _audio_args)
 _AUDIO_OK = {"mp4": {"aac", "mp3", "mp2", "ac3", "eac3", "alac", "flac", "opus", "dts", "truehd"},
              "mov": {"aac", "mp3", "mp2", "ac3", "eac3", "alac", "pcm_s16le", "pcm_s16be", "pcm_s24le", "pcm_s24be",
@@ -105,6 +106,9 @@ def _video_args(opts: EncodeOptions, depth: int, colour: Colour, container: str)
         args = ["-c:v", "prores_ks", "-profile:v", "3", "-vendor", "apl0"]
         if opts.crf is not None:
             args += ["-qscale:v", str(opts.crf)]
+    elif c == "mpeg2":
+        pix = opts.pix_fmt or "yuv420p"
+        args = ["-c:v", "mpeg2video", "-q:v", str(opts.crf if opts.crf is not None else 4)]
     elif c == "ffv1":
         pix = opts.pix_fmt or {8: "gbrp", 10: "gbrp10le", 12: "gbrp12le"}.get(depth, "gbrp16le")
         args = ["-c:v", "ffv1", "-level", "3", "-g", "1", "-slicecrc", "1"]
@@ -176,7 +180,7 @@ def plan(info: VideoInfo, opts: EncodeOptions, container: str, colour: Colour, w
         warnings.append(f"{pix} needs even dimensions: {width}x{height} padded to "
                         f"{width + pad[0]}x{height + pad[1]} by repeating the edge "
                         "(use --pix-fmt yuv444p to keep the exact size)")
-    if opts.codec in ("h264", "h265", "prores") and not pix.startswith(("gbr", "rgb", "bgr")):
+    if opts.codec in ("h264", "h265", "prores", "mpeg2") and not pix.startswith(("gbr", "rgb", "bgr")):
         conv = (f"scale=out_color_matrix={colour.sws_matrix}:out_range={colour.range}"
                 f":flags=bicubic+accurate_rnd+full_chroma_int,format={pix},{colour.setparams()}")
         vargs = ["-vf", conv, *vargs, "-pix_fmt", pix, *colour.tag_args()]
@@ -272,10 +276,14 @@ class Muxer:
         if src and self.container != "image2":
             argv += ["-map_metadata", "1", "-map_chapters", "1"]
         argv += self.plan.video_args + ["-fps_mode", "passthrough"]
-        if self.container in ("mp4", "mov"):
+        if self.opts.codec == "mpeg2" and self.source.fps:
+            # MPEG-2 only knows the standard frame rates: encode on the frame period
+            argv += ["-enc_time_base:v", f"{self.source.fps.denominator}/{self.source.fps.numerator}"]
+        elif self.container in ("mp4", "mov"):
             den = time_base.denominator if time_base.numerator == 1 and time_base.denominator <= 10_000_000 else None
             if den:
                 argv += ["-enc_time_base:v", f"1/{den}", "-video_track_timescale", str(den)]
+        if self.container in ("mp4", "mov"):
             argv += ["-movflags", "+faststart" if self.container == "mp4" else "+write_colr"]
         if self.to_stdout:
             argv += ["-f", "matroska", "pipe:1"]

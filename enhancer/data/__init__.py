@@ -1,0 +1,1 @@
+"""Training data: synthetic degradations and training clips."""

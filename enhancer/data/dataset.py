@@ -1,0 +1,240 @@
+"""Training clips from videos and from still photos, and the compact prepared training set.
+
+:func:`prepare` turns folders of media into one ``.npz`` of aligned (clean, damaged) sequences:
+clean sequences come from video files (a random run of frames, downscaled with area averaging to
+clean up their own compression, randomly cropped) and from photos moved by a synthetic camera
+(smooth pan, zoom and rotation, plus a second moving layer for parallax and occlusion), mixed at
+``video_ratio``. Each clean sequence gets ``versions`` independently drawn degradations,
+including the real codec stage, which is too slow to run per training sample on a small CPU.
+:class:`ClipDataset` then serves random crops, flips and time reversals of those pairs on the fly.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from enhancer.data.degrade import degrade_clip, sample
+from enhancer.progress import bar
+
+IMAGE_EXT = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+VIDEO_EXT = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".ts", ".mpg"}
+
+
+@dataclass
+class PrepareConfig:
+    sources: list[str]
+    out: str
+    exclude: list[str] = field(default_factory=list)  # file or folder names kept out (held-out eval)
+    sequences: int = 400
+    frames: int = 9
+    hr_size: int = 160
+    scale: int = 2
+    versions: int = 2
+    preset: str = "web"
+    video_ratio: float = 0.4
+    seed: int = 0
+
+
+def _gather(sources: list[str], exclude: list[str]) -> tuple[list[Path], list[Path]]:
+    images, videos = [], []
+    excl = set(exclude)
+    for src in sources:
+        p = Path(src)
+        files = sorted(p.rglob("*")) if p.is_dir() else [p]
+        for f in files:
+            if any(part in excl for part in f.parts) or f.name in excl or not f.is_file():
+                continue
+            ext = f.suffix.lower()
+            if ext in IMAGE_EXT:
+                images.append(f)
+            elif ext in VIDEO_EXT:
+                videos.append(f)
+    return images, videos
+
+
+def _read_rgb(path: Path) -> np.ndarray:
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise ValueError(f"{path}: cannot read image")
+    return img[..., ::-1].copy()
+
+
+def photo_sequence(photo: np.ndarray, rng: np.random.Generator, frames: int, size: int) -> np.ndarray:
+    """A clip of ``frames`` (size x size) frames filmed from a still by a moving virtual camera,
+    with a second layer moving on its own (parallax and occlusion). Returns (T, S, S, 3) uint8."""
+    h, w = photo.shape[:2]
+    short = min(h, w)
+    target = rng.uniform(size * 1.6, max(size * 1.7, min(short, size * 5)))
+    f = min(1.0, target / short)
+    img = cv2.resize(photo, (max(size + 2, int(w * f)), max(size + 2, int(h * f))), interpolation=cv2.INTER_AREA)
+    h, w = img.shape[:2]
+    margin = size * 0.75
+    cx, cy = rng.uniform(margin, max(margin + 1, w - margin)), rng.uniform(margin, max(margin + 1, h - margin))
+    vx, vy = rng.uniform(-3.5, 3.5), rng.uniform(-3.5, 3.5)
+    ax, ay = rng.normal(0, 0.15), rng.normal(0, 0.15)
+    zoom = rng.uniform(-0.012, 0.012) if rng.random() < 0.5 else 0.0
+    rot = math.radians(rng.uniform(-0.6, 0.6)) if rng.random() < 0.4 else 0.0
+    layer = None
+    if rng.random() < 0.5:  # a second, nearer layer: an elliptical cut-out moving faster
+        ps = int(rng.uniform(size * 0.25, size * 0.6))
+        py, px = int(rng.integers(0, h - ps)), int(rng.integers(0, w - ps))
+        patch = img[py:py + ps, px:px + ps].copy()
+        mask = np.zeros((ps, ps), np.float32)
+        cv2.ellipse(mask, (ps // 2, ps // 2), (ps // 2 - 1, int(ps * rng.uniform(0.25, 0.48))),
+                    float(rng.uniform(0, 180)), 0, 360, 1.0, -1)
+        mask = cv2.GaussianBlur(mask, (0, 0), 1.0)[..., None]
+        layer = (patch, mask, rng.uniform(0, size - ps), rng.uniform(0, size - ps), rng.uniform(-6, 6),
+                 rng.uniform(-6, 6))
+    out = np.empty((frames, size, size, 3), np.uint8)
+    for t in range(frames):
+        s = (1 + zoom) ** t
+        a = rot * t
+        px, py = cx + vx * t + 0.5 * ax * t * t, cy + vy * t + 0.5 * ay * t * t
+        # map output pixel (u, v) -> source: R(a) * s * ((u, v) - size/2) + (px, py)
+        c, si = math.cos(a) * s, math.sin(a) * s
+        m = np.array([[c, -si, px - c * size / 2 + si * size / 2],
+                      [si, c, py - si * size / 2 - c * size / 2]], np.float32)
+        frame = cv2.warpAffine(img, m, (size, size), flags=cv2.INTER_LANCZOS4 | cv2.WARP_INVERSE_MAP,
+                               borderMode=cv2.BORDER_REFLECT)
+        if layer is not None:
+            patch, mask, lx, ly, lvx, lvy = layer
+            ps = patch.shape[0]
+            x0, y0 = int(round(lx + lvx * t)), int(round(ly + lvy * t))
+            xa, ya, xb, yb = max(0, x0), max(0, y0), min(size, x0 + ps), min(size, y0 + ps)
+            if xb > xa and yb > ya:
+                sub_p = patch[ya - y0:yb - y0, xa - x0:xb - x0].astype(np.float32)
+                sub_m = mask[ya - y0:yb - y0, xa - x0:xb - x0]
+                region = frame[ya:yb, xa:xb].astype(np.float32)
+                frame[ya:yb, xa:xb] = np.clip(region * (1 - sub_m) + sub_p * sub_m + 0.5, 0, 255).astype(np.uint8)
+        out[t] = frame
+    return out
+
+
+def video_sequence(path: Path, rng: np.random.Generator, frames: int, size: int) -> np.ndarray | None:
+    """``frames`` consecutive frames from a random point of a video, downscaled 1.5-2x with area
+    averaging (which also cleans its compression) and randomly cropped. (T, S, S, 3) uint8."""
+    from enhancer.io.probe import probe
+    from enhancer.io.reader import FrameReader
+
+    info = probe(str(path))
+    dur = info.duration or 0
+    fps = float(info.fps) or 25
+    span = frames / fps
+    start = rng.uniform(0, max(0.0, dur - span - 0.2))
+    imgs = []
+    with FrameReader(info, start=start, buffer=frames + 1) as reader:
+        for fr in reader:
+            imgs.append(fr.image if fr.image.dtype == np.uint8 else (fr.image >> 8).astype(np.uint8))
+            if len(imgs) == frames:
+                break
+    if len(imgs) < frames:
+        return None
+    h, w = imgs[0].shape[:2]
+    f = rng.uniform(1.5, 2.0)
+    f = min(f, min(h, w) / size)
+    if f < 1:
+        return None
+    nh, nw = int(h / f), int(w / f)
+    y0, x0 = int(rng.integers(0, nh - size + 1)), int(rng.integers(0, nw - size + 1))
+    return np.stack([cv2.resize(im, (nw, nh), interpolation=cv2.INTER_AREA)[y0:y0 + size, x0:x0 + size]
+                     for im in imgs])
+
+
+def _flat(img: np.ndarray) -> bool:
+    grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+    return float(np.abs(cv2.Laplacian(grey, cv2.CV_32F)).mean()) < 4.0
+
+
+def prepare(cfg: PrepareConfig, progress: bool = True) -> Path:
+    """Build the training set and write it to ``cfg.out`` (.npz, plus a .json description)."""
+    rng = np.random.default_rng(cfg.seed)
+    images, videos = _gather(cfg.sources, cfg.exclude)
+    if not images and not videos:
+        raise ValueError("no images or videos found in the sources")
+    lr = cfg.hr_size // cfg.scale
+    if lr % 2:
+        raise ValueError("hr_size / scale must be even (video codecs need even sizes)")
+    hr = np.empty((cfg.sequences, cfg.frames, cfg.hr_size, cfg.hr_size, 3), np.uint8)
+    lq = np.empty((cfg.sequences, cfg.versions, cfg.frames, lr, lr, 3), np.uint8)
+    origins: list[str] = []
+    photo_cache: dict[Path, np.ndarray] = {}
+    with bar(total=cfg.sequences, desc="prepare", unit="seq", enabled=progress) as b:
+        i = 0
+        while i < cfg.sequences:
+            use_video = videos and (not images or rng.random() < cfg.video_ratio)
+            if use_video:
+                src = videos[int(rng.integers(len(videos)))]
+                seq = video_sequence(src, rng, cfg.frames, cfg.hr_size)
+                if seq is None:
+                    continue
+            else:
+                src = images[int(rng.integers(len(images)))]
+                if src not in photo_cache:
+                    if len(photo_cache) > 8:
+                        photo_cache.pop(next(iter(photo_cache)))
+                    photo_cache[src] = _read_rgb(src)
+                seq = photo_sequence(photo_cache[src], rng, cfg.frames, cfg.hr_size)
+            if _flat(seq[cfg.frames // 2]) and rng.random() < 0.8:
+                continue  # mostly skip featureless crops (sky, walls): little to learn there
+            hr[i] = seq
+            for v in range(cfg.versions):
+                d = sample(cfg.preset, cfg.scale, seed=int(rng.integers(2 ** 31)))
+                lq[i, v] = degrade_clip(seq, d)
+            origins.append(str(src))
+            i += 1
+            b.update(1)
+    out = Path(cfg.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(out, hr=hr, lq=lq)
+    meta = {**asdict(cfg), "origins": origins, "images": len(images), "videos": len(videos)}
+    out.with_suffix(".json").write_text(json.dumps(meta, indent=1))
+    return out
+
+
+class ClipDataset:
+    """Random aligned crops of a prepared set: (LQ clip, clean clip) pairs as float tensors."""
+
+    def __init__(self, path: str | Path, mmap: bool = True):
+        data = np.load(path, mmap_mode="r" if mmap else None)
+        self.hr, self.lq = data["hr"], data["lq"]
+        self.scale = self.hr.shape[2] // self.lq.shape[3]
+        self.frames = self.hr.shape[1]
+
+    def __len__(self) -> int:
+        return self.hr.shape[0]
+
+    def batch(self, rng: np.random.Generator, size: int, frames_in: int, frames_out: int, crop: int,
+              indices: np.ndarray | None = None):
+        """``size`` samples: LQ (B, 3, frames_in, crop, crop) and clean (B, 3, frames_out,
+        crop*s, crop*s), float32 in [0, 1], the clean frames being the centre ``frames_out``."""
+        import torch
+
+        s = self.scale
+        r = (frames_in - frames_out) // 2
+        lq_out = np.empty((size, frames_in, crop, crop, 3), np.uint8)
+        hr_out = np.empty((size, frames_out, crop * s, crop * s, 3), np.uint8)
+        pool = indices if indices is not None else np.arange(len(self))
+        for b in range(size):
+            i = int(pool[rng.integers(len(pool))])
+            v = int(rng.integers(self.lq.shape[1]))
+            t0 = int(rng.integers(0, self.frames - frames_in + 1))
+            lr_size = self.lq.shape[3]
+            y, x = int(rng.integers(0, lr_size - crop + 1)), int(rng.integers(0, lr_size - crop + 1))
+            lq = np.asarray(self.lq[i, v, t0:t0 + frames_in, y:y + crop, x:x + crop])
+            hr = np.asarray(self.hr[i, t0 + r:t0 + r + frames_out, y * s:(y + crop) * s, x * s:(x + crop) * s])
+            if rng.random() < 0.5:
+                lq, hr = lq[:, :, ::-1], hr[:, :, ::-1]
+            if rng.random() < 0.5:
+                lq, hr = lq[:, ::-1], hr[:, ::-1]
+            if rng.random() < 0.5:
+                lq, hr = lq.transpose(0, 2, 1, 3), hr.transpose(0, 2, 1, 3)
+            if rng.random() < 0.5:
+                lq, hr = lq[::-1], hr[::-1]
+            lq_out[b], hr_out[b] = lq, hr
+        to_t = lambda a: torch.from_numpy(a).permute(0, 4, 1, 2, 3).float().div_(255)  # noqa: E731
+        return to_t(lq_out), to_t(hr_out)

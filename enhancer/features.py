@@ -1,0 +1,123 @@
+"""The ImageNet backbone behind every perceptual number: loaded once, named in every output.
+
+``mobilenet_v2``: torchvision's MobileNetV2 with its ImageNet weights (IMAGENET1K_V1), the file
+torchvision itself downloads (``mobilenet_v2-b0353104.pth``), looked up where torchvision looks
+(``$TORCH_HOME/hub/checkpoints``) or at ``ENHANCER_MOBILENET_WEIGHTS``. Distances are LPIPS-style
+(unit-normalised channels, squared differences, averaged) with uniform layer weights.
+``lpips-alex``: the ``lpips`` package's calibrated AlexNet metric, where its backbone weights
+exist. Neither ever falls back to random weights: a missing file is a clear error. Tests that only
+check plumbing pass ``allow_random=True`` explicitly.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from enhancer.errors import EnhancerError
+
+MOBILENET_FILE = "mobilenet_v2-b0353104.pth"
+_MEAN = (0.485, 0.456, 0.406)
+_STD = (0.229, 0.224, 0.225)
+NETWORKS = ("mobilenet_v2", "lpips-alex")
+
+
+def _mobilenet_path() -> Path:
+    env = os.environ.get("ENHANCER_MOBILENET_WEIGHTS")
+    if env:
+        return Path(env)
+    return Path(torch.hub.get_dir()) / "checkpoints" / MOBILENET_FILE
+
+
+class MobileNetFeatures(nn.Module):
+    """Frozen MobileNetV2 feature taps at strides 2, 4, 8 and 16. (N, 3, H, W) in [0, 1] -> list."""
+
+    name = "mobilenet_v2 (ImageNet, torchvision IMAGENET1K_V1)"
+    taps = (1, 3, 6, 13)
+
+    def __init__(self, allow_random: bool = False):
+        super().__init__()
+        from torchvision.models import mobilenet_v2
+
+        net = mobilenet_v2(weights=None)
+        path = _mobilenet_path()
+        if path.is_file():
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            net.load_state_dict(state)
+        elif allow_random:
+            self.name = "mobilenet_v2 (RANDOM weights: plumbing tests only)"
+        else:
+            raise EnhancerError(f"MobileNetV2 ImageNet weights not found at {path}",
+                                hint=f"copy {MOBILENET_FILE} there or set ENHANCER_MOBILENET_WEIGHTS")
+        self.body = net.features[: max(self.taps) + 1].eval()
+        for p in self.body.parameters():
+            p.requires_grad_(False)
+        self.register_buffer("mean", torch.tensor(_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(_STD).view(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = (x - self.mean) / self.std
+        out = []
+        for i, layer in enumerate(self.body):
+            x = layer(x)
+            if i in self.taps:
+                out.append(x)
+        return out
+
+    def train(self, mode: bool = True):  # always frozen, batch-norm in eval mode
+        return super().train(False)
+
+
+def _unit(f: torch.Tensor) -> torch.Tensor:
+    return f / (f.pow(2).sum(dim=1, keepdim=True).add(1e-10).sqrt())
+
+
+class PerceptualDistance(nn.Module):
+    """Per-image perceptual distance between two batches (N, 3, H, W) in [0, 1] -> (N,)."""
+
+    def __init__(self, net: str = "mobilenet_v2", allow_random: bool = False):
+        super().__init__()
+        if net not in NETWORKS:
+            raise EnhancerError(f"unknown perceptual network {net!r}", hint=f"use one of {', '.join(NETWORKS)}")
+        self.net_name = net
+        if net == "mobilenet_v2":
+            self.features = MobileNetFeatures(allow_random=allow_random)
+            self.name = self.features.name
+            self.lpips = None
+        else:
+            self.lpips = _load_lpips_alex()
+            self.name = "lpips-alex (lpips 0.1, ImageNet AlexNet backbone)"
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        if self.lpips is not None:
+            return self.lpips(a * 2 - 1, b * 2 - 1).flatten()
+        fa, fb = self.features(a), self.features(b)
+        d = 0
+        for x, y in zip(fa, fb):
+            d = d + (_unit(x) - _unit(y)).pow(2).sum(dim=1).mean(dim=(1, 2))
+        return d / len(fa)
+
+
+def _load_lpips_alex() -> nn.Module:
+    try:
+        import lpips
+    except ImportError:
+        raise EnhancerError("the lpips package is not installed", hint="pip install lpips") from None
+    alex = Path(torch.hub.get_dir()) / "checkpoints" / "alexnet-owt-7be5be79.pth"
+    if not alex.is_file():
+        raise EnhancerError(f"LPIPS needs torchvision's ImageNet AlexNet weights at {alex}",
+                            hint="use the mobilenet_v2 perceptual network instead")
+    return lpips.LPIPS(net="alex", verbose=False).eval()
+
+
+_cache: dict[tuple[str, bool], PerceptualDistance] = {}
+
+
+def perceptual(net: str = "mobilenet_v2", allow_random: bool = False) -> PerceptualDistance:
+    """The perceptual distance, built once per process."""
+    key = (net, allow_random)
+    if key not in _cache:
+        _cache[key] = PerceptualDistance(net, allow_random=allow_random)
+    return _cache[key]

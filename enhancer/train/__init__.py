@@ -1,0 +1,1 @@
+"""The trainer: stages, AMP, EMA, checkpoint/resume, time limits, torchrun/DDP."""

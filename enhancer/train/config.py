@@ -1,0 +1,77 @@
+"""Training configuration: a typed dataclass read from TOML."""
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+@dataclass
+class TrainConfig:
+    data: str = "runs/data/web-x2.npz"  # a set made by `enhancer prepare`
+    run_dir: str = "runs/general-x2"
+    model: str = "small"  # small | base (see enhancer.models.generator.CONFIGS)
+    model_overrides: dict = field(default_factory=dict)  # e.g. {channels = 48}
+    scale: int = 2
+    stage: int = 1  # 1: pixel loss only (fidelity); 2: + perceptual + adversarial
+    init_from: str = ""  # a checkpoint whose generator (EMA) starts this run (stage 2 from stage 1)
+    steps: int = 2000
+    batch: int = 8
+    frames_out: int = 3  # output frames per sample (the input adds 2 * temporal radius)
+    crop: int = 48  # low-resolution crop side
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    betas_g: tuple[float, float] = (0.9, 0.99)
+    betas_d: tuple[float, float] = (0.5, 0.999)  # the GAN literature's Adam settings for D
+    lr_min_ratio: float = 0.05  # cosine decay to lr * this
+    warmup: int = 50
+    w_pixel: float = 1.0
+    w_perceptual: float = 0.1
+    w_adv: float = 0.005
+    w_feature_match: float = 0.05
+    w_temporal: float = 0.5
+    adv_loss: str = "nonsat"  # nonsat | hinge
+    perceptual_net: str = "mobilenet_v2"  # mobilenet_v2 | lpips-alex
+    allow_random_features: bool = False  # plumbing tests only
+    ema: float = 0.999
+    grad_clip: float = 1.0
+    amp: str = "auto"  # auto (bf16 on CUDA, off on CPU) | bf16 | off
+    val_every: int = 200
+    val_sequences: int = 8  # taken from the end of the set, never trained on
+    ckpt_every: int = 200
+    log_every: int = 10
+    seed: int = 0
+    threads: int = 0  # torch CPU threads (0: torch's default)
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> "TrainConfig":
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+        return cls.from_dict(raw)
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(raw) - known
+        if unknown:
+            raise ValueError(f"unknown training options: {', '.join(sorted(unknown))}")
+        raw = dict(raw)
+        for key in ("betas_g", "betas_d"):
+            if key in raw:
+                raw[key] = tuple(raw[key])
+        cfg = cls(**raw)
+        if cfg.stage not in (1, 2):
+            raise ValueError("stage must be 1 or 2")
+        if cfg.adv_loss not in ("nonsat", "hinge"):
+            raise ValueError("adv_loss must be nonsat or hinge")
+        return cfg
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["betas_g"], d["betas_d"] = list(self.betas_g), list(self.betas_d)
+        return d
