@@ -67,6 +67,8 @@ class TrainConfig:
         cfg = cls(**raw)
         if cfg.stage not in (1, 2):
             raise ValueError("stage must be 1 or 2")
+        if cfg.stage == 2 and cfg.frames_out < 4:
+            raise ValueError("stage 2 needs frames_out >= 4 (the clip discriminator halves time twice)")
         if cfg.adv_loss not in ("nonsat", "hinge"):
             raise ValueError("adv_loss must be nonsat or hinge")
         return cfg

@@ -154,7 +154,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, max_minutes: float | None =
         state = ckpt.load(last_path)
         if state["config"] != cfg.to_dict():
             changed = sorted(k for k in cfg.to_dict() if state["config"].get(k) != cfg.to_dict()[k])
-            if set(changed) - {"steps"}:
+            if set(changed) - {"steps", "threads", "val_every", "ckpt_every", "log_every"}:
                 raise ValueError(f"--resume with a different config ({', '.join(changed)} changed)")
         g.load_state_dict(state["generator"])
         ema.load_state_dict(state["ema"])

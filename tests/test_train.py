@@ -1,0 +1,259 @@
+"""Degradations, training data, losses and the trainer (tiny models on the CPU)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_clip, run_cli
+from enhancer import losses, weights
+from enhancer.data.dataset import ClipDataset, PrepareConfig, photo_sequence, prepare
+from enhancer.data.degrade import ClipDegrader, Degradation, Scratch, degrade_clip, sample
+from enhancer.errors import EnhancerError
+from enhancer.io.probe import count_frames, probe
+from enhancer.train import checkpoint as ckpt
+from enhancer.train.config import TrainConfig
+from enhancer.train.trainer import train
+
+TINY_MODEL = {"channels": 8, "frame_blocks": 1, "temporal_blocks": 2, "post_blocks": 1}
+
+
+def _photo(path: Path, seed: int = 0, size=(240, 320)) -> Path:
+    rng = np.random.default_rng(seed)
+    img = cv2.resize(rng.integers(0, 256, (size[0] // 8, size[1] // 8, 3)).astype(np.uint8), size[::-1],
+                     interpolation=cv2.INTER_CUBIC)
+    cv2.putText(img, "enhancer", (20, 120), cv2.FONT_HERSHEY_SIMPLEX, 1.5, (255, 255, 255), 3)
+    cv2.imwrite(str(path), img)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_set(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("media")
+    _photo(d / "a.png", 0)
+    _photo(d / "b.png", 1)
+    make_clip(d / "v.mp4", size="160x128", seconds=1, audio=False)
+    make_clip(d / "heldout.mp4", size="160x128", seconds=1, audio=False)
+    out = d / "set.npz"
+    prepare(PrepareConfig(sources=[str(d)], out=str(out), exclude=["heldout.mp4"], sequences=14, frames=9,
+                          hr_size=32, scale=2, versions=2, video_ratio=0.3, seed=0), progress=False)
+    return out
+
+
+# ---- degradations ----------------------------------------------------------------------------
+def _clean_clip(n=8, h=64, w=64):
+    ys, xs = np.mgrid[0:h, 0:w]
+    return np.stack([np.stack([(xs * 4 + t * 3) % 256, (ys * 4) % 256, ((xs + ys) * 2) % 256], -1)
+                     for t in range(n)]).astype(np.uint8)
+
+
+@pytest.mark.parametrize("preset", ["web", "light", "archive", "vhs"])
+def test_degradation_is_seeded_and_reproducible(preset):
+    clip = _clean_clip()
+    a = degrade_clip(clip, sample(preset, 2, seed=7))
+    b = degrade_clip(clip, sample(preset, 2, seed=7))
+    c = degrade_clip(clip, sample(preset, 2, seed=8))
+    assert a.shape == (8, 32, 32, 3)
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_scratches_persist_and_dust_does_not():
+    clip = np.full((6, 64, 128, 3), 128, np.uint8)
+    d = Degradation(scale=1, scratches=[Scratch(x=0.5, drift=0.0, width=2, strength=0.4, start=0, length=6)], seed=1)
+    lq = degrade_clip(clip, d).astype(int)
+    col = lq[:, :, 62:67].mean(axis=(1, 2, 3))
+    assert (col > 150).all()  # bright line on every frame
+    d = Degradation(scale=1, dust_rate=3.0, seed=2)
+    lq = degrade_clip(clip, d).astype(int)
+    spots = [set(zip(*np.nonzero(np.abs(f - 128).max(-1) > 60))) for f in lq]
+    assert any(spots) and not (spots[0] & spots[1] & spots[2])  # specks change every frame
+
+
+def test_noise_level_varies_smoothly_and_codec_stage_is_real():
+    clip = np.full((10, 64, 64, 3), 120, np.uint8)
+    d = Degradation(scale=1, noise="gauss_color", noise_sigma=(2 / 255, 20 / 255), seed=3)
+    lq = degrade_clip(clip, d).astype(float)
+    stds = [f.std() for f in lq]
+    assert stds[0] < stds[-1] and stds[0] < 4 and stds[-1] > 12
+    d2 = Degradation(scale=1, noise="gauss_color", noise_sigma=(10 / 255, 10 / 255), codec="h264",
+                     codec_quality=40, seed=3)
+    assert degrade_clip(clip, d2).astype(float).std() < 6  # heavy compression smooths noise away
+
+
+def test_degrade_command(tmp_path):
+    src = make_clip(tmp_path / "clean.mp4", size="128x96", seconds=1)
+    out = tmp_path / "lq.mp4"
+    r = run_cli("degrade", str(src), "-o", str(out), "--preset", "web", "--scale", "2", "--seed", "3", "--json",
+                "-q")
+    assert r.returncode == 0, r.stderr
+    params = json.loads(r.stdout)
+    assert params["seed"] == 3 and params["scale"] == 2
+    info = probe(str(out))
+    assert (info.width, info.height) == (64, 48)
+    assert count_frames(str(out)) == count_frames(str(src))
+    assert info.audio
+    out2 = tmp_path / "lq2.mp4"
+    run_cli("degrade", str(src), "-o", str(out2), "--preset", "web", "--seed", "3", "-q")
+    from conftest import decode_frames
+
+    assert np.array_equal(decode_frames(out), decode_frames(out2))  # same seed, same file content
+
+
+# ---- data ------------------------------------------------------------------------------------
+def test_photo_sequence_moves_smoothly():
+    rng = np.random.default_rng(0)
+    img = cv2.imread(str(_photo(Path("/tmp") / f"enh_photo_{os.getpid()}.png")))[..., ::-1]
+    seq = photo_sequence(img, rng, 6, 64)
+    assert seq.shape == (6, 64, 64, 3)
+    diffs = [np.abs(seq[i + 1].astype(int) - seq[i]).mean() for i in range(5)]
+    assert all(d > 0.1 for d in diffs)  # the camera moves
+    far = np.abs(seq[5].astype(int) - seq[0]).mean()
+    assert far > np.mean(diffs)  # and keeps moving the same way
+
+
+def test_prepared_set_is_aligned(tiny_set):
+    meta = json.loads(tiny_set.with_suffix(".json").read_text())
+    assert not any("heldout" in o for o in meta["origins"])
+    ds = ClipDataset(tiny_set)
+    assert ds.hr.shape == (14, 9, 32, 32, 3) and ds.lq.shape == (14, 2, 9, 16, 16, 3) and ds.scale == 2
+    lq, hr = ds.batch(np.random.default_rng(0), 6, 5, 1, 12)
+    assert lq.shape == (6, 3, 5, 12, 12) and hr.shape == (6, 3, 1, 24, 24)
+    down = torch.nn.functional.avg_pool2d(hr[:, :, 0], 2)
+    centre = lq[:, :, 2]
+    assert (down - centre).abs().mean() < (down - centre.roll(3, dims=-1)).abs().mean()
+
+
+# ---- losses ----------------------------------------------------------------------------------
+def test_losses_follow_their_definitions():
+    x = torch.rand(2, 3, 4, 8, 8)
+    assert losses.charbonnier(x, x) == pytest.approx(1e-3, abs=1e-7)
+    assert losses.temporal_loss(x, x + 0.3) == pytest.approx(0.0, abs=1e-6)  # same changes over time
+    real, fake = torch.randn(5), torch.randn(5)
+    ref_d = (-torch.log(torch.sigmoid(real)) - torch.log(1 - torch.sigmoid(fake))).mean()
+    assert losses.d_loss(real, fake, "nonsat") == pytest.approx(float(ref_d), rel=1e-5)
+    assert losses.g_adv_loss(fake, "nonsat") == pytest.approx(float(-torch.log(torch.sigmoid(fake)).mean()), rel=1e-5)
+    assert losses.d_loss(real, fake, "hinge") == pytest.approx(
+        float(torch.relu(1 - real).mean() + torch.relu(1 + fake).mean()), rel=1e-6)
+    assert losses.g_adv_loss(fake, "hinge") == pytest.approx(float(-fake.mean()), rel=1e-6)
+
+
+def test_perceptual_refuses_random_weights(monkeypatch, tmp_path):
+    from enhancer.features import PerceptualDistance
+
+    monkeypatch.setenv("ENHANCER_MOBILENET_WEIGHTS", str(tmp_path / "missing.pth"))
+    with pytest.raises(EnhancerError, match="MobileNetV2 ImageNet weights not found"):
+        PerceptualDistance("mobilenet_v2")
+    dist = PerceptualDistance("mobilenet_v2", allow_random=True)  # plumbing only, and it says so
+    assert "RANDOM" in dist.name
+    a = torch.rand(2, 3, 32, 32)
+    assert torch.allclose(dist(a, a), torch.zeros(2), atol=1e-6)
+    assert (dist(a, torch.rand(2, 3, 32, 32)) > 0).all()
+
+
+# ---- trainer ---------------------------------------------------------------------------------
+def _cfg(tiny_set: Path, run: Path, **kw) -> TrainConfig:
+    base = dict(data=str(tiny_set), run_dir=str(run), model="small", model_overrides=TINY_MODEL, steps=6, batch=2,
+                frames_out=2, crop=8, val_every=3, ckpt_every=2, log_every=1, val_sequences=4, warmup=2,
+                allow_random_features=True, seed=1)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+@pytest.mark.parametrize("stage", [1, 2])
+def test_resume_gives_the_same_weights(tiny_set, tmp_path, stage, monkeypatch):
+    monkeypatch.setenv("ENHANCER_MOBILENET_WEIGHTS", str(tmp_path / "none.pth"))  # random features: plumbing
+    frames_out = 4 if stage == 2 else 2
+    straight = _cfg(tiny_set, tmp_path / "a", stage=stage, frames_out=frames_out)
+    train(straight, progress=False)
+    interrupted = _cfg(tiny_set, tmp_path / "b", stage=stage, frames_out=frames_out)
+    train(interrupted, progress=False, max_minutes=0)  # stops after its first step, with a checkpoint
+    assert ckpt.load(tmp_path / "b" / "last.pt")["step"] == 1
+    train(interrupted, resume=True, progress=False)
+    a, b = ckpt.load(tmp_path / "a" / "last.pt"), ckpt.load(tmp_path / "b" / "last.pt")
+    assert a["step"] == b["step"] == 6
+    for key in a["generator"]:
+        assert torch.equal(a["generator"][key], b["generator"][key]), key
+        assert torch.equal(a["ema"][key], b["ema"][key]), key
+    if stage == 2:
+        for key in a["discriminator"]:
+            assert torch.equal(a["discriminator"][key], b["discriminator"][key]), key
+    log = [json.loads(x) for x in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    assert "val_psnr_y" in log[-1] and (tmp_path / "a" / "val" / "step000006.png").exists()
+
+
+def test_sigterm_checkpoints_and_resume_finishes(tiny_set, tmp_path):
+    cfg_path = tmp_path / "t.toml"
+    run = tmp_path / "run"
+    cfg_path.write_text(
+        f'data = "{tiny_set}"\nrun_dir = "{run}"\nmodel_overrides = {json.dumps(TINY_MODEL).replace(":", " =")}\n'
+        'steps = 400\nbatch = 2\nframes_out = 2\ncrop = 8\nval_every = 1000\nckpt_every = 1000\nlog_every = 1\n'
+        'val_sequences = 4\n')
+    proc = subprocess.Popen([sys.executable, "-m", "enhancer", "train", "--config", str(cfg_path), "-q"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not ((run / "log.jsonl").exists() and
+                                         len((run / "log.jsonl").read_text().splitlines()) >= 3):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "SIGTERM" in out + err
+    step = ckpt.load(run / "last.pt")["step"]
+    assert 3 <= step < 400
+    cfg_path.write_text(cfg_path.read_text().replace("steps = 400", f"steps = {step + 2}"))
+    r = run_cli("train", "--config", str(cfg_path), "--resume", "-q")
+    assert r.returncode == 0, r.stderr
+    assert ckpt.load(run / "last.pt")["step"] == step + 2
+
+
+def test_export_plot_and_enhance_with_the_result(tiny_set, tmp_path):
+    cfg = _cfg(tiny_set, tmp_path / "run", steps=3)
+    train(cfg, progress=False)
+    out = tmp_path / "w" / "mine-x2.safetensors"
+    r = run_cli("export", str(tmp_path / "run" / "last.pt"), "-o", str(out), "--damage", "test damage")
+    assert r.returncode == 0, r.stderr
+    g, card = weights.load(out)
+    assert card.name == "mine-x2" and card.recipe["trained_steps"] == 3 and card.damage == "test damage"
+    assert "val_psnr_y" in card.metrics
+    r = run_cli("train", "plot", str(tmp_path / "run"))
+    assert r.returncode == 0 and cv2.imread(str(tmp_path / "run" / "curves.png")) is not None
+    clip = make_clip(tmp_path / "c.mp4", seconds=0.5)
+    r = run_cli("enhance", str(clip), "-o", str(tmp_path / "e.mp4"), "--model", str(out), "-q")
+    assert r.returncode == 0, r.stderr
+    assert probe(str(tmp_path / "e.mp4")).width == 192
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_distributed_training_on_two_cpu_processes(tiny_set, tmp_path):
+    cfg_path = tmp_path / "d.toml"
+    run = tmp_path / "ddp"
+    cfg_path.write_text(
+        f'data = "{tiny_set}"\nrun_dir = "{run}"\nmodel_overrides = {json.dumps(TINY_MODEL).replace(":", " =")}\n'
+        'steps = 4\nbatch = 2\nframes_out = 2\ncrop = 8\nval_every = 2\nckpt_every = 2\nlog_every = 1\n'
+        'val_sequences = 4\nthreads = 1\n')
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                        "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
+                        "-m", "enhancer", "train", "--config", str(cfg_path), "-q"],
+                       capture_output=True, text=True, env=env, timeout=240)
+    assert r.returncode == 0, r.stderr[-3000:]
+    state = ckpt.load(run / "last.pt")
+    assert state["step"] == 4 and len(state["numpy_rng"]) == 2  # both ranks' data streams saved
+    rows = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in rows] == [1, 2, 3, 4]  # written once (rank 0), not twice
