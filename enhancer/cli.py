@@ -7,6 +7,8 @@ import re
 import signal
 import sys
 
+from pathlib import Path
+
 import click
 
 from enhancer import __version__
@@ -251,6 +253,126 @@ def export_cmd(checkpoint, output, name, damage, metrics_path, notes):
 
     metrics = json.loads(open(metrics_path).read()) if metrics_path else None
     print(export(checkpoint, output, name=name, damage=damage, metrics=metrics, notes=notes))
+
+
+@main.command("evaluate")
+@click.argument("candidates", nargs=-1, required=True)
+@click.option("--reference", "-r", required=True, help="The clean original (video file or image folder).")
+@click.option("--json", "as_json", is_flag=True, help="Means and per-frame lists as JSON.")
+@click.option("--csv", "as_csv", is_flag=True, help="Per-frame values as CSV.")
+@click.option("--report", "report_path", default=None, help="Write an HTML report with per-frame curves.")
+@click.option("--metrics", default=",".join(("psnr_y", "psnr_rgb", "ssim_y", "vmaf", "perceptual", "tof", "tlp")),
+              show_default=True, help="Comma-separated subset.")
+@click.option("--perceptual-net", type=click.Choice(["mobilenet_v2", "lpips-alex"]), default="mobilenet_v2",
+              show_default=True)
+@click.option("-q", "--quiet", is_flag=True)
+@click.option("-v", "--verbose", is_flag=True)
+def evaluate_cmd(candidates, reference, as_json, as_csv, report_path, metrics, perceptual_net, quiet, verbose):
+    """Full-reference quality of CANDIDATES against --reference."""
+    from enhancer.evaluate import METRICS, evaluate
+
+    _configure_ffmpeg(None, verbose)
+    chosen = tuple(m.strip() for m in metrics.split(",") if m.strip())
+    bad = [m for m in chosen if m not in METRICS]
+    if bad:
+        raise click.BadParameter(f"unknown metrics {', '.join(bad)}; use {', '.join(METRICS)}", param_hint="--metrics")
+    results = []
+    try:
+        for c in candidates:
+            results.append(evaluate(reference, c, metrics=chosen, perceptual_net=perceptual_net,
+                                    progress=not quiet and not as_json))
+    except EnhancerError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+    if report_path:
+        from enhancer.report import scores_report
+
+        scores_report(reference, results, report_path)
+    if as_json:
+        print(json.dumps({"reference": reference, "results": [r.to_dict() for r in results]}))
+    elif as_csv:
+        keys = [k for k in METRICS if k in chosen]
+        print("candidate,frame," + ",".join(keys))
+        for r in results:
+            for i in range(r.frames):
+                vals = []
+                for k in keys:
+                    seq = r.per_frame.get(k, [])
+                    j = i - 1 if k in ("tof", "tlp") else i  # temporal metrics start at the second frame
+                    vals.append(f"{seq[j]:.6g}" if 0 <= j < len(seq) else "")
+                print(f"{r.candidate},{i}," + ",".join(vals))
+    else:
+        keys = [k for k in METRICS if k in chosen]
+        print(f"{'candidate':<40}" + "".join(f"{k:>12}" for k in keys))
+        for r in results:
+            print(f"{Path(r.candidate).name[:39]:<40}" + "".join(
+                f"{r.mean(k):>12.4f}" if r.mean(k) is not None else f"{'n/a':>12}" for k in keys))
+        net = next((r.perceptual_net for r in results if r.perceptual_net), None)
+        if net:
+            print(f"perceptual / tLP network: {net}")
+
+
+@main.command("benchmark")
+@click.argument("clean", nargs=-1, required=True)
+@click.option("--preset", type=click.Choice(["web", "light", "archive", "vhs"]), default="web", show_default=True)
+@click.option("--scale", type=click.Choice(["1", "2", "4"]), default="2", show_default=True)
+@click.option("--models", default="", help="Comma-separated model names or paths (default: every installed model "
+              "of that scale).")
+@click.option("-o", "--output", default="benchmark", show_default=True, help="Working and report folder.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--start", default=None, help="Segment start in each clip.")
+@click.option("--duration", default=None, help="Segment length in each clip.")
+@click.option("--perceptual-net", type=click.Choice(["mobilenet_v2", "lpips-alex"]), default="mobilenet_v2",
+              show_default=True)
+@click.option("-q", "--quiet", is_flag=True)
+def benchmark_cmd(clean, preset, scale, models, output, seed, start, duration, perceptual_net, quiet):
+    """Degrade CLEAN clips, restore them with each model and the classical baselines, score all."""
+    from enhancer import weights
+    from enhancer.benchmark import run_benchmark, write_outputs
+
+    _configure_ffmpeg(None, False)
+    if models:
+        names = [m.strip() for m in models.split(",") if m.strip()]
+    else:
+        names = [n for n, p in weights.available().items() if weights.read_card(p).scale == int(scale)]
+    try:
+        res = run_benchmark(list(clean), output, preset=preset, scale=int(scale), models=names, seed=seed,
+                            start=_seconds(start), duration=_seconds(duration), perceptual_net=perceptual_net,
+                            progress=not quiet, log=(lambda m: None) if quiet else
+                            (lambda m: print(m, file=sys.stderr, flush=True)))
+    except EnhancerError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+    import shlex
+
+    paths = write_outputs(res, output, command="enhancer benchmark " + shlex.join(sys.argv[2:]))
+    print(res.markdown())
+    print(f"\nreport: {paths['html']}  table: {paths['markdown']}  data: {paths['json']}", file=sys.stderr)
+
+
+@main.command("compare")
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--output", required=True, help="OUT.mp4 (video) or OUT.png (still).")
+@click.option("--mode", type=click.Choice(["side", "split", "grid"]), default="side", show_default=True)
+@click.option("--frame", type=int, default=None, help="Frame index for a still (default 0).")
+@click.option("--crop", default=None, help="x,y,w,h in the largest input's pixels.")
+@click.option("--labels", default=None, help="Comma-separated labels (default: file names).")
+@click.option("--start", default=None)
+@click.option("--duration", default=None)
+@click.option("-q", "--quiet", is_flag=True)
+def compare_cmd(inputs, output, mode, frame, crop, labels, start, duration, quiet):
+    """Show versions of a clip side by side, split, or in a grid, labelled and time-aligned."""
+    from enhancer.compare import Crop, compare
+
+    _configure_ffmpeg(None, False)
+    try:
+        path = compare(list(inputs), output, mode=mode, labels=labels.split(",") if labels else None, frame=frame,
+                       crop=Crop.parse(crop) if crop else None, start=_seconds(start), duration=_seconds(duration),
+                       progress=not quiet)
+    except EnhancerError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+    print(path)
 
 
 @main.command("models")

@@ -1,0 +1,251 @@
+"""Full-reference metrics of candidate videos against a reference, per frame and averaged.
+
+* ``psnr_rgb``: PSNR over the R, G and B samples (peak 255, or 65535 for 16-bit inputs scaled).
+* ``psnr_y``: PSNR of BT.601 luma, Y = 16 + (65.481 R + 128.553 G + 24.966 B) (R, G, B in [0, 1]),
+  kept as floats, as super-resolution papers compute it.
+* ``ssim_y``: SSIM of that luma over 8x8 windows on a 4-pixel grid, the formulation ffmpeg's
+  ``ssim`` filter (from x264) uses, so the two agree.
+* ``vmaf``: ffmpeg's libvmaf (its built-in default model).
+* ``perceptual``: LPIPS-style distance on ImageNet features (MobileNetV2 by default; the network is
+  named in ``perceptual_net``), lower is better.
+* ``tof`` / ``tlp``: temporal consistency as defined with TecoGAN: the mean difference between the
+  optical flow (OpenCV Farneback) of consecutive output frames and of consecutive reference frames,
+  and the difference of their perceptual distances; lower is better.
+
+Averages are means of the per-frame values (PSNR: mean of per-frame dB, as papers report).
+Inputs are video files or folders of images; sizes and frame counts must match (no silent resize
+or truncation).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+from enhancer.errors import EnhancerError, InputError
+from enhancer.io import ffmpeg as ff
+
+IMAGE_EXT = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+METRICS = ("psnr_y", "psnr_rgb", "ssim_y", "vmaf", "perceptual", "tof", "tlp")
+
+
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXT and not p.name.startswith("."))
+
+
+def frames(path: str) -> Iterator[np.ndarray]:
+    """RGB uint8 frames of a video file or an image folder, in order (16-bit scaled to 8)."""
+    p = Path(path)
+    if p.is_dir():
+        files = _image_files(p)
+        if not files:
+            raise InputError("folder holds no images", path=path)
+        for f in files:
+            img = cv2.imread(str(f), cv2.IMREAD_UNCHANGED)
+            if img is None:
+                raise InputError("cannot read image", path=str(f))
+            if img.dtype == np.uint16:
+                img = (img.astype(np.float32) / 257 + 0.5).astype(np.uint8)
+            if img.ndim == 2:
+                img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+            yield img[..., 2::-1].copy() if img.shape[2] >= 3 else img
+        return
+    from enhancer.io.probe import probe
+    from enhancer.io.reader import FrameReader
+
+    with FrameReader(probe(path), deinterlace="off") as reader:
+        for fr in reader:
+            img = fr.image
+            yield img if img.dtype == np.uint8 else (img.astype(np.float32) / 257 + 0.5).astype(np.uint8)
+
+
+def count(path: str) -> int:
+    p = Path(path)
+    if p.is_dir():
+        return len(_image_files(p))
+    from enhancer.io.probe import count_frames
+
+    return count_frames(path)
+
+
+def luma(rgb: np.ndarray) -> np.ndarray:
+    """BT.601 luma in [16, 235] as float64, from uint8 RGB."""
+    x = rgb.astype(np.float64) / 255.0
+    return 16.0 + 65.481 * x[..., 0] + 128.553 * x[..., 1] + 24.966 * x[..., 2]
+
+
+def psnr(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return math.inf if mse == 0 else 10 * math.log10(peak * peak / mse)
+
+
+def ssim(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
+    """SSIM over 8x8 windows stepped by 4 pixels (ffmpeg's ssim filter / x264), of 2D planes."""
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    h, w = a.shape
+    h4, w4 = h // 4, w // 4
+    if h4 < 2 or w4 < 2:
+        raise ValueError("SSIM needs frames of at least 8x8 pixels")
+
+    def blocks(x):  # sums over 4x4 blocks
+        return x[:h4 * 4, :w4 * 4].reshape(h4, 4, w4, 4).sum(axis=(1, 3))
+
+    s1, s2 = blocks(a), blocks(b)
+    ss = blocks(a * a) + blocks(b * b)
+    s12 = blocks(a * b)
+
+    def pairs(x):  # 8x8 windows: 2x2 neighbouring blocks
+        return x[:-1, :-1] + x[1:, :-1] + x[:-1, 1:] + x[1:, 1:]
+
+    s1, s2, ss, s12 = pairs(s1), pairs(s2), pairs(ss), pairs(s12)
+    c1 = (0.01 * peak) ** 2 * 64 * 64
+    c2 = (0.03 * peak) ** 2 * 64 * 63 * 64
+    fs1, fs2 = s1 * s1, s2 * s2
+    fs12 = s1 * s2
+    vars_ = ss * 64 - fs1 - fs2
+    covar = s12 * 64 - fs12
+    val = ((2 * fs12 + c1) * (2 * covar + c2)) / ((fs1 + fs2 + c1) * (vars_ + c2))
+    return float(val.mean())
+
+
+def _as_video(path: str, tmpdir: str) -> str:
+    """A video file for ffmpeg: image folders are packed losslessly (FFV1) first."""
+    if not Path(path).is_dir():
+        return path
+    import subprocess
+
+    it = frames(path)
+    first = next(it)
+    h, w = first.shape[:2]
+    out = str(Path(tmpdir) / (Path(path).name + ".mkv"))
+    proc = ff.Process([ff.tools().ffmpeg, "-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo",
+                       "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", "25", "-i", "pipe:0", "-c:v", "ffv1",
+                       "-pix_fmt", "gbrp", ff.file_arg(out)], stdin=subprocess.PIPE, path=path,
+                      what="packing images failed")
+    try:
+        proc.stdin.write(first.tobytes())
+        for img in it:
+            proc.stdin.write(np.ascontiguousarray(img).tobytes())
+        proc.stdin.close()
+    except OSError:
+        pass
+    proc.check()
+    return out
+
+
+def vmaf(reference: str, candidate: str, threads: int = 0) -> list[float]:
+    """Per-frame VMAF of ``candidate`` against ``reference`` with ffmpeg's libvmaf."""
+    with tempfile.TemporaryDirectory() as tmp:
+        log = str(Path(tmp) / "vmaf.json")
+        dist, ref = _as_video(candidate, tmp), _as_video(reference, tmp)
+        n = threads or (os.cpu_count() or 1)
+        graph = (f"[0:v]format=yuv444p,setpts=N[d];[1:v]format=yuv444p,setpts=N[r];"
+                 f"[d][r]libvmaf=log_fmt=json:log_path={log}:n_threads={n}")
+        ff.run([ff.tools().ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-i", ff.file_arg(dist),
+                "-i", ff.file_arg(ref), "-lavfi", graph, "-f", "null", "-"], path=candidate, what="VMAF failed")
+        data = json.loads(Path(log).read_text())
+    return [float(fr["metrics"]["vmaf"]) for fr in data["frames"]]
+
+
+def _flow(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    ga, gb = cv2.cvtColor(a, cv2.COLOR_RGB2GRAY), cv2.cvtColor(b, cv2.COLOR_RGB2GRAY)
+    return cv2.calcOpticalFlowFarneback(ga, gb, None, 0.5, 3, 15, 3, 5, 1.2, 0)
+
+
+@dataclass
+class Scores:
+    """Per-frame values and their means for one candidate."""
+
+    candidate: str
+    frames: int
+    per_frame: dict[str, list[float]] = field(default_factory=dict)
+    perceptual_net: str | None = None
+
+    def mean(self, key: str) -> float | None:
+        vals = self.per_frame.get(key)
+        if not vals:
+            return None
+        return float(np.mean(vals))
+
+    def to_dict(self, per_frame: bool = True) -> dict:
+        d: dict = {"candidate": self.candidate, "frames": self.frames}
+        for key in METRICS:
+            if key in self.per_frame:
+                d[key] = self.mean(key)
+        if self.perceptual_net:
+            d["perceptual_net"] = self.perceptual_net
+        if per_frame:
+            d["per_frame"] = self.per_frame
+        return d
+
+
+def _check_pair(reference: str, candidate: str) -> None:
+    n_ref, n_can = count(reference), count(candidate)
+    if n_ref != n_can:
+        raise EnhancerError(f"has {n_can} frames, the reference has {n_ref}", path=candidate,
+                            hint="compare the same span of the same clip")
+
+
+def evaluate(reference: str, candidate: str, *, metrics: tuple[str, ...] = METRICS,
+             perceptual_net: str = "mobilenet_v2", progress: bool = False) -> Scores:
+    """Score ``candidate`` against ``reference``. Raises if sizes or frame counts differ."""
+    _check_pair(reference, candidate)
+    scores = Scores(candidate=candidate, frames=0)
+    want = set(metrics)
+    dist = None
+    if want & {"perceptual", "tlp"}:
+        import torch
+
+        from enhancer.features import perceptual
+
+        try:
+            dist = perceptual(perceptual_net)
+            scores.perceptual_net = dist.name
+        except EnhancerError as e:  # no ImageNet weights here: say so, score the rest
+            scores.perceptual_net = f"unavailable: {e}"
+            want -= {"perceptual", "tlp"}
+
+        def lp(x: np.ndarray, y: np.ndarray) -> float:
+            tx = torch.from_numpy(x).permute(2, 0, 1)[None].float() / 255
+            ty = torch.from_numpy(y).permute(2, 0, 1)[None].float() / 255
+            with torch.inference_mode():
+                return float(dist(tx, ty)[0])
+    per = {k: [] for k in ("psnr_y", "psnr_rgb", "ssim_y", "perceptual", "tof", "tlp") if k in want}
+    prev_r = prev_c = None
+    from enhancer.progress import bar
+
+    with bar(total=None, desc=Path(candidate).name[:30], unit="frame", enabled=progress) as b:
+        for i, (r, c) in enumerate(zip(frames(reference), frames(candidate))):
+            if r.shape != c.shape:
+                raise EnhancerError(f"frame {i} is {c.shape[1]}x{c.shape[0]}, the reference is "
+                                    f"{r.shape[1]}x{r.shape[0]}", path=candidate,
+                                    hint="upscale or crop to the reference size first")
+            if "psnr_rgb" in per:
+                per["psnr_rgb"].append(psnr(r, c))
+            if "psnr_y" in per or "ssim_y" in per:
+                yr, yc = luma(r), luma(c)
+                if "psnr_y" in per:
+                    per["psnr_y"].append(psnr(yr, yc))
+                if "ssim_y" in per:
+                    per["ssim_y"].append(ssim(yr, yc))
+            if "perceptual" in per:
+                per["perceptual"].append(lp(r, c))
+            if prev_r is not None:
+                if "tof" in per:
+                    per["tof"].append(float(np.abs(_flow(prev_c, c) - _flow(prev_r, r)).mean()))
+                if "tlp" in per:
+                    per["tlp"].append(abs(lp(prev_c, c) - lp(prev_r, r)))
+            prev_r, prev_c = r, c
+            scores.frames += 1
+            b.update(1)
+    if "vmaf" in want:
+        per["vmaf"] = vmaf(reference, candidate)
+    scores.per_frame = per
+    return scores
