@@ -262,20 +262,21 @@ def export_cmd(checkpoint, output, name, damage, metrics_path, notes):
 @click.option("--csv", "as_csv", is_flag=True, help="Per-frame values as CSV.")
 @click.option("--report", "report_path", default=None, help="Write an HTML report with per-frame curves.")
 @click.option("--metrics", default=",".join(("psnr_y", "psnr_rgb", "ssim_y", "vmaf", "perceptual", "tof", "tlp")),
-              show_default=True, help="Comma-separated subset.")
+              show_default=True, help="Comma-separated subset; add fid for the Frechet distance of features.")
 @click.option("--perceptual-net", type=click.Choice(["mobilenet_v2", "lpips-alex"]), default="mobilenet_v2",
               show_default=True)
 @click.option("-q", "--quiet", is_flag=True)
 @click.option("-v", "--verbose", is_flag=True)
 def evaluate_cmd(candidates, reference, as_json, as_csv, report_path, metrics, perceptual_net, quiet, verbose):
     """Full-reference quality of CANDIDATES against --reference."""
-    from enhancer.evaluate import METRICS, evaluate
+    from enhancer.evaluate import EXTRA, METRICS, evaluate
 
     _configure_ffmpeg(None, verbose)
     chosen = tuple(m.strip() for m in metrics.split(",") if m.strip())
-    bad = [m for m in chosen if m not in METRICS]
+    bad = [m for m in chosen if m not in METRICS + EXTRA]
     if bad:
-        raise click.BadParameter(f"unknown metrics {', '.join(bad)}; use {', '.join(METRICS)}", param_hint="--metrics")
+        raise click.BadParameter(f"unknown metrics {', '.join(bad)}; use {', '.join(METRICS + EXTRA)}",
+                                 param_hint="--metrics")
     results = []
     try:
         for c in candidates:
@@ -305,8 +306,10 @@ def evaluate_cmd(candidates, reference, as_json, as_csv, report_path, metrics, p
         keys = [k for k in METRICS if k in chosen]
         print(f"{'candidate':<40}" + "".join(f"{k:>12}" for k in keys))
         for r in results:
-            print(f"{Path(r.candidate).name[:39]:<40}" + "".join(
-                f"{r.mean(k):>12.4f}" if r.mean(k) is not None else f"{'n/a':>12}" for k in keys))
+            shown = str(Path(*Path(r.candidate).parts[-2:]))
+            print(f"{shown[-39:]:<40}" + "".join(
+                f"{r.mean(k):>12.4f}" if r.mean(k) is not None else f"{'n/a':>12}" for k in keys)
+                + (f"   fid {r.fid:.3f}" if r.fid is not None else ""))
         net = next((r.perceptual_net for r in results if r.perceptual_net), None)
         if net:
             print(f"perceptual / tLP network: {net}")

@@ -8,6 +8,9 @@
 * ``vmaf``: ffmpeg's libvmaf (its built-in default model).
 * ``perceptual``: LPIPS-style distance on ImageNet features (MobileNetV2 by default; the network is
   named in ``perceptual_net``), lower is better.
+* ``fid``: a Frechet distance between the distributions of globally pooled ImageNet features of
+  the candidate's frames and of the reference's (FID-style, on the same network as the perceptual
+  distance). No video network's weights are available offline, so there is no video (FVD) variant.
 * ``tof`` / ``tlp``: temporal consistency as defined with TecoGAN: the mean difference between the
   optical flow (OpenCV Farneback) of consecutive output frames and of consecutive reference frames,
   and the difference of their perceptual distances; lower is better.
@@ -34,6 +37,7 @@ from enhancer.io import ffmpeg as ff
 
 IMAGE_EXT = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 METRICS = ("psnr_y", "psnr_rgb", "ssim_y", "vmaf", "perceptual", "tof", "tlp")
+EXTRA = ("fid",)  # distribution-level, asked for explicitly
 
 
 def _image_files(folder: Path) -> list[Path]:
@@ -105,8 +109,8 @@ def ssim(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
         return x[:-1, :-1] + x[1:, :-1] + x[:-1, 1:] + x[1:, 1:]
 
     s1, s2, ss, s12 = pairs(s1), pairs(s2), pairs(ss), pairs(s12)
-    c1 = (0.01 * peak) ** 2 * 64 * 64
-    c2 = (0.03 * peak) ** 2 * 64 * 63 * 64
+    c1 = (0.01 * peak) ** 2 * 64
+    c2 = (0.03 * peak) ** 2 * 64 * 63
     fs1, fs2 = s1 * s1, s2 * s2
     fs12 = s1 * s2
     vars_ = ss * 64 - fs1 - fs2
@@ -154,6 +158,28 @@ def vmaf(reference: str, candidate: str, threads: int = 0) -> list[float]:
     return [float(fr["metrics"]["vmaf"]) for fr in data["frames"]]
 
 
+def _embed(dist, img: np.ndarray) -> np.ndarray:
+    import torch
+
+    with torch.inference_mode():
+        x = torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255
+        return dist.features.embed(x)[0].double().numpy()
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^1/2) of two feature sets (N, D)."""
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    if len(a) < 2 or len(b) < 2:
+        return float(((mu_a - mu_b) ** 2).sum())
+    sa, sb = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    # Tr((Sa Sb)^1/2) = sum of sqrt of the eigenvalues of Sa^1/2 Sb Sa^1/2 (symmetric, PSD)
+    w, v = np.linalg.eigh(sa)
+    root = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    ev = np.linalg.eigvalsh(root @ sb @ root)
+    tr_sqrt = np.sqrt(np.clip(ev, 0, None)).sum()
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(sa) + np.trace(sb) - 2 * tr_sqrt)
+
+
 def _flow(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     ga, gb = cv2.cvtColor(a, cv2.COLOR_RGB2GRAY), cv2.cvtColor(b, cv2.COLOR_RGB2GRAY)
     return cv2.calcOpticalFlowFarneback(ga, gb, None, 0.5, 3, 15, 3, 5, 1.2, 0)
@@ -174,11 +200,15 @@ class Scores:
             return None
         return float(np.mean(vals))
 
+    fid: float | None = None
+
     def to_dict(self, per_frame: bool = True) -> dict:
         d: dict = {"candidate": self.candidate, "frames": self.frames}
         for key in METRICS:
             if key in self.per_frame:
                 d[key] = self.mean(key)
+        if self.fid is not None:
+            d["fid"] = self.fid
         if self.perceptual_net:
             d["perceptual_net"] = self.perceptual_net
         if per_frame:
@@ -200,7 +230,7 @@ def evaluate(reference: str, candidate: str, *, metrics: tuple[str, ...] = METRI
     scores = Scores(candidate=candidate, frames=0)
     want = set(metrics)
     dist = None
-    if want & {"perceptual", "tlp"}:
+    if want & {"perceptual", "tlp", "fid"}:
         import torch
 
         from enhancer.features import perceptual
@@ -210,7 +240,7 @@ def evaluate(reference: str, candidate: str, *, metrics: tuple[str, ...] = METRI
             scores.perceptual_net = dist.name
         except EnhancerError as e:  # no ImageNet weights here: say so, score the rest
             scores.perceptual_net = f"unavailable: {e}"
-            want -= {"perceptual", "tlp"}
+            want -= {"perceptual", "tlp", "fid"}
 
         def lp(x: np.ndarray, y: np.ndarray) -> float:
             tx = torch.from_numpy(x).permute(2, 0, 1)[None].float() / 255
@@ -219,6 +249,8 @@ def evaluate(reference: str, candidate: str, *, metrics: tuple[str, ...] = METRI
                 return float(dist(tx, ty)[0])
     per = {k: [] for k in ("psnr_y", "psnr_rgb", "ssim_y", "perceptual", "tof", "tlp") if k in want}
     prev_r = prev_c = None
+    emb_r: list[np.ndarray] = []
+    emb_c: list[np.ndarray] = []
     from enhancer.progress import bar
 
     with bar(total=None, desc=Path(candidate).name[:30], unit="frame", enabled=progress) as b:
@@ -237,6 +269,9 @@ def evaluate(reference: str, candidate: str, *, metrics: tuple[str, ...] = METRI
                     per["ssim_y"].append(ssim(yr, yc))
             if "perceptual" in per:
                 per["perceptual"].append(lp(r, c))
+            if "fid" in want:
+                emb_r.append(_embed(dist, r))
+                emb_c.append(_embed(dist, c))
             if prev_r is not None:
                 if "tof" in per:
                     per["tof"].append(float(np.abs(_flow(prev_c, c) - _flow(prev_r, r)).mean()))
@@ -247,5 +282,7 @@ def evaluate(reference: str, candidate: str, *, metrics: tuple[str, ...] = METRI
             b.update(1)
     if "vmaf" in want:
         per["vmaf"] = vmaf(reference, candidate)
+    if "fid" in want:
+        scores.fid = frechet_distance(np.stack(emb_r), np.stack(emb_c))
     scores.per_frame = per
     return scores

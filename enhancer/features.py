@@ -51,7 +51,7 @@ class MobileNetFeatures(nn.Module):
         else:
             raise EnhancerError(f"MobileNetV2 ImageNet weights not found at {path}",
                                 hint=f"copy {MOBILENET_FILE} there or set ENHANCER_MOBILENET_WEIGHTS")
-        self.body = net.features[: max(self.taps) + 1].eval()
+        self.body = net.features.eval()  # taps use the first layers; embed() runs them all
         for p in self.body.parameters():
             p.requires_grad_(False)
         self.register_buffer("mean", torch.tensor(_MEAN).view(1, 3, 1, 1))
@@ -64,7 +64,13 @@ class MobileNetFeatures(nn.Module):
             x = layer(x)
             if i in self.taps:
                 out.append(x)
+            if i == max(self.taps):
+                break
         return out
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) -> (N, 1280) globally pooled last-layer features (for Frechet distances)."""
+        return self.body((x - self.mean) / self.std).mean(dim=(2, 3))
 
     def train(self, mode: bool = True):  # always frozen, batch-norm in eval mode
         return super().train(False)
