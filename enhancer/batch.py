@@ -158,6 +158,8 @@ def run_job(job: Job, restorer: Restorer, encode: EncodeOptions, opts: EnhanceOp
             if not os.access(parent, os.W_OK):
                 raise OutputError("output folder is not writable", path=str(parent))
         info = probe(job.input)
+        if opts.preview:
+            return _preview(job, info, restorer, opts, overwrite, desc, t0)
         res = enhance_video(info, job.output, restorer, encode, opts, desc=desc)
         return FileResult(job.input, res.output or "-", "done", frames=res.frames, seconds=res.seconds,
                           warnings=res.warnings)
@@ -175,6 +177,33 @@ def run_job(job: Job, restorer: Restorer, encode: EncodeOptions, opts: EnhanceOp
             traceback.print_exc()
         return FileResult(job.input, job.output, "failed", seconds=time.perf_counter() - t0,
                           error=f"{job.input}: internal error: {type(e).__name__}: {e} (run with -v for details)")
+
+
+def preview_path(output: str) -> Path:
+    out = Path(output)
+    return out.with_name(out.stem + ".preview.mp4")
+
+
+def _preview(job: Job, info, restorer: Restorer, opts: EnhanceOptions, overwrite: bool, desc: str | None,
+             t0: float) -> FileResult:
+    """Enhance the first ``opts.preview`` seconds (from --start) and write them beside the input,
+    split down the middle, as ``NAME.preview.mp4`` next to where the output would go."""
+    import dataclasses
+    import tempfile
+
+    from enhancer.compare import compare
+
+    target = preview_path(job.output)
+    if target.exists() and not overwrite:
+        return FileResult(job.input, str(target), "skipped", error="preview exists (use --overwrite to redo)")
+    seg = dataclasses.replace(opts, duration=opts.preview)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".preview-") as tmp:
+        enhanced = str(Path(tmp) / "enhanced.mkv")
+        res = enhance_video(info, enhanced, restorer, EncodeOptions(codec="ffv1"), seg, desc=desc)
+        compare([job.input, enhanced], str(target), mode="split", labels=["input", f"enhanced ({restorer.name})"],
+                duration=opts.preview, starts=[opts.start, None], progress=False)
+    return FileResult(job.input, str(target), "done", frames=res.frames, seconds=time.perf_counter() - t0,
+                      warnings=res.warnings)
 
 
 def run_batch(jobs: list[Job], restorer: Restorer, encode: EncodeOptions, opts: EnhanceOptions, *,

@@ -94,6 +94,8 @@ def main() -> None:
               help="auto: fp32 on CPU, bf16 (or fp16) on CUDA.")
 @click.option("--skip-existing/--overwrite", default=True, show_default=True,
               help="Skip inputs whose output exists, or redo them.")
+@click.option("--preview", type=float, default=None, metavar="SECONDS",
+              help="Only write NAME.preview.mp4: a split before/after view of this many seconds.")
 @click.option("--dry-run", is_flag=True, help="Show what would be done, do nothing.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON line per file on stdout.")
 @click.option("--ffmpeg", "ffmpeg_path", default=None, envvar="ENHANCER_FFMPEG",
@@ -101,7 +103,7 @@ def main() -> None:
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or per-file lines (errors still print).")
 @click.option("-v", "--verbose", is_flag=True, help="Print every ffmpeg command.")
 def enhance(inputs, output, recursive, model, scale, codec, crf, preset, pix_fmt, container, audio, no_subtitles,
-            start, duration, deinterlace, chunk, tile, device, precision, skip_existing, dry_run, as_json, ffmpeg_path, quiet, verbose):
+            start, duration, deinterlace, chunk, tile, device, precision, skip_existing, preview, dry_run, as_json, ffmpeg_path, quiet, verbose):
     """Enhance videos: files, folders and globs in INPUTS, results under OUTPUT."""
     from enhancer.batch import FileResult, discover, plan_jobs, reject_missing, report, run_batch
     from enhancer.infer.engine import EnhanceOptions
@@ -122,8 +124,10 @@ def enhance(inputs, output, recursive, model, scale, codec, crf, preset, pix_fmt
         raise click.UsageError(str(e)) from None
     encode = EncodeOptions(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, audio=audio,
                            subtitles=not no_subtitles)
+    if preview is not None and preview <= 0:
+        raise click.BadParameter("must be more than 0 seconds", param_hint="--preview")
     opts = EnhanceOptions(deinterlace=deinterlace, start=seg_start, duration=seg_dur, chunk=chunk,
-                          progress=not quiet)
+                          progress=not quiet, preview=preview)
     if dry_run:
         for job in jobs:
             report(FileResult(job.input, job.output, "planned"), as_json=as_json, quiet=False)

@@ -95,15 +95,17 @@ def compose(images: list[np.ndarray], labels: list[str], mode: str = "side", cro
 
 
 def _aligned(readers: list[FrameReader]) -> Iterator[list[Frame]]:
-    """Frames of every input at each frame time of the first (the latest frame not after it)."""
+    """Frames of every input at each frame time of the first (the latest frame not after it),
+    times counted from each input's own first frame."""
     its = [iter(r) for r in readers]
     current: list[Frame | None] = [None] * len(readers)
     pending: list[Frame | None] = [next(it, None) for it in its]
+    origin = [f.time if f is not None else 0.0 for f in pending]
     for first in _chain(pending[0], its[0]):
-        t = first.time
+        t = first.time - origin[0]
         row = [first]
         for k in range(1, len(readers)):
-            while pending[k] is not None and pending[k].time <= t + 1e-6:
+            while pending[k] is not None and pending[k].time - origin[k] <= t + 1e-6:
                 current[k] = pending[k]
                 pending[k] = next(its[k], None)
             if current[k] is None:  # this input starts later: show its first frame
@@ -127,8 +129,10 @@ def _even(img: np.ndarray) -> np.ndarray:
 
 def compare(inputs: list[str], output: str, *, mode: str = "side", labels: list[str] | None = None,
             frame: int | None = None, crop: Crop | None = None, start: float | None = None,
-            duration: float | None = None, progress: bool = True) -> Path:
-    """Write a comparison video (.mp4/.mkv/.mov) or still (.png/.jpg) of ``inputs``."""
+            duration: float | None = None, progress: bool = True,
+            starts: list[float | None] | None = None) -> Path:
+    """Write a comparison video (.mp4/.mkv/.mov) or still (.png/.jpg) of ``inputs``. ``start``
+    applies to every input unless ``starts`` gives one per input."""
     if len(inputs) < 2:
         raise EnhancerError("compare needs at least two inputs")
     labels = list(labels or [Path(p).stem for p in inputs])
@@ -137,7 +141,8 @@ def compare(inputs: list[str], output: str, *, mode: str = "side", labels: list[
     infos: list[VideoInfo] = [probe(p) for p in inputs]
     out = Path(output)
     still = out.suffix.lower() in (".png", ".jpg", ".jpeg", ".tif", ".tiff")
-    readers = [FrameReader(i, start=start, duration=duration, deinterlace="off") for i in infos]
+    starts = list(starts) if starts is not None else [start] * len(inputs)
+    readers = [FrameReader(i, start=s, duration=duration, deinterlace="off") for i, s in zip(infos, starts)]
     for r in readers:
         r.start()
     try:
@@ -155,7 +160,7 @@ def compare(inputs: list[str], output: str, *, mode: str = "side", labels: list[
         from enhancer.progress import bar
 
         muxer = Muxer(str(out), infos[0], EncodeOptions(codec="h264", crf=16, preset="medium"), readers[0].colour,
-                      segment_start=start, segment_duration=duration)
+                      segment_start=starts[0], segment_duration=duration)
         ok = False
         try:
             with bar(total=infos[0].frame_count, desc="compare", unit="frame", enabled=progress) as b:

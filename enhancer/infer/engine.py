@@ -30,6 +30,7 @@ class EnhanceOptions:
     duration: float | None = None  # seconds to process
     chunk: int | None = None  # core frames per restorer call (None: the restorer's own choice)
     progress: bool = True
+    preview: float | None = None  # seconds: write only a before/after comparison of this much
 
 
 @dataclass
