@@ -63,6 +63,12 @@ class BatchSummary:
     def exit_code(self) -> int:
         return 1 if self.count("failed") else 0
 
+    def to_dict(self) -> dict:
+        return {"done": self.count("done"), "skipped": self.count("skipped"), "failed": self.count("failed"),
+                "seconds": self.seconds, "frames": self.frames,
+                "frames_per_second": self.frames / self.seconds if self.seconds > 0 else 0.0,
+                "files": [asdict(r) for r in self.results]}
+
     def line(self) -> str:
         fps = self.frames / self.seconds if self.seconds > 0 else 0.0
         return (f"{self.count('done')} done, {self.count('skipped')} skipped, {self.count('failed')} failed"
@@ -142,13 +148,31 @@ def plan_jobs(found: list[tuple[str, Path | None]], output: str, codec: str, con
     return jobs
 
 
+def recipe_of(restorer: Restorer, encode: EncodeOptions, opts: EnhanceOptions) -> dict:
+    """What makes an output what it is: a change here means the output must be redone."""
+    return {"restorer": restorer.describe() | {"tile": None, "oom_retries": None, "device": None, "chunk": None},
+            "encode": asdict(encode),
+            "deinterlace": opts.deinterlace, "start": opts.start, "duration": opts.duration, "preview": opts.preview}
+
+
 def run_job(job: Job, restorer: Restorer, encode: EncodeOptions, opts: EnhanceOptions, *, overwrite: bool,
-            verbose: bool = False, desc: str | None = None) -> FileResult:
+            verbose: bool = False, desc: str | None = None, state=None, retry_failed: bool = False) -> FileResult:
     """Enhance one file; every failure becomes a result with a one-line reason."""
     t0 = time.perf_counter()
+    recipe = recipe_of(restorer, encode, opts)
+    target = str(preview_path(job.output)) if opts.preview and job.output != "-" else job.output
     try:
-        if job.output != "-" and os.path.exists(job.output) and not overwrite:
-            return FileResult(job.input, job.output, "skipped", error="output exists (use --overwrite to redo)")
+        if state is not None and not overwrite and job.input != "-":
+            decision, why = state.decide(job.input, target, recipe, retry_failed=retry_failed)
+            if decision == "skip":
+                return FileResult(job.input, target, "skipped", error=why)
+            if decision == "failed-before":
+                return FileResult(job.input, target, "failed",
+                                  error=f"{why} [failed in an earlier run; --retry-failed tries again]")
+            if decision == "run" and why and os.path.exists(target):
+                overwrite = True  # our own earlier output, made from another input or recipe
+        if job.output != "-" and os.path.exists(target) and not overwrite:
+            return FileResult(job.input, target, "skipped", error="output exists (use --overwrite to redo)")
         if job.output != "-":
             parent = Path(job.output).parent
             try:
@@ -159,24 +183,28 @@ def run_job(job: Job, restorer: Restorer, encode: EncodeOptions, opts: EnhanceOp
                 raise OutputError("output folder is not writable", path=str(parent))
         info = probe(job.input)
         if opts.preview:
-            return _preview(job, info, restorer, opts, overwrite, desc, t0)
-        res = enhance_video(info, job.output, restorer, encode, opts, desc=desc)
-        return FileResult(job.input, res.output or "-", "done", frames=res.frames, seconds=res.seconds,
-                          warnings=res.warnings)
+            result = _preview(job, info, restorer, opts, overwrite, desc, t0)
+        else:
+            res = enhance_video(info, job.output, restorer, encode, opts, desc=desc)
+            result = FileResult(job.input, res.output or "-", "done", frames=res.frames, seconds=res.seconds,
+                                warnings=res.warnings)
     except EnhancerError as e:
         if e.path is None:
             e.path = job.input
-        return FileResult(job.input, job.output, "failed", seconds=time.perf_counter() - t0, error=e.line())
+        result = FileResult(job.input, target, "failed", seconds=time.perf_counter() - t0, error=e.line())
     except MemoryError:
-        return FileResult(job.input, job.output, "failed", seconds=time.perf_counter() - t0,
-                          error=f"{job.input}: out of memory (try a smaller --tile or --chunk)")
+        result = FileResult(job.input, target, "failed", seconds=time.perf_counter() - t0,
+                            error=f"{job.input}: out of memory (try a smaller --tile or --chunk)")
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as e:  # a bug of ours: keep the batch going, say so plainly
         if verbose:
             traceback.print_exc()
-        return FileResult(job.input, job.output, "failed", seconds=time.perf_counter() - t0,
-                          error=f"{job.input}: internal error: {type(e).__name__}: {e} (run with -v for details)")
+        result = FileResult(job.input, target, "failed", seconds=time.perf_counter() - t0,
+                            error=f"{job.input}: internal error: {type(e).__name__}: {e} (run with -v for details)")
+    if state is not None and job.input != "-" and result.status in ("done", "failed"):
+        state.record(job.input, target, recipe, result.status, result.error, result.frames)
+    return result
 
 
 def preview_path(output: str) -> Path:
@@ -206,22 +234,53 @@ def _preview(job: Job, info, restorer: Restorer, opts: EnhanceOptions, overwrite
                       warnings=res.warnings)
 
 
+def state_folder(jobs: list[Job], output: str) -> Path | None:
+    """The folder whose state file and lock a batch uses (None when writing to stdout)."""
+    if output == "-":
+        return None
+    if len(jobs) == 1 and Path(jobs[0].output) == Path(output) and not Path(output).is_dir():
+        return Path(output).parent
+    return Path(output)
+
+
 def run_batch(jobs: list[Job], restorer: Restorer, encode: EncodeOptions, opts: EnhanceOptions, *,
-              overwrite: bool = False, verbose: bool = False,
+              overwrite: bool = False, verbose: bool = False, folder: Path | None = None,
+              retry_failed: bool = False, fail_fast: bool = False,
               on_result: Callable[[FileResult], None] | None = None) -> BatchSummary:
-    """Enhance every job in turn; a failure is reported and the batch goes on."""
+    """Enhance every job in turn; a failure is reported and the batch goes on (unless
+    ``fail_fast``). With ``folder``, the folder is locked and its state file kept up to date."""
+    from enhancer.state import BatchState, FolderLock
+
     t0 = time.perf_counter()
     results: list[FileResult] = []
     many = len(jobs) > 1
-    with bar(total=len(jobs), desc="files", unit="file", enabled=opts.progress and many, position=0) as files:
-        for job in jobs:
-            desc = Path(job.input).name if job.input != "-" else "stdin"
-            res = run_job(job, restorer, encode, opts, overwrite=overwrite, verbose=verbose,
-                          desc=desc[:40])
-            results.append(res)
-            if on_result is not None:
-                on_result(res)
-            files.update(1)
+    lock = None
+    if folder is not None:
+        try:
+            lock = FolderLock(folder).acquire()
+        except OSError:  # cannot even create the folder: each file will say so
+            folder = None
+    try:
+        if lock is not None and lock.took_over:
+            print(f"warning: {folder}: {lock.took_over}", file=sys.stderr)
+        state = BatchState(folder) if folder is not None else None
+        with bar(total=len(jobs), desc="files", unit="file", enabled=opts.progress and many, position=0) as files:
+            stopped = False
+            for job in jobs:
+                if stopped:
+                    res = FileResult(job.input, job.output, "skipped", error="not run: --fail-fast stopped the batch")
+                else:
+                    desc = Path(job.input).name if job.input != "-" else "stdin"
+                    res = run_job(job, restorer, encode, opts, overwrite=overwrite, verbose=verbose, desc=desc[:40],
+                                  state=state, retry_failed=retry_failed)
+                    stopped = fail_fast and res.status == "failed"
+                results.append(res)
+                if on_result is not None:
+                    on_result(res)
+                files.update(1)
+    finally:
+        if lock is not None:
+            lock.release()
     return BatchSummary(results, time.perf_counter() - t0)
 
 

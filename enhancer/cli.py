@@ -94,6 +94,10 @@ def main() -> None:
               help="auto: fp32 on CPU, bf16 (or fp16) on CUDA.")
 @click.option("--skip-existing/--overwrite", default=True, show_default=True,
               help="Skip inputs whose output exists, or redo them.")
+@click.option("--retry-failed", is_flag=True, help="Retry inputs that failed in an earlier run into this folder.")
+@click.option("--keep-going/--fail-fast", default=True, show_default=True,
+              help="Go on after a failed file, or stop the batch at the first failure.")
+@click.option("--report", "report_path", default=None, help="Write the batch summary as JSON to this file.")
 @click.option("--preview", type=float, default=None, metavar="SECONDS",
               help="Only write NAME.preview.mp4: a split before/after view of this many seconds.")
 @click.option("--dry-run", is_flag=True, help="Show what would be done, do nothing.")
@@ -103,9 +107,9 @@ def main() -> None:
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or per-file lines (errors still print).")
 @click.option("-v", "--verbose", is_flag=True, help="Print every ffmpeg command.")
 def enhance(inputs, output, recursive, model, scale, codec, crf, preset, pix_fmt, container, audio, no_subtitles,
-            start, duration, deinterlace, chunk, tile, device, precision, skip_existing, preview, dry_run, as_json, ffmpeg_path, quiet, verbose):
+            start, duration, deinterlace, chunk, tile, device, precision, skip_existing, retry_failed, keep_going, report_path, preview, dry_run, as_json, ffmpeg_path, quiet, verbose):
     """Enhance videos: files, folders and globs in INPUTS, results under OUTPUT."""
-    from enhancer.batch import FileResult, discover, plan_jobs, reject_missing, report, run_batch
+    from enhancer.batch import FileResult, discover, plan_jobs, reject_missing, report, run_batch, state_folder
     from enhancer.infer.engine import EnhanceOptions
     from enhancer.infer.models import load_restorer
     from enhancer.io.muxer import EncodeOptions
@@ -143,10 +147,17 @@ def enhance(inputs, output, recursive, model, scale, codec, crf, preset, pix_fmt
     interrupts.install()
     try:
         summary = run_batch(jobs, restorer, encode, opts, overwrite=not skip_existing, verbose=verbose,
+                            folder=state_folder(jobs, output), retry_failed=retry_failed, fail_fast=not keep_going,
                             on_result=lambda r: report(r, as_json=as_json, quiet=quiet))
     except KeyboardInterrupt:
         print("interrupted: partial outputs removed; run the same command again to continue", file=sys.stderr)
         sys.exit(130)
+    except EnhancerError as e:  # the output folder is locked by another run
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+    if report_path:
+        Path(report_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(report_path).write_text(json.dumps(summary.to_dict(), indent=1))
     if not quiet and len(jobs) > 1:
         print(summary.line(), file=sys.stderr)
         for r in summary.results:

@@ -33,7 +33,7 @@ def test_batch_goes_on_after_a_bad_file_and_reports_json(tmp_path):
     assert "broken.mp4" in rows["broken.mp4"]["error"] and "\n" not in rows["broken.mp4"]["error"]
     assert (out / "a.mp4").exists() and (out / "sub" / "b.mkv").exists()
     assert not (out / "broken.mp4").exists()
-    assert not [p for p in out.rglob(".*")], "temporary files left behind"
+    assert not [p for p in out.rglob(".*") if p.name != ".enhancer-state.json"], "temporary files left behind"
     assert r.stderr.count("broken.mp4") >= 1 and "Traceback" not in r.stderr
     # a rerun skips what is done and still reports the bad file
     r2 = run_cli("enhance", str(src), "-o", str(out), "--recursive", "--json", "-q")
@@ -49,10 +49,12 @@ def test_single_file_output_name_and_overwrite(tmp_path):
     info = probe(str(dst))
     assert (info.width, info.height) == (384, 256) and info.container.startswith("matroska")
     mtime = dst.stat().st_mtime_ns
-    r = run_cli("enhance", str(src), "-o", str(dst), "-q")
-    assert r.returncode == 0 and dst.stat().st_mtime_ns == mtime  # skipped
-    r = run_cli("enhance", str(src), "-o", str(dst), "--overwrite", "--json", "-q")
+    r = run_cli("enhance", str(src), "-o", str(dst), "--scale", "4", "-q")
+    assert r.returncode == 0 and dst.stat().st_mtime_ns == mtime  # skipped: done, same recipe
+    r = run_cli("enhance", str(src), "-o", str(dst), "--scale", "4", "--overwrite", "--json", "-q")
     assert _json_lines(r.stdout)[0]["status"] == "done" and dst.stat().st_mtime_ns != mtime
+    r = run_cli("enhance", str(src), "-o", str(dst), "--scale", "2", "--json", "-q")  # options changed: redone
+    assert _json_lines(r.stdout)[0]["status"] == "done" and probe(str(dst)).width == 192
 
 
 def test_output_never_replaces_input(tmp_path):
