@@ -31,6 +31,7 @@ VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mkv", ".mov", ".avi", ".webm", ".ts", ".mt
 class Job:
     input: str
     output: str
+    display: str | None = None  # what to call the input in reports (stdin's spool file is "-")
 
 
 @dataclass
@@ -93,7 +94,11 @@ def discover(inputs: Iterable[str], recursive: bool = False) -> list[tuple[str, 
             found.append((path, root))
 
     for item in inputs:
+        from enhancer.io.sequence import is_image_sequence
+
         if item == "-":
+            add(item, None)
+        elif is_image_sequence(item):
             add(item, None)
         elif os.path.isdir(item):
             root = Path(item)
@@ -129,9 +134,13 @@ def plan_jobs(found: list[tuple[str, Path | None]], output: str, codec: str, con
         return [Job(found[0][0], str(out))]
     jobs: list[Job] = []
     taken: dict[str, str] = {}
+    from enhancer.io.sequence import is_image_sequence, sequence_name
+
     for src, root in found:
-        sp = Path(src)
+        sp = Path(src) if src != "-" else Path("stdin.mkv")
         rel = sp.relative_to(root) if root is not None else Path(sp.name)
+        if src != "-" and is_image_sequence(src):
+            sp = rel = Path(sequence_name(src))
         if codec in IMAGE_CODECS:
             target = out / rel.parent / f"{rel.stem}_frames"
         else:
@@ -202,8 +211,12 @@ def run_job(job: Job, restorer: Restorer, encode: EncodeOptions, opts: EnhanceOp
             traceback.print_exc()
         result = FileResult(job.input, target, "failed", seconds=time.perf_counter() - t0,
                             error=f"{job.input}: internal error: {type(e).__name__}: {e} (run with -v for details)")
-    if state is not None and job.input != "-" and result.status in ("done", "failed"):
+    if state is not None and job.display is None and result.status in ("done", "failed"):
         state.record(job.input, target, recipe, result.status, result.error, result.frames)
+    if job.display is not None:
+        result.input = job.display
+        if result.error:
+            result.error = result.error.replace(job.input, job.display)
     return result
 
 
@@ -304,6 +317,21 @@ def report(res: FileResult, *, as_json: bool, quiet: bool = False) -> None:
             print(f"would enhance: {res.input} -> {res.output}", file=sys.stderr, flush=True)
     for w in res.warnings:
         print(f"warning: {res.input}: {w}", file=sys.stderr, flush=True)
+
+
+def spool_stdin() -> str:
+    """Copy a video piped on stdin to a temporary file (probing and the audio mapping both need
+    to read it, and a pipe can be read once). Returns its path; the caller removes it."""
+    import shutil
+    import tempfile
+
+    fd, path = tempfile.mkstemp(prefix="enhancer-stdin-")
+    with os.fdopen(fd, "wb") as f:
+        shutil.copyfileobj(sys.stdin.buffer, f, length=1 << 20)
+    if os.path.getsize(path) == 0:
+        os.unlink(path)
+        raise InputError("nothing arrived on stdin", path="-")
+    return path
 
 
 def reject_missing(found: list[tuple[str, Path | None]]) -> None:

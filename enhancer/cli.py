@@ -118,8 +118,14 @@ def enhance(inputs, output, recursive, model, scale, codec, crf, preset, pix_fmt
     seg_start, seg_dur = _seconds(start), _seconds(duration)
     if seg_dur is not None and seg_dur <= 0:
         raise click.BadParameter("must be more than 0", param_hint="--duration")
+    spooled = None
     if "-" in inputs:
-        raise click.UsageError("reading from stdin is not supported yet; pass a file")
+        if len(inputs) != 1:
+            raise click.UsageError("- (stdin) cannot be mixed with other inputs")
+        if sys.stdin.isatty():
+            raise click.UsageError("- reads a video from stdin; pipe one in")
+    if output == "-" and as_json:
+        raise click.UsageError("--json writes to stdout, which -o - uses for the video")
     found = discover(inputs, recursive=recursive)
     try:
         reject_missing(found)
@@ -143,6 +149,15 @@ def enhance(inputs, output, recursive, model, scale, codec, crf, preset, pix_fmt
                                  tile=tile if tile == "auto" else int(tile), chunk=chunk)
     except EnhancerError as e:
         raise click.UsageError(str(e)) from None
+    if inputs == ("-",):
+        from enhancer.batch import Job, spool_stdin
+
+        try:
+            spooled = spool_stdin()
+        except EnhancerError as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(1)
+        jobs = [Job(spooled, output if output == "-" else jobs[0].output, display="-")]
     interrupts = _Interrupts()
     interrupts.install()
     try:
@@ -155,6 +170,9 @@ def enhance(inputs, output, recursive, model, scale, codec, crf, preset, pix_fmt
     except EnhancerError as e:  # the output folder is locked by another run
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
+    finally:
+        if spooled:
+            Path(spooled).unlink(missing_ok=True)
     if report_path:
         Path(report_path).parent.mkdir(parents=True, exist_ok=True)
         Path(report_path).write_text(json.dumps(summary.to_dict(), indent=1))

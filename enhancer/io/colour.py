@@ -48,7 +48,8 @@ class Colour:
 def source_colour(info: VideoInfo) -> Colour:
     """The colour interpretation used for a source: its own tags, else the usual guess by frame
     height (HD and up: BT.709; SD: BT.601), as players do."""
-    rng = info.color_range or ("pc" if info.pix_fmt.startswith("yuvj") else "tv")
+    rgb = is_rgb_format(info.pix_fmt) or info.color_space in ("gbr", "rgb")
+    rng = "tv" if rgb else (info.color_range or ("pc" if info.pix_fmt.startswith("yuvj") else "tv"))
     space = info.color_space if info.color_space in _SWS_MATRIX else None
     guessed = space is None
     if space is None:

@@ -267,7 +267,7 @@ class Muxer:
             src_args += ["-t", f"{self.segment_duration:.6f}"]
         needs_source = bool(self.plan.stream_args) or not self.image_sequence
         src = []
-        if needs_source and not self.source_is_stdin:
+        if needs_source and not self.source_is_stdin and not self.source.image_sequence:
             src = [*src_args, "-i", ff.file_arg(self.source.path)]
         argv = [tools.ffmpeg, "-hide_banner", "-nostats", "-loglevel", "error", "-y",
                 *in_args, "-i", "pipe:0", *src, "-map", "0:v:0"]

@@ -65,6 +65,7 @@ class VideoInfo:
     subtitles: list[SubtitleStream] = field(default_factory=list)
     chapters: int = 0
     image_sequence: bool = False
+    input_args: list[str] = field(default_factory=list)  # ffmpeg options before -i (image sequences)
     probed_with: str = "ffmpeg"
 
     @property
@@ -279,7 +280,7 @@ def _parse_ffmpeg_banner(path: str, text: str) -> VideoInfo:
 
 
 def _probe_ffmpeg(path: str, input_args: list[str]) -> VideoInfo:
-    argv = [ff.tools().ffmpeg, "-hide_banner", "-nostdin", *input_args, "-i", ff.file_arg(path)]
+    argv = [ff.tools().ffmpeg, "-hide_banner", "-nostdin", *input_args, "-i", _url(path, input_args)]
     try:
         proc = ff.run(argv, path=path, what="probing failed", timeout=120, check=False)
     except FFmpegError as e:
@@ -293,7 +294,7 @@ def _probe_ffmpeg(path: str, input_args: list[str]) -> VideoInfo:
 
 def _probe_ffprobe(path: str, ffprobe: str, input_args: list[str]) -> VideoInfo:
     argv = [ffprobe, "-v", "error", *input_args, "-show_format", "-show_streams", "-show_chapters", "-of", "json",
-            ff.file_arg(path)]
+            _url(path, input_args)]
     try:
         proc = ff.run(argv, path=path, what="ffprobe failed", timeout=120)
     except FFmpegError as e:
@@ -352,15 +353,26 @@ def probe(path: str, *, input_args: list[str] | None = None, use_ffprobe: bool =
     ``input_args`` are ffmpeg input options that must precede ``-i`` (image sequences use them).
     Raises :class:`InputError` with a one-line reason for anything that is not a usable video.
     """
+    from enhancer.io.sequence import is_image_sequence, sequence_input
+
     path = os.fspath(path)
     input_args = list(input_args or [])
-    if not input_args:
+    sequence = is_image_sequence(path)
+    if sequence:
+        url, input_args = sequence_input(path)
+    else:
         _check_readable(path)
+        url = path
     tools = ff.tools()
     if tools.ffprobe and use_ffprobe:
-        info = _probe_ffprobe(path, tools.ffprobe, input_args)
+        info = _probe_ffprobe(url, tools.ffprobe, input_args)
     else:
-        info = _probe_ffmpeg(path, input_args)
+        info = _probe_ffmpeg(url, input_args)
+    if sequence:
+        info.image_sequence, info.input_args, info.path = True, input_args, url
+        info.frame_count = count_frames(url, input_args=input_args)
+        info.frame_count_exact = True
+        info.duration = info.frame_count / float(info.fps) if info.fps else None
     if info.width <= 0 or info.height <= 0:
         raise InputError("video stream has no frame size (damaged or unsupported codec)", path=path)
     return info
@@ -370,12 +382,17 @@ def count_frames(path: str, *, input_args: list[str] | None = None, stream: int 
     """Count the video packets of a file without decoding (exact for nearly every container)."""
     sel = f"0:{stream}" if stream is not None else "0:v:0"
     argv = [ff.tools().ffmpeg, "-hide_banner", "-nostdin", "-nostats", "-v", "error", *(input_args or []),
-            "-i", ff.file_arg(path), "-map", sel, "-c", "copy", "-f", "null", "-progress", "pipe:1", "-"]
+            "-i", _url(path, input_args or []), "-map", sel, "-c", "copy", "-f", "null", "-progress", "pipe:1", "-"]
     proc = ff.run(argv, path=path, what="counting frames failed")
     frames = re.findall(r"^frame=(\d+)", proc.stdout.decode("ascii", "replace"), re.M)
     if not frames:
         raise InputError("could not count frames", path=path)
     return int(frames[-1])
+
+
+def _url(path: str, input_args: list[str]) -> str:
+    """Image sequences are read by name pattern (absolute already); files as file: URLs."""
+    return path if "image2" in input_args else ff.file_arg(path)
 
 
 def fraction_str(x: Fraction) -> str:

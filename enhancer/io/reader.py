@@ -87,9 +87,10 @@ class FrameReader:
             seek += ["-ss", f"{start:.6f}"]
         if duration:
             seek += ["-t", f"{duration:.6f}"]
-        src = "pipe:0" if stdin is not None else ff.file_arg(info.path)
+        input_args = list(input_args or info.input_args)
+        src = "pipe:0" if stdin is not None else (info.path if info.image_sequence else ff.file_arg(info.path))
         self.argv = [ff.tools().ffmpeg, "-hide_banner", "-nostats", "-loglevel", "info", "-copyts",
-                     *([] if stdin is not None else ["-nostdin"]), *seek, *(input_args or []),
+                     *([] if stdin is not None else ["-nostdin"]), *seek, *input_args,
                      "-i", src, "-map", f"0:{info.video_index}", "-an", "-sn", "-dn",
                      "-vf", ",".join(filters), "-fps_mode", "passthrough",
                      "-f", "rawvideo", "-pix_fmt", pix, "pipe:1"]

@@ -1,0 +1,61 @@
+"""Image sequences as inputs: a folder of frames, or a printf pattern such as ``frames_%05d.png``."""
+from __future__ import annotations
+
+import collections
+import glob
+import os
+import re
+from pathlib import Path
+
+IMAGE_EXT = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".exr", ".dpx", ".tga"}
+_PATTERN = re.compile(r"%0?(\d*)d")
+
+
+def is_pattern(path: str) -> bool:
+    return bool(_PATTERN.search(os.path.basename(path)))
+
+
+def folder_images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXT
+                  and not p.name.startswith("."))
+
+
+def is_image_sequence(path: str) -> bool:
+    """A printf pattern, or a folder that holds images and no videos."""
+    if is_pattern(path):
+        return True
+    p = Path(path)
+    if not p.is_dir():
+        return False
+    from enhancer.batch import VIDEO_EXTENSIONS
+
+    files = [f for f in p.iterdir() if f.is_file()]
+    return any(f.suffix.lower() in IMAGE_EXT for f in files) and \
+        not any(f.suffix.lower() in VIDEO_EXTENSIONS for f in files)
+
+
+def sequence_input(path: str, fps: str = "25") -> tuple[str, list[str]]:
+    """(the name ffmpeg reads, the input options before -i) for an image sequence. Paths are
+    absolute, so a name can never be taken for an option or a protocol."""
+    if is_pattern(path):
+        pattern = os.path.abspath(path)
+        folder, base = os.path.split(pattern)
+        head, tail = _PATTERN.split(base, maxsplit=1)[0], _PATTERN.split(base, maxsplit=1)[-1]
+        numbers = []
+        for name in os.listdir(folder) if os.path.isdir(folder) else []:
+            if name.startswith(head) and name.endswith(tail) and name[len(head):len(name) - len(tail)].isdigit():
+                numbers.append(int(name[len(head):len(name) - len(tail)]))
+        start = min(numbers) if numbers else 0
+        return pattern, ["-f", "image2", "-framerate", fps, "-start_number", str(start)]
+    folder = Path(path).resolve()
+    exts = collections.Counter(f.suffix for f in folder_images(folder))
+    ext = exts.most_common(1)[0][0]
+    return glob.escape(str(folder)) + "/*" + ext, ["-f", "image2", "-pattern_type", "glob", "-framerate", fps]
+
+
+def sequence_name(path: str) -> str:
+    """A name for outputs made from a sequence: the folder's, or the pattern's without %0Nd."""
+    if is_pattern(path):
+        stem = _PATTERN.sub("", Path(path).stem).strip("_-. ")
+        return stem or Path(path).parent.name or "frames"
+    return Path(path).resolve().name
