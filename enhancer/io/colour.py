@@ -9,7 +9,7 @@ from enhancer.io.probe import VideoInfo
 _SWS_MATRIX = {"bt709": "bt709", "bt470bg": "bt601", "smpte170m": "bt601", "bt601": "bt601", "fcc": "fcc",
                "smpte240m": "smpte240m", "bt2020nc": "bt2020", "bt2020c": "bt2020", "bt2020": "bt2020"}
 _DEFAULT_PRIMARIES = {"bt709": "bt709", "bt470bg": "bt470bg", "smpte170m": "smpte170m", "bt2020nc": "bt2020"}
-_DEFAULT_TRC = {"bt709": "bt709", "bt470bg": "gamma28", "smpte170m": "smpte170m", "bt2020nc": "bt2020-10"}
+_DEFAULT_TRC = {"bt709": "bt709", "bt470bg": "bt470bg", "smpte170m": "smpte170m", "bt2020nc": "bt2020-10"}
 
 
 @dataclass(frozen=True)
