@@ -98,6 +98,8 @@ def main() -> None:
 @click.option("--keep-going/--fail-fast", default=True, show_default=True,
               help="Go on after a failed file, or stop the batch at the first failure.")
 @click.option("--report", "report_path", default=None, help="Write the batch summary as JSON to this file.")
+@click.option("--part-seconds", type=click.FloatRange(0.1, None), default=60.0, show_default=True,
+              help="Long outputs are encoded in parts this long; an interrupted file resumes after the last part.")
 @click.option("--preview", type=float, default=None, metavar="SECONDS",
               help="Only write NAME.preview.mp4: a split before/after view of this many seconds.")
 @click.option("--dry-run", is_flag=True, help="Show what would be done, do nothing.")
@@ -107,7 +109,7 @@ def main() -> None:
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or per-file lines (errors still print).")
 @click.option("-v", "--verbose", is_flag=True, help="Print every ffmpeg command.")
 def enhance(inputs, output, recursive, model, scale, codec, crf, preset, pix_fmt, container, audio, no_subtitles,
-            start, duration, deinterlace, chunk, tile, device, precision, skip_existing, retry_failed, keep_going, report_path, preview, dry_run, as_json, ffmpeg_path, quiet, verbose):
+            start, duration, deinterlace, chunk, tile, device, precision, skip_existing, retry_failed, keep_going, report_path, part_seconds, preview, dry_run, as_json, ffmpeg_path, quiet, verbose):
     """Enhance videos: files, folders and globs in INPUTS, results under OUTPUT."""
     from enhancer.batch import FileResult, discover, plan_jobs, reject_missing, report, run_batch, state_folder
     from enhancer.infer.engine import EnhanceOptions
@@ -137,7 +139,7 @@ def enhance(inputs, output, recursive, model, scale, codec, crf, preset, pix_fmt
     if preview is not None and preview <= 0:
         raise click.BadParameter("must be more than 0 seconds", param_hint="--preview")
     opts = EnhanceOptions(deinterlace=deinterlace, start=seg_start, duration=seg_dur, chunk=chunk,
-                          progress=not quiet, preview=preview)
+                          progress=not quiet, preview=preview, segment_seconds=part_seconds)
     if dry_run:
         for job in jobs:
             report(FileResult(job.input, job.output, "planned"), as_json=as_json, quiet=False)

@@ -256,3 +256,40 @@ def test_fuzzed_files_never_hang_or_crash(tmp_path):
         else:
             assert row["status"] == "failed" and row["error"] and "\n" not in row["error"]
     assert not _leftovers(out)
+
+
+def test_long_file_resumes_after_the_last_finished_part(tmp_path):
+    from conftest import decode_frames
+
+    src = make_clip(tmp_path / "long.mp4", size="320x240", seconds=12, rate="25")
+    args = ["--codec", "ffv1", "--part-seconds", "1", "--scale", "4", "--json", "-q"]
+    straight = tmp_path / "straight.mkv"
+    r = run_cli("enhance", str(src), "-o", str(straight), *args)
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "out" / "long.mkv"
+    parts = out.with_name(".long.mkv.parts")
+    proc = subprocess.Popen([sys.executable, "-m", "enhancer", "enhance", str(src), "-o", str(out), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if len(json.loads((parts / "manifest.json").read_text())["parts"]) >= 3:
+                break
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert not out.exists()
+    done = json.loads((parts / "manifest.json").read_text())["parts"]
+    assert 3 <= len(done) < 12
+    r = run_cli("enhance", str(src), "-o", str(out), *args)
+    row = json.loads(r.stdout)
+    assert row["status"] == "done" and row["frames"] == 300, r.stderr
+    assert any("resumed" in w for w in row["warnings"])
+    assert not parts.exists()
+    assert packet_times(out) == pytest.approx(packet_times(straight), abs=1e-3)
+    a, b = decode_frames(straight), decode_frames(out)
+    assert a.shape == b.shape and (a == b).all()  # joined frame-accurately: the very same frames
+    assert probe(str(out)).audio

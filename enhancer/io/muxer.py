@@ -194,6 +194,57 @@ def plan(info: VideoInfo, opts: EncodeOptions, container: str, colour: Colour, w
     return MuxPlan(pix_fmt=pix, video_args=vargs, stream_args=streams, pad=pad, warnings=warnings)
 
 
+def assemble(parts: list[Path], starts: list[Fraction], output: Path, source: VideoInfo, opts: EncodeOptions,
+             colour: Colour, time_base: Fraction, *, segment_start: float | None = None,
+             segment_duration: float | None = None) -> list[str]:
+    """Join encoded parts (each starting with a key frame) without re-encoding, at the exact
+    times in ``starts`` (each part's first frame, relative to the source's origin), and map the
+    source's audio, subtitles, chapters and metadata. Writes ``output`` via a temporary name and
+    returns the warnings."""
+    ext = output.suffix.lower()
+    container = CONTAINERS.get(ext)
+    if container is None:
+        raise OutputError(f"unknown output extension {ext}", path=str(output))
+    mplan = plan(source, opts, container, colour, 16, 16, source.bit_depth if source.bit_depth > 8 else 8)
+    listing = output.with_name(f".{output.name}.{os.getpid()}.ffconcat")
+    lines = ["ffconcat version 1.0"]
+    for k, part in enumerate(parts):
+        lines.append("file '" + str(part.resolve()).replace("'", "'\\''") + "'")
+        if k + 1 < len(parts):
+            lines.append(f"duration {float(starts[k + 1] - starts[k]):.6f}")
+    listing.write_text("\n".join(lines) + "\n")
+    temp = temp_path_for(output)
+    src_args: list[str] = []
+    if segment_start:
+        src_args += ["-ss", f"{segment_start:.6f}"]
+    if segment_duration:
+        src_args += ["-t", f"{segment_duration:.6f}"]
+    argv = [ff.tools().ffmpeg, "-hide_banner", "-nostats", "-nostdin", "-loglevel", "error", "-y"]
+    if starts[0]:
+        argv += ["-itsoffset", f"{float(starts[0]):.9f}"]
+    argv += ["-f", "concat", "-safe", "0", "-i", ff.file_arg(listing)]
+    if not source.image_sequence:
+        argv += [*src_args, "-i", ff.file_arg(source.path)]
+    argv += ["-map", "0:v:0"]
+    if not source.image_sequence:
+        argv += mplan.stream_args + ["-map_metadata", "1", "-map_chapters", "1"]
+    argv += ["-c:v", "copy", "-fps_mode", "passthrough"] + colour.tag_args()
+    if container in ("mp4", "mov"):
+        if time_base.numerator == 1 and time_base.denominator <= 10_000_000:
+            argv += ["-video_track_timescale", str(time_base.denominator)]
+        argv += ["-movflags", "+faststart" if container == "mp4" else "+write_colr"]
+        if opts.codec == "h265":
+            argv += ["-tag:v", "hvc1"]
+    argv += ["-f", container, ff.file_arg(temp)]
+    try:
+        ff.run(argv, path=str(output), what="joining the parts failed")
+        os.replace(temp, output)
+    finally:
+        listing.unlink(missing_ok=True)
+        temp.unlink(missing_ok=True)
+    return mplan.warnings
+
+
 def temp_path_for(final: Path) -> Path:
     """A hidden name in the same folder, so the final rename is atomic and never half-visible."""
     return final.with_name(f".{final.stem}.partial-{os.getpid()}-{uuid.uuid4().hex[:6]}{final.suffix}")
@@ -209,7 +260,8 @@ class Muxer:
 
     def __init__(self, output: str, source: VideoInfo, opts: EncodeOptions, colour: Colour, *,
                  segment_start: float | None = None, segment_duration: float | None = None,
-                 source_is_stdin: bool = False):
+                 source_is_stdin: bool = False, video_only: bool = False):
+        self.video_only = video_only  # a part of a segmented encode: picture only, no source streams
         self.source = source
         self.opts = opts
         self.colour = colour
@@ -267,7 +319,7 @@ class Muxer:
             src_args += ["-t", f"{self.segment_duration:.6f}"]
         needs_source = bool(self.plan.stream_args) or not self.image_sequence
         src = []
-        if needs_source and not self.source_is_stdin and not self.source.image_sequence:
+        if needs_source and not self.source_is_stdin and not self.source.image_sequence and not self.video_only:
             src = [*src_args, "-i", ff.file_arg(self.source.path)]
         argv = [tools.ffmpeg, "-hide_banner", "-nostats", "-loglevel", "error", "-y",
                 *in_args, "-i", "pipe:0", *src, "-map", "0:v:0"]

@@ -231,17 +231,18 @@ def _mirror(i: int, n: int) -> int:
     return i if i < n else period - i
 
 
-def windows(frames: Iterator[Frame], margin: int, chunk: int) -> Iterator[Window]:
+def windows(frames: Iterator[Frame], margin: int, chunk: int, skip: int = 0) -> Iterator[Window]:
     """Group a frame stream into windows of ``chunk`` core frames plus ``margin`` context frames
     each side. Holds at most ``chunk + 3 * margin + 1`` frames; each core frame sees the same
-    context whatever ``chunk`` is, so chunking cannot change the result."""
-    if chunk < 1 or margin < 0:
-        raise ValueError("chunk must be >= 1 and margin >= 0")
+    context whatever ``chunk`` is, so chunking cannot change the result. The first ``skip``
+    frames are context only (a resumed run replays them to give its first frame its neighbours)."""
+    if chunk < 1 or margin < 0 or skip < 0:
+        raise ValueError("chunk must be >= 1, margin and skip >= 0")
     buf: collections.deque[Frame] = collections.deque()  # frames first, first+1, ...
     first = 0
     head: list[Frame] = []  # frames 0..margin, kept to mirror the start
     total: int | None = None
-    core_start = 0
+    core_start = skip
     it = iter(frames)
     while True:
         need = core_start + chunk + margin
