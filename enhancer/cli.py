@@ -14,6 +14,8 @@ import click
 from enhancer import __version__
 from enhancer.errors import EnhancerError
 
+DEFAULT_MODEL = "general-x2"
+
 
 def _seconds(text: str | None) -> float | None:
     """'90', '1:30', '00:01:30.5' -> seconds."""
@@ -67,8 +69,9 @@ def main() -> None:
 @click.option("-o", "--output", required=True,
               help="Output folder (mirrors the input tree), or a file name when there is one input, or - for stdout.")
 @click.option("-r", "--recursive", is_flag=True, help="Look for videos in sub-folders too.")
-@click.option("--model", "-m", default="lanczos", show_default=True,
-              help="Model name (see `enhancer models`), a .safetensors path, or lanczos | bicubic.")
+@click.option("--model", "-m", default=None,
+              help="Model name (see `enhancer models`), a .safetensors path, or lanczos | bicubic "
+                   "[default: general-x2, or lanczos where no model is installed].")
 @click.option("--scale", "-s", type=click.Choice(["1", "2", "4"]), default=None,
               help="Upscale factor (default: the model's own; 2 for classical upscalers).")
 @click.option("--codec", type=click.Choice(["h264", "h265", "prores", "ffv1", "png", "tiff"]), default="h264",
@@ -144,6 +147,12 @@ def enhance(inputs, output, recursive, model, scale, codec, crf, preset, pix_fmt
         for job in jobs:
             report(FileResult(job.input, job.output, "planned"), as_json=as_json, quiet=False)
         return
+    if model is None:
+        from enhancer import weights
+
+        model = DEFAULT_MODEL if DEFAULT_MODEL in weights.available() else "lanczos"
+        if model == "lanczos" and not quiet:
+            print(f"note: model {DEFAULT_MODEL} is not installed; using lanczos", file=sys.stderr)
     try:
         if tile not in ("auto",) and not str(tile).isdigit():
             raise click.BadParameter("use a number of pixels, 0 or auto", param_hint="--tile")

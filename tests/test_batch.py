@@ -88,6 +88,7 @@ def test_interrupt_stops_cleans_up_and_rerun_finishes(tmp_path, sig):
     src = make_clip(tmp_path / "long.mp4", size="320x240", seconds=20, rate="25")
     out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-m", "enhancer", "enhance", str(src), "-o", str(out), "--scale", "4",
+                             "--model", "lanczos",
                              "--preset", "slow", "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
     while time.time() < deadline and not list(out.glob(".long.partial-*")):
@@ -99,7 +100,8 @@ def test_interrupt_stops_cleans_up_and_rerun_finishes(tmp_path, sig):
     assert proc.returncode == 130, err
     assert "interrupted" in err
     assert not _leftovers(out) and not (out / "long.mp4").exists()
-    r = run_cli("enhance", str(src), "-o", str(out), "--scale", "2", "--preset", "ultrafast", "--json", "-q")
+    r = run_cli("enhance", str(src), "-o", str(out), "--scale", "2", "--model", "lanczos", "--preset", "ultrafast",
+                "--json", "-q")
     assert json.loads(r.stdout)["status"] == "done"
 
 
@@ -262,7 +264,7 @@ def test_long_file_resumes_after_the_last_finished_part(tmp_path):
     from conftest import decode_frames
 
     src = make_clip(tmp_path / "long.mp4", size="320x240", seconds=12, rate="25")
-    args = ["--codec", "ffv1", "--part-seconds", "1", "--scale", "4", "--json", "-q"]
+    args = ["--codec", "ffv1", "--part-seconds", "1", "--scale", "4", "--model", "lanczos", "--json", "-q"]
     straight = tmp_path / "straight.mkv"
     r = run_cli("enhance", str(src), "-o", str(straight), *args)
     assert r.returncode == 0, r.stderr

@@ -44,16 +44,18 @@ def test_batch_goes_on_after_a_bad_file_and_reports_json(tmp_path):
 def test_single_file_output_name_and_overwrite(tmp_path):
     src = make_clip(tmp_path / "clip.mp4", seconds=0.5)
     dst = tmp_path / "result.mkv"
-    r = run_cli("enhance", str(src), "-o", str(dst), "--scale", "4", "-q")
+    r = run_cli("enhance", str(src), "-o", str(dst), "--scale", "4", "--model", "lanczos", "-q")
     assert r.returncode == 0, r.stderr
     info = probe(str(dst))
     assert (info.width, info.height) == (384, 256) and info.container.startswith("matroska")
     mtime = dst.stat().st_mtime_ns
-    r = run_cli("enhance", str(src), "-o", str(dst), "--scale", "4", "-q")
+    r = run_cli("enhance", str(src), "-o", str(dst), "--scale", "4", "--model", "lanczos", "-q")
     assert r.returncode == 0 and dst.stat().st_mtime_ns == mtime  # skipped: done, same recipe
-    r = run_cli("enhance", str(src), "-o", str(dst), "--scale", "4", "--overwrite", "--json", "-q")
+    r = run_cli("enhance", str(src), "-o", str(dst), "--scale", "4", "--model", "lanczos", "--overwrite", "--json",
+                "-q")
     assert _json_lines(r.stdout)[0]["status"] == "done" and dst.stat().st_mtime_ns != mtime
-    r = run_cli("enhance", str(src), "-o", str(dst), "--scale", "2", "--json", "-q")  # options changed: redone
+    # options changed: redone
+    r = run_cli("enhance", str(src), "-o", str(dst), "--scale", "2", "--model", "lanczos", "--json", "-q")
     assert _json_lines(r.stdout)[0]["status"] == "done" and probe(str(dst)).width == 192
 
 
