@@ -87,6 +87,37 @@ class _Writer(threading.Thread):
                     raise RuntimeError("encoder thread ended unexpectedly") from None
 
 
+def _pump(stream, skip: int, restorer: Restorer, writer: _Writer, chunk: int, pbar) -> int:
+    """Windows from ``stream`` through the restorer into the writer thread; returns the frames
+    produced once the writer has encoded them all."""
+    frames = 0
+    for window in windows(stream, restorer.margin, chunk, skip=skip):
+        out = restorer.restore(np.stack(window.images))
+        if out.shape[0] != len(window.core):
+            raise RuntimeError(f"restorer {restorer.name} returned {out.shape[0]} frames for {len(window.core)}")
+        for frame, image in zip(window.core, out):
+            writer.put((image, frame.pts, frame.time_base))
+        frames += len(window.core)
+        pbar.update(len(window.core))
+    writer.put(_END)
+    writer.join()
+    if writer.error is not None:
+        raise writer.error
+    return frames
+
+
+def _stop(writer: _Writer, abort) -> None:
+    """After a failure: stop the writer thread and the encoder without waiting for either."""
+    writer.stop.set()
+    try:
+        writer.q.put_nowait(_END)
+    except queue.Full:
+        pass
+    abort()  # kills ffmpeg, so a writer blocked on its pipe returns
+    writer.join(timeout=10)
+    abort()  # in case the writer started a new encoder meanwhile
+
+
 def _expected_frames(info: VideoInfo, opts: EnhanceOptions) -> int | None:
     expected = info.frame_count
     if expected and (opts.start or opts.duration) and info.fps:
@@ -123,38 +154,17 @@ def enhance_video(info: VideoInfo, output: str, restorer: Restorer, encode: Enco
     muxer = Muxer(output, info, encode, reader.colour, segment_start=opts.start, segment_duration=opts.duration)
     writer = _Writer(muxer, depth=max(4, chunk))
     expected = _expected_frames(info, opts)
-    frames = 0
     ok = False
     try:
         reader.start()
         writer.start()
         with bar(total=expected, desc=desc, unit="frame", enabled=opts.progress) as pbar:
-            for window in windows(iter(reader), restorer.margin, chunk):
-                stacked = np.stack(window.images)
-                out = restorer.restore(stacked)
-                if out.shape[0] != len(window.core):
-                    raise RuntimeError(f"restorer {restorer.name} returned {out.shape[0]} frames "
-                                       f"for {len(window.core)}")
-                for frame, image in zip(window.core, out):
-                    writer.put((image, frame.pts, frame.time_base))
-                frames += len(window.core)
-                pbar.update(len(window.core))
-        writer.put(_END)
-        writer.join()
-        if writer.error is not None:
-            raise writer.error
+            frames = _pump(iter(reader), 0, restorer, writer, chunk, pbar)
         final = muxer.close()
         ok = True
     finally:
         if not ok:
-            writer.stop.set()
-            try:
-                writer.q.put_nowait(_END)
-            except queue.Full:
-                pass
-            muxer.abort()  # kills ffmpeg, so a writer blocked on its pipe returns
-            writer.join(timeout=10)
-            muxer.abort()  # in case the writer started it meanwhile
+            _stop(writer, muxer.abort)
         reader.close()
     if muxer.frames != frames:
         raise RuntimeError(f"encoded {muxer.frames} frames but produced {frames}")
@@ -296,19 +306,7 @@ def _enhance_in_parts(info: VideoInfo, output: str, restorer: Restorer, encode: 
             stream, skip = iter(reader), 0
         with bar(total=expected, desc=desc, unit="frame", enabled=opts.progress) as pbar:
             pbar.update(done_frames)
-            for window in windows(stream, restorer.margin, chunk, skip=skip):
-                out = restorer.restore(np.stack(window.images))
-                if out.shape[0] != len(window.core):
-                    raise RuntimeError(f"restorer {restorer.name} returned {out.shape[0]} frames "
-                                       f"for {len(window.core)}")
-                for frame, image in zip(window.core, out):
-                    writer.put((image, frame.pts, frame.time_base))
-                frames += len(window.core)
-                pbar.update(len(window.core))
-        writer.put(_END)
-        writer.join()
-        if writer.error is not None:
-            raise writer.error
+            frames += _pump(stream, skip, restorer, writer, chunk, pbar)
         parts.close_part()
         origin = Fraction(info.start_time or 0).limit_denominator(1_000_000) + \
             Fraction(opts.start or 0).limit_denominator(1_000_000)
@@ -323,14 +321,7 @@ def _enhance_in_parts(info: VideoInfo, output: str, restorer: Restorer, encode: 
         raise
     finally:
         if not ok:
-            writer.stop.set()
-            try:
-                writer.q.put_nowait(_END)
-            except queue.Full:
-                pass
-            parts.abort()
-            writer.join(timeout=10)
-            parts.abort()
+            _stop(writer, parts.abort)
             if not interrupted:
                 shutil.rmtree(folder, ignore_errors=True)
         reader.close()
