@@ -19,6 +19,7 @@ from enhancer.evaluate import METRICS, Scores, evaluate
 from enhancer.infer.engine import EnhanceOptions, enhance_video
 from enhancer.infer.models import load_restorer
 from enhancer.io import ffmpeg as ff
+from enhancer.io.colour import source_colour
 from enhancer.io.muxer import EncodeOptions
 from enhancer.io.probe import count_frames, probe
 
@@ -82,13 +83,21 @@ class BenchmarkResult:
                             for r in self.results]}
 
 
+def _to_rgb(info) -> str:
+    """The exact YUV->RGB conversion the reader uses (swscale's default path is biased by about
+    one level, which would shift every score computed against it)."""
+    c = source_colour(info)
+    return f"in_color_matrix={c.sws_matrix}:in_range={c.range}:flags=bicubic+accurate_rnd+full_chroma_int"
+
+
 def _ffmpeg_baseline(lq: str, out: Path, filt: str, scale: int) -> float:
     info = probe(lq)
     w, h = info.display_width * scale, info.display_height * scale
     t0 = time.perf_counter()
     ff.run([ff.tools().ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-i", ff.file_arg(lq),
-            "-map", "0:v:0", "-vf", f"{filt},scale={w}:{h}:flags=lanczos", "-fps_mode", "passthrough",
-            "-c:v", "ffv1", "-pix_fmt", "gbrp", ff.file_arg(out)], path=lq, what="baseline failed")
+            "-map", "0:v:0", "-vf", f"{filt},scale={w}:{h}:flags=lanczos,scale={_to_rgb(info)},format=gbrp",
+            "-fps_mode", "passthrough", "-c:v", "ffv1", "-pix_fmt", "gbrp", ff.file_arg(out)], path=lq,
+           what="baseline failed")
     return time.perf_counter() - t0
 
 
@@ -101,7 +110,8 @@ def _reference(clean: str, work: Path, step: int, start: float | None, duration:
     out.parent.mkdir(parents=True, exist_ok=True)
     seg = (["-ss", f"{start}"] if start else []) + (["-t", f"{duration}"] if duration else [])
     ff.run([ff.tools().ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *seg, "-i", ff.file_arg(clean),
-            "-map", "0:v:0", "-vf", f"crop={w}:{h}:0:0", "-fps_mode", "passthrough", "-c:v", "ffv1",
+            "-map", "0:v:0", "-vf", f"crop={w}:{h}:0:0,scale={_to_rgb(info)},format=gbrp",
+            "-fps_mode", "passthrough", "-c:v", "ffv1",
             "-pix_fmt", "gbrp", ff.file_arg(out)], path=clean, what="reference failed")
     return str(out)
 

@@ -9,6 +9,10 @@ import numpy as np
 
 from enhancer.io import ffmpeg as ff
 
+# the same exact conversions as the reader and the muxer: swscale's default RGB<->YUV path is
+# biased by about one level, and a model trained on such pairs learns the bias
+_FLAGS = "bicubic+accurate_rnd+full_chroma_int"
+
 # codec name -> (encoder args given the quality knob)
 _ENCODERS = {
     "h264": lambda q, preset: ["-c:v", "libx264", "-crf", str(q), "-preset", preset, "-pix_fmt", "yuv420p"],
@@ -32,7 +36,7 @@ def roundtrip(frames: np.ndarray, codec: str, quality: int, *, fps: int = 25, pr
     try:
         enc = [exe, "-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
                "-s", f"{w}x{h}", "-r", str(fps), "-i", "pipe:0",
-               "-vf", "scale=out_color_matrix=bt709:out_range=tv",
+               "-vf", f"scale=out_color_matrix=bt709:out_range=tv:flags={_FLAGS}",
                *_ENCODERS[codec](quality, preset)]
         if gop:
             enc += ["-g", str(gop)]
@@ -45,7 +49,8 @@ def roundtrip(frames: np.ndarray, codec: str, quality: int, *, fps: int = 25, pr
             pass
         proc.check()
         dec = [exe, "-hide_banner", "-loglevel", "error", "-i", ff.file_arg(path), "-fps_mode", "passthrough",
-               "-vf", "scale=in_color_matrix=bt709:in_range=tv", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
+               "-vf", f"scale=in_color_matrix=bt709:in_range=tv:flags={_FLAGS}", "-f", "rawvideo", "-pix_fmt", "rgb24",
+               "pipe:1"]
         raw = ff.run(dec, what="codec round trip (decode) failed").stdout
     finally:
         os.unlink(path)
