@@ -238,14 +238,17 @@ def degrade_cmd(input_path, output, preset, scale, seed, start, duration, as_jso
 @click.option("--preset", type=click.Choice(["web", "light", "archive", "vhs"]), default="web", show_default=True)
 @click.option("--video-ratio", type=float, default=0.4, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-def prepare_cmd(sources, output, exclude, sequences, frames, hr_size, scale, versions, preset, video_ratio, seed):
+@click.option("--compress/--no-compress", default=True, show_default=True,
+              help="zlib-compress the set (smaller to carry, slower to load).")
+def prepare_cmd(sources, output, exclude, sequences, frames, hr_size, scale, versions, preset, video_ratio, seed,
+                compress):
     """Turn folders of videos and photos into a compact training set."""
     from enhancer.data.dataset import PrepareConfig, prepare
 
     _configure_ffmpeg(None, False)
     path = prepare(PrepareConfig(sources=list(sources), out=output, exclude=list(exclude), sequences=sequences,
                                  frames=frames, hr_size=hr_size, scale=scale, versions=versions, preset=preset,
-                                 video_ratio=video_ratio, seed=seed))
+                                 video_ratio=video_ratio, seed=seed, compress=compress))
     print(f"wrote {path} ({path.stat().st_size / 2 ** 20:.0f} MiB)", file=sys.stderr)
 
 

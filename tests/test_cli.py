@@ -146,3 +146,30 @@ def test_unwritable_output_folder(tmp_path):
     row = _json_lines(r.stdout)[0]
     assert row["status"] == "failed" and "output folder" in row["error"]
     shutil.rmtree(tmp_path / "ro", ignore_errors=True)
+
+
+def test_stdin_to_stdout_pipe(tmp_path):
+    import subprocess
+    import sys
+
+    src = make_clip(tmp_path / "clip.mp4", seconds=0.6)
+    out = tmp_path / "piped.mkv"
+    with open(src, "rb") as fin, open(out, "wb") as fout:
+        r = subprocess.run([sys.executable, "-m", "enhancer", "enhance", "-", "-o", "-", "--model", "lanczos", "-q"],
+                           stdin=fin, stdout=fout, stderr=subprocess.PIPE, timeout=240)
+    assert r.returncode == 0, r.stderr
+    info = probe(str(out))
+    assert (info.width, info.height) == (192, 128) and info.audio
+    assert count_frames(str(out)) == count_frames(str(src))
+
+
+def test_preview_writes_a_short_split_comparison(tmp_path):
+    src = make_clip(tmp_path / "long.mp4", seconds=3)
+    r = run_cli("enhance", str(src), "-o", str(tmp_path / "out"), "--preview", "1", "--model", "lanczos", "--json",
+                "-q")
+    assert r.returncode == 0, r.stderr
+    row = _json_lines(r.stdout)[0]
+    assert row["output"].endswith("long.preview.mp4") and row["frames"] == 25
+    info = probe(row["output"])
+    assert (info.width, info.height) == (192, 128) and abs(info.duration - 1.0) < 0.1
+    assert not (tmp_path / "out" / "long.mp4").exists()

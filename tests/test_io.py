@@ -276,3 +276,33 @@ def test_paths_that_look_like_options_or_protocols(tmp_path):
     res = enhance(weird, dst)
     assert res.frames == count_frames(str(weird))
     assert dst.exists()
+
+
+def test_ffprobe_json_is_read_the_same_way():
+    from enhancer.io.probe import from_ffprobe_json
+
+    data = {
+        "format": {"format_name": "mov,mp4,m4a,3gp,3g2,mj2", "duration": "10.010000", "start_time": "0.000000"},
+        "streams": [
+            {"index": 0, "codec_type": "video", "codec_name": "h264", "width": 1920, "height": 1080,
+             "sample_aspect_ratio": "1:1", "pix_fmt": "yuv420p10le", "bits_per_raw_sample": "10",
+             "avg_frame_rate": "30000/1001", "r_frame_rate": "30000/1001", "time_base": "1/30000",
+             "nb_frames": "300", "color_range": "tv", "color_space": "bt709", "color_primaries": "bt709",
+             "color_transfer": "bt709", "field_order": "tt",
+             "side_data_list": [{"side_data_type": "Display Matrix", "rotation": -90}]},
+            {"index": 1, "codec_type": "audio", "codec_name": "aac", "sample_rate": "48000",
+             "channel_layout": "stereo", "tags": {"language": "eng"}},
+            {"index": 2, "codec_type": "subtitle", "codec_name": "mov_text", "tags": {"language": "fra"}},
+            {"index": 3, "codec_type": "video", "codec_name": "mjpeg", "disposition": {"attached_pic": 1}},
+        ],
+        "chapters": [{"id": 0}, {"id": 1}],
+    }
+    info = from_ffprobe_json("x.mp4", data)
+    assert (info.width, info.height, info.bit_depth) == (1920, 1080, 10)
+    assert info.fps == Fraction(30000, 1001) and info.time_base == Fraction(1, 30000)
+    assert info.frame_count == 300 and info.frame_count_exact
+    assert info.rotation == 270 and (info.display_width, info.display_height) == (1080, 1920)
+    assert info.field_order == "tt" and info.interlaced
+    assert info.color_space == "bt709" and info.color_range == "tv"
+    assert info.audio[0].language == "eng" and info.subtitles[0].codec == "mov_text" and info.chapters == 2
+    assert info.probed_with == "ffprobe"

@@ -38,6 +38,7 @@ class PrepareConfig:
     preset: str = "web"
     video_ratio: float = 0.4
     seed: int = 0
+    compress: bool = True  # zlib inside the .npz: smaller to carry (to a GPU machine), slower to load
 
 
 def _gather(sources: list[str], exclude: list[str]) -> tuple[list[Path], list[Path]]:
@@ -190,7 +191,7 @@ def prepare(cfg: PrepareConfig, progress: bool = True) -> Path:
             b.update(1)
     out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(out, hr=hr, lq=lq)
+    (np.savez_compressed if cfg.compress else np.savez)(out, hr=hr, lq=lq)
     meta = {**asdict(cfg), "origins": origins, "images": len(images), "videos": len(videos)}
     out.with_suffix(".json").write_text(json.dumps(meta, indent=1))
     return out
@@ -199,9 +200,9 @@ def prepare(cfg: PrepareConfig, progress: bool = True) -> Path:
 class ClipDataset:
     """Random aligned crops of a prepared set: (LQ clip, clean clip) pairs as float tensors."""
 
-    def __init__(self, path: str | Path, mmap: bool = True):
-        data = np.load(path, mmap_mode="r" if mmap else None)
-        self.hr, self.lq = data["hr"], data["lq"]
+    def __init__(self, path: str | Path):
+        with np.load(path) as data:
+            self.hr, self.lq = data["hr"], data["lq"]
         self.scale = self.hr.shape[2] // self.lq.shape[3]
         self.frames = self.hr.shape[1]
 

@@ -300,7 +300,11 @@ def _probe_ffprobe(path: str, ffprobe: str, input_args: list[str]) -> VideoInfo:
     except FFmpegError as e:
         reason = ff.summarize(e.stderr_tail) if e.stderr_tail else e.reason
         raise InputError(f"not a readable video ({reason})", path=path) from None
-    data = json.loads(proc.stdout.decode("utf-8", "replace") or "{}")
+    return from_ffprobe_json(path, json.loads(proc.stdout.decode("utf-8", "replace") or "{}"))
+
+
+def from_ffprobe_json(path: str, data: dict) -> VideoInfo:
+    """A VideoInfo from ffprobe's ``-show_format -show_streams -show_chapters -of json``."""
     fmt = data.get("format", {})
     streams = data.get("streams", [])
     audio = [AudioStream(s["index"], s.get("codec_name", "unknown"), int(s["sample_rate"]) if s.get("sample_rate") else None,
