@@ -76,7 +76,11 @@ def photo_sequence(photo: np.ndarray, rng: np.random.Generator, frames: int, siz
     h, w = img.shape[:2]
     margin = size * 0.75
     cx, cy = rng.uniform(margin, max(margin + 1, w - margin)), rng.uniform(margin, max(margin + 1, h - margin))
-    vx, vy = rng.uniform(-3.5, 3.5), rng.uniform(-3.5, 3.5)
+    # mostly gentle camera moves, sometimes fast ones: a model that fuses neighbouring frames
+    # without aligning them must learn to ignore neighbours that moved too far (else: ghosts)
+    speed = rng.uniform(0, 3.5) if rng.random() < 0.6 else rng.uniform(3.5, 14.0)
+    angle = rng.uniform(0, 2 * math.pi)
+    vx, vy = speed * math.cos(angle), speed * math.sin(angle)
     ax, ay = rng.normal(0, 0.15), rng.normal(0, 0.15)
     zoom = rng.uniform(-0.012, 0.012) if rng.random() < 0.5 else 0.0
     rot = math.radians(rng.uniform(-0.6, 0.6)) if rng.random() < 0.4 else 0.0
@@ -89,8 +93,9 @@ def photo_sequence(photo: np.ndarray, rng: np.random.Generator, frames: int, siz
         cv2.ellipse(mask, (ps // 2, ps // 2), (ps // 2 - 1, int(ps * rng.uniform(0.25, 0.48))),
                     float(rng.uniform(0, 180)), 0, 360, 1.0, -1)
         mask = cv2.GaussianBlur(mask, (0, 0), 1.0)[..., None]
-        layer = (patch, mask, rng.uniform(0, size - ps), rng.uniform(0, size - ps), rng.uniform(-6, 6),
-                 rng.uniform(-6, 6))
+        fast = 16 if rng.random() < 0.4 else 6
+        layer = (patch, mask, rng.uniform(0, size - ps), rng.uniform(0, size - ps), rng.uniform(-fast, fast),
+                 rng.uniform(-fast, fast))
     out = np.empty((frames, size, size, 3), np.uint8)
     for t in range(frames):
         s = (1 + zoom) ** t
@@ -125,11 +130,14 @@ def video_sequence(path: Path, rng: np.random.Generator, frames: int, size: int)
     info = probe(str(path))
     dur = info.duration or 0
     fps = float(info.fps) or 25
-    span = frames / fps
+    stride = int(rng.choice([1, 1, 2, 3]))  # every 2nd/3rd frame: the larger motion of low frame rates
+    span = frames * stride / fps
     start = rng.uniform(0, max(0.0, dur - span - 0.2))
     imgs = []
     with FrameReader(info, start=start, buffer=frames + 1) as reader:
-        for fr in reader:
+        for k, fr in enumerate(reader):
+            if k % stride:
+                continue
             imgs.append(fr.image if fr.image.dtype == np.uint8 else (fr.image >> 8).astype(np.uint8))
             if len(imgs) == frames:
                 break
