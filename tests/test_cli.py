@@ -79,14 +79,16 @@ def test_dry_run_writes_nothing(tmp_path):
 
 def test_usage_errors_exit_2(tmp_path):
     src = make_clip(tmp_path / "clip.mp4", seconds=0.5)
+    x, o = str(tmp_path / "x.mp4"), str(tmp_path / "o")
     assert run_cli("enhance", str(src)).returncode == 2  # no -o
-    assert run_cli("enhance", str(src), "-o", "x.mp4", "--scale", "3").returncode == 2
-    assert run_cli("enhance", str(src), "-o", "x.mp4", "--model", "nope").returncode == 2
-    assert run_cli("enhance", str(tmp_path / "empty_dir_*"), "-o", "o").returncode == 1  # no such file
-    r = run_cli("enhance", str(src), "-o", "x.mp4", "--ffmpeg", str(tmp_path / "no-ffmpeg"))
+    assert run_cli("enhance", str(src), "-o", x, "--scale", "3").returncode == 2
+    assert run_cli("enhance", str(src), "-o", x, "--model", "nope").returncode == 2
+    assert run_cli("enhance", str(tmp_path / "empty_dir_*"), "-o", o).returncode == 1  # no such file
+    r = run_cli("enhance", str(src), "-o", x, "--ffmpeg", str(tmp_path / "no-ffmpeg"))
     assert r.returncode == 2 and "no-ffmpeg" in r.stderr
-    r = run_cli("enhance", str(src), "-o", "x.mp4", "--start", "abc")
+    r = run_cli("enhance", str(src), "-o", x, "--start", "abc")
     assert r.returncode == 2
+    assert not (tmp_path / "x.mp4").exists()
 
 
 def test_ffmpeg_from_environment_is_used(tmp_path):
