@@ -256,7 +256,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, max_minutes: float | None =
                 if main and (step % cfg.log_every == 0 or step == cfg.steps):
                     now = time.monotonic()
                     last = {"step": step, "lr_g": opt_g.param_groups[0]["lr"], "loss_g": loss_g.item(),
-                            **{k: float(v) for k, v in terms.items()},
+                            **{k: float(v.detach()) for k, v in terms.items()},
                             "sec_per_step": (now - t_log) / cfg.log_every}
                     t_log = now
                     pb.set_postfix(loss=f"{float(loss_g):.4f}")
