@@ -159,20 +159,13 @@ def compare(inputs: list[str], output: str, *, mode: str = "side", labels: list[
         from enhancer.io.muxer import EncodeOptions, Muxer
         from enhancer.progress import bar
 
-        muxer = Muxer(str(out), infos[0], EncodeOptions(codec="h264", crf=16, preset="medium"), readers[0].colour,
-                      segment_start=starts[0], segment_duration=duration)
-        ok = False
-        try:
-            with bar(total=infos[0].frame_count, desc="compare", unit="frame", enabled=progress) as b:
-                for row in _aligned(readers):
-                    img = _even(compose([f.image for f in row], labels, mode, crop))
-                    muxer.write(img, row[0].pts, row[0].time_base)
-                    b.update(1)
-            muxer.close()
-            ok = True
-        finally:
-            if not ok:
-                muxer.abort()
+        with Muxer(str(out), infos[0], EncodeOptions(codec="h264", crf=16, preset="medium"), readers[0].colour,
+                   segment_start=starts[0], segment_duration=duration) as muxer, \
+                bar(total=infos[0].frame_count, desc="compare", unit="frame", enabled=progress) as b:
+            for row in _aligned(readers):
+                img = _even(compose([f.image for f in row], labels, mode, crop))
+                muxer.write(img, row[0].pts, row[0].time_base)
+                b.update(1)
         return out
     finally:
         for r in readers:

@@ -290,21 +290,14 @@ def degrade_video(src: str, dst: str, preset: str = "web", scale: int = 2, seed:
         enc = EncodeOptions(codec="mpeg2", crf=d.codec_quality)
     else:
         enc = EncodeOptions(codec="h264", crf=10, preset="medium")
-    muxer = Muxer(dst, info, enc, reader.colour, segment_start=start, segment_duration=duration)
     step = 2 * scale  # keep the low-resolution size even (4:2:0 needs it)
-    ok = False
-    try:
-        with reader, bar(total=info.frame_count, desc="degrade", unit="frame", enabled=progress) as b:
-            for fr in reader:
-                img = fr.image
-                h, w = img.shape[0] // step * step, img.shape[1] // step * step
-                x = img[:h, :w].astype(np.float32) / (65535.0 if img.dtype == np.uint16 else 255.0)
-                lq = (deg.frame(x) * 255 + 0.5).astype(np.uint8)
-                muxer.write(lq, fr.pts, fr.time_base)
-                b.update(1)
-        muxer.close()
-        ok = True
-    finally:
-        if not ok:
-            muxer.abort()
+    with Muxer(dst, info, enc, reader.colour, segment_start=start, segment_duration=duration) as muxer, reader, \
+            bar(total=info.frame_count, desc="degrade", unit="frame", enabled=progress) as b:
+        for fr in reader:
+            img = fr.image
+            h, w = img.shape[0] // step * step, img.shape[1] // step * step
+            x = img[:h, :w].astype(np.float32) / (65535.0 if img.dtype == np.uint16 else 255.0)
+            lq = (deg.frame(x) * 255 + 0.5).astype(np.uint8)
+            muxer.write(lq, fr.pts, fr.time_base)
+            b.update(1)
     return d

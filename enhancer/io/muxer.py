@@ -412,6 +412,16 @@ class Muxer:
             os.replace(self.temp, self.final)
         return self.final
 
+    def __enter__(self) -> "Muxer":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        """Finish on success; on any error (Ctrl-C included) leave nothing behind."""
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
     def abort(self) -> None:
         """Stop ffmpeg and remove the temporary output."""
         with self._lock:
