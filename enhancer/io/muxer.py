@@ -180,7 +180,9 @@ def plan(info: VideoInfo, opts: EncodeOptions, container: str, colour: Colour, w
         warnings.append(f"{pix} needs even dimensions: {width}x{height} padded to "
                         f"{width + pad[0]}x{height + pad[1]} by repeating the edge "
                         "(use --pix-fmt yuv444p to keep the exact size)")
-    if opts.codec in ("h264", "h265", "prores", "mpeg2") and not pix.startswith(("gbr", "rgb", "bgr")):
+    rgb_out = pix.startswith(("gbr", "rgb", "bgr"))
+    if not rgb_out and opts.codec not in IMAGE_CODECS:
+        # any YUV output: the exact conversion with the source's matrix and range, whatever the codec
         conv = (f"scale=out_color_matrix={colour.sws_matrix}:out_range={colour.range}"
                 f":flags=bicubic+accurate_rnd+full_chroma_int,format={pix},{colour.setparams()}")
         vargs = ["-vf", conv, *vargs, "-pix_fmt", pix, *colour.tag_args()]
@@ -189,7 +191,7 @@ def plan(info: VideoInfo, opts: EncodeOptions, container: str, colour: Colour, w
         if container != "image2":
             tags = ["-color_primaries", colour.primaries] if colour.primaries else []
             tags += ["-color_trc", colour.transfer] if colour.transfer else []
-            vargs += tags + (["-colorspace", "rgb"] if pix.startswith(("gbr", "rgb")) else colour.tag_args()[:2])
+            vargs += tags + ["-colorspace", "rgb"]
     streams = _audio_args(info, opts, container, warnings) + _subtitle_args(info, opts, container, warnings)
     return MuxPlan(pix_fmt=pix, video_args=vargs, stream_args=streams, pad=pad, warnings=warnings)
 
