@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 
 from enhancer.data.degrade import degrade_video
-from enhancer.errors import EnhancerError
 from enhancer.evaluate import METRICS, Scores, evaluate
 from enhancer.infer.engine import EnhanceOptions, enhance_video
 from enhancer.infer.models import load_restorer
@@ -175,8 +174,3 @@ def write_outputs(res: BenchmarkResult, work_dir: str, command: str = "") -> dic
     js.write_text(json.dumps(res.to_dict(), indent=1))
     html = benchmark_report(res, work / "report.html")
     return {"markdown": md, "json": js, "html": html}
-
-
-def check_clips(clean: list[str]) -> None:
-    if not clean:
-        raise EnhancerError("no clean clips given")

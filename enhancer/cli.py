@@ -489,9 +489,9 @@ def probe_cmd(file, as_json, count, ffmpeg_path, verbose):
         f"colour:      range {info.color_range or '?'}, matrix {info.color_space or '?'}, "
         f"primaries {info.color_primaries or '?'}, transfer {info.color_transfer or '?'}",
         f"scan:        {info.field_order}",
-        f"audio:       " + (", ".join(f"#{a.index} {a.codec} {a.sample_rate or '?'} Hz {a.channels or ''}".strip()
+        "audio:       " + (", ".join(f"#{a.index} {a.codec} {a.sample_rate or '?'} Hz {a.channels or ''}".strip()
                                       for a in info.audio) or "none"),
-        f"subtitles:   " + (", ".join(f"#{s.index} {s.codec}" for s in info.subtitles) or "none"),
+        "subtitles:   " + (", ".join(f"#{s.index} {s.codec}" for s in info.subtitles) or "none"),
         f"chapters:    {info.chapters}",
         f"probed with: {info.probed_with}",
     ]

@@ -18,7 +18,7 @@ import torch
 from conftest import make_clip, run_cli
 from enhancer import losses, weights
 from enhancer.data.dataset import ClipDataset, PrepareConfig, photo_sequence, prepare
-from enhancer.data.degrade import ClipDegrader, Degradation, Scratch, degrade_clip, sample
+from enhancer.data.degrade import Degradation, Scratch, degrade_clip, sample
 from enhancer.errors import EnhancerError
 from enhancer.io.probe import count_frames, probe
 from enhancer.train import checkpoint as ckpt
@@ -162,6 +162,14 @@ def test_perceptual_refuses_random_weights(monkeypatch, tmp_path):
 
 
 # ---- trainer ---------------------------------------------------------------------------------
+def _write_toml(path: Path, tiny_set: Path, run: Path, extra: str) -> Path:
+    """A tiny-model training config file for the subprocess tests."""
+    path.write_text(
+        f'data = "{tiny_set}"\nrun_dir = "{run}"\nmodel_overrides = {json.dumps(TINY_MODEL).replace(":", " =")}\n'
+        'batch = 2\nframes_out = 2\ncrop = 8\nlog_every = 1\nval_sequences = 4\n' + extra)
+    return path
+
+
 def _cfg(tiny_set: Path, run: Path, **kw) -> TrainConfig:
     base = dict(data=str(tiny_set), run_dir=str(run), model="small", model_overrides=TINY_MODEL, steps=6, batch=2,
                 frames_out=2, crop=8, val_every=3, ckpt_every=2, log_every=1, val_sequences=4, warmup=2,
@@ -193,12 +201,8 @@ def test_resume_gives_the_same_weights(tiny_set, tmp_path, stage, monkeypatch):
 
 
 def test_sigterm_checkpoints_and_resume_finishes(tiny_set, tmp_path):
-    cfg_path = tmp_path / "t.toml"
     run = tmp_path / "run"
-    cfg_path.write_text(
-        f'data = "{tiny_set}"\nrun_dir = "{run}"\nmodel_overrides = {json.dumps(TINY_MODEL).replace(":", " =")}\n'
-        'steps = 400\nbatch = 2\nframes_out = 2\ncrop = 8\nval_every = 1000\nckpt_every = 1000\nlog_every = 1\n'
-        'val_sequences = 4\n')
+    cfg_path = _write_toml(tmp_path / "t.toml", tiny_set, run, "steps = 400\nval_every = 1000\nckpt_every = 1000\n")
     proc = subprocess.Popen([sys.executable, "-m", "enhancer", "train", "--config", str(cfg_path), "-q"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
@@ -241,12 +245,8 @@ def _free_port() -> int:
 
 
 def test_distributed_training_on_two_cpu_processes(tiny_set, tmp_path):
-    cfg_path = tmp_path / "d.toml"
     run = tmp_path / "ddp"
-    cfg_path.write_text(
-        f'data = "{tiny_set}"\nrun_dir = "{run}"\nmodel_overrides = {json.dumps(TINY_MODEL).replace(":", " =")}\n'
-        'steps = 4\nbatch = 2\nframes_out = 2\ncrop = 8\nval_every = 2\nckpt_every = 2\nlog_every = 1\n'
-        'val_sequences = 4\nthreads = 1\n')
+    cfg_path = _write_toml(tmp_path / "d.toml", tiny_set, run, "steps = 4\nval_every = 2\nckpt_every = 2\nthreads = 1\n")
     env = dict(os.environ, OMP_NUM_THREADS="1")
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
                         "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),

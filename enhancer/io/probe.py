@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import stat
@@ -397,11 +396,3 @@ def count_frames(path: str, *, input_args: list[str] | None = None, stream: int 
 def _url(path: str, input_args: list[str]) -> str:
     """Image sequences are read by name pattern (absolute already); files as file: URLs."""
     return path if "image2" in input_args else ff.file_arg(path)
-
-
-def fraction_str(x: Fraction) -> str:
-    return f"{x.numerator}/{x.denominator}"
-
-
-def is_finite(x: float | None) -> bool:
-    return x is not None and math.isfinite(x)
