@@ -1,12 +1,51 @@
 """Errors that people read: one line naming the file, what went wrong and what to do."""
 from __future__ import annotations
 
+import unicodedata
+
+# bidirectional overrides and isolates can make a printed name read differently from what it is
+_BIDI = {"\u202a", "\u202b", "\u202c", "\u202d", "\u202e", "\u2066", "\u2067", "\u2068", "\u2069"}
+
+
+def _unsafe(ch: str) -> bool:
+    return unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp") or ch in _BIDI
+
+
+def escape(text: str) -> str:
+    """``text`` with control characters (newlines, ANSI escapes, undecodable bytes, bidi
+    overrides) written as escapes, so it prints on one line and cannot drive a terminal."""
+    if not any(_unsafe(ch) for ch in text):
+        return text
+    out = []
+    for ch in text:
+        if not _unsafe(ch):
+            out.append(ch)
+        elif ch in "\n\r\t":
+            out.append({"\n": "\\n", "\r": "\\r", "\t": "\\t"}[ch])
+        elif 0xDC80 <= ord(ch) <= 0xDCFF:  # a byte that was not UTF-8 (surrogateescape)
+            out.append(f"\\x{ord(ch) - 0xDC00:02x}")
+        elif ord(ch) <= 0xFF:
+            out.append(f"\\x{ord(ch):02x}")
+        else:
+            out.append(f"\\u{ord(ch):04x}")
+    return "".join(out)
+
+
+def shown(path: str | object) -> str:
+    """A file name as messages show it: as it is when it is plain, else quoted with escapes."""
+    text = str(path)
+    safe = escape(text)
+    if safe == text:
+        return text
+    return "'" + safe.replace("'", "\\'") + "'"
+
 
 class EnhancerError(Exception):
     """An error with a one-line message for people.
 
     ``path`` is the file concerned (if any), ``reason`` what went wrong and ``hint`` what to do.
-    ``str(err)`` is the single line the CLI prints.
+    ``str(err)`` is the single line the CLI prints: the name is quoted and escaped where it holds
+    control characters, so the line stays one line whatever the name.
     """
 
     def __init__(self, reason: str, path: str | None = None, hint: str | None = None):
@@ -18,11 +57,14 @@ class EnhancerError(Exception):
     def line(self) -> str:
         parts = []
         if self.path:
-            parts.append(f"{self.path}: ")
-        parts.append(self.reason)
+            parts.append(f"{shown(self.path)}: ")
+        parts.append(escape(self.reason))
         if self.hint:
-            parts.append(f" ({self.hint})")
+            parts.append(f" ({escape(self.hint)})")
         return "".join(parts)
+
+    def __str__(self) -> str:
+        return self.line()
 
 
 class InputError(EnhancerError):
@@ -31,6 +73,20 @@ class InputError(EnhancerError):
 
 class OutputError(EnhancerError):
     """The output cannot be written: folder not writable, disk full, encoder refused options."""
+
+
+class UsageError(EnhancerError):
+    """The command cannot run as given (names that collide, a report path that is a folder ...):
+    nothing has been done yet. The CLI exits with status 2."""
+
+
+class ModelError(EnhancerError):
+    """A model file cannot be used: unreadable, a card that does not check out, weights that do
+    not match their card or are not finite. The CLI exits with status 2."""
+
+
+class LockedError(EnhancerError):
+    """Another run is writing into the output folder."""
 
 
 class FFmpegError(EnhancerError):
