@@ -12,7 +12,9 @@ _PATTERN = re.compile(r"%0?(\d*)d")
 
 
 def is_pattern(path: str) -> bool:
-    return bool(_PATTERN.search(os.path.basename(path)))
+    """A printf pattern such as ``frames_%05d.png``, and no file or folder of that exact name
+    (a video called ``p%d.mp4`` or a folder ``clips_%03d`` is itself, not a pattern)."""
+    return bool(_PATTERN.search(os.path.basename(path))) and not os.path.lexists(path)
 
 
 def folder_images(folder: Path) -> list[Path]:
@@ -32,6 +34,20 @@ def is_image_sequence(path: str) -> bool:
     files = [f for f in p.iterdir() if f.is_file()]
     return any(f.suffix.lower() in IMAGE_EXT for f in files) and \
         not any(f.suffix.lower() in VIDEO_EXTENSIONS for f in files)
+
+
+def sequence_files(path: str) -> list[Path]:
+    """The image files an image sequence (a folder or a printf pattern) is made of, in order."""
+    if is_pattern(path):
+        folder, base = os.path.split(os.path.abspath(path))
+        head, tail = _PATTERN.split(base, maxsplit=1)[0], _PATTERN.split(base, maxsplit=1)[-1]
+        found = []
+        for name in os.listdir(folder) if os.path.isdir(folder) else []:
+            middle = name[len(head):len(name) - len(tail)]
+            if name.startswith(head) and name.endswith(tail) and middle.isdigit():
+                found.append((int(middle), Path(folder) / name))
+        return [p for _, p in sorted(found)]
+    return folder_images(Path(path))
 
 
 def sequence_input(path: str, fps: str = "25") -> tuple[str, list[str]]:
