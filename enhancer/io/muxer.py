@@ -8,6 +8,7 @@ output and the file is renamed into place only after ffmpeg succeeded.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -24,6 +25,7 @@ from enhancer.io import ffmpeg as ff
 from enhancer.io.colour import Colour
 from enhancer.io.matroska import RawMatroskaWriter
 from enhancer.io.probe import VideoInfo
+from enhancer.io.temps import hidden_sibling, temp_path_for
 
 CODECS = ("h264", "h265", "prores", "ffv1", "mpeg2", "png", "tiff")
 IMAGE_CODECS = ("png", "tiff")
@@ -32,10 +34,12 @@ _VIDEO_OK = {"mp4": {"h264", "h265", "mpeg2"}, "mov": {"h264", "h265", "prores",
              "matroska": {"h264", "h265", "prores", "ffv1", "mpeg2"},
              "nut": {"h264", "h265", "prores", "ffv1", "mpeg2"}}
 # audio codecs each container takes as they are; others are re-encoded (see _audio_args)
-_AUDIO_OK = {"mp4": {"aac", "mp3", "mp2", "ac3", "eac3", "alac", "flac", "opus", "dts", "truehd"},
-             "mov": {"aac", "mp3", "mp2", "ac3", "eac3", "alac", "pcm_s16le", "pcm_s16be", "pcm_s24le", "pcm_s24be",
-                     "pcm_s32le", "pcm_f32le", "pcm_u8", "pcm_mulaw", "pcm_alaw", "flac", "opus"},
+# (ffmpeg's mov muxer cannot write FLAC or Opus, nor its mp4 muxer TrueHD: "Could not write header")
+_AUDIO_OK = {"mp4": {"aac", "mp3", "mp2", "ac3", "eac3", "alac", "flac", "opus", "dts"},
+             "mov": {"aac", "mp3", "mp2", "ac3", "eac3", "alac", "dts", "pcm_s16le", "pcm_s16be", "pcm_s24le",
+                     "pcm_s24be", "pcm_s32le", "pcm_f32le", "pcm_u8", "pcm_mulaw", "pcm_alaw"},
              "matroska": None, "nut": None}  # None: anything
+_ATTACHMENTS_OK = {"matroska"}
 _LOSSLESS_AUDIO = ("pcm_", "flac", "alac", "truehd", "wavpack", "tta", "ape")
 
 
@@ -166,6 +170,24 @@ def _subtitle_args(info: VideoInfo, opts: EncodeOptions, container: str, warning
     return args
 
 
+def _attachment_args(info: VideoInfo, opts: EncodeOptions, container: str, warnings: list[str]) -> list[str]:
+    """Attachments (fonts for styled subtitles, mostly) go into Matroska as they are; other
+    containers cannot hold them, which a warning says."""
+    if not info.attachments:
+        return []
+    if container in _ATTACHMENTS_OK:
+        args: list[str] = []
+        for a in info.attachments:
+            args += ["-map", f"1:{a.index}"]
+        return args + ["-c:t", "copy"]
+    if container != "image2":
+        names = ", ".join(a.filename or f"#{a.index}" for a in info.attachments[:3])
+        more = f" and {len(info.attachments) - 3} more" if len(info.attachments) > 3 else ""
+        warnings.append(f"{len(info.attachments)} attachment(s) ({names}{more}) cannot be held by {container}; "
+                        "left out (use .mkv to keep them)")
+    return []
+
+
 def plan(info: VideoInfo, opts: EncodeOptions, container: str, colour: Colour, width: int, height: int,
          depth: int) -> MuxPlan:
     """Decide encoder, pixel format, padding and stream mapping for one output."""
@@ -192,7 +214,8 @@ def plan(info: VideoInfo, opts: EncodeOptions, container: str, colour: Colour, w
             tags = ["-color_primaries", colour.primaries] if colour.primaries else []
             tags += ["-color_trc", colour.transfer] if colour.transfer else []
             vargs += tags + ["-colorspace", "rgb"]
-    streams = _audio_args(info, opts, container, warnings) + _subtitle_args(info, opts, container, warnings)
+    streams = (_audio_args(info, opts, container, warnings) + _subtitle_args(info, opts, container, warnings)
+               + _attachment_args(info, opts, container, warnings))
     return MuxPlan(pix_fmt=pix, video_args=vargs, stream_args=streams, pad=pad, warnings=warnings)
 
 
@@ -208,7 +231,7 @@ def assemble(parts: list[Path], starts: list[Fraction], output: Path, source: Vi
     if container is None:
         raise OutputError(f"unknown output extension {ext}", path=str(output))
     mplan = plan(source, opts, container, colour, 16, 16, source.bit_depth if source.bit_depth > 8 else 8)
-    listing = output.with_name(f".{output.name}.{os.getpid()}.ffconcat")
+    listing = hidden_sibling(output, f".{os.getpid()}.ffconcat")
     lines = ["ffconcat version 1.0"]
     for k, part in enumerate(parts):
         lines.append("file '" + str(part.resolve()).replace("'", "'\\''") + "'")
@@ -245,11 +268,6 @@ def assemble(parts: list[Path], starts: list[Fraction], output: Path, source: Vi
         listing.unlink(missing_ok=True)
         temp.unlink(missing_ok=True)
     return mplan.warnings
-
-
-def temp_path_for(final: Path) -> Path:
-    """A hidden name in the same folder, so the final rename is atomic and never half-visible."""
-    return final.with_name(f".{final.stem}.partial-{os.getpid()}-{uuid.uuid4().hex[:6]}{final.suffix}")
 
 
 class Muxer:
@@ -300,7 +318,10 @@ class Muxer:
     def _start(self, image: np.ndarray, pts: int, time_base: Fraction) -> None:
         h, w = image.shape[:2]
         depth = 16 if image.dtype == np.uint16 else 8
-        self.plan = plan(self.source, self.opts, self.container, self.colour, w, h, depth)
+        # a part of a segmented encode maps nothing from the source: plan (and warn) for the picture only
+        source = dataclasses.replace(self.source, audio=[], subtitles=[], attachments=[]) if self.video_only \
+            else self.source
+        self.plan = plan(source, self.opts, self.container, self.colour, w, h, depth)
         # ffmpeg (without -copyts) moves each input to start at its own first timestamp: the
         # source by its start time (+ the segment start), this pipe by its first frame. Write
         # times relative to the source's origin and give the pipe that first time back as
@@ -406,7 +427,7 @@ class Muxer:
         if self.to_stdout:
             return None
         if self.image_sequence and self.final.exists():
-            old = self.final.with_name(f".{self.final.name}.old-{uuid.uuid4().hex[:6]}")
+            old = hidden_sibling(self.final, f".old-{os.getpid()}-{uuid.uuid4().hex[:6]}")
             os.replace(self.final, old)
             os.replace(self.temp, self.final)
             shutil.rmtree(old, ignore_errors=True)

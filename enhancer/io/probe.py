@@ -32,6 +32,15 @@ class SubtitleStream:
         return self.codec in TEXT_SUBTITLE_CODECS
 
 
+@dataclass
+class Attachment:
+    """A file carried in the container (Matroska fonts for styled subtitles, cover art files)."""
+
+    index: int
+    filename: str | None = None
+    mimetype: str | None = None
+
+
 TEXT_SUBTITLE_CODECS = {"subrip", "srt", "ass", "ssa", "mov_text", "webvtt", "text", "microdvd", "subviewer"}
 
 
@@ -48,7 +57,7 @@ class VideoInfo:
     bit_depth: int
     fps: Fraction  # average frame rate (0 if unknown)
     time_base: Fraction | None
-    duration: float | None  # seconds
+    duration: float | None  # seconds: the video stream's own where the container says, else the file's
     start_time: float
     frame_count: int | None
     frame_count_exact: bool
@@ -62,10 +71,13 @@ class VideoInfo:
     video_index: int = 0  # absolute index of the video stream decoded
     audio: list[AudioStream] = field(default_factory=list)
     subtitles: list[SubtitleStream] = field(default_factory=list)
+    attachments: list[Attachment] = field(default_factory=list)
     chapters: int = 0
     image_sequence: bool = False
     input_args: list[str] = field(default_factory=list)  # ffmpeg options before -i (image sequences)
     probed_with: str = "ffmpeg"
+    # the container gave the video stream's own duration (not only the file's, which includes audio)
+    stream_duration: bool = False
 
     @property
     def display_width(self) -> int:
@@ -133,6 +145,17 @@ def _rate(text: str | None) -> Fraction:
         return Fraction(text.rstrip("k")).limit_denominator(1001) * mult
     except ValueError:
         return Fraction(0)
+
+
+MAX_FPS = 1000  # above this an average frame rate is a container's clock, not a frame rate
+
+
+def _plausible_rate(avg: Fraction, guessed: Fraction) -> Fraction:
+    """The average frame rate, unless it is missing or absurd (raw DV reports its 60 kHz clock as
+    "60k fps"); then the rate ffmpeg guessed from the stream (tbr / r_frame_rate)."""
+    if avg and avg <= MAX_FPS:
+        return avg
+    return guessed if guessed and guessed <= MAX_FPS else avg
 
 
 def _split_top(text: str) -> list[str]:
@@ -203,6 +226,7 @@ def _parse_ffmpeg_banner(path: str, text: str) -> VideoInfo:
     video: dict | None = None
     audio: list[AudioStream] = []
     subs: list[SubtitleStream] = []
+    attachments: list[Attachment] = []
     for block in blocks:
         m = re.match(r"\s*Stream #0:(\d+)(?:\[0x[0-9a-fA-F]+\])?(?:\((\w+)\))?: (Video|Audio|Subtitle|Data|Attachment): "
                      r"(.*)", block)
@@ -217,6 +241,11 @@ def _parse_ffmpeg_banner(path: str, text: str) -> VideoInfo:
             audio.append(AudioStream(idx, codec, sr, layout, lang if lang != "und" else None))
         elif kind == "Subtitle":
             subs.append(SubtitleStream(idx, codec, lang if lang != "und" else None))
+        elif kind == "Attachment":
+            fm = re.search(r"^\s+filename\s*:\s*(.*)$", block, re.M)
+            mm = re.search(r"^\s+mimetype\s*:\s*(.*)$", block, re.M)
+            attachments.append(Attachment(idx, fm.group(1).strip() if fm else None,
+                                          mm.group(1).strip() if mm else None))
         elif kind == "Video" and video is None:
             if "(attached pic)" in rest:
                 continue
@@ -259,9 +288,10 @@ def _parse_ffmpeg_banner(path: str, text: str) -> VideoInfo:
             video = v
     if video is None or "width" not in video:
         raise _no_video(path, audio)
-    fps = _rate(video.get("fps")) or _rate(video.get("tbr"))
+    fps = _plausible_rate(_rate(video.get("fps")), _rate(video.get("tbr")))
     tbn = _rate(video.get("tbn"))
     vdur = video.get("duration", duration)
+    own_duration = "duration" in video
     count = video.get("nb_frames")
     exact = count is not None
     if count is None and vdur and fps:
@@ -275,7 +305,8 @@ def _parse_ffmpeg_banner(path: str, text: str) -> VideoInfo:
         color_space=video.get("color_space"), color_primaries=video.get("color_primaries"),
         color_transfer=video.get("color_transfer"), rotation=video.get("rotation", 0),
         field_order=video.get("field_order", "unknown"), video_index=video["index"], audio=audio,
-        subtitles=subs, chapters=chapters, probed_with="ffmpeg")
+        subtitles=subs, attachments=attachments, chapters=chapters, probed_with="ffmpeg",
+        stream_duration=own_duration)
 
 
 def _probe_ffmpeg(path: str, input_args: list[str]) -> VideoInfo:
@@ -311,6 +342,8 @@ def from_ffprobe_json(path: str, data: dict) -> VideoInfo:
              for s in streams if s.get("codec_type") == "audio"]
     subs = [SubtitleStream(s["index"], s.get("codec_name", "unknown"), (s.get("tags") or {}).get("language"))
             for s in streams if s.get("codec_type") == "subtitle"]
+    attachments = [Attachment(s["index"], (s.get("tags") or {}).get("filename"), (s.get("tags") or {}).get("mimetype"))
+                   for s in streams if s.get("codec_type") == "attachment"]
     vids = [s for s in streams if s.get("codec_type") == "video" and not (s.get("disposition") or {}).get("attached_pic")]
     if not vids:
         raise _no_video(path, audio)
@@ -321,9 +354,10 @@ def from_ffprobe_json(path: str, data: dict) -> VideoInfo:
             rotation = int(round(float(sd["rotation"]))) % 360
     if not rotation and (v.get("tags") or {}).get("rotate"):
         rotation = (-int((v["tags"])["rotate"])) % 360
-    fps = _rate(v.get("avg_frame_rate")) or _rate(v.get("r_frame_rate"))
+    fps = _plausible_rate(_rate(v.get("avg_frame_rate")), _rate(v.get("r_frame_rate")))
     tb = _rate(v.get("time_base")) or None
-    dur = v.get("duration") or fmt.get("duration")
+    own = v.get("duration") not in (None, "N/A")
+    dur = v.get("duration") if own else fmt.get("duration")
     dur = float(dur) if dur not in (None, "N/A") else None
     tags = v.get("tags") or {}
     nb = v.get("nb_frames") or next((tags[k] for k in tags if k.upper().startswith("NUMBER_OF_FRAMES")), None)
@@ -347,7 +381,8 @@ def from_ffprobe_json(path: str, data: dict) -> VideoInfo:
         color_range=known("color_range"), color_space=known("color_space"), color_primaries=known("color_primaries"),
         color_transfer=known("color_transfer"), rotation=rotation,
         field_order=_FIELD_ORDERS.get(v.get("field_order", ""), "unknown"), video_index=int(v["index"]),
-        audio=audio, subtitles=subs, chapters=len(data.get("chapters", [])), probed_with="ffprobe")
+        audio=audio, subtitles=subs, attachments=attachments, chapters=len(data.get("chapters", [])),
+        probed_with="ffprobe", stream_duration=own)
 
 
 def probe(path: str, *, input_args: list[str] | None = None, use_ffprobe: bool = True) -> VideoInfo:

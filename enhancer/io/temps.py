@@ -1,0 +1,137 @@
+"""Hidden temporary names beside an output, file names that fit, and sweeping up after
+processes that are gone.
+
+Every temporary this tool leaves beside an output carries the id of the process that made it
+(``.NAME.partial-PID-XXXXXX.EXT``, ``.NAME.PID.ffconcat``, ``.enhancer-state.json.PID.tmp``,
+``.preview-PID-XXXXXX``), so a later run can tell a crashed run's leftovers (remove them) from a
+live run's work (leave it).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+
+# Generated names stay well below the usual 255-byte limit, so the hidden temporaries made
+# from them (longer by up to ~30 bytes) fit too.
+NAME_LIMIT = 200
+_HARD_LIMIT = 255
+
+_TEMPORARY = [
+    re.compile(r"^\..*\.partial-(\d+)-[0-9a-f]{6}"),  # outputs being encoded (files or frame folders)
+    re.compile(r"^\..*\.(\d+)\.ffconcat$"),  # part lists being joined
+    re.compile(r"^\..*\.old-(\d+)-[0-9a-f]{6}$"),  # a replaced frame folder being removed
+    re.compile(r"^\.enhancer-state\.json\.(\d+)\.tmp$"),
+    re.compile(r"^\.preview-(\d+)-"),
+]
+STDIN_PREFIX = "enhancer-stdin-"
+_STDIN = re.compile(r"^enhancer-stdin-(\d+)-")
+
+
+def _cut_utf8(text: str, limit: int) -> str:
+    """The longest prefix of ``text`` whose UTF-8 encoding fits in ``limit`` bytes."""
+    data = text.encode("utf-8", "surrogateescape")[:limit]
+    return data.decode("utf-8", "ignore")
+
+
+def fit_name(name: str, limit: int = NAME_LIMIT, keep_suffix: str | None = None) -> str:
+    """``name`` itself when it fits in ``limit`` bytes; otherwise its stem cut short and followed
+    by ``~`` and a hash of the whole name, so the result is the same on every run and two long
+    names that differ only at the end stay apart. ``keep_suffix`` (default: the extension) is
+    kept whole."""
+    if len(name.encode("utf-8", "surrogateescape")) <= limit:
+        return name
+    suffix = keep_suffix if keep_suffix is not None else Path(name).suffix
+    if len(suffix.encode("utf-8", "surrogateescape")) > 32:
+        suffix = ""
+    stem = name[: len(name) - len(suffix)] if suffix else name
+    tag = "~" + hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:10]
+    room = limit - len(tag.encode()) - len(suffix.encode("utf-8", "surrogateescape"))
+    return _cut_utf8(stem, room) + tag + suffix
+
+
+def temp_path_for(final: Path) -> Path:
+    """A hidden name in the same folder, so the final rename is atomic and never half-visible."""
+    tail = f".partial-{os.getpid()}-{uuid.uuid4().hex[:6]}{final.suffix}"
+    stem = fit_name(final.stem, _HARD_LIMIT - 1 - len(tail.encode()), keep_suffix="")
+    return final.with_name(f".{stem}{tail}")
+
+
+def hidden_sibling(final: Path, tail: str) -> Path:
+    """``.NAME<tail>`` beside ``final``, shortened to fit where the name is long."""
+    name = fit_name(final.name, _HARD_LIMIT - 1 - len(tail.encode()), keep_suffix="")
+    return final.with_name(f".{name}{tail}")
+
+
+def alive(pid: int) -> bool:
+    """Whether a process with this id exists (a permission error means it does)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError, ValueError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _owner(name: str) -> int | None:
+    for pattern in _TEMPORARY:
+        m = pattern.match(name)
+        if m:
+            return int(m.group(1))
+    return None
+
+
+def _remove(path: Path) -> bool:
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+        return True
+    except OSError:
+        return False
+
+
+def sweep(folder: str | Path) -> list[Path]:
+    """Remove the temporaries in ``folder`` (not below it) whose process is gone. Returns what
+    was removed."""
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    me = os.getpid()
+    for entry in entries:
+        pid = _owner(entry.name)
+        if pid is None or pid == me or alive(pid):
+            continue
+        if _remove(Path(entry.path)):
+            removed.append(Path(entry.path))
+    return removed
+
+
+def spool_path() -> tuple[int, str]:
+    """An open temporary file for a stream read from stdin (fd, path), named after this process."""
+    return tempfile.mkstemp(prefix=f"{STDIN_PREFIX}{os.getpid()}-")
+
+
+def sweep_spools() -> list[Path]:
+    """Remove stdin spool files left in the temporary folder by processes that are gone."""
+    removed: list[Path] = []
+    folder = Path(tempfile.gettempdir())
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        m = _STDIN.match(entry.name)
+        if m and int(m.group(1)) != os.getpid() and not alive(int(m.group(1))) and _remove(Path(entry.path)):
+            removed.append(Path(entry.path))
+    return removed
