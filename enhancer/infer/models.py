@@ -15,9 +15,13 @@ def load_restorer(model: str, scale: int | None = None, *, device: str = "auto",
     from enhancer.infer.neural import ModelRestorer
 
     path = weights.resolve(model)
-    generator, card = weights.load(path)
+    loaded = weights.load_model(path)
+    generator, card = loaded.model, loaded.card
     if scale is not None and scale != generator.scale:
         raise EnhancerError(f"model {card.name} upscales x{generator.scale}, not x{scale}",
                             hint=f"omit --scale, or pick a x{scale} model from `enhancer models`")
-    return ModelRestorer(generator, name=card.name, device=device, precision=precision, tile=tile, chunk=chunk,
-                         card=card.__dict__)
+    restorer = ModelRestorer(generator, name=card.name, device=device, precision=precision, tile=tile, chunk=chunk,
+                             card=card.__dict__)
+    # what the pixels depend on, beyond the restorer's own settings: see enhancer.pipeline.recipe
+    restorer.weights_sha256 = loaded.sha256
+    return restorer

@@ -10,6 +10,7 @@ residual over a bicubic upscale of the centre frames.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +26,11 @@ class GeneratorConfig:
     frame_blocks: int = 4  # per-frame residual blocks before temporal fusion
     temporal_blocks: int = 2  # each adds one neighbour on each side
     post_blocks: int = 2  # per-frame residual blocks after fusion
+
+    # What a model file's card may ask for, checked before anything is built (enhancer.weights):
+    # a range or set of allowed values. The bounds keep the largest network under ~100M parameters.
+    LIMITS: ClassVar[dict] = {"scale": {1, 2, 4}, "channels": range(1, 257), "frame_blocks": range(0, 33),
+                              "temporal_blocks": range(2, 9), "post_blocks": range(0, 33)}
 
     def __post_init__(self) -> None:
         if self.scale not in (1, 2, 4):
