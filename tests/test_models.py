@@ -142,12 +142,10 @@ def test_out_of_memory_retries_with_smaller_tiles():
 
 
 def test_auto_tile_fits_budget(monkeypatch):
-    import enhancer.infer.neural as neural
-
     r = ModelRestorer(tiny_generator(), device="cpu", precision="fp32", tile="auto")
-    monkeypatch.setattr(neural, "free_memory", lambda dev: 1 << 40)
+    monkeypatch.setenv("ENHANCER_MEMORY_AVAILABLE", str(1 << 40))
     assert r.auto_tile(1080, 1920, 12) is None
-    monkeypatch.setattr(neural, "free_memory", lambda dev: 64 << 20)
+    monkeypatch.setenv("ENHANCER_MEMORY_AVAILABLE", str(64 << 20))
     t = r.auto_tile(1080, 1920, 12)
     assert t is not None and 32 <= t < 1080
 

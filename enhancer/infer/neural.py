@@ -13,11 +13,13 @@ import math
 import numpy as np
 import torch
 
-from enhancer.errors import EnhancerError
-from enhancer.infer.device import dtype_name, free_memory, select_device, select_dtype
+from enhancer.errors import EnhancerError, ModelError
+from enhancer.infer.device import dtype_name, memory_budget, select_device, select_dtype
 from enhancer.models.generator import Generator
 
 MIN_TILE = 32
+AUTO_TILE_MIN = 256  # the chunk shrinks before automatic tiles get smaller than this
+MIN_BUDGET = 256 << 20  # host bytes planned for however little is available
 
 
 class ModelRestorer:
@@ -35,6 +37,8 @@ class ModelRestorer:
         self.scale = model.scale
         self.margin = model.temporal_radius
         self.chunk = chunk or (16 if self.device.type == "cuda" else 8)
+        self.chunk_request = chunk  # None: chunk_for() fits the chunk to the memory available
+        self.reserve = 0  # host bytes others need meanwhile (the encoder): set by chunk_for()
         self.overlap = model.spatial_radius + 2
         self.tile_request = tile
         self._tile: int | None = None if tile in (None, 0, "0") else (None if tile == "auto" else int(tile))
@@ -51,9 +55,53 @@ class ModelRestorer:
         out = (frames_in - 2 * self.margin) * 3 * cfg.scale ** 2 * 3
         return (feats + out) * itemsize + frames_in * 3 * 4
 
+    def _frame_bytes(self, height: int, width: int, chunk: int) -> int:
+        """Host bytes of the whole-frame buffers around one pass of ``chunk`` output frames (8-bit
+        source): decoded frames queued, windowed and stacked, the float input window, the float
+        output, its integer copy and the frames queued for the encoder (see benchmarks/memory.py)."""
+        r, s2 = self.margin, self.scale ** 2
+        frame = height * width * 3
+        frames_in = chunk + 2 * r
+        decoded = (max(8, frames_in) + chunk + 3 * r + 1 + frames_in) * frame
+        floats = (frames_in + chunk * s2) * frame * 4
+        return decoded + floats + (chunk + max(4, chunk) + 2) * frame * s2
+
+    def _tile_bytes(self, side_h: int, side_w: int, frames_in: int) -> int:
+        return (side_h + 2 * self.overlap) * (side_w + 2 * self.overlap) * self._bytes_per_pixel(frames_in)
+
+    def _host_budget(self) -> int:
+        return max(memory_budget(torch.device("cpu")) - self.reserve, MIN_BUDGET)
+
+    def chunk_for(self, height: int, width: int, reserve: int = 0) -> int:
+        """Output frames per pass for frames of this size: the one asked for, else the default
+        halved until the whole-frame buffers and tiles of at least AUTO_TILE_MIN pixels (the
+        whole frame with --tile 0) fit the host memory budget, less ``reserve`` bytes that
+        others (the encoder) need meanwhile."""
+        self.reserve = reserve
+        if self.chunk_request:
+            return self.chunk_request
+        budget = self._host_budget()
+        side_h, side_w = (height, width) if self._auto_done and self._tile is None else \
+            (min(height, self._tile or AUTO_TILE_MIN), min(width, self._tile or AUTO_TILE_MIN))
+        chunk = self.chunk
+        while chunk > 1:
+            need = self._frame_bytes(height, width, chunk)
+            if self.device.type == "cpu":
+                need += self._tile_bytes(side_h, side_w, chunk + 2 * self.margin)
+            if need <= budget:
+                break
+            chunk //= 2
+        return chunk
+
     def auto_tile(self, height: int, width: int, frames_in: int) -> int | None:
-        """The largest square tile that fits in about 40% of the free memory (None: no tiling)."""
-        budget = free_memory(self.device) * 0.4
+        """The largest square tile whose activations fit the memory budget (None: no tiling). On
+        the CPU the whole-frame buffers share that budget, so the defaults never use more than
+        about half the memory available (see :func:`~enhancer.infer.device.memory_budget`)."""
+        budget = memory_budget(self.device) if self.device.type == "cuda" else self._host_budget()
+        if self.device.type == "cpu":
+            chunk = max(1, frames_in - 2 * self.margin)
+            floor = self._tile_bytes(AUTO_TILE_MIN, AUTO_TILE_MIN, frames_in)  # however short memory is
+            budget = max(budget - self._frame_bytes(height, width, chunk), floor)
         pixels = budget / self._bytes_per_pixel(frames_in)
         if pixels >= (height + 2 * self.overlap) * (width + 2 * self.overlap):
             return None
@@ -107,6 +155,9 @@ class ModelRestorer:
         peak = 65535.0 if images.dtype == np.uint16 else 255.0
         x = torch.from_numpy(images).permute(3, 0, 1, 2).unsqueeze(0).float().div_(peak)  # (1, 3, T, H, W)
         y = self.forward_float(x)[0].permute(1, 2, 3, 0)  # (T, sH, sW, 3)
+        if not bool(torch.isfinite(y).all()):  # NaN would come out as black frames reported done
+            raise ModelError(f"model {self.name} produced NaN or infinite values; nothing was written",
+                             hint="try --precision fp32, or another model")
         y = y.mul_(peak).round_().clamp_(0, peak)
         return y.numpy().astype(images.dtype)
 
