@@ -5,7 +5,6 @@ reason, and the batch goes on.
 """
 from __future__ import annotations
 
-import glob
 import json
 import os
 import sys
@@ -15,24 +14,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from enhancer.errors import EnhancerError, InputError, OutputError
+from enhancer.errors import EnhancerError, InputError, OutputError, escape, shown
 from enhancer.infer.engine import EnhanceOptions, enhance_video
 from enhancer.infer.restorer import Restorer
-from enhancer.io.muxer import CONTAINERS, IMAGE_CODECS, EncodeOptions, default_extension
+from enhancer.io.muxer import EncodeOptions
 from enhancer.io.probe import probe
+from enhancer.io.temps import spool_path, sweep, sweep_spools
+from enhancer.naming import VIDEO_EXTENSIONS, Job, discover, plan_jobs  # noqa: F401  (the batch API)
+from enhancer.pipeline.recipe import Recipe
 from enhancer.progress import bar
-
-VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mkv", ".mov", ".avi", ".webm", ".ts", ".mts", ".m2ts", ".flv", ".wmv",
-                    ".mpg", ".mpeg", ".m2v", ".ogv", ".ogg", ".3gp", ".vob", ".mxf", ".gif", ".dv", ".y4m", ".nut",
-                    ".asf", ".rm", ".rmvb", ".divx", ".f4v", ".qt", ".mjpeg", ".264", ".h264", ".hevc", ".265"}
-
-
-@dataclass
-class Job:
-    input: str
-    output: str
-    display: str | None = None  # what to call the input in reports (stdin's spool file is "-")
-
+from enhancer.state import Decision
 
 @dataclass
 class FileResult:
@@ -43,6 +34,7 @@ class FileResult:
     seconds: float = 0.0
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
+    incomplete: bool = False  # the input held fewer frames than its container announced
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False)
@@ -64,121 +56,59 @@ class BatchSummary:
     def exit_code(self) -> int:
         return 1 if self.count("failed") else 0
 
+    @property
+    def incomplete(self) -> int:
+        return sum(r.incomplete and r.status != "failed" for r in self.results)
+
     def to_dict(self) -> dict:
         return {"done": self.count("done"), "skipped": self.count("skipped"), "failed": self.count("failed"),
-                "seconds": self.seconds, "frames": self.frames,
+                "incomplete": self.incomplete, "seconds": self.seconds, "frames": self.frames,
                 "frames_per_second": self.frames / self.seconds if self.seconds > 0 else 0.0,
                 "files": [asdict(r) for r in self.results]}
 
     def line(self) -> str:
         fps = self.frames / self.seconds if self.seconds > 0 else 0.0
-        return (f"{self.count('done')} done, {self.count('skipped')} skipped, {self.count('failed')} failed"
+        inc = f" ({self.incomplete} from incomplete inputs)" if self.incomplete else ""
+        return (f"{self.count('done')} done, {self.count('skipped')} skipped{inc}, {self.count('failed')} failed"
                 f" in {self.seconds:.1f} s ({self.frames} frames, {fps:.1f} frames/s)")
 
 
-def _is_glob(text: str) -> bool:
-    return any(ch in text for ch in "*?[")
-
-
-def discover(inputs: Iterable[str], recursive: bool = False) -> list[tuple[str, Path | None]]:
-    """Expand files, folders and globs into ``(file, root)`` pairs; ``root`` is the folder an input
-    was found under (outputs mirror the tree below it) or None for files named directly.
-    Names that do not exist are kept, so they fail later with a clear reason."""
-    found: list[tuple[str, Path | None]] = []
-    seen: set[str] = set()
-
-    def add(path: str, root: Path | None) -> None:
-        key = os.path.abspath(path)
-        if key not in seen:
-            seen.add(key)
-            found.append((path, root))
-
-    for item in inputs:
-        from enhancer.io.sequence import is_image_sequence
-
-        if item == "-":
-            add(item, None)
-        elif is_image_sequence(item):
-            add(item, None)
-        elif os.path.isdir(item):
-            root = Path(item)
-            pattern = "**/*" if recursive else "*"
-            for p in sorted(root.glob(pattern)):
-                if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS and not p.name.startswith("."):
-                    add(str(p), root)
-        elif not os.path.exists(item) and _is_glob(item):
-            matches = sorted(glob.glob(item, recursive=recursive))
-            if not matches:
-                add(item, None)  # fails as "no such file"
-            for m in matches:
-                if os.path.isfile(m):
-                    add(m, None)
-        else:
-            add(item, None)
-    return found
-
-
-def plan_jobs(found: list[tuple[str, Path | None]], output: str, codec: str, container: str | None = None,
-              single_file_ok: bool = True) -> list[Job]:
-    """Name each output. With one file input and ``output`` naming a file (an extension ffmpeg
-    can write, not an existing folder), that is the output; otherwise ``output`` is a folder and
-    the inputs' tree is mirrored below it. An output never lands on its input."""
-    if output == "-":
-        if len(found) != 1:
-            raise OutputError("-o - (stdout) takes exactly one input")
-        return [Job(found[0][0], "-")]
-    out = Path(output)
-    is_file_target = (single_file_ok and len(found) == 1 and found[0][1] is None and not out.is_dir()
-                      and out.suffix.lower() in CONTAINERS and codec not in IMAGE_CODECS)
-    if is_file_target:
-        return [Job(found[0][0], str(out))]
-    jobs: list[Job] = []
-    taken: dict[str, str] = {}
-    from enhancer.io.sequence import is_image_sequence, sequence_name
-
-    for src, root in found:
-        sp = Path(src) if src != "-" else Path("stdin.mkv")
-        rel = sp.relative_to(root) if root is not None else Path(sp.name)
-        if src != "-" and is_image_sequence(src):
-            sp = rel = Path(sequence_name(src))
-        if codec in IMAGE_CODECS:
-            target = out / rel.parent / f"{rel.stem}_frames"
-        else:
-            ext = ("." + container.lstrip(".")) if container else default_extension(codec, sp.suffix)
-            target = out / rel.parent / (rel.stem + ext)
-        if src != "-" and os.path.abspath(target) == os.path.abspath(src):
-            target = target.with_name(f"{rel.stem}.enhanced{target.suffix}")
-        key = os.path.abspath(target)
-        if key in taken:  # a.avi and a.ts would both become a.mkv
-            target = target.with_name(f"{rel.stem}_{sp.suffix.lstrip('.')}{target.suffix}")
-            key = os.path.abspath(target)
-        taken[key] = src
-        jobs.append(Job(src, str(target)))
-    return jobs
-
-
-def recipe_of(restorer: Restorer, encode: EncodeOptions, opts: EnhanceOptions) -> dict:
-    """What makes an output what it is: a change here means the output must be redone."""
-    return {"restorer": restorer.describe() | {"tile": None, "oom_retries": None, "device": None, "chunk": None},
-            "encode": asdict(encode),
-            "deinterlace": opts.deinterlace, "start": opts.start, "duration": opts.duration, "preview": opts.preview}
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.abspath(a) == os.path.abspath(b)
 
 
 def run_job(job: Job, restorer: Restorer, encode: EncodeOptions, opts: EnhanceOptions, *, overwrite: bool,
-            verbose: bool = False, desc: str | None = None, state=None, retry_failed: bool = False) -> FileResult:
-    """Enhance one file; every failure becomes a result with a one-line reason."""
+            verbose: bool = False, desc: str | None = None, state=None, retry_failed: bool = False,
+            strict: bool = False) -> FileResult:
+    """Enhance one file; every failure becomes a result with a one-line reason. With ``strict``,
+    an input that holds fewer frames than its container announces is a failure."""
     t0 = time.perf_counter()
-    recipe = recipe_of(restorer, encode, opts)
     target = str(preview_path(job.output)) if opts.preview and job.output != "-" else job.output
     try:
-        if state is not None and not overwrite and job.input != "-":
-            decision, why = state.decide(job.input, target, recipe, retry_failed=retry_failed)
-            if decision == "skip":
+        recipe = Recipe.of(job.input, restorer, encode, opts) if job.input != "-" else None
+    except OSError:
+        recipe = None  # a missing input: probing says so below
+    status = "done"
+    try:
+        if target != "-" and os.path.exists(target) and _same_file(target, job.input):
+            raise OutputError("the output would replace the input; refused", path=target)
+        if state is not None and recipe is not None and not overwrite:
+            decision, why = state.decide(target, recipe, retry_failed=retry_failed)
+            if decision is Decision.SKIP:
                 return FileResult(job.input, target, "skipped", error=why)
-            if decision == "failed-before":
+            if decision is Decision.SKIP_INCOMPLETE:
+                if strict:
+                    return FileResult(job.input, target, "failed", incomplete=True,
+                                      error=f"{shown(job.input)}: {why} [--strict; --retry-failed tries again]")
+                return FileResult(job.input, target, "skipped", error="made in an earlier run", incomplete=True,
+                                  warnings=[f"{why} (in an earlier run; --retry-failed tries again)"])
+            if decision is Decision.FAILED_BEFORE:
                 return FileResult(job.input, target, "failed",
                                   error=f"{why} [failed in an earlier run; --retry-failed tries again]")
-            if decision == "run" and why and os.path.exists(target):
+            if decision is Decision.REDO and os.path.exists(target):
                 overwrite = True  # our own earlier output, made from another input or recipe
         if job.output != "-" and os.path.exists(target) and not overwrite:
             return FileResult(job.input, target, "skipped", error="output exists (use --overwrite to redo)")
@@ -194,25 +124,39 @@ def run_job(job: Job, restorer: Restorer, encode: EncodeOptions, opts: EnhanceOp
         if opts.preview:
             result = _preview(job, info, restorer, opts, overwrite, desc, t0)
         else:
-            res = enhance_video(info, job.output, restorer, encode, opts, desc=desc)
+            res = enhance_video(info, job.output, restorer, encode, opts, desc=desc,
+                                recipe_key=recipe.key() if recipe else None)
             result = FileResult(job.input, res.output or "-", "done", frames=res.frames, seconds=res.seconds,
-                                warnings=res.warnings)
+                                warnings=res.warnings, incomplete=bool(res.incomplete))
+            if res.incomplete:
+                status = "incomplete"
+                if strict:
+                    if res.output:
+                        Path(res.output).unlink(missing_ok=True)
+                    result.status, result.warnings = "failed", [w for w in res.warnings if "incomplete" not in w]
+                    result.error = f"{shown(job.input)}: incomplete input: {escape(res.incomplete)} [--strict]"
+                    status = "failed"
     except EnhancerError as e:
         if e.path is None:
             e.path = job.input
         result = FileResult(job.input, target, "failed", seconds=time.perf_counter() - t0, error=e.line())
+        status = "failed"
     except MemoryError:
         result = FileResult(job.input, target, "failed", seconds=time.perf_counter() - t0,
-                            error=f"{job.input}: out of memory (try a smaller --tile or --chunk)")
+                            error=f"{shown(job.input)}: out of memory (try a smaller --tile or --chunk)")
+        status = "failed"
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as e:  # a bug of ours: keep the batch going, say so plainly
         if verbose:
             traceback.print_exc()
         result = FileResult(job.input, target, "failed", seconds=time.perf_counter() - t0,
-                            error=f"{job.input}: internal error: {type(e).__name__}: {e} (run with -v for details)")
-    if state is not None and job.display is None and result.status in ("done", "failed"):
-        state.record(job.input, target, recipe, result.status, result.error, result.frames)
+                            error=f"{shown(job.input)}: internal error: {type(e).__name__}: {escape(str(e))} "
+                                  "(run with -v for details)")
+        status = "failed"
+    if state is not None and recipe is not None and job.display is None and result.status != "skipped":
+        error = result.error if status == "failed" else next((w for w in result.warnings if "incomplete" in w), None)
+        state.record(target, recipe, status, error, result.frames)
     if job.display is not None:
         result.input = job.display
         if result.error:
@@ -238,7 +182,7 @@ def _preview(job: Job, info, restorer: Restorer, opts: EnhanceOptions, overwrite
     if target.exists() and not overwrite:
         return FileResult(job.input, str(target), "skipped", error="preview exists (use --overwrite to redo)")
     seg = dataclasses.replace(opts, duration=opts.preview)
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".preview-") as tmp:
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".preview-{os.getpid()}-") as tmp:
         enhanced = str(Path(tmp) / "enhanced.mkv")
         res = enhance_video(info, enhanced, restorer, EncodeOptions(codec="ffv1"), seg, desc=desc)
         compare([job.input, enhanced], str(target), mode="split", labels=["input", f"enhanced ({restorer.name})"],
@@ -258,10 +202,11 @@ def state_folder(jobs: list[Job], output: str) -> Path | None:
 
 def run_batch(jobs: list[Job], restorer: Restorer, encode: EncodeOptions, opts: EnhanceOptions, *,
               overwrite: bool = False, verbose: bool = False, folder: Path | None = None,
-              retry_failed: bool = False, fail_fast: bool = False,
+              retry_failed: bool = False, fail_fast: bool = False, strict: bool = False,
               on_result: Callable[[FileResult], None] | None = None) -> BatchSummary:
     """Enhance every job in turn; a failure is reported and the batch goes on (unless
-    ``fail_fast``). With ``folder``, the folder is locked and its state file kept up to date."""
+    ``fail_fast``). With ``folder``, the folder is locked and its state file kept up to date.
+    Temporaries that runs now gone left in the output folders are removed first."""
     from enhancer.state import BatchState, FolderLock
 
     t0 = time.perf_counter()
@@ -275,17 +220,21 @@ def run_batch(jobs: list[Job], restorer: Restorer, encode: EncodeOptions, opts: 
             folder = None
     try:
         if lock is not None and lock.took_over:
-            print(f"warning: {folder}: {lock.took_over}", file=sys.stderr)
+            print(f"warning: {shown(folder)}: {lock.took_over}", file=sys.stderr)
+        for where in {Path(j.output).parent for j in jobs if j.output != "-"} | ({folder} if folder else set()):
+            sweep(where)
         state = BatchState(folder) if folder is not None else None
+        for note in state.notes if state else []:
+            print(f"warning: {shown(state.path)}: {note}", file=sys.stderr)
         with bar(total=len(jobs), desc="files", unit="file", enabled=opts.progress and many, position=0) as files:
             stopped = False
             for job in jobs:
                 if stopped:
                     res = FileResult(job.input, job.output, "skipped", error="not run: --fail-fast stopped the batch")
                 else:
-                    desc = Path(job.input).name if job.input != "-" else "stdin"
+                    desc = escape(Path(job.input).name) if job.input != "-" else "stdin"
                     res = run_job(job, restorer, encode, opts, overwrite=overwrite, verbose=verbose, desc=desc[:40],
-                                  state=state, retry_failed=retry_failed)
+                                  state=state, retry_failed=retry_failed, strict=strict)
                     stopped = fail_fast and res.status == "failed"
                 results.append(res)
                 if on_result is not None:
@@ -302,32 +251,37 @@ def report(res: FileResult, *, as_json: bool, quiet: bool = False) -> None:
     if as_json:
         print(res.to_json(), flush=True)
         if res.status == "failed":
-            print(f"error: {res.error}", file=sys.stderr, flush=True)
+            print(f"error: {escape(res.error or '')}", file=sys.stderr, flush=True)
         return
     if res.status == "failed":
-        print(f"error: {res.error}", file=sys.stderr, flush=True)
+        print(f"error: {escape(res.error or '')}", file=sys.stderr, flush=True)
     elif not quiet:
+        src, dst = shown(res.input), shown(res.output)
         if res.status == "done":
             fps = res.frames / res.seconds if res.seconds else 0
-            print(f"done: {res.input} -> {res.output} ({res.frames} frames, {res.seconds:.1f} s, {fps:.1f} frames/s)",
+            print(f"done: {src} -> {dst} ({res.frames} frames, {res.seconds:.1f} s, {fps:.1f} frames/s)",
                   file=sys.stderr, flush=True)
         elif res.status == "skipped":
-            print(f"skipped: {res.input} -> {res.output} ({res.error})", file=sys.stderr, flush=True)
+            print(f"skipped: {src} -> {dst} ({escape(res.error or '')})", file=sys.stderr, flush=True)
         elif res.status == "planned":
-            print(f"would enhance: {res.input} -> {res.output}", file=sys.stderr, flush=True)
+            print(f"would enhance: {src} -> {dst}", file=sys.stderr, flush=True)
     for w in res.warnings:
-        print(f"warning: {res.input}: {w}", file=sys.stderr, flush=True)
+        print(f"warning: {shown(res.input)}: {escape(w)}", file=sys.stderr, flush=True)
 
 
 def spool_stdin() -> str:
     """Copy a video piped on stdin to a temporary file (probing and the audio mapping both need
     to read it, and a pipe can be read once). Returns its path; the caller removes it."""
     import shutil
-    import tempfile
 
-    fd, path = tempfile.mkstemp(prefix="enhancer-stdin-")
-    with os.fdopen(fd, "wb") as f:
-        shutil.copyfileobj(sys.stdin.buffer, f, length=1 << 20)
+    sweep_spools()  # what runs killed while spooling left behind
+    fd, path = spool_path()
+    try:
+        with os.fdopen(fd, "wb") as f:
+            shutil.copyfileobj(sys.stdin.buffer, f, length=1 << 20)
+    except BaseException:  # Ctrl-C, SIGTERM, a full disk: leave nothing behind
+        Path(path).unlink(missing_ok=True)
+        raise
     if os.path.getsize(path) == 0:
         os.unlink(path)
         raise InputError("nothing arrived on stdin", path="-")

@@ -3,6 +3,7 @@ failed, 2 usage error, 130 interrupted."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import sys
@@ -48,8 +49,6 @@ class _Interrupts:
     def __call__(self, signum, frame) -> None:
         self.count += 1
         if self.count > 1:
-            import os
-
             os._exit(130)
         raise KeyboardInterrupt
 
@@ -101,8 +100,11 @@ def main() -> None:
 @click.option("--keep-going/--fail-fast", default=True, show_default=True,
               help="Go on after a failed file, or stop the batch at the first failure.")
 @click.option("--report", "report_path", default=None, help="Write the batch summary as JSON to this file.")
-@click.option("--part-seconds", type=click.FloatRange(0.1, None), default=60.0, show_default=True,
-              help="Long outputs are encoded in parts this long; an interrupted file resumes after the last part.")
+@click.option("--part-seconds", type=click.FloatRange(0.1, None), default=120.0, show_default=True,
+              help="Outputs are encoded in parts, a new one after this many seconds of processing; an "
+                   "interrupted file resumes after its last finished part.")
+@click.option("--strict", is_flag=True,
+              help="An input that holds fewer frames than its container announces (a file cut short) fails.")
 @click.option("--preview", type=float, default=None, metavar="SECONDS",
               help="Only write NAME.preview.mp4: a split before/after view of this many seconds.")
 @click.option("--dry-run", is_flag=True, help="Show what would be done, do nothing.")
@@ -112,8 +114,59 @@ def main() -> None:
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or per-file lines (errors still print).")
 @click.option("-v", "--verbose", is_flag=True, help="Print every ffmpeg command.")
 def enhance(inputs, output, recursive, model, scale, codec, crf, preset, pix_fmt, container, audio, no_subtitles,
-            start, duration, deinterlace, chunk, tile, device, precision, skip_existing, retry_failed, keep_going, report_path, part_seconds, preview, dry_run, as_json, ffmpeg_path, quiet, verbose):
+            start, duration, deinterlace, chunk, tile, device, precision, skip_existing, retry_failed, keep_going, report_path, part_seconds, strict, preview, dry_run, as_json, ffmpeg_path, quiet, verbose):
     """Enhance videos: files, folders and globs in INPUTS, results under OUTPUT."""
+    interrupts = _Interrupts()
+    interrupts.install()  # from the start: Ctrl-C while the model loads or stdin spools exits 130 too
+    try:
+        _enhance(inputs, output, recursive, model, scale, codec, crf, preset, pix_fmt, container, audio, no_subtitles,
+                 start, duration, deinterlace, chunk, tile, device, precision, skip_existing, retry_failed, keep_going,
+                 report_path, part_seconds, strict, preview, dry_run, as_json, ffmpeg_path, quiet, verbose)
+    except KeyboardInterrupt:
+        print("interrupted: partial outputs removed; run the same command again to continue", file=sys.stderr)
+        sys.exit(130)
+
+
+def _fail(message: str, code: int) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def _check_report_path(report_path: str, inputs: list[str]) -> None:
+    """Refuse a --report path that cannot be written, before any work is done."""
+    from enhancer.errors import shown
+
+    path = Path(report_path)
+    if path.is_dir():
+        _fail(f"{shown(report_path)}: --report names a folder; give a file name such as report.json", 2)
+    if path.exists() and any(i != "-" and os.path.exists(i) and os.path.samefile(i, path) for i in inputs):
+        _fail(f"{shown(report_path)}: --report names an input file", 2)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        _fail(f"{shown(report_path)}: cannot create the folder for --report: {e.strerror}", 2)
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        _fail(f"{shown(report_path)}: --report cannot be written here (permission denied)", 2)
+
+
+def _write_report(report_path: str, data: dict) -> bool:
+    from enhancer.errors import shown
+
+    path = Path(report_path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(data, indent=1))
+        os.replace(tmp, path)
+        return True
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        print(f"error: {shown(report_path)}: cannot write the report: {e.strerror}", file=sys.stderr)
+        return False
+
+
+def _enhance(inputs, output, recursive, model, scale, codec, crf, preset, pix_fmt, container, audio, no_subtitles,
+             start, duration, deinterlace, chunk, tile, device, precision, skip_existing, retry_failed, keep_going,
+             report_path, part_seconds, strict, preview, dry_run, as_json, ffmpeg_path, quiet, verbose):
     from enhancer.batch import FileResult, discover, plan_jobs, reject_missing, report, run_batch, state_folder
     from enhancer.infer.engine import EnhanceOptions
     from enhancer.infer.models import load_restorer
@@ -131,18 +184,20 @@ def enhance(inputs, output, recursive, model, scale, codec, crf, preset, pix_fmt
             raise click.UsageError("- reads a video from stdin; pipe one in")
     if output == "-" and as_json:
         raise click.UsageError("--json writes to stdout, which -o - uses for the video")
-    found = discover(inputs, recursive=recursive)
+    found = discover(inputs, recursive=recursive, exclude=[output] if output != "-" else [])
     try:
         reject_missing(found)
         jobs = plan_jobs(found, output, codec, container)
     except EnhancerError as e:
-        raise click.UsageError(str(e)) from None
+        _fail(str(e), 2)
+    if report_path:
+        _check_report_path(report_path, [src for src, _ in found])
     encode = EncodeOptions(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, audio=audio,
                            subtitles=not no_subtitles)
     if preview is not None and preview <= 0:
         raise click.BadParameter("must be more than 0 seconds", param_hint="--preview")
     opts = EnhanceOptions(deinterlace=deinterlace, start=seg_start, duration=seg_dur, chunk=chunk,
-                          progress=not quiet, preview=preview, segment_seconds=part_seconds)
+                          progress=not quiet, preview=preview, part_seconds=part_seconds)
     if dry_run:
         for job in jobs:
             report(FileResult(job.input, job.output, "planned"), as_json=as_json, quiet=False)
@@ -158,41 +213,36 @@ def enhance(inputs, output, recursive, model, scale, codec, crf, preset, pix_fmt
             raise click.BadParameter("use a number of pixels, 0 or auto", param_hint="--tile")
         restorer = load_restorer(model, scale=int(scale) if scale else None, device=device, precision=precision,
                                  tile=tile if tile == "auto" else int(tile), chunk=chunk)
-    except EnhancerError as e:
-        raise click.UsageError(str(e)) from None
-    if inputs == ("-",):
-        from enhancer.batch import Job, spool_stdin
-
-        try:
-            spooled = spool_stdin()
-        except EnhancerError as e:
-            print(f"error: {e}", file=sys.stderr)
-            sys.exit(1)
-        jobs = [Job(spooled, output if output == "-" else jobs[0].output, display="-")]
-    interrupts = _Interrupts()
-    interrupts.install()
+    except EnhancerError as e:  # a bad model file, an unknown model or device: one line
+        _fail(str(e), 2)
     try:
+        if inputs == ("-",):
+            from enhancer.batch import Job, spool_stdin
+
+            try:
+                spooled = spool_stdin()
+            except EnhancerError as e:
+                _fail(str(e), 1)
+            jobs = [Job(spooled, output if output == "-" else jobs[0].output, display="-")]
         summary = run_batch(jobs, restorer, encode, opts, overwrite=not skip_existing, verbose=verbose,
                             folder=state_folder(jobs, output), retry_failed=retry_failed, fail_fast=not keep_going,
-                            on_result=lambda r: report(r, as_json=as_json, quiet=quiet))
-    except KeyboardInterrupt:
-        print("interrupted: partial outputs removed; run the same command again to continue", file=sys.stderr)
-        sys.exit(130)
+                            strict=strict, on_result=lambda r: report(r, as_json=as_json, quiet=quiet))
     except EnhancerError as e:  # the output folder is locked by another run
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+        _fail(str(e), 1)
     finally:
         if spooled:
             Path(spooled).unlink(missing_ok=True)
-    if report_path:
-        Path(report_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(report_path).write_text(json.dumps(summary.to_dict(), indent=1))
+    code = summary.exit_code
+    if report_path and not _write_report(report_path, summary.to_dict()):
+        code = code or 1
     if not quiet and len(jobs) > 1:
+        from enhancer.errors import escape
+
         print(summary.line(), file=sys.stderr)
         for r in summary.results:
             if r.status == "failed":
-                print(f"  failed: {r.error}", file=sys.stderr)
-    sys.exit(summary.exit_code)
+                print(f"  failed: {escape(r.error or '')}", file=sys.stderr)
+    sys.exit(code)
 
 
 @main.command("degrade")

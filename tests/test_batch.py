@@ -58,15 +58,26 @@ def test_live_lock_refuses_and_stale_lock_is_taken_over(tmp_path):
     out.mkdir()
     import socket
 
-    (out / ".enhancer.lock").write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from enhancer.state import FolderLock; "
+                               f"FolderLock({str(out)!r}).acquire(); print('held', flush=True); time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        r = run_cli("enhance", str(src), "-o", str(out), "-q")
+        assert r.returncode == 1 and "another enhancer run" in r.stderr and f"process {holder.pid}" in r.stderr
+    finally:
+        holder.kill()
+        holder.wait()
+    # killed without releasing it: the OS dropped the lock, and the next run takes it over
+    assert (out / ".enhancer.lock").exists()
     r = run_cli("enhance", str(src), "-o", str(out), "-q")
-    assert r.returncode == 1 and "another enhancer run" in r.stderr
+    assert r.returncode == 0 and "took over the lock" in r.stderr, r.stderr
+    assert not (out / ".enhancer.lock").exists()
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     (out / ".enhancer.lock").write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname()}))
-    r = run_cli("enhance", str(src), "-o", str(out), "-q")
-    assert r.returncode == 0 and "stale lock" in r.stderr
-    assert not (out / ".enhancer.lock").exists()
+    r = run_cli("enhance", str(src), "-o", str(out), "-q", "--overwrite")
+    assert r.returncode == 0 and "took over the lock" in r.stderr
 
 
 def test_fail_fast_and_report(tmp_path):
@@ -90,19 +101,23 @@ def test_interrupt_stops_cleans_up_and_rerun_finishes(tmp_path, sig):
     proc = subprocess.Popen([sys.executable, "-m", "enhancer", "enhance", str(src), "-o", str(out), "--scale", "4",
                              "--model", "lanczos",
                              "--preset", "slow", "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    parts = out / ".long.mp4.parts"
     deadline = time.time() + 60
-    while time.time() < deadline and not list(out.glob(".long.partial-*")):
+    while time.time() < deadline and not list(parts.glob(".part_*.partial-*")):
         time.sleep(0.1)
-    assert list(out.glob(".long.partial-*")), "the encode never started"
+    assert list(parts.glob(".part_*.partial-*")), "the encode never started"
     time.sleep(0.5)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "interrupted" in err
-    assert not _leftovers(out) and not (out / "long.mp4").exists()
+    # nothing half-written is left: only finished parts (none yet) kept for the rerun to reuse
+    assert not [p for p in out.rglob("*") if ".partial-" in p.name] and not (out / "long.mp4").exists()
+    assert not [p for p in _leftovers(out) if p != parts and p.parent != parts]
     r = run_cli("enhance", str(src), "-o", str(out), "--scale", "2", "--model", "lanczos", "--preset", "ultrafast",
                 "--json", "-q")
     assert json.loads(r.stdout)["status"] == "done"
+    assert not _leftovers(out)
 
 
 # ---- every input a user has ------------------------------------------------------------------
@@ -144,6 +159,7 @@ def test_every_container_and_codec(tmp_path, name, vargs, audio):
     row = json.loads(r.stdout)
     dst = Path(row["output"])
     assert count_frames(str(dst)) == count_frames(str(src)) == row["frames"]
+    assert not row["incomplete"], row["warnings"]  # a whole file is never called incomplete
     tin, tout = packet_times(src), packet_times(dst)
     # the same timeline from the first frame on (ffmpeg moves a file's start to zero, as a remux does)
     assert max(abs((a - tin[0]) - (b - tout[0])) for a, b in zip(tin, tout)) < 0.002

@@ -1,6 +1,7 @@
 """Streaming I/O invariants: frames, timestamps, audio, subtitles, colour depth, rotation, scan."""
 from __future__ import annotations
 
+import shutil
 import subprocess
 from fractions import Fraction
 from pathlib import Path
@@ -306,3 +307,107 @@ def test_ffprobe_json_is_read_the_same_way():
     assert info.color_space == "bt709" and info.color_range == "tv"
     assert info.audio[0].language == "eng" and info.subtitles[0].codec == "mov_text" and info.chapters == 2
     assert info.probed_with == "ffprobe"
+
+
+# ---- inputs cut short, attachments, containers that refuse a codec (issue 13, items 5-7) -----
+def _cut(path: Path, share: float, dst: Path) -> Path:
+    data = path.read_bytes()
+    dst.write_bytes(data[: int(len(data) * share)])
+    return dst
+
+
+def test_inputs_cut_short_are_reported_incomplete(tmp_path):
+    """Item 5: a faststart MP4 or an MKV cut at 10/50/90/99 % came out done, without a warning."""
+    import json
+
+    from conftest import run_cli
+
+    whole = {"mp4": make_clip(tmp_path / "fs.mp4", seconds=2, extra_out=["-movflags", "+faststart"]),
+             "mkv": make_clip(tmp_path / "mk.mkv", seconds=2)}
+    src = tmp_path / "in"
+    src.mkdir()
+    for ext, path in whole.items():
+        shutil.copy(path, src / f"whole.{ext}")
+        for pct in (10, 50, 90, 99):
+            _cut(path, pct / 100, src / f"cut{pct:02d}.{ext}")
+    out = tmp_path / "out"
+    lanczos = ["--model", "lanczos", "--preset", "ultrafast", "--json", "-q"]
+    r = run_cli("enhance", str(src), "-o", str(out), *lanczos)
+    assert r.returncode == 0, r.stderr
+    rows = {Path(x["input"]).name: x for x in map(json.loads, r.stdout.splitlines())}
+    for name, row in rows.items():
+        if name.startswith("whole"):
+            assert row["frames"] == 50 and not row["incomplete"] and not row["warnings"], row
+        else:
+            assert row["status"] == "done" and row["incomplete"] and row["frames"] < 50, row
+            assert any(w.startswith("incomplete input") and f"decoded {row['frames']} of" in w
+                       for w in row["warnings"]), row
+    state = json.loads((out / ".enhancer-state.json").read_text())["outputs"]
+    assert state["cut50.mkv"]["status"] == "incomplete" and state["whole.mkv"]["status"] == "done"
+    # a rerun does not forget it: skipped, but still said to be incomplete
+    r = run_cli("enhance", str(src), "-o", str(out), *lanczos)
+    rows = {Path(x["input"]).name: x for x in map(json.loads, r.stdout.splitlines())}
+    assert rows["cut90.mp4"]["status"] == "skipped" and rows["cut90.mp4"]["incomplete"]
+    assert rows["cut90.mp4"]["warnings"] and not rows["whole.mp4"]["warnings"]
+    # --strict: a failure, with no output, and the summary and report count it
+    report = tmp_path / "report.json"
+    r = run_cli("enhance", str(src / "cut50.mp4"), str(src / "whole.mp4"), "-o", str(tmp_path / "strict"), "--strict",
+                "--report", str(report), *lanczos)
+    assert r.returncode == 1
+    rows = {Path(x["input"]).name: x for x in map(json.loads, r.stdout.splitlines())}
+    assert rows["cut50.mp4"]["status"] == "failed" and "incomplete input" in rows["cut50.mp4"]["error"]
+    assert not (tmp_path / "strict" / "cut50.mp4").exists() and rows["whole.mp4"]["status"] == "done"
+    assert json.loads(report.read_text())["failed"] == 1
+    r = run_cli("enhance", str(src / "cut50.mkv"), str(src / "whole.mkv"), "-o", str(tmp_path / "plain"),
+                "--model", "lanczos", "--preset", "ultrafast", "--report", str(report))
+    assert "1 from incomplete inputs" in r.stderr and json.loads(report.read_text())["incomplete"] == 1
+
+
+def test_matroska_attachments_are_kept_or_warned_about(tmp_path):
+    """Item 6: fonts attached to an MKV (for styled subtitles) were dropped silently."""
+    font = tmp_path / "font.ttf"
+    font.write_bytes(b"not really a font, but carried all the same")
+    subs = tmp_path / "s.srt"
+    subs.write_text("1\n00:00:00,000 --> 00:00:00,500\nhello\n")
+    src = tmp_path / "att.mkv"
+    subprocess.run([ff.tools().ffmpeg, "-loglevel", "error", "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25:d=1",
+                    "-i", str(subs), "-attach", str(font), "-metadata:s:t:0", "mimetype=application/x-truetype-font",
+                    "-metadata:s:t:0", "filename=font.ttf", "-c:v", "libx264", "-preset", "ultrafast", "-c:s", "ass",
+                    str(src)], check=True)
+    info = probe(str(src))
+    assert [a.filename for a in info.attachments] == ["font.ttf"]
+    res = enhance(src, tmp_path / "o.mkv")
+    out = probe(str(tmp_path / "o.mkv"))
+    assert [a.filename for a in out.attachments] == ["font.ttf"] and out.subtitles and not res.warnings
+    dumped = tmp_path / "dumped.ttf"
+    subprocess.run([ff.tools().ffmpeg, "-loglevel", "error", "-dump_attachment:t:0", str(dumped), "-i",
+                    str(tmp_path / "o.mkv")], check=False)
+    assert dumped.read_bytes() == font.read_bytes()
+    res = enhance(src, tmp_path / "o.mp4")
+    assert any("attachment" in w and "font.ttf" in w for w in res.warnings)
+    assert probe(str(tmp_path / "o.mp4")).attachments == []
+
+
+def test_dv_and_audio_a_container_cannot_hold(tmp_path):
+    """Item 7: DV to MP4/MOV failed (the probe said "60k fps"); FLAC and Opus to MOV failed with
+    "Could not write header"."""
+    dv = tmp_path / "tape.dv"
+    subprocess.run([ff.tools().ffmpeg, "-loglevel", "error", "-f", "lavfi", "-i",
+                    "testsrc2=size=720x480:rate=30000/1001:d=0.4", "-f", "lavfi", "-i", "sine=d=0.4:sample_rate=48000",
+                    "-c:v", "dvvideo", "-pix_fmt", "yuv411p", "-c:a", "pcm_s16le", "-ac", "2", "-f", "dv", str(dv)],
+                   check=True)
+    assert probe(str(dv), use_ffprobe=False).fps == Fraction(30000, 1001)
+    for ext in ("mp4", "mov"):
+        res = enhance(dv, tmp_path / f"dv.{ext}", scale=1)
+        assert res.frames == count_frames(str(dv)) == count_frames(str(tmp_path / f"dv.{ext}"))
+        assert probe(str(tmp_path / f"dv.{ext}")).audio
+    for codec, enc, expect in (("flac", "flac", "ALAC"), ("opus", "libopus", "AAC")):
+        src = make_clip(tmp_path / f"{codec}.mkv", seconds=0.5, audio=False,
+                        extra_in=["-f", "lavfi", "-i", "sine=d=0.5:sample_rate=48000"],
+                        extra_out=["-map", "0:v", "-map", "1:a", "-c:a", enc])
+        res = enhance(src, tmp_path / f"{codec}.mov")
+        assert res.frames == count_frames(str(src)) and any(expect in w for w in res.warnings), res.warnings
+        assert probe(str(tmp_path / f"{codec}.mov")).audio
+        res = enhance(src, tmp_path / f"{codec}.mp4")  # mp4 holds both as they are
+        assert res.frames == count_frames(str(src)) and not res.warnings
+        assert probe(str(tmp_path / f"{codec}.mp4")).audio[0].codec == codec

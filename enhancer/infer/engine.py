@@ -20,10 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
+from enhancer.errors import EnhancerError, InputError, OutputError
 from enhancer.infer.restorer import Restorer
 from enhancer.io.muxer import IMAGE_CODECS, EncodeOptions, Muxer, assemble
-from enhancer.io.probe import VideoInfo
+from enhancer.io.probe import VideoInfo, count_frames
 from enhancer.io.reader import Frame, FrameReader, windows
+from enhancer.io.temps import hidden_sibling, sweep
 from enhancer.progress import bar
 
 _END = object()
@@ -37,7 +39,7 @@ class EnhanceOptions:
     chunk: int | None = None  # core frames per restorer call (None: the restorer's own choice)
     progress: bool = True
     preview: float | None = None  # seconds: write only a before/after comparison of this much
-    segment_seconds: float = 60.0  # long outputs are encoded in parts this long, so a rerun resumes
+    part_seconds: float = 120.0  # a new part is begun after this much processing, so a kill loses little
 
 
 @dataclass
@@ -46,6 +48,7 @@ class EnhanceResult:
     frames: int
     seconds: float
     warnings: list[str] = field(default_factory=list)
+    incomplete: str | None = None  # why the input gave fewer frames than its container announced
 
     @property
     def fps(self) -> float:
@@ -126,29 +129,93 @@ def _expected_frames(info: VideoInfo, opts: EnhanceOptions) -> int | None:
     return expected
 
 
-def _segmentable(info: VideoInfo, output: str, encode: EncodeOptions, opts: EnhanceOptions) -> int | None:
-    """Frames per part when this output is long enough to be encoded in resumable parts."""
+# x264 at its default preset holds about 150-220 bytes per output pixel (lookahead and frame
+# threads; measured on 2 cores at 1440p, 2160p and 4320p): 5 GB for a 4320p output.
+ENCODER_BYTES_PER_PIXEL = {"h264": 160, "h265": 160}
+
+
+def encoder_bytes(info: VideoInfo, scale: int, encode: EncodeOptions) -> int:
+    """About how much memory the encoder of this output will hold."""
+    pixels = info.display_width * info.display_height * scale * scale
+    return pixels * ENCODER_BYTES_PER_PIXEL.get(encode.codec, 24)
+
+
+def _chunk(restorer: Restorer, info: VideoInfo, opts: EnhanceOptions, encode: EncodeOptions) -> int:
+    """Core frames per restorer call: the user's, else what fits the restorer's memory budget
+    beside the encoder's."""
+    fit = getattr(restorer, "chunk_for", None)
+    if fit is None:
+        return max(1, opts.chunk or restorer.chunk)
+    planned = fit(info.display_height, info.display_width, reserve=encoder_bytes(info, restorer.scale, encode))
+    return max(1, opts.chunk or planned)
+
+
+def shortfall(info: VideoInfo, opts: EnhanceOptions, reader: FrameReader, frames: int,
+              last_times: list[Fraction]) -> str | None:
+    """Why the input gave fewer frames than its container announced, or None when it gave them
+    all. Announced: an exact frame count, or the video stream's own duration; a duration of the
+    whole file counts only where ffmpeg also reported damage (audio may outlast the picture), and
+    so does a frame count the picture reaches the end without (an edit list can drop frames)."""
+    if info.image_sequence:
+        return None
+    if reader.stopped:
+        expected = _expected_frames(info, opts)
+        return (f"decoding stopped after {frames} frames" + (f" of about {expected}" if expected else "")
+                + f" ({reader.stopped})")
+    fps = float(info.fps) if info.fps else 0.0
+    damage = reader.damage[0] if reader.damage else None
+    short = 0.0
+    wanted_end = origin = 0.0
+    if fps and info.duration and last_times:
+        origin = (info.start_time or 0.0) + (opts.start or 0.0)
+        wanted_end = (info.start_time or 0.0) + info.duration
+        if opts.duration:
+            wanted_end = min(wanted_end, origin + opts.duration)
+        frame_len = 1 / fps
+        if len(last_times) == 2 and last_times[1] > last_times[0]:
+            frame_len = max(frame_len, float(last_times[1] - last_times[0]))
+        short = wanted_end - (float(last_times[-1]) + frame_len)
+    ends_early = fps > 0 and short > 0.5 / fps
+    whole = not opts.start and not opts.duration
+    if info.frame_count_exact and info.frame_count and whole and frames < info.frame_count \
+            and (damage or ends_early):
+        return (f"decoded {frames} of the {info.frame_count} frames its container lists"
+                + (f" ({damage})" if damage else ""))
+    if not ends_early or not (info.stream_duration or damage):
+        return None
+    expected = max(frames + 1, int(round((wanted_end - origin) * fps)))
+    return (f"decoded {frames} of about {expected} frames: the picture ends {short:.2f} s before the "
+            f"{wanted_end - origin:.2f} s its container announces" + (f" ({damage})" if damage else ""))
+
+
+def _incomplete_warning(why: str) -> str:
+    return f"incomplete input: {why}; the output holds what decoded"
+
+
+def _resumable(info: VideoInfo, output: str, encode: EncodeOptions, opts: EnhanceOptions) -> bool:
+    """Whether this output is made in parts (every file output the parts can be joined into)."""
     if output == "-" or encode.codec in IMAGE_CODECS or info.image_sequence or opts.preview:
-        return None
-    if Path(output).suffix.lower() not in (".mp4", ".m4v", ".mov", ".mkv") or not info.fps:
-        return None
-    per_part = max(1, int(round(opts.segment_seconds * float(info.fps))))
-    expected = _expected_frames(info, opts) or 0
-    return per_part if expected > 2 * per_part else None
+        return False
+    return Path(output).suffix.lower() in (".mp4", ".m4v", ".mov", ".mkv") and bool(info.fps)
 
 
 def enhance_video(info: VideoInfo, output: str, restorer: Restorer, encode: EncodeOptions,
-                  opts: EnhanceOptions | None = None, *, desc: str | None = None) -> EnhanceResult:
+                  opts: EnhanceOptions | None = None, *, desc: str | None = None,
+                  recipe_key: str | None = None) -> EnhanceResult:
     """Enhance ``info.path`` into ``output``. Raises an :class:`~enhancer.errors.EnhancerError`
-    on failure, after removing any partial output. Long outputs are encoded in parts kept in a
-    hidden folder beside the output: an interrupted run leaves them, and the next run on the
-    same input and options continues after the last finished part."""
+    on failure, after removing any partial output. File outputs are made in parts (a short file
+    is one part) kept in a hidden folder beside the output: an interrupted run leaves them, and
+    the next run with the same recipe (``recipe_key``, by default this call's
+    :class:`~enhancer.pipeline.recipe.Recipe`) continues after the last finished part."""
     opts = opts or EnhanceOptions()
-    per_part = _segmentable(info, output, encode, opts)
-    if per_part:
-        return _enhance_in_parts(info, output, restorer, encode, opts, per_part, desc)
+    if _resumable(info, output, encode, opts):
+        if recipe_key is None:
+            from enhancer.pipeline.recipe import Recipe
+
+            recipe_key = Recipe.of(info.path, restorer, encode, opts).key()
+        return _enhance_in_parts(info, output, restorer, encode, opts, recipe_key, desc)
     t0 = time.perf_counter()
-    chunk = max(1, opts.chunk or restorer.chunk)
+    chunk = _chunk(restorer, info, opts, encode)
     reader = FrameReader(info, deinterlace=opts.deinterlace, start=opts.start, duration=opts.duration,
                          buffer=max(8, chunk + 2 * restorer.margin))
     muxer = Muxer(output, info, encode, reader.colour, segment_start=opts.start, segment_duration=opts.duration)
@@ -168,30 +235,32 @@ def enhance_video(info: VideoInfo, output: str, restorer: Restorer, encode: Enco
         reader.close()
     if muxer.frames != frames:
         raise RuntimeError(f"encoded {muxer.frames} frames but produced {frames}")
+    why = shortfall(info, opts, reader, frames, list(reader.last_times))
+    notes = [_incomplete_warning(why)] if why else []
     return EnhanceResult(output=str(final) if final else None, frames=frames, seconds=time.perf_counter() - t0,
-                         warnings=reader.warnings + muxer.warnings)
+                         warnings=reader.warnings + notes + muxer.warnings, incomplete=why)
 
 
-# ---- long outputs in resumable parts --------------------------------------------------------
-def _run_key(info: VideoInfo, restorer: Restorer, encode: EncodeOptions, opts: EnhanceOptions, per_part: int) -> dict:
-    """Everything the parts depend on: a part made under another key is never reused."""
-    st = os.stat(info.path)
-    desc = {k: v for k, v in restorer.describe().items() if k in ("model", "kind", "scale", "precision")}
-    return {"source": [os.path.abspath(info.path), st.st_size, st.st_mtime_ns], "restorer": desc,
-            "encode": dataclasses.asdict(encode), "deinterlace": opts.deinterlace, "start": opts.start,
-            "duration": opts.duration, "per_part": per_part, "margin": restorer.margin}
+# ---- outputs made in resumable parts ----------------------------------------------------------
+_PART_NAME = "part_{:05d}.nut"
+_PART_KEYS = {"file", "frames", "first", "last"}
 
 
 class _Parts:
     """Writes frames into numbered parts (NUT files, each a closed encode starting on a key
-    frame) and records each finished part in ``manifest.json``."""
+    frame) and records each finished part in ``manifest.json``. A part is closed once
+    ``part_seconds`` of processing went into it, at a frame boundary, so a kill never loses
+    more than that much work, whatever the speed of the machine."""
 
     def __init__(self, folder: Path, info: VideoInfo, encode: EncodeOptions, colour, opts: EnhanceOptions,
-                 per_part: int, key: dict, done: list[dict]):
+                 key: str, done: list[dict], clock=time.monotonic):
         self.folder, self.info, self.colour, self.opts = folder, info, colour, opts
         self.encode = dataclasses.replace(encode, audio="none", subtitles=False)
-        self.per_part, self.key, self.done = per_part, key, list(done)
+        self.key, self.done = key, list(done)
+        self.part_seconds = opts.part_seconds
+        self.clock = clock
         self.current: Muxer | None = None
+        self.since = clock()  # the last checkpoint: work since then is lost if the run is killed
         self.first: Fraction | None = None
         self.last: Fraction | None = None
         self.count = 0
@@ -200,7 +269,7 @@ class _Parts:
 
     def write(self, image, pts: int, time_base: Fraction) -> None:
         if self.current is None:
-            path = self.folder / f"part_{len(self.done):05d}.nut"
+            path = self.folder / _PART_NAME.format(len(self.done))
             self.current = Muxer(str(path), self.info, self.encode, self.colour, segment_start=self.opts.start,
                                  video_only=True)
             self.first, self.count = pts * time_base, 0
@@ -208,7 +277,7 @@ class _Parts:
         self.last = pts * time_base
         self.count += 1
         self.frames += 1
-        if self.count >= self.per_part:
+        if self.clock() - self.since >= self.part_seconds:
             self.close_part()
 
     def close_part(self) -> None:
@@ -219,9 +288,10 @@ class _Parts:
         self.done.append({"file": path.name, "frames": self.count, "first": str(self.first), "last": str(self.last)})
         self.current = None
         self.save()
+        self.since = self.clock()
 
     def save(self) -> None:
-        tmp = self.folder / "manifest.json.tmp"
+        tmp = self.folder / f"manifest.json.{os.getpid()}.tmp"
         tmp.write_text(json.dumps({"key": self.key, "parts": self.done}, indent=1))
         os.replace(tmp, self.folder / "manifest.json")
 
@@ -231,16 +301,66 @@ class _Parts:
             self.current = None
 
 
-def _load_parts(folder: Path, key: dict) -> list[dict]:
-    """Finished parts of an earlier run with the same key (else start afresh)."""
+def _valid_part(folder: Path, k: int, part, after: Fraction | None) -> bool:
+    """Whether manifest entry ``k`` is exactly what this tool writes: the k-th part file by its
+    own name (no paths, no repeats), a positive frame count that the file really holds, and
+    times that follow the part before."""
+    if not isinstance(part, dict) or set(part) != _PART_KEYS or part["file"] != _PART_NAME.format(k):
+        return False
+    frames = part["frames"]
+    if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
+        return False
     try:
-        manifest = json.loads((folder / "manifest.json").read_text())
-    except (OSError, ValueError):
+        first, last = Fraction(str(part["first"])), Fraction(str(part["last"]))
+    except (ValueError, ZeroDivisionError):
+        return False
+    if first > last or (after is not None and first <= after):
+        return False
+    path = folder / part["file"]
+    if not path.is_file() or path.is_symlink():
+        return False
+    try:
+        return count_frames(str(path)) == frames
+    except EnhancerError:
+        return False
+
+
+def _load_parts(folder: Path, key: str) -> tuple[list[dict], str | None]:
+    """Finished parts of an earlier run with the same recipe key, checked one by one: the parts
+    that check out from the first on are kept, the rest is removed. Returns (parts, note)."""
+    sweep(folder)
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:  # killed before its first part was finished: nothing to reuse
+        shutil.rmtree(folder, ignore_errors=True)
+        return [], None
+    except (OSError, ValueError, RecursionError, UnicodeDecodeError):
         manifest = None
-    if manifest and manifest.get("key") == key and all((folder / p["file"]).is_file() for p in manifest["parts"]):
-        return manifest["parts"]
-    shutil.rmtree(folder, ignore_errors=True)
-    return []
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("parts"), list):
+        shutil.rmtree(folder, ignore_errors=True)
+        return [], "the parts list of an earlier run was unreadable; those parts were discarded"
+    if manifest.get("key") != key:  # made with another recipe (input, weights or options changed)
+        shutil.rmtree(folder, ignore_errors=True)
+        return [], None
+    good: list[dict] = []
+    after = None
+    for k, part in enumerate(manifest["parts"]):
+        if not _valid_part(folder, k, part, after):
+            break
+        good.append(part)
+        after = Fraction(str(part["last"]))
+    keep = {p["file"] for p in good}
+    for child in folder.iterdir():
+        if child.name not in keep and child.name != "manifest.json":
+            shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink(missing_ok=True)
+    note = None
+    if len(good) < len(manifest["parts"]):
+        note = (f"{len(manifest['parts']) - len(good)} of {len(manifest['parts'])} parts of an earlier run did not "
+                "check out and were made again")
+        tmp = folder / f"manifest.json.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps({"key": key, "parts": good}, indent=1))
+        os.replace(tmp, folder / "manifest.json")
+    return good, note
 
 
 def _resumed_frames(reader: FrameReader, last: Fraction, margin: int, done_frames: int):
@@ -265,15 +385,19 @@ def _resumed_frames(reader: FrameReader, last: Fraction, margin: int, done_frame
     return iter([]), 0  # nothing after the last finished part: only the join is left
 
 
+def parts_folder(output: str | Path) -> Path:
+    """The hidden folder beside an output that holds its finished parts until they are joined."""
+    return hidden_sibling(Path(output), ".parts")
+
+
 def _enhance_in_parts(info: VideoInfo, output: str, restorer: Restorer, encode: EncodeOptions,
-                      opts: EnhanceOptions, per_part: int, desc: str | None) -> EnhanceResult:
+                      opts: EnhanceOptions, key: str, desc: str | None, _retry: bool = True) -> EnhanceResult:
     t0 = time.perf_counter()
     final = Path(output)
-    folder = final.with_name(f".{final.name}.parts")
-    key = _run_key(info, restorer, encode, opts, per_part)
-    done = _load_parts(folder, key)
+    folder = parts_folder(final)
+    done, note = _load_parts(folder, key) if folder.exists() else ([], None)
     folder.mkdir(parents=True, exist_ok=True)
-    chunk = max(1, opts.chunk or restorer.chunk)
+    chunk = _chunk(restorer, info, opts, encode)
     done_frames = sum(p["frames"] for p in done)
     start, duration = opts.start, opts.duration
     if done:
@@ -286,7 +410,7 @@ def _enhance_in_parts(info: VideoInfo, output: str, restorer: Restorer, encode: 
             start = seek
     reader = FrameReader(info, deinterlace=opts.deinterlace, start=start, duration=duration,
                          buffer=max(8, chunk + 2 * restorer.margin))
-    parts = _Parts(folder, info, encode, reader.colour, opts, per_part, key, done)
+    parts = _Parts(folder, info, encode, reader.colour, opts, key, done)
     writer = _Writer(parts, depth=max(4, chunk))
     expected = _expected_frames(info, opts)
     frames = done_frames
@@ -298,9 +422,12 @@ def _enhance_in_parts(info: VideoInfo, output: str, restorer: Restorer, encode: 
         if done:
             resumed = _resumed_frames(reader, Fraction(done[-1]["last"]), restorer.margin, done_frames)
             if resumed is None:  # could not find the context again: start this file over
+                if not _retry:
+                    raise InputError("cannot resume: seeking does not find the frames before the last part",
+                                     path=info.path)
                 reader.close()
                 shutil.rmtree(folder, ignore_errors=True)
-                return _enhance_in_parts(info, output, restorer, encode, opts, per_part, desc)
+                return _enhance_in_parts(info, output, restorer, encode, opts, key, desc, _retry=False)
             stream, skip = resumed
         else:
             stream, skip = iter(reader), 0
@@ -308,12 +435,19 @@ def _enhance_in_parts(info: VideoInfo, output: str, restorer: Restorer, encode: 
             pbar.update(done_frames)
             frames += _pump(stream, skip, restorer, writer, chunk, pbar)
         parts.close_part()
+        if not parts.done:
+            raise OutputError("no frames to encode", path=str(final))
         origin = Fraction(info.start_time or 0).limit_denominator(1_000_000) + \
             Fraction(opts.start or 0).limit_denominator(1_000_000)
         starts = [Fraction(p["first"]) - origin for p in parts.done]
         warnings = assemble([folder / p["file"] for p in parts.done], starts, final, info, encode, reader.colour,
                             reader.time_base or Fraction(1, 1000), segment_start=opts.start,
                             segment_duration=opts.duration)
+        joined = count_frames(str(final))
+        if joined != frames:  # never report a join that lost or repeated frames as done
+            final.unlink(missing_ok=True)
+            raise OutputError(f"the joined output holds {joined} frames, not the {frames} that were encoded",
+                              hint="run the same command again to redo this file")
         shutil.rmtree(folder, ignore_errors=True)
         ok = True
     except KeyboardInterrupt:
@@ -325,6 +459,12 @@ def _enhance_in_parts(info: VideoInfo, output: str, restorer: Restorer, encode: 
             if not interrupted:
                 shutil.rmtree(folder, ignore_errors=True)
         reader.close()
-    notes = [f"resumed: {done_frames} frames were already encoded by an earlier run"] if done_frames else []
+    last_times = list(reader.last_times)
+    if not last_times and done:  # everything was encoded before: the join was all that was left
+        last_times = [Fraction(done[-1]["last"])]
+    why = shortfall(info, opts, reader, frames, last_times)
+    notes = [note] if note else []
+    notes += [f"resumed: {done_frames} frames were already encoded by an earlier run"] if done_frames else []
+    notes += [_incomplete_warning(why)] if why else []
     return EnhanceResult(output=str(final), frames=frames, seconds=time.perf_counter() - t0,
-                         warnings=notes + reader.warnings + parts.warnings + warnings)
+                         warnings=notes + reader.warnings + parts.warnings + warnings, incomplete=why)

@@ -38,6 +38,10 @@ class Frame:
 _SHOWINFO = re.compile(r"\[Parsed_showinfo_\d+ @ [^\]]+\] n: *(\d+) pts: *(-?\d+) ")
 _TIMEBASE = re.compile(r"\[Parsed_showinfo_\d+ @ [^\]]+\] config in time_base: (\d+)/(\d+)")
 _DONE = object()
+# what demuxers and decoders print when a file is cut short or damaged
+_DAMAGE = re.compile(r"partial file|ended prematurely|truncat|invalid data found|error splitting|missing picture|"
+                     r"corrupt|decoding error|error while decoding|concealing|invalid nal|unexpected end|"
+                     r"incomplete frame|packet too small|moov atom not found", re.I)
 
 
 def deinterlace_filter(info: VideoInfo, mode: str) -> str | None:
@@ -71,6 +75,9 @@ class FrameReader:
         self.colour = source_colour(info)
         self.warnings: list[str] = []
         self.frames_read = 0
+        self.damage: list[str] = []  # the first lines where ffmpeg said the file is cut short or damaged
+        self.stopped: str | None = None  # why decoding ended with an error after some frames
+        self.last_times: collections.deque[Fraction] = collections.deque(maxlen=2)  # of frames delivered
         filters = []
         dein = deinterlace_filter(info, deinterlace)
         if dein:
@@ -115,6 +122,9 @@ class FrameReader:
         m = _TIMEBASE.search(line)
         if m:
             self.time_base = Fraction(int(m.group(1)), int(m.group(2)))
+            return
+        if len(self.damage) < 3 and _DAMAGE.search(line):
+            self.damage.append(ff.summarize([line]).rstrip("."))
 
     def _next_pts(self) -> int:
         with self._pts_cond:
@@ -149,7 +159,9 @@ class FrameReader:
                     self.warnings.append(f"last frame incomplete ({got} of {self._frame_bytes} bytes), dropped")
                     break
                 pts = self._next_pts()
-                self._put(Frame(index, pts, self.time_base or Fraction(1, 1), image))
+                frame = Frame(index, pts, self.time_base or Fraction(1, 1), image)
+                self.last_times.append(pts * frame.time_base)
+                self._put(frame)
                 index += 1
             if self._stop.is_set():
                 return
@@ -159,11 +171,7 @@ class FrameReader:
                 err = self._proc.error()
                 if index == 0:
                     raise InputError(f"cannot decode: {ff.summarize(err.stderr_tail)}", path=self.info.path)
-                expected = self.info.frame_count
-                self.warnings.append(
-                    f"decoding stopped after {index} frames"
-                    + (f" of about {expected}" if expected else "")
-                    + f" ({ff.summarize(err.stderr_tail)}); the output holds what decoded")
+                self.stopped = ff.summarize(err.stderr_tail)
             if index == 0:
                 raise InputError("no frames could be decoded (empty or damaged video stream)", path=self.info.path)
             self._put(_DONE)

@@ -1,0 +1,1 @@
+"""What makes an output (its recipe) and how it is made."""

@@ -1,0 +1,67 @@
+"""The recipe of an output: everything that decides what it holds, with one ``key()``.
+
+The state file (is this output done?) and the parts of a long output (may this part be reused?)
+both compare recipe keys, so an output or a part is reused only for the exact recipe that made
+it: the same input (path, size, modification time), the same weights (a content hash, not a
+model name), the same restorer settings that change pixels (scale, precision), the same encoding
+options and the same segment and deinterlacing. Settings that cannot change a pixel (tile size,
+chunk length, device) are left out, so changing them redoes nothing.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+
+RECIPE_VERSION = 1
+
+
+def input_identity(path: str) -> dict:
+    """Path, size and modification time of an input. An image sequence (a folder or a pattern)
+    counts its frames and sums their sizes, with the newest modification time."""
+    from enhancer.io.sequence import is_image_sequence, sequence_files
+
+    if is_image_sequence(path):
+        stats = [f.stat() for f in sequence_files(path)]
+        return {"path": os.path.abspath(path), "frames": len(stats), "size": sum(s.st_size for s in stats),
+                "mtime_ns": max((s.st_mtime_ns for s in stats), default=0)}
+    st = os.stat(path)
+    return {"path": os.path.abspath(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def restorer_identity(restorer) -> dict:
+    """The restorer settings that change pixels, and the weights' content hash."""
+    d = restorer.describe()
+    ident = {k: d.get(k) for k in ("model", "kind", "scale", "precision")}
+    ident["weights_sha256"] = getattr(restorer, "weights_sha256", None)
+    return ident
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What made (or will make) one output."""
+
+    input: dict
+    restorer: dict
+    encode: dict
+    segment: dict
+    version: int = RECIPE_VERSION
+
+    @classmethod
+    def of(cls, input_path: str, restorer, encode, opts) -> "Recipe":
+        """The recipe for enhancing ``input_path`` with ``restorer``, ``encode``
+        (:class:`~enhancer.io.muxer.EncodeOptions`) and ``opts``
+        (:class:`~enhancer.infer.engine.EnhanceOptions`). Raises OSError when the input is gone."""
+        segment = {"deinterlace": opts.deinterlace, "start": opts.start, "duration": opts.duration,
+                   "preview": opts.preview}
+        return cls(input=input_identity(input_path), restorer=restorer_identity(restorer), encode=asdict(encode),
+                   segment=segment)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def key(self) -> str:
+        """A short, stable digest of the whole recipe."""
+        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:32]

@@ -1,0 +1,216 @@
+"""Outputs made in parts: cut by work done, reused only for the same recipe and only where the
+manifest checks out (issue 13, items 4, 11, 13)."""
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+
+from conftest import make_clip, run_cli
+from enhancer.infer import engine
+from enhancer.infer.engine import EnhanceOptions, _Parts, enhance_video, parts_folder
+from enhancer.infer.restorer import ClassicalUpscaler
+from enhancer.io import ffmpeg as ff
+from enhancer.io.muxer import EncodeOptions
+from enhancer.io.probe import count_frames, probe
+
+FFV1 = EncodeOptions(codec="ffv1")
+
+
+class Slow(ClassicalUpscaler):
+    """lanczos that takes its time, and can be told to stop (Ctrl-C) after some calls."""
+
+    def __init__(self, delay: float = 0.0, stop_after: int | None = None, method: str = "lanczos"):
+        super().__init__(method, 2)
+        self.delay, self.stop_after, self.calls = delay, stop_after, 0
+
+    def restore(self, images):
+        self.calls += 1
+        if self.stop_after is not None and self.calls > self.stop_after:
+            raise KeyboardInterrupt
+        time.sleep(self.delay)
+        return super().restore(images)
+
+
+def framemd5(path: Path) -> list[str]:
+    out = subprocess.run([ff.tools().ffmpeg, "-hide_banner", "-loglevel", "error", "-i", str(path), "-map", "0:v:0",
+                          "-f", "framemd5", "-"], capture_output=True, text=True, check=True).stdout
+    return [ln.split(",")[-1].strip() for ln in out.splitlines() if ln and not ln.startswith("#")]
+
+
+def interrupted_parts(src: Path, out: Path, stop_after: int, restorer=None) -> list[dict]:
+    """Enhance until Ctrl-C after ``stop_after`` restorer calls; returns the finished parts."""
+    opts = EnhanceOptions(progress=False, part_seconds=0.15)
+    with pytest.raises(KeyboardInterrupt):
+        enhance_video(probe(str(src)), str(out), restorer or Slow(0.03, stop_after), FFV1, opts)
+    return json.loads((parts_folder(out) / "manifest.json").read_text())["parts"]
+
+
+def test_parts_are_cut_by_processing_time_at_frame_boundaries():
+    """Item 13: a part closes once part_seconds of work went into it, whatever the media length."""
+    now = [0.0]
+    made = []
+
+    class Fake:
+        def __init__(self, path, *a, **k):
+            self.path, self.warnings = Path(path), []
+
+        def write(self, *a):
+            pass
+
+        def close(self):
+            made.append(self.path.name)
+            return self.path
+
+    info = type("Info", (), {})()
+    parts = _Parts(Path("/nonexistent"), info, EncodeOptions(), None, EnhanceOptions(part_seconds=120), "k", [],
+                   clock=lambda: now[0])
+    parts.save = lambda: None
+    orig = engine.Muxer
+    engine.Muxer = Fake
+    try:
+        for i in range(100):  # 3 s of processing per frame: a part every 40 frames
+            now[0] += 3.0
+            parts.write(None, i, Fraction(1, 25))
+        parts.close_part()
+    finally:
+        engine.Muxer = orig
+    assert [p["frames"] for p in parts.done] == [40, 40, 20] and made == ["part_00000.nut", "part_00001.nut",
+                                                                             "part_00002.nut"]
+    assert Fraction(parts.done[1]["first"]) == Fraction(40, 25) and Fraction(parts.done[0]["last"]) == Fraction(39, 25)
+
+
+def test_a_short_file_is_one_part(tmp_path, monkeypatch):
+    src = make_clip(tmp_path / "a.mp4", seconds=1)
+    joined = []
+    real = engine.assemble
+    monkeypatch.setattr(engine, "assemble", lambda parts, *a, **k: joined.append(len(parts)) or real(parts, *a, **k))
+    res = enhance_video(probe(str(src)), str(tmp_path / "o.mp4"), ClassicalUpscaler("lanczos", 2), EncodeOptions(),
+                        EnhanceOptions(progress=False))
+    assert joined == [1] and res.frames == 25 and not parts_folder(tmp_path / "o.mp4").exists()
+    assert probe(str(tmp_path / "o.mp4")).audio
+
+
+def test_a_40_second_file_killed_at_60_percent_resumes(tmp_path):
+    """Item 13: a file shorter than two 60 s parts could not resume at all."""
+    src = make_clip(tmp_path / "forty.mp4", size="160x120", seconds=40, rate="25")
+    args = ["--codec", "ffv1", "--part-seconds", "0.5", "--scale", "4", "--model", "lanczos", "--json", "-q"]
+    straight = tmp_path / "straight.mkv"
+    r = run_cli("enhance", str(src), "-o", str(straight), *args)
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "out" / "forty.mkv"
+    manifest = parts_folder(out) / "manifest.json"
+    proc = subprocess.Popen([sys.executable, "-m", "enhancer", "enhance", str(src), "-o", str(out), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 200
+    done = 0
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            done = sum(p["frames"] for p in json.loads(manifest.read_text())["parts"])
+        except (OSError, ValueError):
+            pass
+        if done >= 600:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 130 and not out.exists(), "the run finished before it could be interrupted"
+    done = sum(p["frames"] for p in json.loads(manifest.read_text())["parts"])
+    assert 600 <= done < 1000
+    r = run_cli("enhance", str(src), "-o", str(out), *args)
+    row = json.loads(r.stdout)
+    assert row["status"] == "done" and row["frames"] == 1000, r.stderr
+    assert any(f"resumed: {done} frames" in w for w in row["warnings"])
+    assert framemd5(out) == framemd5(straight)
+
+
+def test_parts_made_with_another_model_are_not_reused(tmp_path):
+    """Item 4: a resumed file's parts could come from two models."""
+    src = make_clip(tmp_path / "a.mp4", seconds=2, audio=False)
+    out = tmp_path / "out" / "a.mkv"
+    out.parent.mkdir()
+    assert len(interrupted_parts(src, out, 30)) >= 1
+    other = Slow(method="bicubic")
+    res = enhance_video(probe(str(src)), str(out), other, FFV1, EnhanceOptions(progress=False))
+    assert res.frames == 50 and not any("resumed" in w for w in res.warnings)
+    ref = tmp_path / "ref.mkv"
+    enhance_video(probe(str(src)), str(ref), Slow(method="bicubic"), FFV1, EnhanceOptions(progress=False))
+    assert framemd5(out) == framemd5(ref)
+    # the same model resumes
+    out2 = tmp_path / "out" / "b.mkv"
+    interrupted_parts(src, out2, 30)
+    res = enhance_video(probe(str(src)), str(out2), Slow(), FFV1, EnhanceOptions(progress=False))
+    assert any("resumed" in w for w in res.warnings)
+
+
+def _corrupt(manifest: dict, how: str, folder: Path) -> str | bytes:
+    parts = manifest["parts"]
+    if how == "garbage":
+        return b"\x00{not json"
+    if how == "deep":
+        return "[" * 50_000 + "]" * 50_000
+    if how == "absolute":
+        parts[1] = dict(parts[1], file=str((folder / parts[1]["file"]).resolve()))
+    elif how == "duplicate":
+        parts.insert(2, dict(parts[1]))
+    elif how == "repeated_file":
+        parts[2] = dict(parts[2], file=parts[1]["file"])
+    elif how == "wrong_count":
+        parts[1] = dict(parts[1], frames=parts[1]["frames"] + 5)
+    elif how == "traversal":
+        parts[0] = dict(parts[0], file="../../a.mp4")
+    elif how == "bad_types":
+        parts[1] = dict(parts[1], frames="many", first=None)
+    elif how == "not_a_list":
+        manifest["parts"] = {"0": parts[0]}
+    elif how == "missing_file":
+        (folder / parts[1]["file"]).unlink()
+    return json.dumps(manifest)
+
+
+@pytest.mark.parametrize("how", ["garbage", "deep", "absolute", "duplicate", "repeated_file", "wrong_count",
+                                 "traversal", "bad_types", "not_a_list", "missing_file"])
+def test_a_manifest_that_does_not_check_out_is_discarded(tmp_path, how):
+    """Item 11: a corrupted manifest gave an internal error on every rerun, and an absolute or
+    duplicate part path gave an output reported done with frames lost or repeated."""
+    src = make_clip(tmp_path / "a.mp4", seconds=2.4, audio=False)  # 60 frames
+    ref = tmp_path / "ref.mkv"
+    enhance_video(probe(str(src)), str(ref), ClassicalUpscaler("lanczos", 2), FFV1, EnhanceOptions(progress=False))
+    out = tmp_path / "out" / "a.mkv"
+    out.parent.mkdir()
+    folder = parts_folder(out)
+    parts = interrupted_parts(src, out, 45)
+    assert len(parts) >= 3, parts
+    manifest = json.loads((folder / "manifest.json").read_text())
+    bad = _corrupt(manifest, how, folder)
+    (folder / "manifest.json").write_bytes(bad if isinstance(bad, bytes) else bad.encode())
+    r = run_cli("enhance", str(src), "-o", str(out), "--codec", "ffv1", "--model", "lanczos", "--json", "-q")
+    row = json.loads(r.stdout)
+    assert r.returncode == 0 and row["status"] == "done" and "Traceback" not in r.stderr, r.stderr
+    assert row["frames"] == 60 == count_frames(str(out))
+    assert framemd5(out) == framemd5(ref)
+    assert not folder.exists() and src.exists()
+    # and it never needs the hidden folder removed by hand: a second run is plain
+    r = run_cli("enhance", str(src), "-o", str(out), "--codec", "ffv1", "--model", "lanczos", "--json", "-q")
+    assert json.loads(r.stdout)["status"] == "skipped"
+
+
+def test_a_join_that_lost_frames_is_never_done(tmp_path, monkeypatch):
+    src = make_clip(tmp_path / "a.mp4", seconds=1, audio=False)
+    real = engine.assemble
+    monkeypatch.setattr(engine, "assemble", lambda parts, starts, *a, **k: real(parts + parts, starts + [
+        s + 100 for s in starts], *a, **k))
+    from enhancer.errors import OutputError
+
+    with pytest.raises(OutputError, match="joined output holds 50 frames, not the 25"):
+        enhance_video(probe(str(src)), str(tmp_path / "o.mkv"), ClassicalUpscaler("lanczos", 2), FFV1,
+                      EnhanceOptions(progress=False))
+    assert not (tmp_path / "o.mkv").exists()
+    shutil.rmtree(tmp_path / "a.mp4", ignore_errors=True)

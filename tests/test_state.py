@@ -1,0 +1,290 @@
+"""What a rerun trusts: the recipe of each output, the state file, the folder lock and the
+temporaries of runs that are gone (issue 13, items 4, 8-10, 12)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import make_clip, run_cli
+from enhancer import weights
+from enhancer.infer.engine import EnhanceOptions
+from enhancer.infer.restorer import ClassicalUpscaler
+from enhancer.io.muxer import EncodeOptions
+from enhancer.models import Generator, GeneratorConfig
+from enhancer.pipeline.recipe import Recipe
+from enhancer.state import BatchState, Decision, FolderLock
+
+LANCZOS = ["--model", "lanczos", "--preset", "ultrafast"]
+TINY = dict(channels=8, frame_blocks=1, temporal_blocks=2, post_blocks=1)
+
+
+def _rows(stdout: str) -> list[dict]:
+    return [json.loads(x) for x in stdout.splitlines() if x.strip()]
+
+
+def save_tiny(path: Path, name: str, seed: int) -> Path:
+    torch.manual_seed(seed)
+    g = Generator(GeneratorConfig(scale=2, **TINY))
+    with torch.no_grad():
+        for p in g.parameters():
+            p.normal_(0, 0.1)
+    weights.save(g, path, weights.ModelCard(name=name, arch="stgan-generator", config=g.config.to_dict(), scale=2))
+    return path
+
+
+# ---- item 4: one recipe ----------------------------------------------------------------------
+def test_recipe_key_covers_what_changes_pixels_and_nothing_else(tmp_path):
+    src = make_clip(tmp_path / "a.mp4", seconds=0.2, audio=False)
+    lanczos, enc, opts = ClassicalUpscaler("lanczos", 2), EncodeOptions(), EnhanceOptions()
+    key = Recipe.of(str(src), lanczos, enc, opts).key()
+    assert Recipe.of(str(src), lanczos, enc, EnhanceOptions(chunk=3, progress=False)).key() == key
+    assert Recipe.of(str(src), ClassicalUpscaler("bicubic", 2), enc, opts).key() != key
+    assert Recipe.of(str(src), lanczos, EncodeOptions(crf=20), opts).key() != key
+    assert Recipe.of(str(src), lanczos, enc, EnhanceOptions(start=1.0)).key() != key
+    other = ClassicalUpscaler("lanczos", 2)
+    other.weights_sha256 = "0" * 64
+    assert Recipe.of(str(src), other, enc, opts).key() != key
+    os.utime(src, ns=(1, 1))  # the input changed (its modification time, here)
+    assert Recipe.of(str(src), lanczos, enc, opts).key() != key
+
+
+def test_another_model_file_with_the_same_card_name_is_not_done(tmp_path):
+    """Item 4: a different .safetensors whose card had the same name was skipped as done."""
+    src = make_clip(tmp_path / "a.mp4", seconds=0.4, audio=False)
+    a = save_tiny(tmp_path / "a" / "same.safetensors", "same", seed=1)
+    b = save_tiny(tmp_path / "b" / "same.safetensors", "same", seed=2)
+    out = tmp_path / "out"
+    r = run_cli("enhance", str(src), "-o", str(out), "--model", str(a), "--json", "-q")
+    assert _rows(r.stdout)[0]["status"] == "done", r.stderr
+    r = run_cli("enhance", str(src), "-o", str(out), "--model", str(a), "--json", "-q")
+    assert _rows(r.stdout)[0]["status"] == "skipped"
+    r = run_cli("enhance", str(src), "-o", str(out), "--model", str(b), "--json", "-q")
+    assert _rows(r.stdout)[0]["status"] == "done"
+    state = json.loads((out / ".enhancer-state.json").read_text())
+    entry = state["outputs"]["a.mp4"]
+    assert entry["key"] and entry["recipe"]["restorer"]["weights_sha256"] == weights.load_model(b).sha256
+
+
+# ---- items 8, 9: the folder lock -------------------------------------------------------------
+_HOLDER = """
+import json, os, sys, time
+from pathlib import Path
+from enhancer.errors import LockedError
+from enhancer.state import FolderLock
+folder, marks = sys.argv[1], Path(sys.argv[2])
+try:
+    lock = FolderLock(folder).acquire()
+except LockedError:
+    print("busy"); sys.exit(0)
+mine = marks / f"holding-{os.getpid()}"
+mine.write_text("x")
+time.sleep(0.3)
+others = [p.name for p in marks.iterdir() if p != mine]
+mine.unlink()
+lock.release()
+print("two holders" if others else "held")
+"""
+
+
+def test_the_lock_is_taken_atomically(tmp_path):
+    """Item 8: a stale lock could be taken over by two runs at once."""
+    out, marks = tmp_path / "out", tmp_path / "marks"
+    out.mkdir()
+    marks.mkdir()
+    outcomes = []
+    for _ in range(4):
+        dead = subprocess.Popen([sys.executable, "-c", "pass"])
+        dead.wait()
+        (out / ".enhancer.lock").write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname()}))
+        procs = [subprocess.Popen([sys.executable, "-c", _HOLDER, str(out), str(marks)], stdout=subprocess.PIPE,
+                                  text=True) for _ in range(6)]
+        outcomes += [p.communicate(timeout=120)[0].strip() for p in procs]
+    assert "two holders" not in outcomes and "held" in outcomes
+    assert set(outcomes) <= {"held", "busy"}
+
+
+@pytest.mark.parametrize("content", [
+    "", "{", '{"pid": "abc", "host": "h"}', "[1, 2]", '{"pid": 1e400}', '{"pid": 99999999999999999999999}',
+    '{"pid": true}', "null", "\x00\xff garbage",
+])
+def test_a_lock_file_that_nobody_holds_never_blocks(tmp_path, content):
+    """Item 9: a lock naming a live unrelated pid, an empty lock left by a full disk, or a lock
+    holding nonsense blocked the folder forever or gave a traceback."""
+    src = make_clip(tmp_path / "a.mp4", seconds=0.2, audio=False)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".enhancer.lock").write_bytes(content.encode("utf-8", "surrogateescape"))
+    r = run_cli("enhance", str(src), "-o", str(out), "--json", "-q", *LANCZOS)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert _rows(r.stdout)[0]["status"] == "done"
+
+
+def test_a_reused_pid_and_a_full_disk_at_the_start_do_not_block(tmp_path):
+    src = make_clip(tmp_path / "a.mp4", seconds=0.2, audio=False)
+    out = tmp_path / "out"
+    out.mkdir()
+    # pid 1 is alive but is no enhancer run: nobody holds the lock, so it is taken
+    (out / ".enhancer.lock").write_text(json.dumps({"pid": 1, "host": socket.gethostname()}))
+    r = run_cli("enhance", str(src), "-o", str(out), "--json", "-q", *LANCZOS)
+    assert r.returncode == 0 and _rows(r.stdout)[0]["status"] == "done", r.stderr
+    # a disk full from the start: the run fails, and the next one is not blocked by what it left
+    import resource
+
+    def no_room():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+
+    r = subprocess.run([sys.executable, "-m", "enhancer", "enhance", str(src), "-o", str(tmp_path / "full"),
+                        "--json", "-q", *LANCZOS], capture_output=True, text=True, preexec_fn=no_room, timeout=240)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    r = run_cli("enhance", str(src), "-o", str(tmp_path / "full"), "--json", "-q", *LANCZOS)
+    assert r.returncode == 0 and _rows(r.stdout)[0]["status"] == "done", r.stderr
+
+
+def test_lock_unit_behaviour(tmp_path):
+    a, b = FolderLock(tmp_path), FolderLock(tmp_path)
+    a.acquire()
+    from enhancer.errors import LockedError
+
+    with pytest.raises(LockedError, match=f"process {os.getpid()}"):
+        b.acquire()
+    a.release()
+    assert not (tmp_path / ".enhancer.lock").exists()
+    with b:
+        assert b.held
+    assert not b.held
+
+
+# ---- item 10: the state file -----------------------------------------------------------------
+@pytest.mark.parametrize("content", [
+    "[]", "null", '{"outputs": []}', '{"outputs": "x"}', "[" * 100_000 + "]" * 100_000,
+    '{"outputs": {"a.mp4": {"status": "done"}}}', '{"outputs": {"a.mp4": {"status": "maybe", "input": {}, '
+    '"recipe": {}}}}', '{"outputs": {"a.mp4": 7}}', "\xff\xfe not json",
+])
+def test_a_corrupt_state_file_is_set_aside_and_rebuilt(tmp_path, content):
+    src = make_clip(tmp_path / "a.mp4", seconds=0.2, audio=False)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".enhancer-state.json").write_bytes(content.encode("utf-8", "surrogateescape"))
+    r = run_cli("enhance", str(src), "-o", str(out), "--json", "-q", *LANCZOS)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert _rows(r.stdout)[0]["status"] == "done"
+    assert "set aside" in r.stderr
+    aside = list(out.glob(".enhancer-state.json.corrupt-*"))
+    assert len(aside) == 1 and aside[0].read_bytes() == content.encode("utf-8", "surrogateescape")
+    state = json.loads((out / ".enhancer-state.json").read_text())
+    assert state["outputs"]["a.mp4"]["status"] == "done"
+    r = run_cli("enhance", str(src), "-o", str(out), "--json", "-q", *LANCZOS)
+    assert _rows(r.stdout)[0]["status"] == "skipped" and "set aside" not in r.stderr
+
+
+def test_state_decisions(tmp_path):
+    src = make_clip(tmp_path / "a.mp4", seconds=0.2, audio=False)
+    out = tmp_path / "a_out.mp4"
+    recipe = Recipe.of(str(src), ClassicalUpscaler("lanczos", 2), EncodeOptions(), EnhanceOptions())
+    st = BatchState(tmp_path)
+    assert st.decide(str(out), recipe, retry_failed=False) == (Decision.RUN, None)
+    st.record(str(out), recipe, "failed", "boom")
+    assert st.decide(str(out), recipe, retry_failed=False) == (Decision.FAILED_BEFORE, "boom")
+    assert st.decide(str(out), recipe, retry_failed=True)[0] is Decision.REDO
+    out.write_bytes(b"x")
+    st.record(str(out), recipe, "done")
+    assert BatchState(tmp_path).decide(str(out), recipe, retry_failed=False)[0] is Decision.SKIP
+    st.record(str(out), recipe, "incomplete", "decoded 3 of 5")
+    assert BatchState(tmp_path).decide(str(out), recipe, retry_failed=False) == \
+        (Decision.SKIP_INCOMPLETE, "decoded 3 of 5")
+    other = Recipe.of(str(src), ClassicalUpscaler("bicubic", 2), EncodeOptions(), EnhanceOptions())
+    assert BatchState(tmp_path).decide(str(out), other, retry_failed=False)[0] is Decision.REDO
+
+
+# ---- item 12: temporaries of runs that are gone ----------------------------------------------
+def _dead_pid() -> int:
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def test_temporaries_of_runs_that_are_gone_are_removed(tmp_path):
+    src = make_clip(tmp_path / "a.mp4", seconds=0.2, audio=False)
+    out = tmp_path / "out"
+    out.mkdir()
+    dead = _dead_pid()
+    stale = [out / f".a.partial-{dead}-abc123.mp4", out / f".b.mp4.{dead}.ffconcat",
+             out / f".enhancer-state.json.{dead}.tmp"]
+    for p in stale:
+        p.write_bytes(b"x" * 100)
+    (out / f".preview-{dead}-xyz").mkdir()
+    (out / f".frames.partial-{dead}-abcdef").mkdir()
+    live = out / f".c.partial-{os.getpid()}-abc123.mp4"  # this test process is alive: not touched
+    live.write_bytes(b"x")
+    r = run_cli("enhance", str(src), "-o", str(out), "--json", "-q", *LANCZOS)
+    assert r.returncode == 0, r.stderr
+    left = sorted(p.name for p in out.iterdir() if p.name.startswith("."))
+    assert left == [".c.partial-%d-abc123.mp4" % os.getpid(), ".enhancer-state.json"]
+
+
+def test_kill_9_leaves_temporaries_that_the_next_run_removes(tmp_path):
+    src = make_clip(tmp_path / "long.mp4", size="320x240", seconds=8)
+    out = tmp_path / "out"
+    args = ["enhance", str(src), "-o", str(out), "--scale", "4", "--model", "lanczos", "--preset", "slow", "-q"]
+    for _ in range(2):
+        proc = subprocess.Popen([sys.executable, "-m", "enhancer", *args], stderr=subprocess.DEVNULL)
+        deadline = time.time() + 60
+        while time.time() < deadline and not list(out.rglob("*.partial-*")):
+            time.sleep(0.05)
+        proc.kill()
+        proc.wait()
+    assert list(out.rglob("*.partial-*"))
+    r = run_cli(*args[:-2], "ultrafast", "--json", "-q")
+    assert json.loads(r.stdout)["status"] == "done", r.stderr
+    assert not list(out.rglob("*.partial-*")) and not [p for p in out.rglob(".*") if p.name != ".enhancer-state.json"]
+
+
+def test_interrupt_while_spooling_stdin_exits_130_and_leaves_no_spool(tmp_path):
+    spool_dir = tmp_path / "tmp"
+    spool_dir.mkdir()
+    dead = _dead_pid()
+    (spool_dir / f"enhancer-stdin-{dead}-abcd").write_bytes(b"x")  # left by a run killed while spooling
+    env = dict(os.environ, TMPDIR=str(spool_dir))
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        proc = subprocess.Popen([sys.executable, "-m", "enhancer", "enhance", "-", "-o", str(tmp_path / "o.mkv"),
+                                 "-q", *LANCZOS], stdin=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        proc.stdin.write(b"\x00" * 100_000)
+        proc.stdin.flush()
+        deadline = time.time() + 60
+        while time.time() < deadline and not list(spool_dir.glob(f"enhancer-stdin-{proc.pid}-*")):
+            time.sleep(0.05)
+        assert list(spool_dir.glob(f"enhancer-stdin-{proc.pid}-*")), "never started spooling"
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err
+        assert list(spool_dir.iterdir()) == [], "the spool files (its own and the dead run's) are removed"
+
+
+def test_interrupt_during_model_load_exits_130(tmp_path):
+    model = save_tiny(tmp_path / "m.safetensors", "m", seed=0)
+    proc = subprocess.Popen([sys.executable, "-m", "enhancer", "enhance", "-", "-o", str(tmp_path / "o.mkv"),
+                             "--model", str(model), "-q"], stdin=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=dict(os.environ, TMPDIR=tempfile.mkdtemp(dir=tmp_path)))
+    deadline = time.time() + 60
+    # torch being mapped into the process means the handler is in place and the model is loading
+    while time.time() < deadline:
+        try:
+            if "libtorch" in Path(f"/proc/{proc.pid}/maps").read_text():
+                break
+        except OSError:
+            pass
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert b"Traceback" not in err
