@@ -28,12 +28,13 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from enhancer.errors import ModelError
+from enhancer.models.fusion import FusionConfig, FusionGenerator
 from enhancer.models.generator import Generator, GeneratorConfig
 
 FORMAT = "enhancer-weights"
 VERSION = 1
 # name -> (nn.Module class built from a config, its config dataclass)
-ARCHITECTURES = {"stgan-generator": (Generator, GeneratorConfig)}
+ARCHITECTURES = {"stgan-generator": (Generator, GeneratorConfig), "aligned-fusion": (FusionGenerator, FusionConfig)}
 _FLOAT_DTYPES = {"F32", "F16", "BF16", "F64"}
 _MAX_TEXT = 100_000  # characters in any one card string
 

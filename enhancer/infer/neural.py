@@ -1,10 +1,15 @@
 """Runs a generator over windows of frames: device, precision, spatial tiling, OOM recovery.
 
-Tiles are cut with an overlap of at least the generator's spatial receptive radius and only
-their centres are kept, so a tiled result equals the untiled one (up to float rounding). Chunks
-over time need no such care: the generator consumes its temporal context (see
-:class:`~enhancer.models.generator.Generator`), and the reader supplies the same context around
-each frame however the video is chunked.
+Two architectures run here. The spatio-temporal :class:`~enhancer.models.generator.Generator`
+takes a window (1, 3, T + 2r, H, W) and consumes its temporal context. The aligned-fusion
+:class:`~enhancer.models.fusion.FusionGenerator` takes one motion-aligned stack per output frame,
+made from the window by :func:`~enhancer.models.align.align_stacks` on whole frames first.
+
+Tiles are cut with an overlap of at least the generator's spatial receptive radius, at even
+pixel positions, and only their centres are kept, so a tiled result equals the untiled one (up
+to float rounding). Chunks over time need no such care: each output frame depends only on its
+own window of neighbours, and the reader supplies the same context around each frame however
+the video is chunked.
 """
 from __future__ import annotations
 
@@ -15,23 +20,31 @@ import torch
 
 from enhancer.errors import EnhancerError, ModelError
 from enhancer.infer.device import dtype_name, memory_budget, select_device, select_dtype
+from enhancer.models.align import align_stacks
+from enhancer.models.fusion import FusionGenerator
 from enhancer.models.generator import Generator
 
 MIN_TILE = 32
 AUTO_TILE_MIN = 256  # the chunk shrinks before automatic tiles get smaller than this
 MIN_BUDGET = 256 << 20  # host bytes planned for however little is available
+PROCESS_BASE = 512 << 20  # the interpreter, torch and the model, before any frame
+# aligned stacks are made for this many output frames at a time at most (host memory)
+STACK_BYTES = 256 << 20
 
 
 class ModelRestorer:
     """A :class:`~enhancer.infer.restorer.Restorer` backed by a :class:`Generator`."""
 
-    def __init__(self, model: Generator, *, name: str = "model", device: str = "auto", precision: str = "auto",
-                 tile: int | str | None = "auto", chunk: int | None = None, card: dict | None = None):
+    def __init__(self, model: Generator | FusionGenerator, *, name: str = "model", device: str = "auto",
+                 precision: str = "auto", tile: int | str | None = "auto", chunk: int | None = None,
+                 card: dict | None = None):
         self.device = select_device(device)
         self.dtype = select_dtype(precision, self.device)
-        # channels-last 3D: measured 16% faster on this project's 2-core CPU, and the layout
-        # cuDNN prefers for conv3d
-        self.model = model.eval().to(self.device, self.dtype).to(memory_format=torch.channels_last_3d)
+        self.fusion = isinstance(model, FusionGenerator)
+        # channels-last: measured 16% faster on this project's 2-core CPU, and the layout cuDNN
+        # prefers
+        self.memory_format = torch.channels_last if self.fusion else torch.channels_last_3d
+        self.model = model.eval().to(self.device, self.dtype).to(memory_format=self.memory_format)
         self.name = name
         self.card = card or {}
         self.scale = model.scale
@@ -39,9 +52,11 @@ class ModelRestorer:
         self.chunk = chunk or (16 if self.device.type == "cuda" else 8)
         self.chunk_request = chunk  # None: chunk_for() fits the chunk to the memory available
         self.reserve = 0  # host bytes others need meanwhile (the encoder): set by chunk_for()
-        self.overlap = model.spatial_radius + 2
+        # even, so that tiles start on even pixels (the fusion model's half-resolution branch)
+        self.overlap = (model.spatial_radius + 3) // 2 * 2
         self.tile_request = tile
-        self._tile: int | None = None if tile in (None, 0, "0") else (None if tile == "auto" else int(tile))
+        self._tile: int | None = None if tile in (None, 0, "0") else (None if tile == "auto" else
+                                                                     (int(tile) + 1) // 2 * 2)
         self._auto_done = tile != "auto"
         self.oom_retries = 0
 
@@ -51,6 +66,9 @@ class ModelRestorer:
         a few C-channel feature maps over every input frame, plus the upscaled output)."""
         cfg = self.model.config
         itemsize = torch.finfo(self.dtype).bits // 8
+        if self.fusion:  # frames_in stacks: the input, ~3 maps at full and ~2 at half resolution
+            per_frame = 3 * (2 * cfg.radius + 1) + 3 * cfg.channels + cfg.low_channels // 2 + 3 * cfg.scale ** 2
+            return frames_in * (per_frame * itemsize + 3 * cfg.scale ** 2 * 4)
         feats = frames_in * cfg.channels * 4
         out = (frames_in - 2 * self.margin) * 3 * cfg.scale ** 2 * 3
         return (feats + out) * itemsize + frames_in * 3 * 4
@@ -58,19 +76,20 @@ class ModelRestorer:
     def _frame_bytes(self, height: int, width: int, chunk: int) -> int:
         """Host bytes of the whole-frame buffers around one pass of ``chunk`` output frames (8-bit
         source): decoded frames queued, windowed and stacked, the float input window, the float
-        output, its integer copy and the frames queued for the encoder (see benchmarks/memory.py)."""
+        output, its integer copy and the frames queued for the encoder, with a quarter more for
+        the allocator's slack (measured at 2160p, benchmarks/memory.py)."""
         r, s2 = self.margin, self.scale ** 2
         frame = height * width * 3
         frames_in = chunk + 2 * r
         decoded = (max(8, frames_in) + chunk + 3 * r + 1 + frames_in) * frame
         floats = (frames_in + chunk * s2) * frame * 4
-        return decoded + floats + (chunk + max(4, chunk) + 2) * frame * s2
+        return (decoded + floats + (chunk + max(4, chunk) + 2) * frame * s2) * 5 // 4
 
     def _tile_bytes(self, side_h: int, side_w: int, frames_in: int) -> int:
         return (side_h + 2 * self.overlap) * (side_w + 2 * self.overlap) * self._bytes_per_pixel(frames_in)
 
     def _host_budget(self) -> int:
-        return max(memory_budget(torch.device("cpu")) - self.reserve, MIN_BUDGET)
+        return max(memory_budget(torch.device("cpu")) - self.reserve - PROCESS_BASE, MIN_BUDGET)
 
     def chunk_for(self, height: int, width: int, reserve: int = 0) -> int:
         """Output frames per pass for frames of this size: the one asked for, else the default
@@ -116,9 +135,55 @@ class ModelRestorer:
         if not self._auto_done:
             self._tile = self.auto_tile(h, w, t_in)
             self._auto_done = True
+        return self._forward_oom(lq)
+
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device, self.dtype, non_blocking=True).contiguous(memory_format=self.memory_format)
+        return self.model(x).float().cpu()
+
+    def _tiled(self, lq: torch.Tensor, tile: int | None) -> torch.Tensor:
+        """The model over ``lq`` (any leading dims, (H, W) last) in tiles of ``tile`` pixels."""
+        h, w = lq.shape[-2:]
+        s, ov = self.scale, self.overlap
+        if tile is None or (tile >= h and tile >= w):
+            return self._run(lq)
+        out = None
+        for y0 in range(0, h, tile):
+            y1 = min(y0 + tile, h)
+            for x0 in range(0, w, tile):
+                x1 = min(x0 + tile, w)
+                iy0, iy1, ix0, ix1 = max(0, y0 - ov), min(h, y1 + ov), max(0, x0 - ov), min(w, x1 + ov)
+                res = self._run(lq[..., iy0:iy1, ix0:ix1])
+                if out is None:
+                    out = torch.empty(*res.shape[:-2], h * s, w * s)
+                out[..., y0 * s:y1 * s, x0 * s:x1 * s] = \
+                    res[..., (y0 - iy0) * s:(y1 - iy0) * s, (x0 - ix0) * s:(x1 - ix0) * s]
+        return out
+
+    @torch.inference_mode()
+    def forward_stacks(self, frames: np.ndarray) -> torch.Tensor:
+        """Fusion model: (T + 2r, H, W, 3) float32 in [0, 1] -> (T, 3, sH, sW) float32, the
+        aligned stacks made a few output frames at a time (host memory stays bounded)."""
+        r = self.margin
+        t_in, h, w, _ = frames.shape
+        t = t_in - 2 * r
+        if not self._auto_done:
+            self._tile = self.auto_tile(h, w, min(t, self.chunk))
+            self._auto_done = True
+        per = max(1, min(t, STACK_BYTES // ((2 * r + 1) * h * w * 3 * 4)))
+        outs = []
+        for c0 in range(0, t, per):
+            stacks = align_stacks(frames, r, centres=list(range(r + c0, r + min(t, c0 + per))))  # (b, 2r+1, H, W, 3)
+            x = torch.from_numpy(stacks).permute(0, 1, 4, 2, 3).reshape(len(stacks), -1, h, w)  # (b, 3(2r+1), H, W)
+            outs.append(self._forward_oom(x))
+        return torch.cat(outs)
+
+    def _forward_oom(self, x: torch.Tensor) -> torch.Tensor:
+        """The model on tiles, halving the tile on CUDA out-of-memory errors."""
+        h, w = x.shape[-2:]
         while True:
             try:
-                return self._tiled(lq, self._tile)
+                return self._tiled(x, self._tile)
             except torch.cuda.OutOfMemoryError:
                 if self.device.type == "cuda":
                     torch.cuda.empty_cache()
@@ -126,36 +191,19 @@ class ModelRestorer:
                 if current <= MIN_TILE:
                     raise EnhancerError(f"out of GPU memory even with {MIN_TILE}-pixel tiles",
                                         hint="use --device cpu or a smaller --chunk") from None
-                self._tile = max(MIN_TILE, current // 2)
+                self._tile = max(MIN_TILE, current // 2 // 2 * 2)
                 self.oom_retries += 1
-
-    def _run(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.to(self.device, self.dtype, non_blocking=True).contiguous(memory_format=torch.channels_last_3d)
-        return self.model(x).float().cpu()
-
-    def _tiled(self, lq: torch.Tensor, tile: int | None) -> torch.Tensor:
-        _, _, t_in, h, w = lq.shape
-        s, ov = self.scale, self.overlap
-        if tile is None or (tile >= h and tile >= w):
-            return self._run(lq)
-        out = torch.empty(1, 3, t_in - 2 * self.margin, h * s, w * s)
-        for y0 in range(0, h, tile):
-            y1 = min(y0 + tile, h)
-            for x0 in range(0, w, tile):
-                x1 = min(x0 + tile, w)
-                iy0, iy1, ix0, ix1 = max(0, y0 - ov), min(h, y1 + ov), max(0, x0 - ov), min(w, x1 + ov)
-                res = self._run(lq[..., iy0:iy1, ix0:ix1])
-                out[..., y0 * s:y1 * s, x0 * s:x1 * s] = \
-                    res[..., (y0 - iy0) * s:(y1 - iy0) * s, (x0 - ix0) * s:(x1 - ix0) * s]
-        return out
 
     @torch.inference_mode()
     def restore(self, images: np.ndarray) -> np.ndarray:
         """(T + 2r, H, W, 3) uint8|uint16 -> (T, sH, sW, 3), same dtype."""
         peak = 65535.0 if images.dtype == np.uint16 else 255.0
-        x = torch.from_numpy(images).permute(3, 0, 1, 2).unsqueeze(0).float().div_(peak)  # (1, 3, T, H, W)
-        y = self.forward_float(x)[0].permute(1, 2, 3, 0)  # (T, sH, sW, 3)
-        if not bool(torch.isfinite(y).all()):  # NaN would come out as black frames reported done
+        if self.fusion:
+            y = self.forward_stacks(images.astype(np.float32) / np.float32(peak)).permute(0, 2, 3, 1)  # (T, sH, sW, 3)
+        else:
+            x = torch.from_numpy(images).permute(3, 0, 1, 2).unsqueeze(0).float().div_(peak)  # (1, 3, T, H, W)
+            y = self.forward_float(x)[0].permute(1, 2, 3, 0)  # (T, sH, sW, 3)
+        if not bool(torch.isfinite(y.sum())):  # NaN would come out as black frames reported done
             raise ModelError(f"model {self.name} produced NaN or infinite values; nothing was written",
                              hint="try --precision fp32, or another model")
         y = y.mul_(peak).round_().clamp_(0, peak)

@@ -1,5 +1,7 @@
-"""Pure nn.Modules: building blocks, the spatio-temporal generator and the clip discriminator."""
-from enhancer.models.discriminator import Discriminator, DiscriminatorConfig
+"""Pure nn.Modules: building blocks, the generators and the discriminators."""
+from enhancer.models.discriminator import Discriminator, DiscriminatorConfig, FrameDiscriminator
+from enhancer.models.fusion import FUSION_CONFIGS, FusionConfig, FusionGenerator
 from enhancer.models.generator import CONFIGS, Generator, GeneratorConfig
 
-__all__ = ["CONFIGS", "Discriminator", "DiscriminatorConfig", "Generator", "GeneratorConfig"]
+__all__ = ["CONFIGS", "Discriminator", "DiscriminatorConfig", "FUSION_CONFIGS", "FrameDiscriminator", "FusionConfig",
+           "FusionGenerator", "Generator", "GeneratorConfig"]

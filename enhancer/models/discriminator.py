@@ -51,3 +51,33 @@ class Discriminator(nn.Module):
             x = self.act(conv(x))
             feats.append(x)
         return self.out(x), feats
+
+
+class FrameDiscriminator(nn.Module):
+    """A per-frame image discriminator beside the clip discriminator (MoCoGAN's two-discriminator
+    scheme): judges single frames, so texture is checked at full weight on every frame while the
+    clip discriminator judges motion. PatchGAN layout (4x4 convolutions, stride 2, LeakyReLU 0.2,
+    spectral norm), conditioned on the upscaled low-quality frame.
+    (N, 3, H, W) frame + (N, 3, H, W) condition -> (logits (N, 1, h, w), features)."""
+
+    def __init__(self, config: DiscriminatorConfig | None = None):
+        super().__init__()
+        self.config = config or DiscriminatorConfig()
+        c = self.config.channels
+        layers = []
+        cin = 6
+        for i in range(self.config.layers):
+            cout = c * (2 ** i)
+            layers.append(spectral_norm(nn.Conv2d(cin, cout, kernel_size=4, stride=2, padding=1)))
+            cin = cout
+        self.convs = nn.ModuleList(layers)
+        self.act = nn.LeakyReLU(0.2)
+        self.out = spectral_norm(nn.Conv2d(cin, 1, kernel_size=3, padding=1))
+
+    def forward(self, frame: torch.Tensor, condition: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        x = torch.cat([frame, condition], dim=1)  # (N, 6, H, W)
+        feats = []
+        for conv in self.convs:
+            x = self.act(conv(x))
+            feats.append(x)
+        return self.out(x), feats

@@ -1,0 +1,119 @@
+"""Motion alignment: the fixed (not learned) first stage of the aligned-fusion generator.
+
+Before the network fuses a frame with its neighbours, each neighbour is warped onto the frame
+with a dense optical flow, so that fast motion (a pan of 30 pixels a frame) reaches the network as
+aligned detail rather than as a ghost. The flow is OpenCV's DIS (dense inverse search, Kroeger et
+al. 2016) on the luma of the low-quality frames, fast on a CPU (about 3 ms for a 320x180 pair on
+one core). DIS's pyramid is shallow on small frames, so a global translation found first by
+phase correlation (a camera pan, however fast) starts it, and DIS adds the local motion. The same function prepares the
+network's input in training and at inference, so the network learns exactly what it is given.
+
+Frames are (H, W, 3) float32 RGB in [0, 1]. A window of ``T + 2r`` frames gives ``T`` stacks of
+``2r + 1`` frames each, every one of them warped onto the stack's centre frame (which is kept as
+it is, in slot ``r``). A stack depends only on its own frames, so where a video is cut into
+chunks cannot change it, and the warps are computed on whole frames before any spatial tiling.
+"""
+from __future__ import annotations
+
+import threading
+
+import cv2
+import numpy as np
+
+# flows are estimated on frames at most this many pixels on their longer side (downscaled, then
+# the flow is scaled back): DIS's cost grows with the area while large frames gain nothing in
+# accuracy that matters for a 5-frame fusion
+FLOW_MAX_SIDE = 1024
+
+_local = threading.local()
+
+
+def _dis() -> cv2.DISOpticalFlow:
+    """One DIS instance per thread (the object keeps state between calls)."""
+    dis = getattr(_local, "dis", None)
+    if dis is None:
+        dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+        _local.dis = dis
+    return dis
+
+
+def luma8(frame: np.ndarray) -> np.ndarray:
+    """(H, W, 3) float32 RGB in [0, 1] -> (H, W) uint8 BT.601 luma for the flow estimator."""
+    y = frame @ np.array([0.299, 0.587, 0.114], np.float32)
+    return np.ascontiguousarray(np.clip(y * 255 + 0.5, 0, 255).astype(np.uint8))
+
+
+def _window(h: int, w: int) -> np.ndarray:
+    cache = getattr(_local, "windows", None)
+    if cache is None:
+        cache = _local.windows = {}
+    if (h, w) not in cache:
+        cache[(h, w)] = cv2.createHanningWindow((w, h), cv2.CV_32F)
+    return cache[(h, w)]
+
+
+def _flow(ref: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """DIS, started from the global translation when phase correlation finds a clear one."""
+    h, w = ref.shape
+    if h < 16 or w < 16:
+        return _dis().calc(ref, other, None)
+    (gx, gy), response = cv2.phaseCorrelate(ref.astype(np.float32), other.astype(np.float32), _window(h, w))
+    sx, sy = int(round(gx)), int(round(gy))
+    if response < 0.1 or max(abs(sx), abs(sy)) < 2 or abs(sx) > w // 2 or abs(sy) > h // 2:
+        return _dis().calc(ref, other, None)
+    shifted = cv2.warpAffine(other, np.float32([[1, 0, sx], [0, 1, sy]]), (w, h),
+                             flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+    out = _dis().calc(ref, shifted, None)  # ref(x) ~ shifted(x + f) = other(x + f + s)
+    out[..., 0] += sx
+    out[..., 1] += sy
+    return out
+
+
+def flow(ref: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """Dense flow from luma ``ref`` to luma ``other`` ((H, W) uint8): ``ref(x) ~ other(x + f(x))``.
+    Returns (H, W, 2) float32 (x, y)."""
+    h, w = ref.shape
+    f = max(h, w) / FLOW_MAX_SIDE
+    if f > 1:
+        sw, sh = max(8, round(w / f)), max(8, round(h / f))
+        small = _flow(cv2.resize(ref, (sw, sh), interpolation=cv2.INTER_AREA),
+                      cv2.resize(other, (sw, sh), interpolation=cv2.INTER_AREA))
+        out = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+        out[..., 0] *= w / sw
+        out[..., 1] *= h / sh
+        return out
+    return _flow(ref, other)
+
+
+def warp(frame: np.ndarray, fl: np.ndarray) -> np.ndarray:
+    """``frame`` sampled at ``x + fl(x)`` (bicubic, edges repeated): ``other`` brought onto ``ref``."""
+    h, w = fl.shape[:2]
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    out = cv2.remap(frame, gx + fl[..., 0], gy + fl[..., 1], interpolation=cv2.INTER_CUBIC,
+                    borderMode=cv2.BORDER_REPLICATE)
+    return np.clip(out, 0.0, 1.0, out=out)
+
+
+def align_stacks(frames: np.ndarray, radius: int, centres: list[int] | None = None) -> np.ndarray:
+    """(T + 2r, H, W, 3) float32 frames -> (T, 2r + 1, H, W, 3) float32 stacks, each neighbour
+    warped onto its stack's centre. ``centres`` picks which frames are centres (default: every
+    frame with ``r`` neighbours on each side)."""
+    n = frames.shape[0]
+    if centres is None:
+        centres = list(range(radius, n - radius))
+    if not centres:
+        raise ValueError(f"need at least {2 * radius + 1} frames, got {n}")
+    lumas: dict[int, np.ndarray] = {}
+
+    def y(i: int) -> np.ndarray:
+        if i not in lumas:
+            lumas[i] = luma8(frames[i])
+        return lumas[i]
+
+    out = np.empty((len(centres), 2 * radius + 1, *frames.shape[1:]), np.float32)
+    for j, c in enumerate(centres):
+        out[j, radius] = frames[c]
+        for k in range(-radius, radius + 1):
+            if k:
+                out[j, radius + k] = warp(frames[c + k], flow(y(c), y(c + k)))
+    return out
