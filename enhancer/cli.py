@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from enhancer import __version__
+from enhancer.data.degrade import PRESETS
 from enhancer.errors import EnhancerError
 
 DEFAULT_MODEL = "general-x2"
@@ -248,7 +249,7 @@ def _enhance(inputs, output, recursive, model, scale, codec, crf, preset, pix_fm
 @main.command("degrade")
 @click.argument("input_path", metavar="INPUT")
 @click.option("-o", "--output", required=True, help="Output video file.")
-@click.option("--preset", type=click.Choice(["web", "light", "archive", "vhs"]), default="web", show_default=True)
+@click.option("--preset", type=click.Choice(list(PRESETS)), default="web", show_default=True)
 @click.option("--scale", type=click.Choice(["1", "2", "4"]), default="2", show_default=True,
               help="Downscale factor (the enhancement that undoes it upscales by the same).")
 @click.option("--seed", type=int, default=None, help="Seed for the drawn damage (reproducible).")
@@ -285,30 +286,36 @@ def degrade_cmd(input_path, output, preset, scale, seed, start, duration, as_jso
 @click.option("--size", "hr_size", type=int, default=160, show_default=True, help="Clean crop side.")
 @click.option("--scale", type=int, default=2, show_default=True)
 @click.option("--versions", type=int, default=2, show_default=True, help="Degraded versions per sequence.")
-@click.option("--preset", type=click.Choice(["web", "light", "archive", "vhs"]), default="web", show_default=True)
+@click.option("--preset", type=click.Choice(list(PRESETS)), default="web", show_default=True)
 @click.option("--video-ratio", type=float, default=0.4, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--compress/--no-compress", default=True, show_default=True,
               help="zlib-compress the set (smaller to carry, slower to load).")
+@click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True,
+              help="Processes making sequences (the set is the same whatever the number).")
+@click.option("-q", "--quiet", is_flag=True)
 def prepare_cmd(sources, output, exclude, sequences, frames, hr_size, scale, versions, preset, video_ratio, seed,
-                compress):
+                compress, workers, quiet):
     """Turn folders of videos and photos into a compact training set."""
     from enhancer.data.dataset import PrepareConfig, prepare
 
     _configure_ffmpeg(None, False)
     path = prepare(PrepareConfig(sources=list(sources), out=output, exclude=list(exclude), sequences=sequences,
                                  frames=frames, hr_size=hr_size, scale=scale, versions=versions, preset=preset,
-                                 video_ratio=video_ratio, seed=seed, compress=compress))
+                                 video_ratio=video_ratio, seed=seed, compress=compress),
+                   progress=not quiet, workers=workers)
     print(f"wrote {path} ({path.stat().st_size / 2 ** 20:.0f} MiB)", file=sys.stderr)
 
 
 @main.group("train", invoke_without_command=True)
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="Training config (TOML).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a config value (TOML syntax, e.g. --set run_dir='\"/tmp/run\"' --set steps=500).")
 @click.option("--resume", is_flag=True, help="Continue the run from its last checkpoint.")
 @click.option("--max-minutes", type=float, default=None, help="Stop (with a checkpoint) after this long.")
 @click.option("-q", "--quiet", is_flag=True)
 @click.pass_context
-def train_cmd(ctx, config_path, resume, max_minutes, quiet):
+def train_cmd(ctx, config_path, overrides, resume, max_minutes, quiet):
     """Train a generator (see `enhancer train --help`; `enhancer train plot RUN` draws curves)."""
     if ctx.invoked_subcommand is not None:
         return
@@ -319,10 +326,14 @@ def train_cmd(ctx, config_path, resume, max_minutes, quiet):
 
     _configure_ffmpeg(None, False)
     try:
-        cfg = TrainConfig.from_toml(config_path)
+        cfg = TrainConfig.from_toml(config_path, overrides)
     except (ValueError, TypeError) as e:
         raise click.UsageError(f"{config_path}: {e}") from None
-    last = train(cfg, resume=resume, max_minutes=max_minutes, progress=not quiet)
+    try:
+        last = train(cfg, resume=resume, max_minutes=max_minutes, progress=not quiet)
+    except EnhancerError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
     print(json.dumps(last), file=sys.stderr)
 
 

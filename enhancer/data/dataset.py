@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from enhancer.data.degrade import degrade_clip, sample
 from enhancer.progress import bar
 
 IMAGE_EXT = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
-VIDEO_EXT = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".ts", ".mpg"}
+VIDEO_EXT = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".ts", ".mpg", ".mpeg", ".ogv", ".flv", ".wmv"}
 
 
 @dataclass
@@ -70,17 +71,26 @@ def photo_sequence(photo: np.ndarray, rng: np.random.Generator, frames: int, siz
     with a second layer moving on its own (parallax and occlusion). Returns (T, S, S, 3) uint8."""
     h, w = photo.shape[:2]
     short = min(h, w)
+    # mostly gentle camera moves, often brisk ones and sometimes very fast pans (up to a third
+    # of the frame per frame): the model must align far-moved neighbours, or learn to ignore them
+    # where alignment fails (else: ghosts)
+    kind = rng.random()
+    speed = rng.uniform(0, 4) if kind < 0.5 else rng.uniform(4, 16) if kind < 0.8 else rng.uniform(16, max(16.0, size / 3))
+    travel = speed * (frames - 1)
     target = rng.uniform(size * 1.6, max(size * 1.7, min(short, size * 5)))
+    target = max(target, min(short, size + travel))  # room to pan without running off the photo
     f = min(1.0, target / short)
     img = cv2.resize(photo, (max(size + 2, int(w * f)), max(size + 2, int(h * f))), interpolation=cv2.INTER_AREA)
     h, w = img.shape[:2]
-    margin = size * 0.75
-    cx, cy = rng.uniform(margin, max(margin + 1, w - margin)), rng.uniform(margin, max(margin + 1, h - margin))
-    # mostly gentle camera moves, sometimes fast ones: a model that fuses neighbouring frames
-    # without aligning them must learn to ignore neighbours that moved too far (else: ghosts)
-    speed = rng.uniform(0, 3.5) if rng.random() < 0.6 else rng.uniform(3.5, 14.0)
+    speed = min(speed, max(1.0, (max(h, w) - size) / (frames - 1)))
     angle = rng.uniform(0, 2 * math.pi)
     vx, vy = speed * math.cos(angle), speed * math.sin(angle)
+
+    def start(extent: int, v: float) -> float:  # keep the whole path on the photo where it fits
+        lo, hi = size * 0.75 + max(0.0, -v * (frames - 1)), extent - size * 0.75 - max(0.0, v * (frames - 1))
+        return rng.uniform(lo, hi) if hi > lo else extent / 2
+
+    cx, cy = start(w, vx), start(h, vy)
     ax, ay = rng.normal(0, 0.15), rng.normal(0, 0.15)
     zoom = rng.uniform(-0.012, 0.012) if rng.random() < 0.5 else 0.0
     rot = math.radians(rng.uniform(-0.6, 0.6)) if rng.random() < 0.4 else 0.0
@@ -159,9 +169,41 @@ def _flat(img: np.ndarray) -> bool:
     return float(np.abs(cv2.Laplacian(grey, cv2.CV_32F)).mean()) < 4.0
 
 
-def prepare(cfg: PrepareConfig, progress: bool = True) -> Path:
-    """Build the training set and write it to ``cfg.out`` (.npz, plus a .json description)."""
-    rng = np.random.default_rng(cfg.seed)
+_photo_cache: dict[Path, np.ndarray] = {}
+
+
+def make_sequence(cfg: PrepareConfig, index: int, images: list[Path], videos: list[Path]):
+    """Sequence ``index`` of a prepared set: (clean (T, S, S, 3), damaged (V, T, S/s, S/s, 3),
+    origin). Seeded by (seed, index) alone, so a set is the same whatever the number of workers."""
+    rng = np.random.default_rng([cfg.seed, index])
+    while True:
+        use_video = videos and (not images or rng.random() < cfg.video_ratio)
+        if use_video:
+            src = videos[int(rng.integers(len(videos)))]
+            seq = video_sequence(src, rng, cfg.frames, cfg.hr_size)
+            if seq is None:
+                continue
+        else:
+            src = images[int(rng.integers(len(images)))]
+            if src not in _photo_cache:
+                if len(_photo_cache) > 8:
+                    _photo_cache.pop(next(iter(_photo_cache)))
+                _photo_cache[src] = _read_rgb(src)
+            seq = photo_sequence(_photo_cache[src], rng, cfg.frames, cfg.hr_size)
+        if _flat(seq[cfg.frames // 2]) and rng.random() < 0.8:
+            continue  # mostly skip featureless crops (sky, walls): little to learn there
+        lq = np.stack([degrade_clip(seq, sample(cfg.preset, cfg.scale, seed=int(rng.integers(2 ** 31))))
+                       for _ in range(cfg.versions)])
+        return seq, lq, str(src)
+
+
+def _make_job(args):
+    return args[1], make_sequence(*args)
+
+
+def prepare(cfg: PrepareConfig, progress: bool = True, workers: int = 1) -> Path:
+    """Build the training set and write it to ``cfg.out`` (.npz, plus a .json description),
+    with ``workers`` processes making sequences (the result does not depend on their number)."""
     images, videos = _gather(cfg.sources, cfg.exclude)
     if not images and not videos:
         raise ValueError("no images or videos found in the sources")
@@ -170,52 +212,71 @@ def prepare(cfg: PrepareConfig, progress: bool = True) -> Path:
         raise ValueError("hr_size / scale must be even (video codecs need even sizes)")
     hr = np.empty((cfg.sequences, cfg.frames, cfg.hr_size, cfg.hr_size, 3), np.uint8)
     lq = np.empty((cfg.sequences, cfg.versions, cfg.frames, lr, lr, 3), np.uint8)
-    origins: list[str] = []
-    photo_cache: dict[Path, np.ndarray] = {}
+    origins: list[str] = [""] * cfg.sequences
+    jobs = [(cfg, i, images, videos) for i in range(cfg.sequences)]
+    t0 = time.perf_counter()
     with bar(total=cfg.sequences, desc="prepare", unit="seq", enabled=progress) as b:
-        i = 0
-        while i < cfg.sequences:
-            use_video = videos and (not images or rng.random() < cfg.video_ratio)
-            if use_video:
-                src = videos[int(rng.integers(len(videos)))]
-                seq = video_sequence(src, rng, cfg.frames, cfg.hr_size)
-                if seq is None:
-                    continue
-            else:
-                src = images[int(rng.integers(len(images)))]
-                if src not in photo_cache:
-                    if len(photo_cache) > 8:
-                        photo_cache.pop(next(iter(photo_cache)))
-                    photo_cache[src] = _read_rgb(src)
-                seq = photo_sequence(photo_cache[src], rng, cfg.frames, cfg.hr_size)
-            if _flat(seq[cfg.frames // 2]) and rng.random() < 0.8:
-                continue  # mostly skip featureless crops (sky, walls): little to learn there
-            hr[i] = seq
-            for v in range(cfg.versions):
-                d = sample(cfg.preset, cfg.scale, seed=int(rng.integers(2 ** 31)))
-                lq[i, v] = degrade_clip(seq, d)
-            origins.append(str(src))
-            i += 1
-            b.update(1)
+        if workers > 1:
+            import multiprocessing as mp
+
+            with mp.get_context("spawn").Pool(workers) as pool:
+                for i, (seq, dam, origin) in pool.imap_unordered(_make_job, jobs, chunksize=4):
+                    hr[i], lq[i], origins[i] = seq, dam, origin
+                    b.update(1)
+        else:
+            for job in jobs:
+                i, (hr[i], lq[i], origins[i]) = _make_job(job)
+                b.update(1)
+    seconds = time.perf_counter() - t0
     out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     (np.savez_compressed if cfg.compress else np.savez)(out, hr=hr, lq=lq)
-    meta = {**asdict(cfg), "origins": origins, "images": len(images), "videos": len(videos)}
+    meta = {**asdict(cfg), "origins": origins, "images": len(images), "videos": len(videos), "workers": workers,
+            "seconds": seconds, "sequences_per_second": cfg.sequences / seconds}
     out.with_suffix(".json").write_text(json.dumps(meta, indent=1))
     return out
 
 
 class ClipDataset:
-    """Random aligned crops of a prepared set: (LQ clip, clean clip) pairs as float tensors."""
+    """Random aligned crops of one or more prepared sets (of the same scale, frame count and
+    sizes): (LQ clip, clean clip) pairs as float tensors. Sequence ``i`` runs over the sets in
+    the order given."""
 
-    def __init__(self, path: str | Path):
-        with np.load(path) as data:
-            self.hr, self.lq = data["hr"], data["lq"]
-        self.scale = self.hr.shape[2] // self.lq.shape[3]
-        self.frames = self.hr.shape[1]
+    def __init__(self, path: str | Path | list):
+        paths = [path] if isinstance(path, (str, Path)) else list(path)
+        if not paths:
+            raise ValueError("no training set given")
+        self.parts: list[tuple[np.ndarray, np.ndarray]] = []
+        for p in paths:
+            with np.load(p) as data:
+                self.parts.append((data["hr"], data["lq"]))
+        hr0, lq0 = self.parts[0]
+        for p, (hr, lq) in zip(paths, self.parts):
+            if hr.shape[1:] != hr0.shape[1:] or lq.shape[1:] != lq0.shape[1:]:
+                raise ValueError(f"{p}: frames, sizes or versions differ from {paths[0]}")
+        self.scale = hr0.shape[2] // lq0.shape[3]
+        self.frames = hr0.shape[1]
+        self.versions = lq0.shape[1]
+        self.lr_size = lq0.shape[3]
+        self._starts = np.cumsum([0] + [hr.shape[0] for hr, _ in self.parts])
 
     def __len__(self) -> int:
-        return self.hr.shape[0]
+        return int(self._starts[-1])
+
+    def _locate(self, i: int) -> tuple[np.ndarray, np.ndarray, int]:
+        k = int(np.searchsorted(self._starts, i, side="right")) - 1
+        hr, lq = self.parts[k]
+        return hr, lq, i - int(self._starts[k])
+
+    def clean(self, i: int) -> np.ndarray:
+        """Sequence ``i``'s clean frames, (T, S, S, 3) uint8."""
+        hr, _, j = self._locate(i)
+        return hr[j]
+
+    def damaged(self, i: int, version: int = 0) -> np.ndarray:
+        """Sequence ``i``'s damaged frames, (T, S/s, S/s, 3) uint8."""
+        _, lq, j = self._locate(i)
+        return lq[j, version]
 
     def batch(self, rng: np.random.Generator, size: int, frames_in: int, frames_out: int, crop: int,
               indices: np.ndarray | None = None):
@@ -230,12 +291,12 @@ class ClipDataset:
         pool = indices if indices is not None else np.arange(len(self))
         for b in range(size):
             i = int(pool[rng.integers(len(pool))])
-            v = int(rng.integers(self.lq.shape[1]))
+            v = int(rng.integers(self.versions))
             t0 = int(rng.integers(0, self.frames - frames_in + 1))
-            lr_size = self.lq.shape[3]
+            lr_size = self.lr_size
             y, x = int(rng.integers(0, lr_size - crop + 1)), int(rng.integers(0, lr_size - crop + 1))
-            lq = np.asarray(self.lq[i, v, t0:t0 + frames_in, y:y + crop, x:x + crop])
-            hr = np.asarray(self.hr[i, t0 + r:t0 + r + frames_out, y * s:(y + crop) * s, x * s:(x + crop) * s])
+            lq = np.asarray(self.damaged(i, v)[t0:t0 + frames_in, y:y + crop, x:x + crop])
+            hr = np.asarray(self.clean(i)[t0 + r:t0 + r + frames_out, y * s:(y + crop) * s, x * s:(x + crop) * s])
             if rng.random() < 0.5:
                 lq, hr = lq[:, :, ::-1], hr[:, :, ::-1]
             if rng.random() < 0.5:
@@ -247,3 +308,42 @@ class ClipDataset:
             lq_out[b], hr_out[b] = lq, hr
         to_t = lambda a: torch.from_numpy(a).permute(0, 4, 1, 2, 3).float().div_(255)  # noqa: E731
         return to_t(lq_out), to_t(hr_out)
+
+    def aligned_batch(self, rng: np.random.Generator, size: int, radius: int, frames_out: int, crop: int,
+                      indices: np.ndarray | None = None):
+        """``size`` samples for the aligned-fusion generator: LQ stacks (B, T, 3 (2r + 1), crop,
+        crop), each made by :func:`~enhancer.models.align.align_stacks` on the whole
+        (augmented) low-resolution frames before cropping, as at inference; and the clean centre
+        frames (B, 3, T, crop*s, crop*s). Float32 in [0, 1]."""
+        import torch
+
+        from enhancer.models.align import align_stacks
+
+        s = self.scale
+        frames_in = frames_out + 2 * radius
+        stacks = np.empty((size, frames_out, 2 * radius + 1, crop, crop, 3), np.float32)
+        hr_out = np.empty((size, frames_out, crop * s, crop * s, 3), np.uint8)
+        pool = indices if indices is not None else np.arange(len(self))
+        lr_size = self.lr_size
+        for b in range(size):
+            i = int(pool[rng.integers(len(pool))])
+            v = int(rng.integers(self.versions))
+            t0 = int(rng.integers(0, self.frames - frames_in + 1))
+            lq = np.asarray(self.damaged(i, v)[t0:t0 + frames_in])
+            hr = np.asarray(self.clean(i)[t0 + radius:t0 + radius + frames_out])
+            if rng.random() < 0.5:
+                lq, hr = lq[:, :, ::-1], hr[:, :, ::-1]
+            if rng.random() < 0.5:
+                lq, hr = lq[:, ::-1], hr[:, ::-1]
+            if rng.random() < 0.5:
+                lq, hr = lq.transpose(0, 2, 1, 3), hr.transpose(0, 2, 1, 3)
+            if rng.random() < 0.5:
+                lq, hr = lq[::-1], hr[::-1]
+            y, x = int(rng.integers(0, lr_size - crop + 1)), int(rng.integers(0, lr_size - crop + 1))
+            full = align_stacks(np.ascontiguousarray(lq, dtype=np.float32) / 255, radius)  # (T, 2r+1, h, w, 3)
+            stacks[b] = full[:, :, y:y + crop, x:x + crop]
+            hr_out[b] = hr[:, y * s:(y + crop) * s, x * s:(x + crop) * s]
+        lq_t = torch.from_numpy(stacks).permute(0, 1, 2, 5, 3, 4).reshape(size, frames_out, -1, crop, crop)
+        hr_t = torch.from_numpy(hr_out).permute(0, 4, 1, 2, 3).float().div_(255)
+        return lq_t, hr_t
+

@@ -5,8 +5,16 @@ for the clip (or varies smoothly over time where real damage does: noise level, 
 positions), so the damage is temporally coherent as in real footage. Stages, in the order damage
 happens: blur (isotropic, anisotropic, motion) -> downscale (area/bicubic/bilinear with scale
 jitter) -> faded colour -> flicker -> film grain -> scratches and dust -> interlace combing ->
-noise (Gaussian colour/grey, Poisson) -> JPEG -> a real video codec through ffmpeg (H.264 at a
-random CRF, MPEG-2) so compression artefacts have their real temporal structure.
+noise (Gaussian colour/grey, Poisson) -> sharpening (the halos of cameras and broadcast chains)
+-> JPEG -> an earlier real codec pass at another size, resized afterwards (footage that was
+compressed, rescaled and compressed again: second-order damage) -> the final real video codec
+through ffmpeg (H.264, HEVC, MPEG-4 part 2 or MPEG-2 at a random quality), so compression
+artefacts have their real temporal structure.
+
+Presets: ``web`` (mixed web and broadcast damage, from a plain downscale and one encode to
+second-order chains; the training preset), ``light``, ``archive`` (film), ``vhs`` (tape),
+``x264`` (a bicubic downscale and one x264 encode at CRF 23-33: a fixed evaluation protocol) and
+``bicubic`` (a bicubic downscale only, the classic super-resolution protocol).
 
 Frames are float32 RGB in [0, 1], (H, W, 3); clips are (T, H, W, 3).
 """
@@ -18,7 +26,9 @@ from dataclasses import asdict, dataclass, field
 import cv2
 import numpy as np
 
-PRESETS = ("web", "light", "archive", "vhs")
+PRESETS = ("web", "light", "archive", "vhs", "x264", "bicubic")
+CODECS = ("h264", "h265", "mpeg4", "mpeg2")
+GOP = 50  # frames per codec round trip when a video is degraded as a stream
 
 
 @dataclass
@@ -53,9 +63,14 @@ class Degradation:
     noise: str = "none"  # none | gauss_color | gauss_gray | poisson
     noise_sigma: tuple[float, float] = (0.0, 0.0)  # at the first and last frame
     poisson_peak: float = 0.0
+    sharpen: float = 0.0  # unsharp-mask amount (0: none)
+    sharpen_sigma: float = 1.0
     jpeg_quality: int = 0  # 0: none
-    codec: str = "none"  # none | h264 | mpeg2
-    codec_quality: int = 0
+    pre_codec: str = "none"  # an earlier codec pass: none | h264 | h265 | mpeg4 | mpeg2
+    pre_codec_quality: int = 0
+    pre_codec_scale: float = 1.0  # the earlier pass ran at this multiple of the final size
+    codec: str = "none"  # the final codec: none | h264 | h265 | mpeg4 | mpeg2
+    codec_quality: int = 0  # CRF for h264/h265, qscale for mpeg4/mpeg2
     codec_preset: str = "veryfast"
     seed: int = 0
 
@@ -89,25 +104,48 @@ def sample(preset: str = "web", scale: int = 2, seed: int | None = None) -> Degr
             d.motion_length = int(rng.integers(3, 8))
             d.blur_angle = u(0, math.pi)
 
+    def draw_codec(strong: bool) -> tuple[str, int]:
+        codec = str(rng.choice(CODECS, p=[0.6, 0.15, 0.13, 0.12] if strong else [0.8, 0.1, 0.05, 0.05]))
+        lo, hi = {"h264": (20, 41), "h265": (22, 41), "mpeg4": (2, 16), "mpeg2": (2, 16)}[codec]
+        if not strong:
+            hi = lo + (hi - lo) // 2
+        return codec, int(rng.integers(lo, hi))
+
     d.down_method = str(rng.choice(["area", "bicubic", "bilinear"]))
     d.down_jitter = float(u(0.85, 1.15)) if rng.random() < 0.4 else 1.0
-    if preset in ("web", "light"):
+    if preset == "bicubic":
+        d.down_method, d.down_jitter = "bicubic", 1.0
+    elif preset == "x264":
+        d.down_method, d.down_jitter = "bicubic", 1.0
+        d.codec, d.codec_quality, d.codec_preset = "h264", int(rng.integers(23, 34)), "medium"
+    elif preset == "web" and rng.random() < 0.35:
+        # plain: a downscale and one encode, as most web video is made
+        d.down_method = str(rng.choice(["bicubic", "area", "bilinear"], p=[0.5, 0.3, 0.2]))
+        draw_blur(0.2, 1.0)
+        if rng.random() < 0.9:
+            d.codec, d.codec_quality = draw_codec(strong=True)
+            d.codec_preset = str(rng.choice(["veryfast", "faster", "medium"]))
+    elif preset in ("web", "light"):
         strong = preset == "web"
-        draw_blur(0.7 if strong else 0.4, 1.6 if strong else 0.8)
+        draw_blur(0.6 if strong else 0.4, 1.6 if strong else 0.8)
         r = rng.random()
-        if r < (0.6 if strong else 0.35):
+        if r < (0.5 if strong else 0.35):
             d.noise = "gauss_color" if rng.random() < 0.6 else "gauss_gray"
             top = 10 if strong else 4
             a, b = u(1, top), u(1, top)
             d.noise_sigma = (a / 255, b / 255)
-        elif r < (0.75 if strong else 0.45):
+        elif r < (0.65 if strong else 0.45):
             d.noise = "poisson"
             d.poisson_peak = float(10 ** u(2.0 if strong else 2.6, 3.3))
-        if rng.random() < 0.2:
-            d.jpeg_quality = int(rng.integers(60 if strong else 80, 95))
+        if strong and rng.random() < 0.3:
+            d.sharpen, d.sharpen_sigma = float(u(0.3, 1.5)), float(u(0.7, 2.0))
+        if rng.random() < 0.15:
+            d.jpeg_quality = int(rng.integers(50 if strong else 80, 95))
+        if strong and rng.random() < 0.3:
+            d.pre_codec, d.pre_codec_quality = draw_codec(strong=False)
+            d.pre_codec_scale = float(rng.choice([u(0.5, 0.9), u(1.1, 1.6)]))
         if rng.random() < 0.9:
-            d.codec = "h264"
-            d.codec_quality = int(rng.integers(20, 35 if strong else 29))
+            d.codec, d.codec_quality = draw_codec(strong)
             d.codec_preset = str(rng.choice(["veryfast", "faster", "medium"]))
     elif preset == "archive":
         draw_blur(0.8, 1.8)
@@ -245,6 +283,9 @@ class ClipDegrader:
             elif d.noise == "poisson":
                 x = rng.poisson(np.clip(x, 0, 1) * d.poisson_peak).astype(np.float32) / d.poisson_peak
         x = np.clip(x, 0, 1)
+        if d.sharpen:
+            soft = cv2.GaussianBlur(x, (0, 0), d.sharpen_sigma)
+            x = np.clip(x + d.sharpen * (x - soft), 0, 1)
         if d.jpeg_quality:
             q = int(np.clip(d.jpeg_quality + rng.integers(-3, 4), 10, 100))
             ok, buf = cv2.imencode(".jpg", (x * 255 + 0.5).astype(np.uint8)[..., ::-1],
@@ -254,8 +295,28 @@ class ClipDegrader:
         return x.astype(np.float32)
 
 
+def _even(n: float) -> int:
+    return max(8, int(round(n / 2)) * 2)
+
+
+def apply_pre_codec(lq: np.ndarray, d: Degradation, fps: int = 25) -> np.ndarray:
+    """(T, h, w, 3) uint8 -> the same after the clip's earlier codec pass: resized to the size
+    that pass ran at, encoded and decoded, and resized back (unchanged if there is none)."""
+    if d.pre_codec == "none":
+        return lq
+    from enhancer.io.codec import roundtrip
+
+    t, h, w, _ = lq.shape
+    ph, pw = _even(h * d.pre_codec_scale), _even(w * d.pre_codec_scale)
+    x = np.stack([cv2.resize(f, (pw, ph), interpolation=cv2.INTER_AREA if ph < h else cv2.INTER_CUBIC) for f in lq])
+    x = roundtrip(x, d.pre_codec, d.pre_codec_quality, fps=fps, preset="veryfast")
+    back = cv2.INTER_AREA if ph > h else cv2.INTER_LINEAR
+    return np.stack([cv2.resize(f, (w, h), interpolation=back) for f in x])
+
+
 def apply_codec(lq: np.ndarray, d: Degradation, fps: int = 25) -> np.ndarray:
-    """(T, h, w, 3) uint8 -> the same after the clip's codec stage (unchanged if none)."""
+    """(T, h, w, 3) uint8 -> the same after the clip's codec stages (unchanged if none)."""
+    lq = apply_pre_codec(lq, d, fps)
     if d.codec == "none":
         return lq
     from enhancer.io.codec import roundtrip
@@ -274,7 +335,9 @@ def degrade_clip(hr: np.ndarray, d: Degradation, fps: int = 25) -> np.ndarray:
 def degrade_video(src: str, dst: str, preset: str = "web", scale: int = 2, seed: int | None = None,
                   progress: bool = True, start: float | None = None, duration: float | None = None) -> Degradation:
     """Make a damaged, downscaled copy of a clean video (audio and other streams kept). The
-    codec stage is the output's own encoding, at the drawn quality."""
+    final codec stage is the output's own encoding at the drawn quality where the output can be
+    encoded so (H.264, HEVC, MPEG-2); an earlier codec pass, or a final MPEG-4 part 2 pass, runs
+    as a round trip over runs of ``GOP`` frames. No codec: lossless H.264."""
     from enhancer.io.muxer import EncodeOptions, Muxer
     from enhancer.io.probe import probe
     from enhancer.io.reader import FrameReader
@@ -284,13 +347,31 @@ def degrade_video(src: str, dst: str, preset: str = "web", scale: int = 2, seed:
     d = sample(preset, scale, seed)
     deg = ClipDegrader(d, length_hint=info.frame_count or 100)
     reader = FrameReader(info, start=start, duration=duration)
-    if d.codec == "h264":
-        enc = EncodeOptions(codec="h264", crf=d.codec_quality, preset=d.codec_preset)
-    elif d.codec == "mpeg2":
-        enc = EncodeOptions(codec="mpeg2", crf=d.codec_quality)
+    final_in_muxer = d.codec in ("h264", "h265", "mpeg2")
+    if final_in_muxer:
+        enc = EncodeOptions(codec=d.codec, crf=d.codec_quality,
+                            preset=d.codec_preset if d.codec != "mpeg2" else None)
     else:
-        enc = EncodeOptions(codec="h264", crf=10, preset="medium")
+        enc = EncodeOptions(codec="h264", crf=0, preset="medium")
+    roundtrip_final = d.codec != "none" and not final_in_muxer
+    fps = int(round(float(info.fps))) if info.fps else 25
     step = 2 * scale  # keep the low-resolution size even (4:2:0 needs it)
+    pending: list[tuple[np.ndarray, int, object]] = []
+
+    def flush(muxer) -> None:
+        if not pending:
+            return
+        clip = np.stack([p[0] for p in pending])
+        clip = apply_pre_codec(clip, d, fps)
+        if roundtrip_final:
+            from enhancer.io.codec import roundtrip
+
+            clip = roundtrip(clip, d.codec, d.codec_quality, fps=fps, preset=d.codec_preset)
+        for img, (_, pts, tb) in zip(clip, pending):
+            muxer.write(img, pts, tb)
+        pending.clear()
+
+    batched = d.pre_codec != "none" or roundtrip_final
     with Muxer(dst, info, enc, reader.colour, segment_start=start, segment_duration=duration) as muxer, reader, \
             bar(total=info.frame_count, desc="degrade", unit="frame", enabled=progress) as b:
         for fr in reader:
@@ -298,6 +379,12 @@ def degrade_video(src: str, dst: str, preset: str = "web", scale: int = 2, seed:
             h, w = img.shape[0] // step * step, img.shape[1] // step * step
             x = img[:h, :w].astype(np.float32) / (65535.0 if img.dtype == np.uint16 else 255.0)
             lq = (deg.frame(x) * 255 + 0.5).astype(np.uint8)
-            muxer.write(lq, fr.pts, fr.time_base)
+            if batched:
+                pending.append((lq, fr.pts, fr.time_base))
+                if len(pending) >= GOP:
+                    flush(muxer)
+            else:
+                muxer.write(lq, fr.pts, fr.time_base)
             b.update(1)
+        flush(muxer)
     return d

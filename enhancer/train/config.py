@@ -13,13 +13,14 @@ else:  # pragma: no cover
 
 @dataclass
 class TrainConfig:
-    data: str = "runs/data/web-x2.npz"  # a set made by `enhancer prepare`
+    data: str | list = "runs/data/web-x2.npz"  # a set made by `enhancer prepare`, or a list of such sets
     run_dir: str = "runs/general-x2"
-    model: str = "small"  # small | base (see enhancer.models.generator.CONFIGS)
+    model: str = "small"  # small | base (spatio-temporal) | fusion-s | fusion-m (aligned fusion)
     model_overrides: dict = field(default_factory=dict)  # e.g. {channels = 48}
     scale: int = 2
     stage: int = 1  # 1: pixel loss only (fidelity); 2: + perceptual + adversarial
-    init_from: str = ""  # a checkpoint whose generator (EMA) starts this run (stage 2 from stage 1)
+    init_from: str = ""  # a checkpoint (its EMA generator) or .safetensors weights that start this run
+    # (stage 2 from stage 1; x4 from x2: tensors of another shape start fresh)
     steps: int = 2000
     batch: int = 8
     frames_out: int = 3  # output frames per sample (the input adds 2 * temporal radius)
@@ -36,6 +37,8 @@ class TrainConfig:
     w_feature_match: float = 0.05
     w_temporal: float = 0.5
     adv_loss: str = "nonsat"  # nonsat | hinge
+    frame_discriminator: bool = False  # stage 2: a per-frame image discriminator beside the clip one
+    frame_weight: float = 1.0  # its adversarial and feature-matching weights, relative to the clip one's
     perceptual_net: str = "mobilenet_v2"  # mobilenet_v2 | lpips-alex
     allow_random_features: bool = False  # plumbing tests only
     ema: float = 0.999
@@ -44,14 +47,25 @@ class TrainConfig:
     val_every: int = 200
     val_sequences: int = 8  # taken from the end of the set, never trained on
     ckpt_every: int = 200
+    ckpt_minutes: float = 2.0  # and at least this often
     log_every: int = 10
     seed: int = 0
     threads: int = 0  # torch CPU threads (0: torch's default)
 
     @classmethod
-    def from_toml(cls, path: str | Path) -> "TrainConfig":
+    def from_toml(cls, path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> "TrainConfig":
+        """Read a config file; each override is ``key=value`` with a TOML value (a bare word
+        that is not valid TOML is taken as a string)."""
         with open(path, "rb") as f:
             raw = tomllib.load(f)
+        for item in overrides:
+            key, sep, value = item.partition("=")
+            if not sep or not key.strip():
+                raise ValueError(f"override {item!r} is not KEY=VALUE")
+            try:
+                raw.update(tomllib.loads(f"{key.strip()} = {value.strip()}"))
+            except tomllib.TOMLDecodeError:
+                raw[key.strip()] = value.strip()
         return cls.from_dict(raw)
 
     @classmethod

@@ -4,7 +4,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from enhancer import weights
-from enhancer.models import Generator, GeneratorConfig
 from enhancer.train import checkpoint as ckpt
 
 
@@ -12,14 +11,17 @@ def export(checkpoint: str | Path, out: str | Path, *, name: str | None = None, 
            metrics: dict | None = None, notes: str = "") -> Path:
     """Write the EMA generator of ``checkpoint`` to ``out`` with a model card."""
     state = ckpt.load(checkpoint)
-    model = Generator(GeneratorConfig(**state["model_config"]))
+    arch = state.get("arch", "stgan-generator")
+    cls, cfg_cls = weights.ARCHITECTURES[arch]
+    model = cls(cfg_cls(**state["model_config"]))
     model.load_state_dict(state["ema"])
     cfg = state["config"]
-    recipe = {k: cfg[k] for k in ("model", "stage", "steps", "batch", "frames_out", "crop", "lr_g", "w_pixel",
-                                  "w_temporal", "w_perceptual", "w_adv", "adv_loss", "perceptual_net", "ema", "seed")}
+    recipe = {k: cfg.get(k) for k in ("model", "stage", "steps", "batch", "frames_out", "crop", "lr_g", "lr_d",
+                                      "w_pixel", "w_temporal", "w_perceptual", "w_adv", "adv_loss",
+                                      "frame_discriminator", "perceptual_net", "ema", "seed", "init_from")}
     recipe["trained_steps"] = int(state["step"])
     recipe["data"] = cfg["data"]
-    card = weights.ModelCard(name=name or Path(out).stem, arch="stgan-generator", config=state["model_config"],
+    card = weights.ModelCard(name=name or Path(out).stem, arch=arch, config=state["model_config"],
                              scale=state["model_config"]["scale"], damage=damage, recipe=recipe,
                              metrics=metrics or {k: v for k, v in state.get("metrics", {}).items()
                                                  if k.startswith("val_")},
