@@ -129,9 +129,9 @@ def _expected_frames(info: VideoInfo, opts: EnhanceOptions) -> int | None:
     return expected
 
 
-# x264 at its default preset holds about 150-220 bytes per output pixel (lookahead and frame
-# threads; measured on 2 cores at 1440p, 2160p and 4320p): 5 GB for a 4320p output.
-ENCODER_BYTES_PER_PIXEL = {"h264": 160, "h265": 160}
+# x264 at its default preset holds about 200-220 bytes per output pixel once its lookahead is full
+# (measured on 2 cores at 1440p and 4320p, benchmarks/memory.py --encoder): 6.8 GB for 4320p.
+ENCODER_BYTES_PER_PIXEL = {"h264": 210, "h265": 210}
 
 
 def encoder_bytes(info: VideoInfo, scale: int, encode: EncodeOptions) -> int:
