@@ -31,6 +31,26 @@ def make_clip(path: Path, size: str, seconds: float, rate: int = 30) -> None:
             "-preset", "veryfast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", str(path)])
 
 
+def _children(pid: int) -> list[int]:
+    """Child pids: from /proc/PID/task/PID/children where the kernel has it, else by scanning
+    every process's parent."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(c) for c in f.read().split()]
+    except FileNotFoundError:
+        pass
+    kids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        kids.append(int(entry))
+            except (OSError, ValueError, IndexError):
+                continue
+    return kids
+
+
 def _tree_rss_kb(pid: int) -> int:
     """RSS of a process and all its descendants, from /proc (Linux)."""
     total = 0
@@ -42,10 +62,9 @@ def _tree_rss_kb(pid: int) -> int:
                 for line in f:
                     if line.startswith("VmRSS:"):
                         total += int(line.split()[1])
-            with open(f"/proc/{p}/task/{p}/children") as f:
-                todo += [int(c) for c in f.read().split()]
         except (FileNotFoundError, ProcessLookupError, PermissionError):
             continue
+        todo += _children(p)
     return total
 
 
@@ -63,7 +82,7 @@ def run_measured(argv: list[str]) -> tuple[float, int, int]:
     def poll() -> None:
         while proc.poll() is None:
             peak[0] = max(peak[0], _tree_rss_kb(proc.pid))
-            time.sleep(0.05)
+            time.sleep(0.2)
 
     t = threading.Thread(target=poll, daemon=True)
     t.start()
