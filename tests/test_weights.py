@@ -209,7 +209,7 @@ def test_memory_limited_run_gives_the_same_frames(tmp_path):
     path = tmp_path / "m.safetensors"
     g = tiny(4)
     weights.save(g, path, weights.ModelCard(name="m", arch="stgan-generator", config=g.config.to_dict(), scale=2))
-    src = make_clip(tmp_path / "a.mp4", size="640x384", seconds=0.6, audio=False)
+    src = make_clip(tmp_path / "a.mp4", size="640x384", seconds=0.32, audio=False)
     outs = []
     for i, avail in enumerate(["64G", "1M"]):
         out = tmp_path / f"o{i}.mkv"
