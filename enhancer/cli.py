@@ -70,8 +70,11 @@ def main() -> None:
               help="Output folder (mirrors the input tree), or a file name when there is one input, or - for stdout.")
 @click.option("-r", "--recursive", is_flag=True, help="Look for videos in sub-folders too.")
 @click.option("--model", "-m", default=None,
-              help="Model name (see `enhancer models`), a .safetensors path, or lanczos | bicubic "
-                   "[default: general-x2, or lanczos where no model is installed].")
+              help="Model name (see `enhancer models`), a .safetensors path, or lanczos | bicubic | bilinear | "
+                   "nearest [default: the installed model for --task and --scale: general-x2].")
+@click.option("--task", type=click.Choice(["web", "archive"]), default=None,
+              help="What to do when no --model is named: web (upscale web and broadcast video, x2 unless "
+                   "--scale says otherwise) or archive (restore film and tape at their own size) [default: web].")
 @click.option("--scale", "-s", type=click.Choice(["1", "2", "4"]), default=None,
               help="Upscale factor (default: the model's own; 2 for classical upscalers).")
 @click.option("--codec", type=click.Choice(["h264", "h265", "prores", "ffv1", "png", "tiff"]), default="h264",
@@ -114,18 +117,38 @@ def main() -> None:
               help="ffmpeg binary to use (also ENHANCER_FFMPEG); default: PATH, then the bundled one.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or per-file lines (errors still print).")
 @click.option("-v", "--verbose", is_flag=True, help="Print every ffmpeg command.")
-def enhance(inputs, output, recursive, model, scale, codec, crf, preset, pix_fmt, container, audio, no_subtitles,
+def enhance(inputs, output, recursive, model, task, scale, codec, crf, preset, pix_fmt, container, audio, no_subtitles,
             start, duration, deinterlace, chunk, tile, device, precision, skip_existing, retry_failed, keep_going, report_path, part_seconds, strict, preview, dry_run, as_json, ffmpeg_path, quiet, verbose):
     """Enhance videos: files, folders and globs in INPUTS, results under OUTPUT."""
     interrupts = _Interrupts()
     interrupts.install()  # from the start: Ctrl-C while the model loads or stdin spools exits 130 too
     try:
-        _enhance(inputs, output, recursive, model, scale, codec, crf, preset, pix_fmt, container, audio, no_subtitles,
+        _enhance(inputs, output, recursive, model, task, scale, codec, crf, preset, pix_fmt, container, audio, no_subtitles,
                  start, duration, deinterlace, chunk, tile, device, precision, skip_existing, retry_failed, keep_going,
                  report_path, part_seconds, strict, preview, dry_run, as_json, ffmpeg_path, quiet, verbose)
     except KeyboardInterrupt:
         print("interrupted: partial outputs removed; run the same command again to continue", file=sys.stderr)
         sys.exit(130)
+
+
+def _choose_model(model: str | None, task: str | None, scale: int | None, quiet: bool) -> str:
+    """The --model to load: the one named, else the installed model for --task and --scale."""
+    from enhancer import weights
+    from enhancer.infer.restorer import CLASSICAL
+
+    if model is None:
+        if not weights.available():
+            if not quiet:
+                print(f"note: no model is installed (not even {DEFAULT_MODEL}); using lanczos", file=sys.stderr)
+            return "lanczos"
+        return weights.pick(task, scale)
+    if task is not None and model not in CLASSICAL:
+        card = weights.read_card(weights.resolve(model))
+        if weights.task_of(card) != task:
+            fit = [n for n, _, c in weights.catalogue() if weights.task_of(c) == task]
+            raise EnhancerError(f"model {card.name} is for --task {weights.task_of(card)}, not {task}",
+                                hint=f"{task} models: {', '.join(fit) or 'none installed'}; or omit --task")
+    return model
 
 
 def _fail(message: str, code: int) -> None:
@@ -165,7 +188,7 @@ def _write_report(report_path: str, data: dict) -> bool:
         return False
 
 
-def _enhance(inputs, output, recursive, model, scale, codec, crf, preset, pix_fmt, container, audio, no_subtitles,
+def _enhance(inputs, output, recursive, model, task, scale, codec, crf, preset, pix_fmt, container, audio, no_subtitles,
              start, duration, deinterlace, chunk, tile, device, precision, skip_existing, retry_failed, keep_going,
              report_path, part_seconds, strict, preview, dry_run, as_json, ffmpeg_path, quiet, verbose):
     from enhancer.batch import FileResult, discover, plan_jobs, reject_missing, report, run_batch, state_folder
@@ -199,23 +222,18 @@ def _enhance(inputs, output, recursive, model, scale, codec, crf, preset, pix_fm
         raise click.BadParameter("must be more than 0 seconds", param_hint="--preview")
     opts = EnhanceOptions(deinterlace=deinterlace, start=seg_start, duration=seg_dur, chunk=chunk,
                           progress=not quiet, preview=preview, part_seconds=part_seconds)
-    if dry_run:
-        for job in jobs:
-            report(FileResult(job.input, job.output, "planned"), as_json=as_json, quiet=False)
-        return
-    if model is None:
-        from enhancer import weights
-
-        model = DEFAULT_MODEL if DEFAULT_MODEL in weights.available() else "lanczos"
-        if model == "lanczos" and not quiet:
-            print(f"note: model {DEFAULT_MODEL} is not installed; using lanczos", file=sys.stderr)
     try:
+        model = _choose_model(model, task, int(scale) if scale else None, quiet)
         if tile not in ("auto",) and not str(tile).isdigit():
             raise click.BadParameter("use a number of pixels, 0 or auto", param_hint="--tile")
         restorer = load_restorer(model, scale=int(scale) if scale else None, device=device, precision=precision,
                                  tile=tile if tile == "auto" else int(tile), chunk=chunk)
     except EnhancerError as e:  # a bad model file, an unknown model or device: one line
         _fail(str(e), 2)
+    if dry_run:
+        for job in jobs:
+            report(FileResult(job.input, job.output, "planned"), as_json=as_json, quiet=False)
+        return
     try:
         if inputs == ("-",):
             from enhancer.batch import Job, spool_stdin
@@ -355,12 +373,23 @@ def train_plot_cmd(run_dir, output):
 @click.option("--metrics", "metrics_path", type=click.Path(exists=True, dir_okay=False), default=None,
               help="A JSON file of measured metrics to put on the card.")
 @click.option("--notes", default="", help="Free text for the card.")
-def export_cmd(checkpoint, output, name, damage, metrics_path, notes):
+@click.option("--task", type=click.Choice(["web", "archive"]), default=None,
+              help="The job it does (default: archive for x1 models, web otherwise).")
+def export_cmd(checkpoint, output, name, damage, metrics_path, notes, task):
     """Write a training checkpoint's EMA generator as shipped safetensors weights."""
+    from enhancer.train.checkpoint import CheckpointError
     from enhancer.train.export import export
 
-    metrics = json.loads(open(metrics_path).read()) if metrics_path else None
-    print(export(checkpoint, output, name=name, damage=damage, metrics=metrics, notes=notes))
+    try:
+        metrics = json.loads(Path(metrics_path).read_text()) if metrics_path else None
+        if metrics is not None and not isinstance(metrics, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as e:
+        _fail(f"{metrics_path}: cannot read the metrics ({e})", 2)
+    try:
+        print(export(checkpoint, output, name=name, damage=damage, metrics=metrics, notes=notes, task=task))
+    except CheckpointError as e:
+        _fail(str(e), 2)
 
 
 @main.command("evaluate")
@@ -489,29 +518,44 @@ def compare_cmd(inputs, output, mode, frame, crop, labels, start, duration, quie
 @main.command("models")
 @click.option("--json", "as_json", is_flag=True, help="Print the model cards as JSON lines.")
 def models_cmd(as_json):
-    """List the installed models with their cards."""
+    """List the installed models by task, with their measured figures."""
     from enhancer import weights
 
     found = weights.available()
     if not found:
         print("no models installed (classical: lanczos, bicubic, bilinear, nearest)")
         return
+    cards = []
     for name, path in found.items():
         try:
-            card = weights.read_card(path)
+            cards.append((name, path, weights.read_card(path)))
         except EnhancerError as e:
             print(f"error: {e}", file=sys.stderr)
-            continue
-        if as_json:
+    if as_json:
+        for name, path, card in cards:
             print(json.dumps({"name": name, "path": str(path), **card.__dict__}))
-            continue
-        print(f"{name}  (x{card.scale}, {card.arch} {card.config.get('channels', '?')}ch)  {path}")
-        if card.damage:
-            print(f"    repairs: {card.damage}")
-        for key, val in card.metrics.items():
-            print(f"    {key}: {val}")
-        if card.notes:
-            print(f"    {card.notes}")
+        return
+    groups: dict[tuple[str, int], list] = {}
+    for entry in cards:
+        groups.setdefault((weights.task_of(entry[2]), entry[2].scale), []).append(entry)
+    for (task, scale), entries in sorted(groups.items(), key=lambda kv: (kv[0][0] != "web", kv[0][1])):
+        verb = "upscale" if scale > 1 else "restore"
+        default = ""
+        try:
+            default = weights.pick(task, scale)
+        except EnhancerError:
+            pass
+        flags = f"--task {task}" + (f" --scale {scale}" if scale != weights.DEFAULT_SCALE[task] else "")
+        print(f"{verb} x{scale}, {weights.TASKS[task]}  ({flags}; default {default or 'none'})")
+        for name, path, card in sorted(entries, key=lambda e: (e[2].variant != "fidelity", e[0])):
+            size = f"{card.arch}, {card.config.get('channels', '?')}ch"
+            print(f"  {name}  [{card.variant}]  ({size})  {path}")
+            if card.damage:
+                print(f"      repairs: {card.damage}")
+            for key, val in card.metrics.items():
+                print(f"      {key}: {val}")
+            if card.notes:
+                print(f"      {card.notes}")
 
 
 @main.command("probe")

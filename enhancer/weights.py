@@ -32,6 +32,9 @@ from enhancer.models.fusion import FusionConfig, FusionGenerator
 from enhancer.models.generator import Generator, GeneratorConfig
 
 FORMAT = "enhancer-weights"
+# the jobs users bring, and the scale each is done at unless asked otherwise
+TASKS = {"web": "upscale web and broadcast video", "archive": "restore film and tape at their own size"}
+DEFAULT_SCALE = {"web": 2, "archive": 1}
 VERSION = 1
 # name -> (nn.Module class built from a config, its config dataclass)
 ARCHITECTURES = {"stgan-generator": (Generator, GeneratorConfig), "aligned-fusion": (FusionGenerator, FusionConfig)}
@@ -50,6 +53,8 @@ class ModelCard:
     metrics: dict = field(default_factory=dict)
     notes: str = ""
     version: int = VERSION
+    task: str = ""  # web (upscale web and broadcast video) | archive (restore film and tape); "" = web
+    variant: str = "fidelity"  # fidelity (stage 1) | texture (stage 2, adversarial)
 
     def to_json(self) -> str:
         return json.dumps({"format": FORMAT, **self.__dict__}, sort_keys=True)
@@ -76,6 +81,10 @@ class ModelCard:
             raise ValueError(f"card scale must be 1, 2 or 4, not {_show(card.scale)}")
         if not card.name.strip():
             raise ValueError("card name is empty")
+        if card.task not in TASKS and card.task != "":
+            raise ValueError(f"card task must be one of {', '.join(TASKS)}, not {_show(card.task)}")
+        if card.variant not in ("fidelity", "texture"):
+            raise ValueError(f"card variant must be fidelity or texture, not {_show(card.variant)}")
         return card
 
 
@@ -352,3 +361,43 @@ def resolve(name_or_path: str) -> Path:
         names = ", ".join(sorted(models)) or "none installed"
         raise ModelError(f"unknown model {name_or_path!r}", hint=f"models: {names}; classical: lanczos, bicubic")
     return models[name_or_path]
+
+
+def task_of(card: ModelCard) -> str:
+    return card.task or "web"
+
+
+def catalogue() -> list[tuple[str, Path, ModelCard]]:
+    """Installed models whose card reads, as (name, path, card); unreadable files are left out
+    (``enhancer models`` reports them)."""
+    out = []
+    for name, path in available().items():
+        try:
+            out.append((name, path, read_card(path)))
+        except ModelError:
+            continue
+    return out
+
+
+def pick(task: str | None, scale: int | None, variant: str = "fidelity") -> str:
+    """The installed model for a task and scale (``task`` default web, ``scale`` default the
+    task's own), the fidelity variant first. Raises a :class:`ModelError` naming the models that
+    would fit when none does."""
+    task = task or "web"
+    if task not in TASKS:
+        raise ModelError(f"unknown task {task!r}", hint=f"tasks: {', '.join(TASKS)}")
+    scale = scale or DEFAULT_SCALE[task]
+    models = catalogue()
+    fits = [(n, c) for n, _, c in models if task_of(c) == task and c.scale == scale]
+    fits.sort(key=lambda nc: (nc[1].variant != variant, nc[0]))
+    if fits:
+        return fits[0][0]
+    same_task = [f"{n} (x{c.scale})" for n, _, c in models if task_of(c) == task]
+    same_scale = [f"{n} ({task_of(c)})" for n, _, c in models if c.scale == scale]
+    if same_task or same_scale:
+        hint = "models that fit: " + ", ".join(same_task + [m for m in same_scale if m not in same_task])
+    else:
+        hint = "no model is installed for it; `enhancer models` lists what is"
+    if task == "web" and scale == 1:
+        hint += "; restoring at the source's size is --task archive"
+    raise ModelError(f"no installed model does --task {task} at --scale {scale}", hint=hint)

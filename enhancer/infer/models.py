@@ -18,8 +18,11 @@ def load_restorer(model: str, scale: int | None = None, *, device: str = "auto",
     loaded = weights.load_model(path)
     generator, card = loaded.model, loaded.card
     if scale is not None and scale != generator.scale:
-        raise EnhancerError(f"model {card.name} upscales x{generator.scale}, not x{scale}",
-                            hint=f"omit --scale, or pick a x{scale} model from `enhancer models`")
+        fit = [n for n, _, c in weights.catalogue() if c.scale == scale]
+        raise EnhancerError(f"model {card.name} works at x{generator.scale}, not x{scale}",
+                            hint=(f"x{scale} models: {', '.join(fit)}" if fit else
+                                  f"no x{scale} model is installed; classical: {', '.join(CLASSICAL)}")
+                            + f"; or omit --scale to use {card.name} at x{generator.scale}")
     restorer = ModelRestorer(generator, name=card.name, device=device, precision=precision, tile=tile, chunk=chunk,
                              card=card.__dict__)
     # what the pixels depend on, beyond the restorer's own settings: see enhancer.pipeline.recipe

@@ -7,6 +7,12 @@ from pathlib import Path
 
 import torch
 
+from enhancer.errors import EnhancerError
+
+
+class CheckpointError(EnhancerError):
+    """A training checkpoint that cannot be read."""
+
 
 def save(path: Path, state: dict) -> None:
     """Atomically write a checkpoint (temp name, then rename)."""
@@ -17,7 +23,17 @@ def save(path: Path, state: dict) -> None:
 
 
 def load(path: str | Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """A checkpoint's state, loaded without running pickled code; one-line error otherwise."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError("no such checkpoint", path=str(path)) from None
+    except Exception as e:  # torch raises several kinds for truncated, foreign or unsafe files
+        raise CheckpointError(f"not a readable training checkpoint ({type(e).__name__})", path=str(path),
+                              hint="checkpoints are the last.pt files `enhancer train` writes") from None
+    if not isinstance(state, dict) or "ema" not in state or "model_config" not in state:
+        raise CheckpointError("not an enhancer training checkpoint", path=str(path))
+    return state
 
 
 def latest(run_dir: Path) -> Path | None:

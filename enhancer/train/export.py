@@ -8,8 +8,9 @@ from enhancer.train import checkpoint as ckpt
 
 
 def export(checkpoint: str | Path, out: str | Path, *, name: str | None = None, damage: str = "",
-           metrics: dict | None = None, notes: str = "") -> Path:
-    """Write the EMA generator of ``checkpoint`` to ``out`` with a model card."""
+           metrics: dict | None = None, notes: str = "", task: str | None = None) -> Path:
+    """Write the EMA generator of ``checkpoint`` to ``out`` with a model card. ``task`` defaults
+    to archive for scale 1 and web otherwise; the variant is texture for a stage-2 run."""
     state = ckpt.load(checkpoint)
     arch = state.get("arch", "stgan-generator")
     cls, cfg_cls = weights.ARCHITECTURES[arch]
@@ -25,6 +26,8 @@ def export(checkpoint: str | Path, out: str | Path, *, name: str | None = None, 
                              scale=state["model_config"]["scale"], damage=damage, recipe=recipe,
                              metrics=metrics or {k: v for k, v in state.get("metrics", {}).items()
                                                  if k.startswith("val_")},
-                             notes=notes)
+                             notes=notes,
+                             task=task or ("archive" if state["model_config"]["scale"] == 1 else "web"),
+                             variant="texture" if cfg.get("stage") == 2 else "fidelity")
     weights.save(model, out, card)
     return Path(out)

@@ -1,0 +1,83 @@
+"""Choosing a model: tasks and scales, `enhancer models` grouped by task, one-line mismatches."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import make_clip, run_cli
+from enhancer import weights
+from enhancer.errors import ModelError
+from enhancer.io.probe import probe
+from enhancer.models.fusion import FusionConfig, FusionGenerator
+
+TINY = dict(channels=4, low_channels=4, low_blocks=1, high_blocks=1)
+
+
+def _model(folder, name: str, scale: int, task: str = "", variant: str = "fidelity"):
+    torch.manual_seed(0)
+    g = FusionGenerator(FusionConfig(scale=scale, **TINY))
+    card = weights.ModelCard(name=name, arch="aligned-fusion", config=g.config.to_dict(), scale=scale, task=task,
+                             variant=variant, metrics={"psnr_y": 30.0})
+    weights.save(g, folder / f"{name}.safetensors", card)
+
+
+@pytest.fixture()
+def shelf(tmp_path, monkeypatch):
+    """Installed models: only these (the checkout's own weights/ folder is hidden)."""
+    d = tmp_path / "models"
+    d.mkdir()
+    _model(d, "web-x2", 2, "web")
+    _model(d, "web-x2-gan", 2, "web", "texture")
+    _model(d, "web-x4", 4)  # an older card without a task: web
+    _model(d, "old-film-x1", 1, "archive")
+    monkeypatch.setenv("ENHANCER_WEIGHTS", str(d))
+    monkeypatch.setattr(weights, "weights_dirs", lambda: [d])
+    return d
+
+
+def test_pick_by_task_and_scale(shelf):
+    assert weights.pick(None, None) == "web-x2"  # fidelity before texture
+    assert weights.pick("web", 4) == "web-x4"
+    assert weights.pick("archive", None) == "old-film-x1"
+    assert weights.pick("web", 2, variant="texture") == "web-x2-gan"
+    with pytest.raises(ModelError) as e:
+        weights.pick("web", 1)
+    assert "--task archive" in str(e.value) and "old-film-x1" in str(e.value)
+    with pytest.raises(ModelError) as e:
+        weights.pick("archive", 4)
+    assert "web-x4" in str(e.value) and "old-film-x1" in str(e.value)
+
+
+def test_bad_task_or_variant_on_a_card_is_refused(tmp_path):
+    g = FusionGenerator(FusionConfig(scale=2, **TINY))
+    for field, value in (("task", "cinema"), ("variant", "shiny")):
+        card = weights.ModelCard(name="m", arch="aligned-fusion", config=g.config.to_dict(), scale=2,
+                                 **{field: value})
+        weights.save(g, tmp_path / "m.safetensors", card)
+        with pytest.raises(ModelError, match=field):
+            weights.read_card(tmp_path / "m.safetensors")
+
+
+def test_cli_picks_and_refuses_one_line(shelf, tmp_path):
+    env = {"ENHANCER_WEIGHTS": str(shelf)}
+    r = run_cli("models", env=env)
+    assert r.returncode == 0
+    lines = r.stdout.splitlines()
+    heads = [ln for ln in lines if not ln.startswith(" ")]
+    assert any(h.startswith("upscale x2") and "(--task web; default " in h for h in heads)
+    assert any(h.startswith("upscale x4") and "--scale 4" in h for h in heads)
+    assert any(h.startswith("restore x1") and "--task archive" in h for h in heads)
+    clip = make_clip(tmp_path / "c.mp4", seconds=0.2, audio=False)
+    r = run_cli("enhance", str(clip), "-o", str(tmp_path / "a.mp4"), "--task", "archive", "-q", env=env)
+    assert r.returncode == 0, r.stderr
+    assert probe(str(tmp_path / "a.mp4")).width == 96  # restored at its own size
+    r = run_cli("enhance", str(clip), "-o", str(tmp_path / "b.mp4"), "--scale", "4", "-q", env=env)
+    assert r.returncode == 0, r.stderr
+    assert probe(str(tmp_path / "b.mp4")).width == 384
+    r = run_cli("enhance", str(clip), "-o", str(tmp_path / "c.mp4"), "-m", "web-x2", "--scale", "4", "-q", env=env)
+    assert r.returncode == 2 and "web-x4" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = run_cli("enhance", str(clip), "-o", str(tmp_path / "d.mp4"), "-m", "web-x2", "--task", "archive", "-q",
+                env=env)
+    assert r.returncode == 2 and "old-film-x1" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = run_cli("enhance", str(clip), "-o", str(tmp_path / "e.mp4"), "--scale", "1", "--dry-run", env=env)
+    assert r.returncode == 2 and "--task archive" in r.stderr  # the dry run decides as the real run does
