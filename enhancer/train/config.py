@@ -37,6 +37,7 @@ class TrainConfig:
     w_feature_match: float = 0.05
     w_temporal: float = 0.5
     adv_loss: str = "nonsat"  # nonsat | hinge
+    d_channels: int = 64  # the discriminators' first-layer channels (doubling per layer)
     frame_discriminator: bool = False  # stage 2: a per-frame image discriminator beside the clip one
     frame_weight: float = 1.0  # its adversarial and feature-matching weights, relative to the clip one's
     perceptual_net: str = "mobilenet_v2"  # mobilenet_v2 | lpips-alex

@@ -41,8 +41,8 @@ from torch import nn
 from enhancer import losses
 from enhancer.data.dataset import ClipDataset
 from enhancer.errors import EnhancerError
-from enhancer.models import (CONFIGS, FUSION_CONFIGS, Discriminator, FrameDiscriminator, FusionConfig, FusionGenerator,
-                             Generator, GeneratorConfig)
+from enhancer.models import (CONFIGS, FUSION_CONFIGS, Discriminator, DiscriminatorConfig, FrameDiscriminator,
+                             FusionConfig, FusionGenerator, Generator, GeneratorConfig)
 from enhancer.progress import bar
 from enhancer.train import checkpoint as ckpt
 from enhancer.train.config import TrainConfig
@@ -145,10 +145,11 @@ def _build(cfg: TrainConfig, device: torch.device) -> _Models:
         p.requires_grad_(False)
     m = _Models(g=g, ema=ema, opt_g=torch.optim.Adam(g.parameters(), lr=cfg.lr_g, betas=cfg.betas_g))
     if cfg.stage == 2:
-        m.d = Discriminator().to(device)
+        dcfg = DiscriminatorConfig(channels=cfg.d_channels)
+        m.d = Discriminator(dcfg).to(device)
         m.opt_d = torch.optim.Adam(m.d.parameters(), lr=cfg.lr_d, betas=cfg.betas_d)
         if cfg.frame_discriminator:
-            m.df = FrameDiscriminator().to(device)
+            m.df = FrameDiscriminator(dcfg).to(device)
             m.opt_df = torch.optim.Adam(m.df.parameters(), lr=cfg.lr_d, betas=cfg.betas_d)
         if cfg.w_perceptual > 0:
             from enhancer.features import perceptual
