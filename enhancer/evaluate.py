@@ -241,6 +241,11 @@ def evaluate(reference: str, candidate: str, *, metrics: tuple[str, ...] = METRI
         except EnhancerError as e:  # no ImageNet weights here: say so, score the rest
             scores.perceptual_net = f"unavailable: {e}"
             want -= {"perceptual", "tlp", "fid"}
+        if "fid" in want:  # checked before any work: it needs the whole MobileNetV2
+            if dist.lpips is not None:
+                raise EnhancerError("fid is computed on MobileNetV2 features", path=candidate,
+                                    hint="use --perceptual-net mobilenet_v2 with fid")
+            dist.features.check_embed()
 
         def lp(x: np.ndarray, y: np.ndarray) -> float:
             tx = torch.from_numpy(x).permute(2, 0, 1)[None].float() / 255

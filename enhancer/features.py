@@ -1,9 +1,12 @@
 """The ImageNet backbone behind every perceptual number: loaded once, named in every output.
 
-``mobilenet_v2``: torchvision's MobileNetV2 with its ImageNet weights (IMAGENET1K_V1), the file
-torchvision itself downloads (``mobilenet_v2-b0353104.pth``), looked up where torchvision looks
-(``$TORCH_HOME/hub/checkpoints``) or at ``ENHANCER_MOBILENET_WEIGHTS``. Distances are LPIPS-style
-(unit-normalised channels, squared differences, averaged) with uniform layer weights.
+``mobilenet_v2``: torchvision's MobileNetV2 with its ImageNet weights (IMAGENET1K_V1). The weights
+come from ``ENHANCER_MOBILENET_WEIGHTS`` when it is set (torchvision's ``.pth`` or a safetensors
+file), else from torchvision's own file where torchvision keeps it
+(``$TORCH_HOME/hub/checkpoints/mobilenet_v2-b0353104.pth``), else from the float16 copy of the
+layers the distance uses that ships inside the package (``enhancer.feature_weights``), so a fresh
+install needs nothing more. Distances are LPIPS-style (unit-normalised channels, squared
+differences, averaged) with uniform layer weights.
 ``lpips-alex``: the ``lpips`` package's calibrated AlexNet metric, where its backbone weights
 exist. Neither ever falls back to random weights: a missing file is a clear error. Tests that only
 check plumbing pass ``allow_random=True`` explicitly.
@@ -17,6 +20,7 @@ import torch
 from torch import nn
 
 from enhancer.errors import EnhancerError
+from enhancer.feature_weights import LAYERS, SHIPPED, read
 
 MOBILENET_FILE = "mobilenet_v2-b0353104.pth"
 _MEAN = (0.485, 0.456, 0.406)
@@ -25,10 +29,18 @@ NETWORKS = ("mobilenet_v2", "lpips-alex")
 
 
 def _mobilenet_path() -> Path:
+    """Where the weights come from: the override, torchvision's own file, or the shipped copy."""
     env = os.environ.get("ENHANCER_MOBILENET_WEIGHTS")
     if env:
         return Path(env)
-    return Path(torch.hub.get_dir()) / "checkpoints" / MOBILENET_FILE
+    torchvision_file = Path(torch.hub.get_dir()) / "checkpoints" / MOBILENET_FILE
+    return torchvision_file if torchvision_file.is_file() else SHIPPED
+
+
+def _read_state(path: Path) -> dict[str, torch.Tensor]:
+    if path.suffix == ".safetensors":
+        return read(path)
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 class MobileNetFeatures(nn.Module):
@@ -44,14 +56,28 @@ class MobileNetFeatures(nn.Module):
         net = mobilenet_v2(weights=None)
         path = _mobilenet_path()
         if path.is_file():
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            net.load_state_dict(state)
+            state = _read_state(path)
+            blocks = 1 + max((int(k.split(".")[1]) for k in state if k.startswith("features.")), default=-1)
+            if not any(k.startswith("classifier.") for k in state):  # a copy of the first layers only
+                net.classifier = nn.Identity()
+                net.features = net.features[:max(blocks, LAYERS)]
+            for key, value in net.state_dict().items():  # step counters are not used in eval mode
+                if key.endswith("num_batches_tracked"):
+                    state.setdefault(key, value)
+            try:
+                net.load_state_dict(state)
+            except RuntimeError:
+                raise EnhancerError("is not MobileNetV2's ImageNet state (keys or shapes differ)", path=str(path),
+                                    hint=f"use torchvision's {MOBILENET_FILE}") from None
+            if path == SHIPPED:
+                self.name = "mobilenet_v2 (ImageNet, torchvision IMAGENET1K_V1; float16 copy shipped with enhancer)"
         elif allow_random:
             self.name = "mobilenet_v2 (RANDOM weights: plumbing tests only)"
         else:
             raise EnhancerError(f"MobileNetV2 ImageNet weights not found at {path}",
-                                hint=f"copy {MOBILENET_FILE} there or set ENHANCER_MOBILENET_WEIGHTS")
+                                hint=f"copy {MOBILENET_FILE} there or unset ENHANCER_MOBILENET_WEIGHTS")
         self.body = net.features.eval()  # taps use the first layers; embed() runs them all
+        self.source = path
         for p in self.body.parameters():
             p.requires_grad_(False)
         self.register_buffer("mean", torch.tensor(_MEAN).view(1, 3, 1, 1))
@@ -68,8 +94,17 @@ class MobileNetFeatures(nn.Module):
                 break
         return out
 
+    def check_embed(self) -> None:
+        """Raise unless embed() can run: it needs every layer, which the shipped copy leaves out."""
+        if len(self.body) < 19:
+            raise EnhancerError(f"the Frechet distance needs all 19 blocks of MobileNetV2; this file holds "
+                                f"{len(self.body)}", path=str(self.source),
+                                hint=f"put torchvision's {MOBILENET_FILE} in $TORCH_HOME/hub/checkpoints "
+                                     "or set ENHANCER_MOBILENET_WEIGHTS")
+
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) -> (N, 1280) globally pooled last-layer features (for Frechet distances)."""
+        self.check_embed()
         return self.body((x - self.mean) / self.std).mean(dim=(2, 3))
 
     def train(self, mode: bool = True):  # always frozen, batch-norm in eval mode
