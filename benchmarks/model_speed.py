@@ -1,7 +1,11 @@
 """Model speed benchmark: measured figures beside baselines measured in the same run.
 
-For the ``small`` and ``base`` generators at 320x180 -> 640x360 (x2) it prints frames/s of
-  * the model alone (one chunk of output frames per pass, context frames included in the cost),
+For the ``fusion-s`` (aligned fusion, the default model's size), ``small`` and ``base`` (spatio-
+temporal) generators at 320x180 -> 640x360 (x2) it prints frames/s of
+  * the model alone (one chunk of output frames per pass from float frames already in memory,
+    context frames included in the cost; for fusion-s the flow alignment included, and the
+    network alone beside it),
+  * the restore round trip (8-bit frames in, 8-bit frames out: what the engine calls),
   * the whole ``enhance`` path (decode, model, encode with libx264 crf 18 preset medium),
 beside
   (a) ffmpeg's own lanczos upscale + the same encode, on the same clip, and
@@ -11,7 +15,7 @@ beside
 Weights are random too (speed does not depend on them). On CUDA (``--device cuda``) the same
 table is printed with the precision and the GPU named.
 
-    python benchmarks/model_speed.py [--device cpu|cuda] [--frames 48] [--configs small,base]
+    python benchmarks/model_speed.py [--device cpu|cuda] [--frames 48] [--configs fusion-s,small,base]
 """
 from __future__ import annotations
 
@@ -28,6 +32,10 @@ from enhancer.infer.neural import ModelRestorer
 from enhancer.io import ffmpeg as ff
 from enhancer.io.muxer import EncodeOptions
 from enhancer.io.probe import probe
+import numpy as np
+
+from enhancer.models.align import align_stacks
+from enhancer.models.fusion import FUSION_CONFIGS, FusionConfig, FusionGenerator, fusion_complexity
 from enhancer.models.generator import CONFIGS, Generator, GeneratorConfig, complexity
 
 
@@ -65,7 +73,7 @@ def main() -> None:
     ap.add_argument("--precision", default="auto")
     ap.add_argument("--frames", type=int, default=48, help="frames in the clip for the whole-path timing")
     ap.add_argument("--chunk", type=int, default=8)
-    ap.add_argument("--configs", default="small,base")
+    ap.add_argument("--configs", default="fusion-s,small,base")
     ap.add_argument("--repeats", type=int, default=2)
     args = ap.parse_args()
     tools = ff.configure()
@@ -97,26 +105,46 @@ def main() -> None:
         print(f"device: {dev}" + (f" ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else
                                   f" ({torch.get_num_threads()} threads)"))
         print(f"input {w}x{h} -> {2 * w}x{2 * h}, chunk {args.chunk} output frames per pass")
-        print(f"{'method':<34}{'params':>10}{'MACs/out px':>13}{'model fps':>11}{'enhance fps':>13}"
-              f"{'vs SRVGG':>10}{'vs ffmpeg':>11}")
-        print(f"{'ffmpeg lanczos + x264':<34}{'-':>10}{'-':>13}{'-':>11}{fps_lanczos:>13.2f}{'':>10}{1.0:>11.2f}")
+        print(f"{'method':<38}{'params':>10}{'MACs/out px':>13}{'model fps':>11}{'restore fps':>13}"
+              f"{'enhance fps':>13}{'vs SRVGG':>10}{'e2e/model':>11}")
+        print(f"{'ffmpeg lanczos + x264':<38}{'-':>10}{'-':>13}{'-':>11}{'-':>13}{fps_lanczos:>13.2f}")
         sr_params = sum(p.numel() for p in srvgg.parameters())
         sr_macs = sum(m.in_channels * m.out_channels * 9 for m in srvgg.modules() if isinstance(m, nn.Conv2d)) / 4
-        print(f"{'SRVGGNetCompact (1 frame in)':<34}{sr_params:>10d}{sr_macs:>13.0f}{fps_srvgg:>11.2f}{'-':>13}"
-              f"{1.0:>10.2f}{'':>11}")
+        print(f"{'SRVGGNetCompact (1 frame in)':<38}{sr_params:>10d}{sr_macs:>13.0f}{fps_srvgg:>11.2f}{'-':>13}"
+              f"{'-':>13}{1.0:>10.2f}")
+        rng = np.random.default_rng(0)
         for name in args.configs.split(","):
-            cfg = GeneratorConfig(**{**CONFIGS[name].to_dict(), "scale": 2})
-            cx = complexity(cfg, frames=args.chunk)
             torch.manual_seed(0)
-            restorer = ModelRestorer(Generator(cfg), name=name, device=args.device, precision=args.precision,
-                                     tile=0, chunk=args.chunk)
-            xin = torch.rand(1, 3, args.chunk + 2 * restorer.margin, h, w)
-            t_model = _time(lambda: restorer.forward_float(xin), args.repeats)
-            fps_model = args.chunk / t_model
+            if name in FUSION_CONFIGS:
+                cfg = FusionConfig(**{**FUSION_CONFIGS[name].to_dict(), "scale": 2})
+                cx, model = fusion_complexity(cfg), FusionGenerator(cfg)
+            else:
+                cfg = GeneratorConfig(**{**CONFIGS[name].to_dict(), "scale": 2})
+                cx, model = complexity(cfg, frames=args.chunk), Generator(cfg)
+            restorer = ModelRestorer(model, name=name, device=args.device, precision=args.precision, tile=0,
+                                     chunk=args.chunk)
+            r = restorer.margin
+            # a moving, textured window of 8-bit frames (alignment has real work to do)
+            base = (rng.random((h + 64, w + 64 + 3 * (args.chunk + 2 * r), 3)) * 255).astype(np.uint8)
+            frames8 = np.stack([base[:h, 3 * t:3 * t + w] for t in range(args.chunk + 2 * r)])
+            frames = frames8.astype(np.float32) / 255
+            if restorer.fusion:
+                t_model = _time(lambda: restorer.forward_stacks(frames), args.repeats)
+                stacks = align_stacks(frames, r)
+                xs = torch.from_numpy(stacks).permute(0, 1, 4, 2, 3).flatten(1, 2)
+                t_net = _time(lambda: restorer._forward_oom(xs), args.repeats)
+            else:
+                xin = torch.from_numpy(frames).permute(3, 0, 1, 2)[None]
+                t_model = _time(lambda: restorer.forward_float(xin), args.repeats)
+                t_net = None
+            t_restore = _time(lambda: restorer.restore(frames8), args.repeats)
+            fps_model, fps_restore = args.chunk / t_model, args.chunk / t_restore
             res = enhance_video(info, str(Path(tmp) / f"{name}.mp4"), restorer, enc, EnhanceOptions(progress=False))
             label = f"enhancer {name} (5 frames in, {restorer.describe()['precision']})"
-            print(f"{label:<34}{cx['params']:>10d}{cx['macs_per_output_pixel']:>13.0f}{fps_model:>11.2f}"
-                  f"{res.fps:>13.2f}{fps_model / fps_srvgg:>10.2f}{res.fps / fps_lanczos:>11.2f}")
+            print(f"{label:<38}{cx['params']:>10d}{cx['macs_per_output_pixel']:>13.0f}{fps_model:>11.2f}"
+                  f"{fps_restore:>13.2f}{res.fps:>13.2f}{fps_model / fps_srvgg:>10.2f}{res.fps / fps_model:>11.2f}")
+            if t_net is not None:
+                print(f"{'  of which the network alone':<38}{'':>10}{'':>13}{args.chunk / t_net:>11.2f}")
 
 
 if __name__ == "__main__":
