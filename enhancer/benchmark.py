@@ -14,20 +14,19 @@ from pathlib import Path
 import numpy as np
 
 from enhancer.data.degrade import degrade_video
-from enhancer.evaluate import METRICS, Scores, evaluate
+from enhancer.evaluate import METRIC_INFO, METRICS, Scores, evaluate
 from enhancer.infer.engine import EnhanceOptions, enhance_video
 from enhancer.infer.models import load_restorer
 from enhancer.io import ffmpeg as ff
 from enhancer.io.colour import source_colour
 from enhancer.io.muxer import EncodeOptions
 from enhancer.io.probe import count_frames, probe
+from enhancer.reports.html import ClipResults, MethodRun, ReportInput
 
 BASELINES = ("bicubic", "lanczos", "hqdn3d+lanczos", "nlmeans+lanczos")
 _FFMPEG_BASELINES = {"hqdn3d+lanczos": "hqdn3d", "nlmeans+lanczos": "nlmeans=s=3:p=5:r=9"}
-LABELS = {"psnr_y": "PSNR-Y", "ssim_y": "SSIM-Y", "vmaf": "VMAF", "perceptual": "perceptual", "tof": "tOF",
-          "tlp": "tLP", "psnr_rgb": "PSNR-RGB"}
-HIGHER_IS_BETTER = {"psnr_y": True, "psnr_rgb": True, "ssim_y": True, "vmaf": True, "perceptual": False,
-                    "tof": False, "tlp": False}
+LABELS = {k: m.label for k, m in METRIC_INFO.items()}
+HIGHER_IS_BETTER = {k: m.higher_is_better for k, m in METRIC_INFO.items()}
 
 
 @dataclass
@@ -159,10 +158,20 @@ def run_benchmark(clean: list[str], work_dir: str, *, preset: str = "web", scale
     return res
 
 
-def write_outputs(res: BenchmarkResult, work_dir: str, command: str = "") -> dict[str, Path]:
-    """benchmark.md (table), benchmark.json (everything), report.html (plots and crops)."""
-    from enhancer.report import benchmark_report
+def for_report(res: BenchmarkResult) -> ReportInput:
+    """The benchmark as the HTML report sees it: per clip, every method's output, scores and speed."""
+    clips = []
+    for name in dict.fromkeys(r.clip for r in res.results):
+        runs = [MethodRun(r.method, r.output, r.scores, r.seconds_per_frame) for r in res.results if r.clip == name]
+        clips.append(ClipResults(name, res.reference_files.get(name, ""), res.degraded_files.get(name), runs))
+    summary = (f"Degraded with preset {res.preset}, x{res.scale}; restored by every method; scored against the "
+               f"clean originals: " + ", ".join(Path(c).name for c in res.clips) + ".")
+    return ReportInput("enhancer benchmark", summary, clips, res.perceptual_net)
 
+
+def write_outputs(res: BenchmarkResult, work_dir: str, command: str = "") -> dict[str, Path]:
+    """benchmark.md (table) and benchmark.json (everything); the HTML report is
+    ``enhancer.reports.html.write_report(for_report(res), ...)``."""
     work = Path(work_dir)
     md = work / "benchmark.md"
     text = [f"Preset `{res.preset}`, x{res.scale}, clips: " + ", ".join(Path(c).name for c in res.clips) + ".",
@@ -172,5 +181,4 @@ def write_outputs(res: BenchmarkResult, work_dir: str, command: str = "") -> dic
     md.write_text("\n".join(text) + "\n")
     js = work / "benchmark.json"
     js.write_text(json.dumps(res.to_dict(), indent=1))
-    html = benchmark_report(res, work / "report.html")
-    return {"markdown": md, "json": js, "html": html}
+    return {"markdown": md, "json": js}

@@ -397,14 +397,17 @@ def export_cmd(checkpoint, output, name, damage, metrics_path, notes, task):
 @click.option("--reference", "-r", required=True, help="The clean original (video file or image folder).")
 @click.option("--json", "as_json", is_flag=True, help="Means and per-frame lists as JSON.")
 @click.option("--csv", "as_csv", is_flag=True, help="Per-frame values as CSV.")
-@click.option("--report", "report_path", default=None, help="Write an HTML report with per-frame curves.")
+@click.option("--html", "html_dir", default=None, metavar="FOLDER",
+              help="Write an HTML report into FOLDER (index.html: charts, before/after, crops in motion; offline).")
+@click.option("--input", "degraded", default=None, metavar="FILE",
+              help="The degraded input the candidates were made from, for the report's before/after views.")
 @click.option("--metrics", default=",".join(("psnr_y", "psnr_rgb", "ssim_y", "vmaf", "perceptual", "tof", "tlp")),
               show_default=True, help="Comma-separated subset; add fid for the Frechet distance of features.")
 @click.option("--perceptual-net", type=click.Choice(["mobilenet_v2", "lpips-alex"]), default="mobilenet_v2",
               show_default=True)
 @click.option("-q", "--quiet", is_flag=True)
 @click.option("-v", "--verbose", is_flag=True)
-def evaluate_cmd(candidates, reference, as_json, as_csv, report_path, metrics, perceptual_net, quiet, verbose):
+def evaluate_cmd(candidates, reference, as_json, as_csv, html_dir, degraded, metrics, perceptual_net, quiet, verbose):
     """Full-reference quality of CANDIDATES against --reference."""
     from enhancer.evaluate import EXTRA, METRICS, evaluate
 
@@ -422,10 +425,15 @@ def evaluate_cmd(candidates, reference, as_json, as_csv, report_path, metrics, p
     except EnhancerError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
-    if report_path:
-        from enhancer.report import scores_report
+    if html_dir:
+        from enhancer.reports.html import for_scores, write_report
 
-        scores_report(reference, results, report_path)
+        try:
+            page = write_report(for_scores(reference, results, degraded), html_dir)
+        except EnhancerError as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(1)
+        print(f"report: {page}", file=sys.stderr)
     if as_json:
         print(json.dumps({"reference": reference, "results": [r.to_dict() for r in results]}))
     elif as_csv:
@@ -485,9 +493,13 @@ def benchmark_cmd(clean, preset, scale, models, output, seed, start, duration, p
         sys.exit(1)
     import shlex
 
+    from enhancer.benchmark import for_report
+    from enhancer.reports.html import write_report
+
     paths = write_outputs(res, output, command="enhancer benchmark " + shlex.join(sys.argv[2:]))
+    page = write_report(for_report(res), Path(output) / "report")
     print(res.markdown())
-    print(f"\nreport: {paths['html']}  table: {paths['markdown']}  data: {paths['json']}", file=sys.stderr)
+    print(f"\nreport: {page}  table: {paths['markdown']}  data: {paths['json']}", file=sys.stderr)
 
 
 @main.command("compare")

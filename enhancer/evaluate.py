@@ -40,6 +40,38 @@ METRICS = ("psnr_y", "psnr_rgb", "ssim_y", "vmaf", "perceptual", "tof", "tlp")
 EXTRA = ("fid",)  # distribution-level, asked for explicitly
 
 
+@dataclass(frozen=True)
+class Metric:
+    """How a metric is shown: its name, unit, direction and usual precision."""
+
+    key: str
+    label: str
+    unit: str  # "" where the value has none
+    higher_is_better: bool
+    decimals: int
+    between_frames: bool = False  # one value per pair of consecutive frames (k-1, k)
+
+    @property
+    def direction(self) -> str:
+        return "higher is better" if self.higher_is_better else "lower is better"
+
+    @property
+    def titled(self) -> str:
+        """'PSNR-Y (dB)'."""
+        return f"{self.label} ({self.unit})" if self.unit else self.label
+
+
+METRIC_INFO = {m.key: m for m in (
+    Metric("psnr_y", "PSNR-Y", "dB", True, 2),
+    Metric("psnr_rgb", "PSNR-RGB", "dB", True, 2),
+    Metric("ssim_y", "SSIM-Y", "", True, 4),
+    Metric("vmaf", "VMAF", "0-100", True, 2),
+    Metric("perceptual", "perceptual distance", "", False, 4),
+    Metric("tof", "tOF", "px", False, 3, between_frames=True),
+    Metric("tlp", "tLP", "", False, 4, between_frames=True),
+)}
+
+
 def _image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXT and not p.name.startswith("."))
 

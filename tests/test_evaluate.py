@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
+from browser import Browser, find_chromium
 from conftest import ROOT, make_clip, run_cli
 from enhancer.compare import Crop, compare, compose
 from enhancer.errors import EnhancerError
@@ -142,9 +143,14 @@ def test_image_folders_and_cli_outputs(tmp_path):
     r = run_cli("evaluate", "-r", str(ref), str(folder), "--csv", "--metrics", "psnr_y,tof", "-q")
     rows = r.stdout.strip().splitlines()
     assert rows[0] == "candidate,frame,psnr_y,tof" and len(rows) == 6
-    report = tmp_path / "r.html"
-    r = run_cli("evaluate", "-r", str(ref), str(folder), "--metrics", "psnr_y", "--report", str(report), "-q")
-    assert r.returncode == 0 and "<img" in report.read_text()
+    r = run_cli("evaluate", "-r", str(ref), str(folder), "--metrics", "psnr_y,perceptual", "--html",
+                str(tmp_path / "page"), "-q", env={"ENHANCER_MOBILENET_WEIGHTS": "",
+                                                   "TORCH_HOME": str(tmp_path / "empty-torch-home")})
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"frames\s+inf\s+0\.0000\n", r.stdout)  # perceptual numbers on a fresh install
+    assert "perceptual / tLP network: mobilenet_v2 (ImageNet, torchvision IMAGENET1K_V1; float16 copy" in r.stdout
+    page = (tmp_path / "page" / "index.html").read_text()
+    assert "<img" in page and "class='wipe'" in page and "<video" in page
     r = run_cli("evaluate", "-r", str(ref), str(tmp_path / "nope.mkv"), "-q")
     assert r.returncode == 1 and "nope.mkv" in r.stderr
 
@@ -181,33 +187,99 @@ def test_compare_video_and_still(tmp_path):
     assert r.returncode == 0, r.stderr
 
 
-def test_benchmark_end_to_end(tmp_path):
-    clean = make_clip(tmp_path / "clean.mp4", size="128x96", seconds=0.6, src="testsrc2")
-    out = tmp_path / "bench"
-    r = run_cli("benchmark", str(clean), "--models", "lanczos", "-o", str(out), "--seed", "1", "-q")
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory) -> Path:
+    """One small benchmark run (lanczos and the baselines on a 0.6 s clip), shared by the tests below."""
+    tmp = tmp_path_factory.mktemp("bench")
+    clean = make_clip(tmp / "clean.mp4", size="128x96", seconds=0.6, src="testsrc2")
+    out = tmp / "bench"
+    r = run_cli("benchmark", str(clean), "--models", "lanczos", "-o", str(out), "--seed", "1", "-q",
+                env={"ENHANCER_MOBILENET_WEIGHTS": "", "TORCH_HOME": str(tmp / "empty-torch-home")})
     assert r.returncode == 0, r.stderr
-    table = (out / "benchmark.md").read_text()
+    return out
+
+
+def test_benchmark_end_to_end(bench):
+    table = (bench / "benchmark.md").read_text()
     for method in ("bicubic", "lanczos", "hqdn3d+lanczos", "nlmeans+lanczos"):
         assert f"| {method} |" in table
     assert table.count("| lanczos |") == 1
-    data = json.loads((out / "benchmark.json").read_text())
-    assert data["means"]["bicubic"]["psnr_y"] > 15
-    html = (out / "report.html").read_text()
-    srcs = re.findall(r"src='([^']+)'", html)
-    assert srcs and all((out / s).is_file() for s in srcs)
+    assert "n/a" not in table  # perceptual columns on a fresh install: the shipped weights
+    data = json.loads((bench / "benchmark.json").read_text())
+    assert data["means"]["bicubic"]["psnr_y"] > 15 and "shipped" in data["perceptual_net"]
+    page = (bench / "report" / "index.html").read_text()
+    srcs = re.findall(r"src='([^']+)'", page)
+    assert srcs and all((bench / "report" / s).is_file() for s in srcs)
+    assert not re.search(r"(src|href)=['\"]?(https?:)?//", page)  # nothing from elsewhere: one folder, offline
+    clips = [s for s in srcs if s.endswith(".mp4")]
+    assert len(clips) == 6  # truth, input and four methods
+    from enhancer.io.probe import probe
+
+    info = probe(str(bench / "report" / clips[0]))
+    assert info.codec == "h264" and info.pix_fmt == "yuv420p" and not info.audio
+    assert sum((bench / "report" / c).stat().st_size for c in clips) < 2_000_000
 
 
-@pytest.mark.skipif(not shutil.which("chromium"), reason="Chromium is not installed")
-def test_report_renders_in_headless_chromium(tmp_path):
-    clean = make_clip(tmp_path / "clean.mp4", size="128x96", seconds=0.4)
-    out = tmp_path / "bench"
-    assert run_cli("benchmark", str(clean), "--models", "lanczos", "-o", str(out), "-q").returncode == 0
-    js = ("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0) ? 'IMAGES_OK' : 'IMAGES_BROKEN'")
-    page = out / "check.html"
-    page.write_text((out / "report.html").read_text().replace(
-        "</body>", f"<script>window.onload=()=>{{document.title={js}}}</script></body>"))
-    r = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                        "--disable-component-update", "--no-first-run", f"--user-data-dir={tmp_path / 'prof'}",
-                        "--virtual-time-budget=5000", "--dump-dom", page.as_uri()],
-                       capture_output=True, text=True, timeout=120)
-    assert "<title>IMAGES_OK</title>" in r.stdout  # the script itself names both outcomes
+def test_chart_precision_and_best():
+    from enhancer.evaluate import METRIC_INFO
+    from enhancer.reports.charts import best_of, separating_decimals
+
+    assert separating_decimals([35.4512, 35.4537, 36.0], 2) == 3
+    assert separating_decimals([30.01, 30.04], 2) == 2
+    assert separating_decimals([0.5, 0.5], 4) == 4  # equal values need no more
+    assert best_of(METRIC_INFO["psnr_y"], {"a": 30.0, "b": 31.0, "c": None}) == {"b"}
+    assert best_of(METRIC_INFO["tlp"], {"a": 0.1, "b": 0.2, "c": 0.1}) == {"a", "c"}
+
+
+def _region(shot: np.ndarray, rect: dict) -> np.ndarray:
+    x, y, w, h = (int(round(rect[k])) for k in ("x", "y", "width", "height"))
+    return shot[y:y + h, x:x + w].astype(np.float32)
+
+
+@pytest.mark.skipif(not find_chromium(), reason="no Chromium installed (.ci/run installs Debian's chromium)")
+def test_report_renders_in_headless_chromium(bench, tmp_path):
+    """The page as a person sees it: every picture and chart drawn, the best values marked, the wipe
+    showing the truth left of its line and the method right of it, the crop clips playing in step."""
+    report = bench / "report"
+    shot_path = tmp_path / "report.png"
+    with Browser(tmp_path / "profile", width=1280, height=1000) as b:
+        b.open((report / "index.html").as_uri())
+        assert all(u.startswith("file://") for u in b.requested_urls()), b.requested_urls()  # offline
+        assert b.wait_for("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
+        heads = b.js("Array.from(document.querySelectorAll('#scores thead th')).map(t => t.textContent)")
+        assert heads[1].startswith("PSNR-Y (dB)") and heads[1].endswith("↑") and any(h.endswith("↓") for h in heads)
+        best = b.js("document.querySelectorAll('#scores td.best').length")
+        assert best >= len(heads) - 2  # one per metric at least (ties share it); s/frame is not marked
+        charts = b.js("Array.from(document.querySelectorAll('img.chart')).map(i => i.getAttribute('src'))")
+        assert "charts/speed_quality.png" in charts and "charts/bars_psnr_y.png" in charts
+        assert sum(c.startswith("charts/bars_") for c in charts) == len(heads) - 2
+        assert b.js("document.querySelectorAll('.wipe').length") == 4
+        # playing, in step: pause, step one frame, and every clip shows the same time
+        assert b.wait_for("Array.from(document.querySelectorAll('video')).every(v => v.readyState >= 2 && "
+                          "v.videoWidth > 0 && v.currentTime > 0 && !v.paused)", 30)
+        b.js("document.querySelector('.motion button.play').click()")
+        b.js("document.querySelector('.motion button.step[data-step=\"1\"]').click()")
+        assert b.wait_for("(() => { const t = Array.from(document.querySelectorAll('video')).map(v => v.currentTime);"
+                          " return t.every(x => Math.abs(x - t[0]) < 1e-3) && "
+                          "Array.from(document.querySelectorAll('video')).every(v => v.paused && !v.seeking); })()")
+        # the wipe: the line at 30%, then against the input
+        b.js("(() => { const r = document.querySelector('.wipe input[type=range]'); r.value = 30;"
+             " r.dispatchEvent(new Event('input')); document.querySelector('.wipe').scrollIntoView(); })()")
+        rect = b.js("(() => { const r = document.querySelector('.wipe .wipe-view').getBoundingClientRect();"
+                    " return {x: r.x, y: r.y, width: r.width, height: r.height}; })()")
+        srcs = b.js("[document.querySelector('.wipe img.before').getAttribute('src'),"
+                    " document.querySelector('.wipe img.after').getAttribute('src')]")
+        b.screenshot(shot_path, full_page=False)  # what is on the screen, the wipe in view
+        b.screenshot(tmp_path / "report-page.png")  # the whole page, for people to look at
+        b.js("document.querySelector('.wipe button[data-against=input]').click()")
+        assert b.wait_for("document.querySelector('.wipe img.before').getAttribute('src').includes('_input_')")
+    shot = cv2.imread(str(shot_path))[..., ::-1]
+    view = _region(shot, rect)
+    h, w = view.shape[:2]
+    truth, method = (cv2.resize(cv2.imread(str(report / s))[..., ::-1], (w, h), interpolation=cv2.INTER_NEAREST)
+                     .astype(np.float32) for s in srcs)
+    left, right = slice(int(0.05 * w), int(0.25 * w)), slice(int(0.35 * w), int(0.95 * w))
+    for part, shows, hides in ((left, truth, method), (right, method, truth)):
+        err_shows = np.abs(view[20:, part] - shows[20:, part]).mean()  # below the labels
+        err_hides = np.abs(view[20:, part] - hides[20:, part]).mean()
+        assert err_shows < 6 and err_shows < err_hides, (err_shows, err_hides)
