@@ -615,5 +615,43 @@ def probe_cmd(file, as_json, count, ffmpeg_path, verbose):
     print("\n".join(lines))
 
 
+@main.group("study")
+def study_cmd() -> None:
+    """A blind A/B study: make the page people judge pairs on, then score their choices."""
+
+
+@study_cmd.command("make")
+@click.argument("folders", nargs=-1, required=True)
+@click.option("-o", "--output", required=True, help="The study folder (index.html, media/, study.json).")
+@click.option("--seed", type=int, default=None, help="Seed for the order of pairs and sides (default: random).")
+@click.option("--repeat", type=click.IntRange(1, 100), default=1, show_default=True,
+              help="Trials per clip and pair of methods.")
+@click.option("-q", "--quiet", is_flag=True)
+def study_make_cmd(folders, output, seed, repeat, quiet):
+    """Pairs of the same clip from FOLDERS (one per method, named after it) on an offline page."""
+    from enhancer.errors import UsageError
+    from enhancer.reports.study import describe, make_study
+
+    _configure_ffmpeg(None, False)
+    try:
+        study = make_study(list(folders), output, seed=seed, repeats=repeat,
+                           log=(lambda m: None) if quiet else (lambda m: print(m, file=sys.stderr, flush=True)))
+    except EnhancerError as e:
+        _fail(str(e), 2 if isinstance(e, UsageError) else 1)
+    print(describe(study))
+
+
+@study_cmd.command("score")
+@click.argument("results", nargs=-1, required=True)
+def study_score_cmd(results):
+    """Preference rates with 95% intervals and a verdict per pair, from the exported RESULTS CSV files."""
+    from enhancer.reports.preference import expand, score_files
+
+    try:
+        print(score_files(expand(list(results))))
+    except EnhancerError as e:
+        _fail(str(e), 1)
+
+
 if __name__ == "__main__":
     main()
