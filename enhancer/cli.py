@@ -497,7 +497,10 @@ def benchmark_cmd(clean, preset, scale, models, output, seed, start, duration, p
     from enhancer.reports.html import write_report
 
     paths = write_outputs(res, output, command="enhancer benchmark " + shlex.join(sys.argv[2:]))
-    page = write_report(for_report(res), Path(output) / "report")
+    try:
+        page = write_report(for_report(res), Path(output) / "report")
+    except EnhancerError as e:
+        _fail(str(e), 1)
     print(res.markdown())
     print(f"\nreport: {page}  table: {paths['markdown']}  data: {paths['json']}", file=sys.stderr)
 

@@ -144,13 +144,13 @@ def test_image_folders_and_cli_outputs(tmp_path):
     rows = r.stdout.strip().splitlines()
     assert rows[0] == "candidate,frame,psnr_y,tof" and len(rows) == 6
     r = run_cli("evaluate", "-r", str(ref), str(folder), "--metrics", "psnr_y,perceptual", "--html",
-                str(tmp_path / "page"), "-q", env={"ENHANCER_MOBILENET_WEIGHTS": "",
+                str(tmp_path / "page"), "--input", str(ref), "-q", env={"ENHANCER_MOBILENET_WEIGHTS": "",
                                                    "TORCH_HOME": str(tmp_path / "empty-torch-home")})
     assert r.returncode == 0, r.stderr
     assert re.search(r"frames\s+inf\s+0\.0000\n", r.stdout)  # perceptual numbers on a fresh install
     assert "perceptual / tLP network: mobilenet_v2 (ImageNet, torchvision IMAGENET1K_V1; float16 copy" in r.stdout
     page = (tmp_path / "page" / "index.html").read_text()
-    assert "<img" in page and "class='wipe'" in page and "<video" in page
+    assert "<img" in page and "class='wipe'" in page and "data-input=" in page and "<video" in page
     r = run_cli("evaluate", "-r", str(ref), str(tmp_path / "nope.mkv"), "-q")
     assert r.returncode == 1 and "nope.mkv" in r.stderr
 

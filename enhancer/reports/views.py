@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from enhancer.compare import Crop
+from enhancer.errors import InputError
 from enhancer.evaluate import frames
 from enhancer.io import ffmpeg as ff
 
@@ -115,7 +116,7 @@ def make_views(versions: dict[str, str], frame_count: int, folder: Path, prefix:
     finally:
         it.close()
     if still is None:
-        raise ValueError(f"{reference} has no frame {frame}")
+        raise InputError(f"has no frame {frame}", path=reference, hint="is it the clip that was scored?")
     h, w = still.shape[:2]
     crop = detail_crop(still, min(CROP_SIDE, h // 2 * 2, w // 2 * 2))
     enlarge = max(1, math.ceil(SHOWN_SIDE / crop.w))
