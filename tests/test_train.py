@@ -258,3 +258,16 @@ def test_distributed_training_on_two_cpu_processes(tiny_set, tmp_path):
     assert state["step"] == 4
     rows = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
     assert [row["step"] for row in rows] == [1, 2, 3, 4]  # written once (rank 0), not twice
+
+
+def test_resume_accepts_checkpoints_from_before_a_new_option(tiny_set, tmp_path):
+    """A checkpoint written before an option existed resumes (the option at its default), and a
+    changed option that alters training is still refused."""
+    cfg = _cfg(tiny_set, tmp_path / "run", steps=2)
+    train(cfg, progress=False)
+    state = ckpt.load(tmp_path / "run" / "last.pt")
+    del state["config"]["d_channels"]  # as written by an older enhancer
+    ckpt.save(tmp_path / "run" / "last.pt", state)
+    assert train(_cfg(tiny_set, tmp_path / "run", steps=3), resume=True, progress=False)["step"] == 3
+    with pytest.raises(EnhancerError, match="lr_g"):
+        train(_cfg(tiny_set, tmp_path / "run", steps=4, lr_g=1e-3), resume=True, progress=False)

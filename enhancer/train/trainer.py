@@ -370,8 +370,10 @@ def _load_data(cfg: TrainConfig) -> tuple[ClipDataset, np.ndarray, np.ndarray]:
 def _resume(m: _Models, cfg: TrainConfig, run: Path) -> int:
     """Load the run's last checkpoint; returns its step."""
     state = ckpt.load(run / "last.pt")
-    if state["config"] != cfg.to_dict():
-        changed = sorted(k for k in cfg.to_dict() if state["config"].get(k) != cfg.to_dict()[k])
+    now, then, defaults = cfg.to_dict(), state["config"], TrainConfig().to_dict()
+    # an option added to enhancer after the checkpoint was written counts as unchanged at its default
+    changed = sorted(k for k in now if then.get(k, defaults[k]) != now[k])
+    if changed:
         # what may change between runs: length, logging, where the run and its data live (a
         # window on a GPU machine prepares a new set each time, and more media can join a run)
         if set(changed) - {"steps", "threads", "val_every", "ckpt_every", "ckpt_minutes", "log_every", "run_dir",
