@@ -77,11 +77,16 @@ def main() -> None:
                    "--scale says otherwise) or archive (restore film and tape at their own size) [default: web].")
 @click.option("--scale", "-s", type=click.Choice(["1", "2", "4"]), default=None,
               help="Upscale factor (default: the model's own; 2 for classical upscalers).")
-@click.option("--codec", type=click.Choice(["h264", "h265", "prores", "ffv1", "png", "tiff"]), default="h264",
+@click.option("--codec", type=click.Choice(["h264", "h265", "prores", "ffv1", "mpeg2", "png", "tiff"]), default="h264",
               show_default=True, help="Output codec; png/tiff write an image sequence folder.")
 @click.option("--crf", type=int, default=None, help="Quality for h264 (default 18) / h265 (default 20); lower is better.")
 @click.option("--preset", default=None, help="x264/x265 preset (default medium).")
-@click.option("--pix-fmt", default=None, help="Output pixel format (default follows the source bit depth).")
+@click.option("--pix-fmt", default=None,
+              help="Output pixel format (default: the source's chroma format and bit depth where the codec holds "
+                   "them, else the nearest, with a warning).")
+@click.option("--square-pixels", is_flag=True,
+              help="Resample a source with non-square pixels (SAR other than 1:1) to square ones, so it shows the "
+                   "same shape anywhere (default: keep the source's pixel aspect ratio).")
 @click.option("--container", type=click.Choice(["mp4", "mkv", "mov"]), default=None,
               help="Container for outputs in a folder (default: the source's where it can hold the codec).")
 @click.option("--audio", type=click.Choice(["copy", "aac", "none"]), default="copy", show_default=True,
@@ -91,6 +96,9 @@ def main() -> None:
 @click.option("--duration", default=None, help="Length of the segment to enhance (seconds or HH:MM:SS).")
 @click.option("--deinterlace", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
               help="bwdif deinterlacing; auto follows the stream's field order.")
+@click.option("--fps", "fps_text", default=None, metavar="RATE",
+              help="Frame rate of image-sequence inputs, e.g. 24, 23.976 or 30000/1001 (default: the fps.txt "
+                   "beside the images, else 25). Videos keep their own timing.")
 @click.option("--chunk", type=click.IntRange(1, 1024), default=None,
               help="Output frames per model pass (speed/memory only; default 8 on CPU, 16 on CUDA).")
 @click.option("--tile", default="auto", show_default=True,
@@ -118,14 +126,16 @@ def main() -> None:
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or per-file lines (errors still print).")
 @click.option("-v", "--verbose", is_flag=True, help="Print every ffmpeg command.")
 def enhance(inputs, output, recursive, model, task, scale, codec, crf, preset, pix_fmt, container, audio, no_subtitles,
-            start, duration, deinterlace, chunk, tile, device, precision, skip_existing, retry_failed, keep_going, report_path, part_seconds, strict, preview, dry_run, as_json, ffmpeg_path, quiet, verbose):
+            start, duration, deinterlace, chunk, tile, device, precision, skip_existing, retry_failed, keep_going, report_path, part_seconds, strict, preview, dry_run, as_json, ffmpeg_path, quiet, verbose,
+            square_pixels=False, fps_text=None):
     """Enhance videos: files, folders and globs in INPUTS, results under OUTPUT."""
     interrupts = _Interrupts()
     interrupts.install()  # from the start: Ctrl-C while the model loads or stdin spools exits 130 too
     try:
         _enhance(inputs, output, recursive, model, task, scale, codec, crf, preset, pix_fmt, container, audio, no_subtitles,
                  start, duration, deinterlace, chunk, tile, device, precision, skip_existing, retry_failed, keep_going,
-                 report_path, part_seconds, strict, preview, dry_run, as_json, ffmpeg_path, quiet, verbose)
+                 report_path, part_seconds, strict, preview, dry_run, as_json, ffmpeg_path, quiet, verbose,
+                 square_pixels=square_pixels, fps_text=fps_text)
     except KeyboardInterrupt:
         print("interrupted: partial outputs removed; run the same command again to continue", file=sys.stderr)
         sys.exit(130)
@@ -190,8 +200,9 @@ def _write_report(report_path: str, data: dict) -> bool:
 
 def _enhance(inputs, output, recursive, model, task, scale, codec, crf, preset, pix_fmt, container, audio, no_subtitles,
              start, duration, deinterlace, chunk, tile, device, precision, skip_existing, retry_failed, keep_going,
-             report_path, part_seconds, strict, preview, dry_run, as_json, ffmpeg_path, quiet, verbose):
-    from enhancer.batch import FileResult, discover, plan_jobs, reject_missing, report, run_batch, state_folder
+             report_path, part_seconds, strict, preview, dry_run, as_json, ffmpeg_path, quiet, verbose,
+             square_pixels=False, fps_text=None):
+    from enhancer.batch import discover, plan_batch, plan_jobs, reject_missing, report, run_batch, state_folder
     from enhancer.infer.engine import EnhanceOptions
     from enhancer.infer.models import load_restorer
     from enhancer.io.muxer import EncodeOptions
@@ -216,12 +227,13 @@ def _enhance(inputs, output, recursive, model, task, scale, codec, crf, preset, 
         _fail(str(e), 2)
     if report_path:
         _check_report_path(report_path, [src for src, _ in found])
+    fps = _image_sequence_rate(fps_text, found)
     encode = EncodeOptions(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, audio=audio,
-                           subtitles=not no_subtitles)
+                           subtitles=not no_subtitles, square_pixels=square_pixels)
     if preview is not None and preview <= 0:
         raise click.BadParameter("must be more than 0 seconds", param_hint="--preview")
     opts = EnhanceOptions(deinterlace=deinterlace, start=seg_start, duration=seg_dur, chunk=chunk,
-                          progress=not quiet, preview=preview, part_seconds=part_seconds)
+                          progress=not quiet, preview=preview, part_seconds=part_seconds, fps=fps)
     try:
         model = _choose_model(model, task, int(scale) if scale else None, quiet)
         if tile not in ("auto",) and not str(tile).isdigit():
@@ -230,10 +242,12 @@ def _enhance(inputs, output, recursive, model, task, scale, codec, crf, preset, 
                                  tile=tile if tile == "auto" else int(tile), chunk=chunk)
     except EnhancerError as e:  # a bad model file, an unknown model or device: one line
         _fail(str(e), 2)
-    if dry_run:
-        for job in jobs:
-            report(FileResult(job.input, job.output, "planned"), as_json=as_json, quiet=False)
-        return
+    if dry_run:  # the same decisions as a real run (state file, existing outputs), nothing written
+        planned = plan_batch(jobs, restorer, encode, opts, overwrite=not skip_existing,
+                             folder=state_folder(jobs, output), retry_failed=retry_failed, strict=strict)
+        for res in planned.results:
+            report(res, as_json=as_json, quiet=False, dry_run=True)
+        sys.exit(planned.exit_code)
     try:
         if inputs == ("-",):
             from enhancer.batch import Job, spool_stdin
@@ -256,12 +270,30 @@ def _enhance(inputs, output, recursive, model, task, scale, codec, crf, preset, 
         code = code or 1
     if not quiet and len(jobs) > 1:
         from enhancer.errors import escape
+        from enhancer.progress import write
 
-        print(summary.line(), file=sys.stderr)
+        write(summary.line())
         for r in summary.results:
             if r.status == "failed":
-                print(f"  failed: {escape(r.error or '')}", file=sys.stderr)
+                write(f"  failed: {escape(r.error or '')}")
     sys.exit(code)
+
+
+def _image_sequence_rate(fps_text: str | None, found: list):
+    """--fps as a rate; a usage error where it is not one, or where no input is an image sequence."""
+    if fps_text is None:
+        return None
+    from enhancer.io.probe import parse_rate
+    from enhancer.io.sequence import is_image_sequence
+
+    try:
+        fps = parse_rate(fps_text)
+    except (ValueError, ZeroDivisionError) as e:
+        raise click.BadParameter(str(e), param_hint="--fps") from None
+    if not any(src != "-" and is_image_sequence(src) for src, _ in found):
+        raise click.BadParameter("sets the rate of image-sequence inputs, and no input is one (videos keep their "
+                                 "own timing)", param_hint="--fps")
+    return fps
 
 
 @main.command("degrade")
@@ -362,7 +394,10 @@ def train_plot_cmd(run_dir, output):
     """Draw a run's loss and validation curves to a PNG."""
     from enhancer.train.plot import plot_run
 
-    print(plot_run(run_dir, output))
+    try:
+        print(plot_run(run_dir, output))
+    except EnhancerError as e:
+        _fail(str(e), 2)
 
 
 @main.command("export")
@@ -405,14 +440,22 @@ def export_cmd(checkpoint, output, name, damage, metrics_path, notes, task):
               show_default=True, help="Comma-separated subset; add fid for the Frechet distance of features.")
 @click.option("--perceptual-net", type=click.Choice(["mobilenet_v2", "lpips-alex"]), default="mobilenet_v2",
               show_default=True)
+@click.option("--reference-scale", type=click.Choice(["lanczos", "bicubic", "area"]), default=None,
+              help="Where sizes differ (an x2 output against the original): resize the reference to the "
+                   "candidate's size with this filter.")
+@click.option("--candidate-scale", type=click.Choice(["area", "lanczos", "bicubic"]), default=None,
+              help="Where sizes differ: resize the candidate to the reference's size with this filter.")
 @click.option("-q", "--quiet", is_flag=True)
 @click.option("-v", "--verbose", is_flag=True)
-def evaluate_cmd(candidates, reference, as_json, as_csv, html_dir, degraded, metrics, perceptual_net, quiet, verbose):
+def evaluate_cmd(candidates, reference, as_json, as_csv, html_dir, degraded, metrics, perceptual_net, quiet, verbose,
+                 reference_scale=None, candidate_scale=None):
     """Full-reference quality of CANDIDATES against --reference."""
     from enhancer.evaluate import EXTRA, METRICS, evaluate
 
     _configure_ffmpeg(None, verbose)
     chosen = tuple(m.strip() for m in metrics.split(",") if m.strip())
+    if reference_scale and candidate_scale:
+        raise click.UsageError("--reference-scale and --candidate-scale: scale one side, not both")
     bad = [m for m in chosen if m not in METRICS + EXTRA]
     if bad:
         raise click.BadParameter(f"unknown metrics {', '.join(bad)}; use {', '.join(METRICS + EXTRA)}",
@@ -421,7 +464,8 @@ def evaluate_cmd(candidates, reference, as_json, as_csv, html_dir, degraded, met
     try:
         for c in candidates:
             results.append(evaluate(reference, c, metrics=chosen, perceptual_net=perceptual_net,
-                                    progress=not quiet and not as_json))
+                                    progress=not quiet and not as_json, reference_scale=reference_scale,
+                                    candidate_scale=candidate_scale))
     except EnhancerError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)

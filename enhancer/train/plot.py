@@ -1,28 +1,85 @@
-"""Curves of a run's log.jsonl as a PNG (drawn with OpenCV: no plotting library needed)."""
+"""Curves of a run's log.jsonl as a PNG: the losses, the discriminators, and validation PSNR-Y
+against bicubic, drawn with matplotlib (as the benchmark report's charts are)."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import cv2
-import numpy as np
+from enhancer.train.trainer import TrainingError
 
-from enhancer.plotting import line_panel
+LOSSES = ("loss_g", "pixel", "temporal", "perceptual", "adv", "adv_frame", "feature_match", "feature_match_frame")
+DISCRIMINATORS = ("d", "df")
+
+
+def _rows(run: Path) -> list[dict]:
+    log = run / "log.jsonl"
+    try:
+        lines = log.read_text().splitlines()
+    except OSError as e:
+        raise TrainingError(f"cannot read the run's log ({e.strerror})", path=str(log),
+                            hint="give a run folder that `enhancer train` wrote") from None
+    rows = []
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue  # a line cut short by a kill
+        if isinstance(row, dict) and isinstance(row.get("step"), int):
+            rows.append(row)
+    if not rows:
+        raise TrainingError("the run's log holds no steps yet", path=str(log))
+    return rows
 
 
 def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
-    """Write ``curves.png`` (losses on a log scale, validation PSNR-Y against bicubic)."""
+    """Write ``curves.png`` (or ``out``): losses on a log scale (smoothed over up to 20 logged steps,
+    raw values faint behind), discriminator losses with the chance level log 4, and validation
+    PSNR-Y of the EMA model beside bicubic."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
     run = Path(run_dir)
-    rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()]
-    if not rows:
-        raise ValueError(f"{run / 'log.jsonl'} is empty")
-    loss_keys = [k for k in ("loss_g", "pixel", "temporal", "perceptual", "adv", "d", "feature_match")
-                 if any(k in r for r in rows)]
-    series = {k: ([r["step"] for r in rows if k in r], [r[k] for r in rows if k in r]) for k in loss_keys}
-    val = {k: ([r["step"] for r in rows if k in r], [r[k] for r in rows if k in r])
-           for k in ("val_psnr_y", "val_psnr_y_bicubic") if any(k in r for r in rows)}
-    img = np.concatenate([line_panel("training losses (log scale)", series, log_y=True),
-                          line_panel("validation PSNR-Y (dB): EMA model vs bicubic", val)], axis=0)
+    rows = _rows(run)
+
+    def series(key: str):
+        pts = [(r["step"], r[key]) for r in rows if isinstance(r.get(key), (int, float))]
+        return (np.array([p[0] for p in pts]), np.array([p[1] for p in pts], float)) if pts else None
+
+    losses = {k: s for k in LOSSES if (s := series(k)) is not None}
+    discs = {k: s for k in DISCRIMINATORS if (s := series(k)) is not None}
+    val = {k: s for k in ("val_psnr_y", "val_psnr_y_bicubic") if (s := series(k)) is not None}
+    panels = 1 + bool(discs) + bool(val)
+    fig, axes = plt.subplots(panels, 1, figsize=(9, 3.2 * panels), squeeze=False)
+    axes = list(axes[:, 0])
+    ax = axes.pop(0)
+    for key, (x, y) in losses.items():
+        k = max(1, min(20, len(y) // 5))
+        smooth = np.convolve(y, np.ones(k) / k, mode="valid")
+        line, = ax.plot(x[k - 1:], smooth, label=key)
+        ax.plot(x, y, color=line.get_color(), alpha=0.15, linewidth=0.8)
+    ax.set_yscale("log")
+    ax.set(title=f"{run.name}: generator losses (log scale)", xlabel="step", ylabel="loss")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
+    if discs:
+        ax = axes.pop(0)
+        for key, (x, y) in discs.items():
+            ax.plot(x, y, label={"d": "clip discriminator", "df": "frame discriminator"}[key])
+        ax.axhline(np.log(4), color="grey", linestyle=":", label="chance (log 4)")
+        ax.set(title="discriminator losses (non-saturating; log 4 when it cannot tell)", xlabel="step",
+               ylabel="loss")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
+    if val:
+        ax = axes.pop(0)
+        names = {"val_psnr_y": "EMA model", "val_psnr_y_bicubic": "bicubic"}
+        for key, (x, y) in val.items():
+            ax.plot(x, y, marker="o", markersize=3, label=names[key])
+        ax.set(title="validation PSNR-Y (higher is better)", xlabel="step", ylabel="dB")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
+    fig.tight_layout()
     path = Path(out) if out else run / "curves.png"
-    cv2.imwrite(str(path), img)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
     return path
