@@ -52,8 +52,10 @@ class RawMatroskaWriter:
         video = _el(b"\xe0", _uint(b"\xb0", width) + _uint(b"\xba", height) + _el(b"\x2e\xb5\x24", _FOURCC[depth]))
         # DefaultDuration gives the last frame its length (otherwise it would last 0 s)
         default = _uint(b"\x23\xe3\x83", round(frame_duration * 1_000_000_000)) if frame_duration else b""
+        # Language "und": without it Matroska means English, and the output's stream would say "eng"
         track = _el(b"\xae", _uint(b"\xd7", 1) + _uint(b"\x73\xc5", 1) + _uint(b"\x83", 1)
-                    + _str(b"\x86", "V_UNCOMPRESSED") + _uint(b"\x9c", 0) + default + video)
+                    + _str(b"\x86", "V_UNCOMPRESSED") + _uint(b"\x9c", 0) + _str(b"\x22\xb5\x9c", "und")
+                    + default + video)
         stream.write(header + b"\x18\x53\x80\x67" + _UNKNOWN_SIZE + info + _el(b"\x16\x54\xae\x6b", track))
         self._last_ns: int | None = None
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -22,7 +23,7 @@ import numpy as np
 
 from enhancer.errors import FFmpegError, OutputError
 from enhancer.io import ffmpeg as ff
-from enhancer.io.colour import Colour
+from enhancer.io.colour import Colour, is_rgb_format
 from enhancer.io.matroska import RawMatroskaWriter
 from enhancer.io.probe import VideoInfo
 from enhancer.io.temps import hidden_sibling, temp_path_for
@@ -41,6 +42,15 @@ _AUDIO_OK = {"mp4": {"aac", "mp3", "mp2", "ac3", "eac3", "alac", "flac", "opus",
              "matroska": None, "nut": None}  # None: anything
 _ATTACHMENTS_OK = {"matroska"}
 _LOSSLESS_AUDIO = ("pcm_", "flac", "alac", "truehd", "wavpack", "tta", "ape")
+# what each YUV encoder holds (chroma formats, bits per sample): the default output keeps the
+# source's chroma and depth where its codec can, and says what it chose where not
+_YUV_CAN = {"h264": (("420", "422", "444"), (8, 10)), "h265": (("420", "422", "444"), (8, 10, 12)),
+            "prores": (("422", "444"), (10,)), "mpeg2": (("420", "422"), (8,))}
+_CHROMA_ORDER = ("420", "422", "444")
+# stream tags that describe the source's own encoding or container, not the stream: never copied
+# (ffmpeg writes its own; a stale frame count or duration would be read back as the truth)
+_STALE_TAGS = re.compile(r"(duration|number_of_frames|number_of_bytes|bps|_statistics_\w*|encoder|rotate|"
+                         r"vendor_id|timecode)(-\w+)?", re.I)
 
 
 def default_extension(codec: str, source_ext: str | None = None) -> str:
@@ -64,6 +74,7 @@ class EncodeOptions:
     pix_fmt: str | None = None
     audio: str = "copy"  # copy | aac | none
     subtitles: bool = True
+    square_pixels: bool = False  # resample a source with non-square pixels to square ones, same display shape
 
     def __post_init__(self) -> None:
         if self.codec not in CODECS:
@@ -92,37 +103,114 @@ def _needs_even(pix_fmt: str) -> tuple[bool, bool]:
     return False, False
 
 
-def _video_args(opts: EncodeOptions, depth: int, colour: Colour, container: str) -> tuple[str, list[str]]:
-    deep = depth > 8
+def chroma_of(pix_fmt: str) -> str:
+    """The chroma format of an ffmpeg pixel format: 444 (RGB included), 422, 420, 411, 410, 440,
+    or gray (no chroma)."""
+    if is_rgb_format(pix_fmt):
+        return "444"
+    if pix_fmt.startswith(("gray", "ya", "monob", "monow")):
+        return "gray"
+    m = re.match(r"yuva?j?(4\d\d)", pix_fmt)
+    if m:
+        return m.group(1)
+    if pix_fmt.startswith(("nv16", "nv20", "p21", "y21", "yuyv422", "uyvy422", "yvyu422")):
+        return "422"
+    if pix_fmt.startswith(("nv24", "nv42", "p41", "xv", "ayuv", "vuya", "vuyx", "v30x")):
+        return "444"
+    return "420"
+
+
+def _yuv_format(codec: str, source_pix: str, source_depth: int) -> tuple[str, str | None]:
+    """The pixel format that keeps the source's chroma and depth in ``codec``, or the nearest it
+    can hold, with a warning saying what was chosen."""
+    chromas, depths = _YUV_CAN[codec]
+    src = chroma_of(source_pix)
+    # the least chroma that loses nothing: 4:1:1 fits in 4:2:2, 4:1:0 in 4:2:0, 4:4:0 in 4:4:4
+    want = {"gray": "420", "411": "422", "410": "420", "440": "444"}.get(src, src)
+    chroma = next((c for c in _CHROMA_ORDER[_CHROMA_ORDER.index(want):] if c in chromas), chromas[-1])
+    depth = next((d for d in depths if d >= max(8, source_depth)), depths[-1])
+    pix = f"yuv{chroma}p" + (f"{depth}le" if depth > 8 else "")
+    lost = []
+    if _CHROMA_ORDER.index(chroma) < _CHROMA_ORDER.index(want):
+        lost.append(f"{src[0]}:{src[1]}:{src[2]} chroma")
+    if depth < source_depth:
+        lost.append(f"{source_depth}-bit samples")
+    if not lost:
+        return pix, None
+    keep = [c for c, (cs, ds) in _YUV_CAN.items()
+            if _CHROMA_ORDER.index(want) <= _CHROMA_ORDER.index(cs[-1]) and ds[-1] >= source_depth] + ["ffv1"]
+    choices = ", ".join(keep[:-1]) + f" or {keep[-1]}" if len(keep) > 1 else keep[0]
+    return pix, (f"{codec} cannot hold the source's {' and '.join(lost)} ({source_pix}); the output is {pix} "
+                 f"(--codec {choices} would keep {'them' if len(lost) > 1 else 'it'})")
+
+
+def _video_args(opts: EncodeOptions, depth: int, colour: Colour, container: str, source_pix: str = "yuv420p",
+                source_depth: int = 8) -> tuple[str, list[str], list[str]]:
+    """(pixel format, encoder options, warnings). YUV codecs keep the source's chroma format and
+    bit depth where they can (``source_pix``, ``source_depth``); RGB outputs hold every source."""
     c = opts.codec
+    notes: list[str] = []
+    pix = opts.pix_fmt
+    if pix is None and c in _YUV_CAN:
+        pix, note = _yuv_format(c, source_pix, source_depth)
+        notes += [note] if note else []
     if c == "h264":
-        pix = opts.pix_fmt or ("yuv420p10le" if deep else "yuv420p")
         args = ["-c:v", "libx264", "-crf", str(opts.crf if opts.crf is not None else 18),
                 "-preset", opts.preset or "medium"]
     elif c == "h265":
-        pix = opts.pix_fmt or ("yuv420p10le" if deep else "yuv420p")
         args = ["-c:v", "libx265", "-crf", str(opts.crf if opts.crf is not None else 20),
                 "-preset", opts.preset or "medium", "-x265-params", "log-level=error"]
         if container in ("mp4", "mov"):
             args += ["-tag:v", "hvc1"]
     elif c == "prores":
-        pix = opts.pix_fmt or "yuv422p10le"
-        args = ["-c:v", "prores_ks", "-profile:v", "3", "-vendor", "apl0"]
+        # 4444 for 4:4:4, else 422 HQ
+        args = ["-c:v", "prores_ks", "-profile:v", "4" if chroma_of(pix) == "444" else "3", "-vendor", "apl0"]
         if opts.crf is not None:
             args += ["-qscale:v", str(opts.crf)]
     elif c == "mpeg2":
-        pix = opts.pix_fmt or "yuv420p"
         args = ["-c:v", "mpeg2video", "-q:v", str(opts.crf if opts.crf is not None else 4)]
     elif c == "ffv1":
-        pix = opts.pix_fmt or {8: "gbrp", 10: "gbrp10le", 12: "gbrp12le"}.get(depth, "gbrp16le")
+        pix = pix or {8: "gbrp", 10: "gbrp10le", 12: "gbrp12le"}.get(depth, "gbrp16le")
         args = ["-c:v", "ffv1", "-level", "3", "-g", "1", "-slicecrc", "1"]
     elif c == "png":
-        pix = opts.pix_fmt or ("rgb48be" if deep else "rgb24")
+        pix = pix or ("rgb48be" if depth > 8 else "rgb24")
         args = ["-c:v", "png"]
     else:  # tiff
-        pix = opts.pix_fmt or ("rgb48le" if deep else "rgb24")
+        pix = pix or ("rgb48le" if depth > 8 else "rgb24")
         args = ["-c:v", "tiff", "-compression_algo", "deflate"]
-    return pix, args
+    return pix, args, notes
+
+
+def output_sar(info: VideoInfo) -> Fraction:
+    """The pixel aspect ratio of the output's frames: the source's (an upscale scales both axes
+    alike, so it does not change), turned with the picture where rotation is applied."""
+    sar = info.sar if info.sar and info.sar > 0 else Fraction(1)
+    return 1 / sar if info.rotation in (90, 270) else sar
+
+
+def square_size(width: int, height: int, sar: Fraction, even: tuple[bool, bool]) -> tuple[int, int]:
+    """The frame size that shows ``width`` x ``height`` pixels of aspect ``sar`` with square
+    pixels: wide pixels widen the frame, tall ones heighten it (no detail is dropped)."""
+    w, h = (width * sar, Fraction(height)) if sar >= 1 else (Fraction(width), height / sar)
+
+    def fit(v: Fraction, must_be_even: bool) -> int:
+        return max(2, 2 * round(v / 2)) if must_be_even else max(1, round(v))
+    return fit(w, even[0]), fit(h, even[1])
+
+
+def video_tag_args(info: VideoInfo) -> list[str]:
+    """Output options that give the video stream the source's own tags (language, title,
+    handler ...). Rotation is applied to the picture, so it is not copied, nor are tags that
+    describe the source's encoding (its encoder, frame count, duration, statistics)."""
+    args: list[str] = []
+    keys = {k.lower() for k in info.video_tags}
+    for key, value in info.video_tags.items():
+        if _STALE_TAGS.fullmatch(key) or "=" in key:
+            continue
+        if key.lower() == "name" and "title" not in keys:
+            key = "title"  # MP4/MOV keep a track's title as its "name", which other muxers do not know
+        args += ["-metadata:s:v:0", f"{key}={value}"]
+    return args
 
 
 def _audio_args(info: VideoInfo, opts: EncodeOptions, container: str, warnings: list[str]) -> list[str]:
@@ -195,21 +283,33 @@ def plan(info: VideoInfo, opts: EncodeOptions, container: str, colour: Colour, w
     if container != "image2" and opts.codec not in _VIDEO_OK.get(container, set()):
         raise OutputError(f"the {container} container cannot hold {opts.codec} video",
                           hint="choose another --codec or output extension (.mkv holds them all)")
-    pix, vargs = _video_args(opts, depth, colour, container)
+    pix, vargs, notes = _video_args(opts, depth, colour, container, info.pix_fmt, info.bit_depth)
+    warnings += notes
     even_w, even_h = _needs_even(pix)
-    pad = (1 if even_w and width % 2 else 0, 1 if even_h and height % 2 else 0)
+    sar = output_sar(info)
+    resize = ""
+    if opts.square_pixels and sar != 1:
+        # resampled to square pixels (to an even size where the format needs one: no padding)
+        sw, sh = square_size(width, height, sar, (even_w, even_h))
+        resize = f"scale={sw}:{sh}:flags=lanczos+accurate_rnd+full_chroma_int,"
+        sar = Fraction(1)
+        pad = (0, 0)
+    else:
+        pad = (1 if even_w and width % 2 else 0, 1 if even_h and height % 2 else 0)
     if any(pad):
         warnings.append(f"{pix} needs even dimensions: {width}x{height} padded to "
                         f"{width + pad[0]}x{height + pad[1]} by repeating the edge "
                         "(use --pix-fmt yuv444p to keep the exact size)")
+    # the pixel aspect ratio travels as a frame property (the raw pipe carries none)
+    setsar = f"setsar=r={sar.numerator}/{sar.denominator}:max={max(sar.numerator, sar.denominator, 100)}"
     rgb_out = pix.startswith(("gbr", "rgb", "bgr"))
     if not rgb_out and opts.codec not in IMAGE_CODECS:
         # any YUV output: the exact conversion with the source's matrix and range, whatever the codec
-        conv = (f"scale=out_color_matrix={colour.sws_matrix}:out_range={colour.range}"
-                f":flags=bicubic+accurate_rnd+full_chroma_int,format={pix},{colour.setparams()}")
+        conv = (f"{resize}scale=out_color_matrix={colour.sws_matrix}:out_range={colour.range}"
+                f":flags=bicubic+accurate_rnd+full_chroma_int,format={pix},{colour.setparams()},{setsar}")
         vargs = ["-vf", conv, *vargs, "-pix_fmt", pix, *colour.tag_args()]
     else:
-        vargs = [*vargs, "-pix_fmt", pix]
+        vargs = ["-vf", resize + setsar, *vargs, "-pix_fmt", pix]
         if container != "image2":
             tags = ["-color_primaries", colour.primaries] if colour.primaries else []
             tags += ["-color_trc", colour.transfer] if colour.transfer else []
@@ -254,6 +354,8 @@ def assemble(parts: list[Path], starts: list[Fraction], output: Path, source: Vi
     if not source.image_sequence:
         argv += mplan.stream_args + ["-map_metadata", "1", "-map_chapters", "1"]
     argv += ["-c:v", "copy", "-fps_mode", "passthrough"] + colour.tag_args()
+    if not source.image_sequence:
+        argv += video_tag_args(source)
     if container in ("mp4", "mov"):
         if time_base.numerator == 1 and time_base.denominator <= 10_000_000:
             argv += ["-video_track_timescale", str(time_base.denominator)]
@@ -350,6 +452,8 @@ class Muxer:
         argv += stream_args
         if src and self.container != "image2":
             argv += ["-map_metadata", "1", "-map_chapters", "1"]
+        if self.container != "image2" and not self.video_only:
+            argv += video_tag_args(self.source)
         argv += self.plan.video_args + ["-fps_mode", "passthrough"]
         if self.opts.codec == "mpeg2" and self.source.fps:
             # MPEG-2 only knows the standard frame rates: encode on the frame period
@@ -426,6 +530,13 @@ class Muxer:
         self._closed = True
         if self.to_stdout:
             return None
+        if self.image_sequence and self.source.fps:
+            # the rate goes with the frames, where enhancer (and the next run) reads it back
+            from enhancer.io.sequence import FPS_SIDECAR
+
+            fps = self.source.fps
+            (self.temp / FPS_SIDECAR).write_text(f"{fps.numerator}/{fps.denominator}\n" if fps.denominator != 1
+                                                 else f"{fps.numerator}\n")
         if self.image_sequence and self.final.exists():
             old = hidden_sibling(self.final, f".old-{os.getpid()}-{uuid.uuid4().hex[:6]}")
             os.replace(self.final, old)

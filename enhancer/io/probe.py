@@ -78,6 +78,8 @@ class VideoInfo:
     probed_with: str = "ffmpeg"
     # the container gave the video stream's own duration (not only the file's, which includes audio)
     stream_duration: bool = False
+    video_tags: dict[str, str] = field(default_factory=dict)  # the video stream's tags (language, title ...)
+    fps_from: str | None = None  # image sequences: where the rate came from (--fps, fps.txt or assumed)
 
     @property
     def display_width(self) -> int:
@@ -205,6 +207,27 @@ def _no_video(path: str, info_audio: list) -> InputError:
 
 
 # ---------------------------------------------------------------------------------------------
+def _banner_tags(block: str) -> dict[str, str]:
+    """The ``Metadata:`` section of one stream in ffmpeg's listing, as a dict (side data, such
+    as a display matrix, is not metadata and is left out)."""
+    tags: dict[str, str] = {}
+    indent = None
+    for line in block.splitlines()[1:]:
+        depth = len(line) - len(line.lstrip())
+        if line.strip() == "Metadata:":
+            indent = depth
+            continue
+        if indent is None:
+            continue
+        if depth <= indent:
+            indent = None
+            continue
+        m = re.match(r"\s*(\S.*?)\s*:\s(.*)$", line)
+        if m and m.group(1):
+            tags[m.group(1)] = m.group(2).strip()
+    return tags
+
+
 def _parse_ffmpeg_banner(path: str, text: str) -> VideoInfo:
     """Parse the stream listing that ``ffmpeg -i FILE`` prints."""
     container = ""
@@ -257,6 +280,11 @@ def _parse_ffmpeg_banner(path: str, text: str) -> VideoInfo:
                     if sm.group(3) and int(sm.group(4)):
                         v["sar"] = Fraction(int(sm.group(3)), int(sm.group(4)))
                     continue
+                am = re.match(r"SAR (\d+):(\d+) DAR \d+:\d+$", t)
+                if am:  # the container's aspect, where it differs from the codec's: what players use
+                    if int(am.group(2)):
+                        v["sar"] = Fraction(int(am.group(1)), int(am.group(2)))
+                    continue
                 pm = re.match(r"([a-z0-9_]+)(?:\((.*)\))?$", t)
                 if pm and "pix_fmt" not in v and not re.match(r"\d", t):
                     v["pix_fmt"] = pm.group(1)
@@ -279,6 +307,9 @@ def _parse_ffmpeg_banner(path: str, text: str) -> VideoInfo:
             rm = re.search(r"rotation of (-?\d+(?:\.\d+)?) degrees", block, re.I)
             if rm:
                 v["rotation"] = int(round(float(rm.group(1)))) % 360
+            v["tags"] = _banner_tags(block)
+            if lang:
+                v["tags"].setdefault("language", lang)
             nm = re.search(r"^\s+NUMBER_OF_FRAMES(?:-\w+)?\s*:\s*(\d+)", block, re.M)
             if nm:
                 v["nb_frames"] = int(nm.group(1))
@@ -306,7 +337,7 @@ def _parse_ffmpeg_banner(path: str, text: str) -> VideoInfo:
         color_transfer=video.get("color_transfer"), rotation=video.get("rotation", 0),
         field_order=video.get("field_order", "unknown"), video_index=video["index"], audio=audio,
         subtitles=subs, attachments=attachments, chapters=chapters, probed_with="ffmpeg",
-        stream_duration=own_duration)
+        stream_duration=own_duration, video_tags=video.get("tags", {}))
 
 
 def _probe_ffmpeg(path: str, input_args: list[str]) -> VideoInfo:
@@ -382,14 +413,46 @@ def from_ffprobe_json(path: str, data: dict) -> VideoInfo:
         color_transfer=known("color_transfer"), rotation=rotation,
         field_order=_FIELD_ORDERS.get(v.get("field_order", ""), "unknown"), video_index=int(v["index"]),
         audio=audio, subtitles=subs, attachments=attachments, chapters=len(data.get("chapters", [])),
-        probed_with="ffprobe", stream_duration=own)
+        probed_with="ffprobe", stream_duration=own, video_tags={str(k): str(val) for k, val in tags.items()})
 
 
-def probe(path: str, *, input_args: list[str] | None = None, use_ffprobe: bool = True) -> VideoInfo:
+def parse_rate(text: str) -> Fraction:
+    """A frame rate as people write it (``25``, ``23.976``, ``30000/1001``); ValueError if it is
+    not one."""
+    rate = _rate(text)
+    if not 0 < rate <= MAX_FPS:
+        raise ValueError(f"{text.strip()!r} is not a frame rate: use frames per second such as 25, 23.976 "
+                         "or 30000/1001")
+    return rate
+
+
+def sequence_rate(path: str, fps: Fraction | None = None) -> tuple[Fraction, str]:
+    """An image sequence's frame rate and where it came from: ``fps`` (``--fps``), else the
+    ``fps.txt`` beside the images, else 25 (assumed)."""
+    from enhancer.io.sequence import FPS_SIDECAR, sidecar_path
+
+    if fps:
+        return Fraction(fps), "--fps"
+    sidecar = sidecar_path(path)
+    try:
+        text = sidecar.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return Fraction(25), "assumed"
+    try:
+        return parse_rate(text.split()[0] if text else ""), FPS_SIDECAR
+    except (ValueError, ZeroDivisionError):
+        raise InputError(f"{FPS_SIDECAR} does not hold a frame rate ({text[:40]!r})", path=str(sidecar),
+                         hint="write one rate such as 25, 23.976 or 30000/1001, or give --fps") from None
+
+
+def probe(path: str, *, input_args: list[str] | None = None, use_ffprobe: bool = True,
+          fps: Fraction | None = None) -> VideoInfo:
     """Describe the first video stream of ``path`` (and list its audio and subtitle streams).
 
     ``input_args`` are ffmpeg input options that must precede ``-i`` (image sequences use them).
-    Raises :class:`InputError` with a one-line reason for anything that is not a usable video.
+    ``fps`` is the frame rate of an image sequence (default: its ``fps.txt``, else 25); videos
+    keep their own. Raises :class:`InputError` with a one-line reason for anything that is not a
+    usable video.
     """
     from enhancer.io.sequence import is_image_sequence, sequence_input
 
@@ -397,7 +460,8 @@ def probe(path: str, *, input_args: list[str] | None = None, use_ffprobe: bool =
     input_args = list(input_args or [])
     sequence = is_image_sequence(path)
     if sequence:
-        url, input_args = sequence_input(path)
+        rate, rate_from = sequence_rate(path, fps)
+        url, input_args = sequence_input(path, f"{rate.numerator}/{rate.denominator}")
     else:
         _check_readable(path)
         url = path
@@ -408,6 +472,7 @@ def probe(path: str, *, input_args: list[str] | None = None, use_ffprobe: bool =
         info = _probe_ffmpeg(url, input_args)
     if sequence:
         info.image_sequence, info.input_args, info.path = True, input_args, url
+        info.fps, info.fps_from = rate, rate_from
         info.frame_count = count_frames(url, input_args=input_args)
         info.frame_count_exact = True
         info.duration = info.frame_count / float(info.fps) if info.fps else None

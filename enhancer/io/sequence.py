@@ -9,6 +9,15 @@ from pathlib import Path
 
 IMAGE_EXT = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".exr", ".dpx", ".tga"}
 _PATTERN = re.compile(r"%0?(\d*)d")
+# an image sequence's frame rate: one line such as 24, 23.976 or 30000/1001 in this file, in the
+# folder that holds the images (enhancer's own png/tiff outputs write it)
+FPS_SIDECAR = "fps.txt"
+
+
+def sidecar_path(path: str) -> Path:
+    """Where an image sequence's frame rate is kept: ``fps.txt`` in the folder of its images."""
+    folder = Path(path).parent if is_pattern(path) else Path(path)
+    return folder / FPS_SIDECAR
 
 
 def is_pattern(path: str) -> bool:

@@ -20,12 +20,17 @@ RECIPE_VERSION = 1
 def input_identity(path: str) -> dict:
     """Path, size and modification time of an input. An image sequence (a folder or a pattern)
     counts its frames and sums their sizes, with the newest modification time."""
-    from enhancer.io.sequence import is_image_sequence, sequence_files
+    from enhancer.io.sequence import is_image_sequence, sequence_files, sidecar_path
 
     if is_image_sequence(path):
         stats = [f.stat() for f in sequence_files(path)]
-        return {"path": os.path.abspath(path), "frames": len(stats), "size": sum(s.st_size for s in stats),
-                "mtime_ns": max((s.st_mtime_ns for s in stats), default=0)}
+        ident = {"path": os.path.abspath(path), "frames": len(stats), "size": sum(s.st_size for s in stats),
+                 "mtime_ns": max((s.st_mtime_ns for s in stats), default=0)}
+        try:  # the frame rate beside the images decides the output's timing (only where there is one)
+            ident["fps_file"] = sidecar_path(path).read_text(encoding="utf-8").strip()[:64]
+        except (OSError, UnicodeDecodeError):
+            pass
+        return ident
     st = os.stat(path)
     return {"path": os.path.abspath(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
@@ -55,7 +60,13 @@ class Recipe:
         (:class:`~enhancer.infer.engine.EnhanceOptions`). Raises OSError when the input is gone."""
         segment = {"deinterlace": opts.deinterlace, "start": opts.start, "duration": opts.duration,
                    "preview": opts.preview}
-        return cls(input=input_identity(input_path), restorer=restorer_identity(restorer), encode=asdict(encode),
+        if getattr(opts, "fps", None):  # settings added later enter only where set, so older keys still hold
+            segment["fps"] = str(opts.fps)
+        enc = asdict(encode)
+        for later in ("square_pixels",):
+            if not enc.get(later):
+                enc.pop(later, None)
+        return cls(input=input_identity(input_path), restorer=restorer_identity(restorer), encode=enc,
                    segment=segment)
 
     def to_dict(self) -> dict:
