@@ -22,7 +22,7 @@ from enhancer.io.probe import probe
 from enhancer.io.temps import spool_path, sweep, sweep_spools
 from enhancer.naming import VIDEO_EXTENSIONS, Job, discover, plan_jobs  # noqa: F401  (the batch API)
 from enhancer.pipeline.recipe import Recipe
-from enhancer.progress import bar
+from enhancer.progress import write
 from enhancer.state import Decision
 
 @dataclass
@@ -35,6 +35,12 @@ class FileResult:
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
     incomplete: bool = False  # the input held fewer frames than its container announced
+    resumed: int = 0  # of ``frames``, those an earlier run had already encoded
+
+    @property
+    def fps(self) -> float:
+        """Frames made per second in this run (resumed frames were made before)."""
+        return (self.frames - self.resumed) / self.seconds if self.seconds > 0 else 0.0
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False)
@@ -53,6 +59,11 @@ class BatchSummary:
         return sum(r.frames for r in self.results)
 
     @property
+    def made(self) -> int:
+        """Frames made in this run (resumed frames were made by an earlier one)."""
+        return sum(r.frames - r.resumed for r in self.results)
+
+    @property
     def exit_code(self) -> int:
         return 1 if self.count("failed") else 0
 
@@ -63,11 +74,11 @@ class BatchSummary:
     def to_dict(self) -> dict:
         return {"done": self.count("done"), "skipped": self.count("skipped"), "failed": self.count("failed"),
                 "incomplete": self.incomplete, "seconds": self.seconds, "frames": self.frames,
-                "frames_per_second": self.frames / self.seconds if self.seconds > 0 else 0.0,
+                "frames_per_second": self.made / self.seconds if self.seconds > 0 else 0.0,
                 "files": [asdict(r) for r in self.results]}
 
     def line(self) -> str:
-        fps = self.frames / self.seconds if self.seconds > 0 else 0.0
+        fps = self.made / self.seconds if self.seconds > 0 else 0.0
         inc = f" ({self.incomplete} from incomplete inputs)" if self.incomplete else ""
         return (f"{self.count('done')} done, {self.count('skipped')} skipped{inc}, {self.count('failed')} failed"
                 f" in {self.seconds:.1f} s ({self.frames} frames, {fps:.1f} frames/s)")
@@ -80,6 +91,60 @@ def _same_file(a: str, b: str) -> bool:
         return os.path.abspath(a) == os.path.abspath(b)
 
 
+@dataclass
+class JobDecision:
+    """What a run will do with one job, decided before any work: a result where the job is not
+    run (skipped, or failed in an earlier run), else how it runs."""
+
+    target: str  # the output (or preview) path
+    recipe: Recipe | None
+    result: FileResult | None  # set when the job is not run
+    overwrite: bool  # an existing output is replaced (asked for, or our own from another recipe)
+
+
+def job_recipe(job: Job, restorer: Restorer, encode: EncodeOptions, opts: EnhanceOptions) -> Recipe | None:
+    """The recipe of a job's output; None for stdin or a missing input (probing says so)."""
+    try:
+        return Recipe.of(job.input, restorer, encode, opts) if job.input != "-" else None
+    except OSError:
+        return None
+
+
+def decide_job(job: Job, restorer: Restorer, encode: EncodeOptions, opts: EnhanceOptions, *, overwrite: bool,
+               state=None, retry_failed: bool = False, strict: bool = False,
+               recipe: Recipe | None = None) -> JobDecision:
+    """The decisions a run makes about one job before it starts on it, the same for ``--dry-run``:
+    outputs done with this recipe or existing are skipped, failures of an earlier run reported
+    again. Raises :class:`OutputError` where the output would replace the input."""
+    target = str(preview_path(job.output)) if opts.preview and job.output != "-" else job.output
+    recipe = recipe or job_recipe(job, restorer, encode, opts)
+    if target != "-" and os.path.exists(target) and _same_file(target, job.input):
+        raise OutputError("the output would replace the input; refused", path=target)
+    if state is not None and recipe is not None and not overwrite:
+        decision, why = state.decide(target, recipe, retry_failed=retry_failed)
+        if decision is Decision.SKIP:
+            return JobDecision(target, recipe, FileResult(job.input, target, "skipped", error=why), overwrite)
+        if decision is Decision.SKIP_INCOMPLETE:
+            if strict:
+                res = FileResult(job.input, target, "failed", incomplete=True,
+                                 error=f"{shown(job.input)}: {why} [--strict; --retry-failed tries again]")
+            else:
+                res = FileResult(job.input, target, "skipped", error="made in an earlier run", incomplete=True,
+                                 warnings=[f"{why} (in an earlier run; --retry-failed tries again)"])
+            return JobDecision(target, recipe, res, overwrite)
+        if decision is Decision.FAILED_BEFORE:
+            return JobDecision(target, recipe, FileResult(
+                job.input, target, "failed", error=f"{why} [failed in an earlier run; --retry-failed tries again]"),
+                overwrite)
+        if decision is Decision.REDO and os.path.exists(target):
+            overwrite = True  # our own earlier output, made from another input or recipe
+    if job.output != "-" and os.path.exists(target) and not overwrite:
+        what = "preview" if opts.preview else "output"
+        return JobDecision(target, recipe, FileResult(job.input, target, "skipped",
+                                                      error=f"{what} exists (use --overwrite to redo)"), overwrite)
+    return JobDecision(target, recipe, None, overwrite)
+
+
 def run_job(job: Job, restorer: Restorer, encode: EncodeOptions, opts: EnhanceOptions, *, overwrite: bool,
             verbose: bool = False, desc: str | None = None, state=None, retry_failed: bool = False,
             strict: bool = False) -> FileResult:
@@ -87,31 +152,14 @@ def run_job(job: Job, restorer: Restorer, encode: EncodeOptions, opts: EnhanceOp
     an input that holds fewer frames than its container announces is a failure."""
     t0 = time.perf_counter()
     target = str(preview_path(job.output)) if opts.preview and job.output != "-" else job.output
-    try:
-        recipe = Recipe.of(job.input, restorer, encode, opts) if job.input != "-" else None
-    except OSError:
-        recipe = None  # a missing input: probing says so below
+    recipe = job_recipe(job, restorer, encode, opts)
     status = "done"
     try:
-        if target != "-" and os.path.exists(target) and _same_file(target, job.input):
-            raise OutputError("the output would replace the input; refused", path=target)
-        if state is not None and recipe is not None and not overwrite:
-            decision, why = state.decide(target, recipe, retry_failed=retry_failed)
-            if decision is Decision.SKIP:
-                return FileResult(job.input, target, "skipped", error=why)
-            if decision is Decision.SKIP_INCOMPLETE:
-                if strict:
-                    return FileResult(job.input, target, "failed", incomplete=True,
-                                      error=f"{shown(job.input)}: {why} [--strict; --retry-failed tries again]")
-                return FileResult(job.input, target, "skipped", error="made in an earlier run", incomplete=True,
-                                  warnings=[f"{why} (in an earlier run; --retry-failed tries again)"])
-            if decision is Decision.FAILED_BEFORE:
-                return FileResult(job.input, target, "failed",
-                                  error=f"{why} [failed in an earlier run; --retry-failed tries again]")
-            if decision is Decision.REDO and os.path.exists(target):
-                overwrite = True  # our own earlier output, made from another input or recipe
-        if job.output != "-" and os.path.exists(target) and not overwrite:
-            return FileResult(job.input, target, "skipped", error="output exists (use --overwrite to redo)")
+        decided = decide_job(job, restorer, encode, opts, overwrite=overwrite, state=state,
+                             retry_failed=retry_failed, strict=strict, recipe=recipe)
+        overwrite = decided.overwrite
+        if decided.result is not None:
+            return decided.result
         if job.output != "-":
             parent = Path(job.output).parent
             try:
@@ -120,14 +168,14 @@ def run_job(job: Job, restorer: Restorer, encode: EncodeOptions, opts: EnhanceOp
                 raise OutputError(f"cannot create output folder: {e.strerror}", path=str(parent)) from None
             if not os.access(parent, os.W_OK):
                 raise OutputError("output folder is not writable", path=str(parent))
-        info = probe(job.input)
+        info = probe(job.input, fps=opts.fps)
         if opts.preview:
             result = _preview(job, info, restorer, opts, overwrite, desc, t0)
         else:
             res = enhance_video(info, job.output, restorer, encode, opts, desc=desc,
-                                recipe_key=recipe.key() if recipe else None)
+                                recipe_key=recipe.key() if recipe else None, started=t0)
             result = FileResult(job.input, res.output or "-", "done", frames=res.frames, seconds=res.seconds,
-                                warnings=res.warnings, incomplete=bool(res.incomplete))
+                                warnings=res.warnings, incomplete=bool(res.incomplete), resumed=res.resumed)
             if res.incomplete:
                 status = "incomplete"
                 if strict:
@@ -211,7 +259,6 @@ def run_batch(jobs: list[Job], restorer: Restorer, encode: EncodeOptions, opts: 
 
     t0 = time.perf_counter()
     results: list[FileResult] = []
-    many = len(jobs) > 1
     lock = None
     if folder is not None:
         try:
@@ -220,53 +267,87 @@ def run_batch(jobs: list[Job], restorer: Restorer, encode: EncodeOptions, opts: 
             folder = None
     try:
         if lock is not None and lock.took_over:
-            print(f"warning: {shown(folder)}: {lock.took_over}", file=sys.stderr)
+            write(f"warning: {shown(folder)}: {lock.took_over}")
         for where in {Path(j.output).parent for j in jobs if j.output != "-"} | ({folder} if folder else set()):
             sweep(where)
         state = BatchState(folder) if folder is not None else None
         for note in state.notes if state else []:
-            print(f"warning: {shown(state.path)}: {note}", file=sys.stderr)
-        with bar(total=len(jobs), desc="files", unit="file", enabled=opts.progress and many, position=0) as files:
-            stopped = False
-            for job in jobs:
-                if stopped:
-                    res = FileResult(job.input, job.output, "skipped", error="not run: --fail-fast stopped the batch")
-                else:
-                    desc = escape(Path(job.input).name) if job.input != "-" else "stdin"
-                    res = run_job(job, restorer, encode, opts, overwrite=overwrite, verbose=verbose, desc=desc[:40],
-                                  state=state, retry_failed=retry_failed, strict=strict)
-                    stopped = fail_fast and res.status == "failed"
-                results.append(res)
-                if on_result is not None:
-                    on_result(res)
-                files.update(1)
+            write(f"warning: {shown(state.path)}: {note}")
+        stopped = False
+        for k, job in enumerate(jobs):
+            if stopped:
+                res = FileResult(job.input, job.output, "skipped", error="not run: --fail-fast stopped the batch")
+            else:
+                res = run_job(job, restorer, encode, opts, overwrite=overwrite, verbose=verbose,
+                              desc=bar_label(job, k, len(jobs)), state=state, retry_failed=retry_failed,
+                              strict=strict)
+                stopped = fail_fast and res.status == "failed"
+            results.append(res)
+            if on_result is not None:
+                on_result(res)
     finally:
         if lock is not None:
             lock.release()
     return BatchSummary(results, time.perf_counter() - t0)
 
 
-def report(res: FileResult, *, as_json: bool, quiet: bool = False) -> None:
-    """Print one file's outcome: a JSON line on stdout, or a line for people on stderr."""
+def bar_label(job: Job, k: int, n: int) -> str:
+    """What a file's progress bar is called: its name (``stdin`` for a piped input), and its place
+    in a batch of several."""
+    name = job.display if job.display is not None else job.input
+    label = "stdin" if name == "-" else escape(Path(name).name)[:40]
+    return f"[{k + 1}/{n}] {label}" if n > 1 else label
+
+
+def plan_batch(jobs: list[Job], restorer: Restorer, encode: EncodeOptions, opts: EnhanceOptions, *,
+               overwrite: bool = False, folder: Path | None = None, retry_failed: bool = False,
+               strict: bool = False) -> BatchSummary:
+    """What :func:`run_batch` would do, decided by the same code (``--dry-run``), without locking,
+    sweeping or writing anything: ``planned`` for the jobs it would run, and the ``skipped`` and
+    ``failed`` results it would report without running them."""
+    from enhancer.state import BatchState
+
+    t0 = time.perf_counter()
+    state = BatchState(folder, read_only=True) if folder is not None else None
+    for note in state.notes if state else []:
+        write(f"warning: {shown(state.path)}: {note}")
+    results = []
+    for job in jobs:
+        try:
+            decided = decide_job(job, restorer, encode, opts, overwrite=overwrite, state=state,
+                                 retry_failed=retry_failed, strict=strict)
+            res = decided.result or FileResult(job.input, decided.target, "planned")
+        except EnhancerError as e:
+            res = FileResult(job.input, job.output, "failed", error=e.line())
+        if job.display is not None:
+            res.input = job.display
+        results.append(res)
+    return BatchSummary(results, time.perf_counter() - t0)
+
+
+def report(res: FileResult, *, as_json: bool, quiet: bool = False, dry_run: bool = False) -> None:
+    """Print one file's outcome: a JSON line on stdout, or a line for people on stderr (through
+    :func:`enhancer.progress.write`, so it never lands on a progress bar). A dry run says what a
+    real run would do: ``would enhance``, ``would skip``, ``would fail``."""
     if as_json:
         print(res.to_json(), flush=True)
         if res.status == "failed":
-            print(f"error: {escape(res.error or '')}", file=sys.stderr, flush=True)
+            write(f"{'would fail' if dry_run else 'error'}: {escape(res.error or '')}")
         return
     if res.status == "failed":
-        print(f"error: {escape(res.error or '')}", file=sys.stderr, flush=True)
+        write(f"{'would fail' if dry_run else 'error'}: {escape(res.error or '')}")
     elif not quiet:
         src, dst = shown(res.input), shown(res.output)
         if res.status == "done":
-            fps = res.frames / res.seconds if res.seconds else 0
-            print(f"done: {src} -> {dst} ({res.frames} frames, {res.seconds:.1f} s, {fps:.1f} frames/s)",
-                  file=sys.stderr, flush=True)
+            resumed = f", {res.resumed} of them resumed" if res.resumed else ""
+            write(f"done: {src} -> {dst} ({res.frames} frames{resumed}, {res.seconds:.1f} s, "
+                  f"{res.fps:.1f} frames/s)")
         elif res.status == "skipped":
-            print(f"skipped: {src} -> {dst} ({escape(res.error or '')})", file=sys.stderr, flush=True)
+            write(f"{'would skip' if dry_run else 'skipped'}: {src} -> {dst} ({escape(res.error or '')})")
         elif res.status == "planned":
-            print(f"would enhance: {src} -> {dst}", file=sys.stderr, flush=True)
+            write(f"would enhance: {src} -> {dst}")
     for w in res.warnings:
-        print(f"warning: {shown(res.input)}: {escape(w)}", file=sys.stderr, flush=True)
+        write(f"warning: {shown(res.input)}: {escape(w)}")
 
 
 def spool_stdin() -> str:

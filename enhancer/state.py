@@ -84,9 +84,11 @@ def _parse(text: str) -> dict[str, Entry]:
 
 
 class BatchState:
-    """The state file of one output folder."""
+    """The state file of one output folder. ``read_only`` (a dry run) reads it and changes
+    nothing: a file that does not check out is only reported."""
 
-    def __init__(self, folder: str | Path):
+    def __init__(self, folder: str | Path, read_only: bool = False):
+        self.read_only = read_only
         self.folder = Path(folder)
         self.path = self.folder / STATE_NAME
         self.entries: dict[str, Entry] = {}
@@ -99,6 +101,9 @@ class BatchState:
             self._set_aside(str(e) or type(e).__name__)
 
     def _set_aside(self, why: str) -> None:
+        if self.read_only:
+            self.notes.append(f"the state file could not be read ({why}); a real run sets it aside and rebuilds it")
+            return
         aside = self.path.with_name(f"{STATE_NAME}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
         try:
             os.replace(self.path, aside)
@@ -141,6 +146,8 @@ class BatchState:
 
     def record(self, output: str, recipe: Recipe, status: str, error: str | None = None, frames: int = 0) -> None:
         """Remember one outcome and rewrite the file (a full disk must not break the batch)."""
+        if self.read_only:
+            raise RuntimeError("a read-only state records nothing")
         self.entries[self.key(output)] = Entry(status=status, input=recipe.input, recipe=recipe.to_dict(),
                                                key=recipe.key(), error=error, frames=frames, finished=time.time())
         try:

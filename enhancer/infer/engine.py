@@ -26,7 +26,7 @@ from enhancer.io.muxer import IMAGE_CODECS, EncodeOptions, Muxer, assemble
 from enhancer.io.probe import VideoInfo, count_frames
 from enhancer.io.reader import Frame, FrameReader, windows
 from enhancer.io.temps import hidden_sibling, sweep
-from enhancer.progress import bar
+from enhancer.progress import bar, settle
 
 _END = object()
 
@@ -40,6 +40,7 @@ class EnhanceOptions:
     progress: bool = True
     preview: float | None = None  # seconds: write only a before/after comparison of this much
     part_seconds: float = 120.0  # a new part is begun after this much processing, so a kill loses little
+    fps: Fraction | None = None  # frame rate of image-sequence inputs (None: their fps.txt, else 25)
 
 
 @dataclass
@@ -49,10 +50,12 @@ class EnhanceResult:
     seconds: float
     warnings: list[str] = field(default_factory=list)
     incomplete: str | None = None  # why the input gave fewer frames than its container announced
+    resumed: int = 0  # of ``frames``, those an earlier run had already encoded
 
     @property
     def fps(self) -> float:
-        return self.frames / self.seconds if self.seconds > 0 else 0.0
+        """Frames made per second in this run."""
+        return (self.frames - self.resumed) / self.seconds if self.seconds > 0 else 0.0
 
 
 class _Writer(threading.Thread):
@@ -102,11 +105,21 @@ def _pump(stream, skip: int, restorer: Restorer, writer: _Writer, chunk: int, pb
             writer.put((image, frame.pts, frame.time_base))
         frames += len(window.core)
         pbar.update(len(window.core))
+    if not pbar.disable:  # the encoder's last frames, the join and the checks still count in the rate
+        pbar.set_postfix_str("finishing")
     writer.put(_END)
     writer.join()
     if writer.error is not None:
         raise writer.error
     return frames
+
+
+def finished(pbar) -> None:
+    """The file is complete: the bar's last rate counts the same frames over the same seconds as
+    the result (and the ``done`` line), and its total is what decoded."""
+    if not pbar.disable:
+        pbar.set_postfix_str("")
+    settle(pbar)
 
 
 def _stop(writer: _Writer, abort) -> None:
@@ -199,22 +212,41 @@ def _resumable(info: VideoInfo, output: str, encode: EncodeOptions, opts: Enhanc
     return Path(output).suffix.lower() in (".mp4", ".m4v", ".mov", ".mkv") and bool(info.fps)
 
 
+def _unique(warnings: list[str]) -> list[str]:
+    return list(dict.fromkeys(warnings))
+
+
+def input_notes(info: VideoInfo) -> list[str]:
+    """What the output's warnings say about how the input was read (an image sequence's rate)."""
+    if not info.image_sequence:
+        return []
+    from enhancer.io.sequence import FPS_SIDECAR
+
+    rate = f"{float(info.fps):g}" if info.fps else "unknown"
+    if info.fps_from == "assumed":
+        return [f"image sequence: no frame rate given, {rate} fps assumed "
+                f"(give --fps, or put the rate in {FPS_SIDECAR} beside the images)"]
+    return [f"image sequence: {rate} fps, from {info.fps_from}"] if info.fps_from else []
+
+
 def enhance_video(info: VideoInfo, output: str, restorer: Restorer, encode: EncodeOptions,
                   opts: EnhanceOptions | None = None, *, desc: str | None = None,
-                  recipe_key: str | None = None) -> EnhanceResult:
+                  recipe_key: str | None = None, started: float | None = None) -> EnhanceResult:
     """Enhance ``info.path`` into ``output``. Raises an :class:`~enhancer.errors.EnhancerError`
     on failure, after removing any partial output. File outputs are made in parts (a short file
     is one part) kept in a hidden folder beside the output: an interrupted run leaves them, and
     the next run with the same recipe (``recipe_key``, by default this call's
-    :class:`~enhancer.pipeline.recipe.Recipe`) continues after the last finished part."""
+    :class:`~enhancer.pipeline.recipe.Recipe`) continues after the last finished part. ``started``
+    (a ``time.perf_counter()`` reading, default now) is when the work on this file began: the
+    result's seconds and the progress bar's rate both count from it."""
     opts = opts or EnhanceOptions()
+    t0 = time.perf_counter() if started is None else started
     if _resumable(info, output, encode, opts):
         if recipe_key is None:
             from enhancer.pipeline.recipe import Recipe
 
             recipe_key = Recipe.of(info.path, restorer, encode, opts).key()
-        return _enhance_in_parts(info, output, restorer, encode, opts, recipe_key, desc)
-    t0 = time.perf_counter()
+        return _enhance_in_parts(info, output, restorer, encode, opts, recipe_key, desc, t0)
     chunk = _chunk(restorer, info, opts, encode)
     reader = FrameReader(info, deinterlace=opts.deinterlace, start=opts.start, duration=opts.duration,
                          buffer=max(8, chunk + 2 * restorer.margin))
@@ -225,9 +257,10 @@ def enhance_video(info: VideoInfo, output: str, restorer: Restorer, encode: Enco
     try:
         reader.start()
         writer.start()
-        with bar(total=expected, desc=desc, unit="frame", enabled=opts.progress) as pbar:
+        with bar(total=expected, desc=desc, unit="frame", enabled=opts.progress, start=t0) as pbar:
             frames = _pump(iter(reader), 0, restorer, writer, chunk, pbar)
-        final = muxer.close()
+            final = muxer.close()
+            finished(pbar)
         ok = True
     finally:
         if not ok:
@@ -238,7 +271,8 @@ def enhance_video(info: VideoInfo, output: str, restorer: Restorer, encode: Enco
     why = shortfall(info, opts, reader, frames, list(reader.last_times))
     notes = [_incomplete_warning(why)] if why else []
     return EnhanceResult(output=str(final) if final else None, frames=frames, seconds=time.perf_counter() - t0,
-                         warnings=reader.warnings + notes + muxer.warnings, incomplete=why)
+                         warnings=_unique(input_notes(info) + reader.warnings + notes + muxer.warnings),
+                         incomplete=why)
 
 
 # ---- outputs made in resumable parts ----------------------------------------------------------
@@ -391,8 +425,8 @@ def parts_folder(output: str | Path) -> Path:
 
 
 def _enhance_in_parts(info: VideoInfo, output: str, restorer: Restorer, encode: EncodeOptions,
-                      opts: EnhanceOptions, key: str, desc: str | None, _retry: bool = True) -> EnhanceResult:
-    t0 = time.perf_counter()
+                      opts: EnhanceOptions, key: str, desc: str | None, t0: float,
+                      _retry: bool = True) -> EnhanceResult:
     final = Path(output)
     folder = parts_folder(final)
     done, note = _load_parts(folder, key) if folder.exists() else ([], None)
@@ -427,28 +461,29 @@ def _enhance_in_parts(info: VideoInfo, output: str, restorer: Restorer, encode: 
                                      path=info.path)
                 reader.close()
                 shutil.rmtree(folder, ignore_errors=True)
-                return _enhance_in_parts(info, output, restorer, encode, opts, key, desc, _retry=False)
+                return _enhance_in_parts(info, output, restorer, encode, opts, key, desc, t0, _retry=False)
             stream, skip = resumed
         else:
             stream, skip = iter(reader), 0
-        with bar(total=expected, desc=desc, unit="frame", enabled=opts.progress) as pbar:
-            pbar.update(done_frames)
+        with bar(total=expected, desc=desc, unit="frame", enabled=opts.progress, start=t0,
+                 initial=done_frames) as pbar:
             frames += _pump(stream, skip, restorer, writer, chunk, pbar)
-        parts.close_part()
-        if not parts.done:
-            raise OutputError("no frames to encode", path=str(final))
-        origin = Fraction(info.start_time or 0).limit_denominator(1_000_000) + \
-            Fraction(opts.start or 0).limit_denominator(1_000_000)
-        starts = [Fraction(p["first"]) - origin for p in parts.done]
-        warnings = assemble([folder / p["file"] for p in parts.done], starts, final, info, encode, reader.colour,
-                            reader.time_base or Fraction(1, 1000), segment_start=opts.start,
-                            segment_duration=opts.duration)
-        joined = count_frames(str(final))
-        if joined != frames:  # never report a join that lost or repeated frames as done
-            final.unlink(missing_ok=True)
-            raise OutputError(f"the joined output holds {joined} frames, not the {frames} that were encoded",
-                              hint="run the same command again to redo this file")
-        shutil.rmtree(folder, ignore_errors=True)
+            parts.close_part()
+            if not parts.done:
+                raise OutputError("no frames to encode", path=str(final))
+            origin = Fraction(info.start_time or 0).limit_denominator(1_000_000) + \
+                Fraction(opts.start or 0).limit_denominator(1_000_000)
+            starts = [Fraction(p["first"]) - origin for p in parts.done]
+            warnings = assemble([folder / p["file"] for p in parts.done], starts, final, info, encode,
+                                reader.colour, reader.time_base or Fraction(1, 1000), segment_start=opts.start,
+                                segment_duration=opts.duration)
+            joined = count_frames(str(final))
+            if joined != frames:  # never report a join that lost or repeated frames as done
+                final.unlink(missing_ok=True)
+                raise OutputError(f"the joined output holds {joined} frames, not the {frames} that were encoded",
+                                  hint="run the same command again to redo this file")
+            shutil.rmtree(folder, ignore_errors=True)
+            finished(pbar)
         ok = True
     except KeyboardInterrupt:
         interrupted = True
@@ -467,4 +502,5 @@ def _enhance_in_parts(info: VideoInfo, output: str, restorer: Restorer, encode: 
     notes += [f"resumed: {done_frames} frames were already encoded by an earlier run"] if done_frames else []
     notes += [_incomplete_warning(why)] if why else []
     return EnhanceResult(output=str(final), frames=frames, seconds=time.perf_counter() - t0,
-                         warnings=notes + reader.warnings + parts.warnings + warnings, incomplete=why)
+                         warnings=_unique(notes + input_notes(info) + reader.warnings + parts.warnings + warnings),
+                         incomplete=why, resumed=done_frames)

@@ -12,7 +12,6 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,7 +102,9 @@ def file_arg(path: str | os.PathLike) -> str:
 def show(argv: list[str]) -> None:
     """Print a command, quoted, when verbose."""
     if tools().verbose:
-        print("$ " + shlex.join(argv), file=sys.stderr, flush=True)
+        from enhancer.progress import write  # clears a progress bar first
+
+        write("$ " + shlex.join(argv))
 
 
 _PREFIX = re.compile(r"^\[[^\]]+ @ 0x[0-9a-f]+\]\s*")
