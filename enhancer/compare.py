@@ -7,6 +7,7 @@ labelled, and laid out side by side, as a split view or in a grid.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -116,6 +117,22 @@ def _aligned(readers: list[FrameReader]) -> Iterator[list[Frame]]:
         yield row
 
 
+def default_labels(inputs: list[str]) -> list[str]:
+    """Labels that tell the inputs apart: each file's name with its extension (``tree.avi``,
+    ``tree.mkv``), with as many parent folders as it takes where names are the same
+    (``a/clip.mp4``, ``b/clip.mp4``)."""
+    parts = [Path(os.path.abspath(p)).parts[1:] or (p,) for p in inputs]
+    depth = [1] * len(inputs)
+    while True:
+        labels = ["/".join(ps[-d:]) for ps, d in zip(parts, depth)]
+        clash = {lab for lab in labels if labels.count(lab) > 1}
+        grow = [k for k, lab in enumerate(labels) if lab in clash and depth[k] < len(parts[k])]
+        if not grow:  # the same file given twice: its name, numbered
+            return [f"{Path(lab).name} ({k + 1})" if lab in clash else lab for k, lab in enumerate(labels)]
+        for k in grow:
+            depth[k] += 1
+
+
 def _chain(first: Frame | None, rest: Iterator[Frame]) -> Iterator[Frame]:
     if first is not None:
         yield first
@@ -135,7 +152,7 @@ def compare(inputs: list[str], output: str, *, mode: str = "side", labels: list[
     applies to every input unless ``starts`` gives one per input."""
     if len(inputs) < 2:
         raise EnhancerError("compare needs at least two inputs")
-    labels = list(labels or [Path(p).stem for p in inputs])
+    labels = list(labels or default_labels(inputs))
     if len(labels) != len(inputs):
         raise EnhancerError(f"{len(labels)} labels for {len(inputs)} inputs")
     infos: list[VideoInfo] = [probe(p) for p in inputs]

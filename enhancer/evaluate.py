@@ -16,8 +16,9 @@
   and the difference of their perceptual distances; lower is better.
 
 Averages are means of the per-frame values (PSNR: mean of per-frame dB, as papers report).
-Inputs are video files or folders of images; sizes and frame counts must match (no silent resize
-or truncation).
+Inputs are video files or folders of images; frame counts must match (no silent truncation), and
+so must sizes, unless the caller says which side to scale and how (``reference_scale`` /
+``candidate_scale``: never a silent resize).
 """
 from __future__ import annotations
 
@@ -38,6 +39,9 @@ from enhancer.io import ffmpeg as ff
 IMAGE_EXT = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 METRICS = ("psnr_y", "psnr_rgb", "ssim_y", "vmaf", "perceptual", "tof", "tlp")
 EXTRA = ("fid",)  # distribution-level, asked for explicitly
+# how a reference or a candidate of another size is brought to the other's (OpenCV for the frames,
+# swscale's filter of the same name for VMAF)
+SCALERS = {"lanczos": cv2.INTER_LANCZOS4, "bicubic": cv2.INTER_CUBIC, "area": cv2.INTER_AREA}
 
 
 @dataclass(frozen=True)
@@ -176,13 +180,15 @@ def _as_video(path: str, tmpdir: str) -> str:
     return out
 
 
-def vmaf(reference: str, candidate: str, threads: int = 0) -> list[float]:
-    """Per-frame VMAF of ``candidate`` against ``reference`` with ffmpeg's libvmaf."""
+def vmaf(reference: str, candidate: str, threads: int = 0, *, reference_resize: str = "",
+         candidate_resize: str = "") -> list[float]:
+    """Per-frame VMAF of ``candidate`` against ``reference`` with ffmpeg's libvmaf. A ``*_resize``
+    is a scale filter (``scale=352:288:flags=lanczos,``) that brings one to the other's size."""
     with tempfile.TemporaryDirectory() as tmp:
         log = str(Path(tmp) / "vmaf.json")
         dist, ref = _as_video(candidate, tmp), _as_video(reference, tmp)
         n = threads or (os.cpu_count() or 1)
-        graph = (f"[0:v]format=yuv444p,setpts=N[d];[1:v]format=yuv444p,setpts=N[r];"
+        graph = (f"[0:v]{candidate_resize}format=yuv444p,setpts=N[d];[1:v]{reference_resize}format=yuv444p,setpts=N[r];"
                  f"[d][r]libvmaf=log_fmt=json:log_path={log}:n_threads={n}")
         ff.run([ff.tools().ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-i", ff.file_arg(dist),
                 "-i", ff.file_arg(ref), "-lavfi", graph, "-f", "null", "-"], path=candidate, what="VMAF failed")
@@ -256,8 +262,17 @@ def _check_pair(reference: str, candidate: str) -> None:
 
 
 def evaluate(reference: str, candidate: str, *, metrics: tuple[str, ...] = METRICS,
-             perceptual_net: str = "mobilenet_v2", progress: bool = False) -> Scores:
-    """Score ``candidate`` against ``reference``. Raises if sizes or frame counts differ."""
+             perceptual_net: str = "mobilenet_v2", progress: bool = False, reference_scale: str | None = None,
+             candidate_scale: str | None = None) -> Scores:
+    """Score ``candidate`` against ``reference``. Raises if frame counts differ, or sizes differ
+    and neither ``reference_scale`` (upscale the reference to the candidate's size, e.g. with
+    ``lanczos``) nor ``candidate_scale`` (bring the candidate to the reference's, e.g. ``area``)
+    says how to compare them; the methods are :data:`SCALERS`."""
+    for how in (reference_scale, candidate_scale):
+        if how is not None and how not in SCALERS:
+            raise EnhancerError(f"unknown scaling {how!r}", hint=f"use one of {', '.join(SCALERS)}")
+    if reference_scale and candidate_scale:
+        raise EnhancerError("scale the reference or the candidate, not both")
     _check_pair(reference, candidate)
     scores = Scores(candidate=candidate, frames=0)
     want = set(metrics)
@@ -285,6 +300,7 @@ def evaluate(reference: str, candidate: str, *, metrics: tuple[str, ...] = METRI
             with torch.inference_mode():
                 return float(dist(tx, ty)[0])
     per = {k: [] for k in ("psnr_y", "psnr_rgb", "ssim_y", "perceptual", "tof", "tlp") if k in want}
+    resized: tuple[str, str, int, int] | None = None  # (which, how, width, height) where sizes differ
     prev_r = prev_c = None
     emb_r: list[np.ndarray] = []
     emb_c: list[np.ndarray] = []
@@ -293,9 +309,18 @@ def evaluate(reference: str, candidate: str, *, metrics: tuple[str, ...] = METRI
     with bar(total=None, desc=Path(candidate).name[:30], unit="frame", enabled=progress) as b:
         for i, (r, c) in enumerate(zip(frames(reference), frames(candidate))):
             if r.shape != c.shape:
-                raise EnhancerError(f"frame {i} is {c.shape[1]}x{c.shape[0]}, the reference is "
-                                    f"{r.shape[1]}x{r.shape[0]}", path=candidate,
-                                    hint="upscale or crop to the reference size first")
+                if reference_scale:
+                    r = cv2.resize(r, (c.shape[1], c.shape[0]), interpolation=SCALERS[reference_scale])
+                    resized = ("reference", reference_scale, c.shape[1], c.shape[0])
+                elif candidate_scale:
+                    c = cv2.resize(c, (r.shape[1], r.shape[0]), interpolation=SCALERS[candidate_scale])
+                    resized = ("candidate", candidate_scale, r.shape[1], r.shape[0])
+                else:
+                    raise EnhancerError(f"frame {i} is {c.shape[1]}x{c.shape[0]}, the reference is "
+                                        f"{r.shape[1]}x{r.shape[0]}", path=candidate,
+                                        hint="add --reference-scale lanczos to upscale the reference to the "
+                                             "candidate's size, or --candidate-scale area to downscale the "
+                                             "candidate to the reference's")
             if "psnr_rgb" in per:
                 per["psnr_rgb"].append(psnr(r, c))
             if "psnr_y" in per or "ssim_y" in per:
@@ -318,7 +343,10 @@ def evaluate(reference: str, candidate: str, *, metrics: tuple[str, ...] = METRI
             scores.frames += 1
             b.update(1)
     if "vmaf" in want:
-        per["vmaf"] = vmaf(reference, candidate)
+        which, how, w, h = resized or ("", "", 0, 0)
+        scale = f"scale={w}:{h}:flags={how}," if resized else ""
+        per["vmaf"] = vmaf(reference, candidate, reference_resize=scale if which == "reference" else "",
+                           candidate_resize=scale if which == "candidate" else "")
     if "fid" in want:
         scores.fid = frechet_distance(np.stack(emb_r), np.stack(emb_c))
     scores.per_frame = per

@@ -150,6 +150,21 @@ def _collisions(plans: list[_Plan], out: Path) -> list[list[_Plan]]:
     return [g for g in groups.values() if len(g) > 1]
 
 
+def _check_output_name(out: Path, codec: str) -> None:
+    """Refuse an output named like a video file that this tool cannot write (``x.avi``), or a video
+    file name for an image sequence, rather than making a folder of that name."""
+    ext = out.suffix.lower()
+    if out.is_dir() or ext not in VIDEO_EXTENSIONS:
+        return
+    writable = ", ".join(sorted(CONTAINERS))
+    if codec in IMAGE_CODECS:
+        raise UsageError(f"--codec {codec} writes an image sequence (a folder), not a {ext} file", path=str(out),
+                         hint="give a folder name, or choose a video --codec")
+    if ext not in CONTAINERS:
+        raise UsageError(f"cannot write {ext} files", path=str(out),
+                         hint=f"name the output with one of {writable} (.mkv holds every codec), or give a folder")
+
+
 def plan_jobs(found: list[tuple[str, Path | None]], output: str, codec: str, container: str | None = None,
               single_file_ok: bool = True) -> list[Job]:
     """Name each output. With one file input and ``output`` naming a file (an extension ffmpeg
@@ -170,6 +185,7 @@ def plan_jobs(found: list[tuple[str, Path | None]], output: str, codec: str, con
 
     out = Path(output)
     sources = [src for src, _ in found if src != "-"]
+    _check_output_name(out, codec)
     is_file_target = (single_file_ok and len(found) == 1 and found[0][1] is None and not out.is_dir()
                       and out.suffix.lower() in CONTAINERS and codec not in IMAGE_CODECS)
     if is_file_target:

@@ -358,8 +358,10 @@ def resolve(name_or_path: str) -> Path:
         return p
     models = available()
     if name_or_path not in models:
+        from enhancer.infer.restorer import CLASSICAL
+
         names = ", ".join(sorted(models)) or "none installed"
-        raise ModelError(f"unknown model {name_or_path!r}", hint=f"models: {names}; classical: lanczos, bicubic")
+        raise ModelError(f"unknown model {name_or_path!r}", hint=f"models: {names}; classical: {', '.join(CLASSICAL)}")
     return models[name_or_path]
 
 
