@@ -1,0 +1,145 @@
+"""The speed and memory a user sees at common input sizes: the README's table.
+
+For each input size a short clip is generated (a moving test pattern with noise, H.264) and
+enhanced x2 by the real command, ``enhancer enhance CLIP -o OUT.mp4 --json`` (H.264 CRF 18
+output, every default), once per method, in the same run:
+
+* ``lanczos``: the classical baseline;
+* ``fusion-s``: a model of the default model's architecture and size (``aligned-fusion``,
+  ``fusion-s``) with random weights, saved as a model file first (speed does not depend on the
+  weights);
+* any ``.safetensors`` path: that model file.
+
+frames/s is the file's frames over the seconds the run's own ``done`` line reports (probe,
+decode, model, encode and join; not the start of Python and torch). Peak memory: that of the
+enhancer process, the kernel's own count (``getrusage``, so no short peak is missed), and the
+largest sum of its ffmpeg processes (decoder and encoder), sampled every 0.1 s (their memory
+changes slowly). The whole run needs at most the sum of the two.
+
+    python benchmarks/speed_table.py [--sizes 480p,720p,1080p] [--frames 16 | --frames 24,16,16]
+        [--methods lanczos,fusion-s] [--device cpu]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from io_throughput import _children, _tree_rss_kb  # noqa: E402  (process trees, from /proc)
+
+from enhancer.io import ffmpeg as ff  # noqa: E402
+
+SIZES = {"480p": "854x480", "720p": "1280x720", "1080p": "1920x1080"}
+_RUN = ("import resource, runpy, sys; sys.argv = ['enhancer'] + sys.argv[1:];\n"
+        "try:\n    runpy.run_module('enhancer', run_name='__main__')\n"
+        "except SystemExit as e:\n    rc = e.code\n"
+        "print('MAXRSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n")
+
+
+def make_clip(path: Path, size: str, frames: int) -> None:
+    ff.run([ff.tools().ffmpeg, "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+            f"testsrc2=size={size}:rate=25", "-frames:v", str(frames), "-vf", "noise=alls=6:allf=t", "-c:v",
+            "libx264", "-crf", "20", "-preset", "veryfast", "-pix_fmt", "yuv420p", str(path)])
+
+
+def random_model(path: Path, name: str) -> Path:
+    """A model file of the ``name`` fusion configuration (x2) with random weights."""
+    import torch
+
+    from enhancer import weights
+    from enhancer.models.fusion import FUSION_CONFIGS, FusionConfig, FusionGenerator
+
+    cfg = FusionConfig(**{**FUSION_CONFIGS[name].to_dict(), "scale": 2})
+    torch.manual_seed(0)
+    card = weights.ModelCard(name=f"{name}-random", arch="aligned-fusion", config=cfg.to_dict(), scale=2,
+                             notes="random weights, for timing only")
+    weights.save(FusionGenerator(cfg), path, card)
+    return path
+
+
+def _is_ffmpeg(pid: int) -> bool:
+    """Whether a process runs ffmpeg already (not a fork of ours that is about to)."""
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().startswith("ffmpeg")
+    except OSError:
+        return False
+
+
+def measure(argv: list[str]) -> tuple[dict, int, int]:
+    """(the --json row, peak RSS of the enhancer process, peak RSS of its ffmpeg processes; MiB)."""
+    proc = subprocess.Popen([sys.executable, "-c", _RUN, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    peak = [0]
+
+    def poll() -> None:
+        while proc.poll() is None:
+            peak[0] = max(peak[0], sum(_tree_rss_kb(c) for c in _children(proc.pid) if _is_ffmpeg(c)))
+            time.sleep(0.1)
+
+    t = threading.Thread(target=poll, daemon=True)
+    t.start()
+    out, err = proc.communicate()
+    t.join()
+    if proc.returncode != 0:
+        raise SystemExit(f"enhancer failed: {err[-2000:]}")
+    row = json.loads(out.strip().splitlines()[-1])
+    own = next(int(line.split()[1]) for line in err.splitlines() if line.startswith("MAXRSS"))
+    return row, own // 1024, peak[0] // 1024
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="480p,720p,1080p", help="names (480p, 720p, 1080p) or WxH")
+    ap.add_argument("--frames", default="16", help="frames per clip (at least one model chunk), or one number "
+                    "per size")
+    ap.add_argument("--methods", default="lanczos,fusion-s",
+                    help="lanczos (or another classical), fusion-s (random weights) or .safetensors paths")
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args()
+    ff.configure()
+    import torch
+
+    from enhancer.infer.device import free_memory
+
+    sizes = args.sizes.split(",")
+    counts = [int(n) for n in args.frames.split(",")]
+    counts = counts if len(counts) == len(sizes) else counts[:1] * len(sizes)
+    print(f"cpu cores: {os.cpu_count()}, torch threads: {torch.get_num_threads()}, memory available: "
+          f"{free_memory(torch.device('cpu')) / 2 ** 30:.1f} GiB, device: {args.device}, torch {torch.__version__}")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        models = {}
+        for m in args.methods.split(","):
+            if m.startswith("fusion-"):
+                models[m] = str(random_model(Path(tmp) / f"{m}.safetensors", m))
+            else:
+                models[m] = m
+        for name, frames in zip(sizes, counts):
+            size = SIZES.get(name, name)
+            clip = Path(tmp) / f"{name}.mp4"
+            make_clip(clip, size, frames)
+            label = f"{name} ({size})" if name in SIZES else size
+            for method, model in models.items():
+                out = Path(tmp) / f"{name}-{len(rows)}.mp4"
+                row, own, child = measure(["enhance", str(clip), "-o", str(out), "--model", model, "--device",
+                                           args.device, "--json", "-q"])
+                fps = row["frames"] / row["seconds"]
+                rows.append((label, method, row["frames"], fps, own, child))
+                print(f"  {label} {method}: {row['frames']} frames in {row['seconds']:.1f} s ({fps:.2f} frames/s), "
+                      f"peak {own:,} MiB, ffmpeg {child:,} MiB", file=sys.stderr, flush=True)
+    print("| input | method | frames | frames/s | peak memory, enhancer | peak memory, its ffmpeg processes |")
+    print("|---|---|---|---|---|---|")
+    for label, method, frames, fps, own, child in rows:
+        print(f"| {label} | {method} | {frames} | {fps:.2f} | {own:,} MiB | {child:,} MiB |")
+
+
+if __name__ == "__main__":
+    main()
