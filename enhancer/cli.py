@@ -143,8 +143,11 @@ def enhance(inputs, output, recursive, model, task, scale, codec, crf, preset, p
 
 def _choose_model(model: str | None, task: str | None, scale: int | None, quiet: bool) -> str:
     """The --model to load: the one named, else the installed model for --task and --scale."""
-    from enhancer import weights
     from enhancer.infer.restorer import CLASSICAL
+
+    if model in CLASSICAL:  # no PyTorch to import (about 0.5 GB and a second) for a classical method
+        return model
+    from enhancer import weights
 
     if model is None:
         if not weights.available():
@@ -152,7 +155,7 @@ def _choose_model(model: str | None, task: str | None, scale: int | None, quiet:
                 print(f"note: no model is installed (not even {DEFAULT_MODEL}); using lanczos", file=sys.stderr)
             return "lanczos"
         return weights.pick(task, scale)
-    if task is not None and model not in CLASSICAL:
+    if task is not None:
         card = weights.read_card(weights.resolve(model))
         if weights.task_of(card) != task:
             fit = [n for n, _, c in weights.catalogue() if weights.task_of(c) == task]
