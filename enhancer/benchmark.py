@@ -21,6 +21,7 @@ from enhancer.io import ffmpeg as ff
 from enhancer.io.colour import source_colour
 from enhancer.io.muxer import EncodeOptions
 from enhancer.io.probe import count_frames, probe
+from enhancer.io.segment import Segment
 from enhancer.reports.html import ClipResults, MethodRun, ReportInput
 
 BASELINES = ("bicubic", "lanczos", "hqdn3d+lanczos", "nlmeans+lanczos")
@@ -106,7 +107,7 @@ def _reference(clean: str, work: Path, step: int, start: float | None, duration:
     w, h = info.display_width // step * step, info.display_height // step * step
     out = work / "reference" / (Path(clean).stem + ".mkv")
     out.parent.mkdir(parents=True, exist_ok=True)
-    seg = (["-ss", f"{start}"] if start else []) + (["-t", f"{duration}"] if duration else [])
+    seg = Segment(start, duration).input_args()
     ff.run([ff.tools().ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *seg, "-i", ff.file_arg(clean),
             "-map", "0:v:0", "-vf", f"crop={w}:{h}:0:0,scale={_to_rgb(info)},format=gbrp",
             "-fps_mode", "passthrough", "-c:v", "ffv1",

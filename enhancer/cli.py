@@ -31,13 +31,18 @@ def _seconds(text: str | None) -> float | None:
     return total
 
 
-def _configure_ffmpeg(ffmpeg: str | None, verbose: bool) -> None:
+def _configure_ffmpeg(ffmpeg: str | None, verbose: bool):
+    """Choose the ffmpeg (an unusable or too old one is a usage error, exit 2, before any work);
+    with -v, say which one and its version."""
     from enhancer.io import ffmpeg as ff
 
     try:
-        ff.configure(ffmpeg=ffmpeg, verbose=verbose)
+        tools = ff.configure(ffmpeg=ffmpeg, verbose=verbose)
     except EnhancerError as e:
-        raise click.UsageError(str(e)) from None
+        _fail(str(e), 2)
+    if verbose:
+        print(tools.line(), file=sys.stderr)
+    return tools
 
 
 class _Interrupts:
@@ -210,7 +215,7 @@ def _enhance(inputs, output, recursive, model, task, scale, codec, crf, preset, 
     from enhancer.infer.models import load_restorer
     from enhancer.io.muxer import EncodeOptions
 
-    _configure_ffmpeg(ffmpeg_path, verbose)
+    tools = _configure_ffmpeg(ffmpeg_path, verbose)
     seg_start, seg_dur = _seconds(start), _seconds(duration)
     if seg_dur is not None and seg_dur <= 0:
         raise click.BadParameter("must be more than 0", param_hint="--duration")
@@ -269,7 +274,7 @@ def _enhance(inputs, output, recursive, model, task, scale, codec, crf, preset, 
         if spooled:
             Path(spooled).unlink(missing_ok=True)
     code = summary.exit_code
-    if report_path and not _write_report(report_path, summary.to_dict()):
+    if report_path and not _write_report(report_path, {**summary.to_dict(), "ffmpeg": tools.describe()}):
         code = code or 1
     if not quiet and len(jobs) > 1:
         from enhancer.errors import escape

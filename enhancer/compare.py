@@ -18,6 +18,7 @@ import numpy as np
 from enhancer.errors import EnhancerError
 from enhancer.io.probe import VideoInfo, probe
 from enhancer.io.reader import Frame, FrameReader
+from enhancer.io.segment import Segment
 
 MODES = ("side", "split", "grid")
 
@@ -158,8 +159,8 @@ def compare(inputs: list[str], output: str, *, mode: str = "side", labels: list[
     infos: list[VideoInfo] = [probe(p) for p in inputs]
     out = Path(output)
     still = out.suffix.lower() in (".png", ".jpg", ".jpeg", ".tif", ".tiff")
-    starts = list(starts) if starts is not None else [start] * len(inputs)
-    readers = [FrameReader(i, start=s, duration=duration, deinterlace="off") for i, s in zip(infos, starts)]
+    segments = [Segment(s, duration) for s in (starts if starts is not None else [start] * len(inputs))]
+    readers = [FrameReader(i, segment=seg, deinterlace="off") for i, seg in zip(infos, segments)]
     for r in readers:
         r.start()
     try:
@@ -177,7 +178,7 @@ def compare(inputs: list[str], output: str, *, mode: str = "side", labels: list[
         from enhancer.progress import bar
 
         with Muxer(str(out), infos[0], EncodeOptions(codec="h264", crf=16, preset="medium"), readers[0].colour,
-                   segment_start=starts[0], segment_duration=duration) as muxer, \
+                   segment=segments[0]) as muxer, \
                 bar(total=infos[0].frame_count, desc="compare", unit="frame", enabled=progress) as b:
             for row in _aligned(readers):
                 img = _even(compose([f.image for f in row], labels, mode, crop))

@@ -180,17 +180,35 @@ def _as_video(path: str, tmpdir: str) -> str:
     return out
 
 
+def _vmaf_ffmpeg(candidate: str) -> str:
+    """The ffmpeg that measures VMAF: the configured one where it has libvmaf, else the bundled
+    one (Debian's ffmpeg 5.1, for one, is built without libvmaf)."""
+    exe = ff.with_filter("libvmaf")
+    if exe is None:
+        t = ff.tools()
+        raise EnhancerError(f"VMAF needs ffmpeg's libvmaf filter, which ffmpeg {t.version_text} ({t.ffmpeg}) lacks",
+                            path=candidate, hint="leave vmaf out of --metrics, or pip install imageio-ffmpeg (its "
+                                                 "ffmpeg has libvmaf)")
+    return exe
+
+
 def vmaf(reference: str, candidate: str, threads: int = 0, *, reference_resize: str = "",
          candidate_resize: str = "") -> list[float]:
     """Per-frame VMAF of ``candidate`` against ``reference`` with ffmpeg's libvmaf. A ``*_resize``
     is a scale filter (``scale=352:288:flags=lanczos,``) that brings one to the other's size."""
+    exe = _vmaf_ffmpeg(candidate)
     with tempfile.TemporaryDirectory() as tmp:
         log = str(Path(tmp) / "vmaf.json")
         dist, ref = _as_video(candidate, tmp), _as_video(reference, tmp)
         n = threads or (os.cpu_count() or 1)
-        graph = (f"[0:v]{candidate_resize}format=yuv444p,setpts=N[d];[1:v]{reference_resize}format=yuv444p,setpts=N[r];"
+        # libvmaf pairs frames by timestamp: give both inputs one clock (1/25 s) and frame k the
+        # time k on it, whatever their containers' time bases and start times (an MKV at 1/1000
+        # against an MP4 at 1/12800 would otherwise pair the wrong frames)
+        frame_clock = "settb=1/25,setpts=N"
+        graph = (f"[0:v]{candidate_resize}format=yuv444p,{frame_clock}[d];"
+                 f"[1:v]{reference_resize}format=yuv444p,{frame_clock}[r];"
                  f"[d][r]libvmaf=log_fmt=json:log_path={log}:n_threads={n}")
-        ff.run([ff.tools().ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-i", ff.file_arg(dist),
+        ff.run([exe, "-hide_banner", "-nostdin", "-loglevel", "error", "-i", ff.file_arg(dist),
                 "-i", ff.file_arg(ref), "-lavfi", graph, "-f", "null", "-"], path=candidate, what="VMAF failed")
         data = json.loads(Path(log).read_text())
     return [float(fr["metrics"]["vmaf"]) for fr in data["frames"]]
@@ -273,6 +291,8 @@ def evaluate(reference: str, candidate: str, *, metrics: tuple[str, ...] = METRI
             raise EnhancerError(f"unknown scaling {how!r}", hint=f"use one of {', '.join(SCALERS)}")
     if reference_scale and candidate_scale:
         raise EnhancerError("scale the reference or the candidate, not both")
+    if "vmaf" in metrics:
+        _vmaf_ffmpeg(candidate)  # before any work
     _check_pair(reference, candidate)
     scores = Scores(candidate=candidate, frames=0)
     want = set(metrics)

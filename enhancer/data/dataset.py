@@ -136,6 +136,7 @@ def video_sequence(path: Path, rng: np.random.Generator, frames: int, size: int)
     averaging (which also cleans its compression) and randomly cropped. (T, S, S, 3) uint8."""
     from enhancer.io.probe import probe
     from enhancer.io.reader import FrameReader
+    from enhancer.io.segment import Segment
 
     info = probe(str(path))
     dur = info.duration or 0
@@ -144,7 +145,7 @@ def video_sequence(path: Path, rng: np.random.Generator, frames: int, size: int)
     span = frames * stride / fps
     start = rng.uniform(0, max(0.0, dur - span - 0.2))
     imgs = []
-    with FrameReader(info, start=start, buffer=frames + 1) as reader:
+    with FrameReader(info, segment=Segment(start), buffer=frames + 1) as reader:
         for k, fr in enumerate(reader):
             if k % stride:
                 continue

@@ -341,12 +341,13 @@ def degrade_video(src: str, dst: str, preset: str = "web", scale: int = 2, seed:
     from enhancer.io.muxer import EncodeOptions, Muxer
     from enhancer.io.probe import probe
     from enhancer.io.reader import FrameReader
+    from enhancer.io.segment import Segment
     from enhancer.progress import bar
 
     info = probe(src)
     d = sample(preset, scale, seed)
     deg = ClipDegrader(d, length_hint=info.frame_count or 100)
-    reader = FrameReader(info, start=start, duration=duration)
+    reader = FrameReader(info, segment=Segment(start, duration))
     final_in_muxer = d.codec in ("h264", "h265", "mpeg2")
     if final_in_muxer:
         enc = EncodeOptions(codec=d.codec, crf=d.codec_quality,
@@ -372,7 +373,7 @@ def degrade_video(src: str, dst: str, preset: str = "web", scale: int = 2, seed:
         pending.clear()
 
     batched = d.pre_codec != "none" or roundtrip_final
-    with Muxer(dst, info, enc, reader.colour, segment_start=start, segment_duration=duration) as muxer, reader, \
+    with Muxer(dst, info, enc, reader.colour, segment=Segment(start, duration)) as muxer, reader, \
             bar(total=info.frame_count, desc="degrade", unit="frame", enabled=progress) as b:
         for fr in reader:
             img = fr.image

@@ -25,6 +25,7 @@ from enhancer.infer.restorer import Restorer
 from enhancer.io.muxer import IMAGE_CODECS, EncodeOptions, Muxer, assemble
 from enhancer.io.probe import VideoInfo, count_frames
 from enhancer.io.reader import Frame, FrameReader, windows
+from enhancer.io.segment import Segment
 from enhancer.io.temps import hidden_sibling, sweep
 from enhancer.progress import bar, settle
 
@@ -41,6 +42,10 @@ class EnhanceOptions:
     preview: float | None = None  # seconds: write only a before/after comparison of this much
     part_seconds: float = 120.0  # a new part is begun after this much processing, so a kill loses little
     fps: Fraction | None = None  # frame rate of image-sequence inputs (None: their fps.txt, else 25)
+
+    @property
+    def segment(self) -> Segment:
+        return Segment(self.start, self.duration)
 
 
 @dataclass
@@ -248,9 +253,9 @@ def enhance_video(info: VideoInfo, output: str, restorer: Restorer, encode: Enco
             recipe_key = Recipe.of(info.path, restorer, encode, opts).key()
         return _enhance_in_parts(info, output, restorer, encode, opts, recipe_key, desc, t0)
     chunk = _chunk(restorer, info, opts, encode)
-    reader = FrameReader(info, deinterlace=opts.deinterlace, start=opts.start, duration=opts.duration,
+    reader = FrameReader(info, deinterlace=opts.deinterlace, segment=opts.segment,
                          buffer=max(8, chunk + 2 * restorer.margin))
-    muxer = Muxer(output, info, encode, reader.colour, segment_start=opts.start, segment_duration=opts.duration)
+    muxer = Muxer(output, info, encode, reader.colour, segment=opts.segment)
     writer = _Writer(muxer, depth=max(4, chunk))
     expected = _expected_frames(info, opts)
     ok = False
@@ -278,6 +283,9 @@ def enhance_video(info: VideoInfo, output: str, restorer: Restorer, encode: Enco
 # ---- outputs made in resumable parts ----------------------------------------------------------
 _PART_NAME = "part_{:05d}.nut"
 _PART_KEYS = {"file", "frames", "first", "last"}
+# how parts are written: 2 = each part's timeline starts at its own first frame (parts of an
+# earlier layout would join at the wrong times, so they are not reused)
+_PARTS_LAYOUT = 2
 
 
 class _Parts:
@@ -304,7 +312,7 @@ class _Parts:
     def write(self, image, pts: int, time_base: Fraction) -> None:
         if self.current is None:
             path = self.folder / _PART_NAME.format(len(self.done))
-            self.current = Muxer(str(path), self.info, self.encode, self.colour, segment_start=self.opts.start,
+            self.current = Muxer(str(path), self.info, self.encode, self.colour, segment=self.opts.segment,
                                  video_only=True)
             self.first, self.count = pts * time_base, 0
         self.current.write(image, pts, time_base)
@@ -326,7 +334,7 @@ class _Parts:
 
     def save(self) -> None:
         tmp = self.folder / f"manifest.json.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps({"key": self.key, "parts": self.done}, indent=1))
+        tmp.write_text(json.dumps({"key": self.key, "layout": _PARTS_LAYOUT, "parts": self.done}, indent=1))
         os.replace(tmp, self.folder / "manifest.json")
 
     def abort(self) -> None:
@@ -373,7 +381,7 @@ def _load_parts(folder: Path, key: str) -> tuple[list[dict], str | None]:
     if not isinstance(manifest, dict) or not isinstance(manifest.get("parts"), list):
         shutil.rmtree(folder, ignore_errors=True)
         return [], "the parts list of an earlier run was unreadable; those parts were discarded"
-    if manifest.get("key") != key:  # made with another recipe (input, weights or options changed)
+    if manifest.get("key") != key or manifest.get("layout") != _PARTS_LAYOUT:  # another recipe or layout
         shutil.rmtree(folder, ignore_errors=True)
         return [], None
     good: list[dict] = []
@@ -392,7 +400,7 @@ def _load_parts(folder: Path, key: str) -> tuple[list[dict], str | None]:
         note = (f"{len(manifest['parts']) - len(good)} of {len(manifest['parts'])} parts of an earlier run did not "
                 "check out and were made again")
         tmp = folder / f"manifest.json.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps({"key": key, "parts": good}, indent=1))
+        tmp.write_text(json.dumps({"key": key, "layout": _PARTS_LAYOUT, "parts": good}, indent=1))
         os.replace(tmp, folder / "manifest.json")
     return good, note
 
@@ -433,16 +441,11 @@ def _enhance_in_parts(info: VideoInfo, output: str, restorer: Restorer, encode: 
     folder.mkdir(parents=True, exist_ok=True)
     chunk = _chunk(restorer, info, opts, encode)
     done_frames = sum(p["frames"] for p in done)
-    start, duration = opts.start, opts.duration
-    if done:
+    segment = opts.segment
+    if done:  # read again from a few frames before the last finished one (context for the model)
         last = Fraction(done[-1]["last"])
-        fps = float(info.fps)
-        seek = float(last) - (info.start_time or 0) - (restorer.margin + 3) / fps
-        if seek > (opts.start or 0):
-            if opts.duration:
-                duration = (opts.start or 0) + opts.duration - seek
-            start = seek
-    reader = FrameReader(info, deinterlace=opts.deinterlace, start=start, duration=duration,
+        segment = segment.from_(float(last) - (info.start_time or 0) - (restorer.margin + 3) / float(info.fps))
+    reader = FrameReader(info, deinterlace=opts.deinterlace, segment=segment,
                          buffer=max(8, chunk + 2 * restorer.margin))
     parts = _Parts(folder, info, encode, reader.colour, opts, key, done)
     writer = _Writer(parts, depth=max(4, chunk))
@@ -471,12 +474,11 @@ def _enhance_in_parts(info: VideoInfo, output: str, restorer: Restorer, encode: 
             parts.close_part()
             if not parts.done:
                 raise OutputError("no frames to encode", path=str(final))
-            origin = Fraction(info.start_time or 0).limit_denominator(1_000_000) + \
-                Fraction(opts.start or 0).limit_denominator(1_000_000)
+            origin = opts.segment.origin(info.start_time)
             starts = [Fraction(p["first"]) - origin for p in parts.done]
+            # the decoder's clock (or the probe's where this run decoded nothing: only the join was left)
             warnings = assemble([folder / p["file"] for p in parts.done], starts, final, info, encode,
-                                reader.colour, reader.time_base or Fraction(1, 1000), segment_start=opts.start,
-                                segment_duration=opts.duration)
+                                reader.colour, reader.time_base or info.time_base, segment=opts.segment)
             joined = count_frames(str(final))
             if joined != frames:  # never report a join that lost or repeated frames as done
                 final.unlink(missing_ok=True)

@@ -9,6 +9,9 @@ from enhancer.io.probe import VideoInfo
 _SWS_MATRIX = {"bt709": "bt709", "bt470bg": "bt601", "smpte170m": "bt601", "bt601": "bt601", "fcc": "fcc",
                "smpte240m": "smpte240m", "bt2020nc": "bt2020", "bt2020c": "bt2020", "bt2020": "bt2020"}
 _DEFAULT_PRIMARIES = {"bt709": "bt709", "bt470bg": "bt470bg", "smpte170m": "smpte170m", "bt2020nc": "bt2020"}
+# transfer names as probes print them -> as the -color_trc option takes them in every ffmpeg
+# from 5.1 (7.0 and older know BT.470 BG and M only as gamma28 and gamma22)
+_TRC_OPTION = {"bt470bg": "gamma28", "bt470m": "gamma22"}
 _DEFAULT_TRC = {"bt709": "bt709", "bt470bg": "bt470bg", "smpte170m": "smpte170m", "bt2020nc": "bt2020-10"}
 
 
@@ -35,13 +38,18 @@ class Colour:
             parts.append(f"color_trc={self.transfer}")
         return "setparams=" + ":".join(parts)
 
+    @property
+    def trc_option(self) -> str | None:
+        """The transfer as the ``-color_trc`` option names it."""
+        return _TRC_OPTION.get(self.transfer, self.transfer) if self.transfer else None
+
     def tag_args(self) -> list[str]:
         """Output options that tag the encoded stream."""
         args = ["-colorspace", self.space, "-color_range", self.range]
         if self.primaries:
             args += ["-color_primaries", self.primaries]
         if self.transfer:
-            args += ["-color_trc", self.transfer]
+            args += ["-color_trc", self.trc_option]
         return args
 
 

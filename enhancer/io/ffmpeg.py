@@ -17,18 +17,80 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
-from enhancer.errors import FFmpegError
+from enhancer.errors import FFmpegError, UsageError
 
 _TAIL_LINES = 30
+# The oldest ffmpeg enhancer runs with: 5.1 brought -fps_mode (older builds stop with "Option not
+# found"), and 5.1 (Debian 12's) is the oldest build the tests run against.
+MINIMUM = (5, 1)
+# libavcodec's major version -> the release it shipped in, for builds whose banner names a git
+# revision (N-112233-g...) instead of a release; 59 was both 5.0 and 5.1 (5.1 from minor 37)
+_AVCODEC_RELEASES = {57: (3, 4), 58: (4, 4), 59: (5, 0), 60: (6, 0), 61: (7, 0), 62: (8, 0), 63: (9, 0)}
 
 
-@dataclass
+@dataclass(frozen=True)
 class Tools:
-    """The ffmpeg (and optional ffprobe) this process uses, and whether to print commands."""
+    """The ffmpeg (and optional ffprobe) this process uses, its version, where the choice came
+    from, and whether to print commands."""
 
     ffmpeg: str
     ffprobe: str | None
     verbose: bool = False
+    version: tuple[int, int] | None = None  # (major, minor); None where the build does not say
+    version_text: str = "unknown version"  # as the build names itself: "7.0.2-static", "n9.0.2-17-g..."
+    chosen_by: str = "PATH"  # --ffmpeg | ENHANCER_FFMPEG | PATH | bundled (imageio-ffmpeg)
+
+    def describe(self) -> dict:
+        """Which ffmpeg a run used, for -v and --report."""
+        return {"ffmpeg": self.ffmpeg, "version": self.version_text, "chosen_by": self.chosen_by,
+                "ffprobe": self.ffprobe}
+
+    def line(self) -> str:
+        probe = f"; ffprobe {self.ffprobe}" if self.ffprobe else "; no ffprobe (probing with ffmpeg)"
+        return f"ffmpeg {self.version_text} ({self.ffmpeg}, chosen by {self.chosen_by}){probe}"
+
+
+def parse_version(text: str) -> tuple[tuple[int, int] | None, str]:
+    """((major, minor), name) of an ffmpeg from its ``-version`` output. Releases name themselves
+    (``ffmpeg version 5.1.9-0+deb12u1``, ``n9.0.2-17-g2a571b6068``); a build from git
+    (``N-112233-g...``) is placed by its libavcodec version."""
+    first = text.splitlines()[0] if text else ""
+    m = re.match(r"\S+ version (\S+)", first)
+    name = m.group(1) if m else "unknown version"
+    rel = re.match(r"n?(\d+)\.(\d+)", name)
+    if rel:
+        return (int(rel.group(1)), int(rel.group(2))), name
+    lib = re.search(r"^libavcodec\s+(\d+)\.\s*(\d+)", text, re.M)
+    if lib:
+        major, minor = int(lib.group(1)), int(lib.group(2))
+        release = _AVCODEC_RELEASES.get(major, (99, 0) if major > max(_AVCODEC_RELEASES) else (0, 0))
+        if major == 59 and minor >= 37:
+            release = (5, 1)
+        return release, name
+    return None, name
+
+
+def _version_of(exe: str, what: str) -> tuple[tuple[int, int] | None, str]:
+    try:
+        proc = subprocess.run([exe, "-hide_banner", "-version"], stdin=subprocess.DEVNULL, capture_output=True,
+                              timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise UsageError(f"{what} cannot be run: {getattr(e, 'strerror', None) or e}", path=exe,
+                         hint="point --ffmpeg at a working ffmpeg") from None
+    # -hide_banner does not hide -version's own lines
+    return parse_version(proc.stdout.decode("utf-8", "replace"))
+
+
+def _check_version(exe: str, what: str, chosen_by: str) -> tuple[tuple[int, int] | None, str]:
+    version, name = _version_of(exe, what)
+    if version is not None and version < MINIMUM:
+        bundled = _bundled_ffmpeg()
+        other = f"; the bundled one is {bundled}" if bundled and os.path.abspath(bundled) != os.path.abspath(exe) \
+            else ""
+        raise UsageError(f"{what} {name} (chosen by {chosen_by}) is older than {MINIMUM[0]}.{MINIMUM[1]}, the oldest "
+                         "enhancer supports", path=exe,
+                         hint=f"install ffmpeg {MINIMUM[0]}.{MINIMUM[1]} or newer, or pass --ffmpeg PATH{other}")
+    return version, name
 
 
 _tools: Tools | None = None
@@ -46,19 +108,23 @@ def _bundled_ffmpeg() -> str | None:
         return None
 
 
-def _locate_ffmpeg(override: str | None) -> str:
+def _locate_ffmpeg(override: str | None) -> tuple[str, str]:
+    """(the ffmpeg to use, what chose it)."""
     for candidate, source in ((override, "--ffmpeg"), (os.environ.get("ENHANCER_FFMPEG"), "ENHANCER_FFMPEG")):
         if candidate:
             found = shutil.which(candidate) or (candidate if os.access(candidate, os.X_OK) else None)
             if not found or os.path.isdir(found):
                 raise FFmpegError(f"ffmpeg given by {source} is not an executable file", path=candidate,
                                   hint="point it at an ffmpeg binary, or unset it to use the bundled one")
-            return found
-    found = shutil.which("ffmpeg") or _bundled_ffmpeg()
-    if not found:
+            return found, source
+    on_path = shutil.which("ffmpeg")
+    if on_path:
+        return on_path, "PATH"
+    bundled = _bundled_ffmpeg()
+    if not bundled:
         raise FFmpegError("no ffmpeg found",
                           hint="pip install imageio-ffmpeg, install ffmpeg, or pass --ffmpeg PATH")
-    return found
+    return bundled, "bundled (imageio-ffmpeg)"
 
 
 def _locate_ffprobe(ffmpeg: str) -> str | None:
@@ -74,14 +140,50 @@ def _locate_ffprobe(ffmpeg: str) -> str | None:
 def configure(ffmpeg: str | None = None, verbose: bool | None = None, use_ffprobe: bool = True) -> Tools:
     """Choose the binaries once: ``ffmpeg`` argument, then ``ENHANCER_FFMPEG``, then ``PATH``, then
     the binary shipped by imageio-ffmpeg. ffprobe is used when ``ENHANCER_FFPROBE`` names it or it
-    sits beside the chosen ffmpeg."""
+    sits beside the chosen ffmpeg. Raises :class:`UsageError` (one line naming the version found
+    and the minimum) for an ffmpeg or ffprobe older than :data:`MINIMUM`, before any work."""
     global _tools
     with _lock:
-        exe = _locate_ffmpeg(ffmpeg)
+        exe, chosen_by = _locate_ffmpeg(ffmpeg)
+        version, name = _check_version(exe, "ffmpeg", chosen_by)
         probe = _locate_ffprobe(exe) if use_ffprobe else None
+        if probe:
+            _check_version(probe, "ffprobe", "ENHANCER_FFPROBE" if os.environ.get("ENHANCER_FFPROBE")
+                           else "its place beside ffmpeg")
         prev_verbose = _tools.verbose if _tools else False
-        _tools = Tools(ffmpeg=exe, ffprobe=probe, verbose=prev_verbose if verbose is None else verbose)
+        _tools = Tools(ffmpeg=exe, ffprobe=probe, verbose=prev_verbose if verbose is None else verbose,
+                       version=version, version_text=name, chosen_by=chosen_by)
         return _tools
+
+
+_filters: dict[str, frozenset[str]] = {}
+
+
+def has_filter(name: str, exe: str | None = None) -> bool:
+    """Whether the configured ffmpeg (or ``exe``) has a filter (``libvmaf`` is not in every build:
+    Debian's 5.1 lacks it)."""
+    exe = exe or tools().ffmpeg
+    if exe not in _filters:
+        proc = run([exe, "-hide_banner", "-nostdin", "-filters"], what="listing filters failed", timeout=60, check=False)
+        names = set()
+        for line in proc.stdout.decode("utf-8", "replace").splitlines():
+            parts = line.split()
+            # " TSC libvmaf  VV->V  Calculate the VMAF ...": flags, name, pads, description
+            if len(parts) >= 3 and "->" in parts[2]:
+                names.add(parts[1])
+        _filters[exe] = frozenset(names)
+    return name in _filters[exe]
+
+
+def with_filter(name: str) -> str | None:
+    """An ffmpeg that has the filter ``name``: the configured one, else the bundled one (for
+    measurements only, such as VMAF; decoding and encoding stay with the configured ffmpeg)."""
+    if has_filter(name):
+        return tools().ffmpeg
+    bundled = _bundled_ffmpeg()
+    if bundled and has_filter(name, bundled):
+        return bundled
+    return None
 
 
 def tools() -> Tools:
@@ -125,6 +227,20 @@ def summarize(tail: Iterable[str]) -> str:
     return lines[-1] if lines else "ffmpeg failed without a message"
 
 
+def crashed(returncode: int | None) -> str | None:
+    """'crashed (SIGSEGV)' where a process was killed by a signal, else None (some builds crash on
+    some inputs: imageio-ffmpeg 0.6.0's static 7.0.2 on every MPEG-TS file)."""
+    if returncode is None or returncode >= 0:
+        return None
+    import signal
+
+    try:
+        name = signal.Signals(-returncode).name
+    except ValueError:
+        name = f"signal {-returncode}"
+    return f"{Path(tools().ffmpeg).name} crashed ({name}); another ffmpeg build may read it (--ffmpeg PATH)"
+
+
 def run(argv: list[str], path: str | None = None, what: str = "ffmpeg failed",
         timeout: float | None = None, check: bool = True) -> subprocess.CompletedProcess:
     """Run a command to completion, capturing output; raise :class:`FFmpegError` on failure
@@ -139,7 +255,8 @@ def run(argv: list[str], path: str | None = None, what: str = "ffmpeg failed",
         raise FFmpegError(f"cannot start {argv[0]}: {e.strerror}", argv=argv, path=path) from e
     if check and proc.returncode != 0:
         tail = proc.stderr.decode("utf-8", "replace").splitlines()[-_TAIL_LINES:]
-        raise FFmpegError(f"{what}: {summarize(tail)}", argv=argv, stderr_tail=tail, path=path)
+        raise FFmpegError(f"{what}: {crashed(proc.returncode) or summarize(tail)}", argv=argv, stderr_tail=tail,
+                          path=path)
     return proc
 
 
@@ -184,8 +301,8 @@ class Process:
     def error(self, reason: str | None = None) -> FFmpegError:
         self._drain.join(timeout=5)
         tail = list(self.tail)
-        return FFmpegError(f"{self.what}: {reason or summarize(tail)}", argv=self.argv, stderr_tail=tail,
-                           path=self.path)
+        reason = reason or crashed(self.proc.poll()) or summarize(tail)
+        return FFmpegError(f"{self.what}: {reason}", argv=self.argv, stderr_tail=tail, path=self.path)
 
     def wait(self, timeout: float | None = None) -> int:
         rc = self.proc.wait(timeout=timeout)

@@ -26,6 +26,7 @@ from enhancer.io import ffmpeg as ff
 from enhancer.io.colour import Colour, is_rgb_format
 from enhancer.io.matroska import RawMatroskaWriter
 from enhancer.io.probe import VideoInfo
+from enhancer.io.segment import Segment
 from enhancer.io.temps import hidden_sibling, temp_path_for
 
 CODECS = ("h264", "h265", "prores", "ffv1", "mpeg2", "png", "tiff")
@@ -312,7 +313,7 @@ def plan(info: VideoInfo, opts: EncodeOptions, container: str, colour: Colour, w
         vargs = ["-vf", resize + setsar, *vargs, "-pix_fmt", pix]
         if container != "image2":
             tags = ["-color_primaries", colour.primaries] if colour.primaries else []
-            tags += ["-color_trc", colour.transfer] if colour.transfer else []
+            tags += ["-color_trc", colour.trc_option] if colour.transfer else []
             vargs += tags + ["-colorspace", "rgb"]
     streams = (_audio_args(info, opts, container, warnings) + _subtitle_args(info, opts, container, warnings)
                + _attachment_args(info, opts, container, warnings))
@@ -320,12 +321,12 @@ def plan(info: VideoInfo, opts: EncodeOptions, container: str, colour: Colour, w
 
 
 def assemble(parts: list[Path], starts: list[Fraction], output: Path, source: VideoInfo, opts: EncodeOptions,
-             colour: Colour, time_base: Fraction, *, segment_start: float | None = None,
-             segment_duration: float | None = None) -> list[str]:
-    """Join encoded parts (each starting with a key frame) without re-encoding, at the exact
-    times in ``starts`` (each part's first frame, relative to the source's origin), and map the
-    source's audio, subtitles, chapters and metadata. Writes ``output`` via a temporary name and
-    returns the warnings."""
+             colour: Colour, time_base: Fraction | None, *, segment: Segment | None = None) -> list[str]:
+    """Join encoded parts (each starting with a key frame, its own timeline starting at its first
+    frame) without re-encoding, at the exact times in ``starts`` (each part's first frame,
+    relative to the segment's origin), and map the source's audio, subtitles, chapters and
+    metadata. Writes ``output`` via a temporary name and returns the warnings."""
+    segment = segment or Segment()
     ext = output.suffix.lower()
     container = CONTAINERS.get(ext)
     if container is None:
@@ -339,17 +340,12 @@ def assemble(parts: list[Path], starts: list[Fraction], output: Path, source: Vi
             lines.append(f"duration {float(starts[k + 1] - starts[k]):.6f}")
     listing.write_text("\n".join(lines) + "\n")
     temp = temp_path_for(output)
-    src_args: list[str] = []
-    if segment_start:
-        src_args += ["-ss", f"{segment_start:.6f}"]
-    if segment_duration:
-        src_args += ["-t", f"{segment_duration:.6f}"]
     argv = [ff.tools().ffmpeg, "-hide_banner", "-nostats", "-nostdin", "-loglevel", "error", "-y"]
     if starts[0]:
         argv += ["-itsoffset", f"{float(starts[0]):.9f}"]
     argv += ["-f", "concat", "-safe", "0", "-i", ff.file_arg(listing)]
     if not source.image_sequence:
-        argv += [*src_args, "-i", ff.file_arg(source.path)]
+        argv += [*segment.input_args(), "-i", ff.file_arg(source.path)]
     argv += ["-map", "0:v:0"]
     if not source.image_sequence:
         argv += mplan.stream_args + ["-map_metadata", "1", "-map_chapters", "1"]
@@ -357,7 +353,7 @@ def assemble(parts: list[Path], starts: list[Fraction], output: Path, source: Vi
     if not source.image_sequence:
         argv += video_tag_args(source)
     if container in ("mp4", "mov"):
-        if time_base.numerator == 1 and time_base.denominator <= 10_000_000:
+        if time_base and time_base.numerator == 1 and time_base.denominator <= 10_000_000:
             argv += ["-video_track_timescale", str(time_base.denominator)]
         argv += ["-movflags", "+faststart" if container == "mp4" else "+write_colr"]
         if opts.codec == "h265":
@@ -381,8 +377,7 @@ class Muxer:
     """
 
     def __init__(self, output: str, source: VideoInfo, opts: EncodeOptions, colour: Colour, *,
-                 segment_start: float | None = None, segment_duration: float | None = None,
-                 source_is_stdin: bool = False, video_only: bool = False):
+                 segment: Segment | None = None, video_only: bool = False):
         self.video_only = video_only  # a part of a segmented encode: picture only, no source streams
         self.source = source
         self.opts = opts
@@ -400,9 +395,7 @@ class Muxer:
                 raise OutputError(f"unknown output extension {ext or '(none)'}", path=output,
                                   hint=f"use one of {', '.join(sorted(CONTAINERS))}, or --codec png|tiff for images")
             self.container = CONTAINERS[ext]
-        self.segment_start = segment_start
-        self.segment_duration = segment_duration
-        self.source_is_stdin = source_is_stdin
+        self.segment = segment or Segment()
         self.temp: Path | None = None
         self.proc: ff.Process | None = None
         self.writer: RawMatroskaWriter | None = None
@@ -428,24 +421,21 @@ class Muxer:
         # source by its start time (+ the segment start), this pipe by its first frame. Write
         # times relative to the source's origin and give the pipe that first time back as
         # -itsoffset, so picture and sound keep the offset they had in the source.
-        origin = Fraction(self.source.start_time or 0).limit_denominator(1_000_000) + \
-            Fraction(self.segment_start or 0).limit_denominator(1_000_000)
+        origin = self.segment.origin(self.source.start_time)
         self._origin = origin
         rel0 = pts * time_base - origin
         self._shift = -rel0 if rel0 < 0 else Fraction(0)
         in_args = ["-f", "matroska"]
-        if rel0:
+        # a part's own timeline starts at its first frame: the join places each part at its
+        # first frame's time (a part file's start time is not always known to ffmpeg: NUT
+        # without B-frames reports none, and the concat demuxer then offsets by 0)
+        if rel0 and not self.video_only:
             in_args = ["-itsoffset", f"{float(rel0):.9f}", *in_args]
         tools = ff.tools()
-        src_args: list[str] = []
-        if self.segment_start:
-            src_args += ["-ss", f"{self.segment_start:.6f}"]
-        if self.segment_duration:
-            src_args += ["-t", f"{self.segment_duration:.6f}"]
         needs_source = bool(self.plan.stream_args) or not self.image_sequence
         src = []
-        if needs_source and not self.source_is_stdin and not self.source.image_sequence and not self.video_only:
-            src = [*src_args, "-i", ff.file_arg(self.source.path)]
+        if needs_source and not self.source.image_sequence and not self.video_only:
+            src = [*self.segment.input_args(), "-i", ff.file_arg(self.source.path)]
         argv = [tools.ffmpeg, "-hide_banner", "-nostats", "-loglevel", "error", "-y",
                 *in_args, "-i", "pipe:0", *src, "-map", "0:v:0"]
         stream_args = self.plan.stream_args if src else []
@@ -462,6 +452,10 @@ class Muxer:
             den = time_base.denominator if time_base.numerator == 1 and time_base.denominator <= 10_000_000 else None
             if den:
                 argv += ["-enc_time_base:v", f"1/{den}", "-video_track_timescale", str(den)]
+        elif self.container != "image2":
+            # the source's clock, said explicitly: ffmpeg 5.1 encodes on 1/frame rate by default,
+            # which moves frames of a segment or a part that does not start on that grid
+            argv += ["-enc_time_base:v", f"{time_base.numerator}/{time_base.denominator}"]
         if self.container in ("mp4", "mov"):
             argv += ["-movflags", "+faststart" if self.container == "mp4" else "+write_colr"]
         if self.to_stdout:

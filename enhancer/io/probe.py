@@ -348,7 +348,7 @@ def _probe_ffmpeg(path: str, input_args: list[str]) -> VideoInfo:
         raise InputError(e.reason, path=path) from None
     text = proc.stderr.decode("utf-8", "replace")
     if not re.search(r"^Input #0", text, re.M):
-        reason = ff.summarize(text.splitlines()[-10:])
+        reason = ff.crashed(proc.returncode) or ff.summarize(text.splitlines()[-10:])
         raise InputError(f"not a readable video ({reason})", path=path)
     return _parse_ffmpeg_banner(path, text)
 
@@ -482,15 +482,27 @@ def probe(path: str, *, input_args: list[str] | None = None, use_ffprobe: bool =
 
 
 def count_frames(path: str, *, input_args: list[str] | None = None, stream: int | None = None) -> int:
-    """Count the video packets of a file without decoding (exact for nearly every container)."""
+    """Count the video packets of a file without decoding (exact for nearly every container):
+    ffprobe's JSON packet count where ffprobe is there, else one line per packet of ffmpeg's
+    ``framecrc`` muxer (a documented format every version writes the same way)."""
+    input_args = list(input_args or [])
+    tools = ff.tools()
+    if tools.ffprobe:
+        sel = str(stream) if stream is not None else "v:0"
+        argv = [tools.ffprobe, "-v", "error", *input_args, "-select_streams", sel, "-count_packets",
+                "-show_entries", "stream=nb_read_packets", "-of", "json", _url(path, input_args)]
+        proc = ff.run(argv, path=path, what="counting frames failed")
+        try:
+            streams = json.loads(proc.stdout.decode("utf-8", "replace") or "{}").get("streams") or [{}]
+            return int(streams[0]["nb_read_packets"])
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise InputError("could not count frames (ffprobe gave no packet count)", path=path) from None
     sel = f"0:{stream}" if stream is not None else "0:v:0"
-    argv = [ff.tools().ffmpeg, "-hide_banner", "-nostdin", "-nostats", "-v", "error", *(input_args or []),
-            "-i", _url(path, input_args or []), "-map", sel, "-c", "copy", "-f", "null", "-progress", "pipe:1", "-"]
+    argv = [tools.ffmpeg, "-hide_banner", "-nostdin", "-nostats", "-v", "error", *input_args,
+            "-i", _url(path, input_args), "-map", sel, "-c", "copy", "-f", "framecrc", "pipe:1"]
     proc = ff.run(argv, path=path, what="counting frames failed")
-    frames = re.findall(r"^frame=(\d+)", proc.stdout.decode("ascii", "replace"), re.M)
-    if not frames:
-        raise InputError("could not count frames", path=path)
-    return int(frames[-1])
+    # "#tb 0: 1/25" headers, then "stream, dts, pts, duration, size, checksum" per packet
+    return sum(1 for line in proc.stdout.splitlines() if line.strip() and not line.startswith(b"#"))
 
 
 def _url(path: str, input_args: list[str]) -> str:

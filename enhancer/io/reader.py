@@ -21,6 +21,7 @@ from enhancer.errors import FFmpegError, InputError
 from enhancer.io import ffmpeg as ff
 from enhancer.io.colour import is_rgb_format, source_colour
 from enhancer.io.probe import VideoInfo
+from enhancer.io.segment import Segment
 
 
 @dataclass
@@ -65,10 +66,10 @@ class FrameReader:
     ...     for frame in reader: ...
     """
 
-    def __init__(self, info: VideoInfo, *, deinterlace: str = "auto", start: float | None = None,
-                 duration: float | None = None, input_args: list[str] | None = None, buffer: int = 8,
-                 stdin=None):
+    def __init__(self, info: VideoInfo, *, deinterlace: str = "auto", segment: Segment | None = None,
+                 buffer: int = 8):
         self.info = info
+        self.segment = segment or Segment()
         self.depth = 16 if info.bit_depth > 8 else 8
         self.dtype = np.uint16 if self.depth == 16 else np.uint8
         self.width, self.height = info.display_width, info.display_height
@@ -89,15 +90,9 @@ class FrameReader:
         else:
             filters.append(f"scale=in_color_matrix={self.colour.sws_matrix}:in_range={self.colour.range}"
                            f":flags=bicubic+accurate_rnd+full_chroma_int,format={pix}")
-        seek = []
-        if start:
-            seek += ["-ss", f"{start:.6f}"]
-        if duration:
-            seek += ["-t", f"{duration:.6f}"]
-        input_args = list(input_args or info.input_args)
-        src = "pipe:0" if stdin is not None else (info.path if info.image_sequence else ff.file_arg(info.path))
-        self.argv = [ff.tools().ffmpeg, "-hide_banner", "-nostats", "-loglevel", "info", "-copyts",
-                     *([] if stdin is not None else ["-nostdin"]), *seek, *input_args,
+        src = info.path if info.image_sequence else ff.file_arg(info.path)
+        self.argv = [ff.tools().ffmpeg, "-hide_banner", "-nostats", "-loglevel", "info", "-copyts", "-nostdin",
+                     *self.segment.input_args(), *info.input_args,
                      "-i", src, "-map", f"0:{info.video_index}", "-an", "-sn", "-dn",
                      "-vf", ",".join(filters), "-fps_mode", "passthrough",
                      "-f", "rawvideo", "-pix_fmt", pix, "pipe:1"]
@@ -109,7 +104,6 @@ class FrameReader:
         self._stop = threading.Event()
         self._proc: ff.Process | None = None
         self._thread: threading.Thread | None = None
-        self._stdin = stdin
 
     # stderr -> timestamps
     def _on_line(self, line: str) -> None:
@@ -159,7 +153,10 @@ class FrameReader:
                     self.warnings.append(f"last frame incomplete ({got} of {self._frame_bytes} bytes), dropped")
                     break
                 pts = self._next_pts()
-                frame = Frame(index, pts, self.time_base or Fraction(1, 1), image)
+                if self.time_base is None:  # never guessed: a wrong clock would move every frame
+                    raise FFmpegError("the decoder did not report its time base", argv=self.argv,
+                                      stderr_tail=list(self._proc.tail), path=self.info.path)
+                frame = Frame(index, pts, self.time_base, image)
                 self.last_times.append(pts * frame.time_base)
                 self._put(frame)
                 index += 1
@@ -189,7 +186,7 @@ class FrameReader:
     def start(self) -> "FrameReader":
         import subprocess
 
-        self._proc = ff.Process(self.argv, stdin=self._stdin, stdout=subprocess.PIPE, path=self.info.path,
+        self._proc = ff.Process(self.argv, stdout=subprocess.PIPE, path=self.info.path,
                                 on_line=self._on_line, what="decoding failed")
         self._thread = threading.Thread(target=self._run, name="decode", daemon=True)
         self._thread.start()
