@@ -514,7 +514,7 @@ def evaluate_cmd(candidates, reference, as_json, as_csv, html_dir, degraded, met
 
 @main.command("benchmark")
 @click.argument("clean", nargs=-1, required=True)
-@click.option("--preset", type=click.Choice(["web", "light", "archive", "vhs"]), default="web", show_default=True)
+@click.option("--preset", type=click.Choice(list(PRESETS)), default="web", show_default=True)
 @click.option("--scale", type=click.Choice(["1", "2", "4"]), default="2", show_default=True)
 @click.option("--models", default="", help="Comma-separated model names or paths (default: every installed model "
               "of that scale).")
