@@ -412,3 +412,18 @@ def test_dv_and_audio_a_container_cannot_hold(tmp_path):
         res = enhance(src, tmp_path / f"{codec}.mp4")  # mp4 holds both as they are
         assert res.frames == count_frames(str(src)) and not res.warnings
         assert probe(str(tmp_path / f"{codec}.mp4")).audio[0].codec == codec
+
+
+@pytest.mark.parametrize("rate", ["2997/100", "15"])
+def test_mpeg2_takes_rates_written_unusually_and_non_standard_ones(tmp_path, rate):
+    """MPEG-2 knows eight frame rates: 29.97 written as 2997/100 (as some phones and tools write
+    it) is encoded as 30000/1001, and a rate it does not know (15) through its rate extension;
+    never 'MPEG-1/2 does not support 2997/100 fps'."""
+    from enhancer.io.muxer import mpeg2_rate
+
+    assert mpeg2_rate(Fraction(2997, 100)) == (Fraction(30000, 1001), [])
+    assert mpeg2_rate(Fraction(25)) == (Fraction(25), [])
+    src = make_clip(tmp_path / "in.mp4", rate=rate, seconds=0.6, audio=False)
+    res = enhance(src, tmp_path / "out.mkv", scale=1, codec="mpeg2")
+    assert res.frames == count_frames(str(src)) == count_frames(str(tmp_path / "out.mkv"))
+    assert probe(str(tmp_path / "out.mkv")).codec == "mpeg2video"

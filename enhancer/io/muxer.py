@@ -368,6 +368,20 @@ def assemble(parts: list[Path], starts: list[Fraction], output: Path, source: Vi
     return mplan.warnings
 
 
+_MPEG2_RATES = tuple(Fraction(n, d) for n, d in ((24000, 1001), (24, 1), (25, 1), (30000, 1001), (30, 1), (50, 1),
+                                                   (60000, 1001), (60, 1)))
+
+
+def mpeg2_rate(fps: Fraction) -> tuple[Fraction, list[str]]:
+    """The frame rate an MPEG-2 encode runs at, and the options it needs. A rate within 0.1 % of
+    a standard one is that rate (29.97 written as 2997/100 is 30000/1001); any other needs the
+    encoder's unofficial rate extension."""
+    near = min(_MPEG2_RATES, key=lambda r: abs(r - fps))
+    if abs(near - fps) <= near / 1000:
+        return near, []
+    return fps, ["-strict", "unofficial"]
+
+
 class Muxer:
     """Encode frames to ``output`` and map the source's streams into it.
 
@@ -447,7 +461,8 @@ class Muxer:
         argv += self.plan.video_args + ["-fps_mode", "passthrough"]
         if self.opts.codec == "mpeg2" and self.source.fps:
             # MPEG-2 only knows the standard frame rates: encode on the frame period
-            argv += ["-enc_time_base:v", f"{self.source.fps.denominator}/{self.source.fps.numerator}"]
+            rate, extra = mpeg2_rate(self.source.fps)
+            argv += ["-enc_time_base:v", f"{rate.denominator}/{rate.numerator}", *extra]
         elif self.container in ("mp4", "mov"):
             den = time_base.denominator if time_base.numerator == 1 and time_base.denominator <= 10_000_000 else None
             if den:
