@@ -228,6 +228,9 @@ def save(model: torch.nn.Module, path: str | os.PathLike, card: ModelCard) -> No
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(path).with_name(f".{Path(path).name}.partial")
     save_file(tensors, str(tmp), metadata={"enhancer": card.to_json()})
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # a model file others may read (safetensors writes it 0600)
     os.replace(tmp, path)
 
 

@@ -4,6 +4,7 @@ must be finite and so must what they produce; tile and chunk sizes follow the me
 from __future__ import annotations
 
 import json
+import os
 import resource
 import time
 from pathlib import Path
@@ -227,3 +228,18 @@ def test_memory_limited_run_gives_the_same_frames(tmp_path):
     finally:
         del os.environ["ENHANCER_MEMORY_AVAILABLE"]
     assert outs[0].shape == outs[1].shape and np.abs(outs[0] - outs[1]).max() <= 1
+
+
+def test_a_saved_model_file_is_readable_by_others(tmp_path):
+    """Written through a temporary file, a model file still gets the usual permissions (umask),
+    not the 0600 of the temporary."""
+    import stat
+
+    g = tiny(4)
+    old = os.umask(0o022)
+    try:
+        weights.save(g, tmp_path / "m.safetensors",
+                     weights.ModelCard(name="m", arch="stgan-generator", config=g.config.to_dict(), scale=2))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "m.safetensors").stat().st_mode) == 0o644
