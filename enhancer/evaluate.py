@@ -22,6 +22,7 @@ so must sizes, unless the caller says which side to scale and how (``reference_s
 """
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -169,14 +170,7 @@ def _as_video(path: str, tmpdir: str) -> str:
                        "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", "25", "-i", "pipe:0", "-c:v", "ffv1",
                        "-pix_fmt", "gbrp", ff.file_arg(out)], stdin=subprocess.PIPE, path=path,
                       what="packing images failed")
-    try:
-        proc.stdin.write(first.tobytes())
-        for img in it:
-            proc.stdin.write(np.ascontiguousarray(img).tobytes())
-        proc.stdin.close()
-    except OSError:
-        pass
-    proc.check()
+    proc.feed(itertools.chain([first], it))
     return out
 
 

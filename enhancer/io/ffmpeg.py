@@ -314,6 +314,19 @@ class Process:
         if self.wait(timeout=timeout) != 0:
             raise self.error()
 
+    def feed(self, frames: Iterable) -> None:
+        """Write raw frames (numpy arrays) to the process's stdin, close it and wait; raise
+        :class:`FFmpegError` if it failed (a process that stops reading ends the writing)."""
+        import numpy as np
+
+        try:
+            for frame in frames:
+                self.proc.stdin.write(np.ascontiguousarray(frame).tobytes())
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        self.check()
+
     def kill(self) -> None:
         if self.proc.poll() is None:
             try:

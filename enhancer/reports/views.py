@@ -86,13 +86,7 @@ def _encode(images: list[np.ndarray], fps: float, out: Path, source: str) -> Non
                        "-color_primaries", "bt709", "-color_trc", "bt709", "-color_range", "tv",
                        "-movflags", "+faststart", "-an", ff.file_arg(out)],
                       stdin=subprocess.PIPE, path=source, what="encoding a report clip failed")
-    try:
-        for img in images:
-            proc.stdin.write(np.ascontiguousarray(img).tobytes())
-        proc.stdin.close()
-    except OSError:
-        pass
-    proc.check()
+    proc.feed(images)
 
 
 def make_views(versions: dict[str, str], frame_count: int, folder: Path, prefix: str,
