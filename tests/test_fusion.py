@@ -223,10 +223,9 @@ def test_gpu_window_packs_prepares_trains_and_resumes(tmp_path):
     assert window(["pack", str(cfg), "--sources", str(media), "--out", str(pack), "--budget", "100"]) == 0
     assert len(list((pack / "sources").iterdir())) == 4
     out = tmp_path / "out"
-    assert window(["run", str(cfg), "--out", str(out), "--pack", str(pack), "--sequences", "8", "--minutes", "0.01",
-                   "--set", "steps=3"]) == 0
-    first = ckpt.load(out / "run" / "last.pt")["step"]
-    assert 1 <= first <= 3
+    assert window(["run", str(cfg), "--out", str(out), "--pack", str(pack), "--sequences", "8", "--minutes", "5",
+                   "--set", "steps=3"]) == 0  # step-bounded: a time-bounded window made this test depend on load
+    assert ckpt.load(out / "run" / "last.pt")["step"] == 3
     shutil.copy2(out / "run" / "last.pt", pack / "last.pt")  # what the next upload carries
     out2 = tmp_path / "out2"
     assert window(["run", str(cfg), "--window", "1", "--out", str(out2), "--pack", str(pack), "--sequences", "8",
