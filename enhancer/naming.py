@@ -197,6 +197,10 @@ def plan_jobs(found: list[tuple[str, Path | None]], output: str, codec: str, con
                 raise UsageError("the output would replace the input", path=src, hint="choose another -o")
         return [Job(src, str(target))]
 
+    if not out.exists() and out.suffix.lower() in CONTAINERS and codec not in IMAGE_CODECS:
+        what = f"{len(found)} inputs" if len(found) > 1 else "a folder of inputs"
+        raise UsageError(f"names one file, and {what} cannot all be written to it", path=output,
+                         hint="give a folder for -o (it is created), or one input at a time")
     if out.exists() and not out.is_dir():
         raise UsageError("is a file, but these inputs need an output folder", path=output,
                          hint="give a folder, or one input and a file name ending in .mp4, .mkv, .mov, .m4v or .nut")

@@ -172,3 +172,18 @@ def test_report_and_output_paths_are_checked_before_any_work(tmp_path):
     r = run_cli("enhance", str(src), "-o", str(out), "--report", str(tmp_path / "new" / "r.json"), "-q", *LANCZOS)
     assert r.returncode == 0 and json.loads((tmp_path / "new" / "r.json").read_text())["done"] == 1
     shutil.rmtree(out)
+
+
+def test_several_inputs_and_a_file_name_for_output_is_an_error(tmp_path):
+    """-o one.mp4 with two inputs (or a folder) used to create a folder called one.mp4."""
+    for name in ("a.mp4", "b.mp4"):
+        make_clip(tmp_path / name, seconds=0.2, audio=False)
+    r = run_cli("enhance", str(tmp_path / "a.mp4"), str(tmp_path / "b.mp4"), "-o", str(tmp_path / "one.mp4"),
+                *LANCZOS)
+    assert r.returncode == 2 and "names one file" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "one.mp4").exists()
+    with pytest.raises(UsageError, match="a folder of inputs"):
+        plan_jobs([(str(tmp_path / "a.mp4"), tmp_path)], str(tmp_path / "out.mkv"), "h264")
+    (tmp_path / "made.mp4").mkdir()  # an existing folder of that name is a folder
+    assert len(plan_jobs([(str(tmp_path / "a.mp4"), None), (str(tmp_path / "b.mp4"), None)],
+                         str(tmp_path / "made.mp4"), "h264")) == 2
