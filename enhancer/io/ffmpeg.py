@@ -111,6 +111,12 @@ def _bundled_ffmpeg() -> str | None:
 def _locate_ffmpeg(override: str | None) -> tuple[str, str]:
     """(the ffmpeg to use, what chose it)."""
     for candidate, source in ((override, "--ffmpeg"), (os.environ.get("ENHANCER_FFMPEG"), "ENHANCER_FFMPEG")):
+        if candidate == "bundled":  # the imageio-ffmpeg build, whatever is on PATH
+            bundled = _bundled_ffmpeg()
+            if not bundled:
+                raise FFmpegError(f"{source} asks for the bundled ffmpeg, and imageio-ffmpeg is not installed",
+                                  hint="pip install imageio-ffmpeg")
+            return bundled, f"{source} (bundled, imageio-ffmpeg)"
         if candidate:
             found = shutil.which(candidate) or (candidate if os.access(candidate, os.X_OK) else None)
             if not found or os.path.isdir(found):
@@ -139,7 +145,7 @@ def _locate_ffprobe(ffmpeg: str) -> str | None:
 
 def configure(ffmpeg: str | None = None, verbose: bool | None = None, use_ffprobe: bool = True) -> Tools:
     """Choose the binaries once: ``ffmpeg`` argument, then ``ENHANCER_FFMPEG``, then ``PATH``, then
-    the binary shipped by imageio-ffmpeg. ffprobe is used when ``ENHANCER_FFPROBE`` names it or it
+    the binary shipped by imageio-ffmpeg (``bundled`` as the argument or variable asks for it). ffprobe is used when ``ENHANCER_FFPROBE`` names it or it
     sits beside the chosen ffmpeg. Raises :class:`UsageError` (one line naming the version found
     and the minimum) for an ffmpeg or ffprobe older than :data:`MINIMUM`, before any work."""
     global _tools
