@@ -1,2 +1,38 @@
-"""enhancer: repair and upscale video with a conditional spatio-temporal GAN."""
+"""enhancer: repair and upscale video with a conditional spatio-temporal GAN.
+
+The public Python API (see the README's "Python API" section; everything else is private):
+
+* :func:`enhance`: files and folders, with the CLI's semantics;
+* :class:`Enhancer`: frames and stills held in memory;
+* :class:`Result` / :class:`FileResult`: what :func:`enhance` did;
+* :class:`EnhancerError` and its subclasses: one-line errors for people.
+"""
+from __future__ import annotations
+
 __version__ = "0.1.0"
+
+__all__ = ["enhance", "Enhancer", "Result", "FileResult", "EnhancerError", "EnhanceFailed", "InputError",
+           "OutputError", "UsageError", "ModelError", "__version__"]
+
+_LAZY = {"enhance": "enhancer.api", "Enhancer": "enhancer.api", "Result": "enhancer.batch",
+         "FileResult": "enhancer.batch"}
+
+
+def __getattr__(name: str):
+    # lazy: `import enhancer` (and the CLI's start) does not import PyTorch, NumPy or OpenCV
+    if name in _LAZY:
+        import importlib
+
+        module = importlib.import_module(_LAZY[name])
+        value = getattr(module, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'enhancer' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
+
+
+from enhancer.errors import (EnhanceFailed, EnhancerError, InputError, ModelError, OutputError,  # noqa: E402
+                             UsageError)

@@ -48,8 +48,20 @@ class FileResult:
 
 @dataclass
 class BatchSummary:
+    """What a batch did; ``enhancer.Result`` in the Python API."""
+
     results: list[FileResult]
     seconds: float
+
+    @property
+    def files(self) -> list[FileResult]:
+        """One result per input, in order."""
+        return self.results
+
+    @property
+    def outputs(self) -> list[str]:
+        """The outputs that exist now: made by this run, or by an earlier one (skipped)."""
+        return [r.output for r in self.results if r.status in ("done", "skipped") and r.output]
 
     def count(self, status: str) -> int:
         return sum(r.status == status for r in self.results)
@@ -373,3 +385,4 @@ def reject_missing(found: list[tuple[str, Path | None]]) -> None:
     """Raise for nothing to do at all (an empty folder, a glob with no matches)."""
     if not found:
         raise InputError("no video files found", hint="check the path, or add --recursive for sub-folders")
+Result = BatchSummary  # the Python API name (enhancer.Result)

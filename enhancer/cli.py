@@ -127,13 +127,20 @@ def main() -> None:
 @click.option("--dry-run", is_flag=True, help="Show what would be done, do nothing.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON line per file on stdout.")
 @click.option("--ffmpeg", "ffmpeg_path", default=None, envvar="ENHANCER_FFMPEG",
-              help="ffmpeg binary to use (also ENHANCER_FFMPEG); default: PATH, then the bundled one.")
+              help="ffmpeg binary to use, or bundled (also ENHANCER_FFMPEG); default: PATH, then the bundled one.")
+@click.option("--progress", "progress_mode", type=click.Choice(["bar", "json", "none"]), default="bar",
+              show_default=True,
+              help="bar: progress bars where stderr is a terminal; json: one JSON line a second on stderr, for "
+                   "programs that drive enhancer; none: no progress.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or per-file lines (errors still print).")
 @click.option("-v", "--verbose", is_flag=True, help="Print every ffmpeg command.")
 def enhance(inputs, output, recursive, model, task, scale, codec, crf, preset, pix_fmt, container, audio, no_subtitles,
             start, duration, deinterlace, chunk, tile, device, precision, skip_existing, retry_failed, keep_going, report_path, part_seconds, strict, preview, dry_run, as_json, ffmpeg_path, quiet, verbose,
-            square_pixels=False, fps_text=None):
+            square_pixels=False, fps_text=None, progress_mode="bar"):
     """Enhance videos: files, folders and globs in INPUTS, results under OUTPUT."""
+    from enhancer import progress
+
+    progress.set_mode("none" if quiet else progress_mode)
     interrupts = _Interrupts()
     interrupts.install()  # from the start: Ctrl-C while the model loads or stdin spools exits 130 too
     try:
@@ -148,25 +155,12 @@ def enhance(inputs, output, recursive, model, task, scale, codec, crf, preset, p
 
 def _choose_model(model: str | None, task: str | None, scale: int | None, quiet: bool) -> str:
     """The --model to load: the one named, else the installed model for --task and --scale."""
-    from enhancer.infer.restorer import CLASSICAL
+    from enhancer.infer.models import choose_model
 
-    if model in CLASSICAL:  # no PyTorch to import (about 0.5 GB and a second) for a classical method
-        return model
-    from enhancer import weights
-
-    if model is None:
-        if not weights.available():
-            if not quiet:
-                print(f"note: no model is installed (not even {DEFAULT_MODEL}); using lanczos", file=sys.stderr)
-            return "lanczos"
-        return weights.pick(task, scale)
-    if task is not None:
-        card = weights.read_card(weights.resolve(model))
-        if weights.task_of(card) != task:
-            fit = [n for n, _, c in weights.catalogue() if weights.task_of(c) == task]
-            raise EnhancerError(f"model {card.name} is for --task {weights.task_of(card)}, not {task}",
-                                hint=f"{task} models: {', '.join(fit) or 'none installed'}; or omit --task")
-    return model
+    name, note = choose_model(model, task, scale)
+    if note and not quiet:
+        print(f"note: {note}", file=sys.stderr)
+    return name
 
 
 def _fail(message: str, code: int) -> None:

@@ -97,3 +97,12 @@ class FFmpegError(EnhancerError):
         self.argv = list(argv or [])
         self.stderr_tail = list(stderr_tail or [])
         super().__init__(reason, path=path, hint=hint)
+
+
+class EnhanceFailed(EnhancerError):
+    """One or more files of :func:`enhancer.enhance` failed (the others were done): the message
+    is the first failure's line, ``result`` the whole :class:`enhancer.Result`."""
+
+    def __init__(self, reason: str, result=None):
+        super().__init__(reason)
+        self.result = result

@@ -1,6 +1,10 @@
 """The one progress bar, and the one way to print a line to stderr while a bar may be showing.
 
 Bars are tqdm on stderr, shown only where stderr is a terminal (never in logs, pipes or CI).
+In ``json`` mode (``--progress json``, for programs that drive enhancer) each bar instead writes
+one JSON object per second to stderr, whatever stderr is: ``{"progress": desc, "stage": ...,
+"done": n, "total": n|null, "unit": "frame", "rate": per second, "eta": seconds|null,
+"elapsed": seconds}``, and a last one with ``"stage": "end"`` when the bar closes.
 The rate is always in units per second (a slow model shows 0.25 frame/s, not 4.00 s/frame) and
 is the plain average since ``start``: the clock the caller measures its result with, so a bar's
 last rate and the line printed when the work is done are the same measurement. Other messages go
@@ -9,7 +13,9 @@ through :func:`write`, which clears the bars first, so no line is ever glued to 
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
+import threading
 import time
 from typing import Iterator
 
@@ -17,6 +23,92 @@ from tqdm import tqdm
 
 _KNOWN = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_noinv_fmt}{postfix}]"
 _UNKNOWN = "{desc}: {n_fmt} {unit} [{elapsed}, {rate_noinv_fmt}{postfix}]"
+
+
+MODES = ("bar", "json", "none")
+_mode = "bar"
+
+
+def mode_of(value: bool | str | None) -> str:
+    """A progress setting as one of MODES: True is ``bar``, False and None ``none``."""
+    if value is True:
+        return "bar"
+    if value is False or value is None:
+        return "none"
+    if value not in MODES:
+        raise ValueError(f"progress must be one of {', '.join(MODES)}, True or False, not {value!r}")
+    return value
+
+
+@contextlib.contextmanager
+def using(mode: str) -> Iterator[None]:
+    """Bars made inside show as ``mode`` (``none`` turns them off)."""
+    global _mode
+    before, _mode = _mode, mode_of(mode)
+    try:
+        yield
+    finally:
+        _mode = before
+
+
+def set_mode(mode: str) -> None:
+    """For the rest of the process (the CLI's ``--progress``)."""
+    global _mode
+    _mode = mode_of(mode)
+
+
+class _JsonBar(tqdm):
+    """A bar that prints JSON lines instead of drawing: one a second from a timer thread (so a
+    host program hears from a slow model between its updates too), and one at the end."""
+
+    def __init__(self, *args, **kwargs):
+        self._ended = False
+        self._say_lock = threading.Lock()
+        self._stop = threading.Event()
+        kwargs.update(mininterval=3600.0, maxinterval=3600.0, miniters=0)  # tqdm itself never draws
+        super().__init__(*args, **kwargs)
+        if not self.disable:
+            self._say("run")
+            self._timer = threading.Thread(target=self._tick, name="progress-json", daemon=True)
+            self._timer.start()
+
+    def _tick(self) -> None:
+        while not self._stop.wait(1.0):
+            self._say("run")
+
+    def _record(self, stage: str) -> dict:
+        elapsed = max(self._time() - self.start_t, 0.0)
+        rate = (self.n - self.initial) / elapsed if elapsed > 0 else None
+        eta = (self.total - self.n) / rate if self.total and rate else None
+        postfix = (self.postfix or "").strip(", ") if isinstance(self.postfix, str) else ""
+        return {"progress": self.desc, "stage": stage if stage == "end" else (postfix or "run"),
+                "done": self.n, "total": self.total or None, "unit": self.unit,
+                "rate": round(rate, 3) if rate is not None else None,
+                "eta": round(max(eta, 0.0), 1) if eta is not None else None, "elapsed": round(elapsed, 1)}
+
+    def _say(self, stage: str) -> None:
+        with self._say_lock:
+            if self._ended:
+                return
+            if stage == "end":
+                self._ended = True
+            try:
+                self.fp.write(json.dumps(self._record(stage), ensure_ascii=False) + "\n")
+                self.fp.flush()
+            except (OSError, ValueError):  # stderr closed by the host: progress is not worth a failure
+                pass
+
+    def display(self, msg=None, pos=None):
+        return True  # the timer speaks
+
+    def clear(self, nolock=False):
+        pass
+
+    def close(self):
+        if not self.disable and hasattr(self, "start_t"):
+            self._stop.set()
+            self._say("end")
+        super().close()
 
 
 def _is_terminal(stream) -> bool:
@@ -33,8 +125,9 @@ def bar(total: int | None = None, desc: str | None = None, unit: str = "it", ena
     """A progress bar over ``total`` units (None: unknown). ``start`` is a ``time.perf_counter()``
     reading the rate counts from (default: now); ``initial`` units were done before (a resumed
     file) and count towards the position but not the rate."""
-    on = enabled and _is_terminal(sys.stderr)
-    with tqdm(total=total, desc=desc or "", unit=unit, disable=not on, file=sys.stderr, dynamic_ncols=True,
+    json_mode = enabled and _mode == "json"
+    on = json_mode or (enabled and _mode == "bar" and _is_terminal(sys.stderr))
+    with (_JsonBar if json_mode else tqdm)(total=total, desc=desc or "", unit=unit, disable=not on, file=sys.stderr, dynamic_ncols=True,
               leave=leave, position=position, smoothing=0, initial=initial,
               bar_format=_KNOWN if total else _UNKNOWN) as b:
         if on and start is not None:  # tqdm's clock is time.time(); move its start back to the caller's

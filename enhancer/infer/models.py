@@ -5,6 +5,30 @@ from enhancer.errors import EnhancerError
 from enhancer.infer.restorer import CLASSICAL, ClassicalUpscaler, Restorer
 
 
+DEFAULT_MODEL = "general-x2"
+
+
+def choose_model(model: str | None, task: str | None = None, scale: int | None = None) -> tuple[str, str | None]:
+    """The model to load, and a note for the user (or None): the one named (checked against
+    ``task``), else the installed model for ``task`` and ``scale``, else lanczos when no model is
+    installed at all."""
+    if model in CLASSICAL:  # no PyTorch to import (about 0.5 GB and a second) for a classical method
+        return model, None
+    from enhancer import weights
+
+    if model is None:
+        if not weights.available():
+            return "lanczos", f"no model is installed (not even {DEFAULT_MODEL}); using lanczos"
+        return weights.pick(task, scale), None
+    if task is not None:
+        card = weights.read_card(weights.resolve(model))
+        if weights.task_of(card) != task:
+            fit = [n for n, _, c in weights.catalogue() if weights.task_of(c) == task]
+            raise EnhancerError(f"model {card.name} is for --task {weights.task_of(card)}, not {task}",
+                                hint=f"{task} models: {', '.join(fit) or 'none installed'}; or omit --task")
+    return model, None
+
+
 def load_restorer(model: str, scale: int | None = None, *, device: str = "auto", precision: str = "auto",
                   tile: int | str | None = "auto", chunk: int | None = None) -> Restorer:
     """``lanczos`` / ``bicubic`` / ``bilinear`` / ``nearest``: classical, at ``scale`` (default 2).

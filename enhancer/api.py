@@ -1,0 +1,215 @@
+"""The Python API: :func:`enhance` for files and folders, :class:`Enhancer` for frames in memory.
+
+Everything here is public and re-exported by ``import enhancer``; the modules behind it are not.
+
+Files (the CLI's ``enhance`` for one file, or a folder; no progress bars unless asked):
+
+>>> import enhancer
+>>> result = enhancer.enhance(clip, out / "clip.mkv", model="lanczos", codec="ffv1")
+>>> result.outputs == [str(out / "clip.mkv")], result.files[0].status
+(True, 'done')
+
+A second run skips what is done, as the CLI does:
+
+>>> enhancer.enhance(clip, out / "clip.mkv", model="lanczos", codec="ffv1").files[0].status
+'skipped'
+
+Frames in memory: one enhanced frame per frame in, streamed (RGB, uint8 or uint16):
+
+>>> import numpy as np
+>>> up = enhancer.Enhancer("bicubic")
+>>> frames = (np.full((90, 160, 3), k, np.uint8) for k in range(5))
+>>> [f.shape for f in up.frames(frames)]  # doctest: +NORMALIZE_WHITESPACE
+[(180, 320, 3), (180, 320, 3), (180, 320, 3), (180, 320, 3), (180, 320, 3)]
+>>> up.image(np.zeros((90, 160, 3), np.uint8)).shape
+(180, 320, 3)
+
+Errors are :class:`EnhancerError` subclasses with a one-line message:
+
+>>> enhancer.enhance(out / "missing.mp4", out / "x.mp4")
+Traceback (most recent call last):
+...
+enhancer.errors.EnhanceFailed: .../missing.mp4: no such file
+"""
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+
+from enhancer.errors import EnhanceFailed, InputError, UsageError
+
+PathLike = str | os.PathLike
+
+
+def _paths(value: PathLike | Sequence[PathLike]) -> list[str]:
+    if isinstance(value, (str, os.PathLike)):
+        return [os.fspath(value)]
+    return [os.fspath(v) for v in value]
+
+
+def enhance(input: PathLike | Sequence[PathLike], output: PathLike, *, model: str | None = None,
+            scale: int | None = None, task: str | None = None, codec: str = "h264", crf: int | None = None,
+            preset: str | None = None, pix_fmt: str | None = None, container: str | None = None,
+            audio: str = "copy", subtitles: bool = True, square_pixels: bool = False,
+            start: float | None = None, duration: float | None = None, deinterlace: str = "auto",
+            fps: float | str | Fraction | None = None, recursive: bool = False, overwrite: bool = False,
+            retry_failed: bool = False, keep_going: bool = True, strict: bool = False,
+            part_seconds: float = 120.0, device: str = "auto", precision: str = "auto",
+            tile: int | str = "auto", chunk: int | None = None, ffmpeg: str | None = None,
+            progress: bool | str = False):
+    """Enhance ``input`` (a video, an image-sequence folder, a folder of videos, or a list of
+    them) into ``output`` (a file for one input, else a folder that mirrors the inputs' tree),
+    with the CLI's semantics: ``enhancer enhance INPUT -o OUTPUT`` and the same option names.
+
+    ``model`` None picks the installed model for ``task`` ("web", "archive") and ``scale``:
+    general-x2 by default. ``progress`` False (the default) shows nothing; True shows bars on a
+    terminal; "json" writes JSON progress lines to stderr.
+
+    Returns a :class:`Result` (``.files``, ``.outputs``, ``.frames``, ``.seconds``). Raises
+    :class:`UsageError` before any work for what cannot run as asked (unknown model, names that
+    collide), and :class:`EnhanceFailed` (with ``.result``) after the batch when any file failed;
+    the other files were still done unless ``keep_going`` is False.
+    """
+    from enhancer import progress as prog
+    from enhancer.batch import discover, plan_jobs, reject_missing, run_batch, state_folder
+    from enhancer.infer.engine import EnhanceOptions
+    from enhancer.infer.models import choose_model, load_restorer
+    from enhancer.io import ffmpeg as ff
+    from enhancer.io.muxer import EncodeOptions
+    from enhancer.io.probe import parse_rate
+
+    inputs, out = _paths(input), os.fspath(output)
+    if "-" in inputs or out == "-":
+        raise UsageError("the Python API reads and writes files; use the CLI for stdin and stdout")
+    if ffmpeg is not None or ff._tools is None:
+        ff.configure(ffmpeg=ffmpeg, verbose=False)
+    rate = None
+    if fps is not None:
+        try:
+            rate = parse_rate(str(fps)) if not isinstance(fps, Fraction) else fps
+        except (ValueError, ZeroDivisionError) as e:
+            raise UsageError(f"fps: {e}") from None
+    found = discover(inputs, recursive=recursive, exclude=[out])
+    reject_missing(found)
+    jobs = plan_jobs(found, out, codec, container)
+    encode = EncodeOptions(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, audio=audio, subtitles=subtitles,
+                           square_pixels=square_pixels)
+    mode = prog.mode_of(progress)
+    opts = EnhanceOptions(deinterlace=deinterlace, start=start, duration=duration, chunk=chunk,
+                          progress=mode != "none", part_seconds=part_seconds, fps=rate)
+    name, _ = choose_model(model, task, scale)
+    restorer = load_restorer(name, scale=scale, device=device, precision=precision, tile=tile, chunk=chunk)
+    with prog.using(mode):
+        summary = run_batch(jobs, restorer, encode, opts, overwrite=overwrite, folder=state_folder(jobs, out),
+                            retry_failed=retry_failed, fail_fast=not keep_going, strict=strict)
+    failed = [r for r in summary.results if r.status == "failed"]
+    if failed:
+        first = failed[0].error or "failed"
+        more = f" (and {len(failed) - 1} more failed)" if len(failed) > 1 else ""
+        raise EnhanceFailed(first + more, result=summary)
+    return summary
+
+
+class Enhancer:
+    """A model (or a classical method) for frames held in memory.
+
+    ``model``: a shipped model name (``enhancer models``), a .safetensors path, or lanczos |
+    bicubic | bilinear | nearest; None picks the installed model for ``task`` and ``scale`` as
+    :func:`enhance` does. Frames are RGB arrays (H, W, 3), uint8 or uint16 (16-bit sources keep
+    their depth); OpenCV's BGR frames must be converted first (``frame[..., ::-1]``)."""
+
+    def __init__(self, model: str | None = None, *, scale: int | None = None, task: str | None = None,
+                 device: str = "auto", precision: str = "auto", tile: int | str = "auto", chunk: int | None = None):
+        from enhancer.infer.models import choose_model, load_restorer
+
+        name, _ = choose_model(model, task, scale)
+        self._restorer = load_restorer(name, scale=scale, device=device, precision=precision, tile=tile,
+                                       chunk=chunk)
+        self._chunk = chunk
+
+    @property
+    def scale(self) -> int:
+        """Output size / input size."""
+        return self._restorer.scale
+
+    @property
+    def name(self) -> str:
+        return self._restorer.name
+
+    @property
+    def model_card(self) -> dict:
+        """The model's card (name, task, scale, training, measured figures); {} for classical methods."""
+        return dict(getattr(self._restorer, "card", {}) or {})
+
+    @property
+    def context(self) -> int:
+        """Frames of context the model reads on each side of a frame (0: frame by frame)."""
+        return self._restorer.margin
+
+    def frames(self, frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        """One enhanced frame per frame in, in order, streamed: at most a few windows of frames
+        are held. The ends of the stream are handled as the CLI handles a video's ends (context
+        mirrored), so any length works, one frame included. All frames must share one shape and
+        dtype."""
+        from enhancer.io.reader import Frame, windows
+
+        restorer = self._restorer
+        first: dict = {}
+
+        def checked() -> Iterator[Frame]:
+            for k, image in enumerate(frames):
+                image = _as_frame(image, k)
+                if not first:
+                    first.update(shape=image.shape, dtype=image.dtype)
+                elif image.shape != first["shape"] or image.dtype != first["dtype"]:
+                    raise InputError(f"frame {k} is {_describe(image)}, frame 0 was "
+                                     f"{_describe_as(first['shape'], first['dtype'])}",
+                                     hint="every frame of one stream must share its size and dtype")
+                yield Frame(index=k, pts=k, time_base=Fraction(1), image=image)
+
+        stream = checked()
+        head = next(stream, None)
+        if head is None:
+            return
+        chunk = self._chunk or (restorer.chunk_for(*head.image.shape[:2]) if hasattr(restorer, "chunk_for")
+                                else restorer.chunk)
+
+        def again() -> Iterator[Frame]:
+            yield head
+            yield from stream
+
+        for window in windows(again(), restorer.margin, chunk):
+            out = restorer.restore(np.stack(window.images))
+            yield from out
+
+    def image(self, image: np.ndarray) -> np.ndarray:
+        """One still: the model sees it as a one-frame video."""
+        return next(self.frames([image]))
+
+    def __repr__(self) -> str:
+        return f"Enhancer({self.name!r}, scale={self.scale})"
+
+
+def _describe_as(shape, dtype) -> str:
+    return f"{'x'.join(map(str, shape))} {np.dtype(dtype).name}"
+
+
+def _describe(a: np.ndarray) -> str:
+    return _describe_as(a.shape, a.dtype)
+
+
+def _as_frame(image, k: int) -> np.ndarray:
+    if not isinstance(image, np.ndarray):
+        raise InputError(f"frame {k} is a {type(image).__name__}, not a numpy array",
+                         hint="give (H, W, 3) uint8 or uint16 RGB arrays")
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype not in (np.uint8, np.uint16):
+        raise InputError(f"frame {k} is {_describe(image)}", hint="give (H, W, 3) uint8 or uint16 RGB arrays")
+    if image.shape[0] < 2 or image.shape[1] < 2:
+        raise InputError(f"frame {k} is {_describe(image)}: too small", hint="frames need at least 2x2 pixels")
+    return np.ascontiguousarray(image)
+
+
+__all__ = ["enhance", "Enhancer"]
