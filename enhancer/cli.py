@@ -298,6 +298,83 @@ def _image_sequence_rate(fps_text: str | None, found: list):
     return fps
 
 
+_WATCH_SHARED = {"recursive", "model", "task", "scale", "codec", "crf", "preset", "pix_fmt", "square_pixels",
+                 "container", "audio", "no_subtitles", "deinterlace", "chunk", "tile", "device", "precision",
+                 "part_seconds", "strict", "retry_failed", "as_json", "ffmpeg_path", "progress_mode", "quiet",
+                 "verbose"}
+
+
+def _watch(folders, output, settle, interval, once, recursive, model, task, scale, codec, crf, preset, pix_fmt,
+           square_pixels, container, audio, no_subtitles, deinterlace, chunk, tile, device, precision, part_seconds,
+           strict, retry_failed, as_json, ffmpeg_path, progress_mode, quiet, verbose):
+    """Enhance videos as they arrive in FOLDERS (once completely written), into OUTPUT; Ctrl-C stops."""
+    from enhancer import progress
+    from enhancer.batch import report
+    from enhancer.errors import shown
+    from enhancer.infer.engine import EnhanceOptions
+    from enhancer.infer.models import load_restorer
+    from enhancer.io.muxer import EncodeOptions
+    from enhancer.watch import watch
+
+    progress.set_mode("none" if quiet else progress_mode)
+    _Interrupts().install()
+    _configure_ffmpeg(ffmpeg_path, verbose)
+    for folder in folders:
+        if not os.path.isdir(folder):
+            _fail(f"{shown(folder)}: not a folder (watch takes folders to watch; use enhance for files)", 2)
+    out = Path(output)
+    if out.exists() and not out.is_dir():
+        _fail(f"{shown(output)}: is a file; watch writes into a folder", 2)
+    for folder in folders:
+        if os.path.abspath(folder) == os.path.abspath(output):
+            _fail(f"{shown(output)}: the output folder is the watched folder; give another", 2)
+    encode = EncodeOptions(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, audio=audio,
+                           subtitles=not no_subtitles, square_pixels=square_pixels)
+    opts = EnhanceOptions(deinterlace=deinterlace, chunk=chunk, progress=not quiet, part_seconds=part_seconds)
+    try:
+        name = _choose_model(model, task, int(scale) if scale else None, quiet)
+        if tile != "auto" and not str(tile).isdigit():
+            raise click.BadParameter("use a number of pixels, 0 or auto", param_hint="--tile")
+        restorer = load_restorer(name, scale=int(scale) if scale else None, device=device, precision=precision,
+                                 tile=tile if tile == "auto" else int(tile), chunk=chunk)
+    except EnhancerError as e:
+        _fail(str(e), 2)
+    if not quiet:
+        print(f"watching {', '.join(shown(f) for f in folders)} -> {shown(output)} with {restorer.name} "
+              f"(x{restorer.scale}); files are taken once unchanged for {settle:g} s; "
+              + ("stops when done" if once else "Ctrl-C stops"), file=sys.stderr)
+    status: dict = {}
+    try:
+        failed = watch(list(folders), output, restorer, encode, opts, container=container, recursive=recursive,
+                       settle=settle, interval=interval, once=once, strict=strict, verbose=verbose, status=status,
+                       retry_failed=retry_failed,
+                       on_result=lambda r: report(r, as_json=as_json, quiet=quiet))
+    except EnhancerError as e:  # the output folder is locked by another run
+        _fail(str(e), 1)
+    except KeyboardInterrupt:
+        if status.get("busy"):
+            print("interrupted: partial outputs removed; watch again to continue", file=sys.stderr)
+            sys.exit(130)
+        if not quiet:
+            print("stopped watching", file=sys.stderr)
+        sys.exit(0)
+    sys.exit(1 if failed else 0)
+
+
+main.add_command(click.Command(
+    "watch", callback=_watch, help=_watch.__doc__, no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    params=[click.Argument(["folders"], nargs=-1, required=True),
+            click.Option(["-o", "--output"], required=True, help="Output folder (mirrors the watched tree)."),
+            click.Option(["--settle"], type=click.FloatRange(0, None), default=5.0, show_default=True,
+                         help="Seconds a file must stay unchanged (size and time) before it is taken."),
+            click.Option(["--interval"], type=click.FloatRange(0.05, None), default=2.0, show_default=True,
+                         help="Seconds between looks at the folders."),
+            click.Option(["--once"], is_flag=True,
+                         help="Do what is there (once it is completely written), then exit: for cron and scripts.")]
+    + [p for p in enhance.params if p.name in _WATCH_SHARED]))
+
+
 @main.command("degrade")
 @click.argument("input_path", metavar="INPUT")
 @click.option("-o", "--output", required=True, help="Output video file.")
