@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from conftest import decode_frames, make_clip, run_cli
 from enhancer.watch import Watcher, writers
