@@ -162,3 +162,15 @@ def test_vmaf_with_every_build(use_build, tmp_path):
     clip = make_clip(tmp_path / "a.mkv", size="128x96", vcodec="ffv1", audio=False, seconds=0.3)
     scores = vmaf(str(clip), str(clip))
     assert len(scores) == 8 and min(scores) > 95
+
+
+def test_timecode_kept_and_shifted(use_build, tmp_path):
+    """The start timecode is read (ffprobe's JSON or the banner) and written (-timecode) by each build."""
+    src = make_clip(tmp_path / "tc.mov", size="96x64", seconds=1.2, audio=False,
+                    extra_out=["-timecode", "10:00:00:00", "-metadata:s:v:0", "reel_name=B7"])
+    info = probe(str(src))
+    assert info.timecode == "10:00:00:00" and info.reel_name == "B7"
+    _enhance(src, tmp_path / "o.mov", EnhanceOptions(progress=False, start=0.4))
+    banner = subprocess.run([MAKER, "-hide_banner", "-i", str(tmp_path / "o.mov")], capture_output=True,
+                            text=True).stderr
+    assert "10:00:00:10" in banner and "B7" in banner and "10:00:00:00" not in banner

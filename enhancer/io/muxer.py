@@ -320,6 +320,24 @@ def plan(info: VideoInfo, opts: EncodeOptions, container: str, colour: Colour, w
     return MuxPlan(pix_fmt=pix, video_args=vargs, stream_args=streams, pad=pad, warnings=warnings)
 
 
+TIMECODE_SIDECAR = "timecode.txt"
+
+
+def timecode_args(source: VideoInfo, container: str, first: Fraction | float) -> list[str]:
+    """Options that give an output the source's timecode (and reel name), shifted to the output's
+    first frame, ``first`` seconds after the source's first: a tmcd track in MOV/MP4 (the reel
+    name in MOV only: ffmpeg's mp4 muxer cannot write one), tags in Matroska."""
+    from enhancer.io import timecode
+
+    tc = timecode.at(source.timecode, source.fps, float(first))
+    if tc is None or container not in ("mp4", "mov", "matroska"):
+        return []
+    args = ["-timecode", tc]
+    if source.reel_name:
+        args += ["-metadata:s:v:0" if container == "mov" else "-metadata", f"reel_name={source.reel_name}"]
+    return args
+
+
 def assemble(parts: list[Path], starts: list[Fraction], output: Path, source: VideoInfo, opts: EncodeOptions,
              colour: Colour, time_base: Fraction | None, *, segment: Segment | None = None) -> list[str]:
     """Join encoded parts (each starting with a key frame, its own timeline starting at its first
@@ -351,7 +369,7 @@ def assemble(parts: list[Path], starts: list[Fraction], output: Path, source: Vi
         argv += mplan.stream_args + ["-map_metadata", "1", "-map_chapters", "1"]
     argv += ["-c:v", "copy", "-fps_mode", "passthrough"] + colour.tag_args()
     if not source.image_sequence:
-        argv += video_tag_args(source)
+        argv += video_tag_args(source) + timecode_args(source, container, (segment.start or 0) + starts[0])
     if container in ("mp4", "mov"):
         if time_base and time_base.numerator == 1 and time_base.denominator <= 10_000_000:
             argv += ["-video_track_timescale", str(time_base.denominator)]
@@ -417,6 +435,7 @@ class Muxer:
         self.frames = 0
         self._shift = Fraction(0)
         self._origin = Fraction(0)
+        self._first = Fraction(0)  # the first frame's time after the source's first (for timecode)
         self._closed = False
         self._lock = threading.Lock()
 
@@ -457,7 +476,9 @@ class Muxer:
         if src and self.container != "image2":
             argv += ["-map_metadata", "1", "-map_chapters", "1"]
         if self.container != "image2" and not self.video_only:
-            argv += video_tag_args(self.source)
+            argv += video_tag_args(self.source) + timecode_args(self.source, self.container,
+                                                                (self.segment.start or 0) + rel0)
+        self._first = (self.segment.start or 0) + rel0
         argv += self.plan.video_args + ["-fps_mode", "passthrough"]
         if self.opts.codec == "mpeg2" and self.source.fps:
             # MPEG-2 only knows the standard frame rates: encode on the frame period
@@ -546,6 +567,12 @@ class Muxer:
             fps = self.source.fps
             (self.temp / FPS_SIDECAR).write_text(f"{fps.numerator}/{fps.denominator}\n" if fps.denominator != 1
                                                  else f"{fps.numerator}\n")
+            from enhancer.io import timecode
+
+            tc = timecode.at(self.source.timecode, fps, float(self._first))
+            if tc:  # no convention for PNG/TIFF names: the first frame's timecode beside fps.txt
+                (self.temp / TIMECODE_SIDECAR).write_text(tc + (f"\nreel_name={self.source.reel_name}"
+                                                               if self.source.reel_name else "") + "\n")
         if self.image_sequence and self.final.exists():
             old = hidden_sibling(self.final, f".old-{os.getpid()}-{uuid.uuid4().hex[:6]}")
             os.replace(self.final, old)

@@ -80,6 +80,8 @@ class VideoInfo:
     stream_duration: bool = False
     video_tags: dict[str, str] = field(default_factory=dict)  # the video stream's tags (language, title ...)
     fps_from: str | None = None  # image sequences: where the rate came from (--fps, fps.txt or assumed)
+    timecode: str | None = None  # the start timecode (MOV/MP4 tmcd track, MXF/MKV timecode tag)
+    reel_name: str | None = None  # the tape or reel the timecode belongs to, where the file names it
 
     @property
     def display_width(self) -> int:
@@ -337,7 +339,14 @@ def _parse_ffmpeg_banner(path: str, text: str) -> VideoInfo:
         color_transfer=video.get("color_transfer"), rotation=video.get("rotation", 0),
         field_order=video.get("field_order", "unknown"), video_index=video["index"], audio=audio,
         subtitles=subs, attachments=attachments, chapters=chapters, probed_with="ffmpeg",
-        stream_duration=own_duration, video_tags=video.get("tags", {}))
+        stream_duration=own_duration, video_tags=video.get("tags", {}),
+        timecode=_banner_value("timecode", text), reel_name=_banner_value("reel_name", text))
+
+
+def _banner_value(key: str, text: str) -> str | None:
+    """A metadata value from ffmpeg's banner: the first anywhere (the video stream and a tmcd track carry the same)."""
+    m = re.search(rf"^\s+{key}\s*:\s*(.+?)\s*$", text, re.M | re.I)
+    return m.group(1) if m else None
 
 
 def _probe_ffmpeg(path: str, input_args: list[str]) -> VideoInfo:
@@ -413,7 +422,17 @@ def from_ffprobe_json(path: str, data: dict) -> VideoInfo:
         color_transfer=known("color_transfer"), rotation=rotation,
         field_order=_FIELD_ORDERS.get(v.get("field_order", ""), "unknown"), video_index=int(v["index"]),
         audio=audio, subtitles=subs, attachments=attachments, chapters=len(data.get("chapters", [])),
-        probed_with="ffprobe", stream_duration=own, video_tags={str(k): str(val) for k, val in tags.items()})
+        probed_with="ffprobe", stream_duration=own, video_tags={str(k): str(val) for k, val in tags.items()},
+        timecode=_first_tag("timecode", [v, *streams, fmt]), reel_name=_first_tag("reel_name", [v, *streams, fmt]))
+
+
+def _first_tag(key: str, holders: list[dict]) -> str | None:
+    """The first value of tag ``key`` (any case) among the holders' tags, in order."""
+    for h in holders:
+        for k, val in (h.get("tags") or {}).items():
+            if str(k).lower() == key and str(val).strip():
+                return str(val).strip()
+    return None
 
 
 def parse_rate(text: str) -> Fraction:
