@@ -180,15 +180,25 @@ def test_defaults_plan_to_use_about_half_the_memory(monkeypatch, available):
     """Item 16: defaults on a 2160p clip went past 12 GB. The chunk and the tile are fitted so the
     whole-frame buffers, the tiles' activations, the process itself and the encoder stay within
     half of what is available (the planned figure; benchmarks/memory.py measures the peaks)."""
+    from types import SimpleNamespace
+
     from enhancer.infer import neural
-    from enhancer.infer.engine import ENCODER_BYTES_PER_PIXEL
+    from enhancer.infer.engine import encoder_bytes, fit_encoder
+    from enhancer.io.muxer import EncodeOptions
 
     monkeypatch.setenv("ENHANCER_MEMORY_AVAILABLE", available)
     half = free_memory(torch.device("cpu")) / 2
     g = Generator(GeneratorConfig(scale=2, channels=32, frame_blocks=4, temporal_blocks=2, post_blocks=2))
     for h, w in ((720, 1280), (2160, 3840)):
         r = ModelRestorer(g, device="cpu", precision="fp32", tile="auto")
-        encoder = h * w * 4 * ENCODER_BYTES_PER_PIXEL["h264"]
+        info = SimpleNamespace(display_width=w, display_height=h)
+        encode = fit_encoder(info, 2, EncodeOptions())
+        # an 8K x264 at its preset's 40-frame lookahead holds 6.8 GB: fitted where that is over a quarter
+        default = encoder_bytes(info, 2, EncodeOptions())
+        assert (encode.lookahead is not None) == (default > free_memory(torch.device("cpu")) / 4)
+        if h == 2160:
+            assert encode.lookahead == {"2G": 5, "8G": 5, "16G": 10, "64G": None}[available]
+        encoder = encoder_bytes(info, 2, encode)
         chunk = r.chunk_for(h, w, reserve=encoder)
         tile = r.auto_tile(h, w, chunk + 2 * r.margin)
         side_h, side_w = (h, w) if tile is None else (min(tile, h), min(tile, w))
@@ -197,10 +207,35 @@ def test_defaults_plan_to_use_about_half_the_memory(monkeypatch, available):
         assert 1 <= chunk <= 8 and (tile is None or tile >= neural.AUTO_TILE_MIN)
         if chunk > 1 or (tile is not None and tile > neural.AUTO_TILE_MIN):  # above the floor: within half
             assert process + encoder <= half * 1.02, (h, w, chunk, tile, (process + encoder) / 2 ** 30)
-        if available in ("8G", "16G") and h == 2160:
+        if available == "8G" and h == 2160:
             assert process <= 4 << 30  # the enhancer's own share of a 2160p run fits half of 8 GB
+            # x264 alone holds 2.3-2.5 GB at 4320p however lean: a 2160p x2 H.264 run plans about 6 of 8 GB
+            assert process + encoder <= 0.75 * (8 << 30)
         if available == "64G":
             assert chunk == 8 and (h == 2160 or tile is None)  # plenty: the fastest settings at 720p
+
+
+def test_encoder_lookahead_shrinks_where_memory_is_short(tmp_path):
+    """Item 16: the encoder is fitted too. Where x264 at its preset's lookahead would take more than
+    a quarter of the memory available, it looks ahead 10 (or 5) frames with fewer threads (6.8 GB
+    to 3.6 and 2.5 GB measured at 4320p), says so, and the output's recipe does not change (a rerun with more
+    memory skips it)."""
+    import json
+
+    src = make_clip(tmp_path / "a.mp4", size="192x128", seconds=0.4, audio=False)
+    out = tmp_path / "o.mp4"
+    r = run_cli("enhance", str(src), "-o", str(out), "--model", "lanczos", "--json", "-v",
+                env={"ENHANCER_MEMORY_AVAILABLE": "60M"})
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout.splitlines()[-1])
+    assert res["status"] == "done" and any("looks ahead 10 frames" in w for w in res["warnings"])
+    assert "rc-lookahead=10" in r.stderr
+    r = run_cli("enhance", str(src), "-o", str(out), "--model", "lanczos", "--json",
+                env={"ENHANCER_MEMORY_AVAILABLE": "64G"})
+    assert json.loads(r.stdout.splitlines()[-1])["status"] == "skipped"
+    r = run_cli("enhance", str(src), "-o", str(tmp_path / "p.mp4"), "--model", "lanczos", "--json", "-v",
+                env={"ENHANCER_MEMORY_AVAILABLE": "64G"})
+    assert "rc-lookahead" not in r.stderr and not json.loads(r.stdout.splitlines()[-1])["warnings"]
 
 
 def test_memory_limited_run_gives_the_same_frames(tmp_path):

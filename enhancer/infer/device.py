@@ -1,11 +1,10 @@
 """The one place that picks a device and a precision, and measures free memory."""
 from __future__ import annotations
 
-import os
-
 import torch
 
 from enhancer.errors import EnhancerError
+from enhancer.infer.hostmem import host_available
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -42,37 +41,6 @@ def select_dtype(precision: str, device: torch.device) -> torch.dtype:
 
 
 MEMORY_SHARE = 0.5  # of the memory available that the defaults plan to use
-MEMORY_ENV = "ENHANCER_MEMORY_AVAILABLE"  # host bytes to assume available (e.g. 8G): tests, benchmarks
-_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-
-
-def _env_bytes(text: str) -> int | None:
-    text = text.strip().upper().removesuffix("B").removesuffix("I")
-    unit = text[-1:] if text[-1:] in _UNITS else ""
-    try:
-        value = float(text[: len(text) - len(unit)] if unit else text)
-    except ValueError:
-        return None
-    return int(value * _UNITS[unit]) if value > 0 else None
-
-
-def _cgroup_room() -> int | None:
-    """Bytes left under this process's cgroup memory limit (containers), where there is one."""
-    for limit_file, usage_file in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
-                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
-        try:
-            with open(limit_file) as f:
-                limit = f.read().strip()
-            with open(usage_file) as f:
-                usage = int(f.read().strip())
-        except (OSError, ValueError):
-            continue
-        if limit.isdigit() and int(limit) < 1 << 60:
-            return max(0, int(limit) - usage)
-    return None
-
-
 def free_memory(device: torch.device) -> int:
     """Bytes that a computation on ``device`` may reasonably use now: free GPU memory, or the
     host's available memory (MemAvailable, within any cgroup limit; ``ENHANCER_MEMORY_AVAILABLE``
@@ -80,21 +48,7 @@ def free_memory(device: torch.device) -> int:
     if device.type == "cuda":
         free, _total = torch.cuda.mem_get_info(device)
         return int(free)
-    override = _env_bytes(os.environ.get(MEMORY_ENV, "")) if os.environ.get(MEMORY_ENV) else None
-    if override:
-        return override
-    available = None
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    available = int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    room = _cgroup_room()
-    if room is not None:
-        available = min(available, room) if available is not None else room
-    return available if available is not None else 4 << 30  # unknown: assume a modest 4 GiB
+    return host_available()
 
 
 def memory_budget(device: torch.device) -> int:

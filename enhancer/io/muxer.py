@@ -76,6 +76,11 @@ class EncodeOptions:
     audio: str = "copy"  # copy | aac | none
     subtitles: bool = True
     square_pixels: bool = False  # resample a source with non-square pixels to square ones, same display shape
+    # frames x264/x265 look ahead (None: the preset's, 40 at medium), with no sync lookahead and
+    # few frame threads (see lean_threads): set by the engine where the encoder would not
+    # otherwise fit the memory available (very large outputs); not a choice of the user's, so
+    # not part of an output's recipe
+    lookahead: int | None = None
 
     def __post_init__(self) -> None:
         if self.codec not in CODECS:
@@ -145,6 +150,12 @@ def _yuv_format(codec: str, source_pix: str, source_depth: int) -> tuple[str, st
                  f"(--codec {choices} would keep {'them' if len(lost) > 1 else 'it'})")
 
 
+def lean_threads(lookahead: int) -> int:
+    """Encoder threads beside a shortened lookahead: every frame thread holds frames too (an
+    output this large is made far slower by the model than by one encoder thread)."""
+    return 4 if lookahead >= 10 else 1
+
+
 def _video_args(opts: EncodeOptions, depth: int, colour: Colour, container: str, source_pix: str = "yuv420p",
                 source_depth: int = 8) -> tuple[str, list[str], list[str]]:
     """(pixel format, encoder options, warnings). YUV codecs keep the source's chroma format and
@@ -158,11 +169,17 @@ def _video_args(opts: EncodeOptions, depth: int, colour: Colour, container: str,
     if c == "h264":
         args = ["-c:v", "libx264", "-crf", str(opts.crf if opts.crf is not None else 18),
                 "-preset", opts.preset or "medium"]
+        if opts.lookahead is not None:
+            args += ["-x264-params", f"rc-lookahead={opts.lookahead}:sync-lookahead=0",
+                     "-threads:v", str(lean_threads(opts.lookahead))]
     elif c == "h265":
+        lean = (f":rc-lookahead={opts.lookahead}:frame-threads={lean_threads(opts.lookahead)}"
+                if opts.lookahead is not None else "")
         args = ["-c:v", "libx265", "-crf", str(opts.crf if opts.crf is not None else 20),
-                "-preset", opts.preset or "medium", "-x265-params", "log-level=error"]
+                "-preset", opts.preset or "medium", "-x265-params", "log-level=error" + lean]
         if container in ("mp4", "mov"):
             args += ["-tag:v", "hvc1"]
+
     elif c == "prores":
         # 4444 for 4:4:4, else 422 HQ
         args = ["-c:v", "prores_ks", "-profile:v", "4" if chroma_of(pix) == "444" else "3", "-vendor", "apl0"]
@@ -286,6 +303,9 @@ def plan(info: VideoInfo, opts: EncodeOptions, container: str, colour: Colour, w
                           hint="choose another --codec or output extension (.mkv holds them all)")
     pix, vargs, notes = _video_args(opts, depth, colour, container, info.pix_fmt, info.bit_depth)
     warnings += notes
+    if opts.codec in ("h264", "h265") and opts.lookahead is not None:
+        warnings.append(f"the encoder looks ahead {opts.lookahead} frames (not its preset's 40) to fit the memory "
+                        "available for an output this large (a slightly larger file at the same quality)")
     even_w, even_h = _needs_even(pix)
     sar = output_sar(info)
     resize = ""

@@ -63,6 +63,7 @@ class Recipe:
         if getattr(opts, "fps", None):  # settings added later enter only where set, so older keys still hold
             segment["fps"] = str(opts.fps)
         enc = asdict(encode)
+        enc.pop("lookahead", None)  # fitted to the memory of the machine, like tile and chunk
         for later in ("square_pixels",):
             if not enc.get(later):
                 enc.pop(later, None)
