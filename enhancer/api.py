@@ -54,6 +54,7 @@ def enhance(input: PathLike | Sequence[PathLike], output: PathLike, *, model: st
             scale: int | None = None, task: str | None = None, codec: str = "h264", crf: int | None = None,
             preset: str | None = None, pix_fmt: str | None = None, container: str | None = None,
             audio: str = "copy", subtitles: bool = True, square_pixels: bool = False,
+            encoder_args: str | Sequence[str] = (), size: tuple[int | None, int | None] | None = None,
             start: float | None = None, duration: float | None = None, deinterlace: str = "auto",
             fps: float | str | Fraction | None = None, recursive: bool = False, overwrite: bool = False,
             retry_failed: bool = False, keep_going: bool = True, strict: bool = False,
@@ -95,8 +96,16 @@ def enhance(input: PathLike | Sequence[PathLike], output: PathLike, *, model: st
     found = discover(inputs, recursive=recursive, exclude=[out])
     reject_missing(found)
     jobs = plan_jobs(found, out, codec, container)
+    from enhancer.io.muxer import check_encoder_args
+
+    try:
+        import shlex
+
+        extra = check_encoder_args(shlex.split(encoder_args) if isinstance(encoder_args, str) else list(encoder_args))
+    except ValueError as e:
+        raise UsageError(f"encoder_args: {e}") from None
     encode = EncodeOptions(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, audio=audio, subtitles=subtitles,
-                           square_pixels=square_pixels)
+                           square_pixels=square_pixels, encoder_args=extra, size=size)
     mode = prog.mode_of(progress)
     opts = EnhanceOptions(deinterlace=deinterlace, start=start, duration=duration, chunk=chunk,
                           progress=mode != "none", part_seconds=part_seconds, fps=rate)

@@ -82,13 +82,26 @@ def main() -> None:
                    "--scale says otherwise) or archive (restore film and tape at their own size) [default: web].")
 @click.option("--scale", "-s", type=click.Choice(["1", "2", "4"]), default=None,
               help="Upscale factor (default: the model's own; 2 for classical upscalers).")
-@click.option("--codec", type=click.Choice(["h264", "h265", "prores", "ffv1", "mpeg2", "png", "tiff"]), default="h264",
-              show_default=True, help="Output codec; png/tiff write an image sequence folder.")
+@click.option("--codec", type=click.Choice(["h264", "h265", "prores", "dnxhr", "ffv1", "mpeg2", "png", "tiff"]),
+              default="h264", show_default=True,
+              help="Output codec: prores and dnxhr (HQ, HQX for 10-bit, 444) are for editors; png/tiff write an "
+                   "image sequence folder.")
 @click.option("--crf", type=int, default=None, help="Quality for h264 (default 18) / h265 (default 20); lower is better.")
 @click.option("--preset", default=None, help="x264/x265 preset (default medium).")
+@click.option("--encoder-args", default=None, metavar="OPTIONS",
+              help="More options for the video encoder, as ffmpeg takes them, e.g. \"-tune film -g 48\" or "
+                   "\"-x264-params aq-mode=3\" (after enhancer's own, so they win; inputs, outputs, filters, "
+                   "timing and other streams stay enhancer's).")
 @click.option("--pix-fmt", default=None,
               help="Output pixel format (default: the source's chroma format and bit depth where the codec holds "
                    "them, else the nearest, with a warning).")
+@click.option("--size", "size_text", default=None, metavar="WxH",
+              help="Exact output size: the model's output resized (lanczos) to it, aspect kept; where the aspects "
+                   "differ the picture is fitted inside with black bars, and a warning says so.")
+@click.option("--width", type=click.IntRange(2, 16384), default=None,
+              help="Output width; the height follows from the aspect.")
+@click.option("--height", type=click.IntRange(2, 16384), default=None,
+              help="Output height; the width follows from the aspect.")
 @click.option("--square-pixels", is_flag=True,
               help="Resample a source with non-square pixels (SAR other than 1:1) to square ones, so it shows the "
                    "same shape anywhere (default: keep the source's pixel aspect ratio).")
@@ -136,7 +149,8 @@ def main() -> None:
 @click.option("-v", "--verbose", is_flag=True, help="Print every ffmpeg command.")
 def enhance(inputs, output, recursive, model, task, scale, codec, crf, preset, pix_fmt, container, audio, no_subtitles,
             start, duration, deinterlace, chunk, tile, device, precision, skip_existing, retry_failed, keep_going, report_path, part_seconds, strict, preview, dry_run, as_json, ffmpeg_path, quiet, verbose,
-            square_pixels=False, fps_text=None, progress_mode="bar"):
+            square_pixels=False, fps_text=None, progress_mode="bar", encoder_args=None, size_text=None, width=None,
+            height=None):
     """Enhance videos: files, folders and globs in INPUTS, results under OUTPUT."""
     from enhancer import progress
 
@@ -147,7 +161,8 @@ def enhance(inputs, output, recursive, model, task, scale, codec, crf, preset, p
         _enhance(inputs, output, recursive, model, task, scale, codec, crf, preset, pix_fmt, container, audio, no_subtitles,
                  start, duration, deinterlace, chunk, tile, device, precision, skip_existing, retry_failed, keep_going,
                  report_path, part_seconds, strict, preview, dry_run, as_json, ffmpeg_path, quiet, verbose,
-                 square_pixels=square_pixels, fps_text=fps_text)
+                 square_pixels=square_pixels, fps_text=fps_text, encoder_args=encoder_args,
+                 size=_size(size_text, width, height))
     except KeyboardInterrupt:
         print("interrupted: partial outputs removed; run the same command again to continue", file=sys.stderr)
         sys.exit(130)
@@ -203,7 +218,7 @@ def _write_report(report_path: str, data: dict) -> bool:
 def _enhance(inputs, output, recursive, model, task, scale, codec, crf, preset, pix_fmt, container, audio, no_subtitles,
              start, duration, deinterlace, chunk, tile, device, precision, skip_existing, retry_failed, keep_going,
              report_path, part_seconds, strict, preview, dry_run, as_json, ffmpeg_path, quiet, verbose,
-             square_pixels=False, fps_text=None):
+             square_pixels=False, fps_text=None, encoder_args=None, size=None):
     from enhancer.batch import discover, plan_batch, plan_jobs, reject_missing, report, run_batch, state_folder
     from enhancer.infer.engine import EnhanceOptions
     from enhancer.infer.models import load_restorer
@@ -231,7 +246,8 @@ def _enhance(inputs, output, recursive, model, task, scale, codec, crf, preset, 
         _check_report_path(report_path, [src for src, _ in found])
     fps = _image_sequence_rate(fps_text, found)
     encode = EncodeOptions(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, audio=audio,
-                           subtitles=not no_subtitles, square_pixels=square_pixels)
+                           subtitles=not no_subtitles, square_pixels=square_pixels,
+                           encoder_args=_encoder_args(encoder_args), size=size)
     if preview is not None and preview <= 0:
         raise click.BadParameter("must be more than 0 seconds", param_hint="--preview")
     opts = EnhanceOptions(deinterlace=deinterlace, start=seg_start, duration=seg_dur, chunk=chunk,
@@ -281,6 +297,36 @@ def _enhance(inputs, output, recursive, model, task, scale, codec, crf, preset, 
     sys.exit(code)
 
 
+def _size(text: str | None, width: int | None, height: int | None) -> tuple[int | None, int | None] | None:
+    """--size WxH, or --width and/or --height, as (width, height); None for the model's own size."""
+    if text is not None:
+        if width is not None or height is not None:
+            raise click.UsageError("give --size WxH, or --width and --height, not both")
+        import re
+
+        m = re.fullmatch(r"\s*(\d+)\s*[xX:]\s*(\d+)\s*", text)
+        if not m or not (2 <= int(m.group(1)) <= 16384 and 2 <= int(m.group(2)) <= 16384):
+            raise click.BadParameter("use WIDTHxHEIGHT, e.g. 1920x1080", param_hint="--size")
+        return int(m.group(1)), int(m.group(2))
+    if width is None and height is None:
+        return None
+    return width, height
+
+
+def _encoder_args(text: str | None) -> tuple[str, ...]:
+    """--encoder-args as checked options (a usage error names what cannot be passed)."""
+    if not text:
+        return ()
+    import shlex
+
+    from enhancer.io.muxer import check_encoder_args
+
+    try:
+        return check_encoder_args(shlex.split(text))
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--encoder-args") from None
+
+
 def _image_sequence_rate(fps_text: str | None, found: list):
     """--fps as a rate; a usage error where it is not one, or where no input is an image sequence."""
     if fps_text is None:
@@ -301,12 +347,13 @@ def _image_sequence_rate(fps_text: str | None, found: list):
 _WATCH_SHARED = {"recursive", "model", "task", "scale", "codec", "crf", "preset", "pix_fmt", "square_pixels",
                  "container", "audio", "no_subtitles", "deinterlace", "chunk", "tile", "device", "precision",
                  "part_seconds", "strict", "retry_failed", "as_json", "ffmpeg_path", "progress_mode", "quiet",
-                 "verbose"}
+                 "verbose", "encoder_args", "size_text", "width", "height"}
 
 
 def _watch(folders, output, settle, interval, once, recursive, model, task, scale, codec, crf, preset, pix_fmt,
            square_pixels, container, audio, no_subtitles, deinterlace, chunk, tile, device, precision, part_seconds,
-           strict, retry_failed, as_json, ffmpeg_path, progress_mode, quiet, verbose):
+           strict, retry_failed, as_json, ffmpeg_path, progress_mode, quiet, verbose, encoder_args=None,
+           size_text=None, width=None, height=None):
     """Enhance videos as they arrive in FOLDERS (once completely written), into OUTPUT; Ctrl-C stops."""
     from enhancer import progress
     from enhancer.batch import report
@@ -329,7 +376,8 @@ def _watch(folders, output, settle, interval, once, recursive, model, task, scal
         if os.path.abspath(folder) == os.path.abspath(output):
             _fail(f"{shown(output)}: the output folder is the watched folder; give another", 2)
     encode = EncodeOptions(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, audio=audio,
-                           subtitles=not no_subtitles, square_pixels=square_pixels)
+                           subtitles=not no_subtitles, square_pixels=square_pixels,
+                           encoder_args=_encoder_args(encoder_args), size=_size(size_text, width, height))
     opts = EnhanceOptions(deinterlace=deinterlace, chunk=chunk, progress=not quiet, part_seconds=part_seconds)
     try:
         name = _choose_model(model, task, int(scale) if scale else None, quiet)

@@ -274,6 +274,13 @@ def enhance_video(info: VideoInfo, output: str, restorer: Restorer, encode: Enco
     opts = opts or EnhanceOptions()
     t0 = time.perf_counter() if started is None else started
     encode = fit_encoder(info, restorer.scale, encode)
+    if encode.codec == "dnxhr":
+        from enhancer.io.muxer import DNXHR_MIN
+
+        w, h = info.display_width * restorer.scale, info.display_height * restorer.scale
+        if w < DNXHR_MIN[0] or h < DNXHR_MIN[1]:
+            raise OutputError(f"DNxHR needs frames of at least {DNXHR_MIN[0]}x{DNXHR_MIN[1]}; this output is {w}x{h}",
+                              path=output, hint="choose --codec prores or ffv1 for a frame this small")
     if _resumable(info, output, encode, opts):
         if recipe_key is None:
             from enhancer.pipeline.recipe import Recipe

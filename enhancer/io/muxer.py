@@ -25,16 +25,16 @@ from enhancer.errors import FFmpegError, OutputError
 from enhancer.io import ffmpeg as ff
 from enhancer.io.colour import Colour, is_rgb_format
 from enhancer.io.matroska import RawMatroskaWriter
-from enhancer.io.probe import VideoInfo
+from enhancer.io.probe import VideoInfo, bit_depth_of
 from enhancer.io.segment import Segment
 from enhancer.io.temps import hidden_sibling, temp_path_for
 
-CODECS = ("h264", "h265", "prores", "ffv1", "mpeg2", "png", "tiff")
+CODECS = ("h264", "h265", "prores", "dnxhr", "ffv1", "mpeg2", "png", "tiff")
 IMAGE_CODECS = ("png", "tiff")
 CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".nut": "nut"}
-_VIDEO_OK = {"mp4": {"h264", "h265", "mpeg2"}, "mov": {"h264", "h265", "prores", "mpeg2"},
-             "matroska": {"h264", "h265", "prores", "ffv1", "mpeg2"},
-             "nut": {"h264", "h265", "prores", "ffv1", "mpeg2"}}
+_VIDEO_OK = {"mp4": {"h264", "h265", "mpeg2"}, "mov": {"h264", "h265", "prores", "dnxhr", "mpeg2"},
+             "matroska": {"h264", "h265", "prores", "dnxhr", "ffv1", "mpeg2"},
+             "nut": {"h264", "h265", "prores", "dnxhr", "ffv1", "mpeg2"}}
 # audio codecs each container takes as they are; others are re-encoded (see _audio_args)
 # (ffmpeg's mov muxer cannot write FLAC or Opus, nor its mp4 muxer TrueHD: "Could not write header")
 _AUDIO_OK = {"mp4": {"aac", "mp3", "mp2", "ac3", "eac3", "alac", "flac", "opus", "dts"},
@@ -46,7 +46,9 @@ _LOSSLESS_AUDIO = ("pcm_", "flac", "alac", "truehd", "wavpack", "tta", "ape")
 # what each YUV encoder holds (chroma formats, bits per sample): the default output keeps the
 # source's chroma and depth where its codec can, and says what it chose where not
 _YUV_CAN = {"h264": (("420", "422", "444"), (8, 10)), "h265": (("420", "422", "444"), (8, 10, 12)),
-            "prores": (("422", "444"), (10,)), "mpeg2": (("420", "422"), (8,))}
+            "prores": (("422", "444"), (10,)), "dnxhr": (("422", "444"), (8, 10)),
+            "mpeg2": (("420", "422"), (8,))}
+DNXHR_MIN = (256, 120)  # the smallest frame DNxHR encodes (width, height)
 _CHROMA_ORDER = ("420", "422", "444")
 # stream tags that describe the source's own encoding or container, not the stream: never copied
 # (ffmpeg writes its own; a stale frame count or duration would be read back as the truth)
@@ -62,7 +64,7 @@ def default_extension(codec: str, source_ext: str | None = None) -> str:
     src = (source_ext or "").lower()
     if src in CONTAINERS and codec in _VIDEO_OK[CONTAINERS[src]] and src != ".nut":
         return src
-    return ".mov" if codec == "prores" else ".mkv"
+    return ".mov" if codec in ("prores", "dnxhr") else ".mkv"
 
 
 @dataclass
@@ -81,6 +83,10 @@ class EncodeOptions:
     # otherwise fit the memory available (very large outputs); not a choice of the user's, so
     # not part of an output's recipe
     lookahead: int | None = None
+    encoder_args: tuple[str, ...] = ()
+    # an exact output size (width, height; either may be None: from the aspect): the model's
+    # output is resized to it (lanczos), aspect kept, padded (with a warning) where both are given
+    size: tuple[int | None, int | None] | None = None  # the user's own options for the video encoder (checked: check_encoder_args)
 
     def __post_init__(self) -> None:
         if self.codec not in CODECS:
@@ -135,6 +141,8 @@ def _yuv_format(codec: str, source_pix: str, source_depth: int) -> tuple[str, st
     want = {"gray": "420", "411": "422", "410": "420", "440": "444"}.get(src, src)
     chroma = next((c for c in _CHROMA_ORDER[_CHROMA_ORDER.index(want):] if c in chromas), chromas[-1])
     depth = next((d for d in depths if d >= max(8, source_depth)), depths[-1])
+    if codec == "dnxhr" and chroma == "444":
+        depth = 10  # DNxHR 444 is 10-bit only
     pix = f"yuv{chroma}p" + (f"{depth}le" if depth > 8 else "")
     lost = []
     if _CHROMA_ORDER.index(chroma) < _CHROMA_ORDER.index(want):
@@ -148,6 +156,36 @@ def _yuv_format(codec: str, source_pix: str, source_depth: int) -> tuple[str, st
     choices = ", ".join(keep[:-1]) + f" or {keep[-1]}" if len(keep) > 1 else keep[0]
     return pix, (f"{codec} cannot hold the source's {' and '.join(lost)} ({source_pix}); the output is {pix} "
                  f"(--codec {choices} would keep {'them' if len(lost) > 1 else 'it'})")
+
+
+# options --encoder-args may not hold: they would change inputs, outputs, timing, the picture's
+# size or format, or other streams, which enhancer manages (each has its own option, or none)
+_DENIED_OPTIONS = re.compile(r"^-(i|f|y|n|map\w*|vf|filter\w*|lavfi|af|an|sn|dn|vn|ss|sseof|t|to|frames\w*|vframes|"
+                             r"fps_mode|vsync|r|s|aspect|pix_fmt|c|codec|vcodec|acodec|scodec|c:[^v].*|codec:[^v].*|"
+                             r"progress|stdin|nostdin|dump\w*|attach|timecode|metadata\w*|itsoffset|copyts|"
+                             r"enc_time_base\w*|bitexact)(:.*)?$")
+
+
+def check_encoder_args(args: list[str]) -> tuple[str, ...]:
+    """``--encoder-args`` split into options, each followed by at most one value; raises
+    ValueError (the message names the token) for what enhancer cannot allow: an option it manages
+    itself, or a word that is no option's value (ffmpeg would take it for another output file)."""
+    out: list[str] = []
+    expect_value = False
+    for tok in args:
+        is_option = len(tok) > 1 and tok[0] == "-" and (tok[1].isalpha() or tok[1] == "_")
+        if is_option:
+            base = tok.split(":")[0] if not tok.startswith(("-c:", "-codec:")) else tok
+            if _DENIED_OPTIONS.match(tok) or _DENIED_OPTIONS.match(base):
+                raise ValueError(f"{tok} is set by enhancer itself (see enhancer enhance --help for the option that "
+                                 "controls it)")
+            expect_value = True
+        elif expect_value:
+            expect_value = False
+        else:
+            raise ValueError(f"{tok!r} is not the value of an option (ffmpeg would write another output file)")
+        out.append(tok)
+    return tuple(out)
 
 
 def lean_threads(lookahead: int) -> int:
@@ -185,6 +223,10 @@ def _video_args(opts: EncodeOptions, depth: int, colour: Colour, container: str,
         args = ["-c:v", "prores_ks", "-profile:v", "4" if chroma_of(pix) == "444" else "3", "-vendor", "apl0"]
         if opts.crf is not None:
             args += ["-qscale:v", str(opts.crf)]
+    elif c == "dnxhr":
+        pix = pix or "yuv422p"
+        profile = "dnxhr_444" if chroma_of(pix) == "444" else ("dnxhr_hqx" if bit_depth_of(pix) > 8 else "dnxhr_hq")
+        args = ["-c:v", "dnxhd", "-profile:v", profile]
     elif c == "mpeg2":
         args = ["-c:v", "mpeg2video", "-q:v", str(opts.crf if opts.crf is not None else 4)]
     elif c == "ffv1":
@@ -204,6 +246,25 @@ def output_sar(info: VideoInfo) -> Fraction:
     alike, so it does not change), turned with the picture where rotation is applied."""
     sar = info.sar if info.sar and info.sar > 0 else Fraction(1)
     return 1 / sar if info.rotation in (90, 270) else sar
+
+
+def fitted_size(width: int, height: int, aspect: Fraction, want: tuple[int | None, int | None],
+                even: tuple[bool, bool]) -> tuple[tuple[int, int], tuple[int, int]]:
+    """((picture width, height), (frame width, height)) for ``want``: the picture keeps
+    ``aspect`` (display width / height of the stored frame, with the output's pixel shape) inside
+    the frame asked for; one side missing follows from the aspect (the frame is then the picture)."""
+    def fit(v: Fraction, must_be_even: bool) -> int:
+        return max(2, 2 * round(v / 2)) if must_be_even else max(1, round(v))
+
+    ww, wh = want
+    if ww and wh:
+        if Fraction(ww, wh) > aspect:  # a wider frame: full height, bars left and right
+            pic = (fit(wh * aspect, even[0]), wh)
+        else:
+            pic = (ww, fit(ww / aspect, even[1]))
+        return (min(pic[0], ww), min(pic[1], wh)), (ww, wh)
+    pic = (ww, fit(ww / aspect, even[1])) if ww else (fit(wh * aspect, even[0]), wh)
+    return pic, pic
 
 
 def square_size(width: int, height: int, sar: Fraction, even: tuple[bool, bool]) -> tuple[int, int]:
@@ -309,12 +370,28 @@ def plan(info: VideoInfo, opts: EncodeOptions, container: str, colour: Colour, w
     even_w, even_h = _needs_even(pix)
     sar = output_sar(info)
     resize = ""
-    if opts.square_pixels and sar != 1:
+    pad = (0, 0)
+    if opts.size:
+        # the model's output resized to the size asked for, aspect kept (the display aspect where
+        # pixels are made square), bars only where both sides were given and the aspects differ
+        square = opts.square_pixels and sar != 1
+        aspect = Fraction(width, height) * (sar if square else 1)
+        (pw, ph), (fw, fh) = fitted_size(width, height, aspect, opts.size, (even_w, even_h))
+        if (fw % 2 and even_w) or (fh % 2 and even_h):
+            raise OutputError(f"{pix} needs an even size; {fw}x{fh} was asked for",
+                              hint="give even numbers to --size, or --pix-fmt yuv444p")
+        resize = f"scale={pw}:{ph}:flags=lanczos+accurate_rnd+full_chroma_int,"
+        if (pw, ph) != (fw, fh):
+            resize += f"pad={fw}:{fh}:{(fw - pw) // 2}:{(fh - ph) // 2}:black,"
+            warnings.append(f"the picture ({pw}x{ph}) keeps its aspect inside the {fw}x{fh} asked for: black "
+                            f"bars fill the rest (give only --width or --height for no bars)")
+        if square:
+            sar = Fraction(1)
+    elif opts.square_pixels and sar != 1:
         # resampled to square pixels (to an even size where the format needs one: no padding)
         sw, sh = square_size(width, height, sar, (even_w, even_h))
         resize = f"scale={sw}:{sh}:flags=lanczos+accurate_rnd+full_chroma_int,"
         sar = Fraction(1)
-        pad = (0, 0)
     else:
         pad = (1 if even_w and width % 2 else 0, 1 if even_h and height % 2 else 0)
     if any(pad):
@@ -337,6 +414,7 @@ def plan(info: VideoInfo, opts: EncodeOptions, container: str, colour: Colour, w
             vargs += tags + ["-colorspace", "rgb"]
     streams = (_audio_args(info, opts, container, warnings) + _subtitle_args(info, opts, container, warnings)
                + _attachment_args(info, opts, container, warnings))
+    vargs += list(opts.encoder_args)  # last: the user's options override the defaults above
     return MuxPlan(pix_fmt=pix, video_args=vargs, stream_args=streams, pad=pad, warnings=warnings)
 
 
@@ -369,7 +447,9 @@ def assemble(parts: list[Path], starts: list[Fraction], output: Path, source: Vi
     container = CONTAINERS.get(ext)
     if container is None:
         raise OutputError(f"unknown output extension {ext}", path=str(output))
-    mplan = plan(source, opts, container, colour, 16, 16, source.bit_depth if source.bit_depth > 8 else 8)
+    # for the streams it maps (the picture's size and its warnings are the parts' own)
+    mplan = plan(source, dataclasses.replace(opts, size=None), container, colour, 16, 16,
+                 source.bit_depth if source.bit_depth > 8 else 8)
     listing = hidden_sibling(output, f".{os.getpid()}.ffconcat")
     lines = ["ffconcat version 1.0"]
     for k, part in enumerate(parts):
@@ -469,6 +549,10 @@ class Muxer:
         # a part of a segmented encode maps nothing from the source: plan (and warn) for the picture only
         source = dataclasses.replace(self.source, audio=[], subtitles=[], attachments=[]) if self.video_only \
             else self.source
+        if self.opts.codec == "dnxhr" and (w < DNXHR_MIN[0] or h < DNXHR_MIN[1]):
+            raise OutputError(f"DNxHR needs frames of at least {DNXHR_MIN[0]}x{DNXHR_MIN[1]}; this output is {w}x{h}",
+                              path=str(self.final) if self.final else None,
+                              hint="choose --codec prores or ffv1 for a frame this small")
         self.plan = plan(source, self.opts, self.container, self.colour, w, h, depth)
         # ffmpeg (without -copyts) moves each input to start at its own first timestamp: the
         # source by its start time (+ the segment start), this pipe by its first frame. Write
