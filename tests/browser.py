@@ -97,8 +97,10 @@ class Browser:
     # ---- what tests do ----
     def open(self, url: str, timeout: float = 30) -> None:
         self.events.clear()
+        # the page being left is marked, so its own readyState ('complete') is not taken for the new one's
+        self.js("window.__leaving = true")
         self.send("Page.navigate", url=url)
-        self.wait_for("document.readyState === 'complete'", timeout)
+        self.wait_for("!window.__leaving && document.readyState === 'complete'", timeout)
 
     def js(self, expression: str, timeout: float = 30):
         res = self.send("Runtime.evaluate", timeout=timeout, expression=expression, returnByValue=True,
