@@ -104,9 +104,14 @@ def enhance(input: PathLike | Sequence[PathLike], output: PathLike, *, model: st
         extra = check_encoder_args(shlex.split(encoder_args) if isinstance(encoder_args, str) else list(encoder_args))
     except ValueError as e:
         raise UsageError(f"encoder_args: {e}") from None
-    encode = EncodeOptions(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, audio=audio, subtitles=subtitles,
-                           square_pixels=square_pixels, encoder_args=extra, size=size)
-    mode = prog.mode_of(progress)
+    if deinterlace not in ("auto", "on", "off"):
+        raise UsageError(f"deinterlace must be auto, on or off, not {deinterlace!r}")
+    try:
+        encode = EncodeOptions(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, audio=audio,
+                               subtitles=subtitles, square_pixels=square_pixels, encoder_args=extra, size=size)
+        mode = prog.mode_of(progress)
+    except ValueError as e:  # a codec, audio mode or progress setting that does not exist
+        raise UsageError(str(e)) from None
     opts = EnhanceOptions(deinterlace=deinterlace, start=start, duration=duration, chunk=chunk,
                           progress=mode != "none", part_seconds=part_seconds, fps=rate)
     name, _ = choose_model(model, task, scale)

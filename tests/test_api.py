@@ -166,3 +166,14 @@ def test_ffmpeg_bundled_picks_the_wheel_binary(monkeypatch):
     monkeypatch.setenv("PATH", "")
     tools = ff.configure(ffmpeg="bundled")
     assert tools.ffmpeg == imageio_ffmpeg.get_ffmpeg_exe() and "bundled" in tools.chosen_by
+
+
+def test_api_option_mistakes_are_usage_errors(tmp_path):
+    clip = make_clip(tmp_path / "c.mp4", seconds=0.2, audio=False)
+    for bad in ({"codec": "divx"}, {"audio": "loud"}, {"progress": "fancy"}, {"deinterlace": "maybe"},
+                {"model": "lanczos", "scale": 5}, {"encoder_args": "-map 0"}):
+        with pytest.raises(enhancer.UsageError):
+            enhancer.enhance(clip, tmp_path / "o.mp4", **{"model": "lanczos", **bad})
+    with pytest.raises(enhancer.UsageError):
+        enhancer.Enhancer("bicubic", scale=7)
+    assert not (tmp_path / "o.mp4").exists()
