@@ -86,6 +86,28 @@ def test_video_stream_tags_come_through(tmp_path):
         assert probe(str(out)).video_tags.get("language", "und") == "und"
 
 
+def test_handler_name_kept_rotation_applied_not_copied(tmp_path):
+    """MP4/MOV: the video track's handler name comes through; rotation is applied to the picture,
+    so the output carries none (a player would otherwise turn it twice)."""
+    from enhancer.io import ffmpeg as ff
+
+    plain = make_clip(tmp_path / "p.mp4", size="96x64", seconds=0.2, audio=False,
+                      extra_out=["-metadata:s:v:0", "handler_name=Camera Handler"])
+    src = tmp_path / "rot.mov"
+    subprocess.run([ff.tools().ffmpeg, "-loglevel", "error", "-y", "-display_rotation", "90", "-i", str(plain),
+                    "-c", "copy", "-metadata:s:v:0", "handler_name=Camera Handler", str(src)], check=True)
+    info = probe(str(src))
+    assert info.rotation in (90, 270) and info.display_width == 64
+    for ext in (".mov", ".mp4"):
+        out = tmp_path / f"rot-out{ext}"
+        _enhance(src, out)
+        banner = subprocess.run([ff.tools().ffmpeg, "-hide_banner", "-i", str(out)], capture_output=True,
+                                text=True).stderr
+        assert "Camera Handler" in banner, banner
+        assert "rotation" not in banner.lower() and "displaymatrix" not in banner.lower()
+        assert probe(str(out)).width == 128 and probe(str(out)).height == 192  # upright, x2
+
+
 # ---- say what it does, do what it says ---------------------------------------------------------
 def test_a_video_name_the_tool_cannot_write_is_a_one_line_error(tmp_path):
     from enhancer.naming import plan_jobs
