@@ -37,7 +37,7 @@ import numpy as np
 from enhancer.errors import EnhancerError, InputError
 from enhancer.io import ffmpeg as ff
 
-IMAGE_EXT = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+from enhancer.io.media import IMAGE_EXTENSIONS as IMAGE_EXT  # noqa: E402  (the one table)
 METRICS = ("psnr_y", "psnr_rgb", "ssim_y", "vmaf", "perceptual", "tof", "tlp")
 EXTRA = ("fid",)  # distribution-level, asked for explicitly
 # how a reference or a candidate of another size is brought to the other's (OpenCV for the frames,
@@ -88,15 +88,13 @@ def frames(path: str) -> Iterator[np.ndarray]:
         files = _image_files(p)
         if not files:
             raise InputError("folder holds no images", path=path)
+        from enhancer.io.media import read_image
+
         for f in files:
-            img = cv2.imread(str(f), cv2.IMREAD_UNCHANGED)
-            if img is None:
-                raise InputError("cannot read image", path=str(f))
+            img = read_image(f)  # RGB; OpenCV, or ffmpeg for what OpenCV cannot read (EXR, DPX, TGA)
             if img.dtype == np.uint16:
                 img = (img.astype(np.float32) / 257 + 0.5).astype(np.uint8)
-            if img.ndim == 2:
-                img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
-            yield img[..., 2::-1].copy() if img.shape[2] >= 3 else img
+            yield img
         return
     from enhancer.io.probe import probe
     from enhancer.io.reader import FrameReader

@@ -18,9 +18,7 @@ from enhancer.errors import UsageError, shown
 from enhancer.io.muxer import CONTAINERS, IMAGE_CODECS, default_extension
 from enhancer.io.temps import fit_name
 
-VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mkv", ".mov", ".avi", ".webm", ".ts", ".mts", ".m2ts", ".flv", ".wmv",
-                    ".mpg", ".mpeg", ".m2v", ".ogv", ".ogg", ".3gp", ".vob", ".mxf", ".gif", ".dv", ".y4m", ".nut",
-                    ".asf", ".rm", ".rmvb", ".divx", ".f4v", ".qt", ".mjpeg", ".264", ".h264", ".hevc", ".265"}
+from enhancer.io.media import VIDEO_EXTENSIONS  # noqa: E402  (the one table; re-exported)
 
 
 @dataclass

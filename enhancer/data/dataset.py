@@ -22,8 +22,7 @@ import numpy as np
 from enhancer.data.degrade import degrade_clip, sample
 from enhancer.progress import bar
 
-IMAGE_EXT = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
-VIDEO_EXT = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".ts", ".mpg", ".mpeg", ".ogv", ".flv", ".wmv"}
+from enhancer.io.media import IMAGE_EXTENSIONS as IMAGE_EXT, VIDEO_EXTENSIONS as VIDEO_EXT  # noqa: E402  (the one table)
 
 
 @dataclass
@@ -60,10 +59,10 @@ def _gather(sources: list[str], exclude: list[str]) -> tuple[list[Path], list[Pa
 
 
 def _read_rgb(path: Path) -> np.ndarray:
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise ValueError(f"{path}: cannot read image")
-    return img[..., ::-1].copy()
+    from enhancer.io.media import read_image
+
+    img = read_image(path)
+    return img if img.dtype == np.uint8 else (img.astype(np.float32) / 257 + 0.5).astype(np.uint8)
 
 
 def photo_sequence(photo: np.ndarray, rng: np.random.Generator, frames: int, size: int) -> np.ndarray:

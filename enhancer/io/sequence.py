@@ -7,7 +7,7 @@ import os
 import re
 from pathlib import Path
 
-IMAGE_EXT = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".exr", ".dpx", ".tga"}
+from enhancer.io.media import IMAGE_EXTENSIONS as IMAGE_EXT, VIDEO_EXTENSIONS
 _PATTERN = re.compile(r"%0?(\d*)d")
 # an image sequence's frame rate: one line such as 24, 23.976 or 30000/1001 in this file, in the
 # folder that holds the images (enhancer's own png/tiff outputs write it)
@@ -38,8 +38,6 @@ def is_image_sequence(path: str) -> bool:
     p = Path(path)
     if not p.is_dir():
         return False
-    from enhancer.batch import VIDEO_EXTENSIONS
-
     files = [f for f in p.iterdir() if f.is_file()]
     return any(f.suffix.lower() in IMAGE_EXT for f in files) and \
         not any(f.suffix.lower() in VIDEO_EXTENSIONS for f in files)
