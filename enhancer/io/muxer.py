@@ -194,7 +194,7 @@ def lean_threads(lookahead: int) -> int:
     return 4 if lookahead >= 10 else 1
 
 
-def _video_args(opts: EncodeOptions, depth: int, colour: Colour, container: str, source_pix: str = "yuv420p",
+def _video_args(opts: EncodeOptions, depth: int, container: str, source_pix: str = "yuv420p",
                 source_depth: int = 8) -> tuple[str, list[str], list[str]]:
     """(pixel format, encoder options, warnings). YUV codecs keep the source's chroma format and
     bit depth where they can (``source_pix``, ``source_depth``); RGB outputs hold every source."""
@@ -362,7 +362,7 @@ def plan(info: VideoInfo, opts: EncodeOptions, container: str, colour: Colour, w
     if container != "image2" and opts.codec not in _VIDEO_OK.get(container, set()):
         raise OutputError(f"the {container} container cannot hold {opts.codec} video",
                           hint="choose another --codec or output extension (.mkv holds them all)")
-    pix, vargs, notes = _video_args(opts, depth, colour, container, info.pix_fmt, info.bit_depth)
+    pix, vargs, notes = _video_args(opts, depth, container, info.pix_fmt, info.bit_depth)
     warnings += notes
     if opts.codec in ("h264", "h265") and opts.lookahead is not None:
         warnings.append(f"the encoder looks ahead {opts.lookahead} frames (not its preset's 40) to fit the memory "
