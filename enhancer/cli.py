@@ -477,10 +477,16 @@ def prepare_cmd(sources, output, exclude, sequences, frames, hr_size, scale, ver
     from enhancer.data.dataset import PrepareConfig, prepare
 
     _configure_ffmpeg(None, False)
-    path = prepare(PrepareConfig(sources=list(sources), out=output, exclude=list(exclude), sequences=sequences,
-                                 frames=frames, hr_size=hr_size, scale=scale, versions=versions, preset=preset,
-                                 video_ratio=video_ratio, seed=seed, compress=compress),
-                   progress=not quiet, workers=workers)
+    for src in sources:
+        if not os.path.exists(src):
+            _fail(f"{src}: no such file or folder", 2)
+    try:
+        path = prepare(PrepareConfig(sources=list(sources), out=output, exclude=list(exclude), sequences=sequences,
+                                     frames=frames, hr_size=hr_size, scale=scale, versions=versions, preset=preset,
+                                     video_ratio=video_ratio, seed=seed, compress=compress),
+                       progress=not quiet, workers=workers)
+    except EnhancerError as e:
+        _fail(str(e), 2)
     print(f"wrote {path} ({path.stat().st_size / 2 ** 20:.0f} MiB)", file=sys.stderr)
 
 

@@ -271,3 +271,13 @@ def test_resume_accepts_checkpoints_from_before_a_new_option(tiny_set, tmp_path)
     assert train(_cfg(tiny_set, tmp_path / "run", steps=3), resume=True, progress=False)["step"] == 3
     with pytest.raises(EnhancerError, match="lr_g"):
         train(_cfg(tiny_set, tmp_path / "run", steps=4, lr_g=1e-3), resume=True, progress=False)
+
+
+def test_prepare_mistakes_are_one_line(tmp_path):
+    """A missing or empty source is one error line and exit 2, not a traceback (issue 14)."""
+    (tmp_path / "empty").mkdir()
+    for src in (str(tmp_path / "missing"), str(tmp_path / "empty")):
+        r = run_cli("prepare", src, "-o", str(tmp_path / "set.npz"), "--sequences", "2")
+        assert r.returncode == 2 and r.stderr.startswith("error: ") and len(r.stderr.strip().splitlines()) == 1, \
+            r.stderr
+        assert "Traceback" not in r.stderr and not (tmp_path / "set.npz").exists()

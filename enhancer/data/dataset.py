@@ -22,6 +22,7 @@ import numpy as np
 from enhancer.data.degrade import degrade_clip, sample
 from enhancer.progress import bar
 
+from enhancer.errors import InputError, UsageError
 from enhancer.io.media import IMAGE_EXTENSIONS as IMAGE_EXT, VIDEO_EXTENSIONS as VIDEO_EXT  # noqa: E402  (the one table)
 
 
@@ -206,10 +207,11 @@ def prepare(cfg: PrepareConfig, progress: bool = True, workers: int = 1) -> Path
     with ``workers`` processes making sequences (the result does not depend on their number)."""
     images, videos = _gather(cfg.sources, cfg.exclude)
     if not images and not videos:
-        raise ValueError("no images or videos found in the sources")
+        raise InputError("no images or videos found", path=", ".join(cfg.sources),
+                         hint="give folders or files of photos and videos")
     lr = cfg.hr_size // cfg.scale
     if lr % 2:
-        raise ValueError("hr_size / scale must be even (video codecs need even sizes)")
+        raise UsageError(f"--size {cfg.hr_size} / --scale {cfg.scale} must be even (video codecs need even sizes)")
     hr = np.empty((cfg.sequences, cfg.frames, cfg.hr_size, cfg.hr_size, 3), np.uint8)
     lq = np.empty((cfg.sequences, cfg.versions, cfg.frames, lr, lr, 3), np.uint8)
     origins: list[str] = [""] * cfg.sequences
