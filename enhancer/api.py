@@ -77,7 +77,7 @@ def enhance(input: PathLike | Sequence[PathLike], output: PathLike, *, model: st
     from enhancer import progress as prog
     from enhancer.batch import discover, plan_jobs, reject_missing, run_batch, state_folder
     from enhancer.infer.engine import EnhanceOptions
-    from enhancer.infer.models import choose_model, load_restorer
+    from enhancer.infer.models import load_restorer
     from enhancer.io import ffmpeg as ff
     from enhancer.io.muxer import EncodeOptions
     from enhancer.io.probe import parse_rate
@@ -104,6 +104,7 @@ def enhance(input: PathLike | Sequence[PathLike], output: PathLike, *, model: st
         extra = check_encoder_args(shlex.split(encoder_args) if isinstance(encoder_args, str) else list(encoder_args))
     except ValueError as e:
         raise UsageError(f"encoder_args: {e}") from None
+    size = _checked_size(size)
     if deinterlace not in ("auto", "on", "off"):
         raise UsageError(f"deinterlace must be auto, on or off, not {deinterlace!r}")
     try:
@@ -114,7 +115,7 @@ def enhance(input: PathLike | Sequence[PathLike], output: PathLike, *, model: st
         raise UsageError(str(e)) from None
     opts = EnhanceOptions(deinterlace=deinterlace, start=start, duration=duration, chunk=chunk,
                           progress=mode != "none", part_seconds=part_seconds, fps=rate)
-    name, _ = choose_model(model, task, scale)
+    name = _chosen(model, task, scale)
     restorer = load_restorer(name, scale=scale, device=device, precision=precision, tile=tile, chunk=chunk)
     with prog.using(mode):
         summary = run_batch(jobs, restorer, encode, opts, overwrite=overwrite, folder=state_folder(jobs, out),
@@ -137,9 +138,9 @@ class Enhancer:
 
     def __init__(self, model: str | None = None, *, scale: int | None = None, task: str | None = None,
                  device: str = "auto", precision: str = "auto", tile: int | str = "auto", chunk: int | None = None):
-        from enhancer.infer.models import choose_model, load_restorer
+        from enhancer.infer.models import load_restorer
 
-        name, _ = choose_model(model, task, scale)
+        name = _chosen(model, task, scale)
         self._restorer = load_restorer(name, scale=scale, device=device, precision=precision, tile=tile,
                                        chunk=chunk)
         self._chunk = chunk
@@ -205,6 +206,35 @@ class Enhancer:
 
     def __repr__(self) -> str:
         return f"Enhancer({self.name!r}, scale={self.scale})"
+
+
+def _chosen(model: str | None, task: str | None, scale: int | None) -> str:
+    """The model to load; the note of a fallback (no model installed: lanczos) as a warning."""
+    import warnings
+
+    from enhancer.infer.models import choose_model
+
+    name, note = choose_model(model, task, scale)
+    if note:
+        warnings.warn(note, stacklevel=3)
+    return name
+
+
+def _checked_size(size) -> tuple[int | None, int | None] | None:
+    """``size`` as (width, height), either None (from the aspect): a pair or ``"WxH"``."""
+    if size is None:
+        return None
+    if isinstance(size, str):
+        parts = size.lower().replace(":", "x").split("x")
+        try:
+            size = tuple(int(p) for p in parts)
+        except ValueError:
+            raise UsageError(f"size {size!r}: use (width, height) or 'WIDTHxHEIGHT'") from None
+    if (not isinstance(size, (tuple, list)) or len(size) != 2 or all(v is None for v in size)
+            or any(v is not None and (not isinstance(v, int) or isinstance(v, bool) or not 2 <= v <= 16384)
+                   for v in size)):
+        raise UsageError(f"size {size!r}: use (width, height), each 2 to 16384 or None (one side from the aspect)")
+    return (size[0], size[1])
 
 
 def _describe_as(shape, dtype) -> str:

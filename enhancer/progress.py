@@ -87,7 +87,9 @@ class _JsonBar(tqdm):
                 "eta": round(max(eta, 0.0), 1) if eta is not None else None, "elapsed": round(elapsed, 1)}
 
     def _say(self, stage: str) -> None:
-        with self._say_lock:
+        # tqdm's own lock too: write() prints a message and its newline in two calls under it, and
+        # a JSON line must never land between them
+        with self._say_lock, tqdm.get_lock():
             if self._ended:
                 return
             if stage == "end":

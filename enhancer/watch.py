@@ -117,7 +117,7 @@ class Watcher:
 
 
 def watch(folders: list[str], output: str, restorer: Restorer, encode: EncodeOptions, opts: EnhanceOptions, *,
-          container: str | None = None, recursive: bool = True, settle: float = 5.0, interval: float = 2.0,
+          container: str | None = None, recursive: bool = False, settle: float = 5.0, interval: float = 2.0,
           once: bool = False, strict: bool = False, verbose: bool = False, retry_failed: bool = False,
           on_result: Callable[[FileResult], None] | None = None, idle: Callable[[], None] | None = None,
           status: dict | None = None) -> int:

@@ -171,9 +171,12 @@ def test_ffmpeg_bundled_picks_the_wheel_binary(monkeypatch):
 def test_api_option_mistakes_are_usage_errors(tmp_path):
     clip = make_clip(tmp_path / "c.mp4", seconds=0.2, audio=False)
     for bad in ({"codec": "divx"}, {"audio": "loud"}, {"progress": "fancy"}, {"deinterlace": "maybe"},
-                {"model": "lanczos", "scale": 5}, {"encoder_args": "-map 0"}):
+                {"model": "lanczos", "scale": 5}, {"encoder_args": "-map 0"}, {"encoder_args": ["-g", 48]},
+                {"size": (None, None)}, {"size": (0, 10)}, {"size": "big"}, {"size": (1920,)}):
         with pytest.raises(enhancer.UsageError):
             enhancer.enhance(clip, tmp_path / "o.mp4", **{"model": "lanczos", **bad})
     with pytest.raises(enhancer.UsageError):
         enhancer.Enhancer("bicubic", scale=7)
+    done = enhancer.enhance(clip, tmp_path / "sized.mp4", model="lanczos", size="200x100")
+    assert done.files[0].status == "done"
     assert not (tmp_path / "o.mp4").exists()

@@ -51,6 +51,32 @@ def test_encoder_args_reach_the_encoder_and_are_checked(tmp_path):
         assert not (tmp_path / "x.mp4").exists() and not (tmp_path / "other.mp4").exists()
     assert check_encoder_args(["-x264-params", "aq-mode=3", "-profile:v", "high"]) == (
         "-x264-params", "aq-mode=3", "-profile:v", "high")
+    for harmless in (["-tune", "film", "-g", "48", "-bf", "2", "-level", "4.1", "-b:v", "5M", "-maxrate", "6M",
+                      "-bufsize", "8M", "-refs", "3", "-filter_threads", "2", "-psnr"],):
+        assert check_encoder_args(harmless) == tuple(harmless)
+    # a flag takes no value, so a word after it is an output file; an option needs its value; options
+    # for audio, colour tags, length, logging or ffmpeg's own help are enhancer's (found in review)
+    for bad in (["-hide_banner", "x.mp4"], ["-g"], ["-b:v"], ["-/vf", "f.txt"], ["-ar", "22050"], ["-b:a", "64k"],
+                ["-color_range", "pc"], ["-colorspace", "bt709"], ["-fs", "1M"], ["-v", "quiet"], ["-pass", "1"],
+                ["-h"], ["-version"], ["-tune film"], ["-g", 48]):
+        with pytest.raises(ValueError):
+            check_encoder_args(bad)
+
+
+def test_users_x264_params_join_enhancers_own(tmp_path):
+    """A user's -x264-params used to replace enhancer's (ffmpeg keeps the last of a repeated option),
+    dropping the memory-fitted lookahead."""
+    from enhancer.io.muxer import _merged_params
+
+    vargs, extra = _merged_params(["-c:v", "libx264", "-x264-params", "rc-lookahead=10:sync-lookahead=0"],
+                                  ["-tune", "film", "-x264-params", "aq-mode=3"])
+    assert vargs == ["-c:v", "libx264", "-x264-params", "rc-lookahead=10:sync-lookahead=0:aq-mode=3"]
+    assert extra == ["-tune", "film"]
+    src = make_clip(tmp_path / "s.mp4", size="96x64", seconds=0.2, audio=False)
+    r = run_cli("enhance", str(src), "-o", str(tmp_path / "o.mp4"), "--encoder-args", "-x264-params aq-mode=3",
+                "--model", "lanczos", "-v", env={"ENHANCER_MEMORY_AVAILABLE": "10M"})
+    assert r.returncode == 0, r.stderr
+    assert "rc-lookahead=5:sync-lookahead=0:aq-mode=3" in r.stderr and r.stderr.count("-x264-params") == 1
 
 
 def test_fitted_size_keeps_the_aspect():
