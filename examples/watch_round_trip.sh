@@ -26,11 +26,20 @@ with open(sys.argv[2], "wb") as out:
         out.write(data[k:k + 16384]); out.flush(); time.sleep(0.3)
 PY
 
-# 3. wait for both to be in imports/, then stop the watcher with Ctrl-C (SIGINT)
+# 3. wait until the output folder's state file records both as done (the file appears a moment
+#    before its record), then stop the watcher with Ctrl-C (SIGINT)
 for _ in $(seq 600); do
-    [ -f "$work/imports/bikes.mp4" ] && [ -f "$work/imports/traffic.mp4" ] && break
+    python - "$work/imports/.enhancer-state.json" <<'PY' && break
+import json, sys
+try:
+    outputs = json.load(open(sys.argv[1]))["outputs"]
+except (OSError, ValueError, KeyError):
+    sys.exit(1)
+sys.exit(0 if all(outputs.get(n, {}).get("status") == "done" for n in ("bikes.mp4", "traffic.mp4")) else 1)
+PY
     sleep 0.5
 done
+sleep 1  # the watcher finishes its batch (the summary lines) and goes back to waiting
 kill -INT $watcher
 wait $watcher
 trap - EXIT
