@@ -13,6 +13,7 @@ through :func:`write`, which clears the bars first, so no line is ever glued to 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import sys
 import threading
@@ -26,7 +27,8 @@ _UNKNOWN = "{desc}: {n_fmt} {unit} [{elapsed}, {rate_noinv_fmt}{postfix}]"
 
 
 MODES = ("bar", "json", "none")
-_mode = "bar"
+# per thread (and task): two API calls in two threads with different progress settings keep their own
+_mode: contextvars.ContextVar[str] = contextvars.ContextVar("enhancer_progress_mode", default="bar")
 
 
 def mode_of(value: bool | str | None) -> str:
@@ -42,19 +44,17 @@ def mode_of(value: bool | str | None) -> str:
 
 @contextlib.contextmanager
 def using(mode: str) -> Iterator[None]:
-    """Bars made inside show as ``mode`` (``none`` turns them off)."""
-    global _mode
-    before, _mode = _mode, mode_of(mode)
+    """Bars made inside show as ``mode`` (``none`` turns them off), in this thread."""
+    token = _mode.set(mode_of(mode))
     try:
         yield
     finally:
-        _mode = before
+        _mode.reset(token)
 
 
 def set_mode(mode: str) -> None:
-    """For the rest of the process (the CLI's ``--progress``)."""
-    global _mode
-    _mode = mode_of(mode)
+    """For the rest of this thread's work (the CLI's ``--progress``)."""
+    _mode.set(mode_of(mode))
 
 
 class _JsonBar(tqdm):
@@ -127,8 +127,9 @@ def bar(total: int | None = None, desc: str | None = None, unit: str = "it", ena
     """A progress bar over ``total`` units (None: unknown). ``start`` is a ``time.perf_counter()``
     reading the rate counts from (default: now); ``initial`` units were done before (a resumed
     file) and count towards the position but not the rate."""
-    json_mode = enabled and _mode == "json"
-    on = json_mode or (enabled and _mode == "bar" and _is_terminal(sys.stderr))
+    mode = _mode.get()
+    json_mode = enabled and mode == "json"
+    on = json_mode or (enabled and mode == "bar" and _is_terminal(sys.stderr))
     with (_JsonBar if json_mode else tqdm)(total=total, desc=desc or "", unit=unit, disable=not on, file=sys.stderr, dynamic_ncols=True,
               leave=leave, position=position, smoothing=0, initial=initial,
               bar_format=_KNOWN if total else _UNKNOWN) as b:

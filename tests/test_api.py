@@ -180,3 +180,31 @@ def test_api_option_mistakes_are_usage_errors(tmp_path):
     done = enhancer.enhance(clip, tmp_path / "sized.mp4", model="lanczos", size="200x100")
     assert done.files[0].status == "done"
     assert not (tmp_path / "o.mp4").exists()
+
+
+def test_progress_settings_of_two_threads_stay_apart(capsys):
+    """The progress mode is per thread: a JSON-progress call in one thread does not switch another
+    thread's quiet call to JSON (found in review)."""
+    import threading
+
+    from enhancer import progress
+
+    seen = {}
+
+    def run(name, mode, wait):
+        with progress.using(mode):
+            wait.wait(5)
+            with progress.bar(total=1, desc=name) as b:
+                b.update(1)
+            seen[name] = progress._mode.get()
+
+    go = threading.Event()
+    threads = [threading.Thread(target=run, args=("a", "json", go)), threading.Thread(target=run, args=("b", "none", go))]
+    for t in threads:
+        t.start()
+    go.set()
+    for t in threads:
+        t.join()
+    lines = _progress_lines(capsys.readouterr().err)
+    assert seen == {"a": "json", "b": "none"} and lines and all(x["progress"] == "a" for x in lines)
+    assert progress._mode.get() == "bar"
