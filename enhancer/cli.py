@@ -178,6 +178,21 @@ def _choose_model(model: str | None, task: str | None, scale: int | None, quiet:
     return name
 
 
+def _restorer(model, task, scale, tile, device, precision, chunk, quiet):
+    """The restorer the enhance and watch options name; a bad model file, an unknown model or
+    device is one line and exit 2."""
+    from enhancer.infer.models import load_restorer
+
+    if tile != "auto" and not str(tile).isdigit():
+        raise click.BadParameter("use a number of pixels, 0 or auto", param_hint="--tile")
+    try:
+        name = _choose_model(model, task, int(scale) if scale else None, quiet)
+        return load_restorer(name, scale=int(scale) if scale else None, device=device, precision=precision,
+                             tile=tile if tile == "auto" else int(tile), chunk=chunk)
+    except EnhancerError as e:
+        _fail(str(e), 2)
+
+
 def _fail(message: str, code: int) -> None:
     print(f"error: {message}", file=sys.stderr)
     sys.exit(code)
@@ -221,7 +236,6 @@ def _enhance(inputs, output, recursive, model, task, scale, codec, crf, preset, 
              square_pixels=False, fps_text=None, encoder_args=None, size=None):
     from enhancer.batch import discover, plan_batch, plan_jobs, reject_missing, report, run_batch, state_folder
     from enhancer.infer.engine import EnhanceOptions
-    from enhancer.infer.models import load_restorer
     from enhancer.io.muxer import EncodeOptions
 
     tools = _configure_ffmpeg(ffmpeg_path, verbose)
@@ -252,14 +266,7 @@ def _enhance(inputs, output, recursive, model, task, scale, codec, crf, preset, 
         raise click.BadParameter("must be more than 0 seconds", param_hint="--preview")
     opts = EnhanceOptions(deinterlace=deinterlace, start=seg_start, duration=seg_dur, chunk=chunk,
                           progress=not quiet, preview=preview, part_seconds=part_seconds, fps=fps)
-    try:
-        model = _choose_model(model, task, int(scale) if scale else None, quiet)
-        if tile not in ("auto",) and not str(tile).isdigit():
-            raise click.BadParameter("use a number of pixels, 0 or auto", param_hint="--tile")
-        restorer = load_restorer(model, scale=int(scale) if scale else None, device=device, precision=precision,
-                                 tile=tile if tile == "auto" else int(tile), chunk=chunk)
-    except EnhancerError as e:  # a bad model file, an unknown model or device: one line
-        _fail(str(e), 2)
+    restorer = _restorer(model, task, scale, tile, device, precision, chunk, quiet)
     if dry_run:  # the same decisions as a real run (state file, existing outputs), nothing written
         planned = plan_batch(jobs, restorer, encode, opts, overwrite=not skip_existing,
                              folder=state_folder(jobs, output), retry_failed=retry_failed, strict=strict)
@@ -359,7 +366,6 @@ def _watch(folders, output, settle, interval, once, recursive, model, task, scal
     from enhancer.batch import report
     from enhancer.errors import shown
     from enhancer.infer.engine import EnhanceOptions
-    from enhancer.infer.models import load_restorer
     from enhancer.io.muxer import EncodeOptions
     from enhancer.watch import watch
 
@@ -379,14 +385,7 @@ def _watch(folders, output, settle, interval, once, recursive, model, task, scal
                            subtitles=not no_subtitles, square_pixels=square_pixels,
                            encoder_args=_encoder_args(encoder_args), size=_size(size_text, width, height))
     opts = EnhanceOptions(deinterlace=deinterlace, chunk=chunk, progress=not quiet, part_seconds=part_seconds)
-    try:
-        name = _choose_model(model, task, int(scale) if scale else None, quiet)
-        if tile != "auto" and not str(tile).isdigit():
-            raise click.BadParameter("use a number of pixels, 0 or auto", param_hint="--tile")
-        restorer = load_restorer(name, scale=int(scale) if scale else None, device=device, precision=precision,
-                                 tile=tile if tile == "auto" else int(tile), chunk=chunk)
-    except EnhancerError as e:
-        _fail(str(e), 2)
+    restorer = _restorer(model, task, scale, tile, device, precision, chunk, quiet)
     if not quiet:
         print(f"watching {', '.join(shown(f) for f in folders)} -> {shown(output)} with {restorer.name} "
               f"(x{restorer.scale}); files are taken once unchanged for {settle:g} s; "
