@@ -51,11 +51,11 @@ def _paths(value: PathLike | Sequence[PathLike]) -> list[str]:
 
 
 def enhance(input: PathLike | Sequence[PathLike], output: PathLike, *, model: str | None = None,
-            scale: int | None = None, task: str | None = None, codec: str = "h264", crf: int | None = None,
+            scale: int | None = None, task: str | None = None, codec: str | None = None, crf: int | None = None,
             preset: str | None = None, pix_fmt: str | None = None, container: str | None = None,
             audio: str = "copy", subtitles: bool = True, square_pixels: bool = False,
             encoder_args: str | Sequence[str] = (), size: tuple[int | None, int | None] | None = None,
-            start: float | None = None, duration: float | None = None, deinterlace: str = "auto",
+            start: float | None = None, duration: float | None = None, splice: bool = False, deinterlace: str = "auto",
             fps: float | str | Fraction | None = None, recursive: bool = False, overwrite: bool = False,
             retry_failed: bool = False, keep_going: bool = True, strict: bool = False,
             part_seconds: float = 120.0, device: str = "auto", precision: str = "auto",
@@ -66,8 +66,10 @@ def enhance(input: PathLike | Sequence[PathLike], output: PathLike, *, model: st
     with the CLI's semantics: ``enhancer enhance INPUT -o OUTPUT`` and the same option names.
 
     ``model`` None picks the installed model for ``task`` ("web", "archive") and ``scale``:
-    general-x2 by default. ``progress`` False (the default) shows nothing; True shows bars on a
-    terminal; "json" writes JSON progress lines to stderr.
+    general-x2 by default. ``codec`` None is h264 (with ``splice`` and a model of scale 1: the
+    source's codec where the rest of the file can be copied, else a lossless one). ``progress``
+    False (the default) shows nothing; True shows bars on a terminal; "json" writes JSON
+    progress lines to stderr.
 
     Returns a :class:`Result` (``.files``, ``.outputs``, ``.frames``, ``.seconds``). Raises
     :class:`UsageError` before any work for what cannot run as asked (unknown model, names that
@@ -95,7 +97,7 @@ def enhance(input: PathLike | Sequence[PathLike], output: PathLike, *, model: st
             raise UsageError(f"fps: {e}") from None
     found = discover(inputs, recursive=recursive, exclude=[out])
     reject_missing(found)
-    jobs = plan_jobs(found, out, codec, container)
+    jobs = plan_jobs(found, out, codec or "h264", container)
     from enhancer.io.muxer import check_encoder_args
 
     try:
@@ -108,15 +110,20 @@ def enhance(input: PathLike | Sequence[PathLike], output: PathLike, *, model: st
     if deinterlace not in ("auto", "on", "off"):
         raise UsageError(f"deinterlace must be auto, on or off, not {deinterlace!r}")
     try:
-        encode = EncodeOptions(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, audio=audio,
+        encode = EncodeOptions(codec=codec or "h264", crf=crf, preset=preset, pix_fmt=pix_fmt, audio=audio,
                                subtitles=subtitles, square_pixels=square_pixels, encoder_args=extra, size=size)
         mode = prog.mode_of(progress)
     except ValueError as e:  # a codec, audio mode or progress setting that does not exist
         raise UsageError(str(e)) from None
     opts = EnhanceOptions(deinterlace=deinterlace, start=start, duration=duration, chunk=chunk,
-                          progress=mode != "none", part_seconds=part_seconds, fps=rate)
+                          progress=mode != "none", part_seconds=part_seconds, fps=rate, splice=splice)
     name = _chosen(model, task, scale)
     restorer = load_restorer(name, scale=scale, device=device, precision=precision, tile=tile, chunk=chunk)
+    if splice:
+        from enhancer.infer.splice import check_request
+
+        check_request(segment=opts.segment, preview=None, size=size, codec=codec, scale=restorer.scale,
+                      deinterlace=deinterlace, output=out)
     with prog.using(mode):
         summary = run_batch(jobs, restorer, encode, opts, overwrite=overwrite, folder=state_folder(jobs, out),
                             retry_failed=retry_failed, fail_fast=not keep_going, strict=strict)

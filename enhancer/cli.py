@@ -112,6 +112,10 @@ def main() -> None:
 @click.option("--no-subtitles", is_flag=True, help="Leave subtitle streams out.")
 @click.option("--start", default=None, help="Start of the segment to enhance (seconds or HH:MM:SS).")
 @click.option("--duration", default=None, help="Length of the segment to enhance (seconds or HH:MM:SS).")
+@click.option("--splice", is_flag=True,
+              help="Write the whole file with only the --start/--duration segment enhanced, put back frame-exactly; "
+                   "audio untouched. Scale 1: the rest is copied from the source (ProRes, DNxHR) or re-encoded "
+                   "losslessly; scale 2 or 4: the rest is upscaled with lanczos.")
 @click.option("--deinterlace", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
               help="bwdif deinterlacing; auto follows the stream's field order.")
 @click.option("--fps", "fps_text", default=None, metavar="RATE",
@@ -150,7 +154,7 @@ def main() -> None:
 def enhance(inputs, output, recursive, model, task, scale, codec, crf, preset, pix_fmt, container, audio, no_subtitles,
             start, duration, deinterlace, chunk, tile, device, precision, skip_existing, retry_failed, keep_going, report_path, part_seconds, strict, preview, dry_run, as_json, ffmpeg_path, quiet, verbose,
             square_pixels=False, fps_text=None, progress_mode="bar", encoder_args=None, size_text=None, width=None,
-            height=None):
+            height=None, splice=False):
     """Enhance videos: files, folders and globs in INPUTS, results under OUTPUT."""
     from enhancer import progress
 
@@ -162,7 +166,9 @@ def enhance(inputs, output, recursive, model, task, scale, codec, crf, preset, p
                  start, duration, deinterlace, chunk, tile, device, precision, skip_existing, retry_failed, keep_going,
                  report_path, part_seconds, strict, preview, dry_run, as_json, ffmpeg_path, quiet, verbose,
                  square_pixels=square_pixels, fps_text=fps_text, encoder_args=encoder_args,
-                 size=_size(size_text, width, height))
+                 size=_size(size_text, width, height), splice=splice,
+                 codec_given=click.get_current_context().get_parameter_source("codec")
+                 != click.core.ParameterSource.DEFAULT)
     except KeyboardInterrupt:
         print("interrupted: partial outputs removed; run the same command again to continue", file=sys.stderr)
         sys.exit(130)
@@ -233,7 +239,7 @@ def _write_report(report_path: str, data: dict) -> bool:
 def _enhance(inputs, output, recursive, model, task, scale, codec, crf, preset, pix_fmt, container, audio, no_subtitles,
              start, duration, deinterlace, chunk, tile, device, precision, skip_existing, retry_failed, keep_going,
              report_path, part_seconds, strict, preview, dry_run, as_json, ffmpeg_path, quiet, verbose,
-             square_pixels=False, fps_text=None, encoder_args=None, size=None):
+             square_pixels=False, fps_text=None, encoder_args=None, size=None, splice=False, codec_given=False):
     from enhancer.batch import discover, plan_batch, plan_jobs, reject_missing, report, run_batch, state_folder
     from enhancer.infer.engine import EnhanceOptions
     from enhancer.io.muxer import EncodeOptions
@@ -265,8 +271,16 @@ def _enhance(inputs, output, recursive, model, task, scale, codec, crf, preset, 
     if preview is not None and preview <= 0:
         raise click.BadParameter("must be more than 0 seconds", param_hint="--preview")
     opts = EnhanceOptions(deinterlace=deinterlace, start=seg_start, duration=seg_dur, chunk=chunk,
-                          progress=not quiet, preview=preview, part_seconds=part_seconds, fps=fps)
+                          progress=not quiet, preview=preview, part_seconds=part_seconds, fps=fps, splice=splice)
     restorer = _restorer(model, task, scale, tile, device, precision, chunk, quiet)
+    if splice:
+        from enhancer.infer.splice import check_request
+
+        try:
+            check_request(segment=opts.segment, preview=preview, size=size, codec=codec if codec_given else None,
+                          scale=restorer.scale, deinterlace=deinterlace, output=output)
+        except EnhancerError as e:
+            _fail(str(e), 2)
     if dry_run:  # the same decisions as a real run (state file, existing outputs), nothing written
         planned = plan_batch(jobs, restorer, encode, opts, overwrite=not skip_existing,
                              folder=state_folder(jobs, output), retry_failed=retry_failed, strict=strict)

@@ -174,3 +174,21 @@ def test_timecode_kept_and_shifted(use_build, tmp_path):
     banner = subprocess.run([MAKER, "-hide_banner", "-i", str(tmp_path / "o.mov")], capture_output=True,
                             text=True).stderr
     assert "10:00:00:10" in banner and "B7" in banner and "10:00:00:00" not in banner
+
+
+def test_splice_with_every_build(use_build, tmp_path):
+    """--splice: the packet-range copy (noise and setts bitstream filters) around a ProRes segment,
+    and the lossless re-encode cut on timestamps (trim) around an H.264 one, with each build."""
+    from test_splice import Invert, frame_md5s
+
+    prores = make_clip(tmp_path / "m.mov", size="96x64", seconds=1.2, vcodec="prores_ks", pix_fmt="yuv422p10le",
+                       extra_out=["-c:a", "pcm_s16le"])
+    h264 = make_clip(tmp_path / "m.mp4", size="96x64", seconds=1.2, extra_out=["-bf", "2"])
+    for src, out, note in ((prores, tmp_path / "o.mov", "copied"), (h264, tmp_path / "o.mkv", "losslessly")):
+        res = enhance_video(probe(str(src)), str(out), Invert(), EncodeOptions(),
+                            EnhanceOptions(progress=False, start=0.4, duration=0.4, splice=True))
+        assert any(note in w for w in res.warnings), res.warnings
+        a, b = frame_md5s(src), frame_md5s(out)
+        assert len(a) == len(b) == 30
+        assert [k for k in range(30) if a[k] != b[k]] == list(range(10, 10 + res.frames)), src
+        assert stream_md5(src, "a:0") == stream_md5(out, "a:0")

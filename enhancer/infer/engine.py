@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from enhancer.errors import EnhancerError, InputError, OutputError
+from enhancer.errors import EnhancerError, InputError, OutputError, UsageError
 from enhancer.infer.restorer import Restorer
 from enhancer.io.muxer import IMAGE_CODECS, EncodeOptions, Muxer, assemble
 from enhancer.io.probe import VideoInfo, count_frames
@@ -42,6 +42,7 @@ class EnhanceOptions:
     preview: float | None = None  # seconds: write only a before/after comparison of this much
     part_seconds: float = 120.0  # a new part is begun after this much processing, so a kill loses little
     fps: Fraction | None = None  # frame rate of image-sequence inputs (None: their fps.txt, else 25)
+    splice: bool = False  # write the whole file, only the segment enhanced (see enhancer.infer.splice)
 
     @property
     def segment(self) -> Segment:
@@ -273,6 +274,17 @@ def enhance_video(info: VideoInfo, output: str, restorer: Restorer, encode: Enco
     result's seconds and the progress bar's rate both count from it."""
     opts = opts or EnhanceOptions()
     t0 = time.perf_counter() if started is None else started
+    splan = None
+    if opts.splice:
+        from enhancer.infer import splice
+
+        splice.check(info, output, opts.segment, preview=opts.preview)
+        if opts.deinterlace == "on":
+            raise UsageError("--splice keeps the rest of the file as it is, fields and all: --deinterlace on "
+                             "cannot be combined with it", path=info.path)
+        opts = dataclasses.replace(opts, deinterlace="off")
+        splan = splice.plan_splice(info, encode, restorer.scale, output)
+        encode = splan.encode
     encode = fit_encoder(info, restorer.scale, encode)
     if encode.codec == "dnxhr":
         from enhancer.io.muxer import DNXHR_MIN
@@ -286,7 +298,7 @@ def enhance_video(info: VideoInfo, output: str, restorer: Restorer, encode: Enco
             from enhancer.pipeline.recipe import Recipe
 
             recipe_key = Recipe.of(info.path, restorer, encode, opts).key()
-        return _enhance_in_parts(info, output, restorer, encode, opts, recipe_key, desc, t0)
+        return _enhance_in_parts(info, output, restorer, encode, opts, recipe_key, desc, t0, splan=splan)
     chunk = _chunk(restorer, info, opts, encode)
     reader = FrameReader(info, deinterlace=opts.deinterlace, segment=opts.segment,
                          buffer=max(8, chunk + 2 * restorer.margin))
@@ -469,7 +481,7 @@ def parts_folder(output: str | Path) -> Path:
 
 def _enhance_in_parts(info: VideoInfo, output: str, restorer: Restorer, encode: EncodeOptions,
                       opts: EnhanceOptions, key: str, desc: str | None, t0: float,
-                      _retry: bool = True) -> EnhanceResult:
+                      _retry: bool = True, splan=None) -> EnhanceResult:
     final = Path(output)
     folder = parts_folder(final)
     done, note = _load_parts(folder, key) if folder.exists() else ([], None)
@@ -499,7 +511,8 @@ def _enhance_in_parts(info: VideoInfo, output: str, restorer: Restorer, encode: 
                                      path=info.path)
                 reader.close()
                 shutil.rmtree(folder, ignore_errors=True)
-                return _enhance_in_parts(info, output, restorer, encode, opts, key, desc, t0, _retry=False)
+                return _enhance_in_parts(info, output, restorer, encode, opts, key, desc, t0, _retry=False,
+                                         splan=splan)
             stream, skip = resumed
         else:
             stream, skip = iter(reader), 0
@@ -509,12 +522,23 @@ def _enhance_in_parts(info: VideoInfo, output: str, restorer: Restorer, encode: 
             parts.close_part()
             if not parts.done:
                 raise OutputError("no frames to encode", path=str(final))
-            origin = opts.segment.origin(info.start_time)
-            starts = [Fraction(p["first"]) - origin for p in parts.done]
             # the decoder's clock (or the probe's where this run decoded nothing: only the join was left)
-            warnings = assemble([folder / p["file"] for p in parts.done], starts, final, info, encode,
-                                reader.colour, reader.time_base or info.time_base, segment=opts.segment)
-            joined = count_frames(str(final))
+            time_base = reader.time_base or info.time_base
+            outside = 0
+            if splan is not None:
+                from enhancer.infer import splice
+
+                if not pbar.disable:
+                    pbar.set_postfix_str("joining the rest of the file")
+                size = (info.display_width * restorer.scale, info.display_height * restorer.scale)
+                outside, warnings = splice.join(parts.done, folder, final, info, splan, reader.colour, time_base, size)
+                warnings = [splan.note] + warnings
+            else:
+                origin = opts.segment.origin(info.start_time)
+                starts = [Fraction(p["first"]) - origin for p in parts.done]
+                warnings = assemble([folder / p["file"] for p in parts.done], starts, final, info, encode,
+                                    reader.colour, time_base, segment=opts.segment)
+            joined = count_frames(str(final)) - outside
             if joined != frames:  # never report a join that lost or repeated frames as done
                 final.unlink(missing_ok=True)
                 raise OutputError(f"the joined output holds {joined} frames, not the {frames} that were encoded",

@@ -83,10 +83,15 @@ class EncodeOptions:
     # otherwise fit the memory available (very large outputs); not a choice of the user's, so
     # not part of an output's recipe
     lookahead: int | None = None
-    encoder_args: tuple[str, ...] = ()
+    encoder_args: tuple[str, ...] = ()  # the user's own options for the video encoder (check_encoder_args)
     # an exact output size (width, height; either may be None: from the aspect): the model's
     # output is resized to it (lanczos), aspect kept, padded (with a warning) where both are given
-    size: tuple[int | None, int | None] | None = None  # the user's own options for the video encoder (checked: check_encoder_args)
+    size: tuple[int | None, int | None] | None = None
+    # set for --splice (see enhancer.infer.splice), not by the user: the encoder's profile
+    # (prores_ks/dnxhd names: hq, lt, dnxhr_hqx ...) so a segment matches the source it is put
+    # back into, and a mathematically lossless h264/h265 encode
+    profile: str | None = None
+    lossless: bool = False
 
     def __post_init__(self) -> None:
         if self.codec not in CODECS:
@@ -242,28 +247,30 @@ def _video_args(opts: EncodeOptions, depth: int, container: str, source_pix: str
         pix, note = _yuv_format(c, source_pix, source_depth)
         notes += [note] if note else []
     if c == "h264":
-        args = ["-c:v", "libx264", "-crf", str(opts.crf if opts.crf is not None else 18),
-                "-preset", opts.preset or "medium"]
+        quality = ["-qp", "0"] if opts.lossless else ["-crf", str(opts.crf if opts.crf is not None else 18)]
+        args = ["-c:v", "libx264", *quality, "-preset", opts.preset or "medium"]
         if opts.lookahead is not None:
             args += ["-x264-params", f"rc-lookahead={opts.lookahead}:sync-lookahead=0",
                      "-threads:v", str(lean_threads(opts.lookahead))]
     elif c == "h265":
         lean = (f":rc-lookahead={opts.lookahead}:frame-threads={lean_threads(opts.lookahead)}"
                 if opts.lookahead is not None else "")
-        args = ["-c:v", "libx265", "-crf", str(opts.crf if opts.crf is not None else 20),
-                "-preset", opts.preset or "medium", "-x265-params", "log-level=error" + lean]
+        quality = [] if opts.lossless else ["-crf", str(opts.crf if opts.crf is not None else 20)]
+        args = ["-c:v", "libx265", *quality, "-preset", opts.preset or "medium",
+                "-x265-params", "log-level=error" + (":lossless=1" if opts.lossless else "") + lean]
         if container in ("mp4", "mov"):
             args += ["-tag:v", "hvc1"]
 
     elif c == "prores":
         # 4444 for 4:4:4, else 422 HQ
-        args = ["-c:v", "prores_ks", "-profile:v", "4" if chroma_of(pix) == "444" else "3", "-vendor", "apl0"]
+        args = ["-c:v", "prores_ks", "-profile:v", opts.profile or ("4" if chroma_of(pix) == "444" else "3"),
+                "-vendor", "apl0"]
         if opts.crf is not None:
             args += ["-qscale:v", str(opts.crf)]
     elif c == "dnxhr":
         pix = pix or "yuv422p"
         profile = "dnxhr_444" if chroma_of(pix) == "444" else ("dnxhr_hqx" if bit_depth_of(pix) > 8 else "dnxhr_hq")
-        args = ["-c:v", "dnxhd", "-profile:v", profile]
+        args = ["-c:v", "dnxhd", "-profile:v", opts.profile or profile]
     elif c == "mpeg2":
         args = ["-c:v", "mpeg2video", "-q:v", str(opts.crf if opts.crf is not None else 4)]
     elif c == "ffv1":

@@ -82,6 +82,7 @@ class VideoInfo:
     fps_from: str | None = None  # image sequences: where the rate came from (--fps, fps.txt or assumed)
     timecode: str | None = None  # the start timecode (MOV/MP4 tmcd track, MXF/MKV timecode tag)
     reel_name: str | None = None  # the tape or reel the timecode belongs to, where the file names it
+    profile: str | None = None  # the video codec's profile as ffmpeg names it (High, HQ, DNXHR HQX ...)
 
     @property
     def display_width(self) -> int:
@@ -275,6 +276,10 @@ def _parse_ffmpeg_banner(path: str, text: str) -> VideoInfo:
             if "(attached pic)" in rest:
                 continue
             v: dict = {"index": idx, "codec": codec}
+            # "prores (HQ) (apch / 0x68637061)": the first bracket that is not the codec tag
+            prof = re.match(r"\S+ \(([^()]*)\)", tokens[0] if tokens else "")
+            if prof and " / 0x" not in prof.group(1):
+                v["profile"] = prof.group(1)
             for t in tokens[1:]:
                 sm = re.match(r"(\d+)x(\d+)(?:\s*\[SAR (\d+):(\d+) DAR \d+:\d+\])?", t)
                 if sm and "width" not in v:
@@ -340,7 +345,8 @@ def _parse_ffmpeg_banner(path: str, text: str) -> VideoInfo:
         field_order=video.get("field_order", "unknown"), video_index=video["index"], audio=audio,
         subtitles=subs, attachments=attachments, chapters=chapters, probed_with="ffmpeg",
         stream_duration=own_duration, video_tags=video.get("tags", {}),
-        timecode=_banner_value("timecode", text), reel_name=_banner_value("reel_name", text))
+        timecode=_banner_value("timecode", text), reel_name=_banner_value("reel_name", text),
+        profile=video.get("profile"))
 
 
 def _banner_value(key: str, text: str) -> str | None:
@@ -423,7 +429,8 @@ def from_ffprobe_json(path: str, data: dict) -> VideoInfo:
         field_order=_FIELD_ORDERS.get(v.get("field_order", ""), "unknown"), video_index=int(v["index"]),
         audio=audio, subtitles=subs, attachments=attachments, chapters=len(data.get("chapters", [])),
         probed_with="ffprobe", stream_duration=own, video_tags={str(k): str(val) for k, val in tags.items()},
-        timecode=_first_tag("timecode", [v, *streams, fmt]), reel_name=_first_tag("reel_name", [v, *streams, fmt]))
+        timecode=_first_tag("timecode", [v, *streams, fmt]), reel_name=_first_tag("reel_name", [v, *streams, fmt]),
+        profile=v.get("profile") if v.get("profile") not in (None, "unknown") else None)
 
 
 def _first_tag(key: str, holders: list[dict]) -> str | None:

@@ -62,9 +62,11 @@ class Recipe:
                    "preview": opts.preview}
         if getattr(opts, "fps", None):  # settings added later enter only where set, so older keys still hold
             segment["fps"] = str(opts.fps)
+        if getattr(opts, "splice", False):
+            segment["splice"] = True
         enc = asdict(encode)
         enc.pop("lookahead", None)  # fitted to the memory of the machine, like tile and chunk
-        for later in ("square_pixels",):
+        for later in ("square_pixels", "profile", "lossless"):
             if not enc.get(later):
                 enc.pop(later, None)
         return cls(input=input_identity(input_path), restorer=restorer_identity(restorer), encode=enc,
