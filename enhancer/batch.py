@@ -14,16 +14,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from enhancer.errors import EnhancerError, InputError, OutputError, escape, shown
+from enhancer.errors import EnhancerError, InputError, LockedError, OutputError, escape, shown
 from enhancer.infer.engine import EnhanceOptions, enhance_video
 from enhancer.infer.restorer import Restorer
 from enhancer.io.muxer import EncodeOptions
 from enhancer.io.probe import probe
-from enhancer.io.temps import spool_path, sweep, sweep_spools
+from enhancer.io.temps import spool_path, sweep, sweep_output, sweep_spools
 from enhancer.naming import VIDEO_EXTENSIONS, Job, discover, plan_jobs  # noqa: F401  (the batch API)
 from enhancer.pipeline.recipe import Recipe
 from enhancer.progress import write
-from enhancer.state import Decision
+from enhancer.state import RECORDS, Decision
 
 @dataclass
 class FileResult:
@@ -161,7 +161,37 @@ def run_job(job: Job, restorer: Restorer, encode: EncodeOptions, opts: EnhanceOp
             verbose: bool = False, desc: str | None = None, state=None, retry_failed: bool = False,
             strict: bool = False) -> FileResult:
     """Enhance one file; every failure becomes a result with a one-line reason. With ``strict``,
-    an input that holds fewer frames than its container announces is a failure."""
+    an input that holds fewer frames than its container announces is a failure. With ``state``,
+    the output's lock is held throughout (an output another run is making is skipped), the
+    temporaries crashed runs left for it are removed, and the outcome is recorded."""
+    from enhancer.state import OutputLock
+
+    target = str(preview_path(job.output)) if opts.preview and job.output != "-" else job.output
+    lock = None
+    if state is not None and not state.read_only and target != "-":
+        try:
+            lock = OutputLock(state.folder, target).acquire()
+        except LockedError as e:
+            return FileResult(job.input if job.display is None else job.display, target, "skipped", error=e.line())
+        except OSError:  # the folder cannot hold a lock file: each step will say what is wrong
+            lock = None
+    try:
+        if lock is not None:
+            sweep_output(target)
+            state.refresh(target)
+        result = _run_job(job, restorer, encode, opts, overwrite=overwrite, verbose=verbose, desc=desc, state=state,
+                          retry_failed=retry_failed, strict=strict)
+        if lock is not None and lock.took_over and result.status != "skipped":
+            result.warnings.insert(0, lock.took_over)
+        return result
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _run_job(job: Job, restorer: Restorer, encode: EncodeOptions, opts: EnhanceOptions, *, overwrite: bool,
+             verbose: bool = False, desc: str | None = None, state=None, retry_failed: bool = False,
+             strict: bool = False) -> FileResult:
     t0 = time.perf_counter()
     target = str(preview_path(job.output)) if opts.preview and job.output != "-" else job.output
     recipe = job_recipe(job, restorer, encode, opts)
@@ -242,13 +272,18 @@ def _preview(job: Job, info, restorer: Restorer, opts: EnhanceOptions, overwrite
     if target.exists() and not overwrite:
         return FileResult(job.input, str(target), "skipped", error="preview exists (use --overwrite to redo)")
     seg = dataclasses.replace(opts, duration=opts.preview)
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".preview-{os.getpid()}-") as tmp:
+    from enhancer.io.temps import hidden_sibling
+
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=hidden_sibling(target, f".preview-{os.getpid()}-").name) as tmp:
         enhanced = str(Path(tmp) / "enhanced.mkv")
         res = enhance_video(info, enhanced, restorer, EncodeOptions(codec="ffv1"), seg, desc=desc)
         compare([job.input, enhanced], str(target), mode="split", labels=["input", f"enhanced ({restorer.name})"],
                 duration=opts.preview, starts=[opts.start, None], progress=False)
     return FileResult(job.input, str(target), "done", frames=res.frames, seconds=time.perf_counter() - t0,
                       warnings=res.warnings)
+
+
+STALE_SECONDS = 600.0  # a temporary nobody here owns, unchanged this long, is a crashed run's
 
 
 def state_folder(jobs: list[Job], output: str) -> Path | None:
@@ -265,41 +300,32 @@ def run_batch(jobs: list[Job], restorer: Restorer, encode: EncodeOptions, opts: 
               retry_failed: bool = False, fail_fast: bool = False, strict: bool = False,
               on_result: Callable[[FileResult], None] | None = None) -> BatchSummary:
     """Enhance every job in turn; a failure is reported and the batch goes on (unless
-    ``fail_fast``). With ``folder``, the folder is locked and its state file kept up to date.
-    Temporaries that runs now gone left in the output folders are removed first."""
-    from enhancer.state import BatchState, FolderLock
+    ``fail_fast``). With ``folder``, each output is made under its own lock and recorded in the
+    folder's records (see :mod:`enhancer.state`): other runs may write into the same folder."""
+    from enhancer.state import BatchState
 
     t0 = time.perf_counter()
     results: list[FileResult] = []
-    lock = None
-    if folder is not None:
-        try:
-            lock = FolderLock(folder).acquire()
-        except OSError:  # cannot even create the folder: each file will say so
-            folder = None
-    try:
-        if lock is not None and lock.took_over:
-            write(f"warning: {shown(folder)}: {lock.took_over}")
-        for where in {Path(j.output).parent for j in jobs if j.output != "-"} | ({folder} if folder else set()):
-            sweep(where)
-        state = BatchState(folder) if folder is not None else None
-        for note in state.notes if state else []:
-            write(f"warning: {shown(state.path)}: {note}")
-        stopped = False
-        for k, job in enumerate(jobs):
-            if stopped:
-                res = FileResult(job.input, job.output, "skipped", error="not run: --fail-fast stopped the batch")
-            else:
-                res = run_job(job, restorer, encode, opts, overwrite=overwrite, verbose=verbose,
-                              desc=bar_label(job, k, len(jobs)), state=state, retry_failed=retry_failed,
-                              strict=strict)
-                stopped = fail_fast and res.status == "failed"
-            results.append(res)
-            if on_result is not None:
-                on_result(res)
-    finally:
-        if lock is not None:
-            lock.release()
+    # what crashed runs left: each output's own temporaries go when it is made (under its lock);
+    # the rest once no process here owns them and nobody has written them for a while
+    for where in {Path(j.output).parent for j in jobs if j.output != "-"} | ({folder} if folder else set()):
+        sweep(where, min_age=STALE_SECONDS)
+        sweep(Path(where) / RECORDS, min_age=STALE_SECONDS)
+    state = BatchState(folder) if folder is not None else None
+    for note in state.notes if state else []:
+        write(f"warning: {shown(state.folder)}: {note}")
+    stopped = False
+    for k, job in enumerate(jobs):
+        if stopped:
+            res = FileResult(job.input, job.output, "skipped", error="not run: --fail-fast stopped the batch")
+        else:
+            res = run_job(job, restorer, encode, opts, overwrite=overwrite, verbose=verbose,
+                          desc=bar_label(job, k, len(jobs)), state=state, retry_failed=retry_failed,
+                          strict=strict)
+            stopped = fail_fast and res.status == "failed"
+        results.append(res)
+        if on_result is not None:
+            on_result(res)
     return BatchSummary(results, time.perf_counter() - t0)
 
 

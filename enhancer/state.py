@@ -1,21 +1,26 @@
-"""What a batch has finished, per output folder, and the lock that keeps two runs apart.
+"""What a batch has finished, per output, and the per-output locks that keep writers apart.
 
-``.enhancer-state.json`` in the output folder records, for each output, the recipe that made it
-(:class:`~enhancer.pipeline.recipe.Recipe`: input identity, weights hash, settings) and its key,
-and whether it is done, incomplete (the input held fewer frames than its container announced) or
-failed (with the reason). A rerun skips what is done with the same recipe, redoes what changed,
-and retries failures only when asked. The file is rewritten atomically after every file, so an
-interrupted run leaves it consistent. A state file that does not check out is set aside (renamed
-``.enhancer-state.json.corrupt-TIME``, with a warning) and rebuilt; it is never half-trusted.
+Each output has its own record, ``.enhancer-records/<digest>.json`` in the batch's output folder:
+the recipe that made it (:class:`~enhancer.pipeline.recipe.Recipe`: input identity, weights hash,
+settings) and its key, and whether it is done, incomplete (the input held fewer frames than its
+container announced) or failed (with the reason). A rerun skips what is done with the same
+recipe, redoes what changed, and retries failures only when asked. A record is written whole
+under a temporary name and renamed into place, and no writer ever rewrites another output's
+record, so any number of runs (on one machine or on the nodes of a cluster sharing the folder)
+can record side by side. A record that does not check out is set aside (renamed
+``...corrupt-TIME``, with a warning); it is never half-trusted. ``.enhancer-state.json``, the
+single table earlier versions kept, is still read (a record overrides it) and never written.
 
-``.enhancer.lock`` is held with an OS file lock (``flock``) for as long as a run writes into the
-folder. The OS releases it when the process ends, however it ends, so a crashed run never blocks
-the folder and two runs can never both hold it. The file's content (pid, host) only names the
-holder in messages.
+The output's lock, ``.enhancer-records/<digest>.lock``, is held with an OS file lock (``flock``)
+while a run makes that output, its parts and its temporaries. The OS releases it when the process
+ends, however it ends, so a crashed run never blocks the output and two runs can never both
+hold it (on a shared folder this needs a filesystem with working locks, as NFS has). The file's
+content (pid, host) only names the holder in messages.
 """
 from __future__ import annotations
 
 import enum
+import hashlib
 import json
 import math
 import os
@@ -27,8 +32,8 @@ from pathlib import Path
 from enhancer.errors import LockedError
 from enhancer.pipeline.recipe import Recipe
 
-STATE_NAME = ".enhancer-state.json"
-LOCK_NAME = ".enhancer.lock"
+STATE_NAME = ".enhancer-state.json"  # earlier versions' single table: read, never written
+RECORDS = ".enhancer-records"
 STATE_VERSION = 2
 STATUSES = ("done", "incomplete", "failed")
 
@@ -83,40 +88,86 @@ def _parse(text: str) -> dict[str, Entry]:
     return {str(k): Entry.parse(v) for k, v in raw["outputs"].items()}
 
 
+def record_stem(key: str) -> str:
+    """The file name (without extension) of one output's record and lock."""
+    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+
+
+def _parse_record(text: str) -> tuple[str, Entry]:
+    try:
+        raw = json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    if not isinstance(raw, dict) or set(raw) != {"version", "output", "entry"} or not isinstance(raw["output"], str):
+        raise ValueError("not an output record")
+    return raw["output"], Entry.parse(raw["entry"])
+
+
 class BatchState:
-    """The state file of one output folder. ``read_only`` (a dry run) reads it and changes
-    nothing: a file that does not check out is only reported."""
+    """The records of one output folder. ``read_only`` (a dry run) reads them and changes
+    nothing: a record that does not check out is only reported."""
 
     def __init__(self, folder: str | Path, read_only: bool = False):
         self.read_only = read_only
         self.folder = Path(folder)
         self.path = self.folder / STATE_NAME
+        self.records = self.folder / RECORDS
         self.entries: dict[str, Entry] = {}
-        self.notes: list[str] = []  # warnings for people (a state file set aside)
-        if not self.path.is_file():
-            return
+        self.notes: list[str] = []  # warnings for people (a record set aside)
+        if self.path.is_file():
+            try:
+                self.entries = _parse(self.path.read_text(encoding="utf-8"))
+            except (OSError, ValueError, TypeError, UnicodeDecodeError) as e:
+                self._set_aside(self.path, str(e) or type(e).__name__)
         try:
-            self.entries = _parse(self.path.read_text(encoding="utf-8"))
-        except (OSError, ValueError, TypeError, UnicodeDecodeError) as e:
-            self._set_aside(str(e) or type(e).__name__)
+            names = sorted(p for p in self.records.iterdir() if p.suffix == ".json")
+        except OSError:
+            names = []
+        for path in names:
+            self._load(path)
 
-    def _set_aside(self, why: str) -> None:
-        if self.read_only:
-            self.notes.append(f"the state file could not be read ({why}); a real run sets it aside and rebuilds it")
-            return
-        aside = self.path.with_name(f"{STATE_NAME}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+    def _load(self, path: Path) -> None:
         try:
-            os.replace(self.path, aside)
+            key, entry = _parse_record(path.read_text(encoding="utf-8"))
+            if path.stem != record_stem(key):
+                raise ValueError("a record under another output's name")
+        except FileNotFoundError:  # removed by another run meanwhile
+            return
+        except (OSError, ValueError, TypeError, UnicodeDecodeError) as e:
+            self._set_aside(path, str(e) or type(e).__name__)
+            return
+        self.entries[key] = entry
+
+    def refresh(self, output: str) -> None:
+        """Read one output's record again (another run may have written it since)."""
+        path = self.records / f"{record_stem(self.key(output))}.json"
+        if path.is_file():
+            self._load(path)
+
+    def _set_aside(self, path: Path, why: str) -> None:
+        what = "the state file" if path == self.path else f"the record {path.name}"
+        if self.read_only:
+            self.notes.append(f"{what} could not be read ({why}); a real run sets it aside")
+            return
+        aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+        try:
+            os.replace(path, aside)
             where = f"set aside as {aside.name}"
         except OSError as e:
-            where = f"could not be set aside ({e.strerror}); it will be overwritten"
-        self.entries = {}
-        self.notes.append(f"the state file could not be read ({why}); {where} and rebuilt: outputs it listed "
-                          "count as existing files, not as finished work")
+            where = f"could not be set aside ({e.strerror})"
+        if path == self.path:
+            self.entries = {}
+        self.notes.append(f"{what} could not be read ({why}); {where}: the outputs it listed count as existing "
+                          "files, not as finished work")
 
     def key(self, output: str) -> str:
+        return self.key_in(self.folder, output)
+
+    @staticmethod
+    def key_in(folder: str | Path, output: str) -> str:
+        """How an output is named in its folder's records: relative to the folder where it lies inside."""
         try:
-            return str(Path(output).resolve().relative_to(self.folder.resolve()))
+            return str(Path(output).resolve().relative_to(Path(folder).resolve()))
         except ValueError:
             return str(Path(output).resolve())
 
@@ -145,42 +196,51 @@ class BatchState:
         return Decision.REDO, None
 
     def record(self, output: str, recipe: Recipe, status: str, error: str | None = None, frames: int = 0) -> None:
-        """Remember one outcome and rewrite the file (a full disk must not break the batch)."""
+        """Remember one outcome in the output's own record (a full disk must not break the batch)."""
         if self.read_only:
             raise RuntimeError("a read-only state records nothing")
-        self.entries[self.key(output)] = Entry(status=status, input=recipe.input, recipe=recipe.to_dict(),
-                                               key=recipe.key(), error=error, frames=frames, finished=time.time())
+        key = self.key(output)
+        entry = Entry(status=status, input=recipe.input, recipe=recipe.to_dict(), key=recipe.key(), error=error,
+                      frames=frames, finished=time.time())
+        self.entries[key] = entry
+        path = self.records / f"{record_stem(key)}.json"
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         try:
-            self.save()
+            self.records.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps({"version": STATE_VERSION, "output": key, "entry": entry.__dict__}, indent=1))
+            os.replace(tmp, path)
         except OSError:
-            pass
-
-    def save(self) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + f".{os.getpid()}.tmp")
-        try:
-            tmp.write_text(json.dumps({"version": STATE_VERSION,
-                                       "outputs": {k: v.__dict__ for k, v in self.entries.items()}}, indent=1))
-            os.replace(tmp, self.path)
-        finally:
-            tmp.unlink(missing_ok=True)
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
 
 
 def recorded_outputs(folder: str | Path) -> set[str]:
-    """The outputs a folder's state file records, read without judging or changing the file
-    (discovery uses it to never take this tool's own outputs for inputs)."""
-    path = Path(folder) / STATE_NAME
+    """The outputs a folder's records (and an earlier version's state file) name, read without
+    judging or changing them (discovery uses it to never take this tool's own outputs for inputs)."""
+    names: set[str] = set()
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-        names = raw.get("outputs", {}) if isinstance(raw, dict) else {}
+        raw = json.loads((Path(folder) / STATE_NAME).read_text(encoding="utf-8"))
+        table = raw.get("outputs", {}) if isinstance(raw, dict) else {}
+        names |= {str(k) for k in table} if isinstance(table, dict) else set()
     except (OSError, ValueError, RecursionError, UnicodeDecodeError):
-        return set()
-    if not isinstance(names, dict):
-        return set()
-    return {os.path.normpath(os.path.join(os.path.abspath(folder), str(k))) for k in names}
+        pass
+    try:
+        paths = [p for p in (Path(folder) / RECORDS).iterdir() if p.suffix == ".json"]
+    except OSError:
+        paths = []
+    for path in paths:
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError, UnicodeDecodeError):
+            continue
+        if isinstance(raw, dict) and isinstance(raw.get("output"), str):
+            names.add(raw["output"])
+    return {os.path.normpath(os.path.join(os.path.abspath(folder), k)) for k in names}
 
 
-# ---- the folder lock -------------------------------------------------------------------------
+# ---- the per-output lock ---------------------------------------------------------------------
 try:
     import fcntl
 
@@ -216,11 +276,13 @@ def _owner(fd: int) -> dict | None:
     return {"pid": pid, "host": host if isinstance(host, str) else None}
 
 
-class FolderLock:
-    """An exclusive lock on an output folder, held with ``flock`` on ``.enhancer.lock``."""
+class OutputLock:
+    """An exclusive lock on one output (its file, parts and temporaries), held with ``flock`` on
+    ``.enhancer-records/<digest>.lock`` in the batch's state folder."""
 
-    def __init__(self, folder: str | Path):
-        self.path = Path(folder) / LOCK_NAME
+    def __init__(self, folder: str | Path, output: str):
+        self.output = output
+        self.path = Path(folder) / RECORDS / f"{record_stem(BatchState.key_in(folder, output))}.lock"
         self.fd: int | None = None
         self.took_over: str | None = None
 
@@ -228,7 +290,7 @@ class FolderLock:
     def held(self) -> bool:
         return self.fd is not None
 
-    def acquire(self) -> "FolderLock":
+    def acquire(self) -> "OutputLock":
         """Take the lock or raise :class:`LockedError`; OSError when the folder cannot hold one."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         for _ in range(20):
@@ -237,8 +299,8 @@ class FolderLock:
                 other = _owner(fd)
                 os.close(fd)
                 where = f"process {other['pid']} on {other['host'] or 'an unknown host'}" if other else "another run"
-                raise LockedError(f"another enhancer run ({where}) is writing into this folder",
-                                  path=str(self.path.parent), hint="wait for it to finish")
+                raise LockedError(f"another enhancer run ({where}) is making this output", path=self.output,
+                                  hint="wait for it to finish")
             try:  # the lock is on the file we opened: make sure it is still the one at this path
                 st, mine = os.stat(self.path), os.fstat(fd)
                 current = (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino)
@@ -249,8 +311,9 @@ class FolderLock:
                 continue
             previous = _owner(fd)
             if previous and previous["pid"] != os.getpid():
-                self.took_over = (f"took over the lock left by process {previous['pid']}, which no longer holds it "
-                                  "(the run ended without releasing it)")
+                self.took_over = (f"took over the lock left by process {previous['pid']} on "
+                                  f"{previous['host'] or 'an unknown host'}, which no longer holds it (the run ended "
+                                  "without releasing it)")
             me = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}).encode()
             try:  # only for messages: a full disk must not stop the run (the flock is what counts)
                 os.ftruncate(fd, 0)
@@ -259,7 +322,7 @@ class FolderLock:
                 pass
             self.fd = fd
             return self
-        raise LockedError("cannot take the folder lock: it keeps changing", path=str(self.path.parent))
+        raise LockedError("cannot take the output's lock: it keeps changing", path=self.output)
 
     def release(self) -> None:
         if self.fd is None:
@@ -271,7 +334,7 @@ class FolderLock:
         os.close(self.fd)
         self.fd = None
 
-    def __enter__(self) -> "FolderLock":
+    def __enter__(self) -> "OutputLock":
         return self.acquire()
 
     def __exit__(self, *exc) -> None:

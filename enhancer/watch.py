@@ -5,7 +5,7 @@ over consecutive looks) and, where the system can tell (Linux's /proc), no proce
 for writing: an editor's export, a copy or a download still in progress is left alone until it
 is done. Hidden files (``.name.part``) are never inputs, as in ``enhance``.
 
-Everything else is the batch path's: the output folder's state file decides what is done (a
+Everything else is the batch path's: the output folder's records decide what is done (a
 restart skips it; an input that changes is redone), outputs are written under temporary names
 and appear whole, and a file that fails is reported once and tried again only when it changes.
 """

@@ -26,16 +26,14 @@ with open(sys.argv[2], "wb") as out:
         out.write(data[k:k + 16384]); out.flush(); time.sleep(0.3)
 PY
 
-# 3. wait until the output folder's state file records both as done (the file appears a moment
-#    before its record), then stop the watcher with Ctrl-C (SIGINT)
+# 3. wait until the output folder's records say both are done (a file appears a moment before
+#    its record), then stop the watcher with Ctrl-C (SIGINT)
 for _ in $(seq 600); do
-    python - "$work/imports/.enhancer-state.json" <<'PY' && break
-import json, sys
-try:
-    outputs = json.load(open(sys.argv[1]))["outputs"]
-except (OSError, ValueError, KeyError):
-    sys.exit(1)
-sys.exit(0 if all(outputs.get(n, {}).get("status") == "done" for n in ("bikes.mp4", "traffic.mp4")) else 1)
+    python - "$work/imports" <<'PY' && break
+import sys
+from enhancer.state import BatchState
+done = {k: e.status for k, e in BatchState(sys.argv[1], read_only=True).entries.items()}
+sys.exit(0 if all(done.get(n) == "done" for n in ("bikes.mp4", "traffic.mp4")) else 1)
 PY
     sleep 0.5
 done

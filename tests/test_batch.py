@@ -23,7 +23,8 @@ def _rows(stdout: str) -> dict[str, dict]:
 
 
 def _leftovers(folder: Path) -> list[Path]:
-    return [p for p in folder.rglob("*") if p.name.startswith(".") and p.name != ".enhancer-state.json"]
+    return [p for p in folder.rglob("*") if p.name.startswith(".") and p.name != ".enhancer-records"
+            and p.parent.name != ".enhancer-records"]
 
 
 def test_rerun_skips_done_redoes_changed_and_retries_failed_on_request(tmp_path):
@@ -36,8 +37,9 @@ def test_rerun_skips_done_redoes_changed_and_retries_failed_on_request(tmp_path)
     r1 = run_cli("enhance", str(src), "-o", str(out), "--json", "-q")
     assert {k: v["status"] for k, v in _rows(r1.stdout).items()} == {"a.mp4": "done", "b.mp4": "done",
                                                                        "bad.mp4": "failed"}
-    state = json.loads((out / ".enhancer-state.json").read_text())
-    assert {Path(k).name: v["status"] for k, v in state["outputs"].items()} == \
+    from enhancer.state import BatchState
+
+    assert {Path(k).name: v.status for k, v in BatchState(out).entries.items()} == \
         {"a.mp4": "done", "b.mp4": "done", "bad.mp4": "failed"}
     time.sleep(0.01)
     make_clip(src / "b.mp4", seconds=0.8)  # b changes
@@ -52,32 +54,43 @@ def test_rerun_skips_done_redoes_changed_and_retries_failed_on_request(tmp_path)
     assert _rows(r3.stdout)["bad.mp4"]["status"] == "done" and r3.returncode == 0
 
 
-def test_live_lock_refuses_and_stale_lock_is_taken_over(tmp_path):
-    src = make_clip(tmp_path / "a.mp4", seconds=0.4)
+def test_live_lock_skips_that_output_and_stale_lock_is_taken_over(tmp_path):
+    """Another run making one output: this run leaves that one to it and makes the others."""
+    src = tmp_path / "in"
+    src.mkdir()
+    make_clip(src / "a.mp4", seconds=0.4)
+    make_clip(src / "b.mp4", seconds=0.4)
     out = tmp_path / "out"
     out.mkdir()
     import socket
 
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from enhancer.state import FolderLock; "
-                               f"FolderLock({str(out)!r}).acquire(); print('held', flush=True); time.sleep(60)"],
-                              stdout=subprocess.PIPE, text=True)
+    from enhancer.state import OutputLock
+
+    lock = OutputLock(out, str(out / "a.mp4")).path
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from enhancer.state import OutputLock; "
+                               f"OutputLock({str(out)!r}, {str(out / 'a.mp4')!r}).acquire(); print('held', flush=True); "
+                               "time.sleep(60)"], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        r = run_cli("enhance", str(src), "-o", str(out), "-q")
-        assert r.returncode == 1 and "another enhancer run" in r.stderr and f"process {holder.pid}" in r.stderr
+        r = run_cli("enhance", str(src), "-o", str(out), "-q", "--json")
+        rows = _rows(r.stdout)
+        assert r.returncode == 0 and rows["b.mp4"]["status"] == "done", r.stderr
+        assert rows["a.mp4"]["status"] == "skipped" and f"process {holder.pid}" in rows["a.mp4"]["error"]
+        assert "is making this output" in rows["a.mp4"]["error"] and not (out / "a.mp4").exists()
     finally:
         holder.kill()
         holder.wait()
     # killed without releasing it: the OS dropped the lock, and the next run takes it over
-    assert (out / ".enhancer.lock").exists()
-    r = run_cli("enhance", str(src), "-o", str(out), "-q")
-    assert r.returncode == 0 and "took over the lock" in r.stderr, r.stderr
-    assert not (out / ".enhancer.lock").exists()
+    assert lock.exists()
+    r = run_cli("enhance", str(src), "-o", str(out), "--json")
+    row = _rows(r.stdout)["a.mp4"]
+    assert r.returncode == 0 and row["status"] == "done" and not lock.exists(), r.stderr
+    assert any("took over the lock" in w and f"process {holder.pid}" in w for w in row["warnings"])
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    (out / ".enhancer.lock").write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname()}))
-    r = run_cli("enhance", str(src), "-o", str(out), "-q", "--overwrite")
-    assert r.returncode == 0 and "took over the lock" in r.stderr
+    lock.write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname()}))
+    r = run_cli("enhance", str(src / "a.mp4"), "-o", str(out / "a.mp4"), "--overwrite")
+    assert r.returncode == 0 and "took over the lock" in r.stderr, r.stderr
 
 
 def test_fail_fast_and_report(tmp_path):
@@ -248,7 +261,7 @@ def test_full_disk_fails_cleanly(tmp_path):
     assert r.returncode == 1, r.stderr
     row = json.loads(r.stdout)
     assert row["status"] == "failed" and "a.mkv" in row["error"] and ("disk" in row["error"] or "large" in row["error"])
-    assert not [p for p in out.iterdir() if p.name != ".enhancer-state.json"]
+    assert not [p for p in out.iterdir() if p.name != ".enhancer-records"]
 
 
 def test_fuzzed_files_never_hang_or_crash(tmp_path):

@@ -33,7 +33,7 @@ def test_batch_goes_on_after_a_bad_file_and_reports_json(tmp_path):
     assert "broken.mp4" in rows["broken.mp4"]["error"] and "\n" not in rows["broken.mp4"]["error"]
     assert (out / "a.mp4").exists() and (out / "sub" / "b.mkv").exists()
     assert not (out / "broken.mp4").exists()
-    assert not [p for p in out.rglob(".*") if p.name != ".enhancer-state.json"], "temporary files left behind"
+    assert not [p for p in out.rglob(".*") if p.name != ".enhancer-records"], "temporary files left behind"
     assert r.stderr.count("broken.mp4") >= 1 and "Traceback" not in r.stderr
     # a rerun skips what is done and still reports the bad file
     r2 = run_cli("enhance", str(src), "-o", str(out), "--recursive", "--json", "-q")

@@ -144,15 +144,15 @@ def test_dry_run_makes_the_decisions_of_a_real_run(tmp_path):
     r = run_cli("enhance", str(src), "-o", str(out), "--model", "lanczos", "--json", "-q")
     assert r.returncode == 1, r.stderr
     make_clip(src / "new.mp4", size="96x64", seconds=0.2, audio=False)
-    state = out / ".enhancer-state.json"
-    before = state.read_bytes()
+    records = out / ".enhancer-records"
+    before = sorted((p.name, p.read_bytes()) for p in records.iterdir())
     r = run_cli("enhance", str(src), "-o", str(out), "--model", "lanczos", "--json", "--dry-run")
     rows = {Path(row["input"]).name: row["status"] for row in map(json.loads, r.stdout.splitlines())}
     assert rows == {"a.mp4": "skipped", "bad.mp4": "failed", "new.mp4": "planned"}, r.stdout
     assert r.returncode == 1 and "would fail" in r.stderr  # as the real run would report it
     r = run_cli("enhance", str(src), "-o", str(out), "--model", "lanczos", "--dry-run", "--overwrite")
     assert r.stderr.count("would enhance") == 3 and r.returncode == 0  # --overwrite redoes all, failures too
-    assert state.read_bytes() == before and not (out / "new.mp4").exists() and not (out / ".enhancer.lock").exists()
+    assert sorted((p.name, p.read_bytes()) for p in records.iterdir()) == before and not (out / "new.mp4").exists()
     # the model checks run before the dry run answers: the default model has no x1
     r = run_cli("enhance", str(src / "a.mp4"), "-o", str(tmp_path / "x1.mp4"), "--scale", "1", "--dry-run")
     assert r.returncode == 2 and "would enhance" not in r.stderr

@@ -343,8 +343,10 @@ def test_inputs_cut_short_are_reported_incomplete(tmp_path):
             assert row["status"] == "done" and row["incomplete"] and row["frames"] < 50, row
             assert any(w.startswith("incomplete input") and f"decoded {row['frames']} of" in w
                        for w in row["warnings"]), row
-    state = json.loads((out / ".enhancer-state.json").read_text())["outputs"]
-    assert state["cut50.mkv"]["status"] == "incomplete" and state["whole.mkv"]["status"] == "done"
+    from enhancer.state import BatchState
+
+    state = BatchState(out).entries
+    assert state["cut50.mkv"].status == "incomplete" and state["whole.mkv"].status == "done"
     # a rerun does not forget it: skipped, but still said to be incomplete
     r = run_cli("enhance", str(src), "-o", str(out), *lanczos)
     rows = {Path(x["input"]).name: x for x in map(json.loads, r.stdout.splitlines())}

@@ -22,7 +22,7 @@ from enhancer.infer.restorer import ClassicalUpscaler
 from enhancer.io.muxer import EncodeOptions
 from enhancer.models import Generator, GeneratorConfig
 from enhancer.pipeline.recipe import Recipe
-from enhancer.state import BatchState, Decision, FolderLock
+from enhancer.state import BatchState, Decision, OutputLock
 
 LANCZOS = ["--model", "lanczos", "--preset", "ultrafast"]
 TINY = dict(channels=8, frame_blocks=1, temporal_blocks=2, post_blocks=1)
@@ -70,20 +70,24 @@ def test_another_model_file_with_the_same_card_name_is_not_done(tmp_path):
     assert _rows(r.stdout)[0]["status"] == "skipped"
     r = run_cli("enhance", str(src), "-o", str(out), "--model", str(b), "--json", "-q")
     assert _rows(r.stdout)[0]["status"] == "done"
-    state = json.loads((out / ".enhancer-state.json").read_text())
-    entry = state["outputs"]["a.mp4"]
-    assert entry["key"] and entry["recipe"]["restorer"]["weights_sha256"] == weights.load_model(b).sha256
+    entry = BatchState(out).entries["a.mp4"]
+    assert entry.key and entry.recipe["restorer"]["weights_sha256"] == weights.load_model(b).sha256
 
 
-# ---- items 8, 9: the folder lock -------------------------------------------------------------
+def lock_path(out: Path, name: str = "a.mp4") -> Path:
+    """Where the lock of output ``name`` in ``out`` lives."""
+    return OutputLock(out, str(out / name)).path
+
+
+# ---- items 8, 9: the output's lock -----------------------------------------------------------
 _HOLDER = """
 import json, os, sys, time
 from pathlib import Path
 from enhancer.errors import LockedError
-from enhancer.state import FolderLock
+from enhancer.state import OutputLock
 folder, marks = sys.argv[1], Path(sys.argv[2])
 try:
-    lock = FolderLock(folder).acquire()
+    lock = OutputLock(folder, folder + "/a.mp4").acquire()
 except LockedError:
     print("busy"); sys.exit(0)
 mine = marks / f"holding-{os.getpid()}"
@@ -105,7 +109,8 @@ def test_the_lock_is_taken_atomically(tmp_path):
     for _ in range(4):
         dead = subprocess.Popen([sys.executable, "-c", "pass"])
         dead.wait()
-        (out / ".enhancer.lock").write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname()}))
+        lock_path(out).parent.mkdir(exist_ok=True)
+        lock_path(out).write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname()}))
         procs = [subprocess.Popen([sys.executable, "-c", _HOLDER, str(out), str(marks)], stdout=subprocess.PIPE,
                                   text=True) for _ in range(6)]
         outcomes += [p.communicate(timeout=120)[0].strip() for p in procs]
@@ -123,7 +128,8 @@ def test_a_lock_file_that_nobody_holds_never_blocks(tmp_path, content):
     src = make_clip(tmp_path / "a.mp4", seconds=0.2, audio=False)
     out = tmp_path / "out"
     out.mkdir()
-    (out / ".enhancer.lock").write_bytes(content.encode("utf-8", "surrogateescape"))
+    lock_path(out).parent.mkdir()
+    lock_path(out).write_bytes(content.encode("utf-8", "surrogateescape"))
     r = run_cli("enhance", str(src), "-o", str(out), "--json", "-q", *LANCZOS)
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
     assert _rows(r.stdout)[0]["status"] == "done"
@@ -134,7 +140,8 @@ def test_a_reused_pid_and_a_full_disk_at_the_start_do_not_block(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     # pid 1 is alive but is no enhancer run: nobody holds the lock, so it is taken
-    (out / ".enhancer.lock").write_text(json.dumps({"pid": 1, "host": socket.gethostname()}))
+    lock_path(out).parent.mkdir()
+    lock_path(out).write_text(json.dumps({"pid": 1, "host": socket.gethostname()}))
     r = run_cli("enhance", str(src), "-o", str(out), "--json", "-q", *LANCZOS)
     assert r.returncode == 0 and _rows(r.stdout)[0]["status"] == "done", r.stderr
     # a disk full from the start: the run fails, and the next one is not blocked by what it left
@@ -151,14 +158,16 @@ def test_a_reused_pid_and_a_full_disk_at_the_start_do_not_block(tmp_path):
 
 
 def test_lock_unit_behaviour(tmp_path):
-    a, b = FolderLock(tmp_path), FolderLock(tmp_path)
+    a, b = OutputLock(tmp_path, str(tmp_path / "a.mp4")), OutputLock(tmp_path, str(tmp_path / "a.mp4"))
     a.acquire()
     from enhancer.errors import LockedError
 
-    with pytest.raises(LockedError, match=f"process {os.getpid()}"):
+    with pytest.raises(LockedError, match=f"process {os.getpid()}.*is making this output"):
         b.acquire()
+    with OutputLock(tmp_path, str(tmp_path / "sub" / "b.mp4")):  # another output: its own lock
+        pass
     a.release()
-    assert not (tmp_path / ".enhancer.lock").exists()
+    assert not a.path.exists()
     with b:
         assert b.held
     assert not b.held
@@ -171,20 +180,22 @@ def test_lock_unit_behaviour(tmp_path):
     '"recipe": {}}}}', '{"outputs": {"a.mp4": 7}}', "\xff\xfe not json",
 ])
 def test_a_corrupt_state_file_is_set_aside_and_rebuilt(tmp_path, content):
+    """An earlier version's state file, or an output's record, that does not check out."""
     src = make_clip(tmp_path / "a.mp4", seconds=0.2, audio=False)
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / ".enhancer-state.json").write_bytes(content.encode("utf-8", "surrogateescape"))
-    r = run_cli("enhance", str(src), "-o", str(out), "--json", "-q", *LANCZOS)
-    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
-    assert _rows(r.stdout)[0]["status"] == "done"
-    assert "set aside" in r.stderr
-    aside = list(out.glob(".enhancer-state.json.corrupt-*"))
-    assert len(aside) == 1 and aside[0].read_bytes() == content.encode("utf-8", "surrogateescape")
-    state = json.loads((out / ".enhancer-state.json").read_text())
-    assert state["outputs"]["a.mp4"]["status"] == "done"
-    r = run_cli("enhance", str(src), "-o", str(out), "--json", "-q", *LANCZOS)
-    assert _rows(r.stdout)[0]["status"] == "skipped" and "set aside" not in r.stderr
+    for where in ("state", "record"):
+        out = tmp_path / where
+        bad = out / ".enhancer-state.json" if where == "state" else lock_path(out).with_suffix(".json")
+        bad.parent.mkdir(parents=True)
+        bad.write_bytes(content.encode("utf-8", "surrogateescape"))
+        r = run_cli("enhance", str(src), "-o", str(out), "--json", "-q", *LANCZOS)
+        assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+        assert _rows(r.stdout)[0]["status"] == "done"
+        assert "set aside" in r.stderr
+        aside = list(bad.parent.glob(bad.name + ".corrupt-*"))
+        assert len(aside) == 1 and aside[0].read_bytes() == content.encode("utf-8", "surrogateescape")
+        assert BatchState(out).entries["a.mp4"].status == "done"
+        r = run_cli("enhance", str(src), "-o", str(out), "--json", "-q", *LANCZOS)
+        assert _rows(r.stdout)[0]["status"] == "skipped" and "set aside" not in r.stderr
 
 
 def test_state_decisions(tmp_path):
@@ -218,18 +229,22 @@ def test_temporaries_of_runs_that_are_gone_are_removed(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     dead = _dead_pid()
-    stale = [out / f".a.partial-{dead}-abc123.mp4", out / f".b.mp4.{dead}.ffconcat",
-             out / f".enhancer-state.json.{dead}.tmp"]
+    stale = [out / f".x.partial-{dead}-abc123.mp4", out / f".b.mp4.{dead}.ffconcat",
+             out / f".enhancer-state.json.{dead}.tmp", out / f".preview-{dead}-xyz", out / f".c.mp4.preview-{dead}-q",
+             out / f".frames.partial-{dead}-abcdef"]
     for p in stale:
-        p.write_bytes(b"x" * 100)
-    (out / f".preview-{dead}-xyz").mkdir()
-    (out / f".frames.partial-{dead}-abcdef").mkdir()
+        p.mkdir() if "preview" in p.name or "frames" in p.name else p.write_bytes(b"x" * 100)
+        os.utime(p, (time.time() - 3600, time.time() - 3600))  # nobody has touched them for an hour
     live = out / f".c.partial-{os.getpid()}-abc123.mp4"  # this test process is alive: not touched
     live.write_bytes(b"x")
+    recent = out / f".d.partial-{dead}-abc123.mp4"  # maybe another machine's live work: not yet touched
+    recent.write_bytes(b"x")
+    mine = out / f".a.partial-{dead}-abc123.mp4"  # the output this run makes: its own, under its lock
+    mine.write_bytes(b"x")
     r = run_cli("enhance", str(src), "-o", str(out), "--json", "-q", *LANCZOS)
     assert r.returncode == 0, r.stderr
     left = sorted(p.name for p in out.iterdir() if p.name.startswith("."))
-    assert left == [".c.partial-%d-abc123.mp4" % os.getpid(), ".enhancer-state.json"]
+    assert left == [".c.partial-%d-abc123.mp4" % os.getpid(), recent.name, ".enhancer-records"]
 
 
 def test_kill_9_leaves_temporaries_that_the_next_run_removes(tmp_path):
@@ -246,7 +261,9 @@ def test_kill_9_leaves_temporaries_that_the_next_run_removes(tmp_path):
     assert list(out.rglob("*.partial-*"))
     r = run_cli(*args[:-2], "ultrafast", "--json", "-q")
     assert json.loads(r.stdout)["status"] == "done", r.stderr
-    assert not list(out.rglob("*.partial-*")) and not [p for p in out.rglob(".*") if p.name != ".enhancer-state.json"]
+    assert not list(out.rglob("*.partial-*"))
+    assert [p.name for p in out.rglob(".*")] == [".enhancer-records"]
+    assert [p.suffix for p in (out / ".enhancer-records").iterdir()] == [".json"]
 
 
 def test_interrupt_while_spooling_stdin_exits_130_and_leaves_no_spool(tmp_path):

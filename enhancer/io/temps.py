@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -25,8 +26,10 @@ _TEMPORARY = [
     re.compile(r"^\..*\.partial-(\d+)-[0-9a-f]{6}"),  # outputs being encoded (files or frame folders)
     re.compile(r"^\..*\.(\d+)\.ffconcat$"),  # part lists being joined
     re.compile(r"^\..*\.old-(\d+)-[0-9a-f]{6}$"),  # a replaced frame folder being removed
-    re.compile(r"^\.enhancer-state\.json\.(\d+)\.tmp$"),
-    re.compile(r"^\.preview-(\d+)-"),
+    re.compile(r"^\.enhancer-state\.json\.(\d+)\.tmp$"),  # (earlier versions' state file)
+    re.compile(r"^[0-9a-f]{32}\.json\.(\d+)\.tmp$"),  # an output's record being written
+    re.compile(r"^\.preview-(\d+)-"),  # (earlier versions' preview folders)
+    re.compile(r"^\..*\.preview-(\d+)-"),
 ]
 STDIN_PREFIX = "enhancer-stdin-"
 _STDIN = re.compile(r"^enhancer-stdin-(\d+)-")
@@ -54,9 +57,10 @@ def fit_name(name: str, limit: int = NAME_LIMIT, keep_suffix: str | None = None)
     return _cut_utf8(stem, room) + tag + suffix
 
 
-def temp_path_for(final: Path) -> Path:
-    """A hidden name in the same folder, so the final rename is atomic and never half-visible."""
-    tail = f".partial-{os.getpid()}-{uuid.uuid4().hex[:6]}{final.suffix}"
+def temp_path_for(final: Path, pid: int | None = None, tag: str | None = None) -> Path:
+    """A hidden name in the same folder, so the final rename is atomic and never half-visible
+    (``pid`` and ``tag`` given: the name that process gave it)."""
+    tail = f".partial-{os.getpid() if pid is None else pid}-{tag or uuid.uuid4().hex[:6]}{final.suffix}"
     stem = fit_name(final.stem, _HARD_LIMIT - 1 - len(tail.encode()), keep_suffix="")
     return final.with_name(f".{stem}{tail}")
 
@@ -99,9 +103,11 @@ def _remove(path: Path) -> bool:
         return False
 
 
-def sweep(folder: str | Path) -> list[Path]:
-    """Remove the temporaries in ``folder`` (not below it) whose process is gone. Returns what
-    was removed."""
+def sweep(folder: str | Path, min_age: float = 0.0) -> list[Path]:
+    """Remove the temporaries in ``folder`` (not below it) whose process is gone and that were
+    last changed at least ``min_age`` seconds ago (a folder shared by machines may hold another
+    machine's live work, which this one cannot see as a process but sees being written). Returns
+    what was removed."""
     removed: list[Path] = []
     try:
         entries = list(os.scandir(folder))
@@ -112,7 +118,49 @@ def sweep(folder: str | Path) -> list[Path]:
         pid = _owner(entry.name)
         if pid is None or pid == me or alive(pid):
             continue
+        if min_age:
+            try:
+                if time.time() - entry.stat(follow_symlinks=False).st_mtime < min_age:
+                    continue
+            except OSError:
+                continue
         if _remove(Path(entry.path)):
+            removed.append(Path(entry.path))
+    return removed
+
+
+_OF_OUTPUT = re.compile(r"\.partial-(\d+)-([0-9a-f]{6})|\.(\d+)\.ffconcat$|\.old-(\d+)-([0-9a-f]{6})$|"
+                        r"\.preview-(\d+)-")
+
+
+def _of_output(final: Path, name: str) -> bool:
+    """Whether ``name`` is one of the temporaries this tool makes for the output ``final``."""
+    for m in _OF_OUTPUT.finditer(name):
+        if m.group(1):
+            if name == temp_path_for(final, int(m.group(1)), m.group(2)).name:
+                return True
+        elif m.group(3):
+            if name == hidden_sibling(final, f".{m.group(3)}.ffconcat").name:
+                return True
+        elif m.group(4):
+            if name == hidden_sibling(final, f".old-{m.group(4)}-{m.group(5)}").name:
+                return True
+        elif name.startswith(hidden_sibling(final, f".preview-{m.group(6)}-").name):
+            return True
+    return False
+
+
+def sweep_output(final: str | Path) -> list[Path]:
+    """Remove the temporaries of one output, whichever process (on whichever machine) made them.
+    Only for a caller that holds the output's lock: nobody else can be writing them."""
+    final = Path(final)
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(final.parent))
+    except OSError:
+        return removed
+    for entry in entries:
+        if entry.name.startswith(".") and _of_output(final, entry.name) and _remove(Path(entry.path)):
             removed.append(Path(entry.path))
     return removed
 
