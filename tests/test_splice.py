@@ -2,6 +2,7 @@
 outside it decodes bit for bit as the source's does, and the sound is the source's own."""
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -42,6 +43,24 @@ def packet_crcs(path: Path) -> list[str]:
     out = subprocess.run([MAKER, "-hide_banner", "-loglevel", "error", "-i", str(path), "-map", "0:v:0", "-c", "copy",
                           "-f", "framecrc", "-"], capture_output=True, text=True, check=True).stdout
     return [line.split(",")[5].strip() for line in out.splitlines() if line and not line.startswith("#")]
+
+
+def source_times(path: Path) -> list[float]:
+    """The video's frame times on the file's own clock, counted from its start time (the first
+    timestamp of any stream), as --start counts: ffmpeg's framecrc with -copyts."""
+    out = subprocess.run([MAKER, "-hide_banner", "-loglevel", "error", "-copyts", "-i", str(path), "-map", "0:v:0",
+                          "-c", "copy", "-f", "framecrc", "-"], capture_output=True, text=True, check=True).stdout
+    banner = subprocess.run([MAKER, "-hide_banner", "-i", str(path)], capture_output=True, text=True).stderr
+    start = float(re.search(r"start: (-?[\d.]+)", banner).group(1))
+    tb = None
+    times = []
+    for line in out.splitlines():
+        if line.startswith("#tb"):
+            num, den = line.split(":")[1].strip().split("/")
+            tb = int(num) / int(den)
+        elif line and not line.startswith("#"):
+            times.append(int(line.split(",")[2]) * tb - start)
+    return sorted(times)
 
 
 def _splice(src: Path, dst: Path, restorer, start: float, duration: float | None, **opts):
@@ -91,6 +110,26 @@ def test_long_gop_source_is_reencoded_losslessly(tmp_path, ext, codec):
     _check_spliced(src, out, first, res.frames)
 
 
+@pytest.mark.parametrize("name", ["cut.ts", "late.mp4"])
+def test_the_segment_is_exactly_the_frames_in_its_span(tmp_path, name):
+    """MPEG-TS seeks land on a later key frame, and ffmpeg's -t counts from the first frame found:
+    the segment must still be the source's frames whose times lie in [start, start + duration)."""
+    clip = make_clip(tmp_path / "clip.mp4", size="96x64", seconds=3, extra_out=["-bf", "2", "-g", "50"])
+    src = tmp_path / name
+    if name.endswith(".ts"):
+        subprocess.run([MAKER, "-loglevel", "error", "-i", str(clip), "-c", "copy", str(src)], check=True)
+    else:  # the picture begins 0.5 s after the sound
+        subprocess.run([MAKER, "-loglevel", "error", "-i", str(clip), "-itsoffset", "0.5", "-i", str(clip), "-map",
+                        "1:v", "-map", "0:a", "-c", "copy", str(src)], check=True)
+    for start, duration in ((1.2, 0.2), (0.3, 0.35), (0.8, 0.03)):
+        out = tmp_path / f"o{start}.mkv"
+        res = _splice(src, out, Invert(), start, duration)
+        times = source_times(src)  # counted from the file's start, as --start is
+        span = [k for k, t in enumerate(times) if start - 1e-6 <= t < start + duration - 1e-6]
+        a, b = frame_md5s(src), frame_md5s(out)
+        assert res.frames == len(span) and [k for k in range(len(a)) if a[k] != b[k]] == span, (start, span)
+
+
 def test_scale_2_upscales_the_rest_with_lanczos(tmp_path):
     src = make_clip(tmp_path / "web.mp4", size="96x64", seconds=1.6)
     out = tmp_path / "x2.mp4"
@@ -128,12 +167,13 @@ def test_splice_from_the_command_line(tmp_path):
     assert len(a) == len(b) == 30 and a[:10] == b[:10] and a[20:] == b[20:]
     assert sum(x != y for x, y in zip(a[10:20], b[10:20])) >= 8  # archive-x1 changed the segment
     for extra, message in ((["--start", "0.4", "--preview", "1"], "--preview"),
-                           ([], "give --start and/or --duration"),
+                           ([], "give a --start after 0 and/or a --duration"),
+                           (["--start", "5"], "past the end of the video (1.20 s)"),
                            (["--start", "0.4", "--codec", "prores"], "drop --codec prores"),
                            (["--start", "0.4", "--size", "200x100"], "drop --size"),
                            (["--start", "0.4", "--deinterlace", "on"], "--deinterlace on")):
         r = run_cli("enhance", str(src), "-o", str(tmp_path / "x.mov"), "--task", "archive", "--splice", *extra)
-        assert r.returncode == 2 and message in r.stderr, (extra, r.stderr)
+        assert r.returncode == (1 if "past" in message else 2) and message in r.stderr, (extra, r.stderr)
         assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "x.mov").exists()
 
 

@@ -474,6 +474,32 @@ def _resumed_frames(reader: FrameReader, last: Fraction, margin: int, done_frame
     return iter([]), 0  # nothing after the last finished part: only the join is left
 
 
+class _Within:
+    """The frames of a reader that lie in [lo, hi) on the source's clock: a splice's segment,
+    read from some seconds before it, so that a seek landing on a later key frame (MPEG-TS does)
+    cannot move the segment. Notes whether any frame came before ``lo``."""
+
+    def __init__(self, reader: FrameReader, lo: Fraction, hi: Fraction | None):
+        self.reader, self.lo, self.hi = reader, lo, hi
+        self.before = False
+        self.first: Fraction | None = None
+
+    def __iter__(self):
+        for fr in self.reader:
+            t = fr.pts * fr.time_base
+            if t < self.lo:
+                self.before = True
+                continue
+            if self.hi is not None and t >= self.hi:
+                return
+            if self.first is None:
+                self.first = t
+            yield fr
+
+
+SPLICE_PREROLL = 10.0  # seconds a splice's segment is read from before its start
+
+
 def parts_folder(output: str | Path) -> Path:
     """The hidden folder beside an output that holds its finished parts until they are joined."""
     return hidden_sibling(Path(output), ".parts")
@@ -489,11 +515,21 @@ def _enhance_in_parts(info: VideoInfo, output: str, restorer: Restorer, encode: 
     chunk = _chunk(restorer, info, opts, encode)
     done_frames = sum(p["frames"] for p in done)
     segment = opts.segment
+    bounds = None
+    if splan is not None:  # read from before the segment; _Within keeps exactly its frames
+        from enhancer.io.segment import _exact
+
+        lo = opts.segment.origin(info.start_time)
+        bounds = (lo, lo + _exact(opts.duration) if opts.duration else None)
+        read_from = max(0.0, (opts.start or 0) - SPLICE_PREROLL)
+        segment = Segment(read_from or None,
+                          (opts.start or 0) - read_from + opts.duration + 1.0 if opts.duration else None)
     if done:  # read again from a few frames before the last finished one (context for the model)
         last = Fraction(done[-1]["last"])
         segment = segment.from_(float(last) - (info.start_time or 0) - (restorer.margin + 3) / float(info.fps))
     reader = FrameReader(info, deinterlace=opts.deinterlace, segment=segment,
                          buffer=max(8, chunk + 2 * restorer.margin))
+    source = _Within(reader, *bounds) if bounds else reader
     parts = _Parts(folder, info, encode, reader.colour, opts, key, done)
     writer = _Writer(parts, depth=max(4, chunk))
     expected = _expected_frames(info, opts)
@@ -504,7 +540,7 @@ def _enhance_in_parts(info: VideoInfo, output: str, restorer: Restorer, encode: 
         reader.start()
         writer.start()
         if done:
-            resumed = _resumed_frames(reader, Fraction(done[-1]["last"]), restorer.margin, done_frames)
+            resumed = _resumed_frames(source, Fraction(done[-1]["last"]), restorer.margin, done_frames)
             if resumed is None:  # could not find the context again: start this file over
                 if not _retry:
                     raise InputError("cannot resume: seeking does not find the frames before the last part",
@@ -515,13 +551,19 @@ def _enhance_in_parts(info: VideoInfo, output: str, restorer: Restorer, encode: 
                                          splan=splan)
             stream, skip = resumed
         else:
-            stream, skip = iter(reader), 0
+            stream, skip = iter(source), 0
         with bar(total=expected, desc=desc, unit="frame", enabled=opts.progress, start=t0,
                  initial=done_frames) as pbar:
             frames += _pump(stream, skip, restorer, writer, chunk, pbar)
+            if bounds and not done and segment.start and not source.before and source.first is not None \
+                    and source.first > bounds[0]:
+                raise InputError("seeking in this file lands after the segment's start, so the segment cannot be "
+                                 "put back frame-exactly", path=info.path,
+                                 hint="remux it first (ffmpeg -i IN -c copy OUT.mkv) and splice that")
             parts.close_part()
             if not parts.done:
-                raise OutputError("no frames to encode", path=str(final))
+                raise OutputError("no frame of the video lies in the segment" if bounds else "no frames to encode",
+                                  path=str(final))
             # the decoder's clock (or the probe's where this run decoded nothing: only the join was left)
             time_base = reader.time_base or info.time_base
             outside = 0
@@ -531,7 +573,8 @@ def _enhance_in_parts(info: VideoInfo, output: str, restorer: Restorer, encode: 
                 if not pbar.disable:
                     pbar.set_postfix_str("joining the rest of the file")
                 size = (info.display_width * restorer.scale, info.display_height * restorer.scale)
-                outside, warnings = splice.join(parts.done, folder, final, info, splan, reader.colour, time_base, size)
+                outside, warnings = splice.join(parts.done, folder, final, info, splan, reader.colour, time_base, size,
+                                                bounds)
                 warnings = [splan.note] + warnings
             else:
                 origin = opts.segment.origin(info.start_time)

@@ -21,6 +21,7 @@ Cuts are made on the source's packet timestamps (read once, without decoding, fr
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -28,7 +29,7 @@ from pathlib import Path
 from enhancer.errors import OutputError, UsageError
 from enhancer.io import ffmpeg as ff
 from enhancer.io.colour import Colour
-from enhancer.io.muxer import CONTAINERS, EncodeOptions, assemble, output_sar, plan
+from enhancer.io.muxer import CONTAINERS, EncodeOptions, assemble, chroma_of, output_sar, plan
 from enhancer.io.probe import VideoInfo, count_frames
 from enhancer.io.segment import Segment
 
@@ -41,6 +42,7 @@ _DNXHR = {"dnxhr lb": "dnxhr_lb", "dnxhr sq": "dnxhr_sq", "dnxhr hq": "dnxhr_hq"
 _X264_LOSSLESS = {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "yuv420p10le",
                   "yuv422p10le", "yuv444p10le", "nv12", "gray", "gray10le"}
 HEAD, TAIL = "splice_head.nut", "splice_tail.nut"
+_NOPTS = -0x8000000000000000  # AV_NOPTS_VALUE: a packet with no time
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,8 @@ def check_request(*, segment: Segment, preview: float | None, size, codec: str |
                   deinterlace: str, output: str) -> None:
     """Usage errors for --splice options that cannot go together, before any work."""
     if segment.whole:
-        raise UsageError("--splice puts an enhanced segment back into the whole file: give --start and/or --duration")
+        raise UsageError("--splice puts an enhanced segment back into the whole file: give a --start after 0 "
+                         "and/or a --duration")
     if preview:
         raise UsageError("--splice and --preview cannot be combined")
     if size:
@@ -75,7 +78,8 @@ def check_request(*, segment: Segment, preview: float | None, size, codec: str |
 def check(info: VideoInfo, output: str, segment: Segment, *, preview: float | None = None) -> None:
     """Usage errors for a splice that cannot be made."""
     if segment.whole:
-        raise UsageError("--splice puts an enhanced segment back into the whole file: give --start and/or --duration")
+        raise UsageError("--splice puts an enhanced segment back into the whole file: give a --start after 0 "
+                         "and/or a --duration")
     if preview:
         raise UsageError("--splice and --preview cannot be combined")
     if info.image_sequence:
@@ -84,6 +88,9 @@ def check(info: VideoInfo, output: str, segment: Segment, *, preview: float | No
         raise UsageError("--splice writes a video file: give -o NAME.mov, .mp4 or .mkv", path=output)
     if not info.fps:
         raise UsageError("--splice needs a source with a known frame rate", path=info.path)
+    if info.duration and segment.start and segment.start >= info.duration:
+        raise UsageError(f"--start {segment.start:g} s is past the end of the video ({info.duration:.2f} s)",
+                         path=info.path)
 
 
 def plan_splice(info: VideoInfo, encode: EncodeOptions, scale: int, output: str) -> SplicePlan:
@@ -93,8 +100,18 @@ def plan_splice(info: VideoInfo, encode: EncodeOptions, scale: int, output: str)
                          "--height", path=output)
     container = CONTAINERS[Path(output).suffix.lower()]
     if scale > 1:
-        return SplicePlan("lanczos", encode, "splice: the picture outside the segment was upscaled with lanczos")
+        note = "splice: the picture outside the segment was upscaled with lanczos"
+        if info.interlaced:
+            note += " (the source is interlaced: neither part was deinterlaced)"
+        return SplicePlan("lanczos", encode, note)
     keep = dict(audio=encode.audio, subtitles=encode.subtitles)
+    if re.match(r"(yuva|gbra|rgba|bgra|argb|abgr|ya)", info.pix_fmt):
+        raise UsageError(f"--splice at scale 1 cannot keep the alpha channel of this {info.pix_fmt} source in the "
+                         "segment", path=info.path, hint="splice a copy without alpha, or enhance the shot alone")
+    if info.rotation in (90, 270) and chroma_of(info.pix_fmt) not in ("420", "444", "gray"):
+        raise UsageError(f"--splice at scale 1 cannot keep the frames of this rotated {chroma_of(info.pix_fmt)} "
+                         "source exact (turning them changes the chroma)", path=info.path,
+                         hint="rotate the source first, or use a model of scale 2 or 4")
     profile = (info.profile or "").strip().lower()
     if info.rotation == 0:
         if info.codec == "prores" and profile in _PRORES and container in ("mov", "matroska"):
@@ -110,6 +127,9 @@ def plan_splice(info: VideoInfo, encode: EncodeOptions, scale: int, output: str)
         enc = EncodeOptions(codec="ffv1", pix_fmt=info.pix_fmt, **keep)
         return SplicePlan("lossless", enc, f"splice: {why}: the whole picture was re-encoded losslessly (FFV1, "
                                            f"{info.pix_fmt}); frames outside the segment decode as the source's do")
+    if info.codec in ("prores", "dnxhd") and container == "mp4":
+        raise UsageError(f"--splice: an .mp4 cannot hold the source's {info.codec}", path=output,
+                         hint="write the output as .mov, where the rest of the file is copied as it is")
     if info.pix_fmt not in _X264_LOSSLESS:
         raise UsageError(f"--splice into {Path(output).suffix}: {why}, and lossless H.264 cannot hold "
                          f"{info.pix_fmt}", path=output, hint="write the output as .mkv (lossless FFV1)")
@@ -134,8 +154,19 @@ def packets(info: VideoInfo) -> list[Fraction]:
             if tb is None or len(fields) < 3:
                 raise OutputError("cannot read the source's frame times (unexpected framecrc listing)",
                                   path=info.path)
+            if int(fields[2]) == _NOPTS:
+                raise UsageError("the source's packets do not all carry a time (an MPEG program stream?), so "
+                                 "--splice cannot cut it frame-exactly", path=info.path,
+                                 hint="remux it first (ffmpeg -i IN -c copy OUT.mkv) and splice that")
             times.append(int(fields[2]) * tb)
     return times
+
+
+def _shown(info: VideoInfo, t: Fraction) -> bool:
+    """Whether a packet at ``t`` is a frame people see: packets before the file's start are
+    pre-roll an edit list drops (a file cut with stream copy has them)."""
+    start = Fraction(info.start_time).limit_denominator(1_000_000) if info.start_time else Fraction(0)
+    return start < 0 or t >= start - Fraction(1, 1_000_000)
 
 
 def _midpoint(a: Fraction, b: Fraction) -> str:
@@ -179,19 +210,24 @@ def _cut(info: VideoInfo, splan: SplicePlan, colour: Colour, out: Path, *, index
 
 
 def join(parts: list[dict], folder: Path, output: Path, info: VideoInfo, splan: SplicePlan, colour: Colour,
-         time_base: Fraction | None, size: tuple[int, int]) -> tuple[int, list[str]]:
+         time_base: Fraction | None, size: tuple[int, int],
+         bounds: tuple[Fraction, Fraction | None]) -> tuple[int, list[str]]:
     """Cut the source's picture before and after the enhanced parts and join the three into
-    ``output``. Returns (frames added from outside the segment, warnings)."""
+    ``output``. ``bounds`` is the segment [start, end) on the source's clock. Returns (frames
+    added from outside the segment, warnings)."""
     first, last = Fraction(parts[0]["first"]), Fraction(parts[-1]["last"])
     made = sum(p["frames"] for p in parts)
     times = packets(info)
-    order = sorted(times)
+    order = sorted(t for t in times if _shown(info, t))
+    lo, hi = bounds
+    inside = [t for t in order if t >= lo and (hi is None or t < hi)]
+    if not inside or (inside[0], inside[-1], len(inside)) != (first, last, made):
+        raise OutputError(f"the enhanced segment ({made} frames from {float(first):.3f} s) is not the source's "
+                          f"{len(inside)} frames between {float(lo):.3f} s and "
+                          f"{'the end' if hi is None else f'{float(hi):.3f} s'}: it cannot be put back frame-exactly",
+                          path=str(output), hint="remux the source first (ffmpeg -i IN -c copy OUT.mkv) and splice that")
     before = [t for t in order if t < first]
     after = [t for t in order if t > last]
-    inside = len(order) - len(before) - len(after)
-    if inside != made:
-        raise OutputError(f"the enhanced segment holds {made} frames but the source has {inside} between its "
-                          "first and last: they cannot be put back frame-exactly", path=str(output))
     tb = time_base or info.time_base or Fraction(1, 90000)
     pieces: list[tuple[Path, Fraction, int]] = []  # (file, first frame time, frames)
     for name, span in ((HEAD, before), (TAIL, after)):
@@ -200,7 +236,7 @@ def join(parts: list[dict], folder: Path, output: Path, info: VideoInfo, splan: 
         path = folder / name
         if splan.mode == "copy":
             # an intra-only stream: its decode order is its presentation order, the cut a packet range
-            idx = [i for i, t in enumerate(times) if (t < first if name == HEAD else t > last)]
+            idx = [i for i, t in enumerate(times) if _shown(info, t) and (t < first if name == HEAD else t > last)]
             if idx != list(range(idx[0], idx[-1] + 1)):
                 raise OutputError("the source's packets are not in presentation order: cannot copy around the "
                                   "segment", path=str(output))
