@@ -141,6 +141,11 @@ def main() -> None:
               help="An input that holds fewer frames than its container announces (a file cut short) fails.")
 @click.option("--preview", type=float, default=None, metavar="SECONDS",
               help="Only write NAME.preview.mp4: a split before/after view of this many seconds.")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: one file after another in this process; ray: one task per file on a Ray cluster "
+                   "(pip install 'enhancer[ray]'; inputs and outputs on a path every node shares).")
+@click.option("--ray-address", default=None, metavar="ADDR",
+              help="The Ray cluster to use (host:port, or auto); default: start Ray on this machine.")
 @click.option("--dry-run", is_flag=True, help="Show what would be done, do nothing.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON line per file on stdout.")
 @click.option("--ffmpeg", "ffmpeg_path", default=None, envvar="ENHANCER_FFMPEG",
@@ -154,7 +159,7 @@ def main() -> None:
 def enhance(inputs, output, recursive, model, task, scale, codec, crf, preset, pix_fmt, container, audio, no_subtitles,
             start, duration, deinterlace, chunk, tile, device, precision, skip_existing, retry_failed, keep_going, report_path, part_seconds, strict, preview, dry_run, as_json, ffmpeg_path, quiet, verbose,
             square_pixels=False, fps_text=None, progress_mode="bar", encoder_args=None, size_text=None, width=None,
-            height=None, splice=False):
+            height=None, splice=False, executor="local", ray_address=None):
     """Enhance videos: files, folders and globs in INPUTS, results under OUTPUT."""
     from enhancer import progress
 
@@ -166,7 +171,7 @@ def enhance(inputs, output, recursive, model, task, scale, codec, crf, preset, p
                  start, duration, deinterlace, chunk, tile, device, precision, skip_existing, retry_failed, keep_going,
                  report_path, part_seconds, strict, preview, dry_run, as_json, ffmpeg_path, quiet, verbose,
                  square_pixels=square_pixels, fps_text=fps_text, encoder_args=encoder_args,
-                 size=_size(size_text, width, height), splice=splice,
+                 size=_size(size_text, width, height), splice=splice, executor=executor, ray_address=ray_address,
                  codec_given=click.get_current_context().get_parameter_source("codec")
                  != click.core.ParameterSource.DEFAULT)
     except KeyboardInterrupt:
@@ -239,7 +244,8 @@ def _write_report(report_path: str, data: dict) -> bool:
 def _enhance(inputs, output, recursive, model, task, scale, codec, crf, preset, pix_fmt, container, audio, no_subtitles,
              start, duration, deinterlace, chunk, tile, device, precision, skip_existing, retry_failed, keep_going,
              report_path, part_seconds, strict, preview, dry_run, as_json, ffmpeg_path, quiet, verbose,
-             square_pixels=False, fps_text=None, encoder_args=None, size=None, splice=False, codec_given=False):
+             square_pixels=False, fps_text=None, encoder_args=None, size=None, splice=False, codec_given=False,
+             executor="local", ray_address=None):
     from enhancer.batch import discover, plan_batch, plan_jobs, reject_missing, report, run_batch, state_folder
     from enhancer.infer.engine import EnhanceOptions
     from enhancer.io.muxer import EncodeOptions
@@ -288,18 +294,25 @@ def _enhance(inputs, output, recursive, model, task, scale, codec, crf, preset, 
             report(res, as_json=as_json, quiet=False, dry_run=True)
         sys.exit(planned.exit_code)
     try:
-        if inputs == ("-",):
-            from enhancer.batch import Job, spool_stdin
+        if executor == "ray":
+            summary = _run_on_ray(jobs, restorer, encode, opts, model=model, device=device, precision=precision,
+                                  tile=tile, chunk=chunk, address=ray_address, folder=state_folder(jobs, output),
+                                  ffmpeg=ffmpeg_path, overwrite=not skip_existing, retry_failed=retry_failed,
+                                  strict=strict, on_result=lambda r: report(r, as_json=as_json, quiet=quiet))
+        else:
+            if inputs == ("-",):
+                from enhancer.batch import Job, spool_stdin
 
-            try:
-                spooled = spool_stdin()
-            except EnhancerError as e:
-                _fail(str(e), 1)
-            jobs = [Job(spooled, output if output == "-" else jobs[0].output, display="-")]
-        summary = run_batch(jobs, restorer, encode, opts, overwrite=not skip_existing, verbose=verbose,
-                            folder=state_folder(jobs, output), retry_failed=retry_failed, fail_fast=not keep_going,
-                            strict=strict, on_result=lambda r: report(r, as_json=as_json, quiet=quiet))
-    except EnhancerError as e:  # the output folder is locked by another run
+                try:
+                    spooled = spool_stdin()
+                except EnhancerError as e:
+                    _fail(str(e), 1)
+                jobs = [Job(spooled, output if output == "-" else jobs[0].output, display="-")]
+            summary = run_batch(jobs, restorer, encode, opts, overwrite=not skip_existing, verbose=verbose,
+                                folder=state_folder(jobs, output), retry_failed=retry_failed,
+                                fail_fast=not keep_going, strict=strict,
+                                on_result=lambda r: report(r, as_json=as_json, quiet=quiet))
+    except EnhancerError as e:  # an error of the batch, not of one file
         _fail(str(e), 1)
     finally:
         if spooled:
@@ -316,6 +329,27 @@ def _enhance(inputs, output, recursive, model, task, scale, codec, crf, preset, 
             if r.status == "failed":
                 write(f"  failed: {escape(r.error or '')}")
     sys.exit(code)
+
+
+def _run_on_ray(jobs, restorer, encode, opts, *, model, device, precision, tile, chunk, address, folder, ffmpeg,
+                overwrite, retry_failed, strict, on_result):
+    """--executor ray: the batch as Ray tasks (see enhancer.cluster); a cluster that cannot be
+    used is one line and exit 2."""
+    from enhancer.cluster import ModelSpec, run_batch_ray
+    from enhancer.errors import UsageError
+
+    if any(j.input == "-" or j.output == "-" for j in jobs):
+        _fail("--executor ray reads and writes files on a shared path: stdin and stdout are not for it", 2)
+    spec = ModelSpec(model if model and os.path.isfile(model) else restorer.name, scale=restorer.scale,
+                     device=device, precision=precision, tile=tile if tile == "auto" else int(tile), chunk=chunk)
+    net = getattr(restorer, "model", None)
+    try:
+        return run_batch_ray(jobs, spec, encode, opts, address=address, folder=folder, ffmpeg=ffmpeg,
+                             overwrite=overwrite, retry_failed=retry_failed, strict=strict,
+                             parameters=sum(p.numel() for p in net.parameters()) if net is not None else None,
+                             on_result=on_result)
+    except UsageError as e:
+        _fail(str(e), 2)
 
 
 def _size(text: str | None, width: int | None, height: int | None) -> tuple[int | None, int | None] | None:

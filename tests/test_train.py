@@ -260,6 +260,25 @@ def test_distributed_training_on_two_cpu_processes(tiny_set, tmp_path):
     assert [row["step"] for row in rows] == [1, 2, 3, 4]  # written once (rank 0), not twice
 
 
+def test_training_across_two_nodes(tiny_set, tmp_path):
+    """torchrun across nodes (issue 16): two "nodes" of one process each, started separately as on
+    two machines, meeting at a c10d rendezvous on localhost and training over gloo."""
+    run = tmp_path / "nodes"
+    cfg_path = _write_toml(tmp_path / "n.toml", tiny_set, run, "steps = 4\nval_every = 2\nckpt_every = 2\nthreads = 1\n")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    port = _free_port()
+    nodes = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1",
+                               "--node_rank", str(rank), "--rdzv_backend", "c10d", "--rdzv_id", "enhancer-test",
+                               "--rdzv_endpoint", f"127.0.0.1:{port}", "-m", "enhancer", "train", "--config",
+                               str(cfg_path), "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+             for rank in (0, 1)]
+    outs = [p.communicate(timeout=240) for p in nodes]
+    assert [p.returncode for p in nodes] == [0, 0], [o[1][-2000:] for o in outs]
+    assert ckpt.load(run / "last.pt")["step"] == 4
+    rows = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in rows] == [1, 2, 3, 4]  # one writer for the whole job
+
+
 def test_resume_accepts_checkpoints_from_before_a_new_option(tiny_set, tmp_path):
     """A checkpoint written before an option existed resumes (the option at its default), and a
     changed option that alters training is still refused."""
