@@ -196,3 +196,22 @@ def test_splice_from_python(tmp_path):
     assert a[:10] == b[:10] and a[20:] == b[20:] and a[10:20] != b[10:20]
     with pytest.raises(enhancer.UsageError, match="drop --codec"):
         enhancer.enhance(src, tmp_path / "x.mkv", task="archive", start=0.4, splice=True, codec="ffv1")
+
+
+def test_an_interlaced_master_keeps_its_fields(tmp_path):
+    """A tape transfer's ProRes: the segment is coded interlaced, top field first, as the copied rest is."""
+    src = make_clip(tmp_path / "tape.mov", size="128x72", seconds=1.2, vcodec="prores_ks", pix_fmt="yuv422p10le",
+                    extra_out=["-flags", "+ildct", "-field_order", "tt", "-c:a", "pcm_s16le"])
+    order = probe(str(src)).field_order
+    assert order not in ("progressive", "unknown")
+    out = tmp_path / "fixed.mov"
+    res = _splice(src, out, Invert(), 0.4, 0.4)
+    _check_spliced(src, out, 10, res.frames)
+
+    def fields(path):  # each frame's interlacing as the decoder reports it (showinfo's i:T, i:B or i:P)
+        log = subprocess.run([MAKER, "-hide_banner", "-i", str(path), "-vf", "showinfo", "-f", "null", "-"],
+                             capture_output=True, text=True).stderr
+        return re.findall(r" i:([TBP]) ", log)
+
+    assert fields(out) == fields(src) and len(fields(src)) == 30 and "P" not in fields(src)
+    assert probe(str(out)).field_order == order

@@ -104,7 +104,9 @@ def plan_splice(info: VideoInfo, encode: EncodeOptions, scale: int, output: str)
         if info.interlaced:
             note += " (the source is interlaced: neither part was deinterlaced)"
         return SplicePlan("lanczos", encode, note)
-    keep = dict(audio=encode.audio, subtitles=encode.subtitles)
+    # the rest keeps its fields: the segment (and any re-encoded rest) is coded interlaced too
+    fields = info.field_order if info.field_order in ("tt", "bb", "tb", "bt") else None
+    keep = dict(audio=encode.audio, subtitles=encode.subtitles, field_order=fields)
     if re.match(r"(yuva|gbra|rgba|bgra|argb|abgr|ya)", info.pix_fmt):
         raise UsageError(f"--splice at scale 1 cannot keep the alpha channel of this {info.pix_fmt} source in the "
                          "segment", path=info.path, hint="splice a copy without alpha, or enhance the shot alone")

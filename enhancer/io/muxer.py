@@ -92,6 +92,7 @@ class EncodeOptions:
     # back into, and a mathematically lossless h264/h265 encode
     profile: str | None = None
     lossless: bool = False
+    field_order: str | None = None  # tt | bb | tb | bt: encode interlaced (--splice of an interlaced source)
 
     def __post_init__(self) -> None:
         if self.codec not in CODECS:
@@ -282,6 +283,11 @@ def _video_args(opts: EncodeOptions, depth: int, container: str, source_pix: str
     else:  # tiff
         pix = pix or ("rgb48le" if depth > 8 else "rgb24")
         args = ["-c:v", "tiff", "-compression_algo", "deflate"]
+    if opts.field_order and c in ("h264", "prores", "dnxhr", "mpeg2", "ffv1"):
+        # interlaced coding where the codec has it, and the field order on the stream either way
+        # (not for x264: its interlaced coding is not lossless at qp 0)
+        coding = {"mpeg2": "+ildct+ilme", "prores": "+ildct", "dnxhr": "+ildct"}.get(c)
+        args += (["-flags", coding] if coding else []) + ["-field_order", opts.field_order]
     return pix, args, notes
 
 
@@ -513,6 +519,8 @@ def assemble(parts: list[Path], starts: list[Fraction], output: Path, source: Vi
     if not source.image_sequence:
         argv += mplan.stream_args + ["-map_metadata", "1", "-map_chapters", "1"]
     argv += ["-c:v", "copy", "-fps_mode", "passthrough"] + colour.tag_args()
+    if opts.field_order:  # the parts' NUT does not carry it
+        argv += ["-field_order", opts.field_order]
     if not source.image_sequence:
         argv += video_tag_args(source) + timecode_args(source, container, (segment.start or 0) + starts[0])
     if container in ("mp4", "mov"):

@@ -66,7 +66,7 @@ class Recipe:
             segment["splice"] = True
         enc = asdict(encode)
         enc.pop("lookahead", None)  # fitted to the memory of the machine, like tile and chunk
-        for later in ("square_pixels", "profile", "lossless"):
+        for later in ("square_pixels", "profile", "lossless", "field_order"):
             if not enc.get(later):
                 enc.pop(later, None)
         return cls(input=input_identity(input_path), restorer=restorer_identity(restorer), encode=enc,
