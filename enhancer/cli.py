@@ -284,7 +284,7 @@ def _enhance(inputs, output, recursive, model, task, scale, codec, crf, preset, 
 
         try:
             check_request(segment=opts.segment, preview=preview, size=size, codec=codec if codec_given else None,
-                          scale=restorer.scale, deinterlace=deinterlace, output=output)
+                          scale=restorer.scale, deinterlace=deinterlace, output=output, pix_fmt=pix_fmt, crf=crf)
         except EnhancerError as e:
             _fail(str(e), 2)
     if dry_run:  # the same decisions as a real run (state file, existing outputs), nothing written

@@ -170,6 +170,7 @@ def test_splice_from_the_command_line(tmp_path):
                            ([], "give a --start after 0 and/or a --duration"),
                            (["--start", "5"], "past the end of the video (1.20 s)"),
                            (["--start", "0.4", "--codec", "prores"], "drop --codec prores"),
+                           (["--start", "0.4", "--crf", "12"], "drop --crf 12"),
                            (["--start", "0.4", "--size", "200x100"], "drop --size"),
                            (["--start", "0.4", "--deinterlace", "on"], "--deinterlace on")):
         r = run_cli("enhance", str(src), "-o", str(tmp_path / "x.mov"), "--task", "archive", "--splice", *extra)

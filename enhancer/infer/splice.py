@@ -53,7 +53,7 @@ class SplicePlan:
 
 
 def check_request(*, segment: Segment, preview: float | None, size, codec: str | None, scale: int,
-                  deinterlace: str, output: str) -> None:
+                  deinterlace: str, output: str, pix_fmt: str | None = None, crf: int | None = None) -> None:
     """Usage errors for --splice options that cannot go together, before any work."""
     if segment.whole:
         raise UsageError("--splice puts an enhanced segment back into the whole file: give a --start after 0 "
@@ -70,9 +70,10 @@ def check_request(*, segment: Segment, preview: float | None, size, codec: str |
         raise UsageError("--splice writes a video file: give -o NAME.mov, .mp4 or .mkv")
     if codec in ("png", "tiff"):
         raise UsageError("--splice writes a video file, not an image sequence: drop --codec " + codec)
-    if codec and scale == 1:
-        raise UsageError(f"--splice with a model of scale 1 keeps the source's codec where it can be copied, else "
-                         f"encodes losslessly: drop --codec {codec}")
+    for name, value in (("--codec", codec), ("--pix-fmt", pix_fmt), ("--crf", crf)):
+        if value is not None and scale == 1:
+            raise UsageError(f"--splice with a model of scale 1 keeps the source's codec and pixel format where it "
+                             f"can be copied, else encodes losslessly: drop {name} {value}")
 
 
 def check(info: VideoInfo, output: str, segment: Segment, *, preview: float | None = None) -> None:
