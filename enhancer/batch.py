@@ -29,7 +29,7 @@ from enhancer.state import RECORDS, Decision
 class FileResult:
     input: str
     output: str | None
-    status: str  # done | skipped | failed | planned
+    status: str  # done | skipped | busy (another run is making it) | failed | planned
     frames: int = 0
     seconds: float = 0.0
     error: str | None = None
@@ -77,14 +77,17 @@ class BatchSummary:
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.count("failed") else 0
+        """1 where a file failed or was left to another run still making it (this run cannot
+        tell whether that one will succeed), else 0."""
+        return 1 if self.count("failed") or self.count("busy") else 0
 
     @property
     def incomplete(self) -> int:
         return sum(r.incomplete and r.status != "failed" for r in self.results)
 
     def to_dict(self) -> dict:
-        return {"done": self.count("done"), "skipped": self.count("skipped"), "failed": self.count("failed"),
+        return {"done": self.count("done"), "skipped": self.count("skipped"), "busy": self.count("busy"),
+                "failed": self.count("failed"),
                 "incomplete": self.incomplete, "seconds": self.seconds, "frames": self.frames,
                 "frames_per_second": self.made / self.seconds if self.seconds > 0 else 0.0,
                 "files": [asdict(r) for r in self.results]}
@@ -92,8 +95,9 @@ class BatchSummary:
     def line(self) -> str:
         fps = self.made / self.seconds if self.seconds > 0 else 0.0
         inc = f" ({self.incomplete} from incomplete inputs)" if self.incomplete else ""
-        return (f"{self.count('done')} done, {self.count('skipped')} skipped{inc}, {self.count('failed')} failed"
-                f" in {self.seconds:.1f} s ({self.frames} frames, {fps:.1f} frames/s)")
+        busy = f", {self.count('busy')} left to another run" if self.count("busy") else ""
+        return (f"{self.count('done')} done, {self.count('skipped')} skipped{inc}{busy}, {self.count('failed')} "
+                f"failed in {self.seconds:.1f} s ({self.frames} frames, {fps:.1f} frames/s)")
 
 
 def _same_file(a: str, b: str) -> bool:
@@ -148,6 +152,8 @@ def decide_job(job: Job, restorer: Restorer, encode: EncodeOptions, opts: Enhanc
             return JobDecision(target, recipe, FileResult(
                 job.input, target, "failed", error=f"{why} [failed in an earlier run; --retry-failed tries again]"),
                 overwrite)
+        if decision is Decision.OTHER_INPUT:
+            return JobDecision(target, recipe, FileResult(job.input, target, "skipped", error=why), overwrite)
         if decision is Decision.REDO and os.path.exists(target):
             overwrite = True  # our own earlier output, made from another input or recipe
     if job.output != "-" and os.path.exists(target) and not overwrite:
@@ -167,20 +173,28 @@ def run_job(job: Job, restorer: Restorer, encode: EncodeOptions, opts: EnhanceOp
     from enhancer.state import OutputLock
 
     target = str(preview_path(job.output)) if opts.preview and job.output != "-" else job.output
+    shown_input = job.input if job.display is None else job.display
     lock = None
     if state is not None and not state.read_only and target != "-":
+        parent = Path(target).parent
         try:
-            lock = OutputLock(state.folder, target).acquire()
+            parent.mkdir(parents=True, exist_ok=True)
+            lock = OutputLock(target).acquire()
         except LockedError as e:
-            return FileResult(job.input if job.display is None else job.display, target, "skipped", error=e.line())
-        except OSError:  # the folder cannot hold a lock file: each step will say what is wrong
-            lock = None
+            return FileResult(shown_input, target, "busy", error=e.reason + (f" ({e.hint})" if e.hint else ""))
+        except OSError as e:
+            what = "create the output folder" if not parent.is_dir() else "lock the output in its folder"
+            return FileResult(shown_input, target, "failed",
+                              error=f"{shown(str(parent))}: cannot {what}: {e.strerror or e}")
     try:
+        notes = len(state.notes) if state is not None else 0
         if lock is not None:
             sweep_output(target)
             state.refresh(target)
         result = _run_job(job, restorer, encode, opts, overwrite=overwrite, verbose=verbose, desc=desc, state=state,
                           retry_failed=retry_failed, strict=strict)
+        if state is not None:  # a record set aside or not written while this file was made
+            result.warnings[:0] = state.notes[notes:]
         if lock is not None and lock.took_over and result.status != "skipped":
             result.warnings.insert(0, lock.took_over)
         return result
@@ -348,7 +362,7 @@ def plan_batch(jobs: list[Job], restorer: Restorer, encode: EncodeOptions, opts:
     t0 = time.perf_counter()
     state = BatchState(folder, read_only=True) if folder is not None else None
     for note in state.notes if state else []:
-        write(f"warning: {shown(state.path)}: {note}")
+        write(f"warning: {shown(state.folder)}: {note}")
     results = []
     for job in jobs:
         try:
@@ -382,6 +396,8 @@ def report(res: FileResult, *, as_json: bool, quiet: bool = False, dry_run: bool
                   f"{res.fps:.1f} frames/s)")
         elif res.status == "skipped":
             write(f"{'would skip' if dry_run else 'skipped'}: {src} -> {dst} ({escape(res.error or '')})")
+        elif res.status == "busy":
+            write(f"left to another run: {src} -> {dst} ({escape(res.error or '')})")
         elif res.status == "planned":
             write(f"would enhance: {src} -> {dst}")
     for w in res.warnings:

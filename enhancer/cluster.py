@@ -74,7 +74,7 @@ def _make_one(job: Job, spec: ModelSpec, encode: EncodeOptions, opts: EnhanceOpt
         restorer = _loaded[spec]
     except EnhancerError as e:
         return FileResult(job.input, job.output, "failed", error=f"{e.line()} (on node {here})")
-    state = BatchState(folder) if folder is not None else None
+    state = BatchState(folder, scan=False) if folder is not None else None  # this file's record only
     return run_job(job, restorer, encode, opts, overwrite=overwrite, state=state, retry_failed=retry_failed,
                    strict=strict)
 
@@ -112,6 +112,9 @@ def run_batch_ray(jobs: list[Job], spec: ModelSpec, encode: EncodeOptions, opts:
         spec = ModelSpec(os.path.abspath(spec.model), spec.scale, spec.device, spec.precision, spec.tile, spec.chunk)
     if address and address != "auto" and not address.startswith("ray://"):
         host, _, port = address.rpartition(":")
+        if not port.isdigit():
+            raise UsageError(f"--ray-address takes HOST:PORT (or auto), not {address!r}",
+                             hint="the head node's address, as 'ray start --head' printed it")
         try:  # Ray itself keeps trying for minutes: say at once that nothing answers there
             socket.create_connection((host or "127.0.0.1", int(port)), timeout=10).close()
         except (OSError, ValueError) as e:

@@ -11,7 +11,7 @@ can record side by side. A record that does not check out is set aside (renamed
 ``...corrupt-TIME``, with a warning); it is never half-trusted. ``.enhancer-state.json``, the
 single table earlier versions kept, is still read (a record overrides it) and never written.
 
-The output's lock, ``.enhancer-records/<digest>.lock``, is held with an OS file lock (``flock``)
+The output's lock, ``.NAME.lock`` beside it, is held with an OS file lock (``flock``)
 while a run makes that output, its parts and its temporaries. The OS releases it when the process
 ends, however it ends, so a crashed run never blocks the output and two runs can never both
 hold it (on a shared folder this needs a filesystem with working locks, as NFS has). The file's
@@ -46,6 +46,7 @@ class Decision(enum.Enum):
     SKIP = "skip"  # done with this very recipe
     SKIP_INCOMPLETE = "skip-incomplete"  # made with this recipe from an input that was incomplete
     FAILED_BEFORE = "failed-before"  # failed with this recipe; retried only with --retry-failed
+    OTHER_INPUT = "other-input"  # the output exists, made from another input file: replaced only with --overwrite
 
 
 @dataclass
@@ -107,7 +108,9 @@ class BatchState:
     """The records of one output folder. ``read_only`` (a dry run) reads them and changes
     nothing: a record that does not check out is only reported."""
 
-    def __init__(self, folder: str | Path, read_only: bool = False):
+    def __init__(self, folder: str | Path, read_only: bool = False, scan: bool = True):
+        """``scan`` False reads no record until :meth:`refresh` asks for one (a cluster worker
+        making one file of a large batch)."""
         self.read_only = read_only
         self.folder = Path(folder)
         self.path = self.folder / STATE_NAME
@@ -120,7 +123,7 @@ class BatchState:
             except (OSError, ValueError, TypeError, UnicodeDecodeError) as e:
                 self._set_aside(self.path, str(e) or type(e).__name__)
         try:
-            names = sorted(p for p in self.records.iterdir() if p.suffix == ".json")
+            names = sorted(p for p in self.records.iterdir() if p.suffix == ".json") if scan else []
         except OSError:
             names = []
         for path in names:
@@ -185,6 +188,10 @@ class BatchState:
             return Decision.RUN, None
         same = entry.key is not None and entry.key == recipe.key()
         exists = os.path.exists(output)
+        made_from = entry.input.get("path") if isinstance(entry.input, dict) else None
+        if exists and made_from and made_from != recipe.input.get("path"):
+            return Decision.OTHER_INPUT, (f"output exists, made from another input ({made_from}); "
+                                          "use --overwrite to replace it")
         if same and entry.status == "done" and exists:
             return Decision.SKIP, "done in an earlier run"
         if same and entry.status == "incomplete" and exists and not retry_failed:
@@ -209,7 +216,9 @@ class BatchState:
             self.records.mkdir(parents=True, exist_ok=True)
             tmp.write_text(json.dumps({"version": STATE_VERSION, "output": key, "entry": entry.__dict__}, indent=1))
             os.replace(tmp, path)
-        except OSError:
+        except OSError as e:
+            self.notes.append(f"this outcome could not be recorded in {self.records} ({e.strerror or e}): a rerun "
+                              "will not know it")
             try:
                 tmp.unlink(missing_ok=True)
             except OSError:
@@ -278,11 +287,14 @@ def _owner(fd: int) -> dict | None:
 
 class OutputLock:
     """An exclusive lock on one output (its file, parts and temporaries), held with ``flock`` on
-    ``.enhancer-records/<digest>.lock`` in the batch's state folder."""
+    ``.NAME.lock`` beside it: one lock per output file, whichever run (and whichever state
+    folder) makes it."""
 
-    def __init__(self, folder: str | Path, output: str):
-        self.output = output
-        self.path = Path(folder) / RECORDS / f"{record_stem(BatchState.key_in(folder, output))}.lock"
+    def __init__(self, output: str | Path):
+        from enhancer.io.temps import hidden_sibling
+
+        self.output = str(output)
+        self.path = hidden_sibling(Path(os.path.realpath(output)), ".lock")
         self.fd: int | None = None
         self.took_over: str | None = None
 

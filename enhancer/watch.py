@@ -155,6 +155,9 @@ def watch(folders: list[str], output: str, restorer: Restorer, encode: EncodeOpt
                                 retry_failed=retry_failed, on_result=on_result)
             status["busy"] = False
             failed += summary.count("failed")
+            for res in summary.results:  # another run was making it: look again on the next pass
+                if res.status == "busy":
+                    watcher._given.pop(res.input, None)
         elif once and all(watcher._given.get(src) == _signature(src) for src, _ in found):
             return failed
         if idle is not None:

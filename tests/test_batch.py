@@ -66,16 +66,16 @@ def test_live_lock_skips_that_output_and_stale_lock_is_taken_over(tmp_path):
 
     from enhancer.state import OutputLock
 
-    lock = OutputLock(out, str(out / "a.mp4")).path
+    lock = OutputLock(str(out / "a.mp4")).path
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from enhancer.state import OutputLock; "
-                               f"OutputLock({str(out)!r}, {str(out / 'a.mp4')!r}).acquire(); print('held', flush=True); "
+                               f"OutputLock({str(out / 'a.mp4')!r}).acquire(); print('held', flush=True); "
                                "time.sleep(60)"], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
         r = run_cli("enhance", str(src), "-o", str(out), "-q", "--json")
         rows = _rows(r.stdout)
-        assert r.returncode == 0 and rows["b.mp4"]["status"] == "done", r.stderr
-        assert rows["a.mp4"]["status"] == "skipped" and f"process {holder.pid}" in rows["a.mp4"]["error"]
+        assert r.returncode == 1 and rows["b.mp4"]["status"] == "done", r.stderr  # a.mp4 is not made (yet)
+        assert rows["a.mp4"]["status"] == "busy" and f"process {holder.pid}" in rows["a.mp4"]["error"]
         assert "is making this output" in rows["a.mp4"]["error"] and not (out / "a.mp4").exists()
     finally:
         holder.kill()

@@ -22,7 +22,7 @@ from enhancer.infer.restorer import ClassicalUpscaler
 from enhancer.io.muxer import EncodeOptions
 from enhancer.models import Generator, GeneratorConfig
 from enhancer.pipeline.recipe import Recipe
-from enhancer.state import BatchState, Decision, OutputLock
+from enhancer.state import RECORDS, BatchState, Decision, OutputLock, record_stem
 
 LANCZOS = ["--model", "lanczos", "--preset", "ultrafast"]
 TINY = dict(channels=8, frame_blocks=1, temporal_blocks=2, post_blocks=1)
@@ -76,7 +76,7 @@ def test_another_model_file_with_the_same_card_name_is_not_done(tmp_path):
 
 def lock_path(out: Path, name: str = "a.mp4") -> Path:
     """Where the lock of output ``name`` in ``out`` lives."""
-    return OutputLock(out, str(out / name)).path
+    return OutputLock(str(out / name)).path
 
 
 # ---- items 8, 9: the output's lock -----------------------------------------------------------
@@ -87,7 +87,7 @@ from enhancer.errors import LockedError
 from enhancer.state import OutputLock
 folder, marks = sys.argv[1], Path(sys.argv[2])
 try:
-    lock = OutputLock(folder, folder + "/a.mp4").acquire()
+    lock = OutputLock(folder + "/a.mp4").acquire()
 except LockedError:
     print("busy"); sys.exit(0)
 mine = marks / f"holding-{os.getpid()}"
@@ -128,7 +128,7 @@ def test_a_lock_file_that_nobody_holds_never_blocks(tmp_path, content):
     src = make_clip(tmp_path / "a.mp4", seconds=0.2, audio=False)
     out = tmp_path / "out"
     out.mkdir()
-    lock_path(out).parent.mkdir()
+    lock_path(out).parent.mkdir(exist_ok=True)
     lock_path(out).write_bytes(content.encode("utf-8", "surrogateescape"))
     r = run_cli("enhance", str(src), "-o", str(out), "--json", "-q", *LANCZOS)
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
@@ -140,7 +140,7 @@ def test_a_reused_pid_and_a_full_disk_at_the_start_do_not_block(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     # pid 1 is alive but is no enhancer run: nobody holds the lock, so it is taken
-    lock_path(out).parent.mkdir()
+    lock_path(out).parent.mkdir(exist_ok=True)
     lock_path(out).write_text(json.dumps({"pid": 1, "host": socket.gethostname()}))
     r = run_cli("enhance", str(src), "-o", str(out), "--json", "-q", *LANCZOS)
     assert r.returncode == 0 and _rows(r.stdout)[0]["status"] == "done", r.stderr
@@ -158,13 +158,14 @@ def test_a_reused_pid_and_a_full_disk_at_the_start_do_not_block(tmp_path):
 
 
 def test_lock_unit_behaviour(tmp_path):
-    a, b = OutputLock(tmp_path, str(tmp_path / "a.mp4")), OutputLock(tmp_path, str(tmp_path / "a.mp4"))
+    a, b = OutputLock(str(tmp_path / "a.mp4")), OutputLock(str(tmp_path / "sub" / ".." / "a.mp4"))
     a.acquire()
     from enhancer.errors import LockedError
 
     with pytest.raises(LockedError, match=f"process {os.getpid()}.*is making this output"):
         b.acquire()
-    with OutputLock(tmp_path, str(tmp_path / "sub" / "b.mp4")):  # another output: its own lock
+    (tmp_path / "sub").mkdir()
+    with OutputLock(str(tmp_path / "sub" / "b.mp4")):  # another output: its own lock
         pass
     a.release()
     assert not a.path.exists()
@@ -184,7 +185,7 @@ def test_a_corrupt_state_file_is_set_aside_and_rebuilt(tmp_path, content):
     src = make_clip(tmp_path / "a.mp4", seconds=0.2, audio=False)
     for where in ("state", "record"):
         out = tmp_path / where
-        bad = out / ".enhancer-state.json" if where == "state" else lock_path(out).with_suffix(".json")
+        bad = out / ".enhancer-state.json" if where == "state" else out / RECORDS / f"{record_stem('a.mp4')}.json"
         bad.parent.mkdir(parents=True)
         bad.write_bytes(content.encode("utf-8", "surrogateescape"))
         r = run_cli("enhance", str(src), "-o", str(out), "--json", "-q", *LANCZOS)
@@ -305,3 +306,30 @@ def test_interrupt_during_model_load_exits_130(tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert b"Traceback" not in err
+
+
+def test_an_output_that_cannot_be_locked_fails_with_a_reason(tmp_path):
+    src = make_clip(tmp_path / "a.mp4", seconds=0.2, audio=False)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".a.mp4.lock").mkdir()  # something that is no lock file where the lock belongs
+    r = run_cli("enhance", str(src), "-o", str(out), "--json", "-q", *LANCZOS)
+    row = _rows(r.stdout)[0]
+    assert r.returncode == 1 and row["status"] == "failed" and "cannot lock the output" in row["error"], r.stderr
+    assert not (out / "a.mp4").exists()
+
+
+def test_an_output_made_from_another_input_is_not_replaced_silently(tmp_path):
+    """The same file name from two folders, into one output folder in two runs."""
+    for folder, seconds in (("one", 0.2), ("two", 0.4)):
+        (tmp_path / folder).mkdir()
+        make_clip(tmp_path / folder / "c.mp4", seconds=seconds, audio=False)
+    out = tmp_path / "out"
+    assert _rows(run_cli("enhance", str(tmp_path / "one" / "c.mp4"), "-o", str(out) + "/", "--json", "-q",
+                         *LANCZOS).stdout)[0]["status"] == "done"
+    r = run_cli("enhance", str(tmp_path / "two" / "c.mp4"), "-o", str(out) + "/", "--json", "-q", *LANCZOS)
+    row = _rows(r.stdout)[0]
+    assert row["status"] == "skipped" and "made from another input" in row["error"] and "one" in row["error"]
+    r = run_cli("enhance", str(tmp_path / "two" / "c.mp4"), "-o", str(out) + "/", "--json", "-q", "--overwrite",
+                *LANCZOS)
+    assert _rows(r.stdout)[0]["status"] == "done" and _rows(r.stdout)[0]["frames"] == 10

@@ -26,7 +26,7 @@ from enhancer.io.muxer import IMAGE_CODECS, EncodeOptions, Muxer, assemble
 from enhancer.io.probe import VideoInfo, count_frames
 from enhancer.io.reader import Frame, FrameReader, windows
 from enhancer.io.segment import Segment
-from enhancer.io.temps import hidden_sibling, sweep
+from enhancer.io.temps import hidden_sibling, sweep, temp_path_for
 from enhancer.progress import bar, settle
 
 _END = object()
@@ -567,25 +567,31 @@ def _enhance_in_parts(info: VideoInfo, output: str, restorer: Restorer, encode: 
             # the decoder's clock (or the probe's where this run decoded nothing: only the join was left)
             time_base = reader.time_base or info.time_base
             outside = 0
-            if splan is not None:
-                from enhancer.infer import splice
+            # joined under a hidden name and checked there: the output's own name only ever holds a
+            # file whose every frame was counted
+            staged = temp_path_for(final)
+            try:
+                if splan is not None:
+                    from enhancer.infer import splice
 
-                if not pbar.disable:
-                    pbar.set_postfix_str("joining the rest of the file")
-                size = (info.display_width * restorer.scale, info.display_height * restorer.scale)
-                outside, warnings = splice.join(parts.done, folder, final, info, splan, reader.colour, time_base, size,
-                                                bounds)
-                warnings = [splan.note] + warnings
-            else:
-                origin = opts.segment.origin(info.start_time)
-                starts = [Fraction(p["first"]) - origin for p in parts.done]
-                warnings = assemble([folder / p["file"] for p in parts.done], starts, final, info, encode,
-                                    reader.colour, time_base, segment=opts.segment)
-            joined = count_frames(str(final)) - outside
-            if joined != frames:  # never report a join that lost or repeated frames as done
-                final.unlink(missing_ok=True)
-                raise OutputError(f"the joined output holds {joined} frames, not the {frames} that were encoded",
-                                  hint="run the same command again to redo this file")
+                    if not pbar.disable:
+                        pbar.set_postfix_str("joining the rest of the file")
+                    size = (info.display_width * restorer.scale, info.display_height * restorer.scale)
+                    outside, warnings = splice.join(parts.done, folder, staged, info, splan, reader.colour, time_base,
+                                                    size, bounds)
+                    warnings = [splan.note] + warnings
+                else:
+                    origin = opts.segment.origin(info.start_time)
+                    starts = [Fraction(p["first"]) - origin for p in parts.done]
+                    warnings = assemble([folder / p["file"] for p in parts.done], starts, staged, info, encode,
+                                        reader.colour, time_base, segment=opts.segment)
+                joined = count_frames(str(staged)) - outside
+                if joined != frames:  # never report a join that lost or repeated frames as done
+                    raise OutputError(f"the joined output holds {joined} frames, not the {frames} that were encoded",
+                                      path=str(final), hint="run the same command again to redo this file")
+                os.replace(staged, final)
+            finally:
+                staged.unlink(missing_ok=True)
             shutil.rmtree(folder, ignore_errors=True)
             finished(pbar)
         ok = True
