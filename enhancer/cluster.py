@@ -52,14 +52,21 @@ _loaded: dict = {}  # per worker process: the restorer of each spec, loaded once
 
 def _make_one(job: Job, spec: ModelSpec, encode: EncodeOptions, opts: EnhanceOptions, folder: str | None,
               ffmpeg: str | None, overwrite: bool, retry_failed: bool, strict: bool) -> FileResult:
-    """One file, on a worker (the body of the Ray task)."""
+    """One file, on a worker (the body of the Ray task); no progress output (the driver reports
+    each file as it comes back)."""
+    from enhancer.progress import using
+
+    with using("none"):
+        return _make(job, spec, encode, opts, folder, ffmpeg, overwrite, retry_failed, strict)
+
+
+def _make(job: Job, spec: ModelSpec, encode: EncodeOptions, opts: EnhanceOptions, folder: str | None,
+          ffmpeg: str | None, overwrite: bool, retry_failed: bool, strict: bool) -> FileResult:
     from enhancer.batch import run_job
     from enhancer.errors import EnhancerError
     from enhancer.io import ffmpeg as ff
-    from enhancer.progress import set_mode
     from enhancer.state import BatchState
 
-    set_mode("none")
     here = socket.gethostname()
     for path, what in ((job.input, "input"), (folder or str(Path(job.output).parent), "output folder")):
         if not os.path.exists(path):
