@@ -123,7 +123,7 @@ def enhance(input: PathLike | Sequence[PathLike], output: PathLike, *, model: st
         from enhancer.infer.splice import check_request
 
         check_request(segment=opts.segment, preview=None, size=size, codec=codec, scale=restorer.scale,
-                      deinterlace=deinterlace, output=out, pix_fmt=pix_fmt, crf=crf)
+                      deinterlace=deinterlace, output=out, pix_fmt=pix_fmt, crf=crf, api=True)
     with prog.using(mode):
         summary = run_batch(jobs, restorer, encode, opts, overwrite=overwrite, folder=state_folder(jobs, out),
                             retry_failed=retry_failed, fail_fast=not keep_going, strict=strict)

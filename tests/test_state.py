@@ -240,12 +240,16 @@ def test_temporaries_of_runs_that_are_gone_are_removed(tmp_path):
     live.write_bytes(b"x")
     recent = out / f".d.partial-{dead}-abc123.mp4"  # maybe another machine's live work: not yet touched
     recent.write_bytes(b"x")
+    working = out / f".e.mp4.preview-{dead}-w"  # a folder written inside just now: live too
+    working.mkdir()
+    (working / "enhanced.mkv").write_bytes(b"x")
+    os.utime(working, (time.time() - 3600, time.time() - 3600))
     mine = out / f".a.partial-{dead}-abc123.mp4"  # the output this run makes: its own, under its lock
     mine.write_bytes(b"x")
     r = run_cli("enhance", str(src), "-o", str(out), "--json", "-q", *LANCZOS)
     assert r.returncode == 0, r.stderr
     left = sorted(p.name for p in out.iterdir() if p.name.startswith("."))
-    assert left == [".c.partial-%d-abc123.mp4" % os.getpid(), recent.name, ".enhancer-records"]
+    assert left == [".c.partial-%d-abc123.mp4" % os.getpid(), recent.name, working.name, ".enhancer-records"]
 
 
 def test_kill_9_leaves_temporaries_that_the_next_run_removes(tmp_path):

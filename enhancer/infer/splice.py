@@ -52,28 +52,38 @@ class SplicePlan:
     note: str  # for the output's warnings: how the rest of the picture was made
 
 
+_CLI = {"splice": "--splice", "start": "--start", "duration": "--duration", "size": "--size/--width/--height",
+        "deinterlace on": "--deinterlace on", "codec": "--codec", "pix_fmt": "--pix-fmt", "crf": "--crf",
+        "output": "-o NAME.mov, .mp4 or .mkv"}
+_API = {"splice": "splice=True", "start": "start", "duration": "duration", "size": "size",
+        "deinterlace on": 'deinterlace="on"', "codec": "codec", "pix_fmt": "pix_fmt", "crf": "crf",
+        "output": "an output NAME.mov, .mp4 or .mkv"}
+
+
 def check_request(*, segment: Segment, preview: float | None, size, codec: str | None, scale: int,
-                  deinterlace: str, output: str, pix_fmt: str | None = None, crf: int | None = None) -> None:
-    """Usage errors for --splice options that cannot go together, before any work."""
+                  deinterlace: str, output: str, pix_fmt: str | None = None, crf: int | None = None,
+                  api: bool = False) -> None:
+    """Usage errors for splice options that cannot go together, before any work (named as the
+    CLI's options, or with ``api`` as the Python API's arguments)."""
+    n = _API if api else _CLI
     if segment.whole:
-        raise UsageError("--splice puts an enhanced segment back into the whole file: give a --start after 0 "
-                         "and/or a --duration")
+        raise UsageError(f"{n['splice']} puts an enhanced segment back into the whole file: give a {n['start']} "
+                         f"after 0 and/or a {n['duration']}")
     if preview:
         raise UsageError("--splice and --preview cannot be combined")
     if size:
-        raise UsageError("--splice keeps the source's frame size (times the model's scale): drop --size/--width/"
-                         "--height")
+        raise UsageError(f"{n['splice']} keeps the source's frame size (times the model's scale): drop {n['size']}")
     if deinterlace == "on":
-        raise UsageError("--splice keeps the rest of the file as it is, fields and all: --deinterlace on cannot be "
-                         "combined with it")
+        raise UsageError(f"{n['splice']} keeps the rest of the file as it is, fields and all: {n['deinterlace on']} "
+                         "cannot be combined with it")
     if output == "-" or Path(output).suffix.lower() not in (".mp4", ".m4v", ".mov", ".mkv", ""):
-        raise UsageError("--splice writes a video file: give -o NAME.mov, .mp4 or .mkv")
+        raise UsageError(f"{n['splice']} writes a video file: give {n['output']}")
     if codec in ("png", "tiff"):
-        raise UsageError("--splice writes a video file, not an image sequence: drop --codec " + codec)
-    for name, value in (("--codec", codec), ("--pix-fmt", pix_fmt), ("--crf", crf)):
+        raise UsageError(f"{n['splice']} writes a video file, not an image sequence: drop {n['codec']} {codec}")
+    for name, value in (("codec", codec), ("pix_fmt", pix_fmt), ("crf", crf)):
         if value is not None and scale == 1:
-            raise UsageError(f"--splice with a model of scale 1 keeps the source's codec and pixel format where it "
-                             f"can be copied, else encodes losslessly: drop {name} {value}")
+            raise UsageError(f"{n['splice']} with a model of scale 1 keeps the source's codec and pixel format where "
+                             f"it can be copied, else encodes losslessly: drop {n[name]} {value}")
 
 
 def check(info: VideoInfo, output: str, segment: Segment, *, preview: float | None = None) -> None:

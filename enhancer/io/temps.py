@@ -103,6 +103,20 @@ def _remove(path: Path) -> bool:
         return False
 
 
+def _last_change(entry: os.DirEntry) -> float:
+    """When a temporary was last written: a folder (frames, a preview's work) by the newest of
+    itself and what it holds, since writing a file inside does not change the folder's time."""
+    newest = entry.stat(follow_symlinks=False).st_mtime
+    if entry.is_dir(follow_symlinks=False):
+        with os.scandir(entry.path) as inside:
+            for child in inside:
+                try:
+                    newest = max(newest, child.stat(follow_symlinks=False).st_mtime)
+                except OSError:
+                    pass
+    return newest
+
+
 def sweep(folder: str | Path, min_age: float = 0.0) -> list[Path]:
     """Remove the temporaries in ``folder`` (not below it) whose process is gone and that were
     last changed at least ``min_age`` seconds ago (a folder shared by machines may hold another
@@ -120,7 +134,7 @@ def sweep(folder: str | Path, min_age: float = 0.0) -> list[Path]:
             continue
         if min_age:
             try:
-                if time.time() - entry.stat(follow_symlinks=False).st_mtime < min_age:
+                if time.time() - _last_change(entry) < min_age:
                     continue
             except OSError:
                 continue
