@@ -103,3 +103,27 @@ def test_watch_usage_errors(tmp_path):
     assert r.returncode == 2 and "not a folder" in r.stderr
     r = run_cli("watch", str(tmp_path), "-o", str(tmp_path))
     assert r.returncode == 2 and "watched folder" in r.stderr
+
+
+def test_a_file_another_run_is_making_is_looked_at_again(tmp_path):
+    """An output another run holds is 'busy', not done: watch tries it again on a later pass and
+    makes it once that run has let go (found in review: it was never retried)."""
+    import threading
+
+    from enhancer.infer.engine import EnhanceOptions
+    from enhancer.infer.restorer import ClassicalUpscaler
+    from enhancer.io.muxer import EncodeOptions
+    from enhancer.state import OutputLock
+    from enhancer.watch import watch
+
+    inbox, out = tmp_path / "in", tmp_path / "out"
+    inbox.mkdir()
+    out.mkdir()
+    make_clip(inbox / "a.mp4", seconds=0.3, audio=False)
+    lock = OutputLock(str(out / "a.mp4")).acquire()  # "another run" making it
+    seen = []
+    threading.Timer(1.5, lock.release).start()
+    failed = watch([str(inbox)], str(out), ClassicalUpscaler("lanczos", 2), EncodeOptions(preset="ultrafast"),
+                   EnhanceOptions(progress=False), settle=0.2, interval=0.2, once=True,
+                   on_result=lambda r: seen.append(r.status))
+    assert failed == 0 and seen[0] == "busy" and seen[-1] == "done" and (out / "a.mp4").exists()
