@@ -137,11 +137,13 @@ def run_cli(*args: str, env: dict | None = None, cwd: str | None = None, timeout
                           env=full_env, cwd=cwd, timeout=timeout)
 
 
-def packet_times(path: Path, stream: str = "v:0") -> list[float]:
-    """Presentation times of a stream's packets, read with ffmpeg's framecrc muxer (sorted)."""
+def packet_times(path: Path, stream: str = "v:0", copyts: bool = False) -> list[float]:
+    """Presentation times of a stream's packets, read with ffmpeg's framecrc muxer (sorted); with
+    ``copyts`` on the file's own clock (else ffmpeg counts them from the file's start)."""
     exe = MAKER
-    out = subprocess.run([exe, "-hide_banner", "-loglevel", "error", "-i", str(path), "-map", f"0:{stream}",
-                          "-c", "copy", "-f", "framecrc", "-"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([exe, "-hide_banner", "-loglevel", "error", *(["-copyts"] if copyts else []), "-i", str(path),
+                          "-map", f"0:{stream}", "-c", "copy", "-f", "framecrc", "-"], capture_output=True, text=True,
+                         check=True).stdout
     tb = None
     times = []
     for line in out.splitlines():

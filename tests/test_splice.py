@@ -46,21 +46,11 @@ def packet_crcs(path: Path) -> list[str]:
 
 
 def source_times(path: Path) -> list[float]:
-    """The video's frame times on the file's own clock, counted from its start time (the first
-    timestamp of any stream), as --start counts: ffmpeg's framecrc with -copyts."""
-    out = subprocess.run([MAKER, "-hide_banner", "-loglevel", "error", "-copyts", "-i", str(path), "-map", "0:v:0",
-                          "-c", "copy", "-f", "framecrc", "-"], capture_output=True, text=True, check=True).stdout
+    """The video's frame times counted from the file's start time (the first timestamp of any
+    stream, as ffmpeg's banner gives it), as --start counts."""
     banner = subprocess.run([MAKER, "-hide_banner", "-i", str(path)], capture_output=True, text=True).stderr
     start = float(re.search(r"start: (-?[\d.]+)", banner).group(1))
-    tb = None
-    times = []
-    for line in out.splitlines():
-        if line.startswith("#tb"):
-            num, den = line.split(":")[1].strip().split("/")
-            tb = int(num) / int(den)
-        elif line and not line.startswith("#"):
-            times.append(int(line.split(",")[2]) * tb - start)
-    return sorted(times)
+    return [t - start for t in packet_times(path, copyts=True)]
 
 
 def _splice(src: Path, dst: Path, restorer, start: float, duration: float | None, **opts):
