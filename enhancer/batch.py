@@ -369,7 +369,16 @@ def plan_batch(jobs: list[Job], restorer: Restorer, encode: EncodeOptions, opts:
             decided = decide_job(job, restorer, encode, opts, overwrite=overwrite, state=state,
                                  retry_failed=retry_failed, strict=strict)
             res = decided.result or FileResult(job.input, decided.target, "planned")
+            if res.status == "planned" and opts.splice:  # what the splice would do with this file, or why not
+                from enhancer.infer import splice
+
+                info = probe(job.input, fps=opts.fps)
+                splice.check(info, job.output, opts.segment, preview=opts.preview)
+                res.warnings.append(splice.plan_splice(info, encode, restorer.scale, job.output).note
+                                    .replace(" was ", " would be ").replace(" were ", " would be "))
         except EnhancerError as e:
+            if e.path is None:
+                e.path = job.input
             res = FileResult(job.input, job.output, "failed", error=e.line())
         if job.display is not None:
             res.input = job.display

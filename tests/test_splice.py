@@ -156,6 +156,13 @@ def test_splice_from_the_command_line(tmp_path):
     a, b = frame_md5s(src), frame_md5s(out)
     assert len(a) == len(b) == 30 and a[:10] == b[:10] and a[20:] == b[20:]
     assert sum(x != y for x, y in zip(a[10:20], b[10:20])) >= 8  # archive-x1 changed the segment
+    r = run_cli("enhance", str(src), "-o", str(tmp_path / "d.mov"), "--task", "archive", "--start", "0.4",
+                "--splice", "--dry-run")  # says what the splice would do, writes nothing
+    assert r.returncode == 0 and "would enhance" in r.stderr and "would be copied from the source" in r.stderr
+    r = run_cli("enhance", str(src), "-o", str(tmp_path / "d.mov"), "--task", "archive", "--start", "9",
+                "--splice", "--dry-run")  # and fails a file as the real run would
+    assert r.returncode == 1 and "would fail" in r.stderr and "past the end" in r.stderr
+    assert not (tmp_path / "d.mov").exists()
     for extra, message in ((["--start", "0.4", "--preview", "1"], "--preview"),
                            ([], "give a --start after 0 and/or a --duration"),
                            (["--start", "5"], "past the end of the video (1.20 s)"),
