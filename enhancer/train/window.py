@@ -30,6 +30,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -124,25 +125,29 @@ def run(config: str, *, window: int, minutes: float, out: Path, pack_dir: Path, 
     from enhancer.train.config import TrainConfig
 
     cfg = TrainConfig.from_toml(config, overrides)
-    data = Path("/tmp/enhancer-window-set.npz")
-    run_dir = out / "run"
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if (pack_dir / "last.pt").is_file() and not (run_dir / "last.pt").exists():
-        shutil.copy2(pack_dir / "last.pt", run_dir / "last.pt")
-    size = {1: 128, 2: 192, 4: 256}[cfg.scale]
-    preset = {1: "archive", 2: "web", 4: "web"}[cfg.scale] if not os.environ.get("ENHANCER_PRESET") \
-        else os.environ["ENHANCER_PRESET"]
-    workers = workers or os.cpu_count() or 1
-    subprocess.run([sys.executable, "-m", "enhancer", "prepare", str(pack_dir / "sources"), "-o", str(data),
-                    "--sequences", str(sequences), "--frames", "8", "--size", str(size), "--scale", str(cfg.scale),
-                    "--versions", "2", "--preset", preset, "--seed", str(1000 + window), "--video-ratio", "0.5",
-                    "--no-compress", "--workers", str(workers), "-q"], check=True, env=env)
-    left = minutes - (time.monotonic() - t0) / 60
-    sets = [f'"{data}"']
-    argv = [sys.executable, "-m", "enhancer", "train", "--config", config, "--resume", "-q",
-            "--max-minutes", f"{max(0.5, left):.2f}", "--set", f'run_dir="{run_dir}"', "--set", f"data=[{', '.join(sets)}]",
-            *[a for o in overrides for a in ("--set", o)]]
-    return subprocess.run(argv, env=env).returncode
+    scratch = Path(tempfile.mkdtemp(prefix="enhancer-window-"))  # this window's own (two never share a set)
+    data = scratch / "set.npz"
+    try:
+        run_dir = out / "run"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if (pack_dir / "last.pt").is_file() and not (run_dir / "last.pt").exists():
+            shutil.copy2(pack_dir / "last.pt", run_dir / "last.pt")
+        size = {1: 128, 2: 192, 4: 256}[cfg.scale]
+        preset = {1: "archive", 2: "web", 4: "web"}[cfg.scale] if not os.environ.get("ENHANCER_PRESET") \
+            else os.environ["ENHANCER_PRESET"]
+        workers = workers or os.cpu_count() or 1
+        subprocess.run([sys.executable, "-m", "enhancer", "prepare", str(pack_dir / "sources"), "-o", str(data),
+                        "--sequences", str(sequences), "--frames", "8", "--size", str(size), "--scale", str(cfg.scale),
+                        "--versions", "2", "--preset", preset, "--seed", str(1000 + window), "--video-ratio", "0.5",
+                        "--no-compress", "--workers", str(workers), "-q"], check=True, env=env)
+        left = minutes - (time.monotonic() - t0) / 60
+        sets = [f'"{data}"']
+        argv = [sys.executable, "-m", "enhancer", "train", "--config", config, "--resume", "-q",
+                "--max-minutes", f"{max(0.5, left):.2f}", "--set", f'run_dir="{run_dir}"', "--set", f"data=[{', '.join(sets)}]",
+                *[a for o in overrides for a in ("--set", o)]]
+        return subprocess.run(argv, env=env).returncode
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:
