@@ -231,3 +231,16 @@ def test_gpu_window_packs_prepares_trains_and_resumes(tmp_path):
     assert window(["run", str(cfg), "--window", "1", "--out", str(out2), "--pack", str(pack), "--sequences", "8",
                    "--minutes", "5", "--set", "steps=6"]) == 0
     assert ckpt.load(out2 / "run" / "last.pt")["step"] == 6
+
+
+def test_window_shares_are_fair_and_never_empty():
+    from pathlib import Path
+
+    from enhancer.train.window import _share
+
+    for n, parts in ((4, 2), (5, 3), (9, 4), (3, 3)):
+        items = [Path(f"/x/{k:03d}_{n}.jpg") for k in range(n)]
+        shares = [_share(items, w, parts) for w in range(parts)]
+        assert sorted(p for s in shares for p in s) == items  # every item once
+        assert all(len(s) in (n // parts, -(-n // parts)) and s for s in shares)
+        assert _share(items, parts, parts) == shares[0]  # windows cycle through the parts

@@ -204,7 +204,12 @@ class _Batches(threading.Thread):
         return item
 
     def close(self) -> None:
+        """Stop, and wait for the batch in the making: a thread still inside OpenCV when the
+        interpreter exits aborted the process ("terminate called without an active exception")
+        after a finished run."""
         self.done.set()
+        if self.is_alive() and self is not threading.current_thread():
+            self.join(timeout=60)
 
 
 def _generate(g: nn.Module, lq: torch.Tensor, fusion: bool) -> torch.Tensor:

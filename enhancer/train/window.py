@@ -41,11 +41,13 @@ HELD_OUT = ["bikes.mp4", "car-detection.mp4", "Set14", "life_by_Aitzol_Berasateg
 
 
 def _share(items: list[Path], window: int, parts: int) -> list[Path]:
-    """The items of part ``window % parts``, by a stable hash of their names."""
+    """The items of part ``window % parts``: every ``parts``-th in an order stable across runs
+    (a hash of their names), so each part gets its fair count and none is empty while there are
+    as many items as parts (a hash remainder alone left some parts empty)."""
     if parts <= 1:
         return items
-    key = lambda p: int(hashlib.sha1(p.name.encode()).hexdigest(), 16)  # noqa: E731
-    return [p for p in items if key(p) % parts == window % parts]
+    ordered = sorted(items, key=lambda p: hashlib.sha1(p.name.encode()).hexdigest())
+    return sorted(ordered[window % parts::parts])
 
 
 def _compact_still(src: Path, dst: Path) -> None:
