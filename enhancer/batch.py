@@ -168,7 +168,7 @@ def run_job(job: Job, restorer: Restorer, encode: EncodeOptions, opts: EnhanceOp
             strict: bool = False) -> FileResult:
     """Enhance one file; every failure becomes a result with a one-line reason. With ``strict``,
     an input that holds fewer frames than its container announces is a failure. With ``state``,
-    the output's lock is held throughout (an output another run is making is skipped), the
+    the output's lock is held throughout (an output another run is making is ``busy``), the
     temporaries crashed runs left for it are removed, and the outcome is recorded."""
     from enhancer.state import OutputLock
 
@@ -288,7 +288,8 @@ def _preview(job: Job, info, restorer: Restorer, opts: EnhanceOptions, overwrite
     seg = dataclasses.replace(opts, duration=opts.preview)
     from enhancer.io.temps import hidden_sibling
 
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=hidden_sibling(target, f".preview-{os.getpid()}-").name) as tmp:
+    work = hidden_sibling(target, f".preview-{os.getpid()}-").name  # named after its output: swept with it
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=work) as tmp:
         enhanced = str(Path(tmp) / "enhanced.mkv")
         res = enhance_video(info, enhanced, restorer, EncodeOptions(codec="ffv1"), seg, desc=desc)
         compare([job.input, enhanced], str(target), mode="split", labels=["input", f"enhanced ({restorer.name})"],
@@ -301,7 +302,7 @@ STALE_SECONDS = 600.0  # a temporary nobody here owns, unchanged this long, is a
 
 
 def state_folder(jobs: list[Job], output: str) -> Path | None:
-    """The folder whose state file and lock a batch uses (None when writing to stdout)."""
+    """The folder whose records a batch keeps (None when writing to stdout)."""
     if output == "-":
         return None
     if len(jobs) == 1 and Path(jobs[0].output) == Path(output) and not Path(output).is_dir():

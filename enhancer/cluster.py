@@ -125,7 +125,8 @@ def run_batch_ray(jobs: list[Job], spec: ModelSpec, encode: EncodeOptions, opts:
         try:  # Ray itself keeps trying for minutes: say at once that nothing answers there
             socket.create_connection((host or "127.0.0.1", int(port)), timeout=10).close()
         except (OSError, ValueError) as e:
-            raise UsageError(f"cannot reach the Ray cluster at {address}: {escape(getattr(e, 'strerror', None) or str(e))}",
+            why = escape(getattr(e, "strerror", None) or str(e))
+            raise UsageError(f"cannot reach the Ray cluster at {address}: {why}",
                              hint="start it with 'ray start --head', or omit --ray-address") from None
     try:
         ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR",

@@ -90,7 +90,7 @@ def _parse(text: str) -> dict[str, Entry]:
 
 
 def record_stem(key: str) -> str:
-    """The file name (without extension) of one output's record and lock."""
+    """The file name (without extension) of one output's record."""
     return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:32]
 
 

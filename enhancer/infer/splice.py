@@ -29,7 +29,7 @@ from pathlib import Path
 from enhancer.errors import OutputError, UsageError
 from enhancer.io import ffmpeg as ff
 from enhancer.io.colour import Colour
-from enhancer.io.muxer import CONTAINERS, EncodeOptions, assemble, chroma_of, output_sar, plan
+from enhancer.io.muxer import CONTAINERS, EncodeOptions, assemble, chroma_of, output_sar, plan, setsar_filter
 from enhancer.io.probe import VideoInfo, count_frames
 from enhancer.io.segment import Segment
 
@@ -214,8 +214,7 @@ def _cut(info: VideoInfo, splan: SplicePlan, colour: Colour, out: Path, *, index
         pix, vargs = _video_args(info, splan.encode, colour, *size)
         if splan.mode == "lanczos":
             chain.append(f"scale={size[0]}:{size[1]}:flags=lanczos+accurate_rnd+full_chroma_int")
-        sar = output_sar(info)
-        chain += [f"format={pix}", f"setsar=r={sar.numerator}/{sar.denominator}:max={max(sar.numerator, sar.denominator, 100)}"]
+        chain += [f"format={pix}", setsar_filter(output_sar(info))]
         argv += ["-vf", ",".join(chain), *vargs, "-fps_mode", "passthrough",
                  "-enc_time_base:v", f"{time_base.numerator}/{time_base.denominator}"]
     argv += ["-an", "-sn", "-dn", "-f", "nut", ff.file_arg(out)]
@@ -238,7 +237,8 @@ def join(parts: list[dict], folder: Path, output: Path, info: VideoInfo, splan: 
         raise OutputError(f"the enhanced segment ({made} frames from {float(first):.3f} s) is not the source's "
                           f"{len(inside)} frames between {float(lo):.3f} s and "
                           f"{'the end' if hi is None else f'{float(hi):.3f} s'}: it cannot be put back frame-exactly",
-                          path=str(output), hint="remux the source first (ffmpeg -i IN -c copy OUT.mkv) and splice that")
+                          path=str(output),
+                          hint="remux the source first (ffmpeg -i IN -c copy OUT.mkv) and splice that")
     before = [t for t in order if t < first]
     after = [t for t in order if t > last]
     tb = time_base or info.time_base or Fraction(1, 90000)

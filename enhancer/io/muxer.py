@@ -298,6 +298,11 @@ def output_sar(info: VideoInfo) -> Fraction:
     return 1 / sar if info.rotation in (90, 270) else sar
 
 
+def setsar_filter(sar: Fraction) -> str:
+    """The filter that gives frames this pixel aspect ratio, exactly (no rounding to 255ths)."""
+    return f"setsar=r={sar.numerator}/{sar.denominator}:max={max(sar.numerator, sar.denominator, 100)}"
+
+
 def fitted_size(width: int, height: int, aspect: Fraction, want: tuple[int | None, int | None],
                 even: tuple[bool, bool]) -> tuple[tuple[int, int], tuple[int, int]]:
     """((picture width, height), (frame width, height)) for ``want``: the picture keeps
@@ -449,7 +454,7 @@ def plan(info: VideoInfo, opts: EncodeOptions, container: str, colour: Colour, w
                         f"{width + pad[0]}x{height + pad[1]} by repeating the edge "
                         "(use --pix-fmt yuv444p to keep the exact size)")
     # the pixel aspect ratio travels as a frame property (the raw pipe carries none)
-    setsar = f"setsar=r={sar.numerator}/{sar.denominator}:max={max(sar.numerator, sar.denominator, 100)}"
+    setsar = setsar_filter(sar)
     rgb_out = pix.startswith(("gbr", "rgb", "bgr"))
     if not rgb_out and opts.codec not in IMAGE_CODECS:
         # any YUV output: the exact conversion with the source's matrix and range, whatever the codec

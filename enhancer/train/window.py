@@ -145,7 +145,8 @@ def run(config: str, *, window: int, minutes: float, out: Path, pack_dir: Path, 
         left = minutes - (time.monotonic() - t0) / 60
         sets = [f'"{data}"']
         argv = [sys.executable, "-m", "enhancer", "train", "--config", config, "--resume", "-q",
-                "--max-minutes", f"{max(0.5, left):.2f}", "--set", f'run_dir="{run_dir}"', "--set", f"data=[{', '.join(sets)}]",
+                "--max-minutes", f"{max(0.5, left):.2f}", "--set", f'run_dir="{run_dir}"',
+                "--set", f"data=[{', '.join(sets)}]",
                 *[a for o in overrides for a in ("--set", o)]]
         return subprocess.run(argv, env=env).returncode
     finally:
