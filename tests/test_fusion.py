@@ -225,12 +225,21 @@ def test_gpu_window_packs_prepares_trains_and_resumes(tmp_path):
     out = tmp_path / "out"
     assert window(["run", str(cfg), "--out", str(out), "--pack", str(pack), "--sequences", "8", "--minutes", "5",
                    "--set", "steps=3"]) == 0  # step-bounded: a time-bounded window made this test depend on load
-    assert ckpt.load(out / "run" / "last.pt")["step"] == 3
-    shutil.copy2(out / "run" / "last.pt", pack / "last.pt")  # what the next upload carries
+    assert ckpt.load(out / "w" / "last.pt")["step"] == 3
+    (pack / "checkpoints").mkdir(exist_ok=True)
+    shutil.copy2(out / "w" / "last.pt", pack / "checkpoints" / "w.pt")  # what the next upload carries
+    # the next window: that run resumes, and a second config (x4, another set) trains beside it
+    cfg4 = tmp_path / "w4.toml"
+    cfg4.write_text(cfg.read_text().replace('run_dir = "', 'scale = 4\nrun_dir = "x4-'))
     out2 = tmp_path / "out2"
-    assert window(["run", str(cfg), "--window", "1", "--out", str(out2), "--pack", str(pack), "--sequences", "8",
-                   "--minutes", "5", "--set", "steps=6"]) == 0
-    assert ckpt.load(out2 / "run" / "last.pt")["step"] == 6
+    assert window(["run", str(cfg), str(cfg4), "--window", "1", "--out", str(out2), "--pack", str(pack),
+                   "--sequences", "8", "--sequences", "6", "--minutes", "5", "--set", "steps=6", "--export"]) == 0
+    assert ckpt.load(out2 / "w" / "last.pt")["step"] == 6
+    state4 = ckpt.load(out2 / "w4" / "last.pt")
+    assert state4["step"] == 6 and state4["config"]["scale"] == 4
+    for name, scale in (("w", 2), ("w4", 4)):
+        model, card = weights.load(out2 / f"{name}.safetensors")
+        assert card.scale == scale and card.recipe["trained_steps"] == 6
 
 
 def test_window_shares_are_fair_and_never_empty():

@@ -201,6 +201,39 @@ def test_resume_gives_the_same_weights(tiny_set, tmp_path, stage, monkeypatch):
     assert "val_psnr_y" in log[-1] and (tmp_path / "a" / "val" / "step000006.png").exists()
 
 
+def test_batches_do_not_depend_on_the_number_of_batch_threads(tiny_set):
+    from enhancer.train.trainer import _Batches
+
+    cfg = _cfg(tiny_set, Path("unused"))
+    data = ClipDataset(str(tiny_set))
+    made = []
+    for threads in (1, 3):
+        b = _Batches(data, cfg, np.arange(len(data)), 2, False, 0, 5, threads)
+        b.start()
+        try:
+            made.append([b.get() for _ in range(7)])
+        finally:
+            b.close()
+        assert not any(t.is_alive() for t in b.threads)
+    for (lq1, hr1), (lq3, hr3) in zip(*made):
+        assert torch.equal(lq1, lq3) and torch.equal(hr1, hr3)
+    assert not torch.equal(made[0][0][0], made[0][1][0])  # consecutive steps differ
+
+
+def test_fit_minutes_ends_the_schedule_inside_the_time_box(tiny_set, tmp_path, capsys):
+    cfg = _cfg(tiny_set, tmp_path / "fit", steps=100_000, val_every=10_000, ckpt_every=10_000, log_every=50,
+               fit_minutes=0.15, loader_threads=2)
+    t0 = time.monotonic()
+    last = train(cfg, progress=False)
+    took = time.monotonic() - t0
+    assert "the schedule now ends at step" in capsys.readouterr().out
+    assert 120 < cfg.steps < 100_000 and last["step"] == cfg.steps
+    assert took < 0.15 * 60 + 6  # data loading and the model build come before the clock starts
+    log = [json.loads(x) for x in (tmp_path / "fit" / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["lr_g"] == pytest.approx(cfg.lr_g * cfg.lr_min_ratio, rel=0.05)  # the decay finished
+    assert ckpt.load(tmp_path / "fit" / "last.pt")["config"]["steps"] == cfg.steps
+
+
 def test_sigterm_checkpoints_and_resume_finishes(tiny_set, tmp_path):
     run = tmp_path / "run"
     cfg_path = _write_toml(tmp_path / "t.toml", tiny_set, run, "steps = 400\nval_every = 1000\nckpt_every = 1000\n")

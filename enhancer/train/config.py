@@ -52,6 +52,9 @@ class TrainConfig:
     log_every: int = 10
     seed: int = 0
     threads: int = 0  # torch CPU threads (0: torch's default)
+    loader_threads: int = 0  # threads making batches (0: 1 on the CPU, up to 8 beside a GPU)
+    fit_minutes: float = 0  # > 0: after measuring the step rate, set ``steps`` so that the
+    # schedule ends within this many minutes of the run's start (a time-boxed GPU window)
 
     @classmethod
     def from_toml(cls, path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> "TrainConfig":

@@ -159,18 +159,26 @@ def _build(cfg: TrainConfig, device: torch.device) -> _Models:
 
 
 # ---- data ------------------------------------------------------------------------------------
-class _Batches(threading.Thread):
-    """Makes the batches of steps ``first``, ``first + 1``, ... on a background thread (aligning
-    stacks and cropping overlap with the model's step); batch k is drawn with a generator seeded
-    by (seed, rank, k) alone."""
+class _Batches:
+    """Makes the batches of steps ``first``, ``first + 1``, ... on ``threads`` background threads
+    (aligning stacks and cropping overlap with the model's step; DIS flow and the warps release
+    the GIL, so beside a GPU several threads keep it fed). Thread j makes the steps congruent to j
+    modulo ``threads`` and :meth:`get` takes them in step order; batch k is drawn with a generator
+    seeded by (seed, rank, k) alone, so the batches do not depend on the thread count."""
 
     def __init__(self, data: ClipDataset, cfg: TrainConfig, indices: np.ndarray, radius: int, fusion: bool,
-                 rank: int, first: int):
-        super().__init__(name="batches", daemon=True)
+                 rank: int, first: int, threads: int = 1):
         self.data, self.cfg, self.indices, self.radius, self.fusion = data, cfg, indices, radius, fusion
-        self.rank, self.next = rank, first
-        self.q: queue.Queue = queue.Queue(maxsize=3)
+        self.rank, self.first, self.next = rank, first, first
+        n = max(1, threads)
+        self.queues: list[queue.Queue] = [queue.Queue(maxsize=2) for _ in range(n)]
+        self.threads = [threading.Thread(target=self._work, args=(j, first + j, n), name=f"batches-{j}", daemon=True)
+                        for j in range(n)]
         self.done = threading.Event()
+
+    def start(self) -> None:
+        for t in self.threads:
+            t.start()
 
     def make(self, step: int):
         cfg = self.cfg
@@ -180,36 +188,83 @@ class _Batches(threading.Thread):
         return self.data.batch(rng, cfg.batch, cfg.frames_out + 2 * self.radius, cfg.frames_out, cfg.crop,
                                indices=self.indices)
 
-    def run(self) -> None:
+    def _work(self, j: int, step: int, stride: int) -> None:
         import cv2
 
-        cv2.setNumThreads(1)  # one core for the batches, the others for the model
+        cv2.setNumThreads(1)  # one core per batch thread, the others for the model
+        q = self.queues[j]
         while not self.done.is_set():
             try:
-                item = self.make(self.next)
+                item = self.make(step)
             except BaseException as e:  # handed to the training loop, which raises it
                 item = e
             while not self.done.is_set():
                 try:
-                    self.q.put(item, timeout=0.2)
+                    q.put(item, timeout=0.2)
                     break
                 except queue.Full:
                     continue
-            self.next += 1
+            step += stride
 
     def get(self):
-        item = self.q.get()
+        item = self.queues[(self.next - self.first) % len(self.queues)].get()
+        self.next += 1
         if isinstance(item, BaseException):
             raise item
         return item
 
     def close(self) -> None:
-        """Stop, and wait for the batch in the making: a thread still inside OpenCV when the
+        """Stop, and wait for the batches in the making: a thread still inside OpenCV when the
         interpreter exits aborted the process ("terminate called without an active exception")
         after a finished run."""
         self.done.set()
-        if self.is_alive() and self is not threading.current_thread():
-            self.join(timeout=60)
+        for t in self.threads:
+            if t.is_alive() and t is not threading.current_thread():
+                t.join(timeout=60)
+
+
+class _Fit:
+    """A schedule fitted to a time box: the step rate is measured over ``span`` steps (after
+    ``skip`` steps of start-up), then ``cfg.steps`` is set so that the run ends ``fit_minutes``
+    after its start, less a margin for validation and checkpoints. The cosine schedule is a
+    function of ``steps``, so a run cut short by a time limit would never finish its decay;
+    this one does. Every rank takes rank 0's figure."""
+
+    skip, span, margin = 20, 100, 0.92
+
+    def __init__(self, cfg: TrainConfig, first: int, t_start: float):
+        self.cfg, self.first, self.t_start = cfg, first, t_start
+        self.t_a: float | None = None
+        self.rate = 0.0
+        self.done = False
+
+    def measure(self, step: int, world: int, device: torch.device) -> bool:
+        if self.done:
+            return False
+        if step == self.first + self.skip:
+            self.t_a = time.monotonic()
+        if step != self.first + self.skip + self.span:
+            return False
+        now = time.monotonic()
+        self.rate = self.span / max(1e-9, now - self.t_a)
+        left = self.cfg.fit_minutes * 60 - (now - self.t_start)
+        steps = torch.tensor([step + max(1, int(self.margin * left * self.rate))], device=device)
+        if world > 1:
+            dist.broadcast(steps, 0)
+        self.cfg.steps = int(steps.item())
+        self.done = True
+        return True
+
+
+def _loader_threads(cfg: TrainConfig, device: torch.device, world: int) -> int:
+    """Batch threads: the config's, else 1 on the CPU (the cores train the model) and, beside a
+    GPU, up to 8 of this process's share of the cores."""
+    if cfg.loader_threads > 0:
+        return cfg.loader_threads
+    if device.type != "cuda":
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2)
+    return max(1, min(8, cores // max(1, world) - 1))
 
 
 def _generate(g: nn.Module, lq: torch.Tensor, fusion: bool) -> torch.Tensor:
@@ -381,8 +436,8 @@ def _resume(m: _Models, cfg: TrainConfig, run: Path) -> int:
     if changed:
         # what may change between runs: length, logging, where the run and its data live (a
         # window on a GPU machine prepares a new set each time, and more media can join a run)
-        if set(changed) - {"steps", "threads", "val_every", "ckpt_every", "ckpt_minutes", "log_every", "run_dir",
-                           "data"}:
+        if set(changed) - {"steps", "threads", "loader_threads", "fit_minutes", "val_every", "ckpt_every",
+                           "ckpt_minutes", "log_every", "run_dir", "data"}:
             raise TrainingError(f"--resume with a different config ({', '.join(changed)} changed)", path=str(run))
     m.load(state)
     torch.set_rng_state(state["torch_rng"])
@@ -432,8 +487,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, max_minutes: float | None =
                                         "arch": "aligned-fusion" if m.fusion else "stgan-generator",
                                         "metrics": last})
 
-    batches = _Batches(data, cfg, train_idx, radius, m.fusion, rank, step)
+    threads = _loader_threads(cfg, device, world)
+    batches = _Batches(data, cfg, train_idx, radius, m.fusion, rank, step, threads)
     batches.start()
+    fit = _Fit(cfg, step, t_start) if cfg.fit_minutes > 0 else None
     try:
         with bar(total=cfg.steps, desc=f"train stage {cfg.stage}", unit="step", enabled=progress and main) as pb:
             pb.update(step)
@@ -459,6 +516,11 @@ def train(cfg: TrainConfig, *, resume: bool = False, max_minutes: float | None =
                 _ema_update(m, cfg, step)
                 step += 1
                 pb.update(1)
+                if fit is not None and fit.measure(step, world, device):
+                    pb.total = cfg.steps
+                    if main:
+                        print(f"fit_minutes {cfg.fit_minutes:g}: {fit.rate:.1f} steps/s ({threads} batch threads); "
+                              f"the schedule now ends at step {cfg.steps}", flush=True)
                 if main and (step % cfg.log_every == 0 or step == cfg.steps):
                     now = time.monotonic()
                     last = {"step": step, "lr_g": m.opt_g.param_groups[0]["lr"], "loss_g": loss_g.item(),
