@@ -165,11 +165,12 @@ def decide_job(job: Job, restorer: Restorer, encode: EncodeOptions, opts: Enhanc
 
 def run_job(job: Job, restorer: Restorer, encode: EncodeOptions, opts: EnhanceOptions, *, overwrite: bool,
             verbose: bool = False, desc: str | None = None, state=None, retry_failed: bool = False,
-            strict: bool = False) -> FileResult:
+            strict: bool = False, before=None) -> FileResult:
     """Enhance one file; every failure becomes a result with a one-line reason. With ``strict``,
     an input that holds fewer frames than its container announces is a failure. With ``state``,
     the output's lock is held throughout (an output another run is making is ``busy``), the
-    temporaries crashed runs left for it are removed, and the outcome is recorded."""
+    temporaries crashed runs left for it are removed, and the outcome is recorded. ``before``
+    runs first under the lock (a cluster hands the parts its workers made to the join there)."""
     from enhancer.state import OutputLock
 
     target = str(preview_path(job.output)) if opts.preview and job.output != "-" else job.output
@@ -191,6 +192,11 @@ def run_job(job: Job, restorer: Restorer, encode: EncodeOptions, opts: EnhanceOp
         if lock is not None:
             sweep_output(target)
             state.refresh(target)
+        if before is not None:
+            try:
+                before()
+            except EnhancerError as e:
+                return FileResult(shown_input, target, "failed", error=e.line())
         result = _run_job(job, restorer, encode, opts, overwrite=overwrite, verbose=verbose, desc=desc, state=state,
                           retry_failed=retry_failed, strict=strict)
         if state is not None:  # a record set aside or not written while this file was made

@@ -146,6 +146,9 @@ def main() -> None:
                    "(pip install 'enhancer[ray]'; inputs and outputs on a path every node shares).")
 @click.option("--ray-address", default=None, metavar="ADDR",
               help="The Ray cluster to use (host:port, or auto); default: start Ray on this machine.")
+@click.option("--ray-split", type=click.FloatRange(min=0), default=600.0, show_default=True, metavar="SECONDS",
+              help="With --executor ray: a file longer than this is made by a task per part of this length, on "
+                   "several workers at once (0: a task per file).")
 @click.option("--dry-run", is_flag=True, help="Show what would be done, do nothing.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON line per file on stdout.")
 @click.option("--ffmpeg", "ffmpeg_path", default=None, envvar="ENHANCER_FFMPEG",
@@ -159,7 +162,7 @@ def main() -> None:
 def enhance(inputs, output, recursive, model, task, scale, codec, crf, preset, pix_fmt, container, audio, no_subtitles,
             start, duration, deinterlace, chunk, tile, device, precision, skip_existing, retry_failed, keep_going, report_path, part_seconds, strict, preview, dry_run, as_json, ffmpeg_path, quiet, verbose,
             square_pixels=False, fps_text=None, progress_mode="bar", encoder_args=None, size_text=None, width=None,
-            height=None, splice=False, executor="local", ray_address=None):
+            height=None, splice=False, executor="local", ray_address=None, ray_split=600.0):
     """Enhance videos: files, folders and globs in INPUTS, results under OUTPUT."""
     from enhancer import progress
 
@@ -172,7 +175,7 @@ def enhance(inputs, output, recursive, model, task, scale, codec, crf, preset, p
                  report_path, part_seconds, strict, preview, dry_run, as_json, ffmpeg_path, quiet, verbose,
                  square_pixels=square_pixels, fps_text=fps_text, encoder_args=encoder_args,
                  size=_size(size_text, width, height), splice=splice, executor=executor, ray_address=ray_address,
-                 codec_given=click.get_current_context().get_parameter_source("codec")
+                 ray_split=ray_split, codec_given=click.get_current_context().get_parameter_source("codec")
                  != click.core.ParameterSource.DEFAULT)
     except KeyboardInterrupt:
         print("interrupted: partial outputs removed; run the same command again to continue", file=sys.stderr)
@@ -245,7 +248,7 @@ def _enhance(inputs, output, recursive, model, task, scale, codec, crf, preset, 
              start, duration, deinterlace, chunk, tile, device, precision, skip_existing, retry_failed, keep_going,
              report_path, part_seconds, strict, preview, dry_run, as_json, ffmpeg_path, quiet, verbose,
              square_pixels=False, fps_text=None, encoder_args=None, size=None, splice=False, codec_given=False,
-             executor="local", ray_address=None):
+             executor="local", ray_address=None, ray_split=600.0):
     from enhancer.batch import discover, plan_batch, plan_jobs, reject_missing, report, run_batch, state_folder
     from enhancer.infer.engine import EnhanceOptions
     from enhancer.io.muxer import EncodeOptions
@@ -296,7 +299,8 @@ def _enhance(inputs, output, recursive, model, task, scale, codec, crf, preset, 
     try:
         if executor == "ray":
             summary = _run_on_ray(jobs, restorer, encode, opts, model=model, device=device, precision=precision,
-                                  tile=tile, chunk=chunk, address=ray_address, folder=state_folder(jobs, output),
+                                  tile=tile, chunk=chunk, address=ray_address, split=ray_split,
+                                  folder=state_folder(jobs, output),
                                   ffmpeg=ffmpeg_path, overwrite=not skip_existing, retry_failed=retry_failed,
                                   strict=strict, on_result=lambda r: report(r, as_json=as_json, quiet=quiet))
         else:
@@ -332,7 +336,7 @@ def _enhance(inputs, output, recursive, model, task, scale, codec, crf, preset, 
 
 
 def _run_on_ray(jobs, restorer, encode, opts, *, model, device, precision, tile, chunk, address, folder, ffmpeg,
-                overwrite, retry_failed, strict, on_result):
+                overwrite, retry_failed, strict, on_result, split=600.0):
     """--executor ray: the batch as Ray tasks (see enhancer.cluster); a cluster that cannot be
     used is one line and exit 2."""
     from enhancer.cluster import ModelSpec, run_batch_ray
@@ -347,7 +351,7 @@ def _run_on_ray(jobs, restorer, encode, opts, *, model, device, precision, tile,
         return run_batch_ray(jobs, spec, encode, opts, address=address, folder=folder, ffmpeg=ffmpeg,
                              overwrite=overwrite, retry_failed=retry_failed, strict=strict,
                              parameters=sum(p.numel() for p in net.parameters()) if net is not None else None,
-                             on_result=on_result)
+                             split=split, on_result=on_result)
     except UsageError as e:
         _fail(str(e), 2)
 

@@ -1,4 +1,4 @@
-"""``--executor ray``: a batch spread over a Ray cluster, one task per file.
+"""``--executor ray``: a batch spread over a Ray cluster, one task per file, or per part of a long one.
 
 Each task runs the local executor's own :func:`~enhancer.batch.run_job` on a worker: it takes
 the output's lock, reads its record, skips what is done with the same recipe, resumes from
@@ -9,6 +9,16 @@ lost) has its task retried, a bounded number of times, by Ray; the retry takes o
 worker's lock and continues after its last finished part. Inputs and outputs must lie on a path
 every node sees (a shared filesystem, with working file locks); a node that cannot see them says
 so for each file.
+
+A file longer than ``split`` seconds (``--ray-split``, 10 minutes by default) is made by several
+tasks at once: a planning task decides, as the local executor would, whether the file is to be
+made at all and cuts its timeline into spans of ``split`` seconds; a task per span makes that
+span's frames (with the real frames on either side as the model's context, so the spans join
+into the frames one process would have made), in resumable parts of its own under a lock of its
+own; and a last task, under the output's lock, hands the spans' parts to the ordinary join of
+parts (:func:`~enhancer.infer.engine.merge_spans`), which counts every frame before the output
+takes its name, and records the outcome. A span that keeps failing fails its file, in one line,
+recorded like any failure; what the other spans made is kept for the next run.
 
 Ray is an optional extra (``pip install 'enhancer[ray]'``); nothing else in enhancer imports it.
 """
@@ -27,6 +37,7 @@ from enhancer.infer.engine import EnhanceOptions
 from enhancer.io.muxer import EncodeOptions
 
 DEFAULT_RETRIES = 2  # tries after the first, for a task whose worker died
+DEFAULT_SPLIT = 600.0  # seconds: longer files are made by a task per span of this length
 
 
 @dataclass(frozen=True)
@@ -51,39 +62,176 @@ _loaded: dict = {}  # per worker process: the restorer of each spec, loaded once
 
 
 def _make_one(job: Job, spec: ModelSpec, encode: EncodeOptions, opts: EnhanceOptions, folder: str | None,
-              ffmpeg: str | None, overwrite: bool, retry_failed: bool, strict: bool) -> FileResult:
+              ffmpeg: str | None, overwrite: bool, retry_failed: bool, strict: bool,
+              spans: tuple | None = None) -> FileResult:
     """One file, on a worker (the body of the Ray task); no progress output (the driver reports
-    each file as it comes back)."""
+    each file as it comes back). ``spans`` (key, spans, error): the spans other tasks made,
+    joined here, or the error of the one that failed, recorded here."""
     from enhancer.progress import using
 
     with using("none"):
-        return _make(job, spec, encode, opts, folder, ffmpeg, overwrite, retry_failed, strict)
+        return _make(job, spec, encode, opts, folder, ffmpeg, overwrite, retry_failed, strict, spans)
 
 
-def _make(job: Job, spec: ModelSpec, encode: EncodeOptions, opts: EnhanceOptions, folder: str | None,
-          ffmpeg: str | None, overwrite: bool, retry_failed: bool, strict: bool) -> FileResult:
-    from enhancer.batch import run_job
-    from enhancer.errors import EnhancerError
-    from enhancer.io import ffmpeg as ff
-    from enhancer.state import BatchState
-
+def _missing(job: Job, folder: str | None) -> str | None:
+    """Why this node cannot work on the job: an input or output folder it does not see."""
     here = socket.gethostname()
     for path, what in ((job.input, "input"), (folder or str(Path(job.output).parent), "output folder")):
         if not os.path.exists(path):
-            return FileResult(job.input, job.output, "failed",
-                              error=f"{shown(path)}: the {what} is not there on node {here}: with --executor ray "
-                                    "every node must see inputs and outputs at the same path (a shared filesystem)")
+            return (f"{shown(path)}: the {what} is not there on node {here}: with --executor ray every node must "
+                    "see inputs and outputs at the same path (a shared filesystem)")
+    return None
+
+
+def _restorer(spec: ModelSpec, ffmpeg: str | None):
+    """The worker's ffmpeg set up and the spec's model, loaded once per worker process."""
+    from enhancer.io import ffmpeg as ff
+
+    if ff._tools is None:
+        ff.configure(ffmpeg=ffmpeg, verbose=False)
+    if spec not in _loaded:
+        _loaded[spec] = spec.load()
+    return _loaded[spec]
+
+
+def _make(job: Job, spec: ModelSpec, encode: EncodeOptions, opts: EnhanceOptions, folder: str | None,
+          ffmpeg: str | None, overwrite: bool, retry_failed: bool, strict: bool,
+          spans: tuple | None = None) -> FileResult:
+    from enhancer.batch import run_job
+    from enhancer.errors import EnhancerError
+    from enhancer.state import BatchState
+
+    missing = _missing(job, folder)
+    if missing:
+        return FileResult(job.input, job.output, "failed", error=missing)
     try:
-        if ff._tools is None:
-            ff.configure(ffmpeg=ffmpeg, verbose=False)
-        if spec not in _loaded:
-            _loaded[spec] = spec.load()
-        restorer = _loaded[spec]
+        restorer = _restorer(spec, ffmpeg)
     except EnhancerError as e:
-        return FileResult(job.input, job.output, "failed", error=f"{e.line()} (on node {here})")
+        return FileResult(job.input, job.output, "failed", error=f"{e.line()} (on node {socket.gethostname()})")
     state = BatchState(folder, scan=False) if folder is not None else None  # this file's record only
+    before = None
+    if spans is not None:
+        key, bounds, error = spans
+        if error is not None:
+            return _record_failure(job, restorer, encode, opts, state, error)
+        from fractions import Fraction
+
+        from enhancer.infer.engine import merge_spans
+
+        cuts = [(Fraction(lo), Fraction(hi) if hi is not None else None) for lo, hi in bounds]
+        before = lambda: merge_spans(job.output, key, cuts)  # noqa: E731
     return run_job(job, restorer, encode, opts, overwrite=overwrite, state=state, retry_failed=retry_failed,
-                   strict=strict)
+                   strict=strict, before=before)
+
+
+def _record_failure(job: Job, restorer, encode: EncodeOptions, opts: EnhanceOptions, state, error: str) -> FileResult:
+    """A file whose span kept failing: failed, and recorded so under the output's lock, as the
+    local executor records a failure (a rerun says so; --retry-failed tries again)."""
+    from enhancer.batch import job_recipe
+    from enhancer.errors import LockedError
+    from enhancer.state import OutputLock
+
+    result = FileResult(job.input, job.output, "failed", error=error)
+    recipe = job_recipe(job, restorer, encode, opts)
+    if state is None or state.read_only or recipe is None:
+        return result
+    try:
+        lock = OutputLock(job.output).acquire()
+    except (LockedError, OSError):
+        return result
+    try:
+        state.record(job.output, recipe, "failed", error, 0)
+    finally:
+        lock.release()
+    return result
+
+
+def _plan_one(job: Job, spec: ModelSpec, encode: EncodeOptions, opts: EnhanceOptions, folder: str | None,
+              ffmpeg: str | None, overwrite: bool, retry_failed: bool, strict: bool, split: float):
+    """Whether a file is made by a task per span: (recipe key, [(lo, hi), ...] as strings), or
+    None where one task makes it (short, not to be made, or anything unusual: that task decides
+    again and says why)."""
+    from enhancer.batch import decide_job
+    from enhancer.errors import EnhancerError
+    from enhancer.infer.engine import _resumable, plan_spans
+    from enhancer.io.probe import probe
+    from enhancer.progress import using
+    from enhancer.state import BatchState
+
+    if _missing(job, folder) or opts.preview or opts.splice or not opts.segment.whole:
+        return None
+    with using("none"):
+        try:
+            restorer = _restorer(spec, ffmpeg)
+            state = BatchState(folder, scan=False) if folder is not None else None
+            decided = decide_job(job, restorer, encode, opts, overwrite=overwrite, state=state,
+                                 retry_failed=retry_failed, strict=strict)
+            if decided.result is not None or decided.recipe is None:
+                return None
+            info = probe(job.input, fps=opts.fps)
+        except EnhancerError:
+            return None
+    if not _resumable(info, job.output, encode, opts) or not info.duration or info.duration <= split:
+        return None
+    return decided.recipe.key(), [(str(lo), None if hi is None else str(hi)) for lo, hi in plan_spans(info, split)]
+
+
+def _span_one(job: Job, spec: ModelSpec, encode: EncodeOptions, opts: EnhanceOptions, ffmpeg: str | None,
+              key: str, index: int, lo: str, hi: str | None) -> dict:
+    """Span ``index`` of a file, on a worker, under the span's own lock: its summary, or
+    {"error": one line} for a failure that another try would repeat."""
+    from fractions import Fraction
+
+    from enhancer.errors import EnhancerError, LockedError
+    from enhancer.infer.engine import enhance_span, span_folder
+    from enhancer.io.probe import probe
+    from enhancer.progress import using
+    from enhancer.state import OutputLock
+
+    missing = _missing(job, None)
+    if missing:
+        return {"error": missing}
+    here = socket.gethostname()
+    with using("none"):
+        try:
+            restorer = _restorer(spec, ffmpeg)
+            folder = span_folder(job.output, index)
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                lock = OutputLock(folder).acquire()
+            except LockedError as e:
+                return {"error": f"{shown(job.input)}: part {index + 1} is being made by another run ({e.reason})",
+                        "busy": True}
+            try:
+                info = probe(job.input, fps=opts.fps)
+                return enhance_span(info, job.output, restorer, encode, opts, key, index, Fraction(lo),
+                                    Fraction(hi) if hi is not None else None)
+            finally:
+                lock.release()
+        except EnhancerError as e:
+            if e.path is None:
+                e.path = job.input
+            return {"error": f"{e.line()} (part {index + 1}, on node {here})"}
+
+
+def _longer_than(path: str, split: float, opts: EnhanceOptions) -> bool:
+    """Whether a file may be worth a task per span (the planning task decides): a probe here, so
+    that short files, most of a batch, go straight to a task of their own."""
+    from enhancer.errors import EnhancerError
+    from enhancer.io.probe import probe
+
+    if opts.preview or opts.splice or not opts.segment.whole:
+        return False
+    try:
+        info = probe(path, fps=opts.fps)
+    except (EnhancerError, OSError):
+        return False
+    return bool(info.duration and info.duration > split)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 def gpus_per_task(total_gpus: float, parameters: int | None) -> float:
@@ -97,10 +245,11 @@ def gpus_per_task(total_gpus: float, parameters: int | None) -> float:
 def run_batch_ray(jobs: list[Job], spec: ModelSpec, encode: EncodeOptions, opts: EnhanceOptions, *,
                   address: str | None = None, folder: Path | None = None, ffmpeg: str | None = None,
                   overwrite: bool = False, retry_failed: bool = False, strict: bool = False,
-                  retries: int = DEFAULT_RETRIES, parameters: int | None = None,
+                  retries: int = DEFAULT_RETRIES, parameters: int | None = None, split: float = DEFAULT_SPLIT,
                   on_result: Callable[[FileResult], None] | None = None) -> BatchSummary:
-    """Run every job as a Ray task on the cluster at ``address`` (None: a local Ray instance).
-    Results come back in the jobs' order; ``on_result`` sees each as it finishes."""
+    """Run every job as a Ray task on the cluster at ``address`` (None: a local Ray instance),
+    files longer than ``split`` seconds (0: none) as a task per span. Results come back in the
+    jobs' order; ``on_result`` sees each as it finishes."""
     try:
         import ray
     except ImportError:
@@ -137,22 +286,56 @@ def run_batch_ray(jobs: list[Job], spec: ModelSpec, encode: EncodeOptions, opts:
                          hint="start it with 'ray start --head', or omit --ray-address") from None
     try:
         gpus = gpus_per_task(ray.cluster_resources().get("GPU", 0), parameters)
-        task = ray.remote(_make_one).options(num_cpus=1, num_gpus=gpus, max_retries=retries,
-                                             retry_exceptions=True, name="enhance-file")
-        pending = {task.remote(job, spec, encode, opts, str(folder) if folder else None, ffmpeg, overwrite,
-                               retry_failed, strict): k for k, job in enumerate(jobs)}
+        common = dict(max_retries=retries, retry_exceptions=True)
+        task = ray.remote(_make_one).options(num_cpus=1, num_gpus=gpus, name="enhance-file", **common)
+        span_task = ray.remote(_span_one).options(num_cpus=1, num_gpus=gpus, name="enhance-part", **common)
+        plan_task = ray.remote(_plan_one).options(num_cpus=1, num_gpus=0, name="plan-file", **common)
+        where = str(folder) if folder else None
+        args = lambda k: (jobs[k], spec, encode, opts, where, ffmpeg, overwrite, retry_failed, strict)  # noqa: E731
+        pending: dict = {}
+        for k in range(len(jobs)):
+            if split and split > 0 and _longer_than(jobs[k].input, split, opts):
+                pending[plan_task.remote(*args(k), split)] = ("plan", k, None)
+            else:
+                pending[task.remote(*args(k))] = ("file", k, None)
+        spans: dict[int, dict] = {}  # per split file: its key, spans, how many are left, the first error
         results: list[FileResult | None] = [None] * len(jobs)
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
             for ref in ready:
-                k = pending.pop(ref)
+                kind, k, index = pending.pop(ref)
+                if kind == "plan":
+                    try:
+                        plan = ray.get(ref)
+                    except Exception:  # noqa: BLE001 - the file task decides again and says why
+                        plan = None
+                    if plan is None:
+                        pending[task.remote(*args(k))] = ("file", k, None)
+                        continue
+                    key, bounds = plan
+                    spans[k] = {"key": key, "bounds": bounds, "left": len(bounds), "error": None}
+                    for i, (lo, hi) in enumerate(bounds):
+                        pending[span_task.remote(jobs[k], spec, encode, opts, ffmpeg, key, i, lo, hi)] = ("span", k, i)
+                    continue
+                if kind == "span":
+                    try:
+                        out = ray.get(ref)
+                    except Exception as e:  # noqa: BLE001 - the worker died on every try
+                        out = {"error": f"{shown(jobs[k].input)}: part {index + 1} failed on the cluster "
+                                        f"{retries + 1} times ({escape(_first_line(e)[:200])})"}
+                    sp = spans[k]
+                    sp["left"] -= 1
+                    if out.get("error") and sp["error"] is None:
+                        sp["error"] = out["error"]
+                    if sp["left"] == 0:
+                        pending[task.remote(*args(k), (sp["key"], sp["bounds"], sp["error"]))] = ("file", k, None)
+                    continue
                 try:
                     res = ray.get(ref)
-                except Exception as e:  # the worker died on every try, or the task raised each time
-                    why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                except Exception as e:  # noqa: BLE001 - the worker died on every try, or the task raised each time
                     res = FileResult(jobs[k].input, jobs[k].output, "failed",
                                      error=f"{shown(jobs[k].input)}: failed on the cluster {retries + 1} times "
-                                           f"({escape(why[:200])})")
+                                           f"({escape(_first_line(e)[:200])})")
                 # reported as the user named them (the tasks had them absolute)
                 for attr, absolute, named in (("input", jobs[k].input, given[k].input),
                                               ("output", jobs[k].output, given[k].output)):

@@ -11,6 +11,7 @@ import time
 from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import make_clip, run_cli
@@ -214,3 +215,56 @@ def test_a_join_that_lost_frames_is_never_done(tmp_path, monkeypatch):
                       EnhanceOptions(progress=False))
     assert not (tmp_path / "o.mkv").exists()
     shutil.rmtree(tmp_path / "a.mp4", ignore_errors=True)
+
+
+class Temporal(ClassicalUpscaler):
+    """A restorer whose every frame depends on two neighbours each side (as the model's do), so a
+    part made without the real frames around it would differ; can stop (Ctrl-C) after some calls."""
+
+    margin = 2
+    chunk = 4
+
+    def __init__(self, stop_after: int | None = None):
+        super().__init__("lanczos", 2)
+        self.stop_after, self.calls = stop_after, 0
+
+    def restore(self, images):
+        self.calls += 1
+        if self.stop_after is not None and self.calls > self.stop_after:
+            raise KeyboardInterrupt
+        a = images.astype(np.uint16)
+        core = (a[:-4] + a[1:-3] + 2 * a[2:-2] + a[3:-1] + a[4:]) // 6
+        return super().restore(core.astype(np.uint8))
+
+
+def test_spans_made_apart_and_out_of_order_join_into_the_straight_output(tmp_path):
+    """The cluster's per-part tasks (issue 16): spans of a file made separately, one of them
+    interrupted and continued, then merged and joined, give exactly the frames of one straight run."""
+    src = make_clip(tmp_path / "src.mp4", size="96x64", seconds=3, rate="25", vf="noise=alls=30:allf=t")
+    info = probe(str(src))
+    opts = EnhanceOptions(progress=False, part_seconds=0.05)
+    straight = tmp_path / "straight.mkv"
+    enhance_video(info, str(straight), Temporal(), FFV1, opts)
+    out = tmp_path / "out" / "spans.mkv"
+    out.parent.mkdir()
+    spans = engine.plan_spans(info, 1.0)
+    assert len(spans) == 3 and spans[0][0] == Fraction(0) and spans[-1][1] is None
+    key = "recipe-key"
+    with pytest.raises(engine.OutputError, match="part 2 of 3"):
+        engine.enhance_span(info, str(out), Temporal(), FFV1, opts, key, 0, *spans[0])
+        engine.merge_spans(out, key, spans)
+    engine.enhance_span(info, str(out), Temporal(), FFV1, opts, key, 2, *spans[2])
+    with pytest.raises(KeyboardInterrupt):  # span 1 stopped midway: some of its parts are finished
+        engine.enhance_span(info, str(out), Temporal(stop_after=4), FFV1, opts, key, 1, *spans[1])
+    begun = json.loads((engine.span_folder(out, 1) / "manifest.json").read_text())["parts"]
+    assert begun and sum(p["frames"] for p in begun) < 25
+    again = engine.enhance_span(info, str(out), Temporal(), FFV1, opts, key, 1, *spans[1])
+    assert again["parts"][:len(begun)] == begun  # went on after them
+    assert [engine.enhance_span(info, str(out), Temporal(stop_after=0), FFV1, opts, key, k, *spans[k])["frames"]
+            for k in range(3)] == [25, 25, 25]  # finished spans are not made again
+    frames, _ = engine.merge_spans(out, key, spans)
+    assert frames == 75 and not (parts_folder(out) / "spans").exists()
+    res = enhance_video(info, str(out), Temporal(stop_after=0), FFV1, opts, recipe_key=key)  # only the join left
+    assert res.frames == 75 and res.resumed == 75
+    assert framemd5(out) == framemd5(straight)
+    assert not parts_folder(out).exists()

@@ -150,3 +150,27 @@ def test_without_a_cluster_to_reach_it_is_one_line(tmp_path):
                 "--ray-address", f"127.0.0.1:{_free_port()}", env=ENV, timeout=300)
     assert r.returncode == 2 and "cannot reach the Ray cluster" in r.stderr, r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_a_long_file_is_made_by_a_task_per_part_and_equals_the_local_output(cluster, tmp_path):
+    """Per-part tasks: with --ray-split 0.8, a 2 s clip is cut into three spans made by the two
+    workers at once; the joined output is frame for frame the local executor's (the model sees
+    the real frames across each cut), with its audio, and a rerun skips it."""
+    (tmp_path / "in").mkdir()
+    src = make_clip(tmp_path / "in" / "long.mp4", size="96x64", seconds=2, rate="25", vf="noise=alls=20:allf=t")
+    args = ["--model", "general-x2", "--codec", "ffv1", "--json", "-q"]
+    local = run_cli("enhance", str(src), "-o", str(tmp_path / "local"), *args)
+    assert local.returncode == 0, local.stderr
+    r = run_cli("enhance", str(src), "-o", str(tmp_path / "ray"), *args, "--executor", "ray", "--ray-address",
+                cluster, "--ray-split", "0.8", env=ENV)
+    row = _rows(r.stdout)["long.mp4"]
+    assert r.returncode == 0 and row["status"] == "done" and row["frames"] == 50, r.stderr
+    assert row["resumed"] == 50  # every frame came from the spans; the last task only joined them
+    out = tmp_path / "ray" / "long.mkv"
+    assert _frame_md5s(out) == _frame_md5s(tmp_path / "local" / "long.mkv")
+    streams = subprocess.run([MAKER, "-hide_banner", "-i", str(out)], capture_output=True, text=True).stderr
+    assert "Audio:" in streams
+    assert not any(p.name.startswith(".long.mkv.parts") for p in out.parent.iterdir())
+    again = run_cli("enhance", str(src), "-o", str(tmp_path / "ray"), *args, "--executor", "ray", "--ray-address",
+                    cluster, "--ray-split", "0.8", env=ENV)
+    assert _rows(again.stdout)["long.mp4"]["status"] == "skipped", again.stderr

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import queue
 import shutil
@@ -614,3 +615,176 @@ def _enhance_in_parts(info: VideoInfo, output: str, restorer: Restorer, encode: 
     return EnhanceResult(output=str(final), frames=frames, seconds=time.perf_counter() - t0,
                          warnings=_unique(notes + input_notes(info) + reader.warnings + parts.warnings + warnings),
                          incomplete=why, resumed=done_frames)
+
+
+# ---- spans: one file made by several workers at once (a cluster's per-part tasks) ---------------
+# A span is the frames whose times lie in [lo, hi) on the source's clock. Each is made on its own
+# (resumably, in parts of its own) with the real frames on either side as the model's context, so
+# the joined spans are the frames one process would have made; merge_spans() then hands them to
+# the ordinary join of parts.
+SPAN_PREROLL = 2.0  # seconds a span is read from before its first frame (the model's context)
+
+
+def span_folder(output: str | Path, index: int) -> Path:
+    return parts_folder(output) / "spans" / f"span_{index:04d}"
+
+
+def _span_key(key: str, index: int, lo: Fraction, hi: Fraction | None) -> str:
+    return f"{key}#span{index}:{lo}:{hi}"
+
+
+class _SpanStream:
+    """The frames a span's model run needs from a reader: up to ``margin`` frames before the first
+    one to make (context only: :meth:`open` returns their count), the frames to make (after
+    ``after``, or from ``lo``), and ``margin`` frames at or after ``hi`` (context for the last
+    ones; made, then dropped by :class:`_Before`)."""
+
+    def __init__(self, reader: FrameReader, lo: Fraction, hi: Fraction | None, after: Fraction | None,
+                 margin: int):
+        self.reader, self.lo, self.hi, self.after, self.margin = reader, lo, hi, after, margin
+        self.context_short = False  # fewer context frames than the margin before the first to make
+        self.reached_end = False  # read up to the span's end (or the file's)
+
+    def open(self):
+        """(frames, context count)."""
+        it = iter(self.reader)
+        context: list[Frame] = []
+        for fr in it:
+            t = fr.pts * fr.time_base
+            if (t <= self.after) if self.after is not None else (t < self.lo):
+                context = (context + [fr])[-self.margin:] if self.margin else []
+                continue
+            if self.hi is not None and t >= self.hi:  # nothing of this span is left
+                break
+            self.context_short = len(context) < self.margin
+            return self._rest(context + [fr], it), len(context)
+        self.reached_end = True
+        return iter([]), 0
+
+    def _rest(self, head: list[Frame], it):
+        yield from head
+        past = 0
+        for fr in it:
+            if self.hi is not None and fr.pts * fr.time_base >= self.hi:
+                past += 1
+                if past > self.margin:
+                    break
+            yield fr
+        self.reached_end = True
+
+
+class _Before:
+    """A part writer that keeps only frames before ``hi`` (the span's trailing context is made,
+    since the frames before it need it, but belongs to the next span)."""
+
+    def __init__(self, parts: _Parts, hi: Fraction | None):
+        self.parts, self.hi = parts, hi
+
+    def write(self, image, pts: int, time_base: Fraction) -> None:
+        if self.hi is None or pts * time_base < self.hi:
+            self.parts.write(image, pts, time_base)
+
+
+def enhance_span(info: VideoInfo, output: str, restorer: Restorer, encode: EncodeOptions, opts: EnhanceOptions,
+                 key: str, index: int, lo: Fraction, hi: Fraction | None) -> dict:
+    """Make span ``index`` (frames in [lo, hi) of the source's clock) of ``output`` into parts in
+    its own folder; a span finished before is not made again, one begun before continues after
+    its last finished part. Returns its summary: frames, parts and warnings."""
+    folder = span_folder(output, index)
+    skey = _span_key(key, index, lo, hi)
+    try:
+        summary = json.loads((folder / "complete.json").read_text(encoding="utf-8"))
+        if isinstance(summary, dict) and summary.get("key") == skey:
+            return summary
+    except (OSError, ValueError):
+        pass
+    done, _ = _load_parts(folder, skey) if folder.exists() else ([], None)
+    folder.mkdir(parents=True, exist_ok=True)
+    encode = fit_encoder(info, restorer.scale, encode)
+    chunk = _chunk(restorer, info, opts, encode)
+    after = Fraction(done[-1]["last"]) if done else None
+    first_of_file = (info.start_time or 0.0)
+    fps = float(info.fps) if info.fps else 25.0
+    for preroll in (max(SPAN_PREROLL, (restorer.margin + 3) / fps), SPLICE_PREROLL):
+        seek = max(0.0, float(after if after is not None else lo) - first_of_file - preroll)
+        reader = FrameReader(info, deinterlace=opts.deinterlace, segment=Segment(seek or None, None),
+                             buffer=max(8, chunk + 2 * restorer.margin))
+        stream = _SpanStream(reader, lo, hi, after, restorer.margin)
+        parts = _Parts(folder, info, encode, reader.colour, opts, skey, done)
+        writer = _Writer(_Before(parts, hi), depth=max(4, chunk))
+        ok = False
+        try:
+            reader.start()
+            writer.start()
+            frames, skip = stream.open()
+            with bar(total=None, enabled=False) as pbar:
+                _pump(frames, skip, restorer, writer, chunk, pbar)
+            parts.close_part()
+            ok = True
+        finally:
+            if not ok:
+                _stop(writer, parts.abort)
+            reader.close()
+        # context missing before the span's first frame (not the file's): the seek landed late
+        late = stream.context_short and (after is not None or seek > 0)
+        if not late:
+            break
+        shutil.rmtree(folder, ignore_errors=True)  # made without its context: made again from earlier
+        folder.mkdir(parents=True, exist_ok=True)
+        done, after = [], None
+    else:
+        raise InputError("seeking in this file lands too late to split it into parts", path=info.path,
+                         hint="remux it first (ffmpeg -i IN -c copy OUT.mkv), or give a larger --ray-split")
+    if not stream.reached_end:
+        raise InputError(f"decoding stopped inside part {index + 1}", path=info.path)
+    summary = {"key": skey, "index": index, "frames": sum(p["frames"] for p in parts.done), "parts": parts.done,
+               "warnings": _unique(reader.warnings + parts.warnings)}
+    tmp = folder / f"complete.json.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(summary, indent=1))
+    os.replace(tmp, folder / "complete.json")
+    return summary
+
+
+def merge_spans(output: str | Path, key: str, spans: list[tuple[Fraction, Fraction | None]]) -> tuple[int, list[str]]:
+    """Hand the finished spans of ``output`` to the ordinary join: their parts, in order, become
+    the output's parts (``part_00000.nut`` ...) under a manifest with the file's recipe ``key``,
+    so :func:`enhance_video` finds only the join left (and checks every part on the way). For the
+    caller that holds the output's lock. Returns (frames, the spans' warnings)."""
+    folder = parts_folder(output)
+    merged: list[dict] = []
+    warnings: list[str] = []
+    moves: list[tuple[Path, str]] = []
+    for index, (lo, hi) in enumerate(spans):
+        sfolder = span_folder(output, index)
+        try:
+            summary = json.loads((sfolder / "complete.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            summary = None
+        if not isinstance(summary, dict) or summary.get("key") != _span_key(key, index, lo, hi):
+            raise OutputError(f"part {index + 1} of {len(spans)} of this file is not finished", path=str(output),
+                              hint="run the same command again to make it")
+        for part in summary["parts"]:
+            name = _PART_NAME.format(len(merged))
+            moves.append((sfolder / part["file"], name))
+            merged.append({**part, "file": name})
+        warnings += summary.get("warnings", [])
+    for child in folder.iterdir():  # an earlier run's own parts and manifest give way to the spans'
+        if child.name != "spans":
+            shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink(missing_ok=True)
+    for src, name in moves:
+        os.replace(src, folder / name)
+    tmp = folder / f"manifest.json.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps({"key": key, "layout": _PARTS_LAYOUT, "parts": merged}, indent=1))
+    os.replace(tmp, folder / "manifest.json")
+    shutil.rmtree(folder / "spans", ignore_errors=True)
+    return sum(p["frames"] for p in merged), _unique(warnings)
+
+
+def plan_spans(info: VideoInfo, seconds: float) -> list[tuple[Fraction, Fraction | None]]:
+    """[lo, hi) spans of ``seconds`` each on the source's clock, the last open-ended."""
+    from enhancer.io.segment import _exact
+
+    origin = _exact(info.start_time)
+    step = _exact(seconds)
+    n = max(1, math.ceil((info.duration or 0) / seconds))
+    return [(origin + k * step, origin + (k + 1) * step if k < n - 1 else None) for k in range(n)]
