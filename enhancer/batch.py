@@ -170,7 +170,8 @@ def run_job(job: Job, restorer: Restorer, encode: EncodeOptions, opts: EnhanceOp
     an input that holds fewer frames than its container announces is a failure. With ``state``,
     the output's lock is held throughout (an output another run is making is ``busy``), the
     temporaries crashed runs left for it are removed, and the outcome is recorded. ``before``
-    runs first under the lock (a cluster hands the parts its workers made to the join there)."""
+    (called with the recipe's key) runs once the file is to be made, under the lock: a cluster
+    hands the parts its workers made to the join there."""
     from enhancer.state import OutputLock
 
     target = str(preview_path(job.output)) if opts.preview and job.output != "-" else job.output
@@ -192,13 +193,8 @@ def run_job(job: Job, restorer: Restorer, encode: EncodeOptions, opts: EnhanceOp
         if lock is not None:
             sweep_output(target)
             state.refresh(target)
-        if before is not None:
-            try:
-                before()
-            except EnhancerError as e:
-                return FileResult(shown_input, target, "failed", error=e.line())
         result = _run_job(job, restorer, encode, opts, overwrite=overwrite, verbose=verbose, desc=desc, state=state,
-                          retry_failed=retry_failed, strict=strict)
+                          retry_failed=retry_failed, strict=strict, before=before)
         if state is not None:  # a record set aside or not written while this file was made
             result.warnings[:0] = state.notes[notes:]
         if lock is not None and lock.took_over and result.status != "skipped":
@@ -211,7 +207,7 @@ def run_job(job: Job, restorer: Restorer, encode: EncodeOptions, opts: EnhanceOp
 
 def _run_job(job: Job, restorer: Restorer, encode: EncodeOptions, opts: EnhanceOptions, *, overwrite: bool,
              verbose: bool = False, desc: str | None = None, state=None, retry_failed: bool = False,
-             strict: bool = False) -> FileResult:
+             strict: bool = False, before=None) -> FileResult:
     t0 = time.perf_counter()
     target = str(preview_path(job.output)) if opts.preview and job.output != "-" else job.output
     recipe = job_recipe(job, restorer, encode, opts)
@@ -231,6 +227,8 @@ def _run_job(job: Job, restorer: Restorer, encode: EncodeOptions, opts: EnhanceO
             if not os.access(parent, os.W_OK):
                 raise OutputError("output folder is not writable", path=str(parent))
         info = probe(job.input, fps=opts.fps)
+        if before is not None and recipe is not None:
+            before(recipe.key())
         if opts.preview:
             result = _preview(job, info, restorer, opts, overwrite, desc, t0)
         else:

@@ -25,6 +25,7 @@ Ray is an optional extra (``pip install 'enhancer[ray]'``); nothing else in enha
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import time
 from dataclasses import dataclass
@@ -109,19 +110,22 @@ def _make(job: Job, spec: ModelSpec, encode: EncodeOptions, opts: EnhanceOptions
     except EnhancerError as e:
         return FileResult(job.input, job.output, "failed", error=f"{e.line()} (on node {socket.gethostname()})")
     state = BatchState(folder, scan=False) if folder is not None else None  # this file's record only
-    before = None
-    if spans is not None:
-        key, bounds, error = spans
-        if error is not None:
-            return _record_failure(job, restorer, encode, opts, state, error)
-        from fractions import Fraction
+    if spans is None:
+        return run_job(job, restorer, encode, opts, overwrite=overwrite, state=state, retry_failed=retry_failed,
+                       strict=strict)
+    from fractions import Fraction
 
-        from enhancer.infer.engine import merge_spans
+    from enhancer.infer.engine import merge_spans, parts_folder
 
-        cuts = [(Fraction(lo), Fraction(hi) if hi is not None else None) for lo, hi in bounds]
-        before = lambda: merge_spans(job.output, key, cuts)  # noqa: E731
-    return run_job(job, restorer, encode, opts, overwrite=overwrite, state=state, retry_failed=retry_failed,
-                   strict=strict, before=before)
+    bounds, error = spans
+    if error is not None:
+        return _record_failure(job, restorer, encode, opts, state, error)
+    cuts = [(Fraction(lo), Fraction(hi) if hi is not None else None) for lo, hi in bounds]
+    result = run_job(job, restorer, encode, opts, overwrite=overwrite, state=state, retry_failed=retry_failed,
+                     strict=strict, before=lambda key: merge_spans(job.output, key, cuts))
+    if result.status == "skipped":  # made meanwhile by another run: what the spans made is not needed
+        shutil.rmtree(parts_folder(job.output) / "spans", ignore_errors=True)
+    return result
 
 
 def _record_failure(job: Job, restorer, encode: EncodeOptions, opts: EnhanceOptions, state, error: str) -> FileResult:
@@ -130,6 +134,8 @@ def _record_failure(job: Job, restorer, encode: EncodeOptions, opts: EnhanceOpti
     from enhancer.batch import job_recipe
     from enhancer.errors import LockedError
     from enhancer.state import OutputLock
+
+    from enhancer.state import Decision
 
     result = FileResult(job.input, job.output, "failed", error=error)
     recipe = job_recipe(job, restorer, encode, opts)
@@ -140,7 +146,9 @@ def _record_failure(job: Job, restorer, encode: EncodeOptions, opts: EnhanceOpti
     except (LockedError, OSError):
         return result
     try:
-        state.record(job.output, recipe, "failed", error, 0)
+        state.refresh(job.output)
+        if state.decide(job.output, recipe, retry_failed=False)[0] is not Decision.SKIP:  # never over a done record
+            state.record(job.output, recipe, "failed", error, 0)
     finally:
         lock.release()
     return result
@@ -148,9 +156,11 @@ def _record_failure(job: Job, restorer, encode: EncodeOptions, opts: EnhanceOpti
 
 def _plan_one(job: Job, spec: ModelSpec, encode: EncodeOptions, opts: EnhanceOptions, folder: str | None,
               ffmpeg: str | None, overwrite: bool, retry_failed: bool, strict: bool, split: float):
-    """Whether a file is made by a task per span: (recipe key, [(lo, hi), ...] as strings), or
-    None where one task makes it (short, not to be made, or anything unusual: that task decides
-    again and says why)."""
+    """Whether a file is made by a task per span: its spans [(lo, hi), ...] as strings, or None
+    where one task makes it (short, not to be made, or anything unusual: that task decides again
+    and says why). Each span task and the last task take the recipe's key from their own model
+    (a precision can differ between kinds of node); the last task joins only spans made with its
+    own and makes anything else itself."""
     from enhancer.batch import decide_job
     from enhancer.errors import EnhancerError
     from enhancer.infer.engine import _resumable, plan_spans
@@ -173,38 +183,47 @@ def _plan_one(job: Job, spec: ModelSpec, encode: EncodeOptions, opts: EnhanceOpt
             return None
     if not _resumable(info, job.output, encode, opts) or not info.duration or info.duration <= split:
         return None
-    return decided.recipe.key(), [(str(lo), None if hi is None else str(hi)) for lo, hi in plan_spans(info, split)]
+    return [(str(lo), None if hi is None else str(hi)) for lo, hi in plan_spans(info, split)]
 
 
-def _span_one(job: Job, spec: ModelSpec, encode: EncodeOptions, opts: EnhanceOptions, ffmpeg: str | None,
-              key: str, index: int, lo: str, hi: str | None) -> dict:
-    """Span ``index`` of a file, on a worker, under the span's own lock: its summary, or
-    {"error": one line} for a failure that another try would repeat."""
+def _span_one(job: Job, spec: ModelSpec, encode: EncodeOptions, opts: EnhanceOptions, folder: str | None,
+              ffmpeg: str | None, index: int, lo: str, hi: str | None) -> dict:
+    """Span ``index`` of a file, on a worker, under the span's own lock: its summary;
+    {"skipped": True} where the output was made meanwhile; {"busy": line} where another run is
+    making this span; {"error": line} for a failure that another try would repeat."""
     from fractions import Fraction
 
+    from enhancer.batch import job_recipe
     from enhancer.errors import EnhancerError, LockedError
     from enhancer.infer.engine import enhance_span, span_folder
     from enhancer.io.probe import probe
     from enhancer.progress import using
-    from enhancer.state import OutputLock
+    from enhancer.state import BatchState, Decision, OutputLock
 
-    missing = _missing(job, None)
+    missing = _missing(job, folder)
     if missing:
         return {"error": missing}
     here = socket.gethostname()
     with using("none"):
         try:
             restorer = _restorer(spec, ffmpeg)
-            folder = span_folder(job.output, index)
-            folder.parent.mkdir(parents=True, exist_ok=True)
+            recipe = job_recipe(job, restorer, encode, opts)
+            if recipe is None:
+                return {"error": f"{shown(job.input)}: the input is gone (part {index + 1}, on node {here})"}
+            if folder is not None:
+                state = BatchState(folder, scan=False)
+                state.refresh(job.output)
+                if state.decide(job.output, recipe, retry_failed=False)[0] is Decision.SKIP:
+                    return {"skipped": True}
+            target = span_folder(job.output, index)
+            target.parent.mkdir(parents=True, exist_ok=True)
             try:
-                lock = OutputLock(folder).acquire()
+                lock = OutputLock(target).acquire()
             except LockedError as e:
-                return {"error": f"{shown(job.input)}: part {index + 1} is being made by another run ({e.reason})",
-                        "busy": True}
+                return {"busy": f"{shown(job.input)}: part {index + 1} is being made by another run ({e.reason})"}
             try:
                 info = probe(job.input, fps=opts.fps)
-                return enhance_span(info, job.output, restorer, encode, opts, key, index, Fraction(lo),
+                return enhance_span(info, job.output, restorer, encode, opts, recipe.key(), index, Fraction(lo),
                                     Fraction(hi) if hi is not None else None)
             finally:
                 lock.release()
@@ -212,6 +231,8 @@ def _span_one(job: Job, spec: ModelSpec, encode: EncodeOptions, opts: EnhanceOpt
             if e.path is None:
                 e.path = job.input
             return {"error": f"{e.line()} (part {index + 1}, on node {here})"}
+        except OSError as e:
+            return {"error": f"{shown(job.input)}: part {index + 1}: {escape(e.strerror or str(e))} (on node {here})"}
 
 
 def _longer_than(path: str, split: float, opts: EnhanceOptions) -> bool:
@@ -289,7 +310,8 @@ def run_batch_ray(jobs: list[Job], spec: ModelSpec, encode: EncodeOptions, opts:
         common = dict(max_retries=retries, retry_exceptions=True)
         task = ray.remote(_make_one).options(num_cpus=1, num_gpus=gpus, name="enhance-file", **common)
         span_task = ray.remote(_span_one).options(num_cpus=1, num_gpus=gpus, name="enhance-part", **common)
-        plan_task = ray.remote(_plan_one).options(num_cpus=1, num_gpus=0, name="plan-file", **common)
+        # the plan loads the model (for the recipe) on the same kind of node as the tasks that follow
+        plan_task = ray.remote(_plan_one).options(num_cpus=1, num_gpus=gpus, name="plan-file", **common)
         where = str(folder) if folder else None
         args = lambda k: (jobs[k], spec, encode, opts, where, ffmpeg, overwrite, retry_failed, strict)  # noqa: E731
         pending: dict = {}
@@ -312,10 +334,10 @@ def run_batch_ray(jobs: list[Job], spec: ModelSpec, encode: EncodeOptions, opts:
                     if plan is None:
                         pending[task.remote(*args(k))] = ("file", k, None)
                         continue
-                    key, bounds = plan
-                    spans[k] = {"key": key, "bounds": bounds, "left": len(bounds), "error": None}
-                    for i, (lo, hi) in enumerate(bounds):
-                        pending[span_task.remote(jobs[k], spec, encode, opts, ffmpeg, key, i, lo, hi)] = ("span", k, i)
+                    spans[k] = {"bounds": plan, "left": len(plan), "error": None, "busy": None}
+                    for i, (lo, hi) in enumerate(plan):
+                        pending[span_task.remote(jobs[k], spec, encode, opts, where, ffmpeg, i, lo, hi)] = \
+                            ("span", k, i)
                     continue
                 if kind == "span":
                     try:
@@ -325,17 +347,23 @@ def run_batch_ray(jobs: list[Job], spec: ModelSpec, encode: EncodeOptions, opts:
                                         f"{retries + 1} times ({escape(_first_line(e)[:200])})"}
                     sp = spans[k]
                     sp["left"] -= 1
-                    if out.get("error") and sp["error"] is None:
-                        sp["error"] = out["error"]
-                    if sp["left"] == 0:
-                        pending[task.remote(*args(k), (sp["key"], sp["bounds"], sp["error"]))] = ("file", k, None)
-                    continue
-                try:
-                    res = ray.get(ref)
-                except Exception as e:  # noqa: BLE001 - the worker died on every try, or the task raised each time
-                    res = FileResult(jobs[k].input, jobs[k].output, "failed",
-                                     error=f"{shown(jobs[k].input)}: failed on the cluster {retries + 1} times "
-                                           f"({escape(_first_line(e)[:200])})")
+                    for what in ("error", "busy"):
+                        if out.get(what) and sp[what] is None:
+                            sp[what] = out[what]
+                    if sp["left"]:
+                        continue
+                    if sp["busy"] and not sp["error"]:  # another run is on it: said, not recorded
+                        res = FileResult(jobs[k].input, jobs[k].output, "busy", error=sp["busy"])
+                    else:
+                        pending[task.remote(*args(k), (sp["bounds"], sp["error"]))] = ("file", k, None)
+                        continue
+                else:
+                    try:
+                        res = ray.get(ref)
+                    except Exception as e:  # noqa: BLE001 - the worker died on every try, or the task raised each time
+                        res = FileResult(jobs[k].input, jobs[k].output, "failed",
+                                         error=f"{shown(jobs[k].input)}: failed on the cluster {retries + 1} times "
+                                               f"({escape(_first_line(e)[:200])})")
                 # reported as the user named them (the tasks had them absolute)
                 for attr, absolute, named in (("input", jobs[k].input, given[k].input),
                                               ("output", jobs[k].output, given[k].output)):

@@ -453,6 +453,19 @@ def _load_parts(folder: Path, key: str) -> tuple[list[dict], str | None]:
     return good, note
 
 
+def _merged(folder: Path, done: list[dict]) -> dict:
+    """What :func:`merge_spans` noted in the manifest of the parts ``done`` (every part kept): whether
+    the spans made every frame, the decoder's damage lines and why it stopped, their warnings."""
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    merged = manifest.get("merged") if isinstance(manifest, dict) else None
+    if not isinstance(merged, dict) or not done or len(manifest.get("parts") or []) != len(done):
+        return {}
+    return merged
+
+
 def _resumed_frames(reader: FrameReader, last: Fraction, margin: int, done_frames: int):
     """Frames after ``last``, preceded by up to ``margin`` frames at or before it as context.
     Returns (iterator, context count) or None when the seek landed too late to give the context."""
@@ -512,6 +525,7 @@ def _enhance_in_parts(info: VideoInfo, output: str, restorer: Restorer, encode: 
     final = Path(output)
     folder = parts_folder(final)
     done, note = _load_parts(folder, key) if folder.exists() else ([], None)
+    merged = _merged(folder, done)
     folder.mkdir(parents=True, exist_ok=True)
     chunk = _chunk(restorer, info, opts, encode)
     done_frames = sum(p["frames"] for p in done)
@@ -538,9 +552,14 @@ def _enhance_in_parts(info: VideoInfo, output: str, restorer: Restorer, encode: 
     ok = False
     interrupted = False
     try:
-        reader.start()
+        if not merged.get("complete"):
+            reader.start()
         writer.start()
-        if done:
+        if merged.get("complete"):  # a cluster's spans made every frame: only the join is left
+            stream, skip = iter([]), 0
+            reader.damage, reader.stopped = list(merged.get("damage") or []), merged.get("stopped")
+            reader.warnings += list(merged.get("warnings") or [])
+        elif done:
             resumed = _resumed_frames(source, Fraction(done[-1]["last"]), restorer.margin, done_frames)
             if resumed is None:  # could not find the context again: start this file over
                 if not _retry:
@@ -610,7 +629,11 @@ def _enhance_in_parts(info: VideoInfo, output: str, restorer: Restorer, encode: 
         last_times = [Fraction(done[-1]["last"])]
     why = shortfall(info, opts, reader, frames, last_times)
     notes = [note] if note else []
-    notes += [f"resumed: {done_frames} frames were already encoded by an earlier run"] if done_frames else []
+    if merged:
+        notes.append(f"{done_frames} frames were made by the cluster's part tasks" +
+                     ("" if merged.get("complete") else "; this task made the rest"))
+    elif done_frames:
+        notes.append(f"resumed: {done_frames} frames were already encoded by an earlier run")
     notes += [_incomplete_warning(why)] if why else []
     return EnhanceResult(output=str(final), frames=frames, seconds=time.perf_counter() - t0,
                          warnings=_unique(notes + input_notes(info) + reader.warnings + parts.warnings + warnings),
@@ -642,23 +665,30 @@ class _SpanStream:
     def __init__(self, reader: FrameReader, lo: Fraction, hi: Fraction | None, after: Fraction | None,
                  margin: int):
         self.reader, self.lo, self.hi, self.after, self.margin = reader, lo, hi, after, margin
+        self.saw_before = False  # a frame before the first to make came (else the seek may have landed late)
         self.context_short = False  # fewer context frames than the margin before the first to make
-        self.reached_end = False  # read up to the span's end (or the file's)
+        self.empty = False  # nothing of the span in the file (its container outlasts its picture)
 
     def open(self):
         """(frames, context count)."""
         it = iter(self.reader)
         context: list[Frame] = []
-        for fr in it:
-            t = fr.pts * fr.time_base
-            if (t <= self.after) if self.after is not None else (t < self.lo):
-                context = (context + [fr])[-self.margin:] if self.margin else []
-                continue
-            if self.hi is not None and t >= self.hi:  # nothing of this span is left
-                break
-            self.context_short = len(context) < self.margin
-            return self._rest(context + [fr], it), len(context)
-        self.reached_end = True
+        try:
+            for fr in it:
+                t = fr.pts * fr.time_base
+                if (t <= self.after) if self.after is not None else (t < self.lo):
+                    self.saw_before = True
+                    context = (context + [fr])[-self.margin:] if self.margin else []
+                    continue
+                if self.hi is not None and t >= self.hi:  # nothing of this span is left
+                    break
+                self.context_short = len(context) < self.margin
+                return self._rest(context + [fr], it), len(context)
+        except InputError:
+            # a seek past the last frame decodes nothing, which the reader reports as an error
+            if self.reader.frames_read or self.reader.stopped:
+                raise
+        self.empty = True
         return iter([]), 0
 
     def _rest(self, head: list[Frame], it):
@@ -670,7 +700,6 @@ class _SpanStream:
                 if past > self.margin:
                     break
             yield fr
-        self.reached_end = True
 
 
 class _Before:
@@ -685,28 +714,42 @@ class _Before:
             self.parts.write(image, pts, time_base)
 
 
+def _span_done(folder: Path, skey: str) -> dict | None:
+    """The summary of a finished span made with this key, if its parts are all still there."""
+    try:
+        summary = json.loads((folder / "complete.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(summary, dict) or summary.get("key") != skey or not isinstance(summary.get("parts"), list):
+        return None
+    if not all(isinstance(p, dict) and (folder / str(p.get("file"))).is_file() for p in summary["parts"]):
+        return None
+    return summary
+
+
 def enhance_span(info: VideoInfo, output: str, restorer: Restorer, encode: EncodeOptions, opts: EnhanceOptions,
                  key: str, index: int, lo: Fraction, hi: Fraction | None) -> dict:
     """Make span ``index`` (frames in [lo, hi) of the source's clock) of ``output`` into parts in
-    its own folder; a span finished before is not made again, one begun before continues after
-    its last finished part. Returns its summary: frames, parts and warnings."""
+    its own folder; a span finished before with the same ``key`` (the recipe's) is not made
+    again, one begun before continues after its last finished part. Returns its summary: frames,
+    parts, warnings, and the decoder's damage lines and why it stopped, if it did."""
     folder = span_folder(output, index)
     skey = _span_key(key, index, lo, hi)
-    try:
-        summary = json.loads((folder / "complete.json").read_text(encoding="utf-8"))
-        if isinstance(summary, dict) and summary.get("key") == skey:
-            return summary
-    except (OSError, ValueError):
-        pass
+    summary = _span_done(folder, skey)
+    if summary is not None:
+        return summary
+    (folder / "complete.json").unlink(missing_ok=True)
     done, _ = _load_parts(folder, skey) if folder.exists() else ([], None)
     folder.mkdir(parents=True, exist_ok=True)
     encode = fit_encoder(info, restorer.scale, encode)
     chunk = _chunk(restorer, info, opts, encode)
     after = Fraction(done[-1]["last"]) if done else None
-    first_of_file = (info.start_time or 0.0)
     fps = float(info.fps) if info.fps else 25.0
-    for preroll in (max(SPAN_PREROLL, (restorer.margin + 3) / fps), SPLICE_PREROLL):
-        seek = max(0.0, float(after if after is not None else lo) - first_of_file - preroll)
+    for preroll in (max(SPAN_PREROLL, (restorer.margin + 3) / fps), SPLICE_PREROLL, None):
+        if preroll is None:
+            raise InputError("seeking in this file lands too late to split it into parts", path=info.path,
+                             hint="remux it first (ffmpeg -i IN -c copy OUT.mkv), or give --ray-split 0")
+        seek = max(0.0, float(after if after is not None else lo) - (info.start_time or 0.0) - preroll)
         reader = FrameReader(info, deinterlace=opts.deinterlace, segment=Segment(seek or None, None),
                              buffer=max(8, chunk + 2 * restorer.margin))
         stream = _SpanStream(reader, lo, hi, after, restorer.margin)
@@ -717,67 +760,86 @@ def enhance_span(info: VideoInfo, output: str, restorer: Restorer, encode: Encod
             reader.start()
             writer.start()
             frames, skip = stream.open()
-            with bar(total=None, enabled=False) as pbar:
-                _pump(frames, skip, restorer, writer, chunk, pbar)
-            parts.close_part()
-            ok = True
+            # a seek that landed after the span's start (MPEG-TS does): the first frames, or the
+            # model's context before them, are missing; read again from further back
+            late = seek > 0 and not stream.empty and (not stream.saw_before or stream.context_short)
+            if not late:
+                with bar(total=None, enabled=False) as pbar:
+                    _pump(frames, skip, restorer, writer, chunk, pbar)
+                parts.close_part()
+                ok = True
         finally:
             if not ok:
                 _stop(writer, parts.abort)
             reader.close()
-        # context missing before the span's first frame (not the file's): the seek landed late
-        late = stream.context_short and (after is not None or seek > 0)
-        if not late:
+        if ok:
             break
-        shutil.rmtree(folder, ignore_errors=True)  # made without its context: made again from earlier
-        folder.mkdir(parents=True, exist_ok=True)
-        done, after = [], None
-    else:
-        raise InputError("seeking in this file lands too late to split it into parts", path=info.path,
-                         hint="remux it first (ffmpeg -i IN -c copy OUT.mkv), or give a larger --ray-split")
-    if not stream.reached_end:
-        raise InputError(f"decoding stopped inside part {index + 1}", path=info.path)
     summary = {"key": skey, "index": index, "frames": sum(p["frames"] for p in parts.done), "parts": parts.done,
-               "warnings": _unique(reader.warnings + parts.warnings)}
+               "warnings": _unique(reader.warnings + parts.warnings), "damage": reader.damage,
+               "stopped": reader.stopped}
     tmp = folder / f"complete.json.{os.getpid()}.tmp"
     tmp.write_text(json.dumps(summary, indent=1))
     os.replace(tmp, folder / "complete.json")
     return summary
 
 
-def merge_spans(output: str | Path, key: str, spans: list[tuple[Fraction, Fraction | None]]) -> tuple[int, list[str]]:
-    """Hand the finished spans of ``output`` to the ordinary join: their parts, in order, become
-    the output's parts (``part_00000.nut`` ...) under a manifest with the file's recipe ``key``,
-    so :func:`enhance_video` finds only the join left (and checks every part on the way). For the
-    caller that holds the output's lock. Returns (frames, the spans' warnings)."""
+def _link_or_copy(src: Path, dst: Path) -> None:
+    dst.unlink(missing_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:  # a filesystem without hard links
+        shutil.copy2(src, dst)
+
+
+def merge_spans(output: str | Path, key: str, spans: list[tuple[Fraction, Fraction | None]]) -> int:
+    """Hand the spans of ``output`` made with the recipe ``key`` to the ordinary join: the parts
+    of the finished spans, in order from the first up to the first span that is missing (not
+    finished, or made with other settings: another precision on another kind of node), become the
+    output's parts (``part_00000.nut`` ...) under a manifest with that key, so that
+    :func:`enhance_video` makes only what is left after them (nothing, when every span is there),
+    checking every part on the way. The parts are linked (or copied), never moved, and the spans
+    are removed only once the manifest is written, so a merge cut short is simply done again. For
+    the caller that holds the output's lock. Returns the frames handed over."""
     folder = parts_folder(output)
     merged: list[dict] = []
+    sources: list[Path] = []
     warnings: list[str] = []
-    moves: list[tuple[Path, str]] = []
+    damage: list[str] = []
+    stopped = None
+    complete = True
     for index, (lo, hi) in enumerate(spans):
         sfolder = span_folder(output, index)
-        try:
-            summary = json.loads((sfolder / "complete.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            summary = None
-        if not isinstance(summary, dict) or summary.get("key") != _span_key(key, index, lo, hi):
-            raise OutputError(f"part {index + 1} of {len(spans)} of this file is not finished", path=str(output),
-                              hint="run the same command again to make it")
+        summary = _span_done(sfolder, _span_key(key, index, lo, hi))
+        if summary is None:
+            complete = False
+            break
         for part in summary["parts"]:
-            name = _PART_NAME.format(len(merged))
-            moves.append((sfolder / part["file"], name))
-            merged.append({**part, "file": name})
-        warnings += summary.get("warnings", [])
-    for child in folder.iterdir():  # an earlier run's own parts and manifest give way to the spans'
-        if child.name != "spans":
-            shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink(missing_ok=True)
-    for src, name in moves:
-        os.replace(src, folder / name)
-    tmp = folder / f"manifest.json.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps({"key": key, "layout": _PARTS_LAYOUT, "parts": merged}, indent=1))
-    os.replace(tmp, folder / "manifest.json")
+            sources.append(sfolder / part["file"])
+            merged.append({k: part[k] for k in _PART_KEYS} | {"file": _PART_NAME.format(len(merged))})
+        warnings += summary.get("warnings") or []
+        damage += summary.get("damage") or []
+        if summary.get("stopped"):  # decoding stopped in this span: one process would have stopped here too
+            stopped = summary["stopped"]
+            break
+    if not merged:
+        return 0
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for child in folder.iterdir():  # an earlier run's own parts and manifest give way to the spans'
+            if child.name != "spans":
+                shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink(missing_ok=True)
+        for src, part in zip(sources, merged):
+            _link_or_copy(src, folder / part["file"])
+        tmp = folder / f"manifest.json.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps({"key": key, "layout": _PARTS_LAYOUT, "parts": merged,
+                                   "merged": {"complete": complete or stopped is not None, "damage": damage[:3],
+                                              "stopped": stopped, "warnings": _unique(warnings)}}, indent=1))
+        os.replace(tmp, folder / "manifest.json")
+    except OSError as e:
+        raise OutputError(f"cannot gather the parts the cluster made: {e.strerror or e}", path=str(output),
+                          hint="run the same command again") from None
     shutil.rmtree(folder / "spans", ignore_errors=True)
-    return sum(p["frames"] for p in merged), _unique(warnings)
+    return sum(p["frames"] for p in merged)
 
 
 def plan_spans(info: VideoInfo, seconds: float) -> list[tuple[Fraction, Fraction | None]]:
