@@ -16,6 +16,10 @@ Weights are random too (speed does not depend on them). On CUDA (``--device cuda
 table is printed with the precision and the GPU named.
 
     python benchmarks/model_speed.py [--device cpu|cuda] [--frames 48] [--configs fusion-s,small,base]
+        [--scales 2]   # e.g. --configs fusion-s --scales 1,2,4: the shipped models' three jobs
+
+``--scales`` times every method at each scale (x1: restoration at the input's size, where
+lanczos is the encode alone and SRVGGNetCompact's pixel shuffle is of factor 1).
 """
 from __future__ import annotations
 
@@ -75,7 +79,13 @@ def main() -> None:
     ap.add_argument("--chunk", type=int, default=8)
     ap.add_argument("--configs", default="fusion-s,small,base")
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--scales", default="2", help="comma-separated output scales (1, 2, 4)")
     args = ap.parse_args()
+    for scale in (int(x) for x in args.scales.split(",")):
+        _run(args, scale)
+
+
+def _run(args, scale: int) -> None:
     tools = ff.configure()
     dev = torch.device(args.device)
     h, w = 180, 320
@@ -91,12 +101,12 @@ def main() -> None:
         # (a) ffmpeg lanczos + the same encode
         t0 = time.perf_counter()
         ff.run([tools.ffmpeg, "-loglevel", "error", "-y", "-i", str(clip), "-vf",
-                f"scale={2 * w}:{2 * h}:flags=lanczos", "-c:v", "libx264", "-crf", "18", "-preset", "medium",
+                f"scale={scale * w}:{scale * h}:flags=lanczos", "-c:v", "libx264", "-crf", "18", "-preset", "medium",
                 str(Path(tmp) / "lanczos.mp4")])
         fps_lanczos = args.frames / (time.perf_counter() - t0)
 
         # (b) SRVGGNetCompact alone, same output frames per pass
-        srvgg = SRVGGNetCompact().eval().to(dev)
+        srvgg = SRVGGNetCompact(upscale=scale).eval().to(dev)
         x1 = torch.rand(args.chunk, 3, h, w, device=dev)
         with torch.inference_mode():
             t_srvgg = _time(lambda: srvgg(x1), args.repeats)
@@ -104,22 +114,23 @@ def main() -> None:
 
         print(f"device: {dev}" + (f" ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else
                                   f" ({torch.get_num_threads()} threads)"))
-        print(f"input {w}x{h} -> {2 * w}x{2 * h}, chunk {args.chunk} output frames per pass")
+        print(f"input {w}x{h} -> {scale * w}x{scale * h} (x{scale}), chunk {args.chunk} output frames per pass")
         print(f"{'method':<38}{'params':>10}{'MACs/out px':>13}{'model fps':>11}{'restore fps':>13}"
               f"{'enhance fps':>13}{'vs SRVGG':>10}{'e2e/model':>11}")
         print(f"{'ffmpeg lanczos + x264':<38}{'-':>10}{'-':>13}{'-':>11}{'-':>13}{fps_lanczos:>13.2f}")
         sr_params = sum(p.numel() for p in srvgg.parameters())
-        sr_macs = sum(m.in_channels * m.out_channels * 9 for m in srvgg.modules() if isinstance(m, nn.Conv2d)) / 4
+        sr_macs = sum(m.in_channels * m.out_channels * 9 for m in srvgg.modules()
+                      if isinstance(m, nn.Conv2d)) / (scale * scale)
         print(f"{'SRVGGNetCompact (1 frame in)':<38}{sr_params:>10d}{sr_macs:>13.0f}{fps_srvgg:>11.2f}{'-':>13}"
               f"{'-':>13}{1.0:>10.2f}")
         rng = np.random.default_rng(0)
         for name in args.configs.split(","):
             torch.manual_seed(0)
             if name in FUSION_CONFIGS:
-                cfg = FusionConfig(**{**FUSION_CONFIGS[name].to_dict(), "scale": 2})
+                cfg = FusionConfig(**{**FUSION_CONFIGS[name].to_dict(), "scale": scale})
                 cx, model = fusion_complexity(cfg), FusionGenerator(cfg)
             else:
-                cfg = GeneratorConfig(**{**CONFIGS[name].to_dict(), "scale": 2})
+                cfg = GeneratorConfig(**{**CONFIGS[name].to_dict(), "scale": scale})
                 cx, model = complexity(cfg, frames=args.chunk), Generator(cfg)
             restorer = ModelRestorer(model, name=name, device=args.device, precision=args.precision, tile=0,
                                      chunk=args.chunk)

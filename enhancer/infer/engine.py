@@ -629,9 +629,9 @@ def _enhance_in_parts(info: VideoInfo, output: str, restorer: Restorer, encode: 
         last_times = [Fraction(done[-1]["last"])]
     why = shortfall(info, opts, reader, frames, last_times)
     notes = [note] if note else []
-    if merged:
-        notes.append(f"{done_frames} frames were made by the cluster's part tasks" +
-                     ("" if merged.get("complete") else "; this task made the rest"))
+    if merged:  # the cluster's normal path is no news; a join that had to make frames itself is
+        if not merged.get("complete"):
+            notes.append(f"{done_frames} frames came from the cluster's part tasks; the rest was made here")
     elif done_frames:
         notes.append(f"resumed: {done_frames} frames were already encoded by an earlier run")
     notes += [_incomplete_warning(why)] if why else []
