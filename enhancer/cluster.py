@@ -147,8 +147,10 @@ def _record_failure(job: Job, restorer, encode: EncodeOptions, opts: EnhanceOpti
         return result
     try:
         state.refresh(job.output)
-        if state.decide(job.output, recipe, retry_failed=False)[0] is not Decision.SKIP:  # never over a done record
-            state.record(job.output, recipe, "failed", error, 0)
+        if state.decide(job.output, recipe, retry_failed=False)[0] in (Decision.SKIP, Decision.SKIP_INCOMPLETE):
+            # made meanwhile by another run: said so, and its record left as it is
+            return FileResult(job.input, job.output, "skipped", error="made by another run meanwhile")
+        state.record(job.output, recipe, "failed", error, 0)
     finally:
         lock.release()
     return result
@@ -187,7 +189,7 @@ def _plan_one(job: Job, spec: ModelSpec, encode: EncodeOptions, opts: EnhanceOpt
 
 
 def _span_one(job: Job, spec: ModelSpec, encode: EncodeOptions, opts: EnhanceOptions, folder: str | None,
-              ffmpeg: str | None, index: int, lo: str, hi: str | None) -> dict:
+              ffmpeg: str | None, index: int, lo: str, hi: str | None, overwrite: bool = False) -> dict:
     """Span ``index`` of a file, on a worker, under the span's own lock: its summary;
     {"skipped": True} where the output was made meanwhile; {"busy": line} where another run is
     making this span; {"error": line} for a failure that another try would repeat."""
@@ -210,7 +212,7 @@ def _span_one(job: Job, spec: ModelSpec, encode: EncodeOptions, opts: EnhanceOpt
             recipe = job_recipe(job, restorer, encode, opts)
             if recipe is None:
                 return {"error": f"{shown(job.input)}: the input is gone (part {index + 1}, on node {here})"}
-            if folder is not None:
+            if folder is not None and not overwrite:
                 state = BatchState(folder, scan=False)
                 state.refresh(job.output)
                 if state.decide(job.output, recipe, retry_failed=False)[0] is Decision.SKIP:
@@ -336,7 +338,7 @@ def run_batch_ray(jobs: list[Job], spec: ModelSpec, encode: EncodeOptions, opts:
                         continue
                     spans[k] = {"bounds": plan, "left": len(plan), "error": None, "busy": None}
                     for i, (lo, hi) in enumerate(plan):
-                        pending[span_task.remote(jobs[k], spec, encode, opts, where, ffmpeg, i, lo, hi)] = \
+                        pending[span_task.remote(jobs[k], spec, encode, opts, where, ffmpeg, i, lo, hi, overwrite)] = \
                             ("span", k, i)
                     continue
                 if kind == "span":

@@ -325,6 +325,14 @@ def test_spans_of_a_file_whose_seeks_land_late(tmp_path, margin):
     assert engine.merge_spans(out, "k", spans) == 600
     assert enhance_video(info, str(out), restorer(), FFV1, opts, recipe_key="k").frames == 600
     assert framemd5(out) == framemd5(straight)
+    # span 1 missing: the last task goes on after span 0 itself; its resume seek (8 s) lands on
+    # the key frame at 10 s, so it reads again from further back, keeping span 0's work
+    out = tmp_path / "partial.mkv"
+    _spans(info, out, lambda k: restorer(), opts, "k", spans, (0, 2))
+    assert engine.merge_spans(out, "k", spans) == 200
+    res = enhance_video(info, str(out), restorer(), FFV1, opts, recipe_key="k")
+    assert res.frames == 600 and res.resumed == 200
+    assert framemd5(out) == framemd5(straight)
 
 
 def test_a_span_past_the_end_of_the_picture_is_empty(tmp_path):

@@ -468,15 +468,18 @@ def _merged(folder: Path, done: list[dict]) -> dict:
 
 def _resumed_frames(reader: FrameReader, last: Fraction, margin: int, done_frames: int):
     """Frames after ``last``, preceded by up to ``margin`` frames at or before it as context.
-    Returns (iterator, context count) or None when the seek landed too late to give the context."""
+    Returns (iterator, context count) or None when the seek landed too late to give the context
+    (or, for a model without context, landed after ``last``: frames would be lost)."""
     it = iter(reader)
     context: list[Frame] = []
+    seen = False
     for fr in it:
         if fr.pts * fr.time_base <= last:
+            seen = True
             context.append(fr)
             context = context[-margin:] if margin else []
             continue
-        if len(context) < min(margin, done_frames):
+        if len(context) < min(margin, done_frames) or (done_frames and not seen):
             return None
 
         def chain(first=fr, ctx=context):
@@ -512,6 +515,7 @@ class _Within:
 
 
 SPLICE_PREROLL = 10.0  # seconds a splice's segment is read from before its start
+RESUME_PREROLLS = (10.0, 60.0)  # seconds a resume reads from before its last part when a nearer seek lands late
 
 
 def parts_folder(output: str | Path) -> Path:
@@ -521,7 +525,7 @@ def parts_folder(output: str | Path) -> Path:
 
 def _enhance_in_parts(info: VideoInfo, output: str, restorer: Restorer, encode: EncodeOptions,
                       opts: EnhanceOptions, key: str, desc: str | None, t0: float,
-                      _retry: bool = True, splan=None) -> EnhanceResult:
+                      _retry: bool = True, splan=None, _preroll: float = 0.0) -> EnhanceResult:
     final = Path(output)
     folder = parts_folder(final)
     done, note = _load_parts(folder, key) if folder.exists() else ([], None)
@@ -541,7 +545,8 @@ def _enhance_in_parts(info: VideoInfo, output: str, restorer: Restorer, encode: 
                           (opts.start or 0) - read_from + opts.duration + 1.0 if opts.duration else None)
     if done:  # read again from a few frames before the last finished one (context for the model)
         last = Fraction(done[-1]["last"])
-        segment = segment.from_(float(last) - (info.start_time or 0) - (restorer.margin + 3) / float(info.fps))
+        back = max(_preroll, (restorer.margin + 3) / float(info.fps))
+        segment = segment.from_(float(last) - (info.start_time or 0) - back)
     reader = FrameReader(info, deinterlace=opts.deinterlace, segment=segment,
                          buffer=max(8, chunk + 2 * restorer.margin))
     source = _Within(reader, *bounds) if bounds else reader
@@ -559,13 +564,19 @@ def _enhance_in_parts(info: VideoInfo, output: str, restorer: Restorer, encode: 
             stream, skip = iter([]), 0
             reader.damage, reader.stopped = list(merged.get("damage") or []), merged.get("stopped")
             reader.warnings += list(merged.get("warnings") or [])
+            if merged.get("time_base"):  # the decoder's clock (bwdif's field rate), as a reading run has it
+                reader.time_base = Fraction(merged["time_base"])
         elif done:
             resumed = _resumed_frames(source, Fraction(done[-1]["last"]), restorer.margin, done_frames)
-            if resumed is None:  # could not find the context again: start this file over
+            if resumed is None:  # the seek landed after the context (MPEG-TS does): from further back,
+                reader.close()   # and if that fails too, start this file over
+                for preroll in RESUME_PREROLLS:
+                    if preroll > _preroll:
+                        return _enhance_in_parts(info, output, restorer, encode, opts, key, desc, t0, _retry=_retry,
+                                                 splan=splan, _preroll=preroll)
                 if not _retry:
                     raise InputError("cannot resume: seeking does not find the frames before the last part",
                                      path=info.path)
-                reader.close()
                 shutil.rmtree(folder, ignore_errors=True)
                 return _enhance_in_parts(info, output, restorer, encode, opts, key, desc, t0, _retry=False,
                                          splan=splan)
@@ -776,7 +787,7 @@ def enhance_span(info: VideoInfo, output: str, restorer: Restorer, encode: Encod
             break
     summary = {"key": skey, "index": index, "frames": sum(p["frames"] for p in parts.done), "parts": parts.done,
                "warnings": _unique(reader.warnings + parts.warnings), "damage": reader.damage,
-               "stopped": reader.stopped}
+               "stopped": reader.stopped, "time_base": str(reader.time_base) if reader.time_base else None}
     tmp = folder / f"complete.json.{os.getpid()}.tmp"
     tmp.write_text(json.dumps(summary, indent=1))
     os.replace(tmp, folder / "complete.json")
@@ -806,6 +817,7 @@ def merge_spans(output: str | Path, key: str, spans: list[tuple[Fraction, Fracti
     warnings: list[str] = []
     damage: list[str] = []
     stopped = None
+    time_base = None
     complete = True
     for index, (lo, hi) in enumerate(spans):
         sfolder = span_folder(output, index)
@@ -818,6 +830,7 @@ def merge_spans(output: str | Path, key: str, spans: list[tuple[Fraction, Fracti
             merged.append({k: part[k] for k in _PART_KEYS} | {"file": _PART_NAME.format(len(merged))})
         warnings += summary.get("warnings") or []
         damage += summary.get("damage") or []
+        time_base = time_base or summary.get("time_base")
         if summary.get("stopped"):  # decoding stopped in this span: one process would have stopped here too
             stopped = summary["stopped"]
             break
@@ -833,7 +846,8 @@ def merge_spans(output: str | Path, key: str, spans: list[tuple[Fraction, Fracti
         tmp = folder / f"manifest.json.{os.getpid()}.tmp"
         tmp.write_text(json.dumps({"key": key, "layout": _PARTS_LAYOUT, "parts": merged,
                                    "merged": {"complete": complete or stopped is not None, "damage": damage[:3],
-                                              "stopped": stopped, "warnings": _unique(warnings)}}, indent=1))
+                                              "stopped": stopped, "warnings": _unique(warnings),
+                                              "time_base": time_base}}, indent=1))
         os.replace(tmp, folder / "manifest.json")
     except OSError as e:
         raise OutputError(f"cannot gather the parts the cluster made: {e.strerror or e}", path=str(output),
