@@ -226,33 +226,39 @@ class _Batches:
 class _Fit:
     """A schedule fitted to a time box: the step rate is measured over ``span`` steps (after
     ``skip`` steps of start-up), then ``cfg.steps`` is set so that the run ends ``fit_minutes``
-    after its start, less a margin for validation and checkpoints. The cosine schedule is a
-    function of ``steps``, so a run cut short by a time limit would never finish its decay;
-    this one does. Every rank takes rank 0's figure."""
+    after its start, less a margin for validation and checkpoints; the rate is measured again
+    over each tenth of the box that follows and the end moved to match (a GPU shared with
+    another run slows down once that run gets going). The cosine schedule is a function of
+    ``steps``, so a run cut short by a time limit would never finish its decay; this one does.
+    Every rank takes rank 0's figure."""
 
     skip, span, margin = 20, 100, 0.92
 
     def __init__(self, cfg: TrainConfig, first: int, t_start: float):
         self.cfg, self.first, self.t_start = cfg, first, t_start
         self.t_a: float | None = None
+        self.step_a = first + self.skip
+        self.next_at = first + self.skip + self.span  # the step of the next measurement
         self.rate = 0.0
-        self.done = False
+        self.fits = 0
 
     def measure(self, step: int, world: int, device: torch.device) -> bool:
-        if self.done:
-            return False
         if step == self.first + self.skip:
             self.t_a = time.monotonic()
-        if step != self.first + self.skip + self.span:
+        if step != self.next_at or self.t_a is None:
             return False
         now = time.monotonic()
-        self.rate = self.span / max(1e-9, now - self.t_a)
+        self.rate = (step - self.step_a) / max(1e-9, now - self.t_a)
         left = self.cfg.fit_minutes * 60 - (now - self.t_start)
         steps = torch.tensor([step + max(1, int(self.margin * left * self.rate))], device=device)
         if world > 1:
             dist.broadcast(steps, 0)
-        self.cfg.steps = int(steps.item())
-        self.done = True
+        self.cfg.steps = max(step + 1, int(steps.item()))
+        self.fits += 1
+        # measure again after a tenth of the box (in steps at this rate), unless the end is near
+        self.t_a, self.step_a = now, step
+        tenth = int(self.rate * self.cfg.fit_minutes * 6)
+        self.next_at = step + max(self.span, tenth) if step + 2 * max(self.span, tenth) < self.cfg.steps else -1
         return True
 
 
@@ -518,7 +524,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, max_minutes: float | None =
                 pb.update(1)
                 if fit is not None and fit.measure(step, world, device):
                     pb.total = cfg.steps
-                    if main:
+                    if main and fit.fits == 1:
                         print(f"fit_minutes {cfg.fit_minutes:g}: {fit.rate:.1f} steps/s ({threads} batch threads); "
                               f"the schedule now ends at step {cfg.steps}", flush=True)
                 if main and (step % cfg.log_every == 0 or step == cfg.steps):
