@@ -253,3 +253,37 @@ def test_window_shares_are_fair_and_never_empty():
         assert sorted(p for s in shares for p in s) == items  # every item once
         assert all(len(s) in (n // parts, -(-n // parts)) and s for s in shares)
         assert _share(items, parts, parts) == shares[0]  # windows cycle through the parts
+
+
+def test_window_parts_are_balanced_by_size_and_a_pack_over_its_limit_is_refused(tmp_path):
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from enhancer.train.window import _share, _wait_all
+    from enhancer.train.window import main as window
+
+    items = [Path(f"/x/{k:02d}.mp4") for k in range(9)]
+    sizes = dict(zip(items, (29, 3, 3, 3, 3, 10, 10, 8, 1)))
+    shares = [_share(items, w, 3, sizes) for w in range(3)]
+    assert sorted(p for s in shares for p in s) == items
+    assert max(sum(sizes[p] for p in s) for s in shares) == 29  # the big file alone, not 29 + more
+    media = tmp_path / "media"
+    media.mkdir()
+    cv2.imwrite(str(media / "still.png"), (_texture(200, 260, 1) * 255).astype(np.uint8))
+    (media / "broken.mp4").write_bytes(b"not a video" * 50)  # left out with a line, not the pack
+    cfg = tmp_path / "w.toml"
+    cfg.write_text(f'run_dir = "{tmp_path / "none"}"\n')
+    assert window(["pack", str(cfg), "--sources", str(media), "--out", str(tmp_path / "p"), "--max-mib", "0.001"]) == 2
+    assert window(["pack", str(cfg), "--sources", str(media), "--out", str(tmp_path / "p")]) == 0
+    assert [p.name for p in (tmp_path / "p" / "sources").iterdir()][0].endswith(".jpg")
+    (tmp_path / "keep").mkdir()
+    (tmp_path / "keep" / "mine.txt").write_text("x")
+    assert window(["pack", str(cfg), "--sources", str(media), "--out", str(tmp_path / "keep")]) == 2
+    assert (tmp_path / "keep" / "mine.txt").exists()  # never wiped
+    slow = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    bad = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    t0 = time.monotonic()
+    assert not _wait_all([slow, bad], deadline=time.monotonic() + 30)
+    assert time.monotonic() - t0 < 10 and slow.poll() is not None  # the other one was stopped

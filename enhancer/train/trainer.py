@@ -189,10 +189,14 @@ class _Batches:
                                indices=self.indices)
 
     def _work(self, j: int, step: int, stride: int) -> None:
-        import cv2
-
-        cv2.setNumThreads(1)  # one core per batch thread, the others for the model
         q = self.queues[j]
+        try:
+            import cv2
+
+            cv2.setNumThreads(1)  # one core per batch thread, the others for the model
+        except BaseException as e:  # handed to the training loop, which raises it
+            q.put(e)
+            return
         while not self.done.is_set():
             try:
                 item = self.make(step)
@@ -226,16 +230,17 @@ class _Batches:
 class _Fit:
     """A schedule fitted to a time box: the step rate is measured over ``span`` steps (after
     ``skip`` steps of start-up), then ``cfg.steps`` is set so that the run ends ``fit_minutes``
-    after its start, less a margin for validation and checkpoints; the rate is measured again
-    over each tenth of the box that follows and the end moved to match (a GPU shared with
-    another run slows down once that run gets going). The cosine schedule is a function of
-    ``steps``, so a run cut short by a time limit would never finish its decay; this one does.
-    Every rank takes rank 0's figure."""
+    after its start, less a margin for validation and checkpoints, and never past the config's
+    own ``steps``; the rate is measured again over each tenth of the box that follows and the
+    end moved to match (a GPU shared with another run slows down once that run gets going). The
+    cosine schedule is a function of ``steps``, so a run cut short by a time limit would never
+    finish its decay; this one does. Every rank takes rank 0's figures."""
 
     skip, span, margin = 20, 100, 0.92
 
     def __init__(self, cfg: TrainConfig, first: int, t_start: float):
         self.cfg, self.first, self.t_start = cfg, first, t_start
+        self.ceiling = cfg.steps
         self.t_a: float | None = None
         self.step_a = first + self.skip
         self.next_at = first + self.skip + self.span  # the step of the next measurement
@@ -250,15 +255,15 @@ class _Fit:
         now = time.monotonic()
         self.rate = (step - self.step_a) / max(1e-9, now - self.t_a)
         left = self.cfg.fit_minutes * 60 - (now - self.t_start)
-        steps = torch.tensor([step + max(1, int(self.margin * left * self.rate))], device=device)
-        if world > 1:
-            dist.broadcast(steps, 0)
-        self.cfg.steps = max(step + 1, int(steps.item()))
-        self.fits += 1
+        steps = min(self.ceiling, step + max(1, int(self.margin * left * self.rate)))
         # measure again after a tenth of the box (in steps at this rate), unless the end is near
+        again = step + max(self.span, int(self.rate * self.cfg.fit_minutes * 6))
+        plan = torch.tensor([max(step + 1, steps), again if again + (again - step) < steps else -1], device=device)
+        if world > 1:  # every rank ends, and measures again, at rank 0's steps (collectives stay in step)
+            dist.broadcast(plan, 0)
+        self.cfg.steps, self.next_at = int(plan[0].item()), int(plan[1].item())
         self.t_a, self.step_a = now, step
-        tenth = int(self.rate * self.cfg.fit_minutes * 6)
-        self.next_at = step + max(self.span, tenth) if step + 2 * max(self.span, tenth) < self.cfg.steps else -1
+        self.fits += 1
         return True
 
 
@@ -300,10 +305,13 @@ def _upscaled(centre: torch.Tensor, scale: int) -> torch.Tensor:
 
 
 # ---- one step --------------------------------------------------------------------------------
-def _lr(cfg: TrainConfig, base: float, step: int) -> float:
+def _lr(cfg: TrainConfig, base: float, step: int, cycle: int = 0) -> float:
+    """Warm-up then cosine decay from step ``cycle`` (0; a time-boxed window resuming a run starts
+    a new cycle at its first step: a warm restart, not a jump back into a finished decay)."""
+    step -= cycle
     if step < cfg.warmup:
         return base * (step + 1) / cfg.warmup
-    frac = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    frac = (step - cfg.warmup) / max(1, cfg.steps - cycle - cfg.warmup)
     return base * (cfg.lr_min_ratio + (1 - cfg.lr_min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
 
 
@@ -497,6 +505,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, max_minutes: float | None =
     batches = _Batches(data, cfg, train_idx, radius, m.fusion, rank, step, threads)
     batches.start()
     fit = _Fit(cfg, step, t_start) if cfg.fit_minutes > 0 else None
+    cycle = step if fit is not None else 0  # each time-boxed window is one warm restart of the schedule
     try:
         with bar(total=cfg.steps, desc=f"train stage {cfg.stage}", unit="step", enabled=progress and main) as pb:
             pb.update(step)
@@ -504,7 +513,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, max_minutes: float | None =
             while step < cfg.steps:
                 for opt, base in ((m.opt_g, cfg.lr_g), (m.opt_d, cfg.lr_d), (m.opt_df, cfg.lr_d)):
                     for group in (opt.param_groups if opt is not None else []):
-                        group["lr"] = _lr(cfg, base, step)
+                        group["lr"] = _lr(cfg, base, step, cycle)
                 lq, hr = batches.get()
                 lq, hr = lq.to(device, non_blocking=True), hr.to(device, non_blocking=True)
                 with amp():

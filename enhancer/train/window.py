@@ -46,14 +46,23 @@ HELD_OUT = ["bikes.mp4", "car-detection.mp4", "Set14", "life_by_Aitzol_Berasateg
             "EveningGlow.jpg", "DarkestHour.jpg"]
 
 
-def _share(items: list[Path], window: int, parts: int) -> list[Path]:
-    """The items of part ``window % parts``: every ``parts``-th in an order stable across runs
-    (a hash of their names), so each part gets its fair count and none is empty while there are
-    as many items as parts (a hash remainder alone left some parts empty)."""
+def _share(items: list[Path], window: int, parts: int, sizes: dict[Path, int] | None = None) -> list[Path]:
+    """The items of part ``window % parts``, the parts balanced by size (by count where no sizes
+    are given): largest first, each to the lightest part so far, in an order stable across runs
+    (ties by a hash of the names), so no part is empty while there are as many items as parts
+    and none is much over the budget the part count was made from."""
     if parts <= 1:
         return items
-    ordered = sorted(items, key=lambda p: hashlib.sha1(p.name.encode()).hexdigest())
-    return sorted(ordered[window % parts::parts])
+    size = (lambda p: sizes[p]) if sizes else (lambda p: 1)  # noqa: E731
+    ordered = sorted(items, key=lambda p: (-size(p), hashlib.sha1(p.name.encode()).hexdigest()))
+    loads = [0] * parts
+    chosen: list[Path] = []
+    for item in ordered:
+        k = min(range(parts), key=lambda j: (loads[j], j))
+        loads[k] += size(item)
+        if k == window % parts:
+            chosen.append(item)
+    return sorted(chosen)
 
 
 def _compact_still(src: Path, dst: Path) -> None:
@@ -66,24 +75,40 @@ def _compact_still(src: Path, dst: Path) -> None:
     f = min(1.0, 1280 / max(h, w))
     if f < 1:
         img = cv2.resize(img, (round(w * f), round(h * f)), interpolation=cv2.INTER_AREA)
-    cv2.imwrite(str(dst.with_suffix(".jpg")), img, [cv2.IMWRITE_JPEG_QUALITY, 92])
+    part = dst.with_name(dst.name + ".partial.jpg")
+    cv2.imwrite(str(part), img, [cv2.IMWRITE_JPEG_QUALITY, 92])
+    os.replace(part, dst.with_suffix(".jpg"))
 
 
 def _compact_video(src: Path, dst: Path, seconds: float = 40) -> None:
     from enhancer.io import ffmpeg as ff
 
+    final = dst.with_suffix(".mp4")
+    part = final.with_name(final.stem + ".partial.mp4")  # never a cut-short clip under the cached name
     ff.run([ff.tools().ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-i", ff.file_arg(str(src)),
             "-t", str(seconds), "-map", "0:v:0", "-vf", "scale=-2:'min(540,ih)':flags=area",
             "-c:v", "libx264", "-crf", "16", "-preset", "medium", "-pix_fmt", "yuv420p",
-            ff.file_arg(str(dst.with_suffix(".mp4")))], path=str(src), what="packing a video failed")
+            ff.file_arg(str(part))], path=str(src), what="packing a video failed")
+    os.replace(part, final)
+
+
+class PackError(Exception):
+    """The upload cannot be made as asked (one line for the user)."""
 
 
 def pack(sources: list[str], out: Path, *, window: int = 0, budget_mib: float = 20,
          checkpoints: dict[str, str] | None = None, wheels: list[str] = (), exclude: list[str] = (),
-         video_seconds: float = 40) -> dict:
-    """Write the upload for one window into ``out``; returns a summary."""
+         video_seconds: float = 40, max_mib: float | None = None, repo_bytes: int = 0) -> dict:
+    """Write the upload for one window into ``out``; returns a summary. With ``max_mib``, an
+    upload (``repo_bytes`` of the repository's own files, plus the pack) over it is refused."""
+    from enhancer.errors import EnhancerError
     from enhancer.io import ffmpeg as ff
 
+    for w in wheels:
+        if not Path(w).is_file():
+            raise PackError(f"{w}: no such wheel (pip download --no-deps --only-binary=:all: NAME==VERSION -d .)")
+    if out.exists() and any(out.iterdir()) and not (out / "pack.json").exists():
+        raise PackError(f"{out}: exists and is not a pack; give another --out")
     ff.configure()
     images, videos = _gather(sources, list(HELD_OUT) + list(exclude))
     if out.exists():
@@ -107,22 +132,85 @@ def pack(sources: list[str], out: Path, *, window: int = 0, budget_mib: float = 
         dst = cache / (hashlib.sha1(key.encode()).hexdigest()[:12] + "_" + src.stem)
         done = dst.with_suffix(".jpg" if still else ".mp4")
         if not done.exists():
-            if still:
-                _compact_still(src, dst)
-            else:
-                _compact_video(src, dst, video_seconds)
+            try:
+                if still:
+                    _compact_still(src, dst)
+                else:
+                    _compact_video(src, dst, video_seconds)
+            except (EnhancerError, OSError) as e:  # one unreadable file is left out, not the pack
+                print(f"pack: left out {src}: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
+                      file=sys.stderr)
         if done.exists():
             compact.append(done)
-    total = sum(p.stat().st_size for p in compact)
+    sizes = {p: p.stat().st_size for p in compact}
+    total = sum(sizes.values())
     parts = max(1, -(-total // int(budget_mib * 2 ** 20)))
-    chosen = _share(sorted(compact), window, parts)
+    chosen = _share(sorted(compact), window, parts, sizes)
     for p in chosen:
         shutil.copy2(p, out / "sources" / p.name)
     summary = {"window": window, "parts": parts, "files": len(chosen), "of": len(compact),
-               "sources_mib": sum(p.stat().st_size for p in chosen) / 2 ** 20,
-               "total_mib": (fixed + sum(p.stat().st_size for p in chosen)) / 2 ** 20}
+               "sources_mib": sum(sizes[p] for p in chosen) / 2 ** 20,
+               "total_mib": (fixed + sum(sizes[p] for p in chosen)) / 2 ** 20,
+               "upload_mib": (repo_bytes + fixed + sum(sizes[p] for p in chosen)) / 2 ** 20}
     (out / "pack.json").write_text(json.dumps(summary, indent=1))
+    if max_mib is not None and summary["upload_mib"] > max_mib:
+        raise PackError(f"{out}: the upload would be {summary['upload_mib']:.1f} MiB, over --max-mib {max_mib:g} "
+                        f"(repository {repo_bytes / 2 ** 20:.1f}, wheels and checkpoints {fixed / 2 ** 20:.1f}, media "
+                        f"{summary['sources_mib']:.1f}); lower --budget, or leave the checkpoints out (--no-checkpoints "
+                        "and init_from the exported weights)")
     return summary
+
+
+PREPARE_SHARE = 0.4  # of the window's minutes, at most, for preparing the sets
+
+
+def _wait_all(procs: list[subprocess.Popen], deadline: float) -> bool:
+    """Wait for every process; on the first failure or at the deadline, kill the rest. True when
+    all of them succeeded."""
+    while True:
+        codes = [p.poll() for p in procs]
+        if all(c == 0 for c in codes):
+            return True
+        if any(c not in (None, 0) for c in codes) or time.monotonic() > deadline:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+            return False
+        time.sleep(0.5)
+
+
+def _finish(runs: list[tuple[Path, subprocess.Popen]], deadline: float) -> list[int]:
+    """Exit statuses of the training runs; one still running at ``deadline`` gets SIGTERM (it
+    writes its checkpoint), then, 60 s later, SIGKILL."""
+    codes = []
+    for _, p in runs:
+        try:
+            codes.append(p.wait(timeout=max(1.0, deadline - time.monotonic())))
+        except subprocess.TimeoutExpired:
+            p.terminate()
+            try:
+                codes.append(p.wait(timeout=60))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                codes.append(p.wait())
+    return codes
+
+
+def _repo_bytes(root: Path) -> int:
+    """What the repository's own files add to an upload (tracked and untracked-not-ignored)."""
+    try:
+        names = subprocess.run(["git", "-C", str(root), "ls-files", "-co", "--exclude-standard", "-z"],
+                               capture_output=True, check=True).stdout.split(b"\0")
+    except (OSError, subprocess.CalledProcessError):
+        return 0
+    total = 0
+    for name in filter(None, names):
+        try:
+            total += (root / os.fsdecode(name)).stat().st_size
+        except OSError:
+            pass
+    return total
 
 
 def _preset(scale: int) -> str:
@@ -162,8 +250,9 @@ def run(configs: list[str], *, window: int, minutes: float, out: Path, pack_dir:
                  "--scale", str(scale), "--versions", "2", "--preset", preset, "--seed", str(1000 + window + 97 * i),
                  "--video-ratio", "0.5", "--no-compress", "--workers", str(max(1, cores // len(kinds))), "-q"],
                 env=env))
-        if any(p.wait() for p in preparing):
-            print("window: preparing a training set failed", file=sys.stderr, flush=True)
+        if not _wait_all(preparing, deadline=t0 + minutes * 60 * PREPARE_SHARE):
+            print(f"window: preparing the training sets failed or took more than {PREPARE_SHARE:.0%} of the "
+                  "window (fewer --sequences)", file=sys.stderr, flush=True)
             return 1
         print(f"window: {len(kinds)} set(s) prepared in {time.monotonic() - t0:.0f} s", flush=True)
         left = minutes - (time.monotonic() - t0) / 60
@@ -181,13 +270,19 @@ def run(configs: list[str], *, window: int, minutes: float, out: Path, pack_dir:
                     "--set", f"loader_threads={threads}", "--set", f"fit_minutes={max(0.25, left - 0.6):.2f}",
                     *[a for o in overrides for a in ("--set", o)]]
             training.append((run_dir, subprocess.Popen(argv, env=env)))
-        codes = [p.wait() for _, p in training]
+        # the trainers stop themselves at --max-minutes; one stalled past it is stopped (SIGTERM: it
+        # checkpoints), then killed
+        codes = _finish(training, deadline=time.monotonic() + max(0.3, left - 0.4) * 60 + 90)
         if export:
             from enhancer.train.export import export as export_weights
 
-            for run_dir, _ in training:
-                if (run_dir / "last.pt").is_file():
-                    export_weights(run_dir / "last.pt", out / f"{run_dir.name}.safetensors")
+            for (run_dir, _), code in zip(training, codes):
+                if code == 0 and (run_dir / "last.pt").is_file():  # a failed run's checkpoint may be the old one
+                    try:
+                        export_weights(run_dir / "last.pt", out / f"{run_dir.name}.safetensors")
+                    except Exception as e:  # noqa: BLE001 - the other runs' exports still happen
+                        print(f"window: exporting {run_dir.name} failed: {e}", file=sys.stderr, flush=True)
+                        codes.append(1)
         return max(codes)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -205,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget", type=float, default=20, help="MiB of media per window")
     p.add_argument("--wheel", action="append", default=[])
     p.add_argument("--video-seconds", type=float, default=40, help="the first seconds of each video packed")
+    p.add_argument("--max-mib", type=float, default=64,
+                   help="refuse an upload (the repository's files and the pack) larger than this (default 64)")
     p.add_argument("--no-checkpoints", action="store_true",
                    help="carry no checkpoint (runs that start from init_from weights already in the repo)")
     r = sub.add_parser("run", help="prepare and train for one window (on the GPU machine)")
@@ -225,9 +322,13 @@ def main(argv: list[str] | None = None) -> int:
         sources = args.sources or [str(here.parent / "shared" / "data"), str(here / "runs" / "media" / "train")]
         ckpts = {} if args.no_checkpoints else \
             {Path(c).stem: str(Path(TrainConfig.from_toml(c).run_dir) / "last.pt") for c in args.configs}
-        summary = pack([s for s in sources if Path(s).exists()], Path(args.out), window=args.window,
-                       budget_mib=args.budget, checkpoints=ckpts, wheels=args.wheel,
-                       video_seconds=args.video_seconds)
+        try:
+            summary = pack([s for s in sources if Path(s).exists()], Path(args.out), window=args.window,
+                           budget_mib=args.budget, checkpoints=ckpts, wheels=args.wheel,
+                           video_seconds=args.video_seconds, max_mib=args.max_mib, repo_bytes=_repo_bytes(here))
+        except PackError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
         print(json.dumps(summary))
         return 0
     return run(args.configs, window=args.window, minutes=args.minutes, out=Path(args.out), pack_dir=Path(args.pack),
