@@ -243,6 +243,16 @@ def _spans(info, out, restorer_for, opts, key, spans, order):
         engine.enhance_span(info, str(out), restorer_for(k), FFV1, opts, key, k, *spans[k])
 
 
+def _join_without_span_1(info, out, restorer, opts, spans, straight, merged: int, total: int) -> None:
+    """Spans 0 and 2 made, 1 not: the merge hands over span 0 alone, and the last task makes the
+    rest itself, frame for frame as the straight run did."""
+    _spans(info, out, lambda k: restorer(), opts, "k", spans, (0, 2))
+    assert engine.merge_spans(out, "k", spans) == merged
+    res = enhance_video(info, str(out), restorer(), FFV1, opts, recipe_key="k")
+    assert res.frames == total and res.resumed == merged
+    assert framemd5(out) == framemd5(straight)
+
+
 def test_spans_made_apart_and_out_of_order_join_into_the_straight_output(tmp_path):
     """The cluster's per-part tasks (issue 16): spans of a file made separately, one of them
     interrupted and continued, then merged (twice: a merge cut short is done again) and joined,
@@ -300,12 +310,7 @@ def test_a_merge_cut_short_or_a_missing_span_still_gives_the_straight_output(tmp
     assert enhance_video(info, str(out), Temporal(stop_after=0), FFV1, opts, recipe_key="k").frames == 75
     assert framemd5(out) == framemd5(straight)
     # span 1 never made (or made with other settings): the last task makes it and what follows itself
-    out = tmp_path / "b.mkv"
-    _spans(info, out, lambda k: Temporal(), opts, "k", spans, (0, 2))
-    assert engine.merge_spans(out, "k", spans) == 25
-    res = enhance_video(info, str(out), Temporal(), FFV1, opts, recipe_key="k")
-    assert res.frames == 75 and res.resumed == 25
-    assert framemd5(out) == framemd5(straight)
+    _join_without_span_1(info, tmp_path / "b.mkv", Temporal, opts, spans, straight, 25, 75)
 
 
 @pytest.mark.parametrize("margin", [0, 2])
@@ -327,12 +332,7 @@ def test_spans_of_a_file_whose_seeks_land_late(tmp_path, margin):
     assert framemd5(out) == framemd5(straight)
     # span 1 missing: the last task goes on after span 0 itself; its resume seek (8 s) lands on
     # the key frame at 10 s, so it reads again from further back, keeping span 0's work
-    out = tmp_path / "partial.mkv"
-    _spans(info, out, lambda k: restorer(), opts, "k", spans, (0, 2))
-    assert engine.merge_spans(out, "k", spans) == 200
-    res = enhance_video(info, str(out), restorer(), FFV1, opts, recipe_key="k")
-    assert res.frames == 600 and res.resumed == 200
-    assert framemd5(out) == framemd5(straight)
+    _join_without_span_1(info, tmp_path / "partial.mkv", restorer, opts, spans, straight, 200, 600)
 
 
 def test_a_span_past_the_end_of_the_picture_is_empty(tmp_path):
