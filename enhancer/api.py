@@ -104,7 +104,7 @@ def enhance(input: PathLike | Sequence[PathLike], output: PathLike, *, model: st
         import shlex
 
         extra = check_encoder_args(shlex.split(encoder_args) if isinstance(encoder_args, str) else list(encoder_args))
-    except ValueError as e:
+    except (ValueError, UsageError) as e:
         raise UsageError(f"encoder_args: {e}") from None
     size = _checked_size(size)
     if deinterlace not in ("auto", "on", "off"):
@@ -113,7 +113,7 @@ def enhance(input: PathLike | Sequence[PathLike], output: PathLike, *, model: st
         encode = EncodeOptions(codec=codec or "h264", crf=crf, preset=preset, pix_fmt=pix_fmt, audio=audio,
                                subtitles=subtitles, square_pixels=square_pixels, encoder_args=extra, size=size)
         mode = prog.mode_of(progress)
-    except ValueError as e:  # a codec, audio mode or progress setting that does not exist
+    except (ValueError, UsageError) as e:  # a codec, audio mode or progress setting that does not exist
         raise UsageError(str(e)) from None
     opts = EnhanceOptions(deinterlace=deinterlace, start=start, duration=duration, chunk=chunk,
                           progress=mode != "none", part_seconds=part_seconds, fps=rate, splice=splice)

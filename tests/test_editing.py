@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import MAKER, decode_frames, make_clip, run_cli
+from enhancer.errors import EnhancerError
 from enhancer.io.muxer import check_encoder_args, fitted_size
 
 LANCZOS = ["--model", "lanczos", "-q"]
@@ -59,7 +60,7 @@ def test_encoder_args_reach_the_encoder_and_are_checked(tmp_path):
     for bad in (["-hide_banner", "x.mp4"], ["-g"], ["-b:v"], ["-/vf", "f.txt"], ["-ar", "22050"], ["-b:a", "64k"],
                 ["-color_range", "pc"], ["-colorspace", "bt709"], ["-fs", "1M"], ["-v", "quiet"], ["-pass", "1"],
                 ["-h"], ["-version"], ["-tune film"], ["-g", 48]):
-        with pytest.raises(ValueError):
+        with pytest.raises(EnhancerError):
             check_encoder_args(bad)
 
 

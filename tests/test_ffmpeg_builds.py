@@ -192,3 +192,22 @@ def test_splice_with_every_build(use_build, tmp_path):
         assert len(a) == len(b) == 30
         assert [k for k in range(30) if a[k] != b[k]] == list(range(10, 10 + res.frames)), src
         assert stream_md5(src, "a:0") == stream_md5(out, "a:0")
+
+
+def test_mp4_track_titles_kept(use_build, tmp_path):
+    """The video and audio tracks' titles come through, though ffmpeg 5.1's MP4 demuxer does not
+    read them (enhancer reads the tracks' udta/name itself)."""
+    from enhancer.io.probe import mov_track_titles
+
+    src = make_clip(tmp_path / "titled.mp4", size="96x64", seconds=0.4,
+                    extra_out=["-metadata:s:v:0", "title=Camera 2", "-metadata:s:a:0", "title=Director"])
+    assert mov_track_titles(str(src)) == {0: "Camera 2", 1: "Director"}
+    info = probe(str(src))
+    assert {k.lower(): v for k, v in info.video_tags.items()}.get("title", info.video_tags.get("name")) == "Camera 2"
+    assert [a.title for a in info.audio] == ["Director"]
+    _enhance(src, tmp_path / "out.mp4")
+    assert mov_track_titles(str(tmp_path / "out.mp4")) == {0: "Camera 2", 1: "Director"}
+    _enhance(src, tmp_path / "out.mkv")
+    banner = subprocess.run([MAKER, "-hide_banner", "-i", str(tmp_path / "out.mkv")], capture_output=True,
+                            text=True).stderr
+    assert banner.count("title           : Camera 2") == 1 and banner.count("title           : Director") == 1, banner

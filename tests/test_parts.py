@@ -75,15 +75,15 @@ def test_parts_are_cut_by_processing_time_at_frame_boundaries():
     parts = _Parts(Path("/nonexistent"), info, EncodeOptions(), None, EnhanceOptions(part_seconds=120), "k", [],
                    clock=lambda: now[0])
     parts.save = lambda: None
-    orig = engine.Muxer
-    engine.Muxer = Fake
+    orig = engine.Encoder
+    engine.Encoder = Fake
     try:
         for i in range(100):  # 3 s of processing per frame: a part every 40 frames
             now[0] += 3.0
             parts.write(None, i, Fraction(1, 25))
         parts.close_part()
     finally:
-        engine.Muxer = orig
+        engine.Encoder = orig
     assert [p["frames"] for p in parts.done] == [40, 40, 20] and made == ["part_00000.nut", "part_00001.nut",
                                                                              "part_00002.nut"]
     assert Fraction(parts.done[1]["first"]) == Fraction(40, 25) and Fraction(parts.done[0]["last"]) == Fraction(39, 25)

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from enhancer.errors import EnhancerError, InputError, OutputError, UsageError
+from enhancer.errors import EnhancerError, InputError, ModelError, OutputError, UsageError
 from enhancer.infer.restorer import Restorer
-from enhancer.io.muxer import IMAGE_CODECS, EncodeOptions, Muxer, assemble
+from enhancer.io.muxer import IMAGE_CODECS, PART_NAME, EncodeOptions, Encoder, Muxer, assemble
 from enhancer.io.probe import VideoInfo, count_frames
 from enhancer.io.reader import Frame, FrameReader, windows
 from enhancer.io.segment import Segment
@@ -97,7 +97,7 @@ class _Writer(threading.Thread):
                 return
             except queue.Full:
                 if not self.is_alive():
-                    raise RuntimeError("encoder thread ended unexpectedly") from None
+                    raise OutputError("the encoder thread ended unexpectedly") from None
 
 
 def _pump(stream, skip: int, restorer: Restorer, writer: _Writer, chunk: int, pbar) -> int:
@@ -107,7 +107,7 @@ def _pump(stream, skip: int, restorer: Restorer, writer: _Writer, chunk: int, pb
     for window in windows(stream, restorer.margin, chunk, skip=skip):
         out = restorer.restore(np.stack(window.images))
         if out.shape[0] != len(window.core):
-            raise RuntimeError(f"restorer {restorer.name} returned {out.shape[0]} frames for {len(window.core)}")
+            raise ModelError(f"the model {restorer.name} returned {out.shape[0]} frames for {len(window.core)}")
         for frame, image in zip(window.core, out):
             writer.put((image, frame.pts, frame.time_base))
         frames += len(window.core)
@@ -320,7 +320,7 @@ def enhance_video(info: VideoInfo, output: str, restorer: Restorer, encode: Enco
             _stop(writer, muxer.abort)
         reader.close()
     if muxer.frames != frames:
-        raise RuntimeError(f"encoded {muxer.frames} frames but produced {frames}")
+        raise OutputError(f"encoded {muxer.frames} frames but the model produced {frames}", path=output)
     why = shortfall(info, opts, reader, frames, list(reader.last_times))
     notes = [_incomplete_warning(why)] if why else []
     return EnhanceResult(output=str(final) if final else None, frames=frames, seconds=time.perf_counter() - t0,
@@ -329,7 +329,7 @@ def enhance_video(info: VideoInfo, output: str, restorer: Restorer, encode: Enco
 
 
 # ---- outputs made in resumable parts ----------------------------------------------------------
-_PART_NAME = "part_{:05d}.nut"
+_PART_NAME = PART_NAME
 _PART_KEYS = {"file", "frames", "first", "last"}
 # how parts are written: 2 = each part's timeline starts at its own first frame (parts of an
 # earlier layout would join at the wrong times, so they are not reused)
@@ -349,7 +349,7 @@ class _Parts:
         self.key, self.done = key, list(done)
         self.part_seconds = opts.part_seconds
         self.clock = clock
-        self.current: Muxer | None = None
+        self.current: Encoder | None = None
         self.since = clock()  # the last checkpoint: work since then is lost if the run is killed
         self.first: Fraction | None = None
         self.last: Fraction | None = None
@@ -360,8 +360,7 @@ class _Parts:
     def write(self, image, pts: int, time_base: Fraction) -> None:
         if self.current is None:
             path = self.folder / _PART_NAME.format(len(self.done))
-            self.current = Muxer(str(path), self.info, self.encode, self.colour, segment=self.opts.segment,
-                                 video_only=True)
+            self.current = Encoder(str(path), self.info, self.encode, self.colour, segment=self.opts.segment)
             self.first, self.count = pts * time_base, 0
         self.current.write(image, pts, time_base)
         self.last = pts * time_base

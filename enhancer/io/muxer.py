@@ -1,10 +1,12 @@
 """Enhanced frames in, an encoded file out, with everything else taken from the source.
 
-Frames travel to ffmpeg as raw RGB inside a tiny Matroska stream (see :mod:`matroska`), so each
-keeps its original timestamp (constant and variable frame rate alike). The same ffmpeg maps the
-source's audio and subtitle streams (copied, not re-encoded, where the container allows), its
-chapters and metadata, and tags the colour. It writes to a hidden temporary name beside the
-output and the file is renamed into place only after ffmpeg succeeded.
+One path for every video output: an :class:`Encoder` encodes the picture into parts (a short
+file is one part), and :func:`assemble` joins the parts without re-encoding and maps the source's
+audio and subtitle streams (copied, not re-encoded, where the container allows), its chapters,
+metadata and timecode. Frames travel to the encoder as raw RGB inside a tiny Matroska stream (see
+:mod:`matroska`), so each keeps its original timestamp (constant and variable frame rate alike).
+Files are written under hidden temporary names beside the output and renamed into place only
+after ffmpeg succeeded and the frames were counted.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from enhancer.errors import FFmpegError, OutputError
+from enhancer.errors import FFmpegError, OutputError, UsageError
 from enhancer.io import ffmpeg as ff
 from enhancer.io.colour import Colour, is_rgb_format
 from enhancer.io.matroska import RawMatroskaWriter
@@ -96,9 +98,9 @@ class EncodeOptions:
 
     def __post_init__(self) -> None:
         if self.codec not in CODECS:
-            raise ValueError(f"codec must be one of {', '.join(CODECS)}")
+            raise UsageError(f"codec must be one of {', '.join(CODECS)}")
         if self.audio not in ("copy", "aac", "none"):
-            raise ValueError("audio must be copy, aac or none")
+            raise UsageError("audio must be copy, aac or none")
 
 
 @dataclass
@@ -190,26 +192,26 @@ def check_encoder_args(args: list[str]) -> tuple[str, ...]:
     expect_value = False
     for tok in args:
         if not isinstance(tok, str):
-            raise ValueError(f"{tok!r} is not text")
+            raise UsageError(f"{tok!r} is not text")
         is_option = len(tok) > 1 and tok[0] == "-" and (tok[1].isalpha() or tok[1] in "_/?")
         if is_option:
             if expect_value:
-                raise ValueError(f"{out[-1]} needs a value before {tok}")
+                raise UsageError(f"{out[-1]} needs a value before {tok}")
             if any(ch.isspace() for ch in tok):
-                raise ValueError(f"{tok!r}: an option and its value are two words")
+                raise UsageError(f"{tok!r}: an option and its value are two words")
             name = "-" + tok[1:].lstrip("/")  # -/opt reads opt's value from a file
             base = name.split(":")[0] if not name.startswith(("-c:", "-codec:")) else name
             if _DENIED_OPTIONS.match(name) or _DENIED_OPTIONS.match(base):
-                raise ValueError(f"{tok} is set by enhancer itself (see enhancer enhance --help for the option that "
+                raise UsageError(f"{tok} is set by enhancer itself (see enhancer enhance --help for the option that "
                                  "controls it)")
             expect_value = base not in _FLAGS
         elif expect_value:
             expect_value = False
         else:
-            raise ValueError(f"{tok!r} is not the value of an option (ffmpeg would write another output file)")
+            raise UsageError(f"{tok!r} is not the value of an option (ffmpeg would write another output file)")
         out.append(tok)
     if expect_value:
-        raise ValueError(f"{out[-1]} needs a value")
+        raise UsageError(f"{out[-1]} needs a value")
     return tuple(out)
 
 
@@ -368,6 +370,8 @@ def _audio_args(info: VideoInfo, opts: EncodeOptions, container: str, warnings: 
             args += [f"-c:a:{out_i}", "aac", f"-b:a:{out_i}", "256k"]
             warnings.append(f"audio stream {a.index} ({a.codec}) cannot be copied into {container}; "
                             "re-encoded to AAC 256k (use .mkv to copy it as it is)")
+        if a.title:  # said explicitly: an older ffmpeg does not read an MP4/MOV track's title
+            args += [f"-metadata:s:a:{out_i}", f"title={a.title}"]
     return args
 
 
@@ -493,11 +497,14 @@ def timecode_args(source: VideoInfo, container: str, first: Fraction | float) ->
 
 
 def assemble(parts: list[Path], starts: list[Fraction], output: Path, source: VideoInfo, opts: EncodeOptions,
-             colour: Colour, time_base: Fraction | None, *, segment: Segment | None = None) -> list[str]:
+             colour: Colour, time_base: Fraction | None, *, segment: Segment | None = None,
+             expect_frames: int | None = None) -> list[str]:
     """Join encoded parts (each starting with a key frame, its own timeline starting at its first
     frame) without re-encoding, at the exact times in ``starts`` (each part's first frame,
     relative to the segment's origin), and map the source's audio, subtitles, chapters and
-    metadata. Writes ``output`` via a temporary name and returns the warnings."""
+    metadata. Writes ``output`` via a temporary name (where, with ``expect_frames``, the frames are
+    counted first: a join that lost or repeated any never takes the output's name) and returns the
+    warnings."""
     segment = segment or Segment()
     ext = output.suffix.lower()
     container = CONTAINERS.get(ext)
@@ -537,6 +544,13 @@ def assemble(parts: list[Path], starts: list[Fraction], output: Path, source: Vi
     argv += ["-f", container, ff.file_arg(temp)]
     try:
         ff.run(argv, path=str(output), what="joining the parts failed")
+        if expect_frames is not None:
+            from enhancer.io.probe import count_frames
+
+            joined = count_frames(str(temp))
+            if joined != expect_frames:
+                raise OutputError(f"the joined output holds {joined} frames, not the {expect_frames} that were "
+                                  "encoded", path=str(output), hint="run the same command again to redo this file")
         os.replace(temp, output)
     finally:
         listing.unlink(missing_ok=True)
@@ -558,26 +572,23 @@ def mpeg2_rate(fps: Fraction) -> tuple[Fraction, list[str]]:
     return fps, ["-strict", "unofficial"]
 
 
-class Muxer:
-    """Encode frames to ``output`` and map the source's streams into it.
+class Encoder:
+    """Encode frames, the picture only, to one file (a part) or to a folder of PNG/TIFF frames.
 
     Call :meth:`write` for each frame in presentation order, then :meth:`close` (which renames the
-    finished file into place) or :meth:`abort` (which removes every temporary trace).
-    ``output`` may be ``-`` for a Matroska stream on stdout, or a folder for png/tiff sequences.
+    finished file into place) or :meth:`abort` (which removes every temporary trace). The file's
+    own timeline starts at its first frame; :func:`assemble` places it at that frame's time and
+    maps the source's other streams. Image outputs keep the rate (and timecode) in sidecars.
     """
 
     def __init__(self, output: str, source: VideoInfo, opts: EncodeOptions, colour: Colour, *,
-                 segment: Segment | None = None, video_only: bool = False):
-        self.video_only = video_only  # a part of a segmented encode: picture only, no source streams
+                 segment: Segment | None = None):
         self.source = source
         self.opts = opts
         self.colour = colour
-        self.to_stdout = output == "-"
-        self.final = Path(output) if not self.to_stdout else None
+        self.final = Path(output)
         self.image_sequence = opts.codec in IMAGE_CODECS
-        if self.to_stdout:
-            self.container = "matroska"
-        elif self.image_sequence:
+        if self.image_sequence:
             self.container = "image2"
         else:
             ext = self.final.suffix.lower()
@@ -591,9 +602,10 @@ class Muxer:
         self.writer: RawMatroskaWriter | None = None
         self.plan: MuxPlan | None = None
         self.frames = 0
+        self.time_base: Fraction | None = None  # the clock of the frames written
+        self.first: Fraction | None = None  # the first frame's time after the segment's origin
         self._shift = Fraction(0)
         self._origin = Fraction(0)
-        self._first = Fraction(0)  # the first frame's time after the source's first (for timecode)
         self._closed = False
         self._lock = threading.Lock()
 
@@ -604,73 +616,42 @@ class Muxer:
     def _start(self, image: np.ndarray, pts: int, time_base: Fraction) -> None:
         h, w = image.shape[:2]
         depth = 16 if image.dtype == np.uint16 else 8
-        # a part of a segmented encode maps nothing from the source: plan (and warn) for the picture only
-        source = dataclasses.replace(self.source, audio=[], subtitles=[], attachments=[]) if self.video_only \
-            else self.source
+        # the picture only: plan (and warn) without the source's other streams, which the join
+        # maps; image frames hold none, and their warnings say what was left out
+        source = self.source if self.image_sequence else \
+            dataclasses.replace(self.source, audio=[], subtitles=[], attachments=[])
         if self.opts.codec == "dnxhr" and (w < DNXHR_MIN[0] or h < DNXHR_MIN[1]):
             raise OutputError(f"DNxHR needs frames of at least {DNXHR_MIN[0]}x{DNXHR_MIN[1]}; this output is {w}x{h}",
-                              path=str(self.final) if self.final else None,
-                              hint="choose --codec prores or ffv1 for a frame this small")
+                              path=str(self.final), hint="choose --codec prores or ffv1 for a frame this small")
         self.plan = plan(source, self.opts, self.container, self.colour, w, h, depth)
-        # ffmpeg (without -copyts) moves each input to start at its own first timestamp: the
-        # source by its start time (+ the segment start), this pipe by its first frame. Write
-        # times relative to the source's origin and give the pipe that first time back as
-        # -itsoffset, so picture and sound keep the offset they had in the source.
+        # times relative to the segment's origin (the source's first frame, or the segment's start);
+        # ffmpeg (without -copyts) then starts this file's timeline at its first frame
         origin = self.segment.origin(self.source.start_time)
         self._origin = origin
+        self.time_base = time_base
         rel0 = pts * time_base - origin
+        self.first = rel0
         self._shift = -rel0 if rel0 < 0 else Fraction(0)
-        in_args = ["-f", "matroska"]
-        # a part's own timeline starts at its first frame: the join places each part at its
-        # first frame's time (a part file's start time is not always known to ffmpeg: NUT
-        # without B-frames reports none, and the concat demuxer then offsets by 0)
-        if rel0 and not self.video_only:
-            in_args = ["-itsoffset", f"{float(rel0):.9f}", *in_args]
-        tools = ff.tools()
-        needs_source = bool(self.plan.stream_args) or not self.image_sequence
-        src = []
-        if needs_source and not self.source.image_sequence and not self.video_only:
-            src = [*self.segment.input_args(), "-i", ff.file_arg(self.source.path)]
-        argv = [tools.ffmpeg, "-hide_banner", "-nostats", "-loglevel", "error", "-y",
-                *in_args, "-i", "pipe:0", *src, "-map", "0:v:0"]
-        stream_args = self.plan.stream_args if src else []
-        argv += stream_args
-        if src and self.container != "image2":
-            argv += ["-map_metadata", "1", "-map_chapters", "1"]
-        if self.container != "image2" and not self.video_only:
-            argv += video_tag_args(self.source) + timecode_args(self.source, self.container,
-                                                                (self.segment.start or 0) + rel0)
-        self._first = (self.segment.start or 0) + rel0
+        argv = [ff.tools().ffmpeg, "-hide_banner", "-nostats", "-loglevel", "error", "-y",
+                "-f", "matroska", "-i", "pipe:0", "-map", "0:v:0"]
         argv += self.plan.video_args + ["-fps_mode", "passthrough"]
         if self.opts.codec == "mpeg2" and self.source.fps:
             # MPEG-2 only knows the standard frame rates: encode on the frame period
             rate, extra = mpeg2_rate(self.source.fps)
             argv += ["-enc_time_base:v", f"{rate.denominator}/{rate.numerator}", *extra]
-        elif self.container in ("mp4", "mov"):
-            den = time_base.denominator if time_base.numerator == 1 and time_base.denominator <= 10_000_000 else None
-            if den:
-                argv += ["-enc_time_base:v", f"1/{den}", "-video_track_timescale", str(den)]
         elif self.container != "image2":
             # the source's clock, said explicitly: ffmpeg 5.1 encodes on 1/frame rate by default,
             # which moves frames of a segment or a part that does not start on that grid
             argv += ["-enc_time_base:v", f"{time_base.numerator}/{time_base.denominator}"]
-        if self.container in ("mp4", "mov"):
-            argv += ["-movflags", "+faststart" if self.container == "mp4" else "+write_colr"]
-        if self.to_stdout:
-            argv += ["-f", "matroska", "pipe:1"]
-            stdout = None  # inherit: the stream goes straight to our stdout
-        elif self.image_sequence:
-            self.temp = temp_path_for(self.final)
+        self.temp = temp_path_for(self.final)
+        if self.image_sequence:
             self.temp.mkdir(parents=True)
             pattern = self.temp / ("frame_%06d." + ("png" if self.opts.codec == "png" else "tif"))
             argv += ["-f", "image2", "-start_number", "0", ff.file_arg(pattern)]
-            stdout = subprocess.DEVNULL
         else:
-            self.temp = temp_path_for(self.final)
             argv += ["-f", self.container, ff.file_arg(self.temp)]
-            stdout = subprocess.DEVNULL
-        self.proc = ff.Process(argv, stdin=subprocess.PIPE, stdout=stdout if stdout is not None else 1,  # 1: our stdout
-                               path=str(self.final) if self.final else "-", what="encoding failed")
+        self.proc = ff.Process(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, path=str(self.final),
+                               what="encoding failed")
         fps = self.source.fps
         self.writer = RawMatroskaWriter(self.proc.stdin, w + self.plan.pad[0], h + self.plan.pad[1], depth,
                                         frame_duration=(1 / fps) if fps else None)
@@ -702,8 +683,8 @@ class Muxer:
             err.hint = "free some disk space or choose another output folder"
         return err
 
-    def close(self) -> Path | None:
-        """Finish encoding and move the output into place. Returns the final path."""
+    def close(self) -> Path:
+        """Finish encoding and move the file into place. Returns its path."""
         if self._closed:
             return self.final
         if self.proc is None:
@@ -720,8 +701,6 @@ class Muxer:
             self.abort()
             raise OutputError("no frames were encoded", path=str(self.final))
         self._closed = True
-        if self.to_stdout:
-            return None
         if self.image_sequence and self.source.fps:
             # the rate goes with the frames, where enhancer (and the next run) reads it back
             from enhancer.io.sequence import FPS_SIDECAR
@@ -731,7 +710,7 @@ class Muxer:
                                                  else f"{fps.numerator}\n")
             from enhancer.io import timecode
 
-            tc = timecode.at(self.source.timecode, fps, float(self._first))
+            tc = timecode.at(self.source.timecode, fps, float((self.segment.start or 0) + self.first))
             if tc:  # no convention for PNG/TIFF names: the first frame's timecode beside fps.txt
                 (self.temp / TIMECODE_SIDECAR).write_text(tc + (f"\nreel_name={self.source.reel_name}"
                                                                if self.source.reel_name else "") + "\n")
@@ -744,7 +723,7 @@ class Muxer:
             os.replace(self.temp, self.final)
         return self.final
 
-    def __enter__(self) -> "Muxer":
+    def __enter__(self) -> "Encoder":
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -771,3 +750,121 @@ class Muxer:
                     self.temp.unlink()
                 except OSError:
                     pass
+
+
+PART_NAME = "part_{:05d}.nut"  # a part: the picture only, in NUT (it holds every codec enhancer writes)
+
+
+class Muxer:
+    """Encode frames to ``output`` with everything else taken from the source: one part (an
+    :class:`Encoder` file) joined by :func:`assemble`, the one path that maps the source's streams,
+    exactly as the parts of a long file are joined. ``output`` may be ``-`` for a Matroska stream
+    on stdout (written once the file is complete and its frames counted), or a folder for PNG/TIFF
+    frames (no other streams). Same calls as :class:`Encoder`."""
+
+    def __init__(self, output: str, source: VideoInfo, opts: EncodeOptions, colour: Colour, *,
+                 segment: Segment | None = None):
+        self.source, self.opts, self.colour = source, opts, colour
+        self.segment = segment or Segment()
+        self.to_stdout = output == "-"
+        self.final = None if self.to_stdout else Path(output)
+        self.image_sequence = opts.codec in IMAGE_CODECS
+        self._assemble_warnings: list[str] = []
+        self._done = False
+        if self.image_sequence:
+            if self.to_stdout:
+                raise OutputError("PNG/TIFF frames cannot go to stdout", path="-",
+                                  hint="give a folder with -o, or a video codec")
+            self.work = None
+            self.encoder = Encoder(output, source, opts, colour, segment=self.segment)
+            return
+        if self.to_stdout:
+            self.container = "matroska"
+        else:
+            ext = self.final.suffix.lower()
+            if ext not in CONTAINERS:
+                raise OutputError(f"unknown output extension {ext or '(none)'}", path=output,
+                                  hint=f"use one of {', '.join(sorted(CONTAINERS))}, or --codec png|tiff for images")
+            self.container = CONTAINERS[ext]
+        if self.opts.codec not in _VIDEO_OK.get(self.container, set()):
+            raise OutputError(f"the {self.container} container cannot hold {opts.codec} video", path=output,
+                              hint="choose another --codec or output extension (.mkv holds them all)")
+        # the part is made in a hidden folder beside the output (a temporary the sweep knows)
+        if self.to_stdout:
+            from enhancer.io.temps import stdout_work_dir
+
+            self.work = stdout_work_dir()
+        else:
+            self.work = temp_path_for(self.final)
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.encoder = Encoder(str(self.work / PART_NAME.format(0)), source, opts, colour, segment=self.segment)
+
+    @property
+    def frames(self) -> int:
+        return self.encoder.frames
+
+    @property
+    def warnings(self) -> list[str]:
+        return list(dict.fromkeys(self.encoder.warnings + self._assemble_warnings))
+
+    def write(self, image: np.ndarray, pts: int, time_base: Fraction) -> None:
+        """Encode one (H, W, 3) RGB frame shown at ``pts * time_base`` seconds."""
+        self.encoder.write(image, pts, time_base)
+
+    def close(self) -> Path | None:
+        """Finish encoding, join the part with the source's streams, count the frames and move the
+        output into place (or send it to stdout). Returns the final path (None for stdout)."""
+        if self._done:
+            return self.final
+        try:
+            part = self.encoder.close()
+            if self.work is None:  # image frames: the encoder's folder is the output
+                self._done = True
+                return part
+            target = self.work / "joined.mkv" if self.to_stdout else self.final
+            self._assemble_warnings = assemble([part], [self.encoder.first], target, self.source, self.opts,
+                                               self.colour, self.encoder.time_base, segment=self.segment,
+                                               expect_frames=self.encoder.frames)
+            if self.to_stdout:
+                _send_to_stdout(target)
+        except BaseException:
+            self.abort()
+            raise
+        self._done = True
+        self._cleanup()
+        return self.final
+
+    def _cleanup(self) -> None:
+        if self.work is not None:
+            shutil.rmtree(self.work, ignore_errors=True)
+
+    def __enter__(self) -> "Muxer":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        """Finish on success; on any error (Ctrl-C included) leave nothing behind."""
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def abort(self) -> None:
+        """Stop encoding and remove every temporary."""
+        self._done = True
+        self.encoder.abort()
+        self._cleanup()
+
+
+def _send_to_stdout(path: Path) -> None:
+    """Copy a finished file to our stdout (a pipe, a file or a terminal)."""
+    import sys
+
+    out = sys.stdout.buffer
+    try:
+        out.flush()
+        with open(path, "rb") as f:
+            shutil.copyfileobj(f, out, 1 << 20)
+        out.flush()
+    except BrokenPipeError:
+        raise OutputError("the program reading stdout stopped before the output was complete", path="-",
+                          hint="check the command after the pipe") from None

@@ -19,6 +19,7 @@ class AudioStream:
     sample_rate: int | None = None
     channels: str | None = None  # layout as ffmpeg names it: mono, stereo, 5.1 ...
     language: str | None = None
+    title: str | None = None  # the track's own name, given back to it explicitly in the output
 
 
 @dataclass
@@ -384,7 +385,7 @@ def from_ffprobe_json(path: str, data: dict) -> VideoInfo:
     fmt = data.get("format", {})
     streams = data.get("streams", [])
     audio = [AudioStream(s["index"], s.get("codec_name", "unknown"), int(s["sample_rate"]) if s.get("sample_rate") else None,
-                         s.get("channel_layout"), (s.get("tags") or {}).get("language"))
+                         s.get("channel_layout"), (s.get("tags") or {}).get("language"), _first_tag("title", [s]))
              for s in streams if s.get("codec_type") == "audio"]
     subs = [SubtitleStream(s["index"], s.get("codec_name", "unknown"), (s.get("tags") or {}).get("language"))
             for s in streams if s.get("codec_type") == "subtitle"]
@@ -504,7 +505,99 @@ def probe(path: str, *, input_args: list[str] | None = None, use_ffprobe: bool =
         info.duration = info.frame_count / float(info.fps) if info.fps else None
     if info.width <= 0 or info.height <= 0:
         raise InputError("video stream has no frame size (damaged or unsupported codec)", path=path)
+    if not sequence and "mov" in info.container.split(","):
+        _add_track_titles(info)
     return info
+
+
+def _add_track_titles(info: VideoInfo) -> None:
+    """MP4/MOV track titles that the chosen ffmpeg does not report (ffmpeg 5.1's demuxer ignores a
+    track's ``udta/name``), read from the file itself, so that the output keeps them."""
+    titles = mov_track_titles(info.path)
+    if not titles:
+        return
+    keys = {k.lower() for k in info.video_tags}
+    if info.video_index in titles and not keys & {"title", "name"}:
+        info.video_tags["title"] = titles[info.video_index]
+    for a in info.audio:
+        if a.title is None and a.index in titles:
+            a.title = titles[a.index]
+
+
+_CONTAINER_BOXES = {b"moov", b"trak", b"udta"}
+_MOOV_LIMIT = 64 << 20  # a moov box larger than this is not read (titles are only a nicety)
+
+
+def _boxes(buf: bytes, start: int, end: int):
+    """(type, payload start, payload end) of the ISO-BMFF boxes in buf[start:end]."""
+    off = start
+    while off + 8 <= end:
+        size = int.from_bytes(buf[off:off + 4], "big")
+        kind = buf[off + 4:off + 8]
+        head = 8
+        if size == 1 and off + 16 <= end:
+            size, head = int.from_bytes(buf[off + 8:off + 16], "big"), 16
+        elif size == 0:
+            size = end - off
+        if size < head or off + size > end:
+            return
+        yield kind, off + head, off + size
+        off += size
+
+
+def mov_track_titles(path: str) -> dict[int, str]:
+    """Each MP4/MOV track's title (its ``udta/name``, or a QuickTime ``udta/\xa9nam``), by the
+    stream index ffmpeg gives the track (tracks in file order). Empty where there are none or the
+    file cannot be read as MP4/MOV."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            total = f.tell()
+            off = 0
+            moov = None
+            while off + 8 <= total:
+                f.seek(off)
+                head = f.read(16)
+                if len(head) < 8:
+                    return {}
+                size, kind = int.from_bytes(head[:4], "big"), head[4:8]
+                hlen = 8
+                if size == 1 and len(head) == 16:
+                    size, hlen = int.from_bytes(head[8:16], "big"), 16
+                elif size == 0:
+                    size = total - off
+                if size < hlen:
+                    return {}
+                if kind == b"moov":
+                    if size > _MOOV_LIMIT:
+                        return {}
+                    f.seek(off)
+                    moov = f.read(size)
+                    break
+                off += size
+    except OSError:
+        return {}
+    if moov is None:
+        return {}
+    titles: dict[int, str] = {}
+    index = 0
+    for kind, a, b in _boxes(moov, 8, len(moov)):
+        if kind != b"trak":
+            continue
+        for k2, a2, b2 in _boxes(moov, a, b):
+            if k2 != b"udta":
+                continue
+            for k3, a3, b3 in _boxes(moov, a2, b2):
+                raw = moov[a3:b3]
+                if k3 == b"\xa9nam" and len(raw) >= 4:  # QuickTime: length, language, text
+                    raw = raw[4:4 + int.from_bytes(raw[:2], "big")]
+                elif k3 != b"name":
+                    continue
+                text = raw.split(b"\0", 1)[0].decode("utf-8", "replace").strip()
+                if text:
+                    titles.setdefault(index, text)
+        index += 1
+    return titles
 
 
 def count_frames(path: str, *, input_args: list[str] | None = None, stream: int | None = None) -> int:
