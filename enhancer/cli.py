@@ -195,14 +195,16 @@ def _choose_model(model: str | None, task: str | None, scale: int | None, quiet:
 def _restorer(model, task, scale, tile, device, precision, chunk, quiet):
     """The restorer the enhance and watch options name; a bad model file, an unknown model or
     device is one line and exit 2."""
-    from enhancer.infer.models import load_restorer
+    from enhancer.infer.models import load_restorer, parse_tile
 
-    if tile != "auto" and not str(tile).isdigit():
-        raise click.BadParameter("use a number of pixels, 0 or auto", param_hint="--tile")
+    try:
+        tile = parse_tile(tile)
+    except EnhancerError:
+        raise click.BadParameter("use a number of pixels, 0 or auto", param_hint="--tile") from None
     try:
         name = _choose_model(model, task, int(scale) if scale else None, quiet)
         return load_restorer(name, scale=int(scale) if scale else None, device=device, precision=precision,
-                             tile=tile if tile == "auto" else int(tile), chunk=chunk)
+                             tile=tile, chunk=chunk)
     except EnhancerError as e:
         _fail(str(e), 2)
 
@@ -341,11 +343,12 @@ def _run_on_ray(jobs, restorer, encode, opts, *, model, device, precision, tile,
     used is one line and exit 2."""
     from enhancer.cluster import ModelSpec, run_batch_ray
     from enhancer.errors import UsageError
+    from enhancer.infer.models import parse_tile
 
     if any(j.input == "-" or j.output == "-" for j in jobs):
         _fail("--executor ray reads and writes files on a shared path: stdin and stdout are not for it", 2)
     spec = ModelSpec(model if model and os.path.isfile(model) else restorer.name, scale=restorer.scale,
-                     device=device, precision=precision, tile=tile if tile == "auto" else int(tile), chunk=chunk)
+                     device=device, precision=precision, tile=parse_tile(tile), chunk=chunk)
     net = getattr(restorer, "model", None)
     try:
         return run_batch_ray(jobs, spec, encode, opts, address=address, folder=folder, ffmpeg=ffmpeg,
@@ -382,7 +385,7 @@ def _encoder_args(text: str | None) -> tuple[str, ...]:
 
     try:
         return check_encoder_args(shlex.split(text))
-    except ValueError as e:
+    except (ValueError, EnhancerError) as e:  # shlex's quoting errors, and the options' own
         raise click.BadParameter(str(e), param_hint="--encoder-args") from None
 
 

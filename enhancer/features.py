@@ -51,7 +51,12 @@ class MobileNetFeatures(nn.Module):
 
     def __init__(self, allow_random: bool = False):
         super().__init__()
-        from torchvision.models import mobilenet_v2
+        try:
+            from torchvision.models import mobilenet_v2
+        except ImportError:  # a lean CPU install without torchvision: enhancing needs none
+            raise EnhancerError("the perceptual metric and the perceptual loss need torchvision, which is not "
+                                "installed", hint="pip install torchvision (from the same index as torch), or "
+                                "leave perceptual, tlp and fid out of --metrics") from None
 
         net = mobilenet_v2(weights=None)
         path = _mobilenet_path()

@@ -87,6 +87,12 @@ def test_api_errors(tmp_path):
     assert "bad.mp4" in str(err.value) and "\n" not in str(err.value)
     with pytest.raises(TypeError):  # a misspelt option is Python's error, not a silent default
         enhancer.enhance(a / "x.mp4", tmp_path / "o.mp4", sclae=2)
+    for tile in ("big", -8, 1.5):  # the same reading of --tile as the CLI's, before any work
+        with pytest.raises(enhancer.UsageError, match="tile must be"):
+            enhancer.enhance(a / "x.mp4", tmp_path / "t.mp4", model="general-x2", tile=tile)
+    assert not (tmp_path / "t.mp4").exists()
+    res = run_cli("enhance", str(a / "x.mp4"), "-o", str(tmp_path / "t.mp4"), "--tile", "-8")
+    assert res.returncode == 2 and "--tile" in res.stderr and "Traceback" not in res.stderr
 
 
 def test_enhancer_frames_stream_one_for_one():

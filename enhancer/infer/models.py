@@ -29,10 +29,28 @@ def choose_model(model: str | None, task: str | None = None, scale: int | None =
     return model, None
 
 
+def parse_tile(tile: int | str | None) -> int | str:
+    """A --tile setting: ``auto``, 0 (whole frames) or a tile size in pixels (None: whole frames)."""
+    if tile is None:
+        return 0
+    if isinstance(tile, str):
+        text = tile.strip().lower()
+        if text == "auto":
+            return "auto"
+        if not text.isdigit():
+            raise UsageError(f"tile must be a number of pixels, 0 or auto, not {tile!r}")
+        return int(text)
+    if isinstance(tile, bool) or not isinstance(tile, int) or tile < 0:
+        raise UsageError(f"tile must be a number of pixels, 0 or auto, not {tile!r}")
+    return tile
+
+
 def load_restorer(model: str, scale: int | None = None, *, device: str = "auto", precision: str = "auto",
                   tile: int | str | None = "auto", chunk: int | None = None) -> Restorer:
     """``lanczos`` / ``bicubic`` / ``bilinear`` / ``nearest``: classical, at ``scale`` (default 2).
-    Anything else: a shipped model name (``enhancer models``) or a .safetensors path."""
+    Anything else: a shipped model name (``enhancer models``) or a .safetensors path. ``tile`` as
+    :func:`parse_tile` reads it."""
+    tile = parse_tile(tile)
     if model in CLASSICAL:
         try:
             return ClassicalUpscaler(model, scale or 2)
