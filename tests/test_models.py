@@ -9,11 +9,10 @@ import pytest
 import torch
 
 from conftest import make_clip, run_cli
-from enhancer import weights
+from enhancer import losses, weights
 from enhancer.errors import EnhancerError
 from enhancer.infer.neural import ModelRestorer
 from enhancer.io.reader import Frame, windows
-from enhancer import losses
 from enhancer.models import Discriminator, DiscriminatorConfig, FrameDiscriminator, Generator, GeneratorConfig
 from enhancer.models.generator import complexity
 
