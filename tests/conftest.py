@@ -18,6 +18,20 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# what lies beside the repository, not in it (large weights, data sets): every test that reads it
+# skips, with the reason, where it is absent (ENHANCER_TEST_SHARED names another place)
+SHARED = Path(os.environ.get("ENHANCER_TEST_SHARED") or ROOT.parent / "shared")
+
+
+def needs_shared(*parts: str, alternative: str | None = None):
+    """A skip marker for a test that reads ``SHARED/parts...``: it runs where that file is there
+    (or the environment variable ``alternative`` names a file that is), and skips, saying which
+    file it lacks, elsewhere."""
+    path = SHARED.joinpath(*parts)
+    other = os.environ.get(alternative) if alternative else None
+    there = path.is_file() or bool(other and Path(other).is_file())
+    why = f"{path} is not here" + (f" and {alternative} names no file" if alternative else "")
+    return pytest.mark.skipif(not there, reason=why)
 
 
 def _bundled() -> str:

@@ -126,10 +126,46 @@ def test_glob_and_segment_and_image_sequence(tmp_path):
 
 
 def test_module_entry_point_and_help():
+    """`python -m enhancer` is the command; its help lists every command there is and nothing
+    else, and what `enhance --help` offers and promises is what enhance and the muxer do."""
+    import re
+
+    import click
+
+    from enhancer import __version__
+    from enhancer.cli import enhance, main
+    from enhancer.io.muxer import CODECS, CONTAINERS, EncodeOptions, _video_args
+
+    r = run_cli("--version")
+    assert r.returncode == 0 and r.stdout.strip() == f"enhancer, version {__version__}"
     r = run_cli("--help")
-    assert r.returncode == 0 and "enhance" in r.stdout
+    assert r.returncode == 0
+    listed = re.findall(r"^  (\S+)  ", r.stdout.split("Commands:")[1], re.M)
+    assert sorted(listed) == sorted(main.commands)
+    r = run_cli("enhanc", "x.mp4")
+    assert r.returncode == 2 and "No such command 'enhanc'" in r.stderr
     r = run_cli("enhance", "--help")
-    assert "--skip-existing" in r.stdout and "--codec" in r.stdout
+    assert r.returncode == 0
+    text = " ".join(r.stdout.split())  # the help's own line breaks out of the way
+    for param in enhance.params:  # every option is documented
+        if isinstance(param, click.Option):
+            assert any(name in r.stdout for name in param.opts), param.opts
+    choices = {p.name: list(p.type.choices) for p in enhance.params if isinstance(p.type, click.Choice)}
+    # each codec offered is one the muxer writes, and every one it writes is offered
+    assert sorted(choices["codec"]) == sorted(CODECS) and "[h264|h265|prores|dnxhr|ffv1|mpeg2|png|tiff]" in text
+    assert all(f".{c}" in CONTAINERS for c in choices["container"])
+    for mode in choices["audio"]:
+        EncodeOptions(audio=mode)  # each one offered is accepted
+    # the defaults the help promises are the ones used
+    defaults = EncodeOptions()
+    assert "[default: h264]" in text and defaults.codec == "h264"
+    assert "[default: copy]" in text and defaults.audio == "copy"
+    assert "h264 (default 18) / h265 (default 20)" in text
+    for codec, crf in (("h264", "18"), ("h265", "20")):
+        args = _video_args(EncodeOptions(codec=codec), 8, "matroska")[1]
+        assert args[args.index("-crf") + 1] == crf
+    args = _video_args(EncodeOptions(), 8, "matroska")[1]
+    assert "(default medium)" in text and args[args.index("-preset") + 1] == "medium"
 
 
 def test_unwritable_output_folder(tmp_path):

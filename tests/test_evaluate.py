@@ -13,20 +13,20 @@ import numpy as np
 import pytest
 
 from browser import Browser, find_chromium
-from conftest import ROOT, make_clip, run_cli
+from conftest import SHARED, make_clip, needs_shared, run_cli
 from enhancer.compare import Crop, compare, compose
 from enhancer.errors import EnhancerError
 from enhancer.evaluate import evaluate, frechet_distance, luma, psnr, ssim
 from enhancer.io import ffmpeg as ff
 
-SHARED_MOBILENET = ROOT.parent / "shared" / "weights" / "mobilenet_v2-b0353104.pth"
-needs_imagenet = pytest.mark.skipif(not SHARED_MOBILENET.is_file() and not os.environ.get("ENHANCER_MOBILENET_WEIGHTS"),
-                                    reason="MobileNetV2 ImageNet weights not available")
+SHARED_MOBILENET = SHARED / "weights" / "mobilenet_v2-b0353104.pth"
+needs_imagenet = needs_shared("weights", "mobilenet_v2-b0353104.pth", alternative="ENHANCER_MOBILENET_WEIGHTS")
 
 
 @pytest.fixture
 def imagenet(monkeypatch):
-    if not os.environ.get("ENHANCER_MOBILENET_WEIGHTS"):
+    named = os.environ.get("ENHANCER_MOBILENET_WEIGHTS")
+    if not (named and Path(named).is_file()):  # needs_imagenet: then the shared copy is there
         monkeypatch.setenv("ENHANCER_MOBILENET_WEIGHTS", str(SHARED_MOBILENET))
 
 

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT
+from conftest import ROOT, SHARED, needs_shared
 from enhancer import feature_weights, features
 from enhancer.errors import EnhancerError
 from enhancer.evaluate import frames
 
-ORIGINAL = ROOT.parent / "shared" / "weights" / feature_weights.SOURCE_FILE
-needs_original = pytest.mark.skipif(not ORIGINAL.is_file(), reason="torchvision's original .pth is not here")
+ORIGINAL = SHARED / "weights" / feature_weights.SOURCE_FILE
+needs_original = needs_shared("weights", feature_weights.SOURCE_FILE)
 
 
 @pytest.fixture

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from conftest import make_clip, run_cli
-from enhancer import weights
+from enhancer import losses, weights
 from enhancer.errors import EnhancerError
 from enhancer.infer.neural import ModelRestorer
 from enhancer.io.reader import Frame, windows
-from enhancer.models import Discriminator, Generator, GeneratorConfig
+from enhancer.models import Discriminator, DiscriminatorConfig, FrameDiscriminator, Generator, GeneratorConfig
 from enhancer.models.generator import complexity
 
 TINY = dict(channels=8, frame_blocks=1, temporal_blocks=2, post_blocks=1)
@@ -181,17 +181,69 @@ def test_weights_round_trip_without_pickle(tmp_path):
 
 
 def test_discriminator_judges_clips_with_condition():
+    """One logit per space-time patch of each clip, from the clip and its condition; the clip
+    discriminator judges the order of frames where the frame discriminator only follows it."""
     torch.manual_seed(0)
-    d = Discriminator()
-    clip, cond = torch.rand(2, 3, 8, 32, 32), torch.rand(2, 3, 8, 32, 32)
-    logits, feats = d(clip, cond)
-    assert logits.dim() == 5 and logits.shape[:2] == (2, 1) and logits.shape[2] >= 1
-    assert len(feats) == 3
-    logits2, _ = d(clip, torch.rand(2, 3, 8, 32, 32))
-    assert not torch.allclose(logits, logits2)  # the condition matters
-    shuffled, _ = d(clip[:, :, torch.randperm(8)], cond)
-    assert not torch.allclose(logits, shuffled)  # so does the order of frames
+    d = Discriminator(DiscriminatorConfig(channels=8)).eval()  # eval: spectral norm stops its power steps
     assert any("parametrizations" in n for n, _ in d.named_modules())  # spectral norm
+    clip, cond = torch.rand(2, 3, 8, 64, 64), torch.rand(2, 3, 8, 64, 64)
+    with torch.no_grad():
+        logits, feats = d(clip, cond)
+    # time halved by the first two layers, space by all three: a grid of patch logits per clip
+    assert logits.shape == (2, 1, 2, 8, 8)
+    assert [tuple(f.shape) for f in feats] == [(2, 8, 4, 32, 32), (2, 16, 2, 16, 16), (2, 32, 2, 8, 8)]
+    # patches: a change in the top-left corner moves the top-left logits, not the far corner's,
+    # and never the other clip's
+    changed = clip.clone()
+    changed[0, :, :, :8, :8] = 1 - changed[0, :, :, :8, :8]
+    with torch.no_grad():
+        after, _ = d(changed, cond)
+    moved = (after - logits).abs()
+    assert moved[0, 0, :, 0, 0].min() > 1e-4 and moved[0, 0, :, -1, -1].max() == 0 and moved[1].max() == 0
+    # both inputs reach every logit: the gradient flows back to the clip and to the condition
+    x, c = clip.clone().requires_grad_(), cond.clone().requires_grad_()
+    d(x, c)[0][:, :, 1, 4, 4].sum().backward()
+    assert c.grad.abs().sum() > 0
+    seen = x.grad.abs().sum(dim=(0, 1, 2, 4)) > 0  # the rows of the picture the patch sees
+    assert seen[24:40].all() and not seen[:8].any() and not seen[56:].any()  # its neighbourhood, not the frame
+    # order in time: frames shuffled, the frame discriminator's logits are the same logits shuffled
+    # (it judges frames one by one); the clip discriminator's are not any reordering of them
+    perm = torch.tensor([3, 0, 6, 1, 7, 2, 5, 4])
+    fd = FrameDiscriminator(DiscriminatorConfig(channels=8)).eval()
+    with torch.no_grad():
+        per_frame, _ = fd(losses.frames_of(clip), losses.frames_of(cond))
+        per_frame_shuffled, _ = fd(losses.frames_of(clip[:, :, perm]), losses.frames_of(cond[:, :, perm]))
+        shuffled, _ = d(clip[:, :, perm], cond[:, :, perm])
+    torch.testing.assert_close(per_frame_shuffled.reshape(2, 8, -1), per_frame.reshape(2, 8, -1)[:, perm])
+    assert (shuffled - logits).abs().max() > 1e-3 and (shuffled - logits.flip(2)).abs().max() > 1e-3
+
+
+def test_discriminator_training_steps_move_it_towards_the_labels():
+    """The trainer's update (losses.d_loss, Adam, in training mode) on sharp clips (real) and
+    blurred copies (fake), both conditioned on the blurred clip: a few steps open a gap between the
+    real clips' logits and the blurred ones', on every clip."""
+    torch.manual_seed(0)
+    d = Discriminator(DiscriminatorConfig(channels=8))
+    opt = torch.optim.Adam(d.parameters(), lr=1e-3, betas=(0.5, 0.999))
+    sharp = torch.rand(4, 3, 8, 32, 32)
+    blurred = torch.nn.functional.avg_pool3d(sharp, (1, 5, 5), stride=1, padding=(0, 2, 2), count_include_pad=False)
+
+    def gap() -> torch.Tensor:
+        d.eval()
+        with torch.no_grad():
+            real, fake = d(sharp, blurred)[0], d(blurred, blurred)[0]
+        d.train()
+        return (real - fake).mean(dim=(1, 2, 3, 4))
+
+    before = gap()
+    assert before.abs().max() < 0.01  # untrained: no opinion
+    for _ in range(3):
+        loss = losses.d_loss(d(sharp, blurred)[0], d(blurred, blurred)[0])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    after = gap()
+    assert (after > before + 0.02).all(), (before, after)
 
 
 def test_cli_runs_a_model_file_end_to_end(tmp_path):
