@@ -39,7 +39,7 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from enhancer.errors import EnhanceFailed, InputError, UsageError
+from enhancer.errors import ArgumentError, EnhanceFailed, InputError, UsageError
 
 PathLike = str | os.PathLike
 
@@ -93,8 +93,8 @@ def enhance(input: PathLike | Sequence[PathLike], output: PathLike, *, model: st
     if fps is not None:
         try:
             rate = parse_rate(str(fps)) if not isinstance(fps, Fraction) else fps
-        except (ValueError, ZeroDivisionError) as e:
-            raise UsageError(f"fps: {e}") from None
+        except ArgumentError as e:
+            raise UsageError(f"fps: {e.reason}") from None
     found = discover(inputs, recursive=recursive, exclude=[out])
     reject_missing(found)
     jobs = plan_jobs(found, out, codec or "h264", container)

@@ -390,12 +390,13 @@ def _image_sequence_rate(fps_text: str | None, found: list):
     """--fps as a rate; a usage error where it is not one, or where no input is an image sequence."""
     if fps_text is None:
         return None
+    from enhancer.errors import ArgumentError
     from enhancer.io.probe import parse_rate
     from enhancer.io.sequence import is_image_sequence
 
     try:
         fps = parse_rate(fps_text)
-    except (ValueError, ZeroDivisionError) as e:
+    except ArgumentError as e:
         raise click.BadParameter(str(e), param_hint="--fps") from None
     if not any(src != "-" and is_image_sequence(src) for src, _ in found):
         raise click.BadParameter("sets the rate of image-sequence inputs, and no input is one (videos keep their "

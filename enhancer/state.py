@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from enhancer.errors import LockedError
+from enhancer.errors import InternalError, LockedError, RecordError
 from enhancer.pipeline.recipe import Recipe
 
 STATE_NAME = ".enhancer-state.json"  # earlier versions' single table: read, never written
@@ -61,21 +61,21 @@ class Entry:
 
     @classmethod
     def parse(cls, raw) -> "Entry":
-        """An entry from the state file, or ValueError saying what is wrong with it."""
+        """An entry from the state file, or :class:`RecordError` saying what is wrong with it."""
         if not isinstance(raw, dict):
-            raise ValueError("an entry is not an object")
+            raise RecordError("an entry is not an object")
         fields = set(cls.__dataclass_fields__)
         if set(raw) - fields or not {"status", "input", "recipe"} <= set(raw):
-            raise ValueError("an entry has unexpected or missing fields")
+            raise RecordError("an entry has unexpected or missing fields")
         e = cls(**raw)
         if e.status not in STATUSES or not isinstance(e.input, dict) or not isinstance(e.recipe, dict):
-            raise ValueError("an entry has a bad status, input or recipe")
+            raise RecordError("an entry has a bad status, input or recipe")
         if not (e.key is None or isinstance(e.key, str)) or not (e.error is None or isinstance(e.error, str)):
-            raise ValueError("an entry has a bad key or error")
+            raise RecordError("an entry has a bad key or error")
         if isinstance(e.frames, bool) or not isinstance(e.frames, int) or e.frames < 0:
-            raise ValueError("an entry has a bad frame count")
+            raise RecordError("an entry has a bad frame count")
         if isinstance(e.finished, bool) or not isinstance(e.finished, (int, float)) or not math.isfinite(e.finished):
-            raise ValueError("an entry has a bad time")
+            raise RecordError("an entry has a bad time")
         return e
 
 
@@ -83,9 +83,9 @@ def _parse(text: str) -> dict[str, Entry]:
     try:
         raw = json.loads(text)
     except RecursionError:
-        raise ValueError("nested too deeply") from None
+        raise RecordError("nested too deeply") from None
     if not isinstance(raw, dict) or not isinstance(raw.get("outputs"), dict):
-        raise ValueError("not a state file (no table of outputs)")
+        raise RecordError("not a state file (no table of outputs)")
     return {str(k): Entry.parse(v) for k, v in raw["outputs"].items()}
 
 
@@ -98,9 +98,9 @@ def _parse_record(text: str) -> tuple[str, Entry]:
     try:
         raw = json.loads(text)
     except RecursionError:
-        raise ValueError("nested too deeply") from None
+        raise RecordError("nested too deeply") from None
     if not isinstance(raw, dict) or set(raw) != {"version", "output", "entry"} or not isinstance(raw["output"], str):
-        raise ValueError("not an output record")
+        raise RecordError("not an output record")
     return raw["output"], Entry.parse(raw["entry"])
 
 
@@ -120,7 +120,7 @@ class BatchState:
         if self.path.is_file():
             try:
                 self.entries = _parse(self.path.read_text(encoding="utf-8"))
-            except (OSError, ValueError, TypeError, UnicodeDecodeError) as e:
+            except (OSError, RecordError, ValueError, TypeError, UnicodeDecodeError) as e:  # ValueError: not JSON
                 self._set_aside(self.path, str(e) or type(e).__name__)
         try:
             names = sorted(p for p in self.records.iterdir() if p.suffix == ".json") if scan else []
@@ -133,10 +133,10 @@ class BatchState:
         try:
             key, entry = _parse_record(path.read_text(encoding="utf-8"))
             if path.stem != record_stem(key):
-                raise ValueError("a record under another output's name")
+                raise RecordError("a record under another output's name")
         except FileNotFoundError:  # removed by another run meanwhile
             return
-        except (OSError, ValueError, TypeError, UnicodeDecodeError) as e:
+        except (OSError, RecordError, ValueError, TypeError, UnicodeDecodeError) as e:  # ValueError: not JSON
             self._set_aside(path, str(e) or type(e).__name__)
             return
         self.entries[key] = entry
@@ -205,7 +205,7 @@ class BatchState:
     def record(self, output: str, recipe: Recipe, status: str, error: str | None = None, frames: int = 0) -> None:
         """Remember one outcome in the output's own record (a full disk must not break the batch)."""
         if self.read_only:
-            raise RuntimeError("a read-only state records nothing")
+            raise InternalError("a read-only state (a dry run) was asked to record an outcome")
         key = self.key(output)
         entry = Entry(status=status, input=recipe.input, recipe=recipe.to_dict(), key=recipe.key(), error=error,
                       frames=frames, finished=time.time())

@@ -1,7 +1,7 @@
 """Turn a ``--model`` value into a ready :class:`~enhancer.infer.restorer.Restorer`."""
 from __future__ import annotations
 
-from enhancer.errors import EnhancerError, UsageError
+from enhancer.errors import EnhancerError
 from enhancer.infer.restorer import CLASSICAL, ClassicalUpscaler, Restorer
 
 
@@ -34,10 +34,7 @@ def load_restorer(model: str, scale: int | None = None, *, device: str = "auto",
     """``lanczos`` / ``bicubic`` / ``bilinear`` / ``nearest``: classical, at ``scale`` (default 2).
     Anything else: a shipped model name (``enhancer models``) or a .safetensors path."""
     if model in CLASSICAL:
-        try:
-            return ClassicalUpscaler(model, scale or 2)
-        except ValueError as e:
-            raise UsageError(f"{model}: {e}") from None
+        return ClassicalUpscaler(model, scale or 2)  # a scale it cannot do: ArgumentError, a UsageError
     from enhancer import weights
     from enhancer.infer.neural import ModelRestorer
 

@@ -12,6 +12,8 @@ from typing import Protocol
 import cv2
 import numpy as np
 
+from enhancer.errors import ArgumentError
+
 CLASSICAL = ("lanczos", "bicubic", "bilinear", "nearest")
 _CV2_METHOD = {"lanczos": cv2.INTER_LANCZOS4, "bicubic": cv2.INTER_CUBIC, "bilinear": cv2.INTER_LINEAR,
                "nearest": cv2.INTER_NEAREST}
@@ -41,9 +43,9 @@ class ClassicalUpscaler:
 
     def __init__(self, method: str = "lanczos", scale: int = 2):
         if method not in CLASSICAL:
-            raise ValueError(f"unknown classical method {method!r}; one of {', '.join(CLASSICAL)}")
+            raise ArgumentError(f"unknown classical method {method!r}", hint=f"one of {', '.join(CLASSICAL)}")
         if scale not in (1, 2, 3, 4):
-            raise ValueError("scale must be 1, 2, 3 or 4")
+            raise ArgumentError(f"{method} works at scale 1, 2, 3 or 4, not {scale}")
         self.name = method
         self.method = method
         self.scale = scale
