@@ -83,6 +83,7 @@ def enhance(input: PathLike | Sequence[PathLike], output: PathLike, *, model: st
     from enhancer.io import ffmpeg as ff
     from enhancer.io.muxer import EncodeOptions
     from enhancer.io.probe import parse_rate
+    from enhancer.status import FileStatus
 
     inputs, out = _paths(input), os.fspath(output)
     if "-" in inputs or out == "-":
@@ -127,7 +128,7 @@ def enhance(input: PathLike | Sequence[PathLike], output: PathLike, *, model: st
     with prog.using(mode):
         summary = run_batch(jobs, restorer, encode, opts, overwrite=overwrite, folder=state_folder(jobs, out),
                             retry_failed=retry_failed, fail_fast=not keep_going, strict=strict)
-    failed = [r for r in summary.results if r.status == "failed"]
+    failed = [r for r in summary.results if r.status == FileStatus.FAILED]
     if failed:
         first = failed[0].error or "failed"
         more = f" (and {len(failed) - 1} more failed)" if len(failed) > 1 else ""

@@ -327,10 +327,11 @@ def _enhance(inputs, output, recursive, model, task, scale, codec, crf, preset, 
     if not quiet and len(jobs) > 1:
         from enhancer.errors import escape
         from enhancer.progress import write
+        from enhancer.status import FileStatus
 
         write(summary.line())
         for r in summary.results:
-            if r.status == "failed":
+            if r.status == FileStatus.FAILED:
                 write(f"  failed: {escape(r.error or '')}")
     sys.exit(code)
 

@@ -22,6 +22,7 @@ from enhancer.infer.engine import EnhanceOptions
 from enhancer.infer.restorer import Restorer
 from enhancer.io.muxer import EncodeOptions
 from enhancer.progress import write
+from enhancer.status import FileStatus
 
 
 def _signature(path: str) -> tuple | None:
@@ -154,9 +155,9 @@ def watch(folders: list[str], output: str, restorer: Restorer, encode: EncodeOpt
             summary = run_batch(jobs, restorer, encode, opts, verbose=verbose, folder=Path(output), strict=strict,
                                 retry_failed=retry_failed, on_result=on_result)
             status["busy"] = False
-            failed += summary.count("failed")
+            failed += summary.count(FileStatus.FAILED)
             for res in summary.results:  # another run was making it: look again on the next pass
-                if res.status == "busy":
+                if res.status == FileStatus.BUSY:
                     watcher._given.pop(res.input, None)
         elif once and all(watcher._given.get(src) == _signature(src) for src, _ in found):
             return failed
