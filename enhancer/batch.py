@@ -6,10 +6,10 @@ reason, and the batch goes on.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import time
-import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
@@ -25,6 +25,8 @@ from enhancer.pipeline.recipe import Recipe
 from enhancer.progress import write
 from enhancer.state import RECORDS, Decision
 from enhancer.status import FileStatus, RecordStatus
+
+log = logging.getLogger(__name__)
 
 @dataclass
 class FileResult:
@@ -263,7 +265,7 @@ def _run_job(job: Job, restorer: Restorer, encode: EncodeOptions, opts: EnhanceO
         raise
     except Exception as e:  # a bug of ours: keep the batch going, say so plainly
         if verbose:
-            traceback.print_exc()
+            log.error("%s: internal error, where it happened:", shown(job.input), exc_info=True)
         result = FileResult(job.input, target, FileStatus.FAILED, seconds=time.perf_counter() - t0,
                             error=f"{shown(job.input)}: internal error: {type(e).__name__}: {escape(str(e))} "
                                   "(run with -v for details)")
@@ -339,7 +341,7 @@ def run_batch(jobs: list[Job], restorer: Restorer, encode: EncodeOptions, opts: 
         sweep(Path(where) / RECORDS, min_age=STALE_SECONDS)
     state = BatchState(folder) if folder is not None else None
     for note in state.notes if state else []:
-        write(f"warning: {shown(state.folder)}: {note}")
+        log.warning("%s: %s", shown(state.folder), note)
     stopped = False
     for k, job in enumerate(jobs):
         if stopped:
@@ -374,7 +376,7 @@ def plan_batch(jobs: list[Job], restorer: Restorer, encode: EncodeOptions, opts:
     t0 = time.perf_counter()
     state = BatchState(folder, read_only=True) if folder is not None else None
     for note in state.notes if state else []:
-        write(f"warning: {shown(state.folder)}: {note}")
+        log.warning("%s: %s", shown(state.folder), note)
     results = []
     for job in jobs:
         try:

@@ -3,6 +3,7 @@ failed, 2 usage error, 130 interrupted."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import signal
@@ -31,10 +32,36 @@ def _seconds(text: str | None) -> float | None:
     return total
 
 
+class _LogLines(logging.Handler):
+    """The library's log as the CLI's lines on stderr (``warning: ...``, ``error: ...``, INFO as
+    it is), through :func:`enhancer.progress.write`, so that no line lands on a progress bar."""
+
+    PREFIX = {logging.WARNING: "warning: ", logging.ERROR: "error: ", logging.CRITICAL: "error: "}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from enhancer.progress import write
+
+        try:
+            write(self.PREFIX.get(record.levelno, "") + self.format(record))
+        except Exception:  # noqa: BLE001 - logging's own rule: a failed log line is reported, not raised
+            self.handleError(record)
+
+
+def _log_to_stderr(verbose: bool) -> None:
+    """The one logging set-up: enhancer's log on stderr, INFO and up with -v (every ffmpeg
+    command), WARNING and up otherwise (--quiet too: warnings and errors still print)."""
+    log = logging.getLogger("enhancer")
+    if not any(isinstance(h, _LogLines) for h in log.handlers):
+        log.addHandler(_LogLines())
+    log.setLevel(logging.INFO if verbose else logging.WARNING)
+
+
 def _configure_ffmpeg(ffmpeg: str | None, verbose: bool):
     """Choose the ffmpeg (an unusable or too old one is a usage error, exit 2, before any work);
-    with -v, say which one and its version."""
+    with -v, say which one and its version, and log at INFO."""
     from enhancer.io import ffmpeg as ff
+
+    _log_to_stderr(verbose)
 
     try:
         tools = ff.configure(ffmpeg=ffmpeg, verbose=verbose)
@@ -67,6 +94,7 @@ class _Interrupts:
 @click.version_option(__version__, prog_name="enhancer")
 def main() -> None:
     """Repair and upscale video with a conditional spatio-temporal GAN."""
+    _log_to_stderr(verbose=False)  # -v raises it to INFO (_configure_ffmpeg)
 
 
 @main.command()

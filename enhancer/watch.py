@@ -11,6 +11,7 @@ and appear whole, and a file that fails is reported once and tried again only wh
 """
 from __future__ import annotations
 
+import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -21,8 +22,9 @@ from enhancer.batch import FileResult, discover, plan_jobs, run_batch
 from enhancer.infer.engine import EnhanceOptions
 from enhancer.infer.restorer import Restorer
 from enhancer.io.muxer import EncodeOptions
-from enhancer.progress import write
 from enhancer.status import FileStatus
+
+log = logging.getLogger(__name__)
 
 
 def _signature(path: str) -> tuple | None:
@@ -142,7 +144,7 @@ def watch(folders: list[str], output: str, restorer: Restorer, encode: EncodeOpt
                         if j.input in ready]
             except UsageError as e:  # names that collide: say so once, and wait for a rename
                 if str(e) != said:
-                    write(f"error: {e}")
+                    log.error("%s", e)
                     said = str(e)
                 for src in ready:
                     watcher._given.pop(src, None)
