@@ -478,8 +478,10 @@ def _watch(folders, output, settle, interval, once, recursive, model, task, scal
                        settle=settle, interval=interval, once=once, strict=strict, verbose=verbose, status=status,
                        retry_failed=retry_failed,
                        on_result=lambda r: report(r, as_json=as_json, quiet=quiet))
-    except EnhancerError as e:  # the output folder is locked by another run
-        _fail(str(e), 1)
+    except EnhancerError as e:  # an output named like a file (2), a folder that cannot be made (1)
+        from enhancer.errors import UsageError
+
+        _fail(str(e), 2 if isinstance(e, UsageError) else 1)
     except KeyboardInterrupt:
         if status.get("busy"):
             print("interrupted: partial outputs removed; watch again to continue", file=sys.stderr)

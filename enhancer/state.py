@@ -337,9 +337,3 @@ class OutputLock:
             pass
         os.close(self.fd)
         self.fd = None
-
-    def __enter__(self) -> "OutputLock":
-        return self.acquire()
-
-    def __exit__(self, *exc) -> None:
-        self.release()

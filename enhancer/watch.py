@@ -21,7 +21,7 @@ from typing import Callable
 from enhancer.batch import FileResult, discover, plan_jobs, run_batch
 from enhancer.infer.engine import EnhanceOptions
 from enhancer.infer.restorer import Restorer
-from enhancer.io.muxer import EncodeOptions
+from enhancer.io.muxer import CONTAINERS, EncodeOptions
 from enhancer.status import FileStatus
 
 log = logging.getLogger(__name__)
@@ -127,10 +127,19 @@ def watch(folders: list[str], output: str, restorer: Restorer, encode: EncodeOpt
     """Enhance files as they become ready, until interrupted (KeyboardInterrupt propagates, after
     the file in progress has been cleaned up). With ``once``, wait for what is there now to
     become ready, do it, and return. Returns the number of files that failed. ``status["busy"]``
-    says whether a batch is running (for the message on Ctrl-C)."""
+    says whether a batch is running (for the message on Ctrl-C). ``output`` is a folder, created
+    first: a name ending like a video file (``out.mp4``) is a :class:`UsageError`."""
     status = status if status is not None else {}
-    from enhancer.errors import UsageError
+    from enhancer.errors import OutputError, UsageError
 
+    out = Path(output)
+    if not out.is_dir() and out.suffix.lower() in CONTAINERS:
+        raise UsageError("names a video file, and watch writes into a folder", path=output,
+                         hint="give a folder for -o (it is created)")
+    try:  # a folder from the start, so that plan_jobs never takes it for a file's name
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot create the output folder: {e.strerror or e}", path=output) from None
     watcher = Watcher(folders, output, recursive=recursive, settle=settle)
     failed = 0
     said = None
@@ -140,7 +149,7 @@ def watch(folders: list[str], output: str, restorer: Restorer, encode: EncodeOpt
         if ready:
             # named over everything found, so a file's output name does not depend on when it was ready
             try:
-                jobs = [j for j in plan_jobs(found, output, encode.codec, container, single_file_ok=False)
+                jobs = [j for j in plan_jobs(found, output, encode.codec, container)
                         if j.input in ready]
             except UsageError as e:  # names that collide: say so once, and wait for a rename
                 if str(e) != said:
