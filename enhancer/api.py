@@ -177,6 +177,7 @@ class Enhancer:
         are held. The ends of the stream are handled as the CLI handles a video's ends (context
         mirrored), so any length works, one frame included. All frames must share one shape and
         dtype."""
+        from enhancer.infer.restorer import planned_chunk
         from enhancer.io.reader import Frame, windows
 
         restorer = self._restorer
@@ -197,8 +198,7 @@ class Enhancer:
         head = next(stream, None)
         if head is None:
             return
-        chunk = self._chunk or (restorer.chunk_for(*head.image.shape[:2]) if hasattr(restorer, "chunk_for")
-                                else restorer.chunk)
+        chunk = planned_chunk(restorer, *head.image.shape[:2], requested=self._chunk)
 
         def again() -> Iterator[Frame]:
             yield head

@@ -16,6 +16,7 @@ import click
 from enhancer import __version__
 from enhancer.data.degrade import PRESETS
 from enhancer.errors import EnhancerError
+from enhancer.infer.restorer import MODEL_CHUNK
 
 DEFAULT_MODEL = "general-x2"
 
@@ -150,7 +151,8 @@ def main() -> None:
               help="Frame rate of image-sequence inputs, e.g. 24, 23.976 or 30000/1001 (default: the fps.txt "
                    "beside the images, else 25). Videos keep their own timing.")
 @click.option("--chunk", type=click.IntRange(1, 1024), default=None,
-              help="Output frames per model pass (speed/memory only; default 8 on CPU, 16 on CUDA).")
+              help=f"Output frames per model pass (speed/memory only; default {MODEL_CHUNK['cpu']} on CPU, "
+                   f"{MODEL_CHUNK['cuda']} on CUDA).")
 @click.option("--tile", default="auto", show_default=True,
               help="Tile side in input pixels for the model, 0 for none, auto to fit free memory.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
