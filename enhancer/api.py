@@ -39,7 +39,7 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from enhancer.errors import EnhanceFailed, InputError, UsageError
+from enhancer.errors import ArgumentError, EnhanceFailed, InputError, UsageError
 
 PathLike = str | os.PathLike
 
@@ -83,6 +83,7 @@ def enhance(input: PathLike | Sequence[PathLike], output: PathLike, *, model: st
     from enhancer.io import ffmpeg as ff
     from enhancer.io.muxer import EncodeOptions
     from enhancer.io.probe import parse_rate
+    from enhancer.status import FileStatus
 
     inputs, out = _paths(input), os.fspath(output)
     if "-" in inputs or out == "-":
@@ -93,8 +94,8 @@ def enhance(input: PathLike | Sequence[PathLike], output: PathLike, *, model: st
     if fps is not None:
         try:
             rate = parse_rate(str(fps)) if not isinstance(fps, Fraction) else fps
-        except (ValueError, ZeroDivisionError) as e:
-            raise UsageError(f"fps: {e}") from None
+        except ArgumentError as e:
+            raise UsageError(f"fps: {e.reason}") from None
     found = discover(inputs, recursive=recursive, exclude=[out])
     reject_missing(found)
     jobs = plan_jobs(found, out, codec or "h264", container)
@@ -127,7 +128,7 @@ def enhance(input: PathLike | Sequence[PathLike], output: PathLike, *, model: st
     with prog.using(mode):
         summary = run_batch(jobs, restorer, encode, opts, overwrite=overwrite, folder=state_folder(jobs, out),
                             retry_failed=retry_failed, fail_fast=not keep_going, strict=strict)
-    failed = [r for r in summary.results if r.status == "failed"]
+    failed = [r for r in summary.results if r.status == FileStatus.FAILED]
     if failed:
         first = failed[0].error or "failed"
         more = f" (and {len(failed) - 1} more failed)" if len(failed) > 1 else ""
@@ -176,6 +177,7 @@ class Enhancer:
         are held. The ends of the stream are handled as the CLI handles a video's ends (context
         mirrored), so any length works, one frame included. All frames must share one shape and
         dtype."""
+        from enhancer.infer.restorer import planned_chunk
         from enhancer.io.reader import Frame, windows
 
         restorer = self._restorer
@@ -196,8 +198,7 @@ class Enhancer:
         head = next(stream, None)
         if head is None:
             return
-        chunk = self._chunk or (restorer.chunk_for(*head.image.shape[:2]) if hasattr(restorer, "chunk_for")
-                                else restorer.chunk)
+        chunk = planned_chunk(restorer, *head.image.shape[:2], requested=self._chunk)
 
         def again() -> Iterator[Frame]:
             yield head

@@ -6,10 +6,10 @@ reason, and the batch goes on.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import time
-import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
@@ -24,18 +24,24 @@ from enhancer.naming import VIDEO_EXTENSIONS, Job, discover, plan_jobs  # noqa: 
 from enhancer.pipeline.recipe import Recipe
 from enhancer.progress import write
 from enhancer.state import RECORDS, Decision
+from enhancer.status import FileStatus, RecordStatus
+
+log = logging.getLogger(__name__)
 
 @dataclass
 class FileResult:
     input: str
     output: str | None
-    status: str  # done | skipped | busy (another run is making it) | failed | planned
+    status: FileStatus  # done | skipped | busy (another run is making it) | failed | planned
     frames: int = 0
     seconds: float = 0.0
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
     incomplete: bool = False  # the input held fewer frames than its container announced
     resumed: int = 0  # of ``frames``, those an earlier run had already encoded
+
+    def __post_init__(self) -> None:
+        self.status = FileStatus(self.status)  # "done" given as text is FileStatus.DONE
 
     @property
     def fps(self) -> float:
@@ -61,9 +67,9 @@ class BatchSummary:
     @property
     def outputs(self) -> list[str]:
         """The outputs that exist now: made by this run, or by an earlier one (skipped)."""
-        return [r.output for r in self.results if r.status in ("done", "skipped") and r.output]
+        return [r.output for r in self.results if r.status in (FileStatus.DONE, FileStatus.SKIPPED) and r.output]
 
-    def count(self, status: str) -> int:
+    def count(self, status: FileStatus | str) -> int:
         return sum(r.status == status for r in self.results)
 
     @property
@@ -79,15 +85,15 @@ class BatchSummary:
     def exit_code(self) -> int:
         """1 where a file failed or was left to another run still making it (this run cannot
         tell whether that one will succeed), else 0."""
-        return 1 if self.count("failed") or self.count("busy") else 0
+        return 1 if self.count(FileStatus.FAILED) or self.count(FileStatus.BUSY) else 0
 
     @property
     def incomplete(self) -> int:
-        return sum(r.incomplete and r.status != "failed" for r in self.results)
+        return sum(r.incomplete and r.status != FileStatus.FAILED for r in self.results)
 
     def to_dict(self) -> dict:
-        return {"done": self.count("done"), "skipped": self.count("skipped"), "busy": self.count("busy"),
-                "failed": self.count("failed"),
+        return {"done": self.count(FileStatus.DONE), "skipped": self.count(FileStatus.SKIPPED),
+                "busy": self.count(FileStatus.BUSY), "failed": self.count(FileStatus.FAILED),
                 "incomplete": self.incomplete, "seconds": self.seconds, "frames": self.frames,
                 "frames_per_second": self.made / self.seconds if self.seconds > 0 else 0.0,
                 "files": [asdict(r) for r in self.results]}
@@ -95,9 +101,10 @@ class BatchSummary:
     def line(self) -> str:
         fps = self.made / self.seconds if self.seconds > 0 else 0.0
         inc = f" ({self.incomplete} from incomplete inputs)" if self.incomplete else ""
-        busy = f", {self.count('busy')} left to another run" if self.count("busy") else ""
-        return (f"{self.count('done')} done, {self.count('skipped')} skipped{inc}{busy}, {self.count('failed')} "
-                f"failed in {self.seconds:.1f} s ({self.frames} frames, {fps:.1f} frames/s)")
+        busy = f", {self.count(FileStatus.BUSY)} left to another run" if self.count(FileStatus.BUSY) else ""
+        return (f"{self.count(FileStatus.DONE)} done, {self.count(FileStatus.SKIPPED)} skipped{inc}{busy}, "
+                f"{self.count(FileStatus.FAILED)} failed in {self.seconds:.1f} s ({self.frames} frames, "
+                f"{fps:.1f} frames/s)")
 
 
 def _same_file(a: str, b: str) -> bool:
@@ -139,26 +146,26 @@ def decide_job(job: Job, restorer: Restorer, encode: EncodeOptions, opts: Enhanc
     if state is not None and recipe is not None and not overwrite:
         decision, why = state.decide(target, recipe, retry_failed=retry_failed)
         if decision is Decision.SKIP:
-            return JobDecision(target, recipe, FileResult(job.input, target, "skipped", error=why), overwrite)
+            return JobDecision(target, recipe, FileResult(job.input, target, FileStatus.SKIPPED, error=why), overwrite)
         if decision is Decision.SKIP_INCOMPLETE:
             if strict:
-                res = FileResult(job.input, target, "failed", incomplete=True,
+                res = FileResult(job.input, target, FileStatus.FAILED, incomplete=True,
                                  error=f"{shown(job.input)}: {why} [--strict; --retry-failed tries again]")
             else:
-                res = FileResult(job.input, target, "skipped", error="made in an earlier run", incomplete=True,
+                res = FileResult(job.input, target, FileStatus.SKIPPED, error="made in an earlier run", incomplete=True,
                                  warnings=[f"{why} (in an earlier run; --retry-failed tries again)"])
             return JobDecision(target, recipe, res, overwrite)
         if decision is Decision.FAILED_BEFORE:
             return JobDecision(target, recipe, FileResult(
-                job.input, target, "failed", error=f"{why} [failed in an earlier run; --retry-failed tries again]"),
-                overwrite)
+                job.input, target, FileStatus.FAILED,
+                error=f"{why} [failed in an earlier run; --retry-failed tries again]"), overwrite)
         if decision is Decision.OTHER_INPUT:
-            return JobDecision(target, recipe, FileResult(job.input, target, "skipped", error=why), overwrite)
+            return JobDecision(target, recipe, FileResult(job.input, target, FileStatus.SKIPPED, error=why), overwrite)
         if decision is Decision.REDO and os.path.exists(target):
             overwrite = True  # our own earlier output, made from another input or recipe
     if job.output != "-" and os.path.exists(target) and not overwrite:
         what = "preview" if opts.preview else "output"
-        return JobDecision(target, recipe, FileResult(job.input, target, "skipped",
+        return JobDecision(target, recipe, FileResult(job.input, target, FileStatus.SKIPPED,
                                                       error=f"{what} exists (use --overwrite to redo)"), overwrite)
     return JobDecision(target, recipe, None, overwrite)
 
@@ -183,10 +190,10 @@ def run_job(job: Job, restorer: Restorer, encode: EncodeOptions, opts: EnhanceOp
             parent.mkdir(parents=True, exist_ok=True)
             lock = OutputLock(target).acquire()
         except LockedError as e:
-            return FileResult(shown_input, target, "busy", error=e.reason + (f" ({e.hint})" if e.hint else ""))
+            return FileResult(shown_input, target, FileStatus.BUSY, error=e.reason + (f" ({e.hint})" if e.hint else ""))
         except OSError as e:
             what = "create the output folder" if not parent.is_dir() else "lock the output in its folder"
-            return FileResult(shown_input, target, "failed",
+            return FileResult(shown_input, target, FileStatus.FAILED,
                               error=f"{shown(str(parent))}: cannot {what}: {e.strerror or e}")
     try:
         notes = len(state.notes) if state is not None else 0
@@ -197,7 +204,7 @@ def run_job(job: Job, restorer: Restorer, encode: EncodeOptions, opts: EnhanceOp
                           retry_failed=retry_failed, strict=strict, before=before)
         if state is not None:  # a record set aside or not written while this file was made
             result.warnings[:0] = state.notes[notes:]
-        if lock is not None and lock.took_over and result.status != "skipped":
+        if lock is not None and lock.took_over and result.status != FileStatus.SKIPPED:
             result.warnings.insert(0, lock.took_over)
         return result
     finally:
@@ -211,7 +218,7 @@ def _run_job(job: Job, restorer: Restorer, encode: EncodeOptions, opts: EnhanceO
     t0 = time.perf_counter()
     target = str(preview_path(job.output)) if opts.preview and job.output != "-" else job.output
     recipe = job_recipe(job, restorer, encode, opts)
-    status = "done"
+    status = RecordStatus.DONE  # what the output's record will say
     try:
         decided = decide_job(job, restorer, encode, opts, overwrite=overwrite, state=state,
                              retry_failed=retry_failed, strict=strict, recipe=recipe)
@@ -234,36 +241,38 @@ def _run_job(job: Job, restorer: Restorer, encode: EncodeOptions, opts: EnhanceO
         else:
             res = enhance_video(info, job.output, restorer, encode, opts, desc=desc,
                                 recipe_key=recipe.key() if recipe else None, started=t0)
-            result = FileResult(job.input, res.output or "-", "done", frames=res.frames, seconds=res.seconds,
+            result = FileResult(job.input, res.output or "-", FileStatus.DONE, frames=res.frames, seconds=res.seconds,
                                 warnings=res.warnings, incomplete=bool(res.incomplete), resumed=res.resumed)
             if res.incomplete:
-                status = "incomplete"
+                status = RecordStatus.INCOMPLETE
                 if strict:
                     if res.output:
                         Path(res.output).unlink(missing_ok=True)
-                    result.status, result.warnings = "failed", [w for w in res.warnings if "incomplete" not in w]
+                    result.status = FileStatus.FAILED
+                    result.warnings = [w for w in res.warnings if "incomplete" not in w]
                     result.error = f"{shown(job.input)}: incomplete input: {escape(res.incomplete)} [--strict]"
-                    status = "failed"
+                    status = RecordStatus.FAILED
     except EnhancerError as e:
         if e.path is None:
             e.path = job.input
-        result = FileResult(job.input, target, "failed", seconds=time.perf_counter() - t0, error=e.line())
-        status = "failed"
+        result = FileResult(job.input, target, FileStatus.FAILED, seconds=time.perf_counter() - t0, error=e.line())
+        status = RecordStatus.FAILED
     except MemoryError:
-        result = FileResult(job.input, target, "failed", seconds=time.perf_counter() - t0,
+        result = FileResult(job.input, target, FileStatus.FAILED, seconds=time.perf_counter() - t0,
                             error=f"{shown(job.input)}: out of memory (try a smaller --tile or --chunk)")
-        status = "failed"
+        status = RecordStatus.FAILED
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as e:  # a bug of ours: keep the batch going, say so plainly
         if verbose:
-            traceback.print_exc()
-        result = FileResult(job.input, target, "failed", seconds=time.perf_counter() - t0,
+            log.error("%s: internal error, where it happened:", shown(job.input), exc_info=True)
+        result = FileResult(job.input, target, FileStatus.FAILED, seconds=time.perf_counter() - t0,
                             error=f"{shown(job.input)}: internal error: {type(e).__name__}: {escape(str(e))} "
                                   "(run with -v for details)")
-        status = "failed"
-    if state is not None and recipe is not None and job.display is None and result.status != "skipped":
-        error = result.error if status == "failed" else next((w for w in result.warnings if "incomplete" in w), None)
+        status = RecordStatus.FAILED
+    if state is not None and recipe is not None and job.display is None and result.status != FileStatus.SKIPPED:
+        error = result.error if status == RecordStatus.FAILED else next(
+            (w for w in result.warnings if "incomplete" in w), None)
         state.record(target, recipe, status, error, result.frames)
     if job.display is not None:
         result.input = job.display
@@ -288,7 +297,7 @@ def _preview(job: Job, info, restorer: Restorer, opts: EnhanceOptions, overwrite
 
     target = preview_path(job.output)
     if target.exists() and not overwrite:
-        return FileResult(job.input, str(target), "skipped", error="preview exists (use --overwrite to redo)")
+        return FileResult(job.input, str(target), FileStatus.SKIPPED, error="preview exists (use --overwrite to redo)")
     seg = dataclasses.replace(opts, duration=opts.preview)
     from enhancer.io.temps import hidden_sibling
 
@@ -298,7 +307,7 @@ def _preview(job: Job, info, restorer: Restorer, opts: EnhanceOptions, overwrite
         res = enhance_video(info, enhanced, restorer, EncodeOptions(codec="ffv1"), seg, desc=desc)
         compare([job.input, enhanced], str(target), mode="split", labels=["input", f"enhanced ({restorer.name})"],
                 duration=opts.preview, starts=[opts.start, None], progress=False)
-    return FileResult(job.input, str(target), "done", frames=res.frames, seconds=time.perf_counter() - t0,
+    return FileResult(job.input, str(target), FileStatus.DONE, frames=res.frames, seconds=time.perf_counter() - t0,
                       warnings=res.warnings)
 
 
@@ -332,16 +341,16 @@ def run_batch(jobs: list[Job], restorer: Restorer, encode: EncodeOptions, opts: 
         sweep(Path(where) / RECORDS, min_age=STALE_SECONDS)
     state = BatchState(folder) if folder is not None else None
     for note in state.notes if state else []:
-        write(f"warning: {shown(state.folder)}: {note}")
+        log.warning("%s: %s", shown(state.folder), note)
     stopped = False
     for k, job in enumerate(jobs):
         if stopped:
-            res = FileResult(job.input, job.output, "skipped", error="not run: --fail-fast stopped the batch")
+            res = FileResult(job.input, job.output, FileStatus.SKIPPED, error="not run: --fail-fast stopped the batch")
         else:
             res = run_job(job, restorer, encode, opts, overwrite=overwrite, verbose=verbose,
                           desc=bar_label(job, k, len(jobs)), state=state, retry_failed=retry_failed,
                           strict=strict)
-            stopped = fail_fast and res.status == "failed"
+            stopped = fail_fast and res.status == FileStatus.FAILED
         results.append(res)
         if on_result is not None:
             on_result(res)
@@ -367,14 +376,14 @@ def plan_batch(jobs: list[Job], restorer: Restorer, encode: EncodeOptions, opts:
     t0 = time.perf_counter()
     state = BatchState(folder, read_only=True) if folder is not None else None
     for note in state.notes if state else []:
-        write(f"warning: {shown(state.folder)}: {note}")
+        log.warning("%s: %s", shown(state.folder), note)
     results = []
     for job in jobs:
         try:
             decided = decide_job(job, restorer, encode, opts, overwrite=overwrite, state=state,
                                  retry_failed=retry_failed, strict=strict)
-            res = decided.result or FileResult(job.input, decided.target, "planned")
-            if res.status == "planned" and opts.splice:  # what the splice would do with this file, or why not
+            res = decided.result or FileResult(job.input, decided.target, FileStatus.PLANNED)
+            if res.status == FileStatus.PLANNED and opts.splice:  # what the splice would do with this file, or why not
                 from enhancer.infer import splice
 
                 info = probe(job.input, fps=opts.fps)
@@ -384,7 +393,7 @@ def plan_batch(jobs: list[Job], restorer: Restorer, encode: EncodeOptions, opts:
         except EnhancerError as e:
             if e.path is None:
                 e.path = job.input
-            res = FileResult(job.input, job.output, "failed", error=e.line())
+            res = FileResult(job.input, job.output, FileStatus.FAILED, error=e.line())
         if job.display is not None:
             res.input = job.display
         results.append(res)
@@ -397,22 +406,22 @@ def report(res: FileResult, *, as_json: bool, quiet: bool = False, dry_run: bool
     real run would do: ``would enhance``, ``would skip``, ``would fail``."""
     if as_json:
         print(res.to_json(), flush=True)
-        if res.status == "failed":
+        if res.status == FileStatus.FAILED:
             write(f"{'would fail' if dry_run else 'error'}: {escape(res.error or '')}")
         return
-    if res.status == "failed":
+    if res.status == FileStatus.FAILED:
         write(f"{'would fail' if dry_run else 'error'}: {escape(res.error or '')}")
     elif not quiet:
         src, dst = shown(res.input), shown(res.output)
-        if res.status == "done":
+        if res.status == FileStatus.DONE:
             resumed = f", {res.resumed} of them resumed" if res.resumed else ""
             write(f"done: {src} -> {dst} ({res.frames} frames{resumed}, {res.seconds:.1f} s, "
                   f"{res.fps:.1f} frames/s)")
-        elif res.status == "skipped":
+        elif res.status == FileStatus.SKIPPED:
             write(f"{'would skip' if dry_run else 'skipped'}: {src} -> {dst} ({escape(res.error or '')})")
-        elif res.status == "busy":
+        elif res.status == FileStatus.BUSY:
             write(f"left to another run: {src} -> {dst} ({escape(res.error or '')})")
-        elif res.status == "planned":
+        elif res.status == FileStatus.PLANNED:
             write(f"would enhance: {src} -> {dst}")
     for w in res.warnings:
         write(f"warning: {shown(res.input)}: {escape(w)}")

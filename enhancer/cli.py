@@ -3,6 +3,7 @@ failed, 2 usage error, 130 interrupted."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import signal
@@ -15,6 +16,7 @@ import click
 from enhancer import __version__
 from enhancer.data.degrade import PRESETS
 from enhancer.errors import EnhancerError
+from enhancer.infer.restorer import MODEL_CHUNK
 
 DEFAULT_MODEL = "general-x2"
 
@@ -31,10 +33,36 @@ def _seconds(text: str | None) -> float | None:
     return total
 
 
+class _LogLines(logging.Handler):
+    """The library's log as the CLI's lines on stderr (``warning: ...``, ``error: ...``, INFO as
+    it is), through :func:`enhancer.progress.write`, so that no line lands on a progress bar."""
+
+    PREFIX = {logging.WARNING: "warning: ", logging.ERROR: "error: ", logging.CRITICAL: "error: "}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from enhancer.progress import write
+
+        try:
+            write(self.PREFIX.get(record.levelno, "") + self.format(record))
+        except Exception:  # noqa: BLE001 - logging's own rule: a failed log line is reported, not raised
+            self.handleError(record)
+
+
+def _log_to_stderr(verbose: bool) -> None:
+    """The one logging set-up: enhancer's log on stderr, INFO and up with -v (every ffmpeg
+    command), WARNING and up otherwise (--quiet too: warnings and errors still print)."""
+    log = logging.getLogger("enhancer")
+    if not any(isinstance(h, _LogLines) for h in log.handlers):
+        log.addHandler(_LogLines())
+    log.setLevel(logging.INFO if verbose else logging.WARNING)
+
+
 def _configure_ffmpeg(ffmpeg: str | None, verbose: bool):
     """Choose the ffmpeg (an unusable or too old one is a usage error, exit 2, before any work);
-    with -v, say which one and its version."""
+    with -v, say which one and its version, and log at INFO."""
     from enhancer.io import ffmpeg as ff
+
+    _log_to_stderr(verbose)
 
     try:
         tools = ff.configure(ffmpeg=ffmpeg, verbose=verbose)
@@ -67,6 +95,7 @@ class _Interrupts:
 @click.version_option(__version__, prog_name="enhancer")
 def main() -> None:
     """Repair and upscale video with a conditional spatio-temporal GAN."""
+    _log_to_stderr(verbose=False)  # -v raises it to INFO (_configure_ffmpeg)
 
 
 @main.command()
@@ -122,7 +151,8 @@ def main() -> None:
               help="Frame rate of image-sequence inputs, e.g. 24, 23.976 or 30000/1001 (default: the fps.txt "
                    "beside the images, else 25). Videos keep their own timing.")
 @click.option("--chunk", type=click.IntRange(1, 1024), default=None,
-              help="Output frames per model pass (speed/memory only; default 8 on CPU, 16 on CUDA).")
+              help=f"Output frames per model pass (speed/memory only; default {MODEL_CHUNK['cpu']} on CPU, "
+                   f"{MODEL_CHUNK['cuda']} on CUDA).")
 @click.option("--tile", default="auto", show_default=True,
               help="Tile side in input pixels for the model, 0 for none, auto to fit free memory.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
@@ -329,10 +359,11 @@ def _enhance(inputs, output, recursive, model, task, scale, codec, crf, preset, 
     if not quiet and len(jobs) > 1:
         from enhancer.errors import escape
         from enhancer.progress import write
+        from enhancer.status import FileStatus
 
         write(summary.line())
         for r in summary.results:
-            if r.status == "failed":
+            if r.status == FileStatus.FAILED:
                 write(f"  failed: {escape(r.error or '')}")
     sys.exit(code)
 
@@ -393,12 +424,13 @@ def _image_sequence_rate(fps_text: str | None, found: list):
     """--fps as a rate; a usage error where it is not one, or where no input is an image sequence."""
     if fps_text is None:
         return None
+    from enhancer.errors import ArgumentError
     from enhancer.io.probe import parse_rate
     from enhancer.io.sequence import is_image_sequence
 
     try:
         fps = parse_rate(fps_text)
-    except (ValueError, ZeroDivisionError) as e:
+    except ArgumentError as e:
         raise click.BadParameter(str(e), param_hint="--fps") from None
     if not any(src != "-" and is_image_sequence(src) for src, _ in found):
         raise click.BadParameter("sets the rate of image-sequence inputs, and no input is one (videos keep their "
@@ -451,8 +483,10 @@ def _watch(folders, output, settle, interval, once, recursive, model, task, scal
                        settle=settle, interval=interval, once=once, strict=strict, verbose=verbose, status=status,
                        retry_failed=retry_failed,
                        on_result=lambda r: report(r, as_json=as_json, quiet=quiet))
-    except EnhancerError as e:  # the output folder is locked by another run
-        _fail(str(e), 1)
+    except EnhancerError as e:  # an output named like a file (2), a folder that cannot be made (1)
+        from enhancer.errors import UsageError
+
+        _fail(str(e), 2 if isinstance(e, UsageError) else 1)
     except KeyboardInterrupt:
         if status.get("busy"):
             print("interrupted: partial outputs removed; watch again to continue", file=sys.stderr)

@@ -36,6 +36,7 @@ from enhancer.batch import BatchSummary, FileResult, Job
 from enhancer.errors import UsageError, escape, shown
 from enhancer.infer.engine import EnhanceOptions
 from enhancer.io.muxer import EncodeOptions
+from enhancer.status import FileStatus, RecordStatus
 
 DEFAULT_RETRIES = 2  # tries after the first, for a task whose worker died
 DEFAULT_SPLIT = 600.0  # seconds: longer files are made by a task per span of this length
@@ -104,11 +105,12 @@ def _make(job: Job, spec: ModelSpec, encode: EncodeOptions, opts: EnhanceOptions
 
     missing = _missing(job, folder)
     if missing:
-        return FileResult(job.input, job.output, "failed", error=missing)
+        return FileResult(job.input, job.output, FileStatus.FAILED, error=missing)
     try:
         restorer = _restorer(spec, ffmpeg)
     except EnhancerError as e:
-        return FileResult(job.input, job.output, "failed", error=f"{e.line()} (on node {socket.gethostname()})")
+        return FileResult(job.input, job.output, FileStatus.FAILED,
+                          error=f"{e.line()} (on node {socket.gethostname()})")
     state = BatchState(folder, scan=False) if folder is not None else None  # this file's record only
     if spans is None:
         return run_job(job, restorer, encode, opts, overwrite=overwrite, state=state, retry_failed=retry_failed,
@@ -123,7 +125,7 @@ def _make(job: Job, spec: ModelSpec, encode: EncodeOptions, opts: EnhanceOptions
     cuts = [(Fraction(lo), Fraction(hi) if hi is not None else None) for lo, hi in bounds]
     result = run_job(job, restorer, encode, opts, overwrite=overwrite, state=state, retry_failed=retry_failed,
                      strict=strict, before=lambda key: merge_spans(job.output, key, cuts))
-    if result.status == "skipped":  # made meanwhile by another run: what the spans made is not needed
+    if result.status == FileStatus.SKIPPED:  # made meanwhile by another run: what the spans made is not needed
         shutil.rmtree(parts_folder(job.output) / "spans", ignore_errors=True)
     return result
 
@@ -133,11 +135,9 @@ def _record_failure(job: Job, restorer, encode: EncodeOptions, opts: EnhanceOpti
     local executor records a failure (a rerun says so; --retry-failed tries again)."""
     from enhancer.batch import job_recipe
     from enhancer.errors import LockedError
-    from enhancer.state import OutputLock
+    from enhancer.state import Decision, OutputLock
 
-    from enhancer.state import Decision
-
-    result = FileResult(job.input, job.output, "failed", error=error)
+    result = FileResult(job.input, job.output, FileStatus.FAILED, error=error)
     recipe = job_recipe(job, restorer, encode, opts)
     if state is None or state.read_only or recipe is None:
         return result
@@ -149,8 +149,8 @@ def _record_failure(job: Job, restorer, encode: EncodeOptions, opts: EnhanceOpti
         state.refresh(job.output)
         if state.decide(job.output, recipe, retry_failed=False)[0] in (Decision.SKIP, Decision.SKIP_INCOMPLETE):
             # made meanwhile by another run: said so, and its record left as it is
-            return FileResult(job.input, job.output, "skipped", error="made by another run meanwhile")
-        state.record(job.output, recipe, "failed", error, 0)
+            return FileResult(job.input, job.output, FileStatus.SKIPPED, error="made by another run meanwhile")
+        state.record(job.output, recipe, RecordStatus.FAILED, error, 0)
     finally:
         lock.release()
     return result
@@ -355,7 +355,7 @@ def run_batch_ray(jobs: list[Job], spec: ModelSpec, encode: EncodeOptions, opts:
                     if sp["left"]:
                         continue
                     if sp["busy"] and not sp["error"]:  # another run is on it: said, not recorded
-                        res = FileResult(jobs[k].input, jobs[k].output, "busy", error=sp["busy"])
+                        res = FileResult(jobs[k].input, jobs[k].output, FileStatus.BUSY, error=sp["busy"])
                     else:
                         pending[task.remote(*args(k), (sp["bounds"], sp["error"]))] = ("file", k, None)
                         continue
@@ -363,7 +363,7 @@ def run_batch_ray(jobs: list[Job], spec: ModelSpec, encode: EncodeOptions, opts:
                     try:
                         res = ray.get(ref)
                     except Exception as e:  # noqa: BLE001 - the worker died on every try, or the task raised each time
-                        res = FileResult(jobs[k].input, jobs[k].output, "failed",
+                        res = FileResult(jobs[k].input, jobs[k].output, FileStatus.FAILED,
                                          error=f"{shown(jobs[k].input)}: failed on the cluster {retries + 1} times "
                                                f"({escape(_first_line(e)[:200])})")
                 # reported as the user named them (the tasks had them absolute)

@@ -66,6 +66,18 @@ class EnhancerError(Exception):
     def __str__(self) -> str:
         return self.line()
 
+    def __reduce__(self):
+        # pickled (a Ray task's error) as its fields, not re-made from the line: a subclass's
+        # __init__ would prefix or hint the line a second time
+        return _rebuild, (type(self), self.args, dict(self.__dict__))
+
+
+def _rebuild(cls, args: tuple, state: dict) -> EnhancerError:
+    err = cls.__new__(cls)
+    Exception.__init__(err, *args)
+    err.__dict__.update(state)
+    return err
+
 
 class InputError(EnhancerError):
     """The input cannot be used: missing, not a video, truncated, no frames, unsupported."""
@@ -78,6 +90,18 @@ class OutputError(EnhancerError):
 class UsageError(EnhancerError):
     """The command cannot run as given (names that collide, a report path that is a folder ...):
     nothing has been done yet. The CLI exits with status 2."""
+
+
+class ArgumentError(UsageError, ValueError):
+    """A value given to a function is not one it takes (an unknown codec, preset, method or
+    progress mode; a scale, frame rate or frame count out of range): nothing was done. Also a
+    :class:`ValueError`, what Python code calling the library expects of a bad argument."""
+
+
+class ConfigError(UsageError, ValueError):
+    """A model or training configuration does not hold together (a scale or radius the
+    architecture cannot build, training sets that differ): nothing was done. Also a
+    :class:`ValueError`, as a bad argument to a configuration is in Python."""
 
 
 class ModelError(EnhancerError):
@@ -106,3 +130,17 @@ class EnhanceFailed(EnhancerError):
     def __init__(self, reason: str, result=None):
         super().__init__(reason)
         self.result = result
+
+
+class RecordError(EnhancerError):
+    """A batch record or state file that does not check out (:mod:`enhancer.state`): it is set
+    aside with a warning, never half-trusted."""
+
+
+class InternalError(EnhancerError):
+    """enhancer's own bookkeeping does not add up (a frame of the wrong size handed to a writer,
+    a read-only state asked to record): a bug, not the input's fault nor the user's."""
+
+    def __init__(self, reason: str, path: str | None = None, hint: str | None = None):
+        super().__init__(f"internal error: {reason}", path=path,
+                         hint=hint or "a bug in enhancer: please report it, with the command that ran")

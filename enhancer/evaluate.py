@@ -131,7 +131,7 @@ def ssim(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
     h, w = a.shape
     h4, w4 = h // 4, w // 4
     if h4 < 2 or w4 < 2:
-        raise ValueError("SSIM needs frames of at least 8x8 pixels")
+        raise InputError(f"frames of {w}x{h} pixels are too small for SSIM", hint="it needs at least 8x8")
 
     def blocks(x):  # sums over 4x4 blocks
         return x[:h4 * 4, :w4 * 4].reshape(h4, 4, w4, 4).sum(axis=(1, 3))

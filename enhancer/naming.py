@@ -163,8 +163,8 @@ def _check_output_name(out: Path, codec: str) -> None:
                          hint=f"name the output with one of {writable} (.mkv holds every codec), or give a folder")
 
 
-def plan_jobs(found: list[tuple[str, Path | None]], output: str, codec: str, container: str | None = None,
-              single_file_ok: bool = True) -> list[Job]:
+def plan_jobs(found: list[tuple[str, Path | None]], output: str, codec: str,
+              container: str | None = None) -> list[Job]:
     """Name each output. With one file input and ``output`` naming a file (an extension ffmpeg
     can write, not an existing folder), that is the output; otherwise ``output`` is a folder and
     the inputs' tree is mirrored below it.
@@ -184,7 +184,7 @@ def plan_jobs(found: list[tuple[str, Path | None]], output: str, codec: str, con
     out = Path(output)
     sources = [src for src, _ in found if src != "-"]
     _check_output_name(out, codec)
-    is_file_target = (single_file_ok and len(found) == 1 and found[0][1] is None and not out.is_dir()
+    is_file_target = (len(found) == 1 and found[0][1] is None and not out.is_dir()
                       and out.suffix.lower() in CONTAINERS and codec not in IMAGE_CODECS)
     if is_file_target:
         src = found[0][0]

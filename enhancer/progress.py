@@ -22,6 +22,8 @@ from typing import Iterator
 
 from tqdm import tqdm
 
+from enhancer.errors import ArgumentError
+
 _KNOWN = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_noinv_fmt}{postfix}]"
 _UNKNOWN = "{desc}: {n_fmt} {unit} [{elapsed}, {rate_noinv_fmt}{postfix}]"
 
@@ -38,7 +40,7 @@ def mode_of(value: bool | str | None) -> str:
     if value is False or value is None:
         return "none"
     if value not in MODES:
-        raise ValueError(f"progress must be one of {', '.join(MODES)}, True or False, not {value!r}")
+        raise ArgumentError(f"progress must be one of {', '.join(MODES)}, True or False, not {value!r}")
     return value
 
 

@@ -19,7 +19,6 @@ content (pid, host) only names the holder in messages.
 """
 from __future__ import annotations
 
-import enum
 import hashlib
 import json
 import math
@@ -29,29 +28,19 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from enhancer.errors import LockedError
+from enhancer.errors import InternalError, LockedError, RecordError
 from enhancer.pipeline.recipe import Recipe
+from enhancer.status import Decision, RecordStatus  # noqa: F401  (Decision: the state API)
 
 STATE_NAME = ".enhancer-state.json"  # earlier versions' single table: read, never written
 RECORDS = ".enhancer-records"
 STATE_VERSION = 2
-STATUSES = ("done", "incomplete", "failed")
-
-
-class Decision(enum.Enum):
-    """What to do with one job, given what the state file remembers."""
-
-    RUN = "run"  # nothing recorded
-    REDO = "redo"  # recorded, but the input or the recipe changed: our own output is replaced
-    SKIP = "skip"  # done with this very recipe
-    SKIP_INCOMPLETE = "skip-incomplete"  # made with this recipe from an input that was incomplete
-    FAILED_BEFORE = "failed-before"  # failed with this recipe; retried only with --retry-failed
-    OTHER_INPUT = "other-input"  # the output exists, made from another input file: replaced only with --overwrite
+STATUSES = tuple(RecordStatus)
 
 
 @dataclass
 class Entry:
-    status: str  # done | incomplete | failed
+    status: RecordStatus
     input: dict
     recipe: dict
     key: str | None = None  # Recipe.key(); None in files written before recipes had keys
@@ -61,21 +50,23 @@ class Entry:
 
     @classmethod
     def parse(cls, raw) -> "Entry":
-        """An entry from the state file, or ValueError saying what is wrong with it."""
+        """An entry from the state file, or :class:`RecordError` saying what is wrong with it."""
         if not isinstance(raw, dict):
-            raise ValueError("an entry is not an object")
+            raise RecordError("an entry is not an object")
         fields = set(cls.__dataclass_fields__)
         if set(raw) - fields or not {"status", "input", "recipe"} <= set(raw):
-            raise ValueError("an entry has unexpected or missing fields")
+            raise RecordError("an entry has unexpected or missing fields")
         e = cls(**raw)
-        if e.status not in STATUSES or not isinstance(e.input, dict) or not isinstance(e.recipe, dict):
-            raise ValueError("an entry has a bad status, input or recipe")
+        if not isinstance(e.status, str) or e.status not in STATUSES or not isinstance(e.input, dict) \
+                or not isinstance(e.recipe, dict):
+            raise RecordError("an entry has a bad status, input or recipe")
+        e.status = RecordStatus(e.status)
         if not (e.key is None or isinstance(e.key, str)) or not (e.error is None or isinstance(e.error, str)):
-            raise ValueError("an entry has a bad key or error")
+            raise RecordError("an entry has a bad key or error")
         if isinstance(e.frames, bool) or not isinstance(e.frames, int) or e.frames < 0:
-            raise ValueError("an entry has a bad frame count")
+            raise RecordError("an entry has a bad frame count")
         if isinstance(e.finished, bool) or not isinstance(e.finished, (int, float)) or not math.isfinite(e.finished):
-            raise ValueError("an entry has a bad time")
+            raise RecordError("an entry has a bad time")
         return e
 
 
@@ -83,9 +74,9 @@ def _parse(text: str) -> dict[str, Entry]:
     try:
         raw = json.loads(text)
     except RecursionError:
-        raise ValueError("nested too deeply") from None
+        raise RecordError("nested too deeply") from None
     if not isinstance(raw, dict) or not isinstance(raw.get("outputs"), dict):
-        raise ValueError("not a state file (no table of outputs)")
+        raise RecordError("not a state file (no table of outputs)")
     return {str(k): Entry.parse(v) for k, v in raw["outputs"].items()}
 
 
@@ -98,9 +89,9 @@ def _parse_record(text: str) -> tuple[str, Entry]:
     try:
         raw = json.loads(text)
     except RecursionError:
-        raise ValueError("nested too deeply") from None
+        raise RecordError("nested too deeply") from None
     if not isinstance(raw, dict) or set(raw) != {"version", "output", "entry"} or not isinstance(raw["output"], str):
-        raise ValueError("not an output record")
+        raise RecordError("not an output record")
     return raw["output"], Entry.parse(raw["entry"])
 
 
@@ -120,7 +111,7 @@ class BatchState:
         if self.path.is_file():
             try:
                 self.entries = _parse(self.path.read_text(encoding="utf-8"))
-            except (OSError, ValueError, TypeError, UnicodeDecodeError) as e:
+            except (OSError, RecordError, ValueError, TypeError, UnicodeDecodeError) as e:  # ValueError: not JSON
                 self._set_aside(self.path, str(e) or type(e).__name__)
         try:
             names = sorted(p for p in self.records.iterdir() if p.suffix == ".json") if scan else []
@@ -133,10 +124,10 @@ class BatchState:
         try:
             key, entry = _parse_record(path.read_text(encoding="utf-8"))
             if path.stem != record_stem(key):
-                raise ValueError("a record under another output's name")
+                raise RecordError("a record under another output's name")
         except FileNotFoundError:  # removed by another run meanwhile
             return
-        except (OSError, ValueError, TypeError, UnicodeDecodeError) as e:
+        except (OSError, RecordError, ValueError, TypeError, UnicodeDecodeError) as e:  # ValueError: not JSON
             self._set_aside(path, str(e) or type(e).__name__)
             return
         self.entries[key] = entry
@@ -192,23 +183,24 @@ class BatchState:
         if exists and made_from and made_from != recipe.input.get("path"):
             return Decision.OTHER_INPUT, (f"output exists, made from another input ({made_from}); "
                                           "use --overwrite to replace it")
-        if same and entry.status == "done" and exists:
+        if same and entry.status == RecordStatus.DONE and exists:
             return Decision.SKIP, "done in an earlier run"
-        if same and entry.status == "incomplete" and exists and not retry_failed:
+        if same and entry.status == RecordStatus.INCOMPLETE and exists and not retry_failed:
             return Decision.SKIP_INCOMPLETE, entry.error
-        if same and entry.status == "failed" and not retry_failed:
+        if same and entry.status == RecordStatus.FAILED and not retry_failed:
             return Decision.FAILED_BEFORE, entry.error
         if not same:
             return Decision.REDO, "input or options changed since the earlier run"
         return Decision.REDO, None
 
-    def record(self, output: str, recipe: Recipe, status: str, error: str | None = None, frames: int = 0) -> None:
+    def record(self, output: str, recipe: Recipe, status: RecordStatus, error: str | None = None,
+               frames: int = 0) -> None:
         """Remember one outcome in the output's own record (a full disk must not break the batch)."""
         if self.read_only:
-            raise RuntimeError("a read-only state records nothing")
+            raise InternalError("a read-only state (a dry run) was asked to record an outcome")
         key = self.key(output)
-        entry = Entry(status=status, input=recipe.input, recipe=recipe.to_dict(), key=recipe.key(), error=error,
-                      frames=frames, finished=time.time())
+        entry = Entry(status=RecordStatus(status), input=recipe.input, recipe=recipe.to_dict(), key=recipe.key(),
+                      error=error, frames=frames, finished=time.time())
         self.entries[key] = entry
         path = self.records / f"{record_stem(key)}.json"
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
@@ -345,9 +337,3 @@ class OutputLock:
             pass
         os.close(self.fd)
         self.fd = None
-
-    def __enter__(self) -> "OutputLock":
-        return self.acquire()
-
-    def __exit__(self, *exc) -> None:
-        self.release()

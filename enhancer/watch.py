@@ -11,6 +11,7 @@ and appear whole, and a file that fails is reported once and tried again only wh
 """
 from __future__ import annotations
 
+import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -20,8 +21,10 @@ from typing import Callable
 from enhancer.batch import FileResult, discover, plan_jobs, run_batch
 from enhancer.infer.engine import EnhanceOptions
 from enhancer.infer.restorer import Restorer
-from enhancer.io.muxer import EncodeOptions
-from enhancer.progress import write
+from enhancer.io.muxer import CONTAINERS, EncodeOptions
+from enhancer.status import FileStatus
+
+log = logging.getLogger(__name__)
 
 
 def _signature(path: str) -> tuple | None:
@@ -124,10 +127,19 @@ def watch(folders: list[str], output: str, restorer: Restorer, encode: EncodeOpt
     """Enhance files as they become ready, until interrupted (KeyboardInterrupt propagates, after
     the file in progress has been cleaned up). With ``once``, wait for what is there now to
     become ready, do it, and return. Returns the number of files that failed. ``status["busy"]``
-    says whether a batch is running (for the message on Ctrl-C)."""
+    says whether a batch is running (for the message on Ctrl-C). ``output`` is a folder, created
+    first: a name ending like a video file (``out.mp4``) is a :class:`UsageError`."""
     status = status if status is not None else {}
-    from enhancer.errors import UsageError
+    from enhancer.errors import OutputError, UsageError
 
+    out = Path(output)
+    if not out.is_dir() and out.suffix.lower() in CONTAINERS:
+        raise UsageError("names a video file, and watch writes into a folder", path=output,
+                         hint="give a folder for -o (it is created)")
+    try:  # a folder from the start, so that plan_jobs never takes it for a file's name
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot create the output folder: {e.strerror or e}", path=output) from None
     watcher = Watcher(folders, output, recursive=recursive, settle=settle)
     failed = 0
     said = None
@@ -137,11 +149,11 @@ def watch(folders: list[str], output: str, restorer: Restorer, encode: EncodeOpt
         if ready:
             # named over everything found, so a file's output name does not depend on when it was ready
             try:
-                jobs = [j for j in plan_jobs(found, output, encode.codec, container, single_file_ok=False)
+                jobs = [j for j in plan_jobs(found, output, encode.codec, container)
                         if j.input in ready]
             except UsageError as e:  # names that collide: say so once, and wait for a rename
                 if str(e) != said:
-                    write(f"error: {e}")
+                    log.error("%s", e)
                     said = str(e)
                 for src in ready:
                     watcher._given.pop(src, None)
@@ -154,9 +166,9 @@ def watch(folders: list[str], output: str, restorer: Restorer, encode: EncodeOpt
             summary = run_batch(jobs, restorer, encode, opts, verbose=verbose, folder=Path(output), strict=strict,
                                 retry_failed=retry_failed, on_result=on_result)
             status["busy"] = False
-            failed += summary.count("failed")
+            failed += summary.count(FileStatus.FAILED)
             for res in summary.results:  # another run was making it: look again on the next pass
-                if res.status == "busy":
+                if res.status == FileStatus.BUSY:
                     watcher._given.pop(res.input, None)
         elif once and all(watcher._given.get(src) == _signature(src) for src, _ in found):
             return failed

@@ -27,7 +27,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from enhancer.errors import ModelError
+from enhancer.errors import ConfigError, ModelError
 from enhancer.models.fusion import FusionConfig, FusionGenerator
 from enhancer.models.generator import Generator, GeneratorConfig
 
@@ -61,30 +61,33 @@ class ModelCard:
 
     @classmethod
     def from_json(cls, text: str) -> "ModelCard":
-        """Parse and check a card; raises ValueError with the reason for anything off."""
+        """Parse and check a card; raises :class:`ModelError` with the reason for anything off
+        (no file named: :func:`read_card` adds it)."""
         try:
             d = json.loads(text)
         except RecursionError:
-            raise ValueError("card JSON is nested too deeply") from None
+            raise ModelError("card JSON is nested too deeply") from None
+        except ValueError as e:
+            raise ModelError(f"card is not JSON ({e})") from None
         if not isinstance(d, dict):
-            raise ValueError(f"card is a JSON {_kind(d)}, not an object")
+            raise ModelError(f"card is a JSON {_kind(d)}, not an object")
         if d.pop("format", None) != FORMAT:
-            raise ValueError("not an enhancer weights card")
+            raise ModelError("not an enhancer weights card")
         version = d.get("version", VERSION)
         if not _is_int(version) or version < 1:
-            raise ValueError(f"card version must be a positive integer, not {_show(version)}")
+            raise ModelError(f"card version must be a positive integer, not {_show(version)}")
         if version > VERSION:
-            raise ValueError(f"weights format version {version} is newer than this enhancer understands")
+            raise ModelError(f"weights format version {version} is newer than this enhancer understands")
         check_fields(cls, d, "card")
         card = cls(**d)
         if card.scale not in (1, 2, 4):
-            raise ValueError(f"card scale must be 1, 2 or 4, not {_show(card.scale)}")
+            raise ModelError(f"card scale must be 1, 2 or 4, not {_show(card.scale)}")
         if not card.name.strip():
-            raise ValueError("card name is empty")
+            raise ModelError("card name is empty")
         if card.task not in TASKS and card.task != "":
-            raise ValueError(f"card task must be one of {', '.join(TASKS)}, not {_show(card.task)}")
+            raise ModelError(f"card task must be one of {', '.join(TASKS)}, not {_show(card.task)}")
         if card.variant not in ("fidelity", "texture"):
-            raise ValueError(f"card variant must be fidelity or texture, not {_show(card.variant)}")
+            raise ModelError(f"card variant must be fidelity or texture, not {_show(card.variant)}")
         return card
 
 
@@ -191,25 +194,25 @@ def _describe_limit(limit) -> str:
 def check_fields(cls, raw: dict, where: str) -> None:
     """Check a JSON object against a dataclass: no unknown keys, every required key present, each
     value of its annotated type, and within ``cls.LIMITS`` where it declares one (a range, a set
-    of values, or inclusive ``(low, high)`` bounds). Raises ValueError naming the field."""
+    of values, or inclusive ``(low, high)`` bounds). Raises :class:`ModelError` naming the field."""
     if not isinstance(raw, dict):
-        raise ValueError(f"{where} must be an object, not {_show(raw)}")
+        raise ModelError(f"{where} must be an object, not {_show(raw)}")
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = [k for k in raw if k not in fields]
     if unknown:
-        raise ValueError(f"{where} has unknown field {', '.join(_show(k) for k in unknown[:5])}")
+        raise ModelError(f"{where} has unknown field {', '.join(_show(k) for k in unknown[:5])}")
     missing = [n for n, f in fields.items() if n not in raw and f.default is dataclasses.MISSING
                and f.default_factory is dataclasses.MISSING]
     if missing:
-        raise ValueError(f"{where} lacks {', '.join(missing)}")
+        raise ModelError(f"{where} lacks {', '.join(missing)}")
     hints = typing.get_type_hints(cls)
     limits = getattr(cls, "LIMITS", {}) or {}
     for name, value in raw.items():
         err = _type_error(value, hints.get(name, typing.Any), f"{where}.{name}")
         if err:
-            raise ValueError(err)
+            raise ModelError(err)
         if name in limits and not _allowed(value, limits[name]):
-            raise ValueError(f"{where}.{name} must be in {_describe_limit(limits[name])}, not {_show(value)}")
+            raise ModelError(f"{where}.{name} must be in {_describe_limit(limits[name])}, not {_show(value)}")
 
 
 def build_config(cfg_cls, raw: dict, arch: str):
@@ -217,8 +220,8 @@ def build_config(cfg_cls, raw: dict, arch: str):
     check_fields(cfg_cls, raw, "config")
     try:
         return cfg_cls(**raw)
-    except (ValueError, TypeError) as e:  # the dataclass's own consistency checks
-        raise ValueError(f"config is not a valid {arch} config: {e}") from None
+    except (ConfigError, TypeError) as e:  # the dataclass's own consistency checks
+        raise ModelError(f"config is not a valid {arch} config: {e}") from None
 
 
 # ---- files -----------------------------------------------------------------------------------
@@ -246,8 +249,8 @@ def read_card(path: str | os.PathLike) -> ModelCard:
                          hint="export training checkpoints with `enhancer export`")
     try:
         return ModelCard.from_json(meta["enhancer"])
-    except (ValueError, TypeError) as e:
-        raise ModelError(f"bad model card: {e}", path=str(path)) from None
+    except (ModelError, TypeError) as e:
+        raise ModelError(f"bad model card: {getattr(e, 'reason', e)}", path=str(path)) from None
 
 
 def _check_tensors(path: str, model_cls, config) -> None:
@@ -261,16 +264,16 @@ def _check_tensors(path: str, model_cls, config) -> None:
         missing = sorted(set(expected) - names)
         unexpected = sorted(names - set(expected))
         if missing or unexpected:
-            raise ValueError(f"weights do not match the card's config (missing {len(missing)} tensors"
+            raise ModelError(f"weights do not match the card's config (missing {len(missing)} tensors"
                              + (f", e.g. {missing[0]}" if missing else "") + f"; unexpected {len(unexpected)}"
                              + (f", e.g. {unexpected[0]}" if unexpected else "") + ")")
         for name, shape in expected.items():
             sl = f.get_slice(name)
             if sl.get_dtype() not in _FLOAT_DTYPES:
-                raise ValueError(f"tensor {name} is {sl.get_dtype()}, not a float type")
+                raise ModelError(f"tensor {name} is {sl.get_dtype()}, not a float type")
             got = tuple(sl.get_shape())
             if got != shape:
-                raise ValueError(f"tensor {name} has shape {list(got)}, the config needs {list(shape)}")
+                raise ModelError(f"tensor {name} has shape {list(got)}, the config needs {list(shape)}")
 
 
 def content_hash(state: dict[str, torch.Tensor], card: ModelCard) -> str:
@@ -301,10 +304,10 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
     try:
         config = build_config(cfg_cls, card.config, card.arch)
         if getattr(config, "scale", card.scale) != card.scale:
-            raise ValueError(f"card scale {card.scale} differs from its config's scale {config.scale}")
+            raise ModelError(f"card scale {card.scale} differs from its config's scale {config.scale}")
         _check_tensors(path, model_cls, config)
-    except ValueError as e:
-        raise ModelError(f"bad model card: {e}", path=path, hint="re-export the model, or use another") from None
+    except ModelError as e:
+        raise ModelError(f"bad model card: {e.reason}", path=path, hint="re-export the model, or use another") from None
     except Exception as e:  # safetensors' own errors on a damaged header or data
         raise ModelError(f"not a readable .safetensors file ({e})", path=path) from None
     from safetensors.torch import load_file

@@ -165,12 +165,11 @@ def test_lock_unit_behaviour(tmp_path):
     with pytest.raises(LockedError, match=f"process {os.getpid()}.*is making this output"):
         b.acquire()
     (tmp_path / "sub").mkdir()
-    with OutputLock(str(tmp_path / "sub" / "b.mp4")):  # another output: its own lock
-        pass
+    OutputLock(str(tmp_path / "sub" / "b.mp4")).acquire().release()  # another output: its own lock
     a.release()
     assert not a.path.exists()
-    with b:
-        assert b.held
+    assert b.acquire().held
+    b.release()
     assert not b.held
 
 

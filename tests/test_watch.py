@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from conftest import decode_frames, make_clip, run_cli
 from enhancer.watch import Watcher, writers
 
@@ -127,3 +129,24 @@ def test_a_file_another_run_is_making_is_looked_at_again(tmp_path):
                    EnhanceOptions(progress=False), settle=0.2, interval=0.2, once=True,
                    on_result=lambda r: seen.append(r.status))
     assert failed == 0 and seen[0] == "busy" and seen[-1] == "done" and (out / "a.mp4").exists()
+
+
+def test_watch_writes_into_a_folder_it_creates(tmp_path):
+    """The output is a folder from the start (plan_jobs once took a flag to never name a file for
+    watch): a name ending like a video file is refused before anything is made."""
+    from enhancer.errors import UsageError
+    from enhancer.infer.engine import EnhanceOptions
+    from enhancer.infer.restorer import ClassicalUpscaler
+    from enhancer.io.muxer import EncodeOptions
+    from enhancer.watch import watch
+
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    args = (ClassicalUpscaler("lanczos", 2), EncodeOptions(preset="ultrafast"), EnhanceOptions(progress=False))
+    with pytest.raises(UsageError, match="names a video file, and watch writes into a folder"):
+        watch([str(inbox)], str(tmp_path / "out.mkv"), *args, settle=0, interval=0.05, once=True)
+    assert not (tmp_path / "out.mkv").exists()
+    assert watch([str(inbox)], str(tmp_path / "new" / "out"), *args, settle=0, interval=0.05, once=True) == 0
+    assert (tmp_path / "new" / "out").is_dir()
+    (tmp_path / "taken.mkv").mkdir()  # an existing folder of that name is a folder
+    assert watch([str(inbox)], str(tmp_path / "taken.mkv"), *args, settle=0, interval=0.05, once=True) == 0

@@ -215,6 +215,23 @@ def test_defaults_plan_to_use_about_half_the_memory(monkeypatch, available):
             assert chunk == 8 and (h == 2160 or tile is None)  # plenty: the fastest settings at 720p
 
 
+def test_one_default_chunk_and_one_place_that_chooses_it():
+    """The chunk's default is defined once (MODEL_CHUNK, shown by the CLI's help) and chosen in one
+    place (planned_chunk, which the Python API uses)."""
+    from enhancer.cli import enhance
+    from enhancer.infer.restorer import MODEL_CHUNK, ClassicalUpscaler, planned_chunk
+
+    r = ModelRestorer(Generator(GeneratorConfig(scale=2, channels=4, frame_blocks=0, post_blocks=0)),
+                      device="cpu", precision="fp32", tile=0)
+    assert r.chunk == MODEL_CHUNK["cpu"] == 8
+    assert planned_chunk(r, 64, 64) == 8 and r.reserve == 0
+    assert planned_chunk(r, 64, 64, requested=3, reserve=1000) == 3 and r.reserve == 1000  # told all the same
+    c = ClassicalUpscaler("lanczos", 2)
+    assert planned_chunk(c, 64, 64) == c.chunk == 1 and planned_chunk(c, 64, 64, requested=4) == 4
+    chunk_help = next(p.help for p in enhance.params if p.name == "chunk")
+    assert f"default {MODEL_CHUNK['cpu']} on CPU, {MODEL_CHUNK['cuda']} on CUDA" in chunk_help
+
+
 def test_encoder_lookahead_shrinks_where_memory_is_short(tmp_path):
     """Item 16: the encoder is fitted too. Where x264 at its preset's lookahead would take more than
     a quarter of the memory available, it looks ahead 10 (or 5) frames with fewer threads (6.8 GB

@@ -22,7 +22,7 @@ import numpy as np
 from enhancer.data.degrade import degrade_clip, sample
 from enhancer.progress import bar
 
-from enhancer.errors import InputError, UsageError
+from enhancer.errors import ConfigError, InputError, UsageError, shown
 from enhancer.io.media import IMAGE_EXTENSIONS as IMAGE_EXT, VIDEO_EXTENSIONS as VIDEO_EXT  # noqa: E402  (the one table)
 
 
@@ -247,7 +247,7 @@ class ClipDataset:
     def __init__(self, path: str | Path | list):
         paths = [path] if isinstance(path, (str, Path)) else list(path)
         if not paths:
-            raise ValueError("no training set given")
+            raise ConfigError("no training set given", hint="name one or more .npz files made by `enhancer prepare`")
         self.parts: list[tuple[np.ndarray, np.ndarray]] = []
         for p in paths:
             with np.load(p) as data:
@@ -255,7 +255,8 @@ class ClipDataset:
         hr0, lq0 = self.parts[0]
         for p, (hr, lq) in zip(paths, self.parts):
             if hr.shape[1:] != hr0.shape[1:] or lq.shape[1:] != lq0.shape[1:]:
-                raise ValueError(f"{p}: frames, sizes or versions differ from {paths[0]}")
+                raise ConfigError(f"frames, sizes or versions differ from {shown(paths[0])}", path=str(p),
+                                  hint="train on sets prepared with the same options")
         self.scale = hr0.shape[2] // lq0.shape[3]
         self.frames = hr0.shape[1]
         self.versions = lq0.shape[1]

@@ -26,6 +26,8 @@ from dataclasses import asdict, dataclass, field
 import cv2
 import numpy as np
 
+from enhancer.errors import ArgumentError
+
 PRESETS = ("web", "light", "archive", "vhs", "x264", "bicubic")
 CODECS = ("h264", "h265", "mpeg4", "mpeg2")
 GOP = 50  # frames per codec round trip when a video is degraded as a stream
@@ -82,7 +84,7 @@ class Degradation:
 def sample(preset: str = "web", scale: int = 2, seed: int | None = None) -> Degradation:
     """Draw one clip's damage from a preset."""
     if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; one of {', '.join(PRESETS)}")
+        raise ArgumentError(f"unknown damage preset {preset!r}", hint=f"one of {', '.join(PRESETS)}")
     if seed is None:
         seed = int(np.random.SeedSequence().entropy % (2 ** 31))
     rng = np.random.default_rng(seed)

@@ -1,7 +1,7 @@
 """Turn a ``--model`` value into a ready :class:`~enhancer.infer.restorer.Restorer`."""
 from __future__ import annotations
 
-from enhancer.errors import EnhancerError, UsageError
+from enhancer.errors import EnhancerError
 from enhancer.infer.restorer import CLASSICAL, ClassicalUpscaler, Restorer
 
 
@@ -52,10 +52,7 @@ def load_restorer(model: str, scale: int | None = None, *, device: str = "auto",
     :func:`parse_tile` reads it."""
     tile = parse_tile(tile)
     if model in CLASSICAL:
-        try:
-            return ClassicalUpscaler(model, scale or 2)
-        except ValueError as e:
-            raise UsageError(f"{model}: {e}") from None
+        return ClassicalUpscaler(model, scale or 2)  # a scale it cannot do: ArgumentError, a UsageError
     from enhancer import weights
     from enhancer.infer.neural import ModelRestorer
 

@@ -20,6 +20,7 @@ import torch
 
 from enhancer.errors import EnhancerError, ModelError
 from enhancer.infer.device import dtype_name, memory_budget, select_device, select_dtype
+from enhancer.infer.restorer import MODEL_CHUNK
 from enhancer.models.align import align_stacks
 from enhancer.models.fusion import FusionGenerator
 from enhancer.models.generator import Generator
@@ -54,7 +55,7 @@ class ModelRestorer:
         self.card = card or {}
         self.scale = model.scale
         self.margin = model.temporal_radius
-        self.chunk = chunk or (16 if self.device.type == "cuda" else 8)
+        self.chunk = chunk or MODEL_CHUNK.get(self.device.type, MODEL_CHUNK["cpu"])
         self.chunk_request = chunk  # None: chunk_for() fits the chunk to the memory available
         self.reserve = 0  # host bytes others need meanwhile (the encoder): set by chunk_for()
         # even, so that tiles start on even pixels (the fusion model's half-resolution branch)

@@ -12,7 +12,12 @@ from typing import Protocol
 import cv2
 import numpy as np
 
+from enhancer.errors import ArgumentError
+
 CLASSICAL = ("lanczos", "bicubic", "bilinear", "nearest")
+# a model's output frames per pass unless --chunk says otherwise (by device type; halved where
+# the frames would not fit the memory available): the one default, the CLI's help included
+MODEL_CHUNK = {"cpu": 8, "cuda": 16}
 _CV2_METHOD = {"lanczos": cv2.INTER_LANCZOS4, "bicubic": cv2.INTER_CUBIC, "bilinear": cv2.INTER_LINEAR,
                "nearest": cv2.INTER_NEAREST}
 
@@ -32,6 +37,17 @@ class Restorer(Protocol):
         ...
 
 
+def planned_chunk(restorer: Restorer, height: int, width: int, requested: int | None = None,
+                  reserve: int = 0) -> int:
+    """Core frames per restorer call for frames of ``height`` x ``width``: ``requested`` (--chunk)
+    when given, else what the restorer fits to the memory left beside ``reserve`` bytes that others
+    (the encoder) need, else its own ``chunk``."""
+    fit = getattr(restorer, "chunk_for", None)
+    # asked even when the chunk is given: the restorer sizes its tiles by the reserve it learns here
+    planned = fit(height, width, reserve=reserve) if fit is not None else restorer.chunk
+    return max(1, requested or planned)
+
+
 class ClassicalUpscaler:
     """Per-frame interpolation with OpenCV (lanczos = OpenCV's 8-tap Lanczos-4). Scale 1 passes
     frames through untouched, which makes it the identity step for I/O benchmarks."""
@@ -41,9 +57,9 @@ class ClassicalUpscaler:
 
     def __init__(self, method: str = "lanczos", scale: int = 2):
         if method not in CLASSICAL:
-            raise ValueError(f"unknown classical method {method!r}; one of {', '.join(CLASSICAL)}")
+            raise ArgumentError(f"unknown classical method {method!r}", hint=f"one of {', '.join(CLASSICAL)}")
         if scale not in (1, 2, 3, 4):
-            raise ValueError("scale must be 1, 2, 3 or 4")
+            raise ArgumentError(f"{method} works at scale 1, 2, 3 or 4, not {scale}")
         self.name = method
         self.method = method
         self.scale = scale

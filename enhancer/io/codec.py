@@ -7,6 +7,7 @@ import tempfile
 
 import numpy as np
 
+from enhancer.errors import ArgumentError, FFmpegError
 from enhancer.io import ffmpeg as ff
 
 # the same exact conversions as the reader and the muxer: swscale's default RGB<->YUV path is
@@ -28,7 +29,7 @@ def roundtrip(frames: np.ndarray, codec: str, quality: int, *, fps: int = 25, pr
     """(T, H, W, 3) uint8 RGB -> the same frames after encoding with ``codec`` at ``quality``
     (CRF for h264/h265, qscale for mpeg2/mpeg4) and decoding back. H and W must be even."""
     if codec not in _ENCODERS:
-        raise ValueError(f"codec must be one of {', '.join(_ENCODERS)}")
+        raise ArgumentError(f"no codec round trip for {codec!r}", hint=f"one of {', '.join(_ENCODERS)}")
     t, h, w, _ = frames.shape
     exe = ff.tools().ffmpeg
     fd, path = tempfile.mkstemp(suffix=".mkv")
@@ -56,5 +57,5 @@ def roundtrip(frames: np.ndarray, codec: str, quality: int, *, fps: int = 25, pr
         os.unlink(path)
     out = np.frombuffer(raw, dtype=np.uint8)
     if out.size != frames.size:
-        raise RuntimeError(f"codec round trip returned {out.size // (h * w * 3)} frames for {t}")
+        raise FFmpegError(f"codec round trip ({codec}) returned {out.size // (h * w * 3)} frames for {t}", argv=dec)
     return out.reshape(t, h, w, 3)

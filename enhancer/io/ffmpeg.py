@@ -7,6 +7,7 @@ or a protocol.
 from __future__ import annotations
 
 import collections
+import logging
 import os
 import re
 import shlex
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from enhancer.errors import FFmpegError, UsageError
+
+log = logging.getLogger(__name__)
 
 _TAIL_LINES = 30
 # The oldest ffmpeg enhancer runs with: 5.1 brought -fps_mode (older builds stop with "Option not
@@ -208,11 +211,9 @@ def file_arg(path: str | os.PathLike) -> str:
 
 
 def show(argv: list[str]) -> None:
-    """Print a command, quoted, when verbose."""
+    """Log a command, quoted, when verbose (at INFO: the CLI's -v shows it)."""
     if tools().verbose:
-        from enhancer.progress import write  # clears a progress bar first
-
-        write("$ " + shlex.join(argv))
+        log.info("$ %s", shlex.join(argv))
 
 
 _PREFIX = re.compile(r"^\[[^\]]+ @ 0x[0-9a-f]+\]\s*")

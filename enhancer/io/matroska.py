@@ -11,6 +11,8 @@ import struct
 from fractions import Fraction
 from typing import BinaryIO
 
+from enhancer.errors import InternalError
+
 _UNKNOWN_SIZE = b"\x01\xff\xff\xff\xff\xff\xff\xff"
 _FOURCC = {8: b"RGB\x18", 16: b"RGB0"}  # rgb24, rgb48le
 
@@ -19,7 +21,7 @@ def _vint(n: int) -> bytes:
     for length in range(1, 9):
         if n < (1 << (7 * length)) - 1:
             return (n | (1 << (7 * length))).to_bytes(length, "big")
-    raise ValueError("EBML size too large")
+    raise InternalError(f"an EBML size of {n} bytes is too large for Matroska")
 
 
 def _el(eid: bytes, data: bytes) -> bytes:
@@ -40,7 +42,7 @@ class RawMatroskaWriter:
     def __init__(self, stream: BinaryIO, width: int, height: int, depth: int,
                  frame_duration: Fraction | None = None):
         if depth not in _FOURCC:
-            raise ValueError("depth must be 8 or 16")
+            raise InternalError(f"raw Matroska frames are 8 or 16 bits deep, not {depth}")
         self.stream = stream
         self.width, self.height, self.depth = width, height, depth
         self.frame_bytes = width * height * 3 * (depth // 8)
@@ -63,13 +65,14 @@ class RawMatroskaWriter:
         """Append one frame at ``pts * time_base`` seconds (timestamps must increase)."""
         ns = round(pts * time_base * 1_000_000_000)
         if ns < 0:
-            raise ValueError("negative timestamps cannot be stored; shift them first")
+            raise InternalError(f"a frame at {float(pts * time_base):.6f} s: negative timestamps are shifted before "
+                                "they reach the writer")
         if self._last_ns is not None and ns <= self._last_ns:
             ns = self._last_ns + 1  # keep order strictly increasing; ffmpeg would drop a duplicate
         self._last_ns = ns
         data = memoryview(image).cast("B")
         if len(data) != self.frame_bytes:
-            raise ValueError(f"frame has {len(data)} bytes, expected {self.frame_bytes}")
+            raise InternalError(f"a frame of {len(data)} bytes for a stream of {self.frame_bytes}-byte frames")
         block_head = b"\x81" + struct.pack(">h", 0) + b"\x80"  # track 1, relative time 0, keyframe
         block = b"\xa3" + _vint(len(block_head) + len(data))
         cluster_body_len = len(_uint(b"\xe7", ns)) + len(block) + len(block_head) + len(data)

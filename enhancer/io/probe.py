@@ -8,7 +8,7 @@ import stat
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 
-from enhancer.errors import FFmpegError, InputError
+from enhancer.errors import ArgumentError, FFmpegError, InputError
 from enhancer.io import ffmpeg as ff
 
 
@@ -444,11 +444,14 @@ def _first_tag(key: str, holders: list[dict]) -> str | None:
 
 
 def parse_rate(text: str) -> Fraction:
-    """A frame rate as people write it (``25``, ``23.976``, ``30000/1001``); ValueError if it is
-    not one."""
-    rate = _rate(text)
+    """A frame rate as people write it (``25``, ``23.976``, ``30000/1001``); :class:`ArgumentError`
+    (a ValueError) if it is not one."""
+    try:
+        rate = _rate(text)
+    except (ValueError, ZeroDivisionError):  # "x/1", "1/y"
+        rate = Fraction(0)
     if not 0 < rate <= MAX_FPS:
-        raise ValueError(f"{text.strip()!r} is not a frame rate: use frames per second such as 25, 23.976 "
+        raise ArgumentError(f"{text.strip()!r} is not a frame rate: use frames per second such as 25, 23.976 "
                          "or 30000/1001")
     return rate
 
@@ -467,7 +470,7 @@ def sequence_rate(path: str, fps: Fraction | None = None) -> tuple[Fraction, str
         return Fraction(25), "assumed"
     try:
         return parse_rate(text.split()[0] if text else ""), FPS_SIDECAR
-    except (ValueError, ZeroDivisionError):
+    except ArgumentError:
         raise InputError(f"{FPS_SIDECAR} does not hold a frame rate ({text[:40]!r})", path=str(sidecar),
                          hint="write one rate such as 25, 23.976 or 30000/1001, or give --fps") from None
 

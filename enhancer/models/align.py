@@ -20,6 +20,8 @@ import threading
 import cv2
 import numpy as np
 
+from enhancer.errors import ArgumentError
+
 # flows are estimated on frames at most this many pixels on their longer side (downscaled, then
 # the flow is scaled back): DIS's cost grows with the area while large frames gain nothing in
 # accuracy that matters for a 5-frame fusion
@@ -102,7 +104,7 @@ def align_stacks(frames: np.ndarray, radius: int, centres: list[int] | None = No
     if centres is None:
         centres = list(range(radius, n - radius))
     if not centres:
-        raise ValueError(f"need at least {2 * radius + 1} frames, got {n}")
+        raise ArgumentError(f"need at least {2 * radius + 1} frames, got {n}")
     lumas: dict[int, np.ndarray] = {}
 
     def y(i: int) -> np.ndarray:

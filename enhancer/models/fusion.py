@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from enhancer.errors import ConfigError
+
 
 @dataclass
 class FusionConfig:
@@ -39,9 +41,10 @@ class FusionConfig:
 
     def __post_init__(self) -> None:
         if self.scale not in (1, 2, 4):
-            raise ValueError("scale must be 1, 2 or 4")
+            raise ConfigError(f"scale must be 1, 2 or 4, not {self.scale}")
         if self.radius < 2:
-            raise ValueError("radius must be >= 2 (each output frame must see 2 neighbours each side)")
+            raise ConfigError(f"radius must be >= 2, not {self.radius} (each output frame must see 2 neighbours "
+                              "each side)")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from enhancer.errors import ArgumentError, ConfigError
 from enhancer.models.blocks import FrameBlock, TemporalBlock, conv_frame
 
 
@@ -34,9 +35,10 @@ class GeneratorConfig:
 
     def __post_init__(self) -> None:
         if self.scale not in (1, 2, 4):
-            raise ValueError("scale must be 1, 2 or 4")
+            raise ConfigError(f"scale must be 1, 2 or 4, not {self.scale}")
         if self.temporal_blocks < 2:
-            raise ValueError("temporal_blocks must be >= 2 (each output frame must see 2 neighbours each side)")
+            raise ConfigError(f"temporal_blocks must be >= 2, not {self.temporal_blocks} (each output frame must see 2 "
+                              "neighbours each side)")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -84,7 +86,7 @@ class Generator(nn.Module):
         r = self.temporal_radius
         t = t_in - 2 * r
         if t < 1:
-            raise ValueError(f"need at least {2 * r + 1} frames, got {t_in}")
+            raise ArgumentError(f"need at least {2 * r + 1} frames, got {t_in}")
         feat = self.head(lq)  # (N, C, T+2r, H, W)
         feat = self.frame_body(feat)
         feat = self.fusion(feat)  # (N, C, T, H, W)
