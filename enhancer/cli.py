@@ -181,7 +181,7 @@ def main() -> None:
                    "several workers at once (0: a task per file).")
 @click.option("--dry-run", is_flag=True, help="Show what would be done, do nothing.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON line per file on stdout.")
-@click.option("--ffmpeg", "ffmpeg_path", default=None, envvar="ENHANCER_FFMPEG",
+@click.option("--ffmpeg", "ffmpeg_path", default=None,
               help="ffmpeg binary to use, or bundled (also ENHANCER_FFMPEG); default: PATH, then the bundled one.")
 @click.option("--progress", "progress_mode", type=click.Choice(["bar", "json", "none"]), default="bar",
               show_default=True,
@@ -333,7 +333,8 @@ def _enhance(inputs, output, recursive, model, task, scale, codec, crf, preset, 
             summary = _run_on_ray(jobs, restorer, encode, opts, model=model, device=device, precision=precision,
                                   tile=tile, chunk=chunk, address=ray_address, split=ray_split,
                                   folder=state_folder(jobs, output),
-                                  ffmpeg=ffmpeg_path, overwrite=not skip_existing, retry_failed=retry_failed,
+                                  ffmpeg=ffmpeg_path or os.environ.get("ENHANCER_FFMPEG"),  # the same on every node
+                                  overwrite=not skip_existing, retry_failed=retry_failed,
                                   strict=strict, on_result=lambda r: report(r, as_json=as_json, quiet=quiet))
         else:
             if inputs == ("-",):
@@ -521,7 +522,7 @@ main.add_command(click.Command(
 @click.option("--start", default=None, help="Segment start (seconds or HH:MM:SS).")
 @click.option("--duration", default=None, help="Segment length.")
 @click.option("--json", "as_json", is_flag=True, help="Print the drawn damage parameters as JSON.")
-@click.option("--ffmpeg", "ffmpeg_path", default=None, envvar="ENHANCER_FFMPEG", help="ffmpeg binary to use.")
+@click.option("--ffmpeg", "ffmpeg_path", default=None, help="ffmpeg binary to use.")
 @click.option("-q", "--quiet", is_flag=True)
 @click.option("-v", "--verbose", is_flag=True)
 def degrade_cmd(input_path, output, preset, scale, seed, start, duration, as_json, ffmpeg_path, quiet, verbose):
@@ -842,7 +843,7 @@ def models_cmd(as_json):
 @click.argument("file")
 @click.option("--json", "as_json", is_flag=True, help="Print the VideoInfo as JSON.")
 @click.option("--count", is_flag=True, help="Count frames exactly (reads the whole file, no decoding).")
-@click.option("--ffmpeg", "ffmpeg_path", default=None, envvar="ENHANCER_FFMPEG", help="ffmpeg binary to use.")
+@click.option("--ffmpeg", "ffmpeg_path", default=None, help="ffmpeg binary to use.")
 @click.option("-v", "--verbose", is_flag=True, help="Print every ffmpeg command.")
 def probe_cmd(file, as_json, count, ffmpeg_path, verbose):
     """Describe a video file."""

@@ -257,17 +257,12 @@ def test_device_option(tmp_path, monkeypatch):
     assert not (tmp_path / "x").exists() and not (tmp_path / "fp16.mkv").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="--device is checked only when a neural model loads: with --model lanczos "
-                                       "(or bicubic ...) any --device, even 'bogus', is accepted silently, exit 0")
 def test_an_unknown_device_is_a_usage_error_for_classical_models_too(tmp_path):
     src = make_clip(tmp_path / "a.mp4", seconds=0.2, audio=False)
     r = run_cli("enhance", str(src), "-o", str(tmp_path / "o.mkv"), "--device", "bogus", *LANCZOS)
     assert r.returncode == 2 and "unknown device" in r.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="the CLI reads ENHANCER_FFMPEG through click's envvar= on --ffmpeg, so an "
-                                       "ffmpeg chosen by the variable is reported as 'chosen by --ffmpeg' by -v and "
-                                       "in --report (the library itself tells them apart)")
 def test_v_and_report_say_what_chose_the_ffmpeg(tmp_path):
     src = make_clip(tmp_path / "a.mp4", seconds=0.2, audio=False)
     for how, extra in (("ENHANCER_FFMPEG", []), ("--ffmpeg", ["--ffmpeg", MAKER])):

@@ -52,6 +52,10 @@ def load_restorer(model: str, scale: int | None = None, *, device: str = "auto",
     :func:`parse_tile` reads it."""
     tile = parse_tile(tile)
     if model in CLASSICAL:
+        if device not in ("auto", "cpu"):  # classical methods run on the CPU, but a wrong --device is still wrong
+            from enhancer.infer.device import select_device
+
+            select_device(device)
         return ClassicalUpscaler(model, scale or 2)  # a scale it cannot do: ArgumentError, a UsageError
     from enhancer import weights
     from enhancer.infer.neural import ModelRestorer

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from enhancer.errors import FFmpegError, OutputError, UsageError
+from enhancer.errors import ArgumentError, FFmpegError, OutputError
 from enhancer.io import ffmpeg as ff
 from enhancer.io.colour import Colour, is_rgb_format
 from enhancer.io.matroska import RawMatroskaWriter
@@ -98,9 +98,9 @@ class EncodeOptions:
 
     def __post_init__(self) -> None:
         if self.codec not in CODECS:
-            raise UsageError(f"codec must be one of {', '.join(CODECS)}")
+            raise ArgumentError(f"codec must be one of {', '.join(CODECS)}")
         if self.audio not in ("copy", "aac", "none"):
-            raise UsageError("audio must be copy, aac or none")
+            raise ArgumentError("audio must be copy, aac or none")
 
 
 @dataclass
@@ -192,26 +192,26 @@ def check_encoder_args(args: list[str]) -> tuple[str, ...]:
     expect_value = False
     for tok in args:
         if not isinstance(tok, str):
-            raise UsageError(f"{tok!r} is not text")
+            raise ArgumentError(f"{tok!r} is not text")
         is_option = len(tok) > 1 and tok[0] == "-" and (tok[1].isalpha() or tok[1] in "_/?")
         if is_option:
             if expect_value:
-                raise UsageError(f"{out[-1]} needs a value before {tok}")
+                raise ArgumentError(f"{out[-1]} needs a value before {tok}")
             if any(ch.isspace() for ch in tok):
-                raise UsageError(f"{tok!r}: an option and its value are two words")
+                raise ArgumentError(f"{tok!r}: an option and its value are two words")
             name = "-" + tok[1:].lstrip("/")  # -/opt reads opt's value from a file
             base = name.split(":")[0] if not name.startswith(("-c:", "-codec:")) else name
             if _DENIED_OPTIONS.match(name) or _DENIED_OPTIONS.match(base):
-                raise UsageError(f"{tok} is set by enhancer itself (see enhancer enhance --help for the option that "
+                raise ArgumentError(f"{tok} is set by enhancer itself (see enhancer enhance --help for the option that "
                                  "controls it)")
             expect_value = base not in _FLAGS
         elif expect_value:
             expect_value = False
         else:
-            raise UsageError(f"{tok!r} is not the value of an option (ffmpeg would write another output file)")
+            raise ArgumentError(f"{tok!r} is not the value of an option (ffmpeg would write another output file)")
         out.append(tok)
     if expect_value:
-        raise UsageError(f"{out[-1]} needs a value")
+        raise ArgumentError(f"{out[-1]} needs a value")
     return tuple(out)
 
 

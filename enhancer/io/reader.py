@@ -17,7 +17,7 @@ from typing import Iterator
 
 import numpy as np
 
-from enhancer.errors import FFmpegError, InputError, UsageError
+from enhancer.errors import ArgumentError, FFmpegError, InputError
 from enhancer.io import ffmpeg as ff
 from enhancer.io.colour import is_rgb_format, source_colour
 from enhancer.io.probe import VideoInfo
@@ -53,7 +53,7 @@ def deinterlace_filter(info: VideoInfo, mode: str) -> str | None:
     if mode == "on":
         return "bwdif=mode=send_frame:parity=auto:deint=all"
     if mode != "auto":
-        raise UsageError(f"deinterlace must be auto|on|off, not {mode!r}")
+        raise ArgumentError(f"deinterlace must be auto|on|off, not {mode!r}")
     if info.field_order == "progressive":
         return None
     return "bwdif=mode=send_frame:parity=auto:deint=interlaced"
@@ -242,7 +242,7 @@ def windows(frames: Iterator[Frame], margin: int, chunk: int, skip: int = 0) -> 
     context whatever ``chunk`` is, so chunking cannot change the result. The first ``skip``
     frames are context only (a resumed run replays them to give its first frame its neighbours)."""
     if chunk < 1 or margin < 0 or skip < 0:
-        raise UsageError("chunk must be >= 1, margin and skip >= 0")
+        raise ArgumentError("chunk must be >= 1, margin and skip >= 0")
     buf: collections.deque[Frame] = collections.deque()  # frames first, first+1, ...
     first = 0
     head: list[Frame] = []  # frames 0..margin, kept to mirror the start
