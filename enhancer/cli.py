@@ -197,6 +197,11 @@ def enhance(inputs, output, recursive, model, task, scale, codec, crf, preset, p
     from enhancer import progress
 
     progress.set_mode("none" if quiet else progress_mode)
+    ctx = click.get_current_context()
+    if executor != "ray":  # Ray's options mean nothing to a local run: say so rather than ignore them
+        for name, flag in (("ray_split", "--ray-split"), ("ray_address", "--ray-address")):
+            if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE:
+                raise click.UsageError(f"{flag} is for --executor ray")
     interrupts = _Interrupts()
     interrupts.install()  # from the start: Ctrl-C while the model loads or stdin spools exits 130 too
     try:

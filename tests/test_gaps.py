@@ -520,3 +520,11 @@ def test_tests_reading_the_shared_folder_skip_with_a_reason_where_it_is_absent(t
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
     assert re.search(rf"\b{len(marked)} skipped\b", r.stdout) and " passed" not in r.stdout, r.stdout[-3000:]
     assert r.stdout.count("no-shared-here") >= len(marked), r.stdout[-3000:]  # each says which file it lacks
+
+
+def test_ray_options_without_the_ray_executor_are_usage_errors(tmp_path):
+    src = make_clip(tmp_path / "a.mp4", seconds=0.2, audio=False)
+    for extra in (["--ray-split", "5"], ["--ray-address", "127.0.0.1:1"]):
+        r = run_cli("enhance", str(src), "-o", str(tmp_path / "o.mkv"), *extra, *LANCZOS)
+        assert r.returncode == 2 and f"{extra[0]} is for --executor ray" in r.stderr, r.stderr
+    assert not (tmp_path / "o.mkv").exists()
