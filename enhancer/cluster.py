@@ -237,6 +237,9 @@ def _span_one(job: Job, spec: ModelSpec, encode: EncodeOptions, opts: EnhanceOpt
             return {"error": f"{shown(job.input)}: part {index + 1}: {escape(e.strerror or str(e))} (on node {here})"}
 
 
+PROBE_THREADS = 8  # the driver's probes at once (ffmpeg processes)
+
+
 def _longer_than(path: str, split: float, opts: EnhanceOptions) -> bool:
     """Whether a file may be worth a task per span (the planning task decides): a probe here, so
     that short files, most of a batch, go straight to a task of their own."""
@@ -317,11 +320,17 @@ def run_batch_ray(jobs: list[Job], spec: ModelSpec, encode: EncodeOptions, opts:
         where = str(folder) if folder else None
         args = lambda k: (jobs[k], spec, encode, opts, where, ffmpeg, overwrite, retry_failed, strict)  # noqa: E731
         pending: dict = {}
-        for k in range(len(jobs)):
-            if split and split > 0 and _longer_than(jobs[k].input, split, opts):
-                pending[plan_task.remote(*args(k), split)] = ("plan", k, None)
-            else:
-                pending[task.remote(*args(k))] = ("file", k, None)
+        # the inputs are probed a few at a time (thousands of files are not probed one by one),
+        # each sent off as soon as its probe, and those before it, are done
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=PROBE_THREADS) as pool:
+            longer = pool.map(lambda job: bool(split and split > 0 and _longer_than(job.input, split, opts)), jobs)
+            for k, long in enumerate(longer):
+                if long:
+                    pending[plan_task.remote(*args(k), split)] = ("plan", k, None)
+                else:
+                    pending[task.remote(*args(k))] = ("file", k, None)
         spans: dict[int, dict] = {}  # per split file: its key, spans, how many are left, the first error
         results: list[FileResult | None] = [None] * len(jobs)
         while pending:
