@@ -199,15 +199,22 @@ def test_mp4_track_titles_kept(use_build, tmp_path):
     read them (enhancer reads the tracks' udta/name itself)."""
     from enhancer.io.probe import mov_track_titles
 
-    src = make_clip(tmp_path / "titled.mp4", size="96x64", seconds=0.4,
-                    extra_out=["-metadata:s:v:0", "title=Camera 2", "-metadata:s:a:0", "title=Director"])
-    assert mov_track_titles(str(src)) == {0: "Camera 2", 1: "Director"}
+    plain = make_clip(tmp_path / "plain.mp4", size="96x64", seconds=0.4)
+    srt = tmp_path / "s.srt"
+    srt.write_text("1\n00:00:00,000 --> 00:00:00,300\nhi\n", encoding="utf-8")
+    src = tmp_path / "titled.mp4"
+    titles = {0: "Caméra 2 — 東京", 1: " Director = a ", 2: "Notes"}
+    subprocess.run([MAKER, "-v", "error", "-y", "-i", str(plain), "-i", str(srt), "-map", "0", "-map", "1", "-c", "copy",
+                    "-c:s", "mov_text", *[a for k, v in titles.items() for a in (f"-metadata:s:{k}", f"title={v}")],
+                    str(src)], check=True)
+    assert mov_track_titles(str(src)) == titles
     info = probe(str(src))
-    assert {k.lower(): v for k, v in info.video_tags.items()}.get("title", info.video_tags.get("name")) == "Camera 2"
-    assert [a.title for a in info.audio] == ["Director"]
+    assert {k.lower(): v for k, v in info.video_tags.items()}.get("title", info.video_tags.get("name")) == titles[0]
+    assert [a.title for a in info.audio] == [titles[1]] and [s.title for s in info.subtitles] == [titles[2]]
     _enhance(src, tmp_path / "out.mp4")
-    assert mov_track_titles(str(tmp_path / "out.mp4")) == {0: "Camera 2", 1: "Director"}
+    assert mov_track_titles(str(tmp_path / "out.mp4")) == titles
     _enhance(src, tmp_path / "out.mkv")
     banner = subprocess.run([MAKER, "-hide_banner", "-i", str(tmp_path / "out.mkv")], capture_output=True,
                             text=True).stderr
-    assert banner.count("title           : Camera 2") == 1 and banner.count("title           : Director") == 1, banner
+    for title in titles.values():  # each once, as a title (no second NAME tag beside it)
+        assert banner.count(title) == 1 and f"title           : {title}" in banner, banner

@@ -11,10 +11,12 @@ after ffmpeg succeeded and the frames were counted.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 import re
 import shutil
 import subprocess
+import sys
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -370,9 +372,16 @@ def _audio_args(info: VideoInfo, opts: EncodeOptions, container: str, warnings: 
             args += [f"-c:a:{out_i}", "aac", f"-b:a:{out_i}", "256k"]
             warnings.append(f"audio stream {a.index} ({a.codec}) cannot be copied into {container}; "
                             "re-encoded to AAC 256k (use .mkv to copy it as it is)")
-        if a.title:  # said explicitly: an older ffmpeg does not read an MP4/MOV track's title
-            args += [f"-metadata:s:a:{out_i}", f"title={a.title}"]
+        args += _title_args("a", out_i, a.title)
     return args
+
+
+def _title_args(kind: str, out_i: int, title: str | None) -> list[str]:
+    """An MP4/MOV track's title given explicitly (ffmpeg 5.1 does not read it), and the ``name``
+    tag that later ffmpegs copy from it removed (it would be a second title in Matroska)."""
+    if not title:
+        return []
+    return [f"-metadata:s:{kind}:{out_i}", f"title={title}", f"-metadata:s:{kind}:{out_i}", "name="]
 
 
 def _subtitle_args(info: VideoInfo, opts: EncodeOptions, container: str, warnings: list[str]) -> list[str]:
@@ -391,7 +400,7 @@ def _subtitle_args(info: VideoInfo, opts: EncodeOptions, container: str, warning
             codec = "copy" if s.codec == "mov_text" else "mov_text"
         else:
             codec = "srt" if s.codec == "mov_text" else "copy"
-        args += ["-map", f"1:{s.index}", f"-c:s:{out_i}", codec]
+        args += ["-map", f"1:{s.index}", f"-c:s:{out_i}", codec] + _title_args("s", out_i, s.title)
         out_i += 1
     return args
 
@@ -496,35 +505,20 @@ def timecode_args(source: VideoInfo, container: str, first: Fraction | float) ->
     return args
 
 
-def assemble(parts: list[Path], starts: list[Fraction], output: Path, source: VideoInfo, opts: EncodeOptions,
-             colour: Colour, time_base: Fraction | None, *, segment: Segment | None = None,
-             expect_frames: int | None = None) -> list[str]:
-    """Join encoded parts (each starting with a key frame, its own timeline starting at its first
-    frame) without re-encoding, at the exact times in ``starts`` (each part's first frame,
-    relative to the segment's origin), and map the source's audio, subtitles, chapters and
-    metadata. Writes ``output`` via a temporary name (where, with ``expect_frames``, the frames are
-    counted first: a join that lost or repeated any never takes the output's name) and returns the
-    warnings."""
-    segment = segment or Segment()
-    ext = output.suffix.lower()
-    container = CONTAINERS.get(ext)
-    if container is None:
-        raise OutputError(f"unknown output extension {ext}", path=str(output))
-    # for the streams it maps (the picture's size and its warnings are the parts' own)
+def join_args(video_input: list[str], first: Fraction, container: str, source: VideoInfo, opts: EncodeOptions,
+              colour: Colour, time_base: Fraction | None, segment: Segment) -> tuple[list[str], list[str]]:
+    """The one place the source's other streams are mapped: ffmpeg options (up to the output
+    name) that put the encoded picture (input 0, ``video_input``: the parts' list, or a stream
+    on a pipe, its own timeline starting at its first frame) at ``first`` seconds after the
+    segment's origin and add the source's audio, subtitles, attachments, chapters, metadata,
+    stream tags and timecode, without re-encoding the picture. Returns (argv, warnings)."""
+    # for the streams it maps (the picture's size and its warnings are the encoder's own)
     mplan = plan(source, dataclasses.replace(opts, size=None), container, colour, 16, 16,
                  source.bit_depth if source.bit_depth > 8 else 8)
-    listing = hidden_sibling(output, f".{os.getpid()}.ffconcat")
-    lines = ["ffconcat version 1.0"]
-    for k, part in enumerate(parts):
-        lines.append("file '" + str(part.resolve()).replace("'", "'\\''") + "'")
-        if k + 1 < len(parts):
-            lines.append(f"duration {float(starts[k + 1] - starts[k]):.6f}")
-    listing.write_text("\n".join(lines) + "\n")
-    temp = temp_path_for(output)
     argv = [ff.tools().ffmpeg, "-hide_banner", "-nostats", "-nostdin", "-loglevel", "error", "-y"]
-    if starts[0]:
-        argv += ["-itsoffset", f"{float(starts[0]):.9f}"]
-    argv += ["-f", "concat", "-safe", "0", "-i", ff.file_arg(listing)]
+    if first:
+        argv += ["-itsoffset", f"{float(first):.9f}"]
+    argv += video_input
     if not source.image_sequence:
         argv += [*segment.input_args(), "-i", ff.file_arg(source.path)]
     argv += ["-map", "0:v:0"]
@@ -534,28 +528,72 @@ def assemble(parts: list[Path], starts: list[Fraction], output: Path, source: Vi
     if opts.field_order:  # the parts' NUT does not carry it
         argv += ["-field_order", opts.field_order]
     if not source.image_sequence:
-        argv += video_tag_args(source) + timecode_args(source, container, (segment.start or 0) + starts[0])
+        argv += video_tag_args(source) + timecode_args(source, container, (segment.start or 0) + first)
     if container in ("mp4", "mov"):
         if time_base and time_base.numerator == 1 and time_base.denominator <= 10_000_000:
             argv += ["-video_track_timescale", str(time_base.denominator)]
         argv += ["-movflags", "+faststart" if container == "mp4" else "+write_colr"]
         if opts.codec == "h265":
             argv += ["-tag:v", "hvc1"]
-    argv += ["-f", container, ff.file_arg(temp)]
+    return argv + ["-f", container], mplan.warnings
+
+
+def short_join(output: str | Path, joined: int, expected: int) -> OutputError:
+    """The error for a joined file that does not hold every frame encoded (a full disk, most often)."""
+    hint = "run the same command again to redo this file"
     try:
+        free = shutil.disk_usage(Path(output).parent).free
+        if free < 64 << 20:
+            hint = f"the disk holding it has {free / 2**20:.1f} MB free: free some space, then run the same command again"
+    except OSError:
+        pass
+    return OutputError(f"the joined output holds {joined} frames, not the {expected} that were encoded",
+                       path=str(output), hint=hint)
+
+
+def assemble(parts: list[Path], starts: list[Fraction], output: Path, source: VideoInfo, opts: EncodeOptions,
+             colour: Colour, time_base: Fraction | None, *, segment: Segment | None = None,
+             expect_frames: int | None = None) -> list[str]:
+    """Join encoded parts (each starting with a key frame, its own timeline starting at its first
+    frame) without re-encoding, at the exact times in ``starts`` (each part's first frame,
+    relative to the segment's origin), with the source's other streams (:func:`join_args`).
+    Writes ``output`` via a temporary name (where, with ``expect_frames``, the frames are counted
+    first: a join that lost or repeated any never takes the output's name) and returns the
+    warnings."""
+    segment = segment or Segment()
+    ext = output.suffix.lower()
+    container = CONTAINERS.get(ext)
+    if container is None:
+        raise OutputError(f"unknown output extension {ext}", path=str(output))
+    listing = hidden_sibling(output, f".{os.getpid()}.ffconcat")
+    lines = ["ffconcat version 1.0"]
+    for k, part in enumerate(parts):
+        lines.append("file '" + str(part.resolve()).replace("'", "'\\''") + "'")
+        if k + 1 < len(parts):
+            lines.append(f"duration {float(starts[k + 1] - starts[k]):.6f}")
+    temp = temp_path_for(output)
+    argv, warnings = join_args(["-f", "concat", "-safe", "0", "-i", ff.file_arg(listing)], starts[0], container,
+                               source, opts, colour, time_base, segment)
+    argv.append(ff.file_arg(temp))
+    try:
+        try:
+            listing.write_text("\n".join(lines) + "\n")
+        except OSError as e:
+            raise OutputError(f"cannot write beside the output: {e.strerror}", path=str(output),
+                              hint="free some disk space or choose another output folder" if e.errno == errno.ENOSPC
+                              else None) from None
         ff.run(argv, path=str(output), what="joining the parts failed")
         if expect_frames is not None:
             from enhancer.io.probe import count_frames
 
             joined = count_frames(str(temp))
             if joined != expect_frames:
-                raise OutputError(f"the joined output holds {joined} frames, not the {expect_frames} that were "
-                                  "encoded", path=str(output), hint="run the same command again to redo this file")
+                raise short_join(output, joined, expect_frames)
         os.replace(temp, output)
     finally:
         listing.unlink(missing_ok=True)
         temp.unlink(missing_ok=True)
-    return mplan.warnings
+    return warnings
 
 
 _MPEG2_RATES = tuple(Fraction(n, d) for n, d in ((24000, 1001), (24, 1), (25, 1), (30000, 1001), (30, 1), (50, 1),
@@ -582,14 +620,18 @@ class Encoder:
     """
 
     def __init__(self, output: str, source: VideoInfo, opts: EncodeOptions, colour: Colour, *,
-                 segment: Segment | None = None):
+                 segment: Segment | None = None, label: str | None = None):
         self.source = source
         self.opts = opts
         self.colour = colour
+        self.to_pipe = output == "-"  # NUT on the process's stdout (``stdout``), for a join that streams
         self.final = Path(output)
+        self.label = label or output  # the name errors give: the user's output, not a part's
         self.image_sequence = opts.codec in IMAGE_CODECS
         if self.image_sequence:
             self.container = "image2"
+        elif self.to_pipe:
+            self.container = "nut"
         else:
             ext = self.final.suffix.lower()
             if ext not in CONTAINERS:
@@ -622,7 +664,7 @@ class Encoder:
             dataclasses.replace(self.source, audio=[], subtitles=[], attachments=[])
         if self.opts.codec == "dnxhr" and (w < DNXHR_MIN[0] or h < DNXHR_MIN[1]):
             raise OutputError(f"DNxHR needs frames of at least {DNXHR_MIN[0]}x{DNXHR_MIN[1]}; this output is {w}x{h}",
-                              path=str(self.final), hint="choose --codec prores or ffv1 for a frame this small")
+                              path=self.label, hint="choose --codec prores or ffv1 for a frame this small")
         self.plan = plan(source, self.opts, self.container, self.colour, w, h, depth)
         # times relative to the segment's origin (the source's first frame, or the segment's start);
         # ffmpeg (without -copyts) then starts this file's timeline at its first frame
@@ -643,15 +685,19 @@ class Encoder:
             # the source's clock, said explicitly: ffmpeg 5.1 encodes on 1/frame rate by default,
             # which moves frames of a segment or a part that does not start on that grid
             argv += ["-enc_time_base:v", f"{time_base.numerator}/{time_base.denominator}"]
-        self.temp = temp_path_for(self.final)
-        if self.image_sequence:
+        if self.to_pipe:
+            argv += ["-f", "nut", "pipe:1"]
+        elif self.image_sequence:
+            self.temp = temp_path_for(self.final)
             self.temp.mkdir(parents=True)
             pattern = self.temp / ("frame_%06d." + ("png" if self.opts.codec == "png" else "tif"))
             argv += ["-f", "image2", "-start_number", "0", ff.file_arg(pattern)]
         else:
+            self.temp = temp_path_for(self.final)
             argv += ["-f", self.container, ff.file_arg(self.temp)]
-        self.proc = ff.Process(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, path=str(self.final),
-                               what="encoding failed")
+        self.proc = ff.Process(argv, stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE if self.to_pipe else subprocess.DEVNULL,
+                               path=self.label, what="encoding failed")
         fps = self.source.fps
         self.writer = RawMatroskaWriter(self.proc.stdin, w + self.plan.pad[0], h + self.plan.pad[1], depth,
                                         frame_duration=(1 / fps) if fps else None)
@@ -661,11 +707,11 @@ class Encoder:
         if self.proc is None:
             with self._lock:  # never start after (or while) another thread aborts
                 if self._closed:
-                    raise OutputError("output was aborted", path=str(self.final))
+                    raise OutputError("output was aborted", path=self.label)
                 try:
                     self._start(image, pts, time_base)
                 except OSError as e:
-                    raise OutputError(f"cannot write output: {e.strerror}", path=str(self.final)) from None
+                    raise OutputError(f"cannot write output: {e.strerror}", path=self.label) from None
         if any(self.plan.pad):
             image = np.pad(image, ((0, self.plan.pad[1]), (0, self.plan.pad[0]), (0, 0)), mode="edge")
         try:
@@ -683,12 +729,12 @@ class Encoder:
             err.hint = "free some disk space or choose another output folder"
         return err
 
-    def close(self) -> Path:
-        """Finish encoding and move the file into place. Returns its path."""
+    def close(self) -> Path | None:
+        """Finish encoding and move the file into place. Returns its path (None for a pipe)."""
         if self._closed:
-            return self.final
+            return None if self.to_pipe else self.final
         if self.proc is None:
-            raise OutputError("no frames to encode", path=str(self.final))
+            raise OutputError("no frames to encode", path=self.label)
         try:
             self.proc.stdin.close()
         except OSError:
@@ -699,8 +745,10 @@ class Encoder:
             raise err
         if self.frames == 0:
             self.abort()
-            raise OutputError("no frames were encoded", path=str(self.final))
+            raise OutputError("no frames were encoded", path=self.label)
         self._closed = True
+        if self.to_pipe:
+            return None
         if self.image_sequence and self.source.fps:
             # the rate goes with the frames, where enhancer (and the next run) reads it back
             from enhancer.io.sequence import FPS_SIDECAR
@@ -756,11 +804,13 @@ PART_NAME = "part_{:05d}.nut"  # a part: the picture only, in NUT (it holds ever
 
 
 class Muxer:
-    """Encode frames to ``output`` with everything else taken from the source: one part (an
-    :class:`Encoder` file) joined by :func:`assemble`, the one path that maps the source's streams,
-    exactly as the parts of a long file are joined. ``output`` may be ``-`` for a Matroska stream
-    on stdout (written once the file is complete and its frames counted), or a folder for PNG/TIFF
-    frames (no other streams). Same calls as :class:`Encoder`."""
+    """Encode frames to ``output`` with everything else taken from the source, by the one path of
+    every output: the picture encoded by an :class:`Encoder`, then joined with the source's other
+    streams by :func:`join_args`. A file is one part in a hidden folder beside the output, joined
+    by :func:`assemble` (which counts the frames before the output takes its name), as the parts
+    of a long file are. ``-`` streams Matroska to stdout as the frames come: the encoder's NUT
+    goes on a pipe straight into the join. A folder for PNG/TIFF frames has no other streams.
+    Same calls as :class:`Encoder`."""
 
     def __init__(self, output: str, source: VideoInfo, opts: EncodeOptions, colour: Colour, *,
                  segment: Segment | None = None):
@@ -769,13 +819,14 @@ class Muxer:
         self.to_stdout = output == "-"
         self.final = None if self.to_stdout else Path(output)
         self.image_sequence = opts.codec in IMAGE_CODECS
-        self._assemble_warnings: list[str] = []
+        self.work: Path | None = None
+        self.joiner: ff.Process | None = None
+        self._join_warnings: list[str] = []
         self._done = False
         if self.image_sequence:
             if self.to_stdout:
                 raise OutputError("PNG/TIFF frames cannot go to stdout", path="-",
                                   hint="give a folder with -o, or a video codec")
-            self.work = None
             self.encoder = Encoder(output, source, opts, colour, segment=self.segment)
             return
         if self.to_stdout:
@@ -789,15 +840,18 @@ class Muxer:
         if self.opts.codec not in _VIDEO_OK.get(self.container, set()):
             raise OutputError(f"the {self.container} container cannot hold {opts.codec} video", path=output,
                               hint="choose another --codec or output extension (.mkv holds them all)")
-        # the part is made in a hidden folder beside the output (a temporary the sweep knows)
         if self.to_stdout:
-            from enhancer.io.temps import stdout_work_dir
-
-            self.work = stdout_work_dir()
-        else:
-            self.work = temp_path_for(self.final)
-        self.work.mkdir(parents=True, exist_ok=True)
-        self.encoder = Encoder(str(self.work / PART_NAME.format(0)), source, opts, colour, segment=self.segment)
+            self.encoder = Encoder("-", source, opts, colour, segment=self.segment, label="-")
+            return
+        self.work = temp_path_for(self.final)  # a temporary the sweep knows (.NAME.partial-PID-...)
+        try:
+            self.work.mkdir(parents=True)
+        except OSError as e:
+            raise OutputError(f"cannot write output: {e.strerror}", path=output,
+                              hint="free some disk space or choose another output folder" if e.errno == errno.ENOSPC
+                              else "choose an output folder you can write to") from None
+        self.encoder = Encoder(str(self.work / PART_NAME.format(0)), source, opts, colour, segment=self.segment,
+                               label=output)
 
     @property
     def frames(self) -> int:
@@ -805,34 +859,72 @@ class Muxer:
 
     @property
     def warnings(self) -> list[str]:
-        return list(dict.fromkeys(self.encoder.warnings + self._assemble_warnings))
+        return list(dict.fromkeys(self.encoder.warnings + self._join_warnings))
 
     def write(self, image: np.ndarray, pts: int, time_base: Fraction) -> None:
         """Encode one (H, W, 3) RGB frame shown at ``pts * time_base`` seconds."""
-        self.encoder.write(image, pts, time_base)
+        try:
+            self.encoder.write(image, pts, time_base)
+        except FFmpegError:
+            if self.joiner is not None and self.joiner.wait(timeout=30) != 0:
+                raise self._join_error() from None  # the join stopped first (the reader of stdout went away)
+            raise
+        if self.to_stdout and self.joiner is None:
+            self._start_join()
+
+    def _start_join(self) -> None:
+        """The join for stdout, reading the encoder's NUT as it comes (started with the first frame,
+        when the picture's clock and first time are known)."""
+        argv, self._join_warnings = join_args(["-f", "nut", "-i", "pipe:0"], self.encoder.first, "matroska",
+                                              self.source, self.opts, self.colour, self.encoder.time_base,
+                                              self.segment)
+        try:
+            out = sys.stdout.fileno()
+        except (AttributeError, OSError, ValueError):
+            raise OutputError("stdout is closed", path="-", hint="give a file with -o, or pipe stdout somewhere") \
+                from None
+        self.joiner = ff.Process(argv + ["pipe:1"], stdin=self.encoder.proc.stdout, stdout=out, path="-",
+                                 what="writing to stdout failed")
+        self.encoder.proc.proc.stdout.close()  # the join holds it now: its end, when it stops, stops the encoder
 
     def close(self) -> Path | None:
-        """Finish encoding, join the part with the source's streams, count the frames and move the
-        output into place (or send it to stdout). Returns the final path (None for stdout)."""
+        """Finish encoding and the join, and move the output into place (a file: after counting
+        its frames). Returns the final path (None for stdout)."""
         if self._done:
             return self.final
         try:
             part = self.encoder.close()
-            if self.work is None:  # image frames: the encoder's folder is the output
+            if self.image_sequence:  # image frames: the encoder's folder is the output
                 self._done = True
                 return part
-            target = self.work / "joined.mkv" if self.to_stdout else self.final
-            self._assemble_warnings = assemble([part], [self.encoder.first], target, self.source, self.opts,
+            if self.to_stdout:
+                if self.joiner.wait() != 0:
+                    raise self._join_error()
+            else:
+                self._join_warnings = assemble([part], [self.encoder.first], self.final, self.source, self.opts,
                                                self.colour, self.encoder.time_base, segment=self.segment,
                                                expect_frames=self.encoder.frames)
-            if self.to_stdout:
-                _send_to_stdout(target)
-        except BaseException:
+        except BaseException as e:
+            if self.to_stdout and self.joiner is not None and isinstance(e, FFmpegError) \
+                    and self.joiner.wait(timeout=30) != 0:
+                e = self._join_error()  # the join stopped first (the reader of stdout went away): say so
+                self.abort()
+                raise e from None
             self.abort()
             raise
         self._done = True
         self._cleanup()
         return self.final
+
+    def _join_error(self) -> OutputError | FFmpegError:
+        err = self.joiner.error()
+        low = " ".join(err.stderr_tail).lower()
+        if "broken pipe" in low:
+            return OutputError("the program reading stdout stopped before the output was complete", path="-",
+                               hint="check the command after the pipe")
+        if "no space left" in low:
+            err.hint = "free some disk space where stdout goes"
+        return err
 
     def _cleanup(self) -> None:
         if self.work is not None:
@@ -849,22 +941,9 @@ class Muxer:
             self.abort()
 
     def abort(self) -> None:
-        """Stop encoding and remove every temporary."""
+        """Stop encoding (and the join) and remove every temporary."""
         self._done = True
         self.encoder.abort()
+        if self.joiner is not None:
+            self.joiner.kill()
         self._cleanup()
-
-
-def _send_to_stdout(path: Path) -> None:
-    """Copy a finished file to our stdout (a pipe, a file or a terminal)."""
-    import sys
-
-    out = sys.stdout.buffer
-    try:
-        out.flush()
-        with open(path, "rb") as f:
-            shutil.copyfileobj(f, out, 1 << 20)
-        out.flush()
-    except BrokenPipeError:
-        raise OutputError("the program reading stdout stopped before the output was complete", path="-",
-                          hint="check the command after the pipe") from None

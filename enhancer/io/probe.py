@@ -19,7 +19,7 @@ class AudioStream:
     sample_rate: int | None = None
     channels: str | None = None  # layout as ffmpeg names it: mono, stereo, 5.1 ...
     language: str | None = None
-    title: str | None = None  # the track's own name, given back to it explicitly in the output
+    title: str | None = None  # an MP4/MOV track's own name (udta/name), given back to it explicitly
 
 
 @dataclass
@@ -27,6 +27,7 @@ class SubtitleStream:
     index: int
     codec: str
     language: str | None = None
+    title: str | None = None  # as AudioStream.title
 
     @property
     def is_text(self) -> bool:
@@ -385,7 +386,7 @@ def from_ffprobe_json(path: str, data: dict) -> VideoInfo:
     fmt = data.get("format", {})
     streams = data.get("streams", [])
     audio = [AudioStream(s["index"], s.get("codec_name", "unknown"), int(s["sample_rate"]) if s.get("sample_rate") else None,
-                         s.get("channel_layout"), (s.get("tags") or {}).get("language"), _first_tag("title", [s]))
+                         s.get("channel_layout"), (s.get("tags") or {}).get("language"))
              for s in streams if s.get("codec_type") == "audio"]
     subs = [SubtitleStream(s["index"], s.get("codec_name", "unknown"), (s.get("tags") or {}).get("language"))
             for s in streams if s.get("codec_type") == "subtitle"]
@@ -514,17 +515,17 @@ def probe(path: str, *, input_args: list[str] | None = None, use_ffprobe: bool =
 
 
 def _add_track_titles(info: VideoInfo) -> None:
-    """MP4/MOV track titles that the chosen ffmpeg does not report (ffmpeg 5.1's demuxer ignores a
-    track's ``udta/name``), read from the file itself, so that the output keeps them."""
+    """MP4/MOV track titles, read from the file itself: ffmpeg 5.1's demuxer ignores a track's
+    ``udta/name`` and later ones report it as a ``name`` tag, which other containers do not
+    know. The output gives each track its title explicitly (see the muxer), whichever ffmpeg."""
     titles = mov_track_titles(info.path)
     if not titles:
         return
     keys = {k.lower() for k in info.video_tags}
     if info.video_index in titles and not keys & {"title", "name"}:
         info.video_tags["title"] = titles[info.video_index]
-    for a in info.audio:
-        if a.title is None and a.index in titles:
-            a.title = titles[a.index]
+    for stream in [*info.audio, *info.subtitles]:
+        stream.title = titles.get(stream.index)
 
 
 _CONTAINER_BOXES = {b"moov", b"trak", b"udta"}
@@ -592,12 +593,15 @@ def mov_track_titles(path: str) -> dict[int, str]:
                 continue
             for k3, a3, b3 in _boxes(moov, a2, b2):
                 raw = moov[a3:b3]
+                encoding = "utf-8"
                 if k3 == b"\xa9nam" and len(raw) >= 4:  # QuickTime: length, language, text
+                    if int.from_bytes(raw[2:4], "big") < 0x400:  # a Macintosh language code: Mac Roman text
+                        encoding = "mac_roman"
                     raw = raw[4:4 + int.from_bytes(raw[:2], "big")]
                 elif k3 != b"name":
                     continue
-                text = raw.split(b"\0", 1)[0].decode("utf-8", "replace").strip()
-                if text:
+                text = raw.split(b"\0", 1)[0].decode(encoding, "replace")
+                if text.strip():
                     titles.setdefault(index, text)
         index += 1
     return titles

@@ -32,8 +32,7 @@ _TEMPORARY = [
     re.compile(r"^\..*\.preview-(\d+)-"),
 ]
 STDIN_PREFIX = "enhancer-stdin-"
-STDOUT_PREFIX = "enhancer-stdout-"
-_STDIN = re.compile(r"^enhancer-std(?:in|out)-(\d+)-")  # stdin spools, and the work folders of -o -
+_STDIN = re.compile(r"^enhancer-stdin-(\d+)-")
 
 
 def _cut_utf8(text: str, limit: int) -> str:
@@ -185,15 +184,8 @@ def spool_path() -> tuple[int, str]:
     return tempfile.mkstemp(prefix=f"{STDIN_PREFIX}{os.getpid()}-")
 
 
-def stdout_work_dir() -> Path:
-    """A new folder in the temporary folder, named after this process, where an output for stdout
-    is made before it is sent."""
-    return Path(tempfile.mkdtemp(prefix=f"{STDOUT_PREFIX}{os.getpid()}-"))
-
-
 def sweep_spools() -> list[Path]:
-    """Remove stdin spool files (and stdout work folders) left in the temporary folder by
-    processes that are gone."""
+    """Remove stdin spool files left in the temporary folder by processes that are gone."""
     removed: list[Path] = []
     folder = Path(tempfile.gettempdir())
     try:
