@@ -375,9 +375,10 @@ def _ema_update(m: _Models, cfg: TrainConfig, step: int) -> None:
 @torch.no_grad()
 def validate(model: nn.Module, data: ClipDataset, indices: np.ndarray, cfg: TrainConfig, device: torch.device,
              grid_path: Path | None = None) -> dict:
-    """PSNR-Y (as ``enhancer evaluate`` computes it, on 8-bit frames) of ``model`` and of bicubic
-    on the fixed validation sequences, whole frames, a border of 2 * scale left out."""
-    from enhancer.evaluate import luma, psnr
+    """PSNR-Y of ``model`` and of bicubic on the fixed validation sequences: ``enhancer
+    evaluate``'s figure (:func:`enhancer.evaluate.psnr_y` of each 8-bit frame, the mean over all
+    frames) on whole frames, a border of 2 * scale left out."""
+    from enhancer.evaluate import psnr_y
     from enhancer.models.align import align_stacks
 
     model.eval()
@@ -401,9 +402,9 @@ def validate(model: nn.Module, data: ClipDataset, indices: np.ndarray, cfg: Trai
         up = F.interpolate(centre, scale_factor=cfg.scale, mode="bicubic", align_corners=False) \
             if cfg.scale > 1 else centre
         o8, u8 = to8(out), to8(up)
-        crop = (slice(None), slice(b, -b), slice(b, -b))
-        ours.append(psnr(luma(o8)[crop], luma(hr)[crop]))
-        bic.append(psnr(luma(u8)[crop], luma(hr)[crop]))
+        inner = (slice(b, -b), slice(b, -b))
+        ours += [psnr_y(h[inner], o[inner]) for h, o in zip(hr, o8)]
+        bic += [psnr_y(h[inner], u[inner]) for h, u in zip(hr, u8)]
         if k == 0 and grid_path is not None:
             import cv2
 
