@@ -30,6 +30,8 @@ import queue
 import signal
 import threading
 import time
+import zipfile
+import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -455,17 +457,46 @@ def _distributed() -> tuple[int, int, torch.device]:
     return dist.get_rank(), world, device
 
 
+_PREPARE_HINT = "make one with `enhancer prepare`"
+
+
+def _check_set(path: str | Path) -> None:
+    """Refuse, before it is loaded, a file that is not a training set as `enhancer prepare`
+    writes one: an .npz (zip) archive holding the arrays hr and lq."""
+    p = Path(path)
+    if not p.exists():
+        raise TrainingError("no such training set", path=str(p), hint=_PREPARE_HINT)
+    if p.is_dir():
+        raise TrainingError("is a folder, not a training set", path=str(p), hint="give the .npz that `enhancer "
+                            "prepare` wrote")
+    try:
+        with zipfile.ZipFile(p) as z:
+            names = set(z.namelist())
+    except (zipfile.BadZipFile, OSError):
+        raise TrainingError("not a training set: not an .npz archive, or one cut short", path=str(p),
+                            hint=_PREPARE_HINT) from None
+    if not {"hr.npy", "lq.npy"} <= names:
+        raise TrainingError("not a training set: an .npz without the arrays hr and lq", path=str(p),
+                            hint=_PREPARE_HINT)
+
+
 def _load_data(cfg: TrainConfig) -> tuple[ClipDataset, np.ndarray, np.ndarray]:
+    paths = [cfg.data] if isinstance(cfg.data, (str, Path)) else list(cfg.data)
+    for p in paths:
+        _check_set(p)
+    where = ", ".join(map(str, paths))
     try:
         data = ClipDataset(cfg.data)
-    except (OSError, ValueError, KeyError) as e:
-        raise TrainingError(f"cannot read the training set ({e})", path=cfg.data,
-                            hint="make one with `enhancer prepare`") from None
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as e:  # damaged inside its archive
+        raise TrainingError(f"the training set is corrupt ({type(e).__name__}: {e})", path=where,
+                            hint=_PREPARE_HINT) from None
+    except (ValueError, KeyError) as e:
+        raise TrainingError(f"cannot read the training set ({e})", path=where, hint=_PREPARE_HINT) from None
     if len(data) <= cfg.val_sequences:
         raise TrainingError(f"the training set has {len(data)} sequences; need more than val_sequences",
-                            path=cfg.data)
+                            path=where)
     if data.scale != cfg.scale:
-        raise TrainingError(f"the training set is x{data.scale}, the config asks for x{cfg.scale}", path=cfg.data)
+        raise TrainingError(f"the training set is x{data.scale}, the config asks for x{cfg.scale}", path=where)
     return data, np.arange(0, len(data) - cfg.val_sequences), np.arange(len(data) - cfg.val_sequences, len(data))
 
 
