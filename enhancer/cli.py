@@ -548,6 +548,32 @@ def degrade_cmd(input_path, output, preset, scale, seed, start, duration, as_jso
               f"q{d.codec_quality})", file=sys.stderr)
 
 
+def _check_writable(output: str) -> None:
+    """Refuse, before any work, an output file whose folder cannot be made or written."""
+    from enhancer.errors import shown
+
+    out = Path(output)
+    folder = out.absolute().parent
+    while not folder.exists():  # the folders that would be made
+        folder = folder.parent
+    if not folder.is_dir():
+        _fail(f"{shown(output)}: cannot be written ({shown(folder)} is a file)", 2)
+    if not os.access(folder, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        _fail(f"{shown(output)}: cannot be written here (permission denied)", 2)
+
+
+def _check_set_path(output: str) -> None:
+    """Refuse, before any work, a training set name that prepare could not write as given: one
+    not ending in .npz (numpy would add it), a folder, or a place that cannot be written."""
+    from enhancer.errors import shown
+
+    if Path(output).is_dir():
+        _fail(f"{shown(output)}: is a folder; give the training set's file name, e.g. set.npz", 2)
+    if Path(output).suffix.lower() != ".npz":
+        _fail(f"{shown(output)}: a training set is an .npz file; give a name ending in .npz", 2)
+    _check_writable(output)
+
+
 @main.command("prepare")
 @click.argument("sources", nargs=-1, required=True)
 @click.option("-o", "--output", required=True, help="The training set file (.npz).")
@@ -569,11 +595,13 @@ def prepare_cmd(sources, output, exclude, sequences, frames, hr_size, scale, ver
                 compress, workers, quiet):
     """Turn folders of videos and photos into a compact training set."""
     from enhancer.data.dataset import PrepareConfig, prepare
+    from enhancer.errors import shown
 
     _configure_ffmpeg(None, False)
     for src in sources:
         if not os.path.exists(src):
-            _fail(f"{src}: no such file or folder", 2)
+            _fail(f"{shown(src)}: no such file or folder", 2)
+    _check_set_path(output)
     try:
         path = prepare(PrepareConfig(sources=list(sources), out=output, exclude=list(exclude), sequences=sequences,
                                      frames=frames, hr_size=hr_size, scale=scale, versions=versions, preset=preset,
@@ -581,6 +609,8 @@ def prepare_cmd(sources, output, exclude, sequences, frames, hr_size, scale, ver
                        progress=not quiet, workers=workers)
     except EnhancerError as e:
         _fail(str(e), 2)
+    except OSError as e:  # a source that cannot be read, a set that cannot be written (disk full ...)
+        _fail(f"{shown(e.filename or output)}: {e.strerror or e}", 1)
     print(f"wrote {path} ({path.stat().st_size / 2 ** 20:.0f} MiB)", file=sys.stderr)
 
 
@@ -615,43 +645,48 @@ def train_cmd(ctx, config_path, overrides, resume, max_minutes, quiet):
 
 
 @train_cmd.command("plot")
-@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("run_dir")
 @click.option("-o", "--output", default=None, help="PNG path (default RUN/curves.png).")
 def train_plot_cmd(run_dir, output):
     """Draw a run's loss and validation curves to a PNG."""
+    from enhancer.errors import OutputError
     from enhancer.train.plot import plot_run
 
+    if output:
+        _check_writable(output)
     try:
         print(plot_run(run_dir, output))
     except EnhancerError as e:
-        _fail(str(e), 2)
+        _fail(str(e), 1 if isinstance(e, OutputError) else 2)
 
 
 @main.command("export")
-@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
+@click.argument("checkpoint")
 @click.option("-o", "--output", required=True, help="weights/NAME.safetensors")
 @click.option("--name", default=None, help="Model name (default: the file name).")
 @click.option("--damage", default="", help="What the model repairs, for its card.")
-@click.option("--metrics", "metrics_path", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="A JSON file of measured metrics to put on the card.")
+@click.option("--metrics", "metrics_path", default=None, help="A JSON file of measured metrics to put on the card.")
 @click.option("--notes", default="", help="Free text for the card.")
 @click.option("--task", type=click.Choice(["web", "archive"]), default=None,
               help="The job it does (default: archive for x1 models, web otherwise).")
 def export_cmd(checkpoint, output, name, damage, metrics_path, notes, task):
     """Write a training checkpoint's EMA generator as shipped safetensors weights."""
-    from enhancer.train.checkpoint import CheckpointError
+    from enhancer.errors import OutputError, shown
     from enhancer.train.export import export
 
     try:
         metrics = json.loads(Path(metrics_path).read_text()) if metrics_path else None
         if metrics is not None and not isinstance(metrics, dict):
             raise ValueError("not a JSON object")
-    except (OSError, ValueError) as e:
-        _fail(f"{metrics_path}: cannot read the metrics ({e})", 2)
+    except OSError as e:
+        _fail(f"{shown(metrics_path)}: cannot read the metrics ({e.strerror or e})", 2)
+    except ValueError as e:  # not JSON, not UTF-8, or not an object
+        _fail(f"{shown(metrics_path)}: cannot read the metrics ({e})", 2)
+    _check_writable(output)
     try:
         print(export(checkpoint, output, name=name, damage=damage, metrics=metrics, notes=notes, task=task))
-    except CheckpointError as e:
-        _fail(str(e), 2)
+    except EnhancerError as e:
+        _fail(str(e), 1 if isinstance(e, OutputError) else 2)
 
 
 @main.command("evaluate")

@@ -125,6 +125,12 @@ def psnr(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
     return math.inf if mse == 0 else 10 * math.log10(peak * peak / mse)
 
 
+def psnr_y(reference: np.ndarray, candidate: np.ndarray) -> float:
+    """``psnr_y`` of one frame, as :func:`evaluate` computes it: PSNR of the BT.601 luma
+    (:func:`luma`) of two 8-bit RGB frames. The trainer's validation uses it too."""
+    return psnr(luma(reference), luma(candidate))
+
+
 def ssim(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
     """SSIM over 8x8 windows stepped by 4 pixels (ffmpeg's ssim filter / x264), of 2D planes."""
     a, b = a.astype(np.float64), b.astype(np.float64)

@@ -201,6 +201,38 @@ def test_resume_gives_the_same_weights(tiny_set, tmp_path, stage, monkeypatch):
     assert "val_psnr_y" in log[-1] and (tmp_path / "a" / "val" / "step000006.png").exists()
 
 
+def test_validation_psnr_y_is_what_evaluate_reports(tiny_set, tmp_path):
+    """The trainer's val_psnr_y is `enhancer evaluate`'s psnr_y of the same frames (issue 14): the
+    mean over the frames of each frame's PSNR-Y (the PSNR of each sequence's pooled error, which
+    the trainer logged before, is another figure: 0.04 dB lower here)."""
+    from enhancer.evaluate import evaluate
+    from enhancer.train.trainer import validate
+
+    class Nearest(torch.nn.Module):  # a generator that is easy to write down: x2 nearest of the centre frames
+        temporal_radius = 1
+
+        def forward(self, x):  # (1, 3, T + 2, h, w) -> (1, 3, T, 2h, 2w)
+            return x[:, :, 1:-1].repeat_interleave(2, -1).repeat_interleave(2, -2)
+
+    cfg = _cfg(tiny_set, tmp_path, frames_out=3)
+    data = ClipDataset(str(tiny_set))
+    val = np.arange(10, 14)
+    got = validate(Nearest(), data, val, cfg, torch.device("cpu"))
+    b = 2 * cfg.scale  # the border validation leaves out
+    (tmp_path / "reference").mkdir()
+    (tmp_path / "candidate").mkdir()
+    k = 0
+    for i in val:  # frames 1..3 of each sequence: the centre of the 5 the model sees
+        for hr, lq in zip(data.clean(i)[1:4], data.damaged(i)[1:4]):
+            out = lq.repeat(2, 0).repeat(2, 1)
+            cv2.imwrite(str(tmp_path / "reference" / f"{k:03d}.png"), hr[b:-b, b:-b, ::-1])
+            cv2.imwrite(str(tmp_path / "candidate" / f"{k:03d}.png"), out[b:-b, b:-b, ::-1])
+            k += 1
+    scores = evaluate(str(tmp_path / "reference"), str(tmp_path / "candidate"), metrics=("psnr_y",))
+    assert scores.frames == 12
+    assert got["val_psnr_y"] == pytest.approx(scores.mean("psnr_y"), abs=1e-9)
+
+
 def test_batches_do_not_depend_on_the_number_of_batch_threads(tiny_set):
     from enhancer.train.trainer import _Batches
 

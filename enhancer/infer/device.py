@@ -9,10 +9,13 @@ from enhancer.infer.hostmem import host_available
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def select_device(name: str = "auto") -> torch.device:
-    """``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda`` or ``cuda:N``."""
+def select_device(name: str = "auto", *, local_rank: int | None = None) -> torch.device:
+    """``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda`` or ``cuda:N``. With ``auto``,
+    ``local_rank`` (a process's rank on its machine, as torchrun numbers them) picks that GPU."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        return torch.device("cuda") if local_rank is None else torch.device("cuda", local_rank)
     try:
         dev = torch.device(name)
     except RuntimeError:

@@ -24,6 +24,8 @@ def save(path: Path, state: dict) -> None:
 
 def load(path: str | Path) -> dict:
     """A checkpoint's state, loaded without running pickled code; one-line error otherwise."""
+    if Path(path).is_dir():
+        raise CheckpointError("is a folder, not a checkpoint", path=str(path), hint="give the run's last.pt")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -31,8 +33,11 @@ def load(path: str | Path) -> dict:
     except Exception as e:  # torch raises several kinds for truncated, foreign or unsafe files
         raise CheckpointError(f"not a readable training checkpoint ({type(e).__name__})", path=str(path),
                               hint="checkpoints are the last.pt files `enhancer train` writes") from None
-    if not isinstance(state, dict) or "ema" not in state or "model_config" not in state:
-        raise CheckpointError("not an enhancer training checkpoint", path=str(path))
+    parts = ("ema", "model_config", "config")
+    if not isinstance(state, dict) or not all(isinstance(state.get(k), dict) for k in parts) \
+            or not isinstance(state.get("step"), int):
+        raise CheckpointError("not an enhancer training checkpoint", path=str(path),
+                              hint="checkpoints are the last.pt files `enhancer train` writes")
     return state
 
 

@@ -3,31 +3,61 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from torch import nn
+
 from enhancer import weights
+from enhancer.errors import OutputError, UsageError
 from enhancer.train import checkpoint as ckpt
+
+
+def _check_out(out: Path) -> None:
+    """Refuse, before any work, a weights name that enhance would not load or that names a folder."""
+    if out.is_dir():
+        raise UsageError("is a folder", path=str(out), hint="give the weights file's name, e.g. NAME.safetensors")
+    if out.suffix.lower() != ".safetensors":
+        raise UsageError("the weights file must end in .safetensors", path=str(out))
+
+
+def _ema_model(state: dict, checkpoint: str | Path) -> tuple[str, nn.Module]:
+    """The checkpoint's architecture name and its EMA generator; a checkpoint whose model cannot
+    be built from what it holds is a :class:`~enhancer.train.checkpoint.CheckpointError`."""
+    arch = state.get("arch", "stgan-generator")
+    if arch not in weights.ARCHITECTURES:
+        raise ckpt.CheckpointError(f"unknown architecture {arch!r}", path=str(checkpoint),
+                                   hint="this checkpoint needs a newer enhancer")
+    cls, cfg_cls = weights.ARCHITECTURES[arch]
+    try:
+        model = cls(cfg_cls(**state["model_config"]))
+        model.load_state_dict(state["ema"])
+    except (TypeError, ValueError, RuntimeError) as e:  # a config or tensors this model does not take
+        raise ckpt.CheckpointError(f"its generator does not match its model config ({type(e).__name__})",
+                                   path=str(checkpoint)) from None
+    return arch, model
 
 
 def export(checkpoint: str | Path, out: str | Path, *, name: str | None = None, damage: str = "",
            metrics: dict | None = None, notes: str = "", task: str | None = None) -> Path:
     """Write the EMA generator of ``checkpoint`` to ``out`` with a model card. ``task`` defaults
     to archive for scale 1 and web otherwise; the variant is texture for a stage-2 run."""
+    out = Path(out)
+    _check_out(out)
     state = ckpt.load(checkpoint)
-    arch = state.get("arch", "stgan-generator")
-    cls, cfg_cls = weights.ARCHITECTURES[arch]
-    model = cls(cfg_cls(**state["model_config"]))
-    model.load_state_dict(state["ema"])
-    cfg = state["config"]
+    arch, model = _ema_model(state, checkpoint)
+    cfg, scale = state["config"], model.config.scale
     recipe = {k: cfg.get(k) for k in ("model", "stage", "steps", "batch", "frames_out", "crop", "lr_g", "lr_d",
                                       "w_pixel", "w_temporal", "w_perceptual", "w_adv", "adv_loss",
                                       "frame_discriminator", "perceptual_net", "ema", "seed", "init_from")}
     recipe["trained_steps"] = int(state["step"])
-    recipe["data"] = cfg["data"]
-    card = weights.ModelCard(name=name or Path(out).stem, arch=arch, config=state["model_config"],
-                             scale=state["model_config"]["scale"], damage=damage, recipe=recipe,
+    recipe["data"] = cfg.get("data")
+    card = weights.ModelCard(name=name or out.stem, arch=arch, config=state["model_config"],
+                             scale=scale, damage=damage, recipe=recipe,
                              metrics=metrics or {k: v for k, v in state.get("metrics", {}).items()
                                                  if k.startswith("val_")},
                              notes=notes,
-                             task=task or ("archive" if state["model_config"]["scale"] == 1 else "web"),
+                             task=task or ("archive" if scale == 1 else "web"),
                              variant="texture" if cfg.get("stage") == 2 else "fidelity")
-    weights.save(model, out, card)
-    return Path(out)
+    try:
+        weights.save(model, out, card)
+    except OSError as e:
+        raise OutputError(f"cannot write the weights ({e.strerror or e})", path=str(out)) from None
+    return out

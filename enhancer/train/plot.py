@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from enhancer.errors import OutputError, UsageError
 from enhancer.train.trainer import TrainingError
 
 LOSSES = ("loss_g", "pixel", "temporal", "perceptual", "adv", "adv_frame", "feature_match", "feature_match_frame")
@@ -12,20 +13,29 @@ DISCRIMINATORS = ("d", "df")
 
 
 def _rows(run: Path) -> list[dict]:
+    """The logged steps of a run's log.jsonl (lines cut short by a kill are left out)."""
+    if not run.exists():
+        raise TrainingError("no such run folder", path=str(run))
+    hint = "give the run_dir that `enhancer train` wrote, the folder of its log.jsonl"
+    if not run.is_dir():
+        raise TrainingError("is a file, not a run folder", path=str(run), hint=hint)
     log = run / "log.jsonl"
+    if not log.exists():
+        raise TrainingError("no log.jsonl in this folder", path=str(run), hint=hint)
     try:
-        lines = log.read_text().splitlines()
+        lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError as e:
-        raise TrainingError(f"cannot read the run's log ({e.strerror})", path=str(log),
-                            hint="give a run folder that `enhancer train` wrote") from None
+        raise TrainingError(f"cannot read the run's log ({e.strerror})", path=str(log)) from None
     rows = []
     for line in lines:
         try:
             row = json.loads(line)
         except ValueError:
             continue  # a line cut short by a kill
-        if isinstance(row, dict) and isinstance(row.get("step"), int):
+        if isinstance(row, dict) and type(row.get("step")) is int:
             rows.append(row)
+    if not rows and any(line.strip() for line in lines):
+        raise TrainingError("not a training log: none of its lines is a logged step", path=str(log))
     if not rows:
         raise TrainingError("the run's log holds no steps yet", path=str(log))
     return rows
@@ -35,14 +45,18 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
     """Write ``curves.png`` (or ``out``): losses on a log scale (smoothed over up to 20 logged steps,
     raw values faint behind), discriminator losses with the chance level log 4, and validation
     PSNR-Y of the EMA model beside bicubic."""
+    run = Path(run_dir)
+    path = Path(out) if out else run / "curves.png"
+    rows = _rows(run)
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.backend_bases import FigureCanvasBase
 
-    run = Path(run_dir)
-    rows = _rows(run)
+    if path.is_dir() or path.suffix.lower().lstrip(".") not in FigureCanvasBase.get_supported_filetypes():
+        raise UsageError("give a picture file to write (.png, .svg or .pdf)", path=str(path))
 
     def series(key: str):
         pts = [(r["step"], r[key]) for r in rows if isinstance(r.get(key), (int, float))]
@@ -79,7 +93,10 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
         ax.set(title="validation PSNR-Y (higher is better)", xlabel="step", ylabel="dB")
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
     fig.tight_layout()
-    path = Path(out) if out else run / "curves.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        fig.savefig(path, dpi=110)
+    except OSError as e:
+        raise OutputError(f"cannot write the curves ({e.strerror or e})", path=str(path)) from None
+    finally:
+        plt.close(fig)
     return path

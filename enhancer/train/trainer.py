@@ -21,6 +21,7 @@ background thread while the model trains on the previous one.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -29,6 +30,8 @@ import queue
 import signal
 import threading
 import time
+import zipfile
+import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -41,6 +44,7 @@ from torch import nn
 from enhancer import losses
 from enhancer.data.dataset import ClipDataset
 from enhancer.errors import EnhancerError
+from enhancer.infer.device import select_device
 from enhancer.models import (CONFIGS, FUSION_CONFIGS, Discriminator, DiscriminatorConfig, FrameDiscriminator,
                              FusionConfig, FusionGenerator, Generator, GeneratorConfig)
 from enhancer.progress import bar
@@ -50,16 +54,6 @@ from enhancer.train.config import TrainConfig
 
 class TrainingError(EnhancerError):
     """A training run cannot start or continue: bad set, config or checkpoint."""
-
-
-def _distributed() -> tuple[int, int, int]:
-    """(rank, world size, local rank); initialises the process group under torchrun."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
-    if world > 1:
-        return dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0"))
-    return 0, 1, 0
 
 
 def build_generator(cfg: TrainConfig) -> nn.Module:
@@ -179,6 +173,13 @@ class _Batches:
     def start(self) -> None:
         for t in self.threads:
             t.start()
+
+    def __enter__(self) -> "_Batches":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def make(self, step: int):
         cfg = self.cfg
@@ -376,9 +377,10 @@ def _ema_update(m: _Models, cfg: TrainConfig, step: int) -> None:
 @torch.no_grad()
 def validate(model: nn.Module, data: ClipDataset, indices: np.ndarray, cfg: TrainConfig, device: torch.device,
              grid_path: Path | None = None) -> dict:
-    """PSNR-Y (as ``enhancer evaluate`` computes it, on 8-bit frames) of ``model`` and of bicubic
-    on the fixed validation sequences, whole frames, a border of 2 * scale left out."""
-    from enhancer.evaluate import luma, psnr
+    """PSNR-Y of ``model`` and of bicubic on the fixed validation sequences: ``enhancer
+    evaluate``'s figure (:func:`enhancer.evaluate.psnr_y` of each 8-bit frame, the mean over all
+    frames) on whole frames, a border of 2 * scale left out."""
+    from enhancer.evaluate import psnr_y
     from enhancer.models.align import align_stacks
 
     model.eval()
@@ -402,9 +404,9 @@ def validate(model: nn.Module, data: ClipDataset, indices: np.ndarray, cfg: Trai
         up = F.interpolate(centre, scale_factor=cfg.scale, mode="bicubic", align_corners=False) \
             if cfg.scale > 1 else centre
         o8, u8 = to8(out), to8(up)
-        crop = (slice(None), slice(b, -b), slice(b, -b))
-        ours.append(psnr(luma(o8)[crop], luma(hr)[crop]))
-        bic.append(psnr(luma(u8)[crop], luma(hr)[crop]))
+        inner = (slice(b, -b), slice(b, -b))
+        ours += [psnr_y(h[inner], o[inner]) for h, o in zip(hr, o8)]
+        bic += [psnr_y(h[inner], u[inner]) for h, u in zip(hr, u8)]
         if k == 0 and grid_path is not None:
             import cv2
 
@@ -427,18 +429,81 @@ class _StopFlag:
         self.why = signal.Signals(signum).name
 
 
+@contextlib.contextmanager
+def _stop_on_signals(flag: _StopFlag):
+    """SIGTERM and Ctrl-C raise ``flag`` (the loop then saves and stops) while the run lasts; the
+    handlers before it are put back after. Signals reach only the main thread: elsewhere, nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = {s: signal.signal(s, flag) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+
+
+def _distributed() -> tuple[int, int, torch.device]:
+    """(rank, world size, this process's device). Under torchrun the device is the local rank's
+    GPU, and the process group is initialised (NCCL between GPUs, gloo on CPUs)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local = int(os.environ.get("LOCAL_RANK", "0")) if world > 1 else 0
+    device = select_device("auto", local_rank=local)
+    if world == 1:
+        return 0, 1, device
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), world, device
+
+
+_PREPARE_HINT = "make one with `enhancer prepare`"
+
+
+def _check_set(path: str | Path) -> None:
+    """Refuse, before it is loaded, a file that is not a training set as `enhancer prepare`
+    writes one: an .npz (zip) archive holding the arrays hr and lq."""
+    p = Path(path)
+    if not p.exists():
+        raise TrainingError("no such training set", path=str(p), hint=_PREPARE_HINT)
+    if p.is_dir():
+        raise TrainingError("is a folder, not a training set", path=str(p), hint="give the .npz that `enhancer "
+                            "prepare` wrote")
+    try:
+        with zipfile.ZipFile(p) as z:
+            names = set(z.namelist())
+    except (zipfile.BadZipFile, OSError):
+        raise TrainingError("not a training set: not an .npz archive, or one cut short", path=str(p),
+                            hint=_PREPARE_HINT) from None
+    if not {"hr.npy", "lq.npy"} <= names:
+        raise TrainingError("not a training set: an .npz without the arrays hr and lq", path=str(p),
+                            hint=_PREPARE_HINT)
+
+
 def _load_data(cfg: TrainConfig) -> tuple[ClipDataset, np.ndarray, np.ndarray]:
+    paths = [cfg.data] if isinstance(cfg.data, (str, Path)) else list(cfg.data)
+    for p in paths:
+        _check_set(p)
+    where = ", ".join(map(str, paths))
     try:
         data = ClipDataset(cfg.data)
-    except (OSError, ValueError, KeyError) as e:
-        raise TrainingError(f"cannot read the training set ({e})", path=cfg.data,
-                            hint="make one with `enhancer prepare`") from None
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as e:  # damaged inside its archive
+        raise TrainingError(f"the training set is corrupt ({type(e).__name__}: {e})", path=where,
+                            hint=_PREPARE_HINT) from None
+    except (ValueError, KeyError) as e:
+        raise TrainingError(f"cannot read the training set ({e})", path=where, hint=_PREPARE_HINT) from None
     if len(data) <= cfg.val_sequences:
         raise TrainingError(f"the training set has {len(data)} sequences; need more than val_sequences",
-                            path=cfg.data)
+                            path=where)
     if data.scale != cfg.scale:
-        raise TrainingError(f"the training set is x{data.scale}, the config asks for x{cfg.scale}", path=cfg.data)
+        raise TrainingError(f"the training set is x{data.scale}, the config asks for x{cfg.scale}", path=where)
     return data, np.arange(0, len(data) - cfg.val_sequences), np.arange(len(data) - cfg.val_sequences, len(data))
+
+
+# what may change between runs: length, logging, where the run and its data live (a window on a
+# GPU machine prepares a new set each time, and more media can join a run)
+RESUMABLE_CHANGES = frozenset({"steps", "threads", "loader_threads", "fit_minutes", "val_every", "ckpt_every",
+                               "ckpt_minutes", "log_every", "run_dir", "data"})
 
 
 def _resume(m: _Models, cfg: TrainConfig, run: Path) -> int:
@@ -447,127 +512,177 @@ def _resume(m: _Models, cfg: TrainConfig, run: Path) -> int:
     now, then, defaults = cfg.to_dict(), state["config"], TrainConfig().to_dict()
     # an option added to enhancer after the checkpoint was written counts as unchanged at its default
     changed = sorted(k for k in now if then.get(k, defaults[k]) != now[k])
-    if changed:
-        # what may change between runs: length, logging, where the run and its data live (a
-        # window on a GPU machine prepares a new set each time, and more media can join a run)
-        if set(changed) - {"steps", "threads", "loader_threads", "fit_minutes", "val_every", "ckpt_every",
-                           "ckpt_minutes", "log_every", "run_dir", "data"}:
-            raise TrainingError(f"--resume with a different config ({', '.join(changed)} changed)", path=str(run))
+    if set(changed) - RESUMABLE_CHANGES:
+        raise TrainingError(f"--resume with a different config ({', '.join(changed)} changed)", path=str(run))
     m.load(state)
     torch.set_rng_state(state["torch_rng"])
     return int(state["step"])
 
 
+class _Trainer:
+    """One process's part of a training run, in the order things happen:
+
+    * :meth:`__init__` sets up: the process group and device, the data, the models and their
+      optimisers (resumed from the run's checkpoint when asked);
+    * :meth:`run` opens the run folder and loops, each step being :meth:`_step` (stage 2's
+      discriminator updates, then the generator's update and its EMA), :meth:`_refit`
+      (``fit_minutes``), :meth:`_log` (a row of the curve in log.jsonl, validation included)
+      and :meth:`_checkpoint` (save when due, stop when asked or out of time).
+
+    Rank 0 alone writes (log, validation images, checkpoints); every rank takes the same decisions
+    to stop, save and end (collectives stay in step)."""
+
+    def __init__(self, cfg: TrainConfig, *, resume: bool, max_minutes: float | None):
+        self.cfg, self.max_minutes = cfg, max_minutes
+        self.rank, self.world, self.device = _distributed()
+        self.main = self.rank == 0
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.use_amp = cfg.amp == "bf16" or (cfg.amp == "auto" and self.device.type == "cuda")
+        self.run_dir = Path(cfg.run_dir)
+        torch.manual_seed(cfg.seed)
+        self.data, self.train_idx, self.val_idx = _load_data(cfg)
+        self.m = _build(cfg, self.device)
+        self.step = 0
+        if resume and ckpt.latest(self.run_dir) is not None:
+            self.step = _resume(self.m, cfg, self.run_dir)
+        elif resume and self.main:
+            print(f"no checkpoint in {self.run_dir}; starting a new run", flush=True)
+        ddp = torch.nn.parallel.DistributedDataParallel if self.world > 1 else (lambda net: net)
+        self.g_train = ddp(self.m.g)
+        self.d_nets = [(name, ddp(net), opt) for name, net, opt in
+                       (("d", self.m.d, self.m.opt_d), ("df", self.m.df, self.m.opt_df)) if net is not None]
+        self.radius = self.m.g.temporal_radius
+        self.threads = _loader_threads(cfg, self.device, self.world)
+        self.stopper = _StopFlag()
+        self.fit: _Fit | None = None  # fit_minutes: set when the clock starts
+        self.cycle = 0  # the step the learning-rate schedule starts from
+        self.last: dict = {}  # the latest logged numbers: log.jsonl's last row, the checkpoint's metrics
+        self.t_start = self.t_saved = self.t_log = 0.0
+
+    def _amp(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_amp)
+
+    def run(self, progress: bool) -> dict:
+        """Train up to ``cfg.steps`` (or until stopped); returns the last logged numbers."""
+        cfg = self.cfg
+        with _stop_on_signals(self.stopper):
+            if self.main:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+                (self.run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
+            self.t_start = self.t_saved = time.monotonic()
+            if cfg.fit_minutes > 0:
+                self.fit = _Fit(cfg, self.step, self.t_start)
+                self.cycle = self.step  # each time-boxed window is one warm restart of the schedule
+            with _Batches(self.data, cfg, self.train_idx, self.radius, self.m.fusion, self.rank, self.step,
+                          self.threads) as batches, \
+                    bar(total=cfg.steps, desc=f"train stage {cfg.stage}", unit="step",
+                        enabled=progress and self.main) as pb:
+                pb.update(self.step)
+                self.t_log = time.monotonic()
+                while self.step < cfg.steps:
+                    loss_g, terms = self._step(batches.get())
+                    pb.update(1)
+                    if self._refit():
+                        pb.total = cfg.steps
+                    self._log(loss_g, terms, pb)
+                    if self._checkpoint():
+                        break
+        self.last.setdefault("step", self.step)
+        return self.last
+
+    def _set_lr(self) -> None:
+        cfg, m = self.cfg, self.m
+        for opt, base in ((m.opt_g, cfg.lr_g), (m.opt_d, cfg.lr_d), (m.opt_df, cfg.lr_d)):
+            for group in (opt.param_groups if opt is not None else []):
+                group["lr"] = _lr(cfg, base, self.step, self.cycle)
+
+    def _step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict]:
+        """One step on ``batch`` (low-quality input, clean target): the learning rates, stage 2's
+        discriminator updates, the generator's update and its EMA. Returns the generator's
+        weighted loss and every term (the discriminators' losses as ``d`` and ``df``)."""
+        cfg, m = self.cfg, self.m
+        self._set_lr()
+        lq, hr = (x.to(self.device, non_blocking=True) for x in batch)
+        with self._amp():
+            out = _generate(self.g_train, lq, m.fusion)  # (B, 3, T, sH, sW)
+        out = out.float()
+        cond = _upscaled(_centre(lq, self.radius, cfg.frames_out, m.fusion), cfg.scale) if self.d_nets else None
+        d_terms = _d_steps(m, self.d_nets, out, hr, cond, cfg, self._amp) if self.d_nets else {}
+        terms = _g_terms(m, self.d_nets, out, hr, cond, cfg, self._amp)
+        loss_g = _weighted(terms, cfg)
+        m.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(m.g.parameters(), cfg.grad_clip)
+        m.opt_g.step()
+        _ema_update(m, cfg, self.step)
+        self.step += 1
+        return loss_g, {**terms, **d_terms}
+
+    def _refit(self) -> bool:
+        """``fit_minutes``: measure the step rate when due and move the schedule's end; True when
+        it moved."""
+        fit = self.fit
+        if fit is None or not fit.measure(self.step, self.world, self.device):
+            return False
+        if self.main and fit.fits == 1:
+            print(f"fit_minutes {self.cfg.fit_minutes:g}: {fit.rate:.1f} steps/s ({self.threads} batch threads); "
+                  f"the schedule now ends at step {self.cfg.steps}", flush=True)
+        return True
+
+    def _log(self, loss_g: torch.Tensor, terms: dict, pb) -> None:
+        """Rank 0: the losses every ``log_every`` steps, validation every ``val_every`` steps
+        (both at the last step), appended to log.jsonl as one row per step that has either."""
+        if not self.main:
+            return
+        cfg, step = self.cfg, self.step
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            now = time.monotonic()
+            self.last = {"step": step, "lr_g": self.m.opt_g.param_groups[0]["lr"], "loss_g": loss_g.item(),
+                         **{k: float(v.detach()) for k, v in terms.items()},
+                         "sec_per_step": (now - self.t_log) / cfg.log_every}
+            self.t_log = now
+            pb.set_postfix(loss=f"{self.last['loss_g']:.4f}")
+        if step % cfg.val_every == 0 or step == cfg.steps:
+            self.last.update(validate(self.m.ema, self.data, self.val_idx, cfg, self.device,
+                                      self.run_dir / "val" / f"step{step:06d}.png"))
+            self.last["step"] = step
+        if self.last.get("step") == step:
+            with open(self.run_dir / "log.jsonl", "a") as f:
+                f.write(json.dumps(self.last) + "\n")
+
+    def _checkpoint(self) -> bool:
+        """Save when due (every ``ckpt_every`` steps, at least every ``ckpt_minutes``, at the last
+        step) or when stopping (a signal, ``max_minutes``); every rank decides at the same step.
+        True: stop now."""
+        cfg = self.cfg
+        now = time.monotonic()
+        due = self.step % cfg.ckpt_every == 0 or self.step == cfg.steps or now - self.t_saved > cfg.ckpt_minutes * 60
+        over_time = self.max_minutes is not None and now - self.t_start > self.max_minutes * 60
+        flags = torch.tensor([int(self.stopper.stop or over_time), int(due)], device=self.device)
+        if self.world > 1:
+            dist.all_reduce(flags)  # every rank stops and saves at the same step
+        stop, due = bool(flags[0].item()), bool(flags[1].item())
+        if due or stop:
+            self._save()
+            self.t_saved = time.monotonic()
+        if stop and self.main:
+            why = self.stopper.why or f"the {self.max_minutes}-minute limit"
+            print(f"stopped at step {self.step} ({why}); checkpoint {self.run_dir / 'last.pt'}; "
+                  "continue with --resume", flush=True)
+        return stop
+
+    def _save(self) -> None:
+        """Rank 0 writes last.pt: all that ``--resume`` needs to continue exactly."""
+        if self.main:
+            ckpt.save(self.run_dir / "last.pt",
+                      {**self.m.state(), "step": self.step, "torch_rng": torch.get_rng_state(),
+                       "config": self.cfg.to_dict(), "model_config": asdict(self.m.g.config),
+                       "arch": "aligned-fusion" if self.m.fusion else "stgan-generator", "metrics": self.last})
+
+
 def train(cfg: TrainConfig, *, resume: bool = False, max_minutes: float | None = None,
           progress: bool = True) -> dict:
     """Run (or continue) a training run; returns the last logged numbers."""
-    rank, world, local = _distributed()
-    main = rank == 0
-    device = torch.device(f"cuda:{local}" if torch.cuda.is_available() else "cpu")
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    use_amp = cfg.amp == "bf16" or (cfg.amp == "auto" and device.type == "cuda")
-
-    def amp():
-        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp)
-
-    run = Path(cfg.run_dir)
-    torch.manual_seed(cfg.seed)
-    data, train_idx, val_idx = _load_data(cfg)
-    m = _build(cfg, device)
-    step = 0
-    if resume and ckpt.latest(run) is not None:
-        step = _resume(m, cfg, run)
-    elif resume and main:
-        print(f"no checkpoint in {run}; starting a new run", flush=True)
-    g_train = torch.nn.parallel.DistributedDataParallel(m.g) if world > 1 else m.g
-    d_nets = [(name, torch.nn.parallel.DistributedDataParallel(net) if world > 1 else net, opt)
-              for name, net, opt in (("d", m.d, m.opt_d), ("df", m.df, m.opt_df)) if net is not None]
-    radius = m.g.temporal_radius
-    stopper = _StopFlag()
-    old_handlers = {s: signal.signal(s, stopper) for s in (signal.SIGTERM, signal.SIGINT)} \
-        if threading.current_thread() is threading.main_thread() else {}
-    if main:
-        run.mkdir(parents=True, exist_ok=True)
-        (run / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
-    t_start = time.monotonic()
-    t_saved = t_start
-    last: dict = {}
-
-    def save() -> None:
-        if main:
-            ckpt.save(run / "last.pt", {**m.state(), "step": step, "torch_rng": torch.get_rng_state(),
-                                        "config": cfg.to_dict(), "model_config": asdict(m.g.config),
-                                        "arch": "aligned-fusion" if m.fusion else "stgan-generator",
-                                        "metrics": last})
-
-    threads = _loader_threads(cfg, device, world)
-    batches = _Batches(data, cfg, train_idx, radius, m.fusion, rank, step, threads)
-    batches.start()
-    fit = _Fit(cfg, step, t_start) if cfg.fit_minutes > 0 else None
-    cycle = step if fit is not None else 0  # each time-boxed window is one warm restart of the schedule
-    try:
-        with bar(total=cfg.steps, desc=f"train stage {cfg.stage}", unit="step", enabled=progress and main) as pb:
-            pb.update(step)
-            t_log = time.monotonic()
-            while step < cfg.steps:
-                for opt, base in ((m.opt_g, cfg.lr_g), (m.opt_d, cfg.lr_d), (m.opt_df, cfg.lr_d)):
-                    for group in (opt.param_groups if opt is not None else []):
-                        group["lr"] = _lr(cfg, base, step, cycle)
-                lq, hr = batches.get()
-                lq, hr = lq.to(device, non_blocking=True), hr.to(device, non_blocking=True)
-                with amp():
-                    out = _generate(g_train, lq, m.fusion)  # (B, 3, T, sH, sW)
-                out = out.float()
-                cond = _upscaled(_centre(lq, radius, cfg.frames_out, m.fusion), cfg.scale) if d_nets else None
-                d_terms = _d_steps(m, d_nets, out, hr, cond, cfg, amp) if d_nets else {}
-                terms = _g_terms(m, d_nets, out, hr, cond, cfg, amp)
-                loss_g = _weighted(terms, cfg)
-                m.opt_g.zero_grad(set_to_none=True)
-                loss_g.backward()
-                if cfg.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(m.g.parameters(), cfg.grad_clip)
-                m.opt_g.step()
-                _ema_update(m, cfg, step)
-                step += 1
-                pb.update(1)
-                if fit is not None and fit.measure(step, world, device):
-                    pb.total = cfg.steps
-                    if main and fit.fits == 1:
-                        print(f"fit_minutes {cfg.fit_minutes:g}: {fit.rate:.1f} steps/s ({threads} batch threads); "
-                              f"the schedule now ends at step {cfg.steps}", flush=True)
-                if main and (step % cfg.log_every == 0 or step == cfg.steps):
-                    now = time.monotonic()
-                    last = {"step": step, "lr_g": m.opt_g.param_groups[0]["lr"], "loss_g": loss_g.item(),
-                            **{k: float(v.detach()) for k, v in {**terms, **d_terms}.items()},
-                            "sec_per_step": (now - t_log) / cfg.log_every}
-                    t_log = now
-                    pb.set_postfix(loss=f"{last['loss_g']:.4f}")
-                if main and (step % cfg.val_every == 0 or step == cfg.steps):
-                    last.update(validate(m.ema, data, val_idx, cfg, device, run / "val" / f"step{step:06d}.png"))
-                    last["step"] = step
-                if main and last.get("step") == step:
-                    with open(run / "log.jsonl", "a") as f:
-                        f.write(json.dumps(last) + "\n")
-                due = step % cfg.ckpt_every == 0 or step == cfg.steps or \
-                    (time.monotonic() - t_saved) > cfg.ckpt_minutes * 60
-                over_time = max_minutes is not None and (time.monotonic() - t_start) > max_minutes * 60
-                flags = torch.tensor([int(stopper.stop or over_time), int(due)], device=device)
-                if world > 1:
-                    dist.all_reduce(flags)  # every rank stops and saves at the same step
-                stop_now, due = bool(flags[0].item()), bool(flags[1].item())
-                if due or stop_now:
-                    save()
-                    t_saved = time.monotonic()
-                if stop_now:
-                    if main:
-                        why = stopper.why or f"the {max_minutes}-minute limit"
-                        print(f"stopped at step {step} ({why}); checkpoint {run / 'last.pt'}; "
-                              "continue with --resume", flush=True)
-                    break
-    finally:
-        batches.close()
-        for s, h in old_handlers.items():
-            signal.signal(s, h)
-    last.setdefault("step", step)
-    return last
+    return _Trainer(cfg, resume=resume, max_minutes=max_minutes).run(progress)
