@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from enhancer.errors import EnhancerError, InputError, LockedError, OutputError, escape, shown
+from enhancer.errors import EnhancerError, InputError, InternalError, LockedError, OutputError, escape, shown
 from enhancer.infer.engine import EnhanceOptions, enhance_video
 from enhancer.infer.restorer import Restorer
 from enhancer.io.muxer import EncodeOptions
@@ -255,6 +255,8 @@ def _run_job(job: Job, restorer: Restorer, encode: EncodeOptions, opts: EnhanceO
     except EnhancerError as e:
         if e.path is None:
             e.path = job.input
+        if verbose and isinstance(e, InternalError):  # a bug of ours, said as one: where it happened too
+            log.error("%s: internal error, where it happened:", shown(job.input), exc_info=True)
         result = FileResult(job.input, target, FileStatus.FAILED, seconds=time.perf_counter() - t0, error=e.line())
         status = RecordStatus.FAILED
     except MemoryError:

@@ -45,3 +45,24 @@ def test_the_cli_shows_the_log_as_its_lines(cli_log, capsys):
         log.error("a.mp4: an error")
         err = capsys.readouterr().err
         assert err == ("$ ffmpeg -i a.mp4\n" if verbose else "") + "warning: a.mp4: a warning\nerror: a.mp4: an error\n"
+
+
+def test_a_bug_of_ours_is_one_line_and_with_verbose_its_traceback(tmp_path, caplog):
+    from conftest import make_clip
+    from enhancer.batch import Job, run_batch
+    from enhancer.errors import InternalError
+
+    class Broken(ClassicalUpscaler):
+        def restore(self, images):
+            raise InternalError("a restorer that returns nothing")
+
+    src = make_clip(tmp_path / "a.mp4", seconds=0.2, audio=False)
+    for verbose in (False, True):
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="enhancer"):
+            summary = run_batch([Job(str(src), str(tmp_path / f"{verbose}.mp4"))], Broken("lanczos", 2),
+                                EncodeOptions(preset="ultrafast"), EnhanceOptions(progress=False), verbose=verbose)
+        res = summary.files[0]
+        assert res.status == "failed" and "internal error: a restorer that returns nothing" in res.error
+        errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+        assert len(errors) == verbose and all(r.exc_info and r.exc_info[0] is InternalError for r in errors)
