@@ -632,6 +632,8 @@ def train_cmd(ctx, config_path, overrides, resume, max_minutes, quiet):
     from enhancer.train.trainer import train
 
     _configure_ffmpeg(None, False)
+    # a training run says where it starts, what the time box fitted and where it stopped (INFO)
+    logging.getLogger("enhancer.train").setLevel(logging.WARNING if quiet else logging.INFO)
     try:
         cfg = TrainConfig.from_toml(config_path, overrides)
     except (ValueError, TypeError) as e:
@@ -676,12 +678,12 @@ def export_cmd(checkpoint, output, name, damage, metrics_path, notes, task):
 
     try:
         metrics = json.loads(Path(metrics_path).read_text()) if metrics_path else None
-        if metrics is not None and not isinstance(metrics, dict):
-            raise ValueError("not a JSON object")
     except OSError as e:
         _fail(f"{shown(metrics_path)}: cannot read the metrics ({e.strerror or e})", 2)
-    except ValueError as e:  # not JSON, not UTF-8, or not an object
+    except ValueError as e:  # not JSON, or not UTF-8
         _fail(f"{shown(metrics_path)}: cannot read the metrics ({e})", 2)
+    if metrics is not None and not isinstance(metrics, dict):
+        _fail(f"{shown(metrics_path)}: cannot read the metrics (not a JSON object)", 2)
     _check_writable(output)
     try:
         print(export(checkpoint, output, name=name, damage=damage, metrics=metrics, notes=notes, task=task))

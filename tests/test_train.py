@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import socket
@@ -252,7 +253,7 @@ def test_batches_do_not_depend_on_the_number_of_batch_threads(tiny_set):
     assert not torch.equal(made[0][0][0], made[0][1][0])  # consecutive steps differ
 
 
-def test_fit_minutes_ends_the_schedule_inside_the_time_box(tiny_set, tmp_path, capsys, monkeypatch):
+def test_fit_minutes_ends_the_schedule_inside_the_time_box(tiny_set, tmp_path, caplog, monkeypatch):
     from enhancer.train import trainer
 
     real, calls = trainer._generate, []
@@ -267,9 +268,10 @@ def test_fit_minutes_ends_the_schedule_inside_the_time_box(tiny_set, tmp_path, c
     cfg = _cfg(tiny_set, tmp_path / "fit", steps=100_000, val_every=10_000, ckpt_every=10_000, log_every=50,
                fit_minutes=0.15, loader_threads=2)
     t0 = time.monotonic()
-    last = train(cfg, progress=False)
+    with caplog.at_level(logging.INFO, logger="enhancer.train"):
+        last = train(cfg, progress=False)
     took = time.monotonic() - t0
-    assert "the schedule now ends at step" in capsys.readouterr().out
+    assert "the schedule now ends at step" in caplog.text
     assert 120 < cfg.steps < 100_000 and last["step"] == cfg.steps
     assert took < 0.15 * 60 + 5  # data loading and the model build come before the clock starts
     log = [json.loads(x) for x in (tmp_path / "fit" / "log.jsonl").read_text().splitlines()]

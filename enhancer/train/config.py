@@ -5,6 +5,8 @@ import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from enhancer.errors import ConfigError
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -65,7 +67,7 @@ class TrainConfig:
         for item in overrides:
             key, sep, value = item.partition("=")
             if not sep or not key.strip():
-                raise ValueError(f"override {item!r} is not KEY=VALUE")
+                raise ConfigError(f"override {item!r} is not KEY=VALUE")
             try:
                 raw.update(tomllib.loads(f"{key.strip()} = {value.strip()}"))
             except tomllib.TOMLDecodeError:
@@ -77,18 +79,18 @@ class TrainConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(raw) - known
         if unknown:
-            raise ValueError(f"unknown training options: {', '.join(sorted(unknown))}")
+            raise ConfigError(f"unknown training options: {', '.join(sorted(unknown))}")
         raw = dict(raw)
         for key in ("betas_g", "betas_d"):
             if key in raw:
                 raw[key] = tuple(raw[key])
         cfg = cls(**raw)
         if cfg.stage not in (1, 2):
-            raise ValueError("stage must be 1 or 2")
+            raise ConfigError("stage must be 1 or 2")
         if cfg.stage == 2 and cfg.frames_out < 4:
-            raise ValueError("stage 2 needs frames_out >= 4 (the clip discriminator halves time twice)")
+            raise ConfigError("stage 2 needs frames_out >= 4 (the clip discriminator halves time twice)")
         if cfg.adv_loss not in ("nonsat", "hinge"):
-            raise ValueError("adv_loss must be nonsat or hinge")
+            raise ConfigError("adv_loss must be nonsat or hinge")
         return cfg
 
     def to_dict(self) -> dict:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import logging
 import math
 import os
 import queue
@@ -50,6 +51,8 @@ from enhancer.models import (CONFIGS, FUSION_CONFIGS, Discriminator, Discriminat
 from enhancer.progress import bar
 from enhancer.train import checkpoint as ckpt
 from enhancer.train.config import TrainConfig
+
+log = logging.getLogger(__name__)
 
 
 class TrainingError(EnhancerError):
@@ -132,8 +135,7 @@ def _build(cfg: TrainConfig, device: torch.device) -> _Models:
     if cfg.init_from:
         fresh = load_initial(g, cfg.init_from)
         if fresh:
-            print(f"init_from {cfg.init_from}: {len(fresh)} tensors start fresh ({', '.join(fresh[:4])}...)",
-                  flush=True)
+            log.info(f"init_from {cfg.init_from}: {len(fresh)} tensors start fresh ({', '.join(fresh[:4])}...)")
     ema = copy.deepcopy(g).eval()
     for p in ema.parameters():
         p.requires_grad_(False)
@@ -547,7 +549,7 @@ class _Trainer:
         if resume and ckpt.latest(self.run_dir) is not None:
             self.step = _resume(self.m, cfg, self.run_dir)
         elif resume and self.main:
-            print(f"no checkpoint in {self.run_dir}; starting a new run", flush=True)
+            log.info(f"no checkpoint in {self.run_dir}; starting a new run")
         ddp = torch.nn.parallel.DistributedDataParallel if self.world > 1 else (lambda net: net)
         self.g_train = ddp(self.m.g)
         self.d_nets = [(name, ddp(net), opt) for name, net, opt in
@@ -627,8 +629,8 @@ class _Trainer:
         if fit is None or not fit.measure(self.step, self.world, self.device):
             return False
         if self.main and fit.fits == 1:
-            print(f"fit_minutes {self.cfg.fit_minutes:g}: {fit.rate:.1f} steps/s ({self.threads} batch threads); "
-                  f"the schedule now ends at step {self.cfg.steps}", flush=True)
+            log.info(f"fit_minutes {self.cfg.fit_minutes:g}: {fit.rate:.1f} steps/s ({self.threads} batch threads); "
+                     f"the schedule now ends at step {self.cfg.steps}")
         return True
 
     def _log(self, loss_g: torch.Tensor, terms: dict, pb) -> None:
@@ -669,8 +671,8 @@ class _Trainer:
             self.t_saved = time.monotonic()
         if stop and self.main:
             why = self.stopper.why or f"the {self.max_minutes}-minute limit"
-            print(f"stopped at step {self.step} ({why}); checkpoint {self.run_dir / 'last.pt'}; "
-                  "continue with --resume", flush=True)
+            log.info(f"stopped at step {self.step} ({why}); checkpoint {self.run_dir / 'last.pt'}; "
+                     "continue with --resume")
         return stop
 
     def _save(self) -> None:
