@@ -25,9 +25,11 @@ def cli_log():
     log.setLevel(level)
 
 
-def test_a_batch_logs_its_warnings_and_prints_nothing(tmp_path, caplog, capsys):
+def test_a_batch_logs_its_warnings_and_prints_nothing(tmp_path, caplog, capsys, monkeypatch):
     (tmp_path / RECORDS).mkdir()
     (tmp_path / RECORDS / "x.json").write_text("{not json")
+    # as a library user has it: no handler of the CLI's (an in-process CLI test may have set one up)
+    monkeypatch.setattr(logging.getLogger("enhancer"), "handlers", [])
     with caplog.at_level(logging.WARNING, logger="enhancer"):
         plan_batch([], ClassicalUpscaler("lanczos", 2), EncodeOptions(), EnhanceOptions(), folder=tmp_path)
     assert [(r.name, r.levelno) for r in caplog.records] == [("enhancer.batch", logging.WARNING)]

@@ -1,7 +1,7 @@
 """Turn a ``--model`` value into a ready :class:`~enhancer.infer.restorer.Restorer`."""
 from __future__ import annotations
 
-from enhancer.errors import EnhancerError
+from enhancer.errors import EnhancerError, UsageError
 from enhancer.infer.restorer import CLASSICAL, ClassicalUpscaler, Restorer
 
 
