@@ -22,6 +22,7 @@ from __future__ import annotations
 import itertools
 import statistics
 import subprocess
+import sys
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -301,6 +302,7 @@ def run(clips: list[tuple[str, Path]], tmpd: Path, backends: list[str], repeats:
         n = len(frames)
         res: dict[tuple[str, str], list[float]] = {}
         for r in range(repeats):
+            print(f"  [{label}: run {r + 1} of {repeats}]", file=sys.stderr, flush=True)
             order_d = dec[r % len(dec):] + dec[:r % len(dec)]
             order_e = enc[r % len(enc):] + enc[:r % len(enc)]
             for b in order_d:
@@ -323,7 +325,12 @@ def run(clips: list[tuple[str, Path]], tmpd: Path, backends: list[str], repeats:
         print(f"    {label}: {n} frames {info.width}x{info.height} {info.codec} {info.pix_fmt}, colour {colour.space}/"
               f"{colour.range}{' (guessed)' if colour.guessed else ''}")
         for (what, b), v in res.items():
-            print(f"      {what:9s} {b:11s} {statistics.median(v):7.1f} frames/s   runs: "
+            base = res.get((what, "ffmpeg"))
+            # each run measures every backend back to back: the ratio within a run cancels most of
+            # the load that other processes put on the machine from one run to the next
+            ratio = (f"   x{statistics.median(x / y for x, y in zip(v, base)):.2f} of ffmpeg (median of per-run ratios)"
+                     if base and b != "ffmpeg" else "")
+            print(f"      {what:9s} {b:11s} {statistics.median(v):7.1f} frames/s{ratio}   runs: "
                   + " ".join(f"{x:.1f}" for x in v))
         if check and HAVE_AV:
             print("    agreement:")

@@ -13,7 +13,8 @@
     import.
 
     python benchmarks/io_throughput.py [--input CLIP_720p] [--seconds 10]
-        [--backends ffmpeg,pyav] [--repeats 3] [--skip-passthrough] [--skip-memory]
+        [--backends ffmpeg,pyav] [--repeats 3] [--sizes 1280x720,320x180] [--no-check]
+        [--skip-passthrough] [--skip-memory]
 """
 from __future__ import annotations
 
@@ -110,6 +111,8 @@ def main() -> None:
     ap.add_argument("--backends", default="",
                     help="(c): comma-separated backends to compare, of ffmpeg,pyav (default: none, (c) not run)")
     ap.add_argument("--repeats", type=int, default=3, help="(c): interleaved runs per backend (median reported)")
+    ap.add_argument("--sizes", default="1280x720,320x180",
+                    help="(c): clip sizes (1280x720 is the clip of (a), or --input)")
     ap.add_argument("--no-check", action="store_true", help="(c): timings only, no agreement checks")
     args = ap.parse_args()
     tools = ff.configure()
@@ -130,10 +133,15 @@ def main() -> None:
         if backends:
             import io_backends
 
-            small = tmpd / "in180.mp4"
-            make_clip(small, "320x180", args.seconds)
-            io_backends.run([("1280x720" if not args.input else Path(args.input).name, src), ("320x180", small)],
-                            tmpd, backends, args.repeats, check=not args.no_check)
+            clips = []
+            for size in args.sizes.split(","):
+                if size == "1280x720":
+                    clips.append((Path(args.input).name if args.input else size, src))
+                else:
+                    clip = tmpd / f"in{size}.mp4"
+                    make_clip(clip, size, args.seconds)
+                    clips.append((size, clip))
+            io_backends.run(clips, tmpd, backends, args.repeats, check=not args.no_check)
         if not args.skip_passthrough:
             passthrough(tools, src, tmpd)
         if not args.skip_memory:
