@@ -6,8 +6,15 @@
 (b) Memory: peak RSS of the enhancer process (and of its whole process tree, ffmpeg included)
     enhancing a 10 s and a 120 s clip, and their ratio (target <= 1.1: memory does not grow with
     length).
+(c) Backends (issue 14): decode to RGB and encode RGB to H.264 through enhancer's ffmpeg
+    subprocess path and through PyAV in process, interleaved, medians of --repeats runs, on the
+    720p clip of (a) and the 320x180 clip of (b); then whether their frames, times and pixels
+    agree (see io_backends.py). The pyav backend is skipped, with a note, where ``av`` does not
+    import.
 
     python benchmarks/io_throughput.py [--input CLIP_720p] [--seconds 10]
+        [--backends ffmpeg,pyav] [--repeats 3] [--sizes 1280x720,320x180] [--no-check]
+        [--skip-passthrough] [--skip-memory]
 """
 from __future__ import annotations
 
@@ -100,45 +107,83 @@ def main() -> None:
     ap.add_argument("--input", help="a 720p clip (default: generated, --seconds long)")
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--skip-memory", action="store_true")
+    ap.add_argument("--skip-passthrough", action="store_true")
+    ap.add_argument("--backends", default="",
+                    help="(c): comma-separated backends to compare, of ffmpeg,pyav (default: none, (c) not run)")
+    ap.add_argument("--repeats", type=int, default=3, help="(c): interleaved runs per backend (median reported)")
+    ap.add_argument("--sizes", default="1280x720,320x180",
+                    help="(c): clip sizes (1280x720 is the clip of (a), or --input)")
+    ap.add_argument("--no-check", action="store_true", help="(c): timings only, no agreement checks")
     args = ap.parse_args()
     tools = ff.configure()
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    if unknown := set(backends) - {"ffmpeg", "pyav"}:
+        raise SystemExit(f"unknown backend(s): {', '.join(sorted(unknown))} (ffmpeg, pyav)")
+    if "pyav" in backends:
+        import io_backends
+
+        if not io_backends.HAVE_AV:
+            print(f"note: pyav backend skipped: PyAV does not import ({io_backends.AV_ERROR}); pip install av")
+            backends.remove("pyav")
     with tempfile.TemporaryDirectory() as tmp:
         tmpd = Path(tmp)
         src = Path(args.input) if args.input else tmpd / "in720.mp4"
         if not args.input:
             make_clip(src, "1280x720", args.seconds)
-        from enhancer.io.probe import count_frames
+        if backends:
+            import io_backends
 
-        frames = count_frames(str(src))
-        # (a) baseline: plain ffmpeg, same encoder settings
-        t0 = time.perf_counter()
-        ff.run([tools.ffmpeg, "-hide_banner", "-loglevel", "error", "-y", "-i", str(src), "-map", "0:v:0",
-                "-map", "0:a?", "-c:a", "copy", "-c:v", "libx264", "-crf", "18", "-preset", "medium", "-pix_fmt",
-                "yuv420p", str(tmpd / "base.mp4")])
-        t_base = time.perf_counter() - t0
-        t_ours, _, _ = run_measured(["enhance", str(src), "-o", str(tmpd / "ours.mp4"), "--model", "lanczos",
-                                     "--scale", "1", "--crf", "18", "--preset", "medium", "-q"])
-        fps_base, fps_ours = frames / t_base, frames / t_ours
-        print(f"ffmpeg: {tools.ffmpeg}")
-        print(f"cpu cores: {os.cpu_count()}")
-        print(f"(a) passthrough, {frames} frames of 1280x720, libx264 crf 18 preset medium")
-        print(f"    plain ffmpeg        {fps_base:7.1f} frames/s  ({t_base:.1f} s)")
-        print(f"    enhancer (scale 1)  {fps_ours:7.1f} frames/s  ({t_ours:.1f} s)")
-        print(f"    ratio               {fps_ours / fps_base:7.2f}   (target >= 0.80)")
-        if args.skip_memory:
-            return
-        rows = []
-        for secs in (10, 120):
-            clip = tmpd / f"mem{secs}.mp4"
-            make_clip(clip, "320x180", secs)
-            t, own, tree = run_measured(["enhance", str(clip), "-o", str(tmpd / f"mem{secs}_out.mp4"), "--model",
-                                         "lanczos", "--scale", "2", "--preset", "ultrafast", "-q"])
-            rows.append((secs, t, own, tree))
-        print("(b) peak memory, 320x180 -> 640x360 lanczos, x264 ultrafast")
-        for secs, t, own, tree in rows:
-            print(f"    {secs:4d} s clip: enhancer process {own:5d} MiB, with ffmpeg children {tree:5d} MiB ({t:.1f} s)")
-        print(f"    ratio 120 s / 10 s: process {rows[1][2] / rows[0][2]:.2f}, tree {rows[1][3] / rows[0][3]:.2f}"
-              "   (target <= 1.10)")
+            clips = []
+            for size in args.sizes.split(","):
+                if size == "1280x720":
+                    clips.append((Path(args.input).name if args.input else size, src))
+                else:
+                    clip = tmpd / f"in{size}.mp4"
+                    make_clip(clip, size, args.seconds)
+                    clips.append((size, clip))
+            io_backends.run(clips, tmpd, backends, args.repeats, check=not args.no_check)
+        if not args.skip_passthrough:
+            passthrough(tools, src, tmpd)
+        if not args.skip_memory:
+            memory(tmpd)
+
+
+def passthrough(tools: ff.Tools, src: Path, tmpd: Path) -> None:
+    """(a): enhancer at scale 1 against plain ffmpeg, same encoder settings."""
+    from enhancer.io.probe import count_frames
+
+    frames = count_frames(str(src))
+    # (a) baseline: plain ffmpeg, same encoder settings
+    t0 = time.perf_counter()
+    ff.run([tools.ffmpeg, "-hide_banner", "-loglevel", "error", "-y", "-i", str(src), "-map", "0:v:0",
+            "-map", "0:a?", "-c:a", "copy", "-c:v", "libx264", "-crf", "18", "-preset", "medium", "-pix_fmt",
+            "yuv420p", str(tmpd / "base.mp4")])
+    t_base = time.perf_counter() - t0
+    t_ours, _, _ = run_measured(["enhance", str(src), "-o", str(tmpd / "ours.mp4"), "--model", "lanczos",
+                                 "--scale", "1", "--crf", "18", "--preset", "medium", "-q"])
+    fps_base, fps_ours = frames / t_base, frames / t_ours
+    print(f"ffmpeg: {tools.ffmpeg}")
+    print(f"cpu cores: {os.cpu_count()}")
+    print(f"(a) passthrough, {frames} frames of 1280x720, libx264 crf 18 preset medium")
+    print(f"    plain ffmpeg        {fps_base:7.1f} frames/s  ({t_base:.1f} s)")
+    print(f"    enhancer (scale 1)  {fps_ours:7.1f} frames/s  ({t_ours:.1f} s)")
+    print(f"    ratio               {fps_ours / fps_base:7.2f}   (target >= 0.80)")
+
+
+def memory(tmpd: Path) -> None:
+    """(b): peak memory on a 10 s and a 120 s clip."""
+    rows = []
+    for secs in (10, 120):
+        clip = tmpd / f"mem{secs}.mp4"
+        make_clip(clip, "320x180", secs)
+        t, own, tree = run_measured(["enhance", str(clip), "-o", str(tmpd / f"mem{secs}_out.mp4"), "--model",
+                                     "lanczos", "--scale", "2", "--preset", "ultrafast", "-q"])
+        rows.append((secs, t, own, tree))
+    print("(b) peak memory, 320x180 -> 640x360 lanczos, x264 ultrafast")
+    for secs, t, own, tree in rows:
+        print(f"    {secs:4d} s clip: enhancer process {own:5d} MiB, with ffmpeg children {tree:5d} MiB ({t:.1f} s)")
+    print(f"    ratio 120 s / 10 s: process {rows[1][2] / rows[0][2]:.2f}, tree {rows[1][3] / rows[0][3]:.2f}"
+          "   (target <= 1.10)")
 
 
 if __name__ == "__main__":
