@@ -1,7 +1,7 @@
 """Decode and encode through two backends, measured on the same inputs (issue 14, "One media layer").
 
 ``ffmpeg``: enhancer's own path, an ffmpeg subprocess (:class:`enhancer.io.reader.FrameReader`,
-raw RGB on a pipe with pts from ``showinfo``; :class:`enhancer.io.muxer.Muxer`, raw RGB in a
+raw RGB on a pipe with pts from ``showinfo``; :class:`enhancer.io.muxer.Encoder`, raw RGB in a
 hand-made Matroska stream on stdin).  ``pyav``: PyAV (PyPI ``av``) in process.  PyAV variants:
 
 - ``pyav``        decode with frame threads (thread_type AUTO), RGB by ``reformat`` with the reader's
@@ -13,7 +13,7 @@ hand-made Matroska stream on stdin).  ``pyav``: PyAV (PyPI ``av``) in process.  
                   the frame's own colour tags: BT.601 where the source has none) (decode only)
 
 Also a transcode (decode to RGB, encode again: enhancer's passthrough without the model): ffmpeg
-FrameReader into Muxer; pyav the pyav-graph decode into the pyav encode, in one thread.
+FrameReader into Encoder; pyav the pyav-graph decode into the pyav encode, in one thread.
 
 Used by ``io_throughput.py --backends ffmpeg,pyav``; importable without PyAV (``HAVE_AV``).
 """
@@ -43,7 +43,7 @@ except ImportError as e:  # the ffmpeg backend still runs
 
 from enhancer.io import ffmpeg as ff
 from enhancer.io.colour import Colour, source_colour
-from enhancer.io.muxer import EncodeOptions, Muxer
+from enhancer.io.muxer import EncodeOptions, Encoder
 from enhancer.io.probe import VideoInfo, probe
 from enhancer.io.reader import FrameReader
 
@@ -129,9 +129,8 @@ def decode(backend: str, path: str, colour: Colour, keep: bool = False):
 
 # ---------------------------------------------------------------------------------------- encode
 def encode_ffmpeg(out: Path, info: VideoInfo, colour: Colour, frames) -> int:
-    """Enhancer's muxer, picture only (as a part of a segmented encode), libx264 crf/preset as above."""
-    with Muxer(str(out), info, EncodeOptions(codec="h264", crf=CRF, preset=PRESET, audio="none"), colour,
-               video_only=True) as m:
+    """Enhancer's encoder, picture only (a part, as every output's picture is made), libx264 crf/preset as above."""
+    with Encoder(str(out), info, EncodeOptions(codec="h264", crf=CRF, preset=PRESET, audio="none"), colour) as m:
         for img, pts, tb in frames:
             m.write(img, pts, tb)
     return m.frames
@@ -173,7 +172,7 @@ def encode(backend: str, out: Path, info: VideoInfo, colour: Colour, frames) -> 
 # ------------------------------------------------------------------------------------- transcode
 def transcode(backend: str, path: str, out: Path) -> int:
     """Decode to RGB and encode again, frame by frame (enhancer's passthrough without the model):
-    ffmpeg: FrameReader into Muxer (two subprocesses); pyav: the pyav-graph decode into the pyav
+    ffmpeg: FrameReader into Encoder (two subprocesses); pyav: the pyav-graph decode into the pyav
     encode, in this process and thread."""
     info = probe(path)
     colour = source_colour(info)
