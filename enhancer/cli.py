@@ -620,7 +620,7 @@ def prepare_cmd(sources, output, exclude, sequences, frames, hr_size, scale, ver
               help="Override a config value (TOML syntax, e.g. --set run_dir='\"/tmp/run\"' --set steps=500).")
 @click.option("--resume", is_flag=True, help="Continue the run from its last checkpoint.")
 @click.option("--max-minutes", type=float, default=None, help="Stop (with a checkpoint) after this long.")
-@click.option("-q", "--quiet", is_flag=True)
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar (the run's few status lines still print).")
 @click.pass_context
 def train_cmd(ctx, config_path, overrides, resume, max_minutes, quiet):
     """Train a generator (see `enhancer train --help`; `enhancer train plot RUN` draws curves)."""
@@ -632,8 +632,9 @@ def train_cmd(ctx, config_path, overrides, resume, max_minutes, quiet):
     from enhancer.train.trainer import train
 
     _configure_ffmpeg(None, False)
-    # a training run says where it starts, what the time box fitted and where it stopped (INFO)
-    logging.getLogger("enhancer.train").setLevel(logging.WARNING if quiet else logging.INFO)
+    # a training run says where it starts, what the time box fitted and where it stopped: a few
+    # lines a run, kept with -q too (which hides the progress bar; GPU windows read these lines)
+    logging.getLogger("enhancer.train").setLevel(logging.INFO)
     try:
         cfg = TrainConfig.from_toml(config_path, overrides)
     except (ValueError, TypeError) as e:

@@ -671,8 +671,9 @@ class _Trainer:
             self.t_saved = time.monotonic()
         if stop and self.main:
             why = self.stopper.why or f"the {self.max_minutes}-minute limit"
-            log.info(f"stopped at step {self.step} ({why}); checkpoint {self.run_dir / 'last.pt'}; "
-                     "continue with --resume")
+            # a warning (shown with -q too): the run did not finish, and this says how to go on
+            log.warning(f"stopped at step {self.step} ({why}); checkpoint {self.run_dir / 'last.pt'}; "
+                        "continue with --resume")
         return stop
 
     def _save(self) -> None:
