@@ -610,7 +610,30 @@ def mpeg2_rate(fps: Fraction) -> tuple[Fraction, list[str]]:
     return fps, ["-strict", "unofficial"]
 
 
-class Encoder:
+def container_of(output: str | Path) -> str:
+    """The container ffmpeg writes for an output file, by its extension."""
+    ext = Path(output).suffix.lower()
+    if ext not in CONTAINERS:
+        raise OutputError(f"unknown output extension {ext or '(none)'}", path=str(output),
+                          hint=f"use one of {', '.join(sorted(CONTAINERS))}, or --codec png|tiff for images")
+    return CONTAINERS[ext]
+
+
+class _Output:
+    """``with``: finish (``close``) on success; on any error, Ctrl-C included, leave nothing
+    behind (``abort``)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+class Encoder(_Output):
     """Encode frames, the picture only, to one file (a part) or to a folder of PNG/TIFF frames.
 
     Call :meth:`write` for each frame in presentation order, then :meth:`close` (which renames the
@@ -633,11 +656,7 @@ class Encoder:
         elif self.to_pipe:
             self.container = "nut"
         else:
-            ext = self.final.suffix.lower()
-            if ext not in CONTAINERS:
-                raise OutputError(f"unknown output extension {ext or '(none)'}", path=output,
-                                  hint=f"use one of {', '.join(sorted(CONTAINERS))}, or --codec png|tiff for images")
-            self.container = CONTAINERS[ext]
+            self.container = container_of(output)
         self.segment = segment or Segment()
         self.temp: Path | None = None
         self.proc: ff.Process | None = None
@@ -771,16 +790,6 @@ class Encoder:
             os.replace(self.temp, self.final)
         return self.final
 
-    def __enter__(self) -> "Encoder":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        """Finish on success; on any error (Ctrl-C included) leave nothing behind."""
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
-
     def abort(self) -> None:
         """Stop ffmpeg and remove the temporary output."""
         with self._lock:
@@ -803,7 +812,7 @@ class Encoder:
 PART_NAME = "part_{:05d}.nut"  # a part: the picture only, in NUT (it holds every codec enhancer writes)
 
 
-class Muxer:
+class Muxer(_Output):
     """Encode frames to ``output`` with everything else taken from the source, by the one path of
     every output: the picture encoded by an :class:`Encoder`, then joined with the source's other
     streams by :func:`join_args`. A file is one part in a hidden folder beside the output, joined
@@ -832,11 +841,7 @@ class Muxer:
         if self.to_stdout:
             self.container = "matroska"
         else:
-            ext = self.final.suffix.lower()
-            if ext not in CONTAINERS:
-                raise OutputError(f"unknown output extension {ext or '(none)'}", path=output,
-                                  hint=f"use one of {', '.join(sorted(CONTAINERS))}, or --codec png|tiff for images")
-            self.container = CONTAINERS[ext]
+            self.container = container_of(output)
         if self.opts.codec not in _VIDEO_OK.get(self.container, set()):
             raise OutputError(f"the {self.container} container cannot hold {opts.codec} video", path=output,
                               hint="choose another --codec or output extension (.mkv holds them all)")
@@ -929,16 +934,6 @@ class Muxer:
     def _cleanup(self) -> None:
         if self.work is not None:
             shutil.rmtree(self.work, ignore_errors=True)
-
-    def __enter__(self) -> "Muxer":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        """Finish on success; on any error (Ctrl-C included) leave nothing behind."""
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
     def abort(self) -> None:
         """Stop encoding (and the join) and remove every temporary."""
