@@ -36,6 +36,7 @@ def test_module_docstring_examples_run(tmp_path):
     assert results.attempted >= 6 and results.failed == 0
 
 
+@pytest.mark.slow
 def test_readme_python_examples_run(tmp_path, monkeypatch):
     """Every ```python block of the README's "Python API" section, as a doctest, from a folder
     that holds samples/ (as a user in a clone would run them)."""
@@ -135,6 +136,7 @@ def _progress_lines(stderr: str) -> list[dict]:
     return [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
 
 
+@pytest.mark.slow
 def test_progress_json_lines(tmp_path):
     clip = make_clip(tmp_path / "c.mp4", size="96x64", seconds=2, audio=False)
     r = run_cli("enhance", str(clip), "-o", str(tmp_path / "o.mp4"), "--model", "general-x2", "--progress", "json",

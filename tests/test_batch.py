@@ -27,6 +27,7 @@ def _leftovers(folder: Path) -> list[Path]:
             and p.parent.name != ".enhancer-records"]
 
 
+@pytest.mark.slow
 def test_rerun_skips_done_redoes_changed_and_retries_failed_on_request(tmp_path):
     src = tmp_path / "in"
     src.mkdir()
@@ -248,6 +249,7 @@ def test_missing_and_unreadable_inputs(tmp_path):
         assert "permission denied" in json.loads(r.stdout)["error"]
 
 
+@pytest.mark.slow
 def test_full_disk_fails_cleanly(tmp_path):
     src = make_clip(tmp_path / "a.mp4", size="320x240", seconds=3, vf="noise=alls=30:allf=t")
     out = tmp_path / "out"
@@ -289,6 +291,7 @@ def test_fuzzed_files_never_hang_or_crash(tmp_path):
     assert not _leftovers(out)
 
 
+@pytest.mark.slow
 def test_long_file_resumes_after_the_last_finished_part(tmp_path):
     from conftest import decode_frames
 

@@ -58,6 +58,7 @@ def test_bad_task_or_variant_on_a_card_is_refused(tmp_path):
             weights.read_card(tmp_path / "m.safetensors")
 
 
+@pytest.mark.slow
 def test_cli_picks_and_refuses_one_line(shelf, tmp_path):
     env = {"ENHANCER_WEIGHTS": str(shelf)}
     r = run_cli("models", env=env)

@@ -198,6 +198,7 @@ def bench(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_benchmark_end_to_end(bench):
     table = (bench / "benchmark.md").read_text()
     for method in ("bicubic", "lanczos", "hqdn3d+lanczos", "nlmeans+lanczos"):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import pytest
 import subprocess
 import sys
 from pathlib import Path
@@ -42,6 +43,7 @@ def test_pipe(tmp_path):
     assert "Audio: aac" in probe
 
 
+@pytest.mark.slow
 def test_notebook_script(tmp_path):
     r = subprocess.run([sys.executable, "examples/notebook.py", str(tmp_path)], cwd=ROOT, env=_env(),
                        capture_output=True, text=True, timeout=600)

@@ -200,6 +200,7 @@ def test_x4_starts_from_x2_weights(pan_set, tmp_path):
     assert torch.equal(g4.state_dict()["head.weight"], src["head.weight"])
 
 
+@pytest.mark.slow
 def test_gpu_window_packs_prepares_trains_and_resumes(tmp_path):
     """The short-window recipe end to end on the CPU: pack, then two windows, the second resuming."""
     from enhancer.train.window import main as window

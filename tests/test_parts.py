@@ -100,6 +100,7 @@ def test_a_short_file_is_one_part(tmp_path, monkeypatch):
     assert probe(str(tmp_path / "o.mp4")).audio
 
 
+@pytest.mark.slow
 def test_a_40_second_file_killed_at_60_percent_resumes(tmp_path):
     """Item 13: a file shorter than two 60 s parts could not resume at all."""
     src = make_clip(tmp_path / "forty.mp4", size="160x120", seconds=40, rate="25")

@@ -99,6 +99,7 @@ def _task_pids() -> list[int]:
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the worker through /proc")
+@pytest.mark.slow
 def test_a_worker_killed_mid_file_is_retried_and_the_output_is_right(cluster, tmp_path):
     src = make_clip(tmp_path / "long.mp4", size="320x240", seconds=6, vf="noise=alls=20:allf=t")
     out = tmp_path / "ray" / "long.mkv"
@@ -152,6 +153,7 @@ def test_without_a_cluster_to_reach_it_is_one_line(tmp_path):
     assert "Traceback" not in r.stderr
 
 
+@pytest.mark.slow
 def test_a_long_file_is_made_by_a_task_per_part_and_equals_the_local_output(cluster, tmp_path):
     """Per-part tasks: with --ray-split 0.8, a 2 s clip is cut into three spans made by the two
     workers at once; the joined output is frame for frame the local executor's (the model sees

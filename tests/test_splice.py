@@ -145,6 +145,7 @@ def test_scale_2_upscales_the_rest_with_lanczos(tmp_path):
     assert max(psnr(got[k], ref[k]) for k in range(10, 20)) < min(outside)
 
 
+@pytest.mark.slow
 def test_splice_from_the_command_line(tmp_path):
     src = make_clip(tmp_path / "tape.mov", size="96x64", seconds=1.2, vcodec="prores_ks", pix_fmt="yuv422p10le",
                     extra_out=["-c:a", "pcm_s16le"])

@@ -253,6 +253,7 @@ def test_batches_do_not_depend_on_the_number_of_batch_threads(tiny_set):
     assert not torch.equal(made[0][0][0], made[0][1][0])  # consecutive steps differ
 
 
+@pytest.mark.slow
 def test_fit_minutes_ends_the_schedule_inside_the_time_box(tiny_set, tmp_path, caplog, monkeypatch):
     from enhancer.train import trainer
 

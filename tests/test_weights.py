@@ -255,6 +255,7 @@ def test_encoder_lookahead_shrinks_where_memory_is_short(tmp_path):
     assert "rc-lookahead" not in r.stderr and not json.loads(r.stdout.splitlines()[-1])["warnings"]
 
 
+@pytest.mark.slow
 def test_memory_limited_run_gives_the_same_frames(tmp_path):
     """A small budget shrinks the chunk and tiles the frames, and the result is the same."""
     from conftest import decode_frames
