@@ -91,6 +91,24 @@ class _Interrupts:
         signal.signal(signal.SIGTERM, self)
 
 
+def _until_done(work, code: int = 1):
+    """Run one command's work with Ctrl-C / SIGTERM stopping it cleanly (its temporaries go as the
+    stack unwinds; exit 130), and its error as one line (exit ``code``). An ffmpeg that died of
+    the same Ctrl-C reports no error of its own."""
+    interrupts = _Interrupts()
+    interrupts.install()
+    try:
+        return work()
+    except KeyboardInterrupt:
+        pass
+    except EnhancerError as e:
+        if not interrupts.count:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(code)
+    print("interrupted: partial outputs removed", file=sys.stderr)
+    sys.exit(130)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="enhancer")
 def main() -> None:
@@ -535,12 +553,8 @@ def degrade_cmd(input_path, output, preset, scale, seed, start, duration, as_jso
     from enhancer.data.degrade import degrade_video
 
     _configure_ffmpeg(ffmpeg_path, verbose)
-    try:
-        d = degrade_video(input_path, output, preset=preset, scale=int(scale), seed=seed, progress=not quiet,
-                          start=_seconds(start), duration=_seconds(duration))
-    except EnhancerError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+    d = _until_done(lambda: degrade_video(input_path, output, preset=preset, scale=int(scale), seed=seed,
+                                          progress=not quiet, start=_seconds(start), duration=_seconds(duration)))
     if as_json:
         print(json.dumps({"input": input_path, "output": output, "preset": preset, **d.to_dict()}))
     elif not quiet:
@@ -829,14 +843,11 @@ def compare_cmd(inputs, output, mode, frame, crop, labels, start, duration, quie
     from enhancer.compare import Crop, compare
 
     _configure_ffmpeg(None, False)
-    try:
-        path = compare(list(inputs), output, mode=mode, labels=labels.split(",") if labels else None, frame=frame,
-                       crop=Crop.parse(crop) if crop else None, start=_seconds(start), duration=_seconds(duration),
-                       progress=not quiet)
-    except EnhancerError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
-    print(path)
+    path = _until_done(lambda: compare(list(inputs), output, mode=mode, labels=labels.split(",") if labels else None,
+                                       frame=frame, crop=Crop.parse(crop) if crop else None, start=_seconds(start),
+                                       duration=_seconds(duration), progress=not quiet))
+    if output != "-":  # stdout holds the video
+        print(path)
 
 
 @main.command("models")

@@ -3,6 +3,7 @@ function; files as parts, stdout as a stream piped into the join."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -74,6 +75,32 @@ def test_encoder_errors_name_the_output_not_the_part(tmp_path):
     r = run_cli("enhance", str(src), "-o", str(tmp_path / "o.mov"), "--codec", "dnxhr", *LANCZOS)
     assert r.returncode == 1 and "o.mov" in r.stderr and "part_" not in r.stderr and ".partial" not in r.stderr, \
         r.stderr
+    # an encoder that fails inside ffmpeg (DNxHR below its smallest size, reached through --size):
+    # the resumable parts path and the stream to stdout both say the encoder's own error
+    big = make_clip(tmp_path / "big.mp4", seconds=0.4, audio=False, size="320x180")
+    for out in (str(tmp_path / "p.mov"), "-"):
+        r = run_cli("enhance", str(big), "-o", out, "--codec", "dnxhr", "--size", "128x72", *LANCZOS)
+        assert r.returncode == 1 and "encoding failed" in r.stderr, r.stderr
+        assert "part_" not in r.stderr and ".parts" not in r.stderr and "pipe:0" not in r.stderr, r.stderr
+
+
+def test_ctrl_c_in_compare_and_degrade_is_clean(tmp_path):
+    """Ctrl-C (SIGINT to the whole group, as a terminal sends it) stops compare and degrade with
+    exit 130 and leaves no temporary beside the output."""
+    src = make_clip(tmp_path / "clip.mp4", seconds=8.0, size="320x240")
+    for name, args in (("c.mp4", ["compare", str(src), str(src)]), ("d.mp4", ["degrade", str(src)])):
+        out = tmp_path / "out" / name
+        out.parent.mkdir(exist_ok=True)
+        proc = subprocess.Popen([sys.executable, "-m", "enhancer", *args, "-o", str(out), "-q"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        deadline = time.time() + 60
+        while time.time() < deadline and not any(p.name.startswith(".") for p in out.parent.iterdir()):
+            time.sleep(0.05)
+        time.sleep(0.3)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130 and "interrupted" in err and "error:" not in err, (name, proc.returncode, err)
+        assert list(out.parent.iterdir()) == [], list(out.parent.iterdir())
 
 
 def test_quicktime_titles_in_mac_roman_are_read_as_such(tmp_path):

@@ -23,7 +23,7 @@ import numpy as np
 
 from enhancer.errors import EnhancerError, InputError, ModelError, OutputError, UsageError
 from enhancer.infer.restorer import Restorer
-from enhancer.io.muxer import IMAGE_CODECS, PART_NAME, EncodeOptions, Encoder, Muxer, assemble
+from enhancer.io.muxer import IMAGE_CODECS, PART_NAME, EncodeOptions, Encoder, Muxer, assemble, short_join
 from enhancer.io.probe import VideoInfo, count_frames
 from enhancer.io.reader import Frame, FrameReader, windows
 from enhancer.io.segment import Segment
@@ -343,8 +343,9 @@ class _Parts:
     more than that much work, whatever the speed of the machine."""
 
     def __init__(self, folder: Path, info: VideoInfo, encode: EncodeOptions, colour, opts: EnhanceOptions,
-                 key: str, done: list[dict], clock=time.monotonic):
+                 key: str, done: list[dict], clock=time.monotonic, label: str | None = None):
         self.folder, self.info, self.colour, self.opts = folder, info, colour, opts
+        self.label = label  # the output the parts are for: what errors name
         self.encode = dataclasses.replace(encode, audio="none", subtitles=False)
         self.key, self.done = key, list(done)
         self.part_seconds = opts.part_seconds
@@ -360,7 +361,8 @@ class _Parts:
     def write(self, image, pts: int, time_base: Fraction) -> None:
         if self.current is None:
             path = self.folder / _PART_NAME.format(len(self.done))
-            self.current = Encoder(str(path), self.info, self.encode, self.colour, segment=self.opts.segment)
+            self.current = Encoder(str(path), self.info, self.encode, self.colour, segment=self.opts.segment,
+                                   label=self.label)
             self.first, self.count = pts * time_base, 0
         self.current.write(image, pts, time_base)
         self.last = pts * time_base
@@ -549,7 +551,7 @@ def _enhance_in_parts(info: VideoInfo, output: str, restorer: Restorer, encode: 
     reader = FrameReader(info, deinterlace=opts.deinterlace, segment=segment,
                          buffer=max(8, chunk + 2 * restorer.margin))
     source = _Within(reader, *bounds) if bounds else reader
-    parts = _Parts(folder, info, encode, reader.colour, opts, key, done)
+    parts = _Parts(folder, info, encode, reader.colour, opts, key, done, label=output)
     writer = _Writer(parts, depth=max(4, chunk))
     expected = _expected_frames(info, opts)
     frames = done_frames
@@ -615,10 +617,12 @@ def _enhance_in_parts(info: VideoInfo, output: str, restorer: Restorer, encode: 
                     starts = [Fraction(p["first"]) - origin for p in parts.done]
                     warnings = assemble([folder / p["file"] for p in parts.done], starts, staged, info, encode,
                                         reader.colour, time_base, segment=opts.segment)
-                joined = count_frames(str(staged)) - outside
+                try:
+                    joined = count_frames(str(staged)) - outside
+                except EnhancerError:  # cut short (a full disk, most often)
+                    joined = None
                 if joined != frames:  # never report a join that lost or repeated frames as done
-                    raise OutputError(f"the joined output holds {joined} frames, not the {frames} that were encoded",
-                                      path=str(final), hint="run the same command again to redo this file")
+                    raise short_join(final, joined, frames)
                 os.replace(staged, final)
             finally:
                 staged.unlink(missing_ok=True)
@@ -763,7 +767,7 @@ def enhance_span(info: VideoInfo, output: str, restorer: Restorer, encode: Encod
         reader = FrameReader(info, deinterlace=opts.deinterlace, segment=Segment(seek or None, None),
                              buffer=max(8, chunk + 2 * restorer.margin))
         stream = _SpanStream(reader, lo, hi, after, restorer.margin)
-        parts = _Parts(folder, info, encode, reader.colour, opts, skey, done)
+        parts = _Parts(folder, info, encode, reader.colour, opts, skey, done, label=output)
         writer = _Writer(_Before(parts, hi), depth=max(4, chunk))
         ok = False
         try:

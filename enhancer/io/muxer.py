@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from enhancer.errors import ArgumentError, FFmpegError, OutputError
+from enhancer.errors import ArgumentError, EnhancerError, FFmpegError, OutputError
 from enhancer.io import ffmpeg as ff
 from enhancer.io.colour import Colour, is_rgb_format
 from enhancer.io.matroska import RawMatroskaWriter
@@ -538,8 +538,9 @@ def join_args(video_input: list[str], first: Fraction, container: str, source: V
     return argv + ["-f", container], mplan.warnings
 
 
-def short_join(output: str | Path, joined: int, expected: int) -> OutputError:
-    """The error for a joined file that does not hold every frame encoded (a full disk, most often)."""
+def short_join(output: str | Path, joined: int | None, expected: int) -> OutputError:
+    """The error for a joined file that does not hold every frame encoded, or cannot be read back
+    (``joined`` None): a full disk, most often."""
     hint = "run the same command again to redo this file"
     try:
         free = shutil.disk_usage(Path(output).parent).free
@@ -547,7 +548,8 @@ def short_join(output: str | Path, joined: int, expected: int) -> OutputError:
             hint = f"the disk holding it has {free / 2**20:.1f} MB free: free some space, then run the same command again"
     except OSError:
         pass
-    return OutputError(f"the joined output holds {joined} frames, not the {expected} that were encoded",
+    what = "cannot be read back" if joined is None else f"holds {joined} frames"
+    return OutputError(f"the joined output {what}, not the {expected} frames that were encoded",
                        path=str(output), hint=hint)
 
 
@@ -586,7 +588,10 @@ def assemble(parts: list[Path], starts: list[Fraction], output: Path, source: Vi
         if expect_frames is not None:
             from enhancer.io.probe import count_frames
 
-            joined = count_frames(str(temp))
+            try:
+                joined = count_frames(str(temp))
+            except EnhancerError:
+                joined = None
             if joined != expect_frames:
                 raise short_join(output, joined, expect_frames)
         os.replace(temp, output)
@@ -870,10 +875,8 @@ class Muxer(_Output):
         """Encode one (H, W, 3) RGB frame shown at ``pts * time_base`` seconds."""
         try:
             self.encoder.write(image, pts, time_base)
-        except FFmpegError:
-            if self.joiner is not None and self.joiner.wait(timeout=30) != 0:
-                raise self._join_error() from None  # the join stopped first (the reader of stdout went away)
-            raise
+        except FFmpegError as e:
+            raise self._blame(e) from None
         if self.to_stdout and self.joiner is None:
             self._start_join()
 
@@ -904,24 +907,34 @@ class Muxer(_Output):
                 return part
             if self.to_stdout:
                 if self.joiner.wait() != 0:
-                    raise self._join_error()
+                    raise self._join_error(always=True)
             else:
                 self._join_warnings = assemble([part], [self.encoder.first], self.final, self.source, self.opts,
                                                self.colour, self.encoder.time_base, segment=self.segment,
                                                expect_frames=self.encoder.frames)
-        except BaseException as e:
-            if self.to_stdout and self.joiner is not None and isinstance(e, FFmpegError) \
-                    and self.joiner.wait(timeout=30) != 0:
-                e = self._join_error()  # the join stopped first (the reader of stdout went away): say so
-                self.abort()
-                raise e from None
+        except FFmpegError as e:
+            self.abort()
+            raise self._blame(e) from None
+        except BaseException:
             self.abort()
             raise
         self._done = True
         self._cleanup()
         return self.final
 
-    def _join_error(self) -> OutputError | FFmpegError:
+    def _blame(self, err: FFmpegError) -> EnhancerError:
+        """The encoder failed: its own error, unless the join for stdout stopped first (the reader
+        of stdout went away, or its disk is full), which the encoder's broken pipe only echoes."""
+        if self.joiner is None:
+            return err
+        try:
+            self.joiner.wait(timeout=5)
+        except subprocess.TimeoutExpired:  # still writing to a slow reader: the encoder failed first
+            return err
+        return self._join_error() or err
+
+    def _join_error(self, always: bool = False) -> EnhancerError | None:
+        """The join's failure where it is the cause (``always``: whatever it was)."""
         err = self.joiner.error()
         low = " ".join(err.stderr_tail).lower()
         if "broken pipe" in low:
@@ -929,7 +942,8 @@ class Muxer(_Output):
                                hint="check the command after the pipe")
         if "no space left" in low:
             err.hint = "free some disk space where stdout goes"
-        return err
+            return err
+        return err if always else None
 
     def _cleanup(self) -> None:
         if self.work is not None:
