@@ -87,7 +87,7 @@ def test_encoder_errors_name_the_output_not_the_part(tmp_path):
 def test_ctrl_c_in_compare_and_degrade_is_clean(tmp_path):
     """Ctrl-C (SIGINT to the whole group, as a terminal sends it) stops compare and degrade with
     exit 130 and leaves no temporary beside the output."""
-    src = make_clip(tmp_path / "clip.mp4", seconds=8.0, size="320x240")
+    src = make_clip(tmp_path / "clip.mp4", seconds=20.0, size="640x360")  # far longer than the wait below
     for name, args in (("c.mp4", ["compare", str(src), str(src)]), ("d.mp4", ["degrade", str(src)])):
         out = tmp_path / "out" / name
         out.parent.mkdir(exist_ok=True)
@@ -118,3 +118,30 @@ def test_quicktime_titles_in_mac_roman_are_read_as_such(tmp_path):
     assert mov_track_titles(str(path)) == {0: "Caméra 2", 1: "Caméra 3"}
     path.write_bytes(box(b"ftyp", b"qt  \0\0\0\0") + moov[:-5])  # cut short: read what is whole, never fail
     assert mov_track_titles(str(path)) in ({}, {0: "Caméra 2"})
+
+
+def test_a_segment_starts_both_streams_at_its_start(tmp_path):
+    """--start/--duration from a file whose key frames are far apart (the seek lands seconds
+    before the segment): picture and sound both begin at the segment's start, in MKV, MP4 and on
+    stdout. The sound before it used to come along at negative times, which Matroska cannot
+    hold: the whole file moved, the picture seconds after the sound."""
+    from conftest import packet_times
+
+    src = make_clip(tmp_path / "sparse.mp4", seconds=5.0, extra_out=["-g", "1000"])
+    outs = []
+    for name in ("seg.mkv", "seg.mp4"):
+        out = tmp_path / name
+        r = run_cli("enhance", str(src), "-o", str(out), "--start", "3", "--duration", "1.2", *LANCZOS)
+        assert r.returncode == 0, r.stderr
+        outs.append(out)
+    piped = tmp_path / "piped.mkv"
+    with open(piped, "wb") as f:
+        r = subprocess.run([sys.executable, "-m", "enhancer", "enhance", str(src), "-o", "-", "--start", "3",
+                            "--duration", "1.2", *LANCZOS], stdout=f, stderr=subprocess.PIPE, text=True, timeout=240)
+    assert r.returncode == 0, r.stderr
+    outs.append(piped)
+    for out in outs:
+        video, audio = packet_times(out, "v:0", copyts=True), packet_times(out, "a:0", copyts=True)
+        assert len(video) == 30, (out.name, len(video))  # 1.2 s at 25 fps
+        assert min(video) < 0.1 and min(audio) < 0.1 and min(audio) > -0.05, (out.name, min(video), min(audio))
+        assert 1.1 < max(audio) < 1.3, (out.name, max(audio))  # the segment's sound, not the seconds before it

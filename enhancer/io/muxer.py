@@ -525,6 +525,14 @@ def join_args(video_input: list[str], first: Fraction, container: str, source: V
     if not source.image_sequence:
         argv += mplan.stream_args + ["-map_metadata", "1", "-map_chapters", "1"]
     argv += ["-c:v", "copy", "-fps_mode", "passthrough"] + colour.tag_args()
+    if segment.start and not source.image_sequence:
+        # a seek copies the source's audio and subtitle packets from the key frame before the
+        # segment, at negative times: Matroska cannot hold those and moves the whole file later
+        # (the picture seconds after the sound), MP4 keeps them as an edit. Packets that end by
+        # the segment's start go; the one across it stays, as a whole file's lead-in does.
+        for kind, streams in (("a", source.audio), ("s", source.subtitles)):
+            if streams:
+                argv += [f"-bsf:{kind}", "noise=drop=lte((pts+duration)*tb\\,0)"]
     if opts.field_order:  # the parts' NUT does not carry it
         argv += ["-field_order", opts.field_order]
     if not source.image_sequence:
