@@ -921,8 +921,9 @@ class Muxer(_Output):
                                                self.colour, self.encoder.time_base, segment=self.segment,
                                                expect_frames=self.encoder.frames)
         except FFmpegError as e:
+            blamed = self._blame(e)  # before abort() kills the join and its say is lost
             self.abort()
-            raise self._blame(e) from None
+            raise blamed from None
         except BaseException:
             self.abort()
             raise
