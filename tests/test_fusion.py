@@ -164,6 +164,50 @@ def test_aligned_batches_are_seeded_by_step_and_rank(pan_set):
     assert (down - centre).abs().mean() < 0.1
 
 
+def test_misalignment_is_a_smooth_field_of_the_asked_size():
+    from enhancer.models.align import misalignment
+    f = misalignment(np.random.default_rng(0), 48, 64, 2.0)
+    assert f.shape == (48, 64, 2) and f.dtype == np.float32
+    assert np.sqrt((f ** 2).sum(-1).mean()) == pytest.approx(2.0, rel=1e-4)
+    step = np.abs(np.diff(f, axis=1)).mean()  # smooth: neighbouring pixels move almost alike
+    assert step < 0.25 * np.abs(f).mean()
+
+
+def test_a_perturbed_alignment_no_longer_matches_the_centre():
+    from enhancer.models.align import align_stacks, misalignment
+    tex = _texture(80, 120, 3)
+    frames = np.stack([np.roll(tex, 3 * t, axis=1) for t in range(5)]).astype(np.float32)  # a rigid pan
+    inner = (slice(None), slice(None), slice(16, -16), slice(16, -16))
+
+    def error(stacks):
+        return float(np.abs(stacks[:, [0, 1, 3, 4]] - stacks[:, 2:3])[inner].mean())
+
+    exact = error(align_stacks(frames, 2))
+    rng = np.random.default_rng(0)
+    moved = error(align_stacks(frames, 2, perturb=lambda fl: fl + misalignment(rng, *fl.shape[:2], 2.0)))
+    assert exact < 0.02 and moved > 3 * exact
+
+
+def test_misaligned_batches_disturb_about_half_the_samples(pan_set, monkeypatch):
+    import enhancer.models.align as align
+    real, calls = align.misalignment, []
+
+    def spy(rng, h, w, amplitude, cell=8):
+        calls.append(amplitude)
+        return real(rng, h, w, amplitude, cell)
+
+    monkeypatch.setattr(align, "misalignment", spy)
+    ds = ClipDataset([pan_set])
+    plain = ds.aligned_batch(np.random.default_rng(7), 4, 2, 2, 16)[0]
+    assert torch.equal(ds.aligned_batch(np.random.default_rng(7), 4, 2, 2, 16, misalign=0.0)[0], plain)
+    assert not calls
+    lq = ds.aligned_batch(np.random.default_rng(7), 16, 2, 2, 16, misalign=3.0)[0]
+    assert torch.equal(ds.aligned_batch(np.random.default_rng(7), 16, 2, 2, 16, misalign=3.0)[0], lq)  # seeded
+    per_sample = 2 * 4  # two output frames, four neighbours each
+    assert len(calls) % per_sample == 0 and 2 <= len(calls) // per_sample // 2 <= 14
+    assert all(0.75 <= a <= 3.0 for a in calls)
+
+
 def test_fusion_trains_resumes_exports_and_enhances(pan_set, tmp_path):
     base = dict(data=str(pan_set), model="fusion-s", model_overrides=TINY, steps=4, batch=2, frames_out=2, crop=12,
                 val_every=2, ckpt_every=2, log_every=1, val_sequences=2, warmup=1, seed=1)

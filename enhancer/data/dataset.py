@@ -313,14 +313,16 @@ class ClipDataset:
         return to_t(lq_out), to_t(hr_out)
 
     def aligned_batch(self, rng: np.random.Generator, size: int, radius: int, frames_out: int, crop: int,
-                      indices: np.ndarray | None = None):
+                      indices: np.ndarray | None = None, misalign: float = 0.0):
         """``size`` samples for the aligned-fusion generator: LQ stacks (B, T, 3 (2r + 1), crop,
         crop), each made by :func:`~enhancer.models.align.align_stacks` on the whole
         (augmented) low-resolution frames before cropping, as at inference; and the clean centre
-        frames (B, 3, T, crop*s, crop*s). Float32 in [0, 1]."""
+        frames (B, 3, T, crop*s, crop*s). Float32 in [0, 1]. With ``misalign`` > 0, half the
+        samples have their neighbours' flows disturbed by a smooth random field of up to that many
+        pixels (RMS; :func:`~enhancer.models.align.misalignment`)."""
         import torch
 
-        from enhancer.models.align import align_stacks
+        from enhancer.models.align import align_stacks, misalignment
 
         s = self.scale
         frames_in = frames_out + 2 * radius
@@ -343,7 +345,12 @@ class ClipDataset:
             if rng.random() < 0.5:
                 lq, hr = lq[::-1], hr[::-1]
             y, x = int(rng.integers(0, lr_size - crop + 1)), int(rng.integers(0, lr_size - crop + 1))
-            full = align_stacks(np.ascontiguousarray(lq, dtype=np.float32) / 255, radius)  # (T, 2r+1, h, w, 3)
+            perturb = None
+            if misalign > 0 and rng.random() < 0.5:
+                amplitude = float(rng.uniform(0.25, 1.0)) * misalign
+                perturb = lambda fl, a=amplitude: fl + misalignment(rng, *fl.shape[:2], a)  # noqa: E731
+            full = align_stacks(np.ascontiguousarray(lq, dtype=np.float32) / 255, radius,
+                                perturb=perturb)  # (T, 2r+1, h, w, 3)
             stacks[b] = full[:, :, y:y + crop, x:x + crop]
             hr_out[b] = hr[:, y * s:(y + crop) * s, x * s:(x + crop) * s]
         lq_t = torch.from_numpy(stacks).permute(0, 1, 2, 5, 3, 4).reshape(size, frames_out, -1, crop, crop)

@@ -96,10 +96,25 @@ def warp(frame: np.ndarray, fl: np.ndarray) -> np.ndarray:
     return np.clip(out, 0.0, 1.0, out=out)
 
 
-def align_stacks(frames: np.ndarray, radius: int, centres: list[int] | None = None) -> np.ndarray:
+def misalignment(rng: np.random.Generator, h: int, w: int, amplitude: float, cell: int = 8) -> np.ndarray:
+    """A smooth random displacement field (H, W, 2) float32 whose RMS is ``amplitude`` pixels,
+    varying over about ``cell`` pixels: the local error of a flow that follows the bulk of a scene
+    but not its fine, independently moving texture (particles, water, leaves)."""
+    gh, gw = max(2, -(-h // cell) + 1), max(2, -(-w // cell) + 1)
+    coarse = rng.standard_normal((gh, gw, 2)).astype(np.float32)
+    field = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC)
+    rms = float(np.sqrt((field ** 2).sum(-1).mean())) or 1.0
+    return field * (amplitude / rms)
+
+
+def align_stacks(frames: np.ndarray, radius: int, centres: list[int] | None = None,
+                 perturb=None) -> np.ndarray:
     """(T + 2r, H, W, 3) float32 frames -> (T, 2r + 1, H, W, 3) float32 stacks, each neighbour
     warped onto its stack's centre. ``centres`` picks which frames are centres (default: every
-    frame with ``r`` neighbours on each side)."""
+    frame with ``r`` neighbours on each side). ``perturb`` (training only) is called with each
+    neighbour's flow and returns the flow to warp with: how training shows the network alignments
+    that are wrong in places, so that it learns to check a neighbour against the centre before
+    it trusts it."""
     n = frames.shape[0]
     if centres is None:
         centres = list(range(radius, n - radius))
@@ -117,5 +132,6 @@ def align_stacks(frames: np.ndarray, radius: int, centres: list[int] | None = No
         out[j, radius] = frames[c]
         for k in range(-radius, radius + 1):
             if k:
-                out[j, radius + k] = warp(frames[c + k], flow(y(c), y(c + k)))
+                fl = flow(y(c), y(c + k))
+                out[j, radius + k] = warp(frames[c + k], perturb(fl) if perturb is not None else fl)
     return out

@@ -38,6 +38,9 @@ class TrainConfig:
     w_adv: float = 0.005
     w_feature_match: float = 0.05
     w_temporal: float = 0.5
+    misalign: float = 0.0  # aligned fusion: disturb half the samples' neighbour flows by a smooth
+    # random field of up to this many low-resolution pixels (RMS), so that the network learns to
+    # check a warped neighbour against the centre frame before trusting it
     adv_loss: str = "nonsat"  # nonsat | hinge
     d_channels: int = 64  # the discriminators' first-layer channels (doubling per layer)
     frame_discriminator: bool = False  # stage 2: a per-frame image discriminator beside the clip one

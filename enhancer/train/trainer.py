@@ -187,7 +187,8 @@ class _Batches:
         cfg = self.cfg
         rng = np.random.default_rng([cfg.seed, self.rank, step])
         if self.fusion:
-            return self.data.aligned_batch(rng, cfg.batch, self.radius, cfg.frames_out, cfg.crop, indices=self.indices)
+            return self.data.aligned_batch(rng, cfg.batch, self.radius, cfg.frames_out, cfg.crop, indices=self.indices,
+                                           misalign=cfg.misalign)
         return self.data.batch(rng, cfg.batch, cfg.frames_out + 2 * self.radius, cfg.frames_out, cfg.crop,
                                indices=self.indices)
 
