@@ -38,6 +38,21 @@ def test_dnxhr_too_small_is_one_line(tmp_path):
     assert "o.mov" in r.stderr
 
 
+def test_dnxhr_size_is_judged_after_size(tmp_path):
+    """The smallest DNxHR frame is checked on what the encoder gets: --size can make a small
+    source fit, and can make a large one too small (refused before any work, not inside ffmpeg)."""
+    small = make_clip(tmp_path / "s.mp4", size="96x64", seconds=0.2, audio=False)
+    r = run_cli("enhance", str(small), "-o", str(tmp_path / "o.mov"), "--codec", "dnxhr", "--size", "384x256",
+                *LANCZOS)
+    assert r.returncode == 0, r.stderr
+    assert "384x256" in _stream(tmp_path / "o.mov")
+    big = make_clip(tmp_path / "b.mp4", size="320x180", seconds=0.2, audio=False)
+    r = run_cli("enhance", str(big), "-o", str(tmp_path / "p.mov"), "--codec", "dnxhr", "--size", "128x72",
+                *LANCZOS)
+    assert r.returncode == 1 and "at least 256x120" in r.stderr and "128x72" in r.stderr, r.stderr
+    assert "larger --size" in r.stderr and len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "p.mov").exists()
+
+
 def test_encoder_args_reach_the_encoder_and_are_checked(tmp_path):
     src = make_clip(tmp_path / "s.mp4", size="96x64", seconds=0.8, audio=False)
     r = run_cli("enhance", str(src), "-o", str(tmp_path / "o.mp4"), "--encoder-args", "-g 5 -bf 0", *LANCZOS)

@@ -75,11 +75,12 @@ def test_encoder_errors_name_the_output_not_the_part(tmp_path):
     r = run_cli("enhance", str(src), "-o", str(tmp_path / "o.mov"), "--codec", "dnxhr", *LANCZOS)
     assert r.returncode == 1 and "o.mov" in r.stderr and "part_" not in r.stderr and ".partial" not in r.stderr, \
         r.stderr
-    # an encoder that fails inside ffmpeg (DNxHR below its smallest size, reached through --size):
-    # the resumable parts path and the stream to stdout both say the encoder's own error
+    # an encoder that fails inside ffmpeg (a profile x264 refuses for this picture): the resumable
+    # parts path and the stream to stdout both say the encoder's own error
     big = make_clip(tmp_path / "big.mp4", seconds=0.4, audio=False, size="320x180")
-    for out in (str(tmp_path / "p.mov"), "-"):
-        r = run_cli("enhance", str(big), "-o", out, "--codec", "dnxhr", "--size", "128x72", *LANCZOS)
+    for out in (str(tmp_path / "p.mkv"), "-"):
+        r = run_cli("enhance", str(big), "-o", out, "--encoder-args", "-profile:v baseline", "--pix-fmt", "yuv444p",
+                    *LANCZOS)
         assert r.returncode == 1 and "encoding failed" in r.stderr, r.stderr
         assert "part_" not in r.stderr and ".parts" not in r.stderr and "pipe:0" not in r.stderr, r.stderr
 

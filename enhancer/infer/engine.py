@@ -23,7 +23,8 @@ import numpy as np
 
 from enhancer.errors import EnhancerError, InputError, ModelError, OutputError, UsageError
 from enhancer.infer.restorer import Restorer
-from enhancer.io.muxer import IMAGE_CODECS, PART_NAME, EncodeOptions, Encoder, Muxer, assemble, short_join
+from enhancer.io.muxer import (IMAGE_CODECS, PART_NAME, EncodeOptions, Encoder, Muxer, assemble, check_frame_size,
+                               short_join)
 from enhancer.io.probe import VideoInfo, count_frames
 from enhancer.io.reader import Frame, FrameReader, windows
 from enhancer.io.segment import Segment
@@ -287,13 +288,7 @@ def enhance_video(info: VideoInfo, output: str, restorer: Restorer, encode: Enco
         splan = splice.plan_splice(info, encode, restorer.scale, output)
         encode = splan.encode
     encode = fit_encoder(info, restorer.scale, encode)
-    if encode.codec == "dnxhr":
-        from enhancer.io.muxer import DNXHR_MIN
-
-        w, h = info.display_width * restorer.scale, info.display_height * restorer.scale
-        if w < DNXHR_MIN[0] or h < DNXHR_MIN[1]:
-            raise OutputError(f"DNxHR needs frames of at least {DNXHR_MIN[0]}x{DNXHR_MIN[1]}; this output is {w}x{h}",
-                              path=output, hint="choose --codec prores or ffv1 for a frame this small")
+    check_frame_size(info, encode, info.display_width * restorer.scale, info.display_height * restorer.scale, output)
     if _resumable(info, output, encode, opts):
         if recipe_key is None:
             from enhancer.pipeline.recipe import Recipe

@@ -326,6 +326,33 @@ def fitted_size(width: int, height: int, aspect: Fraction, want: tuple[int | Non
     return pic, pic
 
 
+def encoded_size(info: VideoInfo, opts: EncodeOptions, width: int, height: int,
+                 even: tuple[bool, bool] = (False, False)) -> tuple[int, int]:
+    """The frame size the encoder is given for a ``width`` x ``height`` picture: the size asked
+    for (--size, bars included), else the square-pixel size, else the picture padded to the
+    even sizes the pixel format may need (as :func:`plan` makes it)."""
+    sar = output_sar(info)
+    if opts.size:
+        square = opts.square_pixels and sar != 1
+        aspect = Fraction(width, height) * (sar if square else 1)
+        return fitted_size(width, height, aspect, opts.size, even)[1]
+    if opts.square_pixels and sar != 1:
+        return square_size(width, height, sar, even)
+    return width + (1 if even[0] and width % 2 else 0), height + (1 if even[1] and height % 2 else 0)
+
+
+def check_frame_size(info: VideoInfo, opts: EncodeOptions, width: int, height: int, path: str | None) -> None:
+    """Refuse, before any work, a frame the chosen codec cannot encode: DNxHR's smallest is
+    256x120, judged on the size the encoder will be given (after --size)."""
+    if opts.codec != "dnxhr":
+        return
+    w, h = encoded_size(info, opts, width, height, (True, False))  # DNxHR is 4:2:2 (or 4:4:4)
+    if w < DNXHR_MIN[0] or h < DNXHR_MIN[1]:
+        larger = "a larger --size, or " if opts.size else ""
+        raise OutputError(f"DNxHR needs frames of at least {DNXHR_MIN[0]}x{DNXHR_MIN[1]}; this output is {w}x{h}",
+                          path=path, hint=f"choose {larger}--codec prores or ffv1 for a frame this small")
+
+
 def square_size(width: int, height: int, sar: Fraction, even: tuple[bool, bool]) -> tuple[int, int]:
     """The frame size that shows ``width`` x ``height`` pixels of aspect ``sar`` with square
     pixels: wide pixels widen the frame, tall ones heighten it (no detail is dropped)."""
@@ -694,9 +721,7 @@ class Encoder(_Output):
         # maps; image frames hold none, and their warnings say what was left out
         source = self.source if self.image_sequence else \
             dataclasses.replace(self.source, audio=[], subtitles=[], attachments=[])
-        if self.opts.codec == "dnxhr" and (w < DNXHR_MIN[0] or h < DNXHR_MIN[1]):
-            raise OutputError(f"DNxHR needs frames of at least {DNXHR_MIN[0]}x{DNXHR_MIN[1]}; this output is {w}x{h}",
-                              path=self.label, hint="choose --codec prores or ffv1 for a frame this small")
+        check_frame_size(self.source, self.opts, w, h, self.label)
         self.plan = plan(source, self.opts, self.container, self.colour, w, h, depth)
         # times relative to the segment's origin (the source's first frame, or the segment's start);
         # ffmpeg (without -copyts) then starts this file's timeline at its first frame
