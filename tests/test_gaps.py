@@ -117,14 +117,21 @@ def test_pcm_audio_and_picture_subtitles_into_mp4_fall_back_and_say_so(tmp_path,
         assert "dvd_subtitle" in subs and "picture" in subs and "left out" in subs and ".mkv" in subs
 
 
-@pytest.mark.parametrize("ext", ["mkv", "mov"])
+@pytest.mark.parametrize("ext", ["mkv", "mov", "nut"])
 def test_pcm_audio_and_picture_subtitles_where_the_container_holds_them(tmp_path, pcm_and_picture_subs, ext):
     """MKV holds everything: PCM and the picture subtitle are copied as they are (the same packets).
-    MOV holds PCM (copied) but no picture subtitle (left out, with a warning)."""
+    MOV holds PCM (copied) but no picture subtitle (left out, with a warning). NUT holds the PCM
+    but no subtitle with its duration, nor any tag for SubRip: both are left out with one warning
+    (the output was refused at its header before)."""
     src, dst = pcm_and_picture_subs, tmp_path / f"out.{ext}"
     res = enhance_video(probe(str(src)), str(dst), ClassicalUpscaler("lanczos", 1),
                         EncodeOptions(preset="ultrafast"), EnhanceOptions(progress=False))
     assert stream_md5(dst, "a:0") == stream_md5(src, "a:0")
+    if ext == "nut":
+        assert _streams(dst) == [("Video", "h264"), ("Audio", "pcm_s16le")]
+        assert len(res.warnings) == 1 and "2 subtitle stream(s) left out" in res.warnings[0], res.warnings
+        assert ".mkv" in res.warnings[0]
+        return
     assert "hello there" in _subtitle_text(dst)
     if ext == "mkv":
         assert _streams(dst) == _streams(src) and res.warnings == []

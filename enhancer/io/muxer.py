@@ -417,6 +417,12 @@ def _subtitle_args(info: VideoInfo, opts: EncodeOptions, container: str, warning
         if info.subtitles and container == "image2":
             warnings.append("image sequences carry no subtitles; they were left out")
         return args
+    if container == "nut" and info.subtitles:
+        # NUT keeps a subtitle's start but not its duration (each line would flash, or last to the
+        # next), and has no tag at all for SubRip, WebVTT or plain text
+        warnings.append(f"{len(info.subtitles)} subtitle stream(s) left out: NUT cannot hold subtitles with their "
+                        "durations (use .mkv to keep them)")
+        return args
     out_i = 0
     for s in info.subtitles:
         if container in ("mp4", "mov"):
