@@ -579,12 +579,12 @@ def _check_writable(output: str) -> None:
 def _check_set_path(output: str) -> None:
     """Refuse, before any work, a training set name that prepare could not write as given: one
     not ending in .npz (numpy would add it), a folder, or a place that cannot be written."""
-    from enhancer.errors import shown
+    from enhancer.data.dataset import check_set_path
 
-    if Path(output).is_dir():
-        _fail(f"{shown(output)}: is a folder; give the training set's file name, e.g. set.npz", 2)
-    if Path(output).suffix.lower() != ".npz":
-        _fail(f"{shown(output)}: a training set is an .npz file; give a name ending in .npz", 2)
+    try:
+        check_set_path(output)
+    except EnhancerError as e:
+        _fail(str(e), 2)
     _check_writable(output)
 
 

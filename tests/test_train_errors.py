@@ -126,6 +126,17 @@ def test_prepare_refuses_bad_sources_and_outputs(made, tmp_path, source, out, wo
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("out,words", [("s.txt", ("s.txt", ".npz")), ("", ("is a folder",))])
+def test_prepare_from_python_refuses_a_name_numpy_would_change(made, tmp_path, out, words):
+    """The library says it too (numpy would silently write s.txt.npz), before any work."""
+    from enhancer.data.dataset import PrepareConfig, prepare
+    from enhancer.errors import ArgumentError
+
+    with pytest.raises(ArgumentError) as e:
+        prepare(PrepareConfig(sources=[str(made / "missing")], out=str(tmp_path / out)), progress=False)
+    assert all(w in str(e.value) for w in words) and not list(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize("data,words", [
     ("{d}/missing.npz", ("missing.npz", "no such training set")),
     ("{d}/notes.txt", ("notes.txt", "not an .npz archive")),  # wrong type

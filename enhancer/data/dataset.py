@@ -22,7 +22,7 @@ import numpy as np
 from enhancer.data.degrade import degrade_clip, sample
 from enhancer.progress import bar
 
-from enhancer.errors import ConfigError, InputError, UsageError, shown
+from enhancer.errors import ArgumentError, ConfigError, InputError, UsageError, shown
 from enhancer.io.media import IMAGE_EXTENSIONS as IMAGE_EXT, VIDEO_EXTENSIONS as VIDEO_EXT  # noqa: E402  (the one table)
 
 
@@ -202,9 +202,20 @@ def _make_job(args):
     return args[1], make_sequence(*args)
 
 
+def check_set_path(out: str | Path) -> Path:
+    """A training set's file name as :func:`prepare` writes it, or ArgumentError: a folder, or a
+    name not ending in .npz (numpy would add the extension, and the set would not be where asked)."""
+    if Path(out).is_dir():
+        raise ArgumentError("is a folder; give the training set's file name, e.g. set.npz", path=str(out))
+    if Path(out).suffix.lower() != ".npz":
+        raise ArgumentError("a training set is an .npz file; give a name ending in .npz", path=str(out))
+    return Path(out)
+
+
 def prepare(cfg: PrepareConfig, progress: bool = True, workers: int = 1) -> Path:
     """Build the training set and write it to ``cfg.out`` (.npz, plus a .json description),
     with ``workers`` processes making sequences (the result does not depend on their number)."""
+    out = check_set_path(cfg.out)
     images, videos = _gather(cfg.sources, cfg.exclude)
     if not images and not videos:
         raise InputError("no images or videos found", path=", ".join(cfg.sources),
@@ -230,7 +241,6 @@ def prepare(cfg: PrepareConfig, progress: bool = True, workers: int = 1) -> Path
                 i, (hr[i], lq[i], origins[i]) = _make_job(job)
                 b.update(1)
     seconds = time.perf_counter() - t0
-    out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     (np.savez_compressed if cfg.compress else np.savez)(out, hr=hr, lq=lq)
     meta = {**asdict(cfg), "origins": origins, "images": len(images), "videos": len(videos), "workers": workers,
