@@ -651,8 +651,10 @@ def train_cmd(ctx, config_path, overrides, resume, max_minutes, quiet):
     logging.getLogger("enhancer.train").setLevel(logging.INFO)
     try:
         cfg = TrainConfig.from_toml(config_path, overrides)
-    except (ValueError, TypeError) as e:
-        raise click.UsageError(f"{config_path}: {e}") from None
+    except (ValueError, TypeError) as e:  # a TOML syntax error, an unknown or mistyped option
+        from enhancer.errors import shown
+
+        _fail(f"{shown(config_path)}: {e}", 2)
     try:
         last = train(cfg, resume=resume, max_minutes=max_minutes, progress=not quiet)
     except EnhancerError as e:

@@ -106,7 +106,7 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _type_error(value, tp, where: str, depth: int = 0) -> str | None:
+def type_error(value, tp, where: str, depth: int = 0) -> str | None:
     """Why ``value`` (parsed from JSON) is not a ``tp``, or None when it is."""
     if depth > 20:
         return f"{where} is nested too deeply"
@@ -114,7 +114,7 @@ def _type_error(value, tp, where: str, depth: int = 0) -> str | None:
     if tp is typing.Any:
         return None
     if origin in (typing.Union, types.UnionType):
-        errors = [_type_error(value, a, where, depth + 1) for a in args]
+        errors = [type_error(value, a, where, depth + 1) for a in args]
         return None if any(e is None for e in errors) else next(e for e in errors if e)
     if tp is type(None):
         return None if value is None else f"{where} must be null, not {_show(value)}"
@@ -143,7 +143,7 @@ def _type_error(value, tp, where: str, depth: int = 0) -> str | None:
         else:
             items = ((v, args[0] if args else typing.Any) for v in value)
         for i, (v, a) in enumerate(items):
-            err = _type_error(v, a, f"{where}[{i}]", depth + 1)
+            err = type_error(v, a, f"{where}[{i}]", depth + 1)
             if err:
                 return err
         return None
@@ -152,7 +152,7 @@ def _type_error(value, tp, where: str, depth: int = 0) -> str | None:
             return f"{where} must be an object, not {_show(value)}"
         vt = args[1] if len(args) == 2 else None
         for k, v in value.items():
-            err = _type_error(v, vt, f"{where}.{k}", depth + 1) if vt is not None else _json_error(v, f"{where}.{k}",
+            err = type_error(v, vt, f"{where}.{k}", depth + 1) if vt is not None else _json_error(v, f"{where}.{k}",
                                                                                                    depth + 1)
             if err:
                 return err
@@ -208,7 +208,7 @@ def check_fields(cls, raw: dict, where: str) -> None:
     hints = typing.get_type_hints(cls)
     limits = getattr(cls, "LIMITS", {}) or {}
     for name, value in raw.items():
-        err = _type_error(value, hints.get(name, typing.Any), f"{where}.{name}")
+        err = type_error(value, hints.get(name, typing.Any), f"{where}.{name}")
         if err:
             raise ModelError(err)
         if name in limits and not _allowed(value, limits[name]):

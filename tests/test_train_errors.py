@@ -153,6 +153,25 @@ def test_train_refuses_what_is_not_a_training_set(made, tmp_path, data, words):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("text,words", [
+    ('stepz = 3', ("unknown training options: stepz",)),
+    ('steps = "x', ("line 1",)),  # not TOML
+    ('steps = "many"', ("steps must be an integer",)),
+    ('steps = 3.5', ("steps must be an integer",)),
+    ('lr_g = "1e-4"', ("lr_g must be a number",)),
+    ('betas_d = [0.5]', ("betas_d must have 2 items",)),
+    ('amp = 1', ("amp must be a string",)),
+    ('stage = 3', ("stage must be 1 or 2",)),
+])
+def test_a_bad_config_is_one_line_naming_the_file(made, tmp_path, text, words):
+    """Before any work, and before the run folder is made: a mistyped value used to pass and fail
+    deep inside the run."""
+    config = tmp_path / "t.toml"
+    config.write_text(f'{text}\nrun_dir = "{tmp_path}/run"\n')
+    _one_line(_cli(made, tmp_path, "train", "--config", str(config), "-q"), "t.toml", *words)
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_cut_checkpoint_is_one_line_from_the_console_command(made, tmp_path):
     """End to end, as a user runs it (`python -m enhancer`)."""
     r = run_cli("export", str(made / "cut.pt"), "-o", str(tmp_path / "w.safetensors"))

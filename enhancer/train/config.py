@@ -83,6 +83,15 @@ class TrainConfig:
         unknown = set(raw) - known
         if unknown:
             raise ConfigError(f"unknown training options: {', '.join(sorted(unknown))}")
+        import typing
+
+        from enhancer.weights import type_error
+
+        hints = typing.get_type_hints(cls)
+        for key, value in raw.items():  # a value of the wrong type would fail deep inside the run
+            err = type_error(value, hints[key], key)
+            if err:
+                raise ConfigError(err)
         raw = dict(raw)
         for key in ("betas_g", "betas_d"):
             if key in raw:
