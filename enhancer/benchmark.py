@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from enhancer.errors import ArgumentError, UsageError, shown
 from enhancer.data.degrade import degrade_video
 from enhancer.evaluate import METRIC_INFO, METRICS, Scores, evaluate
 from enhancer.infer.engine import EnhanceOptions, enhance_video
@@ -121,7 +122,17 @@ def run_benchmark(clean: list[str], work_dir: str, *, preset: str = "web", scale
                   perceptual_net: str = "mobilenet_v2", progress: bool = True,
                   log=lambda msg: None) -> BenchmarkResult:
     """Degrade each clean clip (seed + clip index), restore it with every method, score."""
+    if seed < 0:
+        raise ArgumentError(f"seed {seed}: seeds are 0 or more")
     work = Path(work_dir)
+    names: dict[str, str] = {}
+    for src in clean:  # every clip's files are named by its stem, in one folder per method
+        other = names.setdefault(Path(src).stem, src)
+        if other != src:
+            raise UsageError(f"{shown(other)} and {shown(src)} would both be scored as {Path(src).stem!r}",
+                             hint="give clips different names (copy or link one under another name)")
+    if work.exists() and not work.is_dir():
+        raise UsageError("is a file; give a folder for the benchmark's work and report", path=work_dir)
     methods = [m for m in dict.fromkeys(models or []) if m not in BASELINES] + list(BASELINES)
     res = BenchmarkResult(preset=preset, scale=scale, clips=[str(c) for c in clean], methods=methods)
     restorers = {}
@@ -129,6 +140,11 @@ def run_benchmark(clean: list[str], work_dir: str, *, preset: str = "web", scale
         if m in _FFMPEG_BASELINES:
             continue
         restorers[m] = load_restorer(m, scale=scale)
+    try:
+        work.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"cannot be made ({e.strerror or e})", path=work_dir,
+                         hint="give a folder that can be written") from None
     for k, src in enumerate(clean):
         name = Path(src).stem
         lq = work / "degraded" / f"{name}.mkv"

@@ -91,10 +91,10 @@ class _Interrupts:
         signal.signal(signal.SIGTERM, self)
 
 
-def _until_done(work, code: int = 1):
+def _until_done(work, code: int = 1, usage: tuple[type, ...] = ()):
     """Run one command's work with Ctrl-C / SIGTERM stopping it cleanly (its temporaries go as the
-    stack unwinds; exit 130), and its error as one line (exit ``code``). An ffmpeg that died of
-    the same Ctrl-C reports no error of its own."""
+    stack unwinds; exit 130), and its error as one line (exit ``code``; 2 for a UsageError or one
+    of the ``usage`` types). An ffmpeg that died of the same Ctrl-C reports no error of its own."""
     interrupts = _Interrupts()
     interrupts.install()
     try:
@@ -103,8 +103,10 @@ def _until_done(work, code: int = 1):
         pass
     except EnhancerError as e:
         if not interrupts.count:
+            from enhancer.errors import UsageError
+
             print(f"error: {e}", file=sys.stderr)
-            sys.exit(code)
+            sys.exit(2 if isinstance(e, (UsageError, *usage)) else code)
     print("interrupted: partial outputs removed", file=sys.stderr)
     sys.exit(130)
 
@@ -808,14 +810,13 @@ def benchmark_cmd(clean, preset, scale, models, output, seed, start, duration, p
         names = [m.strip() for m in models.split(",") if m.strip()]
     else:
         names = [n for n, p in weights.available().items() if weights.read_card(p).scale == int(scale)]
-    try:
-        res = run_benchmark(list(clean), output, preset=preset, scale=int(scale), models=names, seed=seed,
-                            start=_seconds(start), duration=_seconds(duration), perceptual_net=perceptual_net,
-                            progress=not quiet, log=(lambda m: None) if quiet else
-                            (lambda m: print(m, file=sys.stderr, flush=True)))
-    except EnhancerError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+    from enhancer.errors import ModelError
+
+    # a model named that cannot be used is a usage error, as in enhance
+    res = _until_done(lambda: run_benchmark(
+        list(clean), output, preset=preset, scale=int(scale), models=names, seed=seed, start=_seconds(start),
+        duration=_seconds(duration), perceptual_net=perceptual_net, progress=not quiet,
+        log=(lambda m: None) if quiet else (lambda m: print(m, file=sys.stderr, flush=True))), usage=(ModelError,))
     import shlex
 
     from enhancer.benchmark import for_report

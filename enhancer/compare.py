@@ -15,10 +15,11 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from enhancer.errors import EnhancerError
+from enhancer.errors import ArgumentError, EnhancerError, OutputError
 from enhancer.io.probe import VideoInfo, probe
 from enhancer.io.reader import Frame, FrameReader
 from enhancer.io.segment import Segment
+from enhancer.naming import refuse_output_on_input
 
 MODES = ("side", "split", "grid")
 
@@ -35,9 +36,9 @@ class Crop:
         try:
             x, y, w, h = (int(v) for v in text.split(","))
         except ValueError:
-            raise EnhancerError(f"crop {text!r} is not x,y,w,h") from None
+            raise ArgumentError(f"crop {text!r} is not x,y,w,h") from None
         if w <= 0 or h <= 0 or x < 0 or y < 0:
-            raise EnhancerError(f"crop {text!r} must have a positive size inside the frame")
+            raise ArgumentError(f"crop {text!r} must have a positive size inside the frame")
         return cls(x, y, w, h)
 
 
@@ -55,7 +56,7 @@ def _label(img: np.ndarray, text: str) -> None:
 def compose(images: list[np.ndarray], labels: list[str], mode: str = "side", crop: Crop | None = None) -> np.ndarray:
     """One composite RGB uint8 picture from several versions of the same frame."""
     if mode not in MODES:
-        raise EnhancerError(f"mode must be one of {', '.join(MODES)}")
+        raise ArgumentError(f"mode must be one of {', '.join(MODES)}")
     th = max(i.shape[0] for i in images)
     tw = max(i.shape[1] for i in images)
     panels = []
@@ -152,10 +153,13 @@ def compare(inputs: list[str], output: str, *, mode: str = "side", labels: list[
     """Write a comparison video (.mp4/.mkv/.mov) or still (.png/.jpg) of ``inputs``. ``start``
     applies to every input unless ``starts`` gives one per input."""
     if len(inputs) < 2:
-        raise EnhancerError("compare needs at least two inputs")
+        raise ArgumentError("compare needs at least two inputs")
+    if frame is not None and frame < 0:
+        raise ArgumentError(f"--frame {frame}: frames count from 0")
     labels = list(labels or default_labels(inputs))
     if len(labels) != len(inputs):
-        raise EnhancerError(f"{len(labels)} labels for {len(inputs)} inputs")
+        raise ArgumentError(f"{len(labels)} labels for {len(inputs)} inputs")
+    refuse_output_on_input(output, inputs)
     infos: list[VideoInfo] = [probe(p) for p in inputs]
     out = Path(output)
     still = out.suffix.lower() in (".png", ".jpg", ".jpeg", ".tif", ".tiff")
@@ -171,7 +175,7 @@ def compare(inputs: list[str], output: str, *, mode: str = "side", labels: list[
                     img = compose([f.image for f in row], labels, mode, crop)
                     out.parent.mkdir(parents=True, exist_ok=True)
                     if not cv2.imwrite(str(out), img[..., ::-1]):
-                        raise EnhancerError("cannot write image", path=str(out))
+                        raise OutputError("cannot write image", path=str(out))
                     return out
             raise EnhancerError(f"frame {want} is past the end of the shortest input", path=inputs[0])
         from enhancer.io.muxer import EncodeOptions, Muxer

@@ -78,7 +78,9 @@ METRIC_INFO = {m.key: m for m in (
 
 
 def _image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXT and not p.name.startswith("."))
+    from enhancer.io.sequence import folder_images
+
+    return folder_images(folder)  # in frame order: 2.png before 10.png
 
 
 def frames(path: str) -> Iterator[np.ndarray]:
@@ -120,6 +122,12 @@ def luma(rgb: np.ndarray) -> np.ndarray:
     return 16.0 + 65.481 * x[..., 0] + 128.553 * x[..., 1] + 24.966 * x[..., 2]
 
 
+# a frame's PSNR in the scores is at most this (libvmaf's ceiling for 8-bit video, 6 * 8 + 12 dB):
+# one frame identical to the reference would otherwise make a clip's mean infinite, however poor
+# its other frames
+PSNR_CEILING = 60.0
+
+
 def psnr(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
     return math.inf if mse == 0 else 10 * math.log10(peak * peak / mse)
@@ -127,8 +135,9 @@ def psnr(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
 
 def psnr_y(reference: np.ndarray, candidate: np.ndarray) -> float:
     """``psnr_y`` of one frame, as :func:`evaluate` computes it: PSNR of the BT.601 luma
-    (:func:`luma`) of two 8-bit RGB frames. The trainer's validation uses it too."""
-    return psnr(luma(reference), luma(candidate))
+    (:func:`luma`) of two 8-bit RGB frames, at most :data:`PSNR_CEILING`. The trainer's
+    validation uses it too."""
+    return min(PSNR_CEILING, psnr(luma(reference), luma(candidate)))
 
 
 def ssim(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
@@ -340,11 +349,11 @@ def evaluate(reference: str, candidate: str, *, metrics: tuple[str, ...] = METRI
                                              "candidate's size, or --candidate-scale area to downscale the "
                                              "candidate to the reference's")
             if "psnr_rgb" in per:
-                per["psnr_rgb"].append(psnr(r, c))
+                per["psnr_rgb"].append(min(PSNR_CEILING, psnr(r, c)))
             if "psnr_y" in per or "ssim_y" in per:
                 yr, yc = luma(r), luma(c)
                 if "psnr_y" in per:
-                    per["psnr_y"].append(psnr(yr, yc))
+                    per["psnr_y"].append(min(PSNR_CEILING, psnr(yr, yc)))
                 if "ssim_y" in per:
                     per["ssim_y"].append(ssim(yr, yc))
             if "perceptual" in per:

@@ -125,6 +125,16 @@ def _same_file(a: str, b: str) -> bool:
         return False
 
 
+def refuse_output_on_input(output: str, inputs: list[str] | tuple[str, ...]) -> None:
+    """UsageError where ``output`` is one of ``inputs`` (by name, link or path): a command that
+    writes one file from others must never replace what it reads."""
+    if output == "-":
+        return
+    for src in inputs:
+        if src != "-" and _same_file(output, src):
+            raise UsageError("the output would replace an input", path=output, hint="choose another -o")
+
+
 @dataclass
 class _Plan:
     src: str

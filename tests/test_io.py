@@ -184,6 +184,27 @@ def test_image_sequence_output(tmp_path):
     assert cv2.imread(str(files[0])).shape == (128, 192, 3)
 
 
+def test_unpadded_image_names_are_read_in_frame_order(tmp_path):
+    """0.png .. 11.png: ffmpeg's glob would read 10.png and 11.png before 2.png (a scrambled
+    video); numbers count as numbers, for enhance and for evaluate's image folders alike."""
+    from enhancer.evaluate import frames as eval_frames
+
+    src = make_clip(tmp_path / "in.mkv", size="64x48", vcodec="ffv1", pix_fmt="yuv444p", audio=False, seconds=0.48)
+    seq = tmp_path / "seq"
+    seq.mkdir()
+    subprocess.run([ff.tools().ffmpeg, "-loglevel", "error", "-i", str(src), "-start_number", "0",
+                    str(seq / "%d.png")], check=True)
+    assert (seq / "11.png").exists() and not (seq / "12.png").exists()
+    want = decode_frames(src)
+    assert all(np.array_equal(a, b) for a, b in zip(eval_frames(str(seq)), want))
+    res = enhance(seq, tmp_path / "out.mkv", scale=1, codec="ffv1")
+    got = decode_frames(tmp_path / "out.mkv")
+    assert res.frames == len(got) == 12 and all(np.array_equal(a, b) for a, b in zip(got, want))
+    (seq / "5.png").unlink()  # a gap: no one pattern reads the rest in order
+    with pytest.raises(InputError, match="do not sort in frame order"):
+        enhance(seq, tmp_path / "gap.mkv", scale=1, codec="ffv1")
+
+
 def test_segment_start_and_duration(tmp_path):
     src = make_clip(tmp_path / "in.mp4", seconds=3)
     dst = tmp_path / "seg.mp4"

@@ -87,6 +87,8 @@ def sample(preset: str = "web", scale: int = 2, seed: int | None = None) -> Degr
         raise ArgumentError(f"unknown damage preset {preset!r}", hint=f"one of {', '.join(PRESETS)}")
     if seed is None:
         seed = int(np.random.SeedSequence().entropy % (2 ** 31))
+    elif seed < 0:
+        raise ArgumentError(f"seed {seed}: seeds are 0 or more")
     rng = np.random.default_rng(seed)
     d = Degradation(scale=scale, seed=seed)
     u = rng.uniform
@@ -344,8 +346,10 @@ def degrade_video(src: str, dst: str, preset: str = "web", scale: int = 2, seed:
     from enhancer.io.probe import probe
     from enhancer.io.reader import FrameReader
     from enhancer.io.segment import Segment
+    from enhancer.naming import refuse_output_on_input
     from enhancer.progress import bar
 
+    refuse_output_on_input(dst, [src])
     info = probe(src)
     d = sample(preset, scale, seed)
     deg = ClipDegrader(d, length_hint=info.frame_count or 100)

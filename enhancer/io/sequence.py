@@ -26,9 +26,16 @@ def is_pattern(path: str) -> bool:
     return bool(_PATTERN.search(os.path.basename(path))) and not os.path.lexists(path)
 
 
+def _natural(p: Path) -> list:
+    """Sort key: numbers in a name compare as numbers (frame 2 before frame 10)."""
+    return [(0, int(t), t) if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", p.name)]
+
+
 def folder_images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXT
-                  and not p.name.startswith("."))
+    """A folder's images in frame order: numbers in names compare as numbers, so ``2.png``
+    comes before ``10.png`` whether or not the numbers are zero-padded."""
+    return sorted((p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXT
+                   and not p.name.startswith(".")), key=_natural)
 
 
 def is_image_sequence(path: str) -> bool:
@@ -71,9 +78,33 @@ def sequence_input(path: str, fps: str = "25") -> tuple[str, list[str]]:
         start = min(numbers) if numbers else 0
         return pattern, ["-f", "image2", "-framerate", fps, "-start_number", str(start)]
     folder = Path(path).resolve()
-    exts = collections.Counter(f.suffix for f in folder_images(folder))
+    files = folder_images(folder)
+    exts = collections.Counter(f.suffix for f in files)
     ext = exts.most_common(1)[0][0]
+    names = [f.name for f in files if f.suffix == ext]
+    if names != sorted(names):
+        # ffmpeg's glob reads names in character order (10.png before 2.png): numbers that are not
+        # zero-padded are read through a printf pattern instead, which counts
+        return _unpadded_pattern(folder, names, fps)
     return glob.escape(str(folder)) + "/*" + ext, ["-f", "image2", "-pattern_type", "glob", "-framerate", fps]
+
+
+def _unpadded_pattern(folder: Path, names: list[str], fps: str) -> tuple[str, list[str]]:
+    """The image2 pattern (``frame_%d.png`` from -start_number N) that reads ``names`` (in frame
+    order) as ffmpeg should, or InputError where no one pattern does."""
+    from enhancer.errors import InputError
+
+    parts = [re.fullmatch(r"(.*?)(\d+)(\D*)", n) for n in names]
+    heads = {(m.group(1), m.group(3)) for m in parts if m}
+    numbers = [int(m.group(2)) for m in parts if m]
+    if None in parts or len(heads) != 1 or numbers != list(range(numbers[0], numbers[0] + len(numbers))):
+        raise InputError("the images' names do not sort in frame order (numbers not zero-padded, with gaps or "
+                         "different prefixes)", path=str(folder),
+                         hint="name the frames with zero-padded numbers (frame_0001.png), or give a pattern "
+                              "such as frames/f_%d.png")
+    head, tail = heads.pop()
+    pattern = str(folder / (head.replace("%", "%%") + "%d" + tail.replace("%", "%%")))
+    return pattern, ["-f", "image2", "-framerate", fps, "-start_number", str(numbers[0])]
 
 
 def sequence_name(path: str) -> str:

@@ -1,0 +1,76 @@
+"""What a careless user types into degrade, compare, benchmark and evaluate (found by a hostile
+review): an output that is an input, clips that share a name, a work folder under a file, a
+negative seed, one frame identical to the reference. Nothing is overwritten, every refusal is one
+line with exit 2, and no mean is infinite."""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from conftest import make_clip, run_cli
+from enhancer.evaluate import PSNR_CEILING
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    return make_clip(tmp_path_factory.mktemp("c") / "clip.mp4", seconds=0.4, audio=False)
+
+
+def _refused(r, *words):
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), (r.returncode, r.stderr)
+    for w in words:
+        assert w in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("how", ["same", "dot", "link"])
+def test_degrade_and_compare_never_write_over_an_input(clip, tmp_path, how):
+    src = tmp_path / "in.mp4"
+    src.write_bytes(clip.read_bytes())
+    before = src.read_bytes()
+    name = {"same": str(src), "dot": str(tmp_path / "." / "in.mp4"), "link": str(tmp_path / "link.mp4")}[how]
+    if how == "link":
+        os.symlink(src, name)
+    _refused(run_cli("degrade", name if how != "link" else str(src), "-o", name if how == "link" else str(src),
+                     "-q"), "would replace an input")
+    _refused(run_cli("compare", str(src), str(clip), "-o", name, "-q"), "would replace an input")
+    assert src.read_bytes() == before
+
+
+def test_compare_arguments_are_usage_errors(clip, tmp_path):
+    _refused(run_cli("compare", str(clip), "-o", str(tmp_path / "x.mp4")), "at least two inputs")
+    _refused(run_cli("compare", str(clip), str(clip), "-o", str(tmp_path / "x.png"), "--frame", "-3"), "--frame -3")
+    _refused(run_cli("compare", str(clip), str(clip), "-o", str(tmp_path / "x.mp4"), "--labels", "a"), "1 labels")
+    assert not list(tmp_path.iterdir())
+
+
+def test_benchmark_refuses_before_any_work(clip, tmp_path):
+    other = tmp_path / "b" / "clip.mp4"
+    other.parent.mkdir()
+    other.write_bytes(clip.read_bytes())
+    work = tmp_path / "work"
+    _refused(run_cli("benchmark", str(clip), str(other), "--models", "lanczos", "-o", str(work), "-q"),
+             "would both be scored as 'clip'")
+    (tmp_path / "file.txt").write_text("x")
+    _refused(run_cli("benchmark", str(clip), "--models", "lanczos", "-o", str(tmp_path / "file.txt"), "-q"), "is a file")
+    _refused(run_cli("benchmark", str(clip), "--models", "lanczos", "-o", str(tmp_path / "file.txt" / "w"), "-q"),
+             "cannot be made")
+    _refused(run_cli("benchmark", str(clip), "--models", "no-such-model", "-o", str(work), "-q"), "unknown model")
+    _refused(run_cli("benchmark", str(clip), "--models", "lanczos", "-o", str(work), "--seed", "-1", "-q"),
+             "seed -1")
+    _refused(run_cli("degrade", str(clip), "-o", str(tmp_path / "d.mkv"), "--seed", "-1", "-q"), "seed -1")
+    assert not work.exists() and not (tmp_path / "d.mkv").exists()
+
+
+def test_one_identical_frame_does_not_make_the_mean_infinite(tmp_path):
+    ref = make_clip(tmp_path / "ref.mkv", vcodec="ffv1", pix_fmt="yuv444p", audio=False, seconds=0.4)
+    cand = make_clip(tmp_path / "cand.mkv", vcodec="ffv1", pix_fmt="yuv444p", audio=False, seconds=0.4,
+                     vf="noise=alls=30:allf=t:enable='gte(n\\,1)'")
+    r = run_cli("evaluate", "-r", str(ref), str(cand), "--metrics", "psnr_y,psnr_rgb", "--json", "-q")
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout, parse_constant=lambda c: pytest.fail(f"not JSON: {c}"))["results"][0]
+    frames = res["per_frame"]["psnr_y"]
+    assert frames[0] == PSNR_CEILING and all(f < 40 for f in frames[1:])
+    assert res["psnr_y"] == pytest.approx(sum(frames) / len(frames)) and res["psnr_y"] < PSNR_CEILING
