@@ -743,23 +743,21 @@ def evaluate_cmd(candidates, reference, as_json, as_csv, html_dir, degraded, met
     if bad:
         raise click.BadParameter(f"unknown metrics {', '.join(bad)}; use {', '.join(METRICS + EXTRA)}",
                                  param_hint="--metrics")
-    results = []
-    try:
-        for c in candidates:
-            results.append(evaluate(reference, c, metrics=chosen, perceptual_net=perceptual_net,
-                                    progress=not quiet and not as_json, reference_scale=reference_scale,
-                                    candidate_scale=candidate_scale))
-    except EnhancerError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+    from enhancer.errors import shown
+
+    if html_dir:  # before any work: scoring can take minutes
+        if Path(html_dir).exists() and not Path(html_dir).is_dir():
+            _fail(f"{shown(html_dir)}: is a file; --html takes a folder for the report", 2)
+        _check_writable(str(Path(html_dir) / "index.html"))
+    if degraded and not os.path.exists(degraded):
+        _fail(f"{shown(degraded)}: no such file (--input)", 2)
+    results = _until_done(lambda: [evaluate(reference, c, metrics=chosen, perceptual_net=perceptual_net,
+                                            progress=not quiet and not as_json, reference_scale=reference_scale,
+                                            candidate_scale=candidate_scale) for c in candidates])
     if html_dir:
         from enhancer.reports.html import for_scores, write_report
 
-        try:
-            page = write_report(for_scores(reference, results, degraded), html_dir)
-        except EnhancerError as e:
-            print(f"error: {e}", file=sys.stderr)
-            sys.exit(1)
+        page = _until_done(lambda: write_report(for_scores(reference, results, degraded), html_dir))
         print(f"report: {page}", file=sys.stderr)
     if as_json:
         print(json.dumps({"reference": reference, "results": [r.to_dict() for r in results]}))

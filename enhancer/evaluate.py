@@ -279,6 +279,16 @@ class Scores:
         return d
 
 
+def _check_aspect(ref_shape: tuple, cand_shape: tuple, candidate: str) -> None:
+    """Sizes may differ by a scale (an x2 output against its original), never by shape: a rotated
+    or cropped candidate stretched onto the reference would score as garbage, silently."""
+    (rh, rw), (ch, cw) = ref_shape[:2], cand_shape[:2]
+    if abs(rw * ch - cw * rh) > 0.02 * rw * ch:
+        raise EnhancerError(f"is {cw}x{ch}, the reference {rw}x{rh}: not the same shape, so scaling one onto the "
+                            "other would stretch it", path=candidate,
+                            hint="compare the same picture (a rotated or cropped candidate is another picture)")
+
+
 def _check_pair(reference: str, candidate: str) -> None:
     n_ref, n_can = count(reference), count(candidate)
     if n_ref != n_can:
@@ -336,6 +346,8 @@ def evaluate(reference: str, candidate: str, *, metrics: tuple[str, ...] = METRI
     with bar(total=None, desc=Path(candidate).name[:30], unit="frame", enabled=progress) as b:
         for i, (r, c) in enumerate(zip(frames(reference), frames(candidate))):
             if r.shape != c.shape:
+                if i == 0:
+                    _check_aspect(r.shape, c.shape, candidate)
                 if reference_scale:
                     r = cv2.resize(r, (c.shape[1], c.shape[0]), interpolation=SCALERS[reference_scale])
                     resized = ("reference", reference_scale, c.shape[1], c.shape[0])

@@ -74,3 +74,23 @@ def test_one_identical_frame_does_not_make_the_mean_infinite(tmp_path):
     frames = res["per_frame"]["psnr_y"]
     assert frames[0] == PSNR_CEILING and all(f < 40 for f in frames[1:])
     assert res["psnr_y"] == pytest.approx(sum(frames) / len(frames)) and res["psnr_y"] < PSNR_CEILING
+
+
+def test_evaluate_checks_its_report_paths_before_scoring(clip, tmp_path):
+    (tmp_path / "file.txt").write_text("x")
+    for html, words in ((tmp_path / "file.txt", ("is a file",)), (tmp_path / "file.txt" / "rep", ("cannot be written",))):
+        _refused(run_cli("evaluate", "-r", str(clip), str(clip), "--html", str(html), "-q"), *words)
+    _refused(run_cli("evaluate", "-r", str(clip), str(clip), "--html", str(tmp_path / "rep"), "--input",
+                     str(tmp_path / "gone.mp4"), "-q"), "gone.mp4", "no such file")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt"]
+
+
+def test_evaluate_never_stretches_another_shape(tmp_path):
+    wide = make_clip(tmp_path / "wide.mp4", size="160x90", seconds=0.2, audio=False)
+    tall = make_clip(tmp_path / "tall.mp4", size="90x160", seconds=0.2, audio=False)
+    double = make_clip(tmp_path / "double.mp4", size="320x180", seconds=0.2, audio=False)
+    for scale in ([], ["--reference-scale", "lanczos"], ["--candidate-scale", "area"]):
+        r = run_cli("evaluate", "-r", str(wide), str(tall), "--metrics", "psnr_y", "-q", *scale)
+        assert r.returncode == 1 and "not the same shape" in r.stderr and "90x160" in r.stderr, r.stderr
+    r = run_cli("evaluate", "-r", str(wide), str(double), "--metrics", "psnr_y", "-q", "--reference-scale", "lanczos")
+    assert r.returncode == 0, r.stderr  # a scale apart: what the option is for
