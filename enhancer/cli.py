@@ -807,7 +807,7 @@ def benchmark_cmd(clean, preset, scale, models, output, seed, start, duration, p
     if models:
         names = [m.strip() for m in models.split(",") if m.strip()]
     else:
-        names = [n for n, p in weights.available().items() if weights.read_card(p).scale == int(scale)]
+        names = [n for n, _, card in weights.catalogue() if card.scale == int(scale)]
     from enhancer.errors import ModelError
 
     # a model named that cannot be used is a usage error, as in enhance
@@ -857,16 +857,10 @@ def models_cmd(as_json):
     """List the installed models by task, with their measured figures."""
     from enhancer import weights
 
-    found = weights.available()
-    if not found:
+    cards = weights.catalogue()  # a file that does not read is a warning; its name's next file stands in
+    if not cards and not weights.available():
         print("no models installed (classical: lanczos, bicubic, bilinear, nearest)")
         return
-    cards = []
-    for name, path in found.items():
-        try:
-            cards.append((name, path, weights.read_card(path)))
-        except EnhancerError as e:
-            print(f"error: {e}", file=sys.stderr)
     if as_json:
         for name, path, card in cards:
             print(json.dumps({"name": name, "path": str(path), **card.__dict__}))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import math
 import os
 import sys
@@ -40,6 +41,8 @@ VERSION = 1
 ARCHITECTURES = {"stgan-generator": (Generator, GeneratorConfig), "aligned-fusion": (FusionGenerator, FusionConfig)}
 _FLOAT_DTYPES = {"F32", "F16", "BF16", "F64"}
 _MAX_TEXT = 100_000  # characters in any one card string
+log = logging.getLogger(__name__)
+_WARNED: set[Path] = set()  # model files found unreadable (said once a process)
 
 
 @dataclass
@@ -346,13 +349,33 @@ def weights_dirs() -> list[Path]:
     return [d for d in dirs if d.is_dir()]
 
 
-def available() -> dict[str, Path]:
-    """Shipped and user models by name (first found wins)."""
-    found: dict[str, Path] = {}
+def _by_name() -> dict[str, list[Path]]:
+    """Every model file by name, in the order the folders are looked in."""
+    found: dict[str, list[Path]] = {}
     for d in weights_dirs():
         for p in sorted(d.glob("*.safetensors")):
-            found.setdefault(p.stem, p)
+            found.setdefault(p.stem, []).append(p)
     return found
+
+
+def available() -> dict[str, Path]:
+    """Shipped and user models by name (first found wins)."""
+    return {name: paths[0] for name, paths in _by_name().items()}
+
+
+def installed() -> tuple[list[tuple[str, Path, ModelCard]], list[tuple[Path, ModelError]]]:
+    """(each name's first file whose card reads, as (name, path, card); the files that do not
+    read, with why). A broken file in ENHANCER_WEIGHTS never hides the shipped model of the same
+    name, nor lets another model become the default in its place."""
+    good, broken = [], []
+    for name, paths in _by_name().items():
+        for path in paths:
+            try:
+                good.append((name, path, read_card(path)))
+                break
+            except ModelError as e:
+                broken.append((path, e))
+    return good, broken
 
 
 def resolve(name_or_path: str) -> Path:
@@ -368,7 +391,8 @@ def resolve(name_or_path: str) -> Path:
 
         names = ", ".join(sorted(models)) or "none installed"
         raise ModelError(f"unknown model {name_or_path!r}", hint=f"models: {names}; classical: {', '.join(CLASSICAL)}")
-    return models[name_or_path]
+    readable = next((path for name, path, _ in catalogue() if name == name_or_path), None)
+    return readable or models[name_or_path]  # none reads: loading the first says why
 
 
 def task_of(card: ModelCard) -> str:
@@ -377,14 +401,15 @@ def task_of(card: ModelCard) -> str:
 
 def catalogue() -> list[tuple[str, Path, ModelCard]]:
     """Installed models whose card reads, as (name, path, card); unreadable files are left out
-    (``enhancer models`` reports them)."""
-    out = []
-    for name, path in available().items():
-        try:
-            out.append((name, path, read_card(path)))
-        except ModelError:
-            continue
-    return out
+    (``enhancer models`` reports them), and a name's next file stands in for one that does not
+    read (:func:`installed`)."""
+    good, broken = installed()
+    for path, e in broken:
+        if path not in _WARNED:  # once a process
+            _WARNED.add(path)
+            log.warning("%s; %s", e, "left out" if not any(p.stem == path.stem for _, p, _ in good) else
+                        f"using {next(p for _, p, _ in good if p.stem == path.stem)} instead")
+    return good
 
 
 def pick(task: str | None, scale: int | None, variant: str = "fidelity") -> str:

@@ -58,6 +58,25 @@ def test_bad_task_or_variant_on_a_card_is_refused(tmp_path):
             weights.read_card(tmp_path / "m.safetensors")
 
 
+def test_a_broken_file_never_hides_the_model_of_its_name(shelf, tmp_path, monkeypatch, caplog):
+    """A user's unreadable web-x2 in a folder looked in first: the next web-x2 stands in (with a
+    warning), and the default does not silently become the texture variant."""
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / "web-x2.safetensors").write_bytes(b"\x00" * 64)
+    monkeypatch.setattr(weights, "weights_dirs", lambda: [user, shelf])
+    monkeypatch.setattr(weights, "_WARNED", set())
+    assert weights.available()["web-x2"] == user / "web-x2.safetensors"  # first found, as listed
+    assert weights.pick(None, None) == "web-x2"
+    assert weights.resolve("web-x2") == shelf / "web-x2.safetensors"
+    assert any("web-x2.safetensors" in r.message and "instead" in r.message for r in caplog.records)
+    good, broken = weights.installed()
+    assert [p for p, _ in broken] == [user / "web-x2.safetensors"] and len(good) == 4
+    (shelf / "web-x2.safetensors").write_bytes(b"\x00" * 64)  # none reads: loading says why
+    with pytest.raises(ModelError, match="not a readable"):
+        weights.load(weights.resolve("web-x2"))
+
+
 @pytest.mark.slow
 def test_cli_picks_and_refuses_one_line(shelf, tmp_path):
     env = {"ENHANCER_WEIGHTS": str(shelf)}
