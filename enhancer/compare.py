@@ -160,9 +160,13 @@ def compare(inputs: list[str], output: str, *, mode: str = "side", labels: list[
     if len(labels) != len(inputs):
         raise ArgumentError(f"{len(labels)} labels for {len(inputs)} inputs")
     refuse_output_on_input(output, inputs)
-    infos: list[VideoInfo] = [probe(p) for p in inputs]
     out = Path(output)
     still = out.suffix.lower() in (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+    if not still and output != "-":
+        from enhancer.io.muxer import container_of
+
+        container_of(output, images=".png or .jpg for a still")  # before any work
+    infos: list[VideoInfo] = [probe(p) for p in inputs]
     segments = [Segment(s, duration) for s in (starts if starts is not None else [start] * len(inputs))]
     readers = [FrameReader(i, segment=seg, deinterlace="off") for i, seg in zip(infos, segments)]
     for r in readers:

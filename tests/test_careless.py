@@ -94,3 +94,12 @@ def test_evaluate_never_stretches_another_shape(tmp_path):
         assert r.returncode == 1 and "not the same shape" in r.stderr and "90x160" in r.stderr, r.stderr
     r = run_cli("evaluate", "-r", str(wide), str(double), "--metrics", "psnr_y", "-q", "--reference-scale", "lanczos")
     assert r.returncode == 0, r.stderr  # a scale apart: what the option is for
+
+
+def test_an_unknown_extension_is_refused_before_any_work(clip, tmp_path):
+    r = run_cli("degrade", str(clip), "-o", str(tmp_path / "d.xyz"), "-q")
+    _refused(r, "unknown output extension .xyz")
+    assert "--codec" not in r.stderr  # degrade has no --codec: the hint names only what it takes
+    r = run_cli("compare", str(clip), str(clip), "-o", str(tmp_path / "c.xyz"), "-q")
+    _refused(r, "unknown output extension .xyz", ".png")
+    assert not list(tmp_path.iterdir())

@@ -342,7 +342,7 @@ def degrade_video(src: str, dst: str, preset: str = "web", scale: int = 2, seed:
     final codec stage is the output's own encoding at the drawn quality where the output can be
     encoded so (H.264, HEVC, MPEG-2); an earlier codec pass, or a final MPEG-4 part 2 pass, runs
     as a round trip over runs of ``GOP`` frames. No codec: lossless H.264."""
-    from enhancer.io.muxer import EncodeOptions, Muxer
+    from enhancer.io.muxer import EncodeOptions, Muxer, container_of
     from enhancer.io.probe import probe
     from enhancer.io.reader import FrameReader
     from enhancer.io.segment import Segment
@@ -350,6 +350,8 @@ def degrade_video(src: str, dst: str, preset: str = "web", scale: int = 2, seed:
     from enhancer.progress import bar
 
     refuse_output_on_input(dst, [src])
+    if dst != "-":
+        container_of(dst, images="")  # before any work
     info = probe(src)
     d = sample(preset, scale, seed)
     deg = ClipDegrader(d, length_hint=info.frame_count or 100)

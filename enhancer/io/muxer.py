@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from enhancer.errors import ArgumentError, EnhancerError, FFmpegError, OutputError
+from enhancer.errors import ArgumentError, EnhancerError, FFmpegError, OutputError, UsageError
 from enhancer.io import ffmpeg as ff
 from enhancer.io.colour import Colour, is_rgb_format
 from enhancer.io.matroska import RawMatroskaWriter
@@ -656,12 +656,13 @@ def mpeg2_rate(fps: Fraction) -> tuple[Fraction, list[str]]:
     return fps, ["-strict", "unofficial"]
 
 
-def container_of(output: str | Path) -> str:
-    """The container ffmpeg writes for an output file, by its extension."""
+def container_of(output: str | Path, images: str = "or --codec png|tiff for images") -> str:
+    """The container ffmpeg writes for an output file, by its extension (a UsageError for one it
+    does not write; ``images`` ends the hint: how the caller writes pictures, if it can)."""
     ext = Path(output).suffix.lower()
     if ext not in CONTAINERS:
-        raise OutputError(f"unknown output extension {ext or '(none)'}", path=str(output),
-                          hint=f"use one of {', '.join(sorted(CONTAINERS))}, or --codec png|tiff for images")
+        raise UsageError(f"unknown output extension {ext or '(none)'}", path=str(output),
+                         hint=f"use one of {', '.join(sorted(CONTAINERS))}" + (f", {images}" if images else ""))
     return CONTAINERS[ext]
 
 
