@@ -320,7 +320,9 @@ def state_folder(jobs: list[Job], output: str) -> Path | None:
     """The folder whose records a batch keeps (None when writing to stdout)."""
     if output == "-":
         return None
-    if len(jobs) == 1 and Path(jobs[0].output) == Path(output) and not Path(output).is_dir():
+    one = len(jobs) == 1 and not Path(output).is_dir()
+    # one file named by -o (or, where -o named the input itself, its .enhanced sibling): its folder
+    if one and (Path(jobs[0].output) == Path(output) or Path(jobs[0].output).parent == Path(output).parent):
         return Path(output).parent
     return Path(output)
 

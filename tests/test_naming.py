@@ -31,6 +31,10 @@ def test_output_never_replaces_its_input_even_with_overwrite(tmp_path):
     row = _rows(r.stdout)[0]
     assert Path(row["output"]).name == "a.enhanced.mp4" and row["status"] == "done"
     assert src.read_bytes() == before
+    # recorded beside it (its records were once looked for inside "a.mp4/"): a rerun knows it
+    assert "could not be recorded" not in r.stderr + json.dumps(row)
+    r = run_cli("enhance", str(src), "-o", str(src), "--json", "-q", *LANCZOS)
+    assert _rows(r.stdout)[0]["status"] == "skipped", r.stdout + r.stderr
     # the same file under another name (a hard link) is the same input
     link = tmp_path / "link.mp4"
     os.link(src, link)
