@@ -12,7 +12,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 __all__ = ["enhance", "Enhancer", "Result", "FileResult", "EnhancerError", "EnhanceFailed", "InputError",
-           "OutputError", "UsageError", "ModelError", "__version__"]
+           "OutputError", "UsageError", "ArgumentError", "ModelError", "__version__"]
 
 _LAZY = {"enhance": "enhancer.api", "Enhancer": "enhancer.api", "Result": "enhancer.batch",
          "FileResult": "enhancer.batch"}
@@ -34,5 +34,5 @@ def __dir__():
     return sorted(set(globals()) | set(__all__))
 
 
-from enhancer.errors import (EnhanceFailed, EnhancerError, InputError, ModelError, OutputError,  # noqa: E402
-                             UsageError)
+from enhancer.errors import (ArgumentError, EnhanceFailed, EnhancerError, InputError, ModelError,  # noqa: E402
+                             OutputError, UsageError)

@@ -47,6 +47,8 @@ PathLike = str | os.PathLike
 def _paths(value: PathLike | Sequence[PathLike]) -> list[str]:
     if isinstance(value, (str, os.PathLike)):
         return [os.fspath(value)]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, (str, os.PathLike)) for v in value):
+        raise ArgumentError(f"input must be a path or a list of paths, not {value!r}"[:200])
     return [os.fspath(v) for v in value]
 
 
@@ -114,10 +116,13 @@ def enhance(input: PathLike | Sequence[PathLike], output: PathLike, *, model: st
         encode = EncodeOptions(codec=codec or "h264", crf=crf, preset=preset, pix_fmt=pix_fmt, audio=audio,
                                subtitles=subtitles, square_pixels=square_pixels, encoder_args=extra, size=size)
         mode = prog.mode_of(progress)
-    except (ValueError, UsageError) as e:  # a codec, audio mode or progress setting that does not exist
+    except UsageError:  # ArgumentError included: a codec, audio mode, crf or progress setting it does not take
+        raise
+    except ValueError as e:
         raise UsageError(str(e)) from None
     opts = EnhanceOptions(deinterlace=deinterlace, start=start, duration=duration, chunk=chunk,
                           progress=mode != "none", part_seconds=part_seconds, fps=rate, splice=splice)
+    opts.segment  # start and duration checked before any work (not once per file, as each fails)
     name = _chosen(model, task, scale)
     restorer = load_restorer(name, scale=scale, device=device, precision=precision, tile=tile, chunk=chunk)
     if splice:

@@ -308,7 +308,6 @@ def _enhance(inputs, output, recursive, model, task, scale, codec, crf, preset, 
              executor="local", ray_address=None, ray_split=600.0):
     from enhancer.batch import discover, plan_batch, plan_jobs, reject_missing, report, run_batch, state_folder
     from enhancer.infer.engine import EnhanceOptions
-    from enhancer.io.muxer import EncodeOptions
 
     tools = _configure_ffmpeg(ffmpeg_path, verbose)
     seg_start, seg_dur = _seconds(start), _seconds(duration)
@@ -331,9 +330,9 @@ def _enhance(inputs, output, recursive, model, task, scale, codec, crf, preset, 
     if report_path:
         _check_report_path(report_path, [src for src, _ in found])
     fps = _image_sequence_rate(fps_text, found)
-    encode = EncodeOptions(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, audio=audio,
-                           subtitles=not no_subtitles, square_pixels=square_pixels,
-                           encoder_args=_encoder_args(encoder_args), size=size)
+    encode = _encode_options(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, audio=audio,
+                             subtitles=not no_subtitles, square_pixels=square_pixels,
+                             encoder_args=_encoder_args(encoder_args), size=size)
     if preview is not None and preview <= 0:
         raise click.BadParameter("must be more than 0 seconds", param_hint="--preview")
     opts = EnhanceOptions(deinterlace=deinterlace, start=seg_start, duration=seg_dur, chunk=chunk,
@@ -432,6 +431,16 @@ def _size(text: str | None, width: int | None, height: int | None) -> tuple[int 
     return width, height
 
 
+def _encode_options(**kw):
+    """The output encoding asked for, or a one-line usage error (a --crf outside the codec's range)."""
+    from enhancer.io.muxer import EncodeOptions
+
+    try:
+        return EncodeOptions(**kw)
+    except EnhancerError as e:
+        _fail(str(e), 2)
+
+
 def _encoder_args(text: str | None) -> tuple[str, ...]:
     """--encoder-args as checked options (a usage error names what cannot be passed)."""
     if not text:
@@ -479,7 +488,6 @@ def _watch(folders, output, settle, interval, once, recursive, model, task, scal
     from enhancer.batch import report
     from enhancer.errors import shown
     from enhancer.infer.engine import EnhanceOptions
-    from enhancer.io.muxer import EncodeOptions
     from enhancer.watch import watch
 
     progress.set_mode("none" if quiet else progress_mode)
@@ -494,9 +502,9 @@ def _watch(folders, output, settle, interval, once, recursive, model, task, scal
     for folder in folders:
         if os.path.abspath(folder) == os.path.abspath(output):
             _fail(f"{shown(output)}: the output folder is the watched folder; give another", 2)
-    encode = EncodeOptions(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, audio=audio,
-                           subtitles=not no_subtitles, square_pixels=square_pixels,
-                           encoder_args=_encoder_args(encoder_args), size=_size(size_text, width, height))
+    encode = _encode_options(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, audio=audio,
+                             subtitles=not no_subtitles, square_pixels=square_pixels,
+                             encoder_args=_encoder_args(encoder_args), size=_size(size_text, width, height))
     opts = EnhanceOptions(deinterlace=deinterlace, chunk=chunk, progress=not quiet, part_seconds=part_seconds)
     restorer = _restorer(model, task, scale, tile, device, precision, chunk, quiet)
     if not quiet:

@@ -103,3 +103,17 @@ def test_an_unknown_extension_is_refused_before_any_work(clip, tmp_path):
     r = run_cli("compare", str(clip), str(clip), "-o", str(tmp_path / "c.xyz"), "-q")
     _refused(r, "unknown output extension .xyz", ".png")
     assert not list(tmp_path.iterdir())
+
+
+def test_the_python_api_refuses_wrong_types_before_any_work(clip, tmp_path):
+    import enhancer
+
+    out = tmp_path / "o.mp4"
+    for kw, words in ((dict(duration="abc"), "duration must be a number"), (dict(start=float("nan")), "start must"),
+                      (dict(crf=-5), "crf -5 is outside h264's 0..51"), (dict(crf=40, codec="mpeg2"), "1..31")):
+        with pytest.raises(enhancer.ArgumentError, match=words):
+            enhancer.enhance(clip, out, model="lanczos", **kw)
+    with pytest.raises(enhancer.ArgumentError, match="a path or a list of paths"):
+        enhancer.enhance(None, out, model="lanczos")
+    assert not list(tmp_path.iterdir())  # nothing made, nothing recorded as failed
+    _refused(run_cli("enhance", str(clip), "-o", str(out), "--crf", "70", "-m", "lanczos"), "crf 70")

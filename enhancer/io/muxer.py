@@ -103,6 +103,10 @@ class EncodeOptions:
             raise ArgumentError(f"codec must be one of {', '.join(CODECS)}")
         if self.audio not in ("copy", "aac", "none"):
             raise ArgumentError("audio must be copy, aac or none")
+        if self.crf is not None:  # checked here, not by the encoder once frames are flowing
+            low, high = (1, 31) if self.codec == "mpeg2" else (0, 51)  # mpeg2 takes it as -qscale:v
+            if isinstance(self.crf, bool) or not isinstance(self.crf, int) or not low <= self.crf <= high:
+                raise ArgumentError(f"crf {self.crf!r} is outside {self.codec}'s {low}..{high}")
 
 
 @dataclass

@@ -6,10 +6,11 @@ parts), the benchmark and compare all take a :class:`Segment`.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from fractions import Fraction
 
-from enhancer.errors import UsageError
+from enhancer.errors import ArgumentError, UsageError
 
 
 def _exact(seconds: float | None) -> Fraction:
@@ -26,6 +27,10 @@ class Segment:
     duration: float | None = None
 
     def __post_init__(self) -> None:
+        for name, value in (("start", self.start), ("duration", self.duration)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float, Fraction))
+                                      or not math.isfinite(value)):
+                raise ArgumentError(f"{name} must be a number of seconds, not {value!r}")
         if self.start is not None and self.start < 0:
             raise UsageError(f"a segment cannot start before the source ({self.start} s)")
         if self.duration is not None and self.duration <= 0:
