@@ -50,6 +50,9 @@ class BenchmarkResult:
     perceptual_net: str | None = None
     reference_files: dict[str, str] = field(default_factory=dict)
     degraded_files: dict[str, str] = field(default_factory=dict)
+    seed: int = 0  # clip k was degraded with seed + k
+    start: float | None = None
+    duration: float | None = None
 
     def mean(self, method: str, key: str) -> float | None:
         vals = [r.scores.mean(key) for r in self.results if r.method == method]
@@ -74,7 +77,8 @@ class BenchmarkResult:
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
-        return {"preset": self.preset, "scale": self.scale, "clips": self.clips, "methods": self.methods,
+        return {"preset": self.preset, "scale": self.scale, "seed": self.seed, "start": self.start,
+                "duration": self.duration, "clips": self.clips, "methods": self.methods,
                 "perceptual_net": self.perceptual_net,
                 "means": {m: {k: self.mean(m, k) for k in METRICS} | {"seconds_per_frame": self.spf(m)}
                           for m in self.methods},
@@ -134,7 +138,8 @@ def run_benchmark(clean: list[str], work_dir: str, *, preset: str = "web", scale
     if work.exists() and not work.is_dir():
         raise UsageError("is a file; give a folder for the benchmark's work and report", path=work_dir)
     methods = [m for m in dict.fromkeys(models or []) if m not in BASELINES] + list(BASELINES)
-    res = BenchmarkResult(preset=preset, scale=scale, clips=[str(c) for c in clean], methods=methods)
+    res = BenchmarkResult(preset=preset, scale=scale, clips=[str(c) for c in clean], methods=methods, seed=seed,
+                          start=start, duration=duration)
     restorers = {}
     for m in methods:
         if m in _FFMPEG_BASELINES:

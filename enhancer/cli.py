@@ -745,6 +745,10 @@ def evaluate_cmd(candidates, reference, as_json, as_csv, html_dir, degraded, met
 
     _configure_ffmpeg(None, verbose)
     chosen = tuple(m.strip() for m in metrics.split(",") if m.strip())
+    if not chosen:
+        raise click.BadParameter("name at least one metric", param_hint="--metrics")
+    if as_json and as_csv:
+        raise click.UsageError("--json and --csv: choose one")
     if reference_scale and candidate_scale:
         raise click.UsageError("--reference-scale and --candidate-scale: scale one side, not both")
     bad = [m for m in chosen if m not in METRICS + EXTRA]

@@ -117,3 +117,10 @@ def test_the_python_api_refuses_wrong_types_before_any_work(clip, tmp_path):
         enhancer.enhance(None, out, model="lanczos")
     assert not list(tmp_path.iterdir())  # nothing made, nothing recorded as failed
     _refused(run_cli("enhance", str(clip), "-o", str(out), "--crf", "70", "-m", "lanczos"), "crf 70")
+
+
+def test_evaluate_output_options_that_cannot_be_honoured(clip):
+    r = run_cli("evaluate", "-r", str(clip), str(clip), "--metrics", "", "-q")
+    assert r.returncode == 2 and "name at least one metric" in r.stderr
+    r = run_cli("evaluate", "-r", str(clip), str(clip), "--json", "--csv", "-q")
+    assert r.returncode == 2 and "choose one" in r.stderr

@@ -207,6 +207,7 @@ def test_benchmark_end_to_end(bench):
     assert "n/a" not in table  # perceptual columns on a fresh install: the shipped weights
     data = json.loads((bench / "benchmark.json").read_text())
     assert data["means"]["bicubic"]["psnr_y"] > 15 and "shipped" in data["perceptual_net"]
+    assert (data["seed"], data["start"], data["duration"]) == (1, None, None)  # enough to run it again
     page = (bench / "report" / "index.html").read_text()
     srcs = re.findall(r"src='([^']+)'", page)
     assert srcs and all((bench / "report" / s).is_file() for s in srcs)
