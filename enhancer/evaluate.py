@@ -294,6 +294,13 @@ def _check_pair(reference: str, candidate: str) -> None:
     if n_ref != n_can:
         raise EnhancerError(f"has {n_can} frames, the reference has {n_ref}", path=candidate,
                             hint="compare the same span of the same clip")
+    if not Path(reference).is_dir() and not Path(candidate).is_dir():
+        from enhancer.io.probe import probe
+
+        r, c = probe(reference).fps, probe(candidate).fps
+        if r and c and abs(float(r) - float(c)) > 0.01 * float(r):
+            raise EnhancerError(f"runs at {float(c):.3f} fps, the reference at {float(r):.3f}: frame k of one is not "
+                                "frame k of the other", path=candidate, hint="compare the same span of the same clip")
 
 
 def evaluate(reference: str, candidate: str, *, metrics: tuple[str, ...] = METRICS,

@@ -124,3 +124,11 @@ def test_evaluate_output_options_that_cannot_be_honoured(clip):
     assert r.returncode == 2 and "name at least one metric" in r.stderr
     r = run_cli("evaluate", "-r", str(clip), str(clip), "--json", "--csv", "-q")
     assert r.returncode == 2 and "choose one" in r.stderr
+
+
+def test_evaluate_refuses_another_frame_rate(tmp_path):
+    """20 frames at 50 fps against 20 at 25 fps: the same count, another timeline."""
+    ref = make_clip(tmp_path / "ref.mp4", seconds=0.8, audio=False)
+    fast = make_clip(tmp_path / "fast.mp4", seconds=0.4, rate="50", audio=False)
+    r = run_cli("evaluate", "-r", str(ref), str(fast), "--metrics", "psnr_y", "-q")
+    assert r.returncode == 1 and "50.000 fps, the reference at 25.000" in r.stderr, r.stderr
