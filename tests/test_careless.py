@@ -132,3 +132,11 @@ def test_evaluate_refuses_another_frame_rate(tmp_path):
     fast = make_clip(tmp_path / "fast.mp4", seconds=0.4, rate="50", audio=False)
     r = run_cli("evaluate", "-r", str(ref), str(fast), "--metrics", "psnr_y", "-q")
     assert r.returncode == 1 and "50.000 fps, the reference at 25.000" in r.stderr, r.stderr
+
+
+def test_a_start_past_the_end_says_so(clip, tmp_path):
+    for args in (("enhance", str(clip), "-o", str(tmp_path / "e.mp4"), "-m", "lanczos"),
+                 ("degrade", str(clip), "-o", str(tmp_path / "d.mkv"))):
+        r = run_cli(*args, "--start", "100", "-q")
+        assert r.returncode == 1 and "--start 100 s is past the end of the video (0.40 s long)" in r.stderr, r.stderr
+        assert "damaged" not in r.stderr

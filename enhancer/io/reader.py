@@ -170,6 +170,10 @@ class FrameReader:
                     raise InputError(f"cannot decode: {ff.summarize(err.stderr_tail)}", path=self.info.path)
                 self.stopped = ff.summarize(err.stderr_tail)
             if index == 0:
+                start, length = self.segment.start, self.info.duration
+                if start and length and start >= length:  # a careless --start, not a damaged file
+                    raise InputError(f"--start {start:g} s is past the end of the video ({length:.2f} s long)",
+                                     path=self.info.path, hint="give a start inside the video")
                 raise InputError("no frames could be decoded (empty or damaged video stream)", path=self.info.path)
             self._put(_DONE)
         except BaseException as e:  # handed to the consumer, raised there
