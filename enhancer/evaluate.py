@@ -291,6 +291,10 @@ def _check_aspect(ref_shape: tuple, cand_shape: tuple, candidate: str) -> None:
 
 def _check_pair(reference: str, candidate: str) -> None:
     n_ref, n_can = count(reference), count(candidate)
+    for path, n in ((reference, n_ref), (candidate, n_can)):
+        if n == 0:
+            raise InputError("has no frames" + (" (no images in the folder)" if Path(path).is_dir() else ""),
+                             path=path, hint="give a video, or a folder of numbered images")
     if n_ref != n_can:
         raise EnhancerError(f"has {n_can} frames, the reference has {n_ref}", path=candidate,
                             hint="compare the same span of the same clip")
