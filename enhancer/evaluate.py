@@ -289,7 +289,8 @@ def _check_aspect(ref_shape: tuple, cand_shape: tuple, candidate: str) -> None:
                             hint="compare the same picture (a rotated or cropped candidate is another picture)")
 
 
-def _check_pair(reference: str, candidate: str) -> None:
+def _check_pair(reference: str, candidate: str) -> int:
+    """The frame count both share, or InputError/EnhancerError saying how they differ."""
     n_ref, n_can = count(reference), count(candidate)
     for path, n in ((reference, n_ref), (candidate, n_can)):
         if n == 0:
@@ -305,6 +306,7 @@ def _check_pair(reference: str, candidate: str) -> None:
         if r and c and abs(float(r) - float(c)) > 0.01 * float(r):
             raise EnhancerError(f"runs at {float(c):.3f} fps, the reference at {float(r):.3f}: frame k of one is not "
                                 "frame k of the other", path=candidate, hint="compare the same span of the same clip")
+    return n_ref
 
 
 def evaluate(reference: str, candidate: str, *, metrics: tuple[str, ...] = METRICS,
@@ -321,7 +323,7 @@ def evaluate(reference: str, candidate: str, *, metrics: tuple[str, ...] = METRI
         raise EnhancerError("scale the reference or the candidate, not both")
     if "vmaf" in metrics:
         _vmaf_ffmpeg(candidate)  # before any work
-    _check_pair(reference, candidate)
+    total = _check_pair(reference, candidate)
     scores = Scores(candidate=candidate, frames=0)
     want = set(metrics)
     dist = None
@@ -354,7 +356,7 @@ def evaluate(reference: str, candidate: str, *, metrics: tuple[str, ...] = METRI
     emb_c: list[np.ndarray] = []
     from enhancer.progress import bar
 
-    with bar(total=None, desc=Path(candidate).name[:30], unit="frame", enabled=progress) as b:
+    with bar(total=total, desc=Path(candidate).name[:30], unit="frame", enabled=progress) as b:
         for i, (r, c) in enumerate(zip(frames(reference), frames(candidate))):
             if r.shape != c.shape:
                 if i == 0:
