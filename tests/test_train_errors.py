@@ -179,3 +179,14 @@ def test_a_cut_checkpoint_is_one_line_from_the_console_command(made, tmp_path):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {made / 'cut.pt'}: not a readable training checkpoint")
     assert not (tmp_path / "w.safetensors").exists()
+
+
+def test_every_shipped_config_reads():
+    """The recipes in configs/ pass the option and type checks (a typo there would surface only
+    when someone retrains)."""
+    root = Path(__file__).resolve().parents[1] / "configs"
+    found = sorted(root.glob("*.toml"))
+    assert len(found) >= 6
+    for path in found:
+        cfg = TrainConfig.from_toml(path)
+        assert cfg.run_dir and cfg.data, path
