@@ -58,6 +58,8 @@ def test_benchmark_refuses_before_any_work(clip, tmp_path):
     _refused(run_cli("benchmark", str(clip), "--models", "lanczos", "-o", str(tmp_path / "file.txt" / "w"), "-q"),
              "cannot be made")
     _refused(run_cli("benchmark", str(clip), "--models", "no-such-model", "-o", str(work), "-q"), "unknown model")
+    _refused(run_cli("benchmark", str(clip), "--models", "general-x4", "-o", str(work), "-q"),
+             "works at x4, not x2", "--scale 4")  # benchmark's default scale is 2: "omit --scale" was no help
     _refused(run_cli("benchmark", str(clip), "--models", "lanczos", "-o", str(work), "--seed", "-1", "-q"),
              "seed -1")
     _refused(run_cli("degrade", str(clip), "-o", str(tmp_path / "d.mkv"), "--seed", "-1", "-q"), "seed -1")

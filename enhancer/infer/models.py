@@ -1,7 +1,7 @@
 """Turn a ``--model`` value into a ready :class:`~enhancer.infer.restorer.Restorer`."""
 from __future__ import annotations
 
-from enhancer.errors import EnhancerError, UsageError
+from enhancer.errors import UsageError
 from enhancer.infer.restorer import CLASSICAL, ClassicalUpscaler, Restorer
 
 
@@ -24,8 +24,8 @@ def choose_model(model: str | None, task: str | None = None, scale: int | None =
         card = weights.read_card(weights.resolve(model))
         if weights.task_of(card) != task:
             fit = [n for n, _, c in weights.catalogue() if weights.task_of(c) == task]
-            raise EnhancerError(f"model {card.name} is for --task {weights.task_of(card)}, not {task}",
-                                hint=f"{task} models: {', '.join(fit) or 'none installed'}; or omit --task")
+            raise UsageError(f"model {card.name} is for --task {weights.task_of(card)}, not {task}",
+                             hint=f"{task} models: {', '.join(fit) or 'none installed'}; or omit --task")
     return model, None
 
 
@@ -65,10 +65,10 @@ def load_restorer(model: str, scale: int | None = None, *, device: str = "auto",
     generator, card = loaded.model, loaded.card
     if scale is not None and scale != generator.scale:
         fit = [n for n, _, c in weights.catalogue() if c.scale == scale]
-        raise EnhancerError(f"model {card.name} works at x{generator.scale}, not x{scale}",
-                            hint=(f"x{scale} models: {', '.join(fit)}" if fit else
-                                  f"no x{scale} model is installed; classical: {', '.join(CLASSICAL)}")
-                            + f"; or omit --scale to use {card.name} at x{generator.scale}")
+        raise UsageError(f"model {card.name} works at x{generator.scale}, not x{scale}",
+                         hint=(f"x{scale} models: {', '.join(fit)}" if fit else
+                               f"no x{scale} model is installed; classical: {', '.join(CLASSICAL)}")
+                         + f"; or --scale {generator.scale} for {card.name}")
     restorer = ModelRestorer(generator, name=card.name, device=device, precision=precision, tile=tile, chunk=chunk,
                              card=card.__dict__)
     # what the pixels depend on, beyond the restorer's own settings: see enhancer.pipeline.recipe

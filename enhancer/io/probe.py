@@ -198,7 +198,8 @@ def _check_readable(path: str) -> None:
     except OSError as e:
         raise InputError(f"cannot open: {e.strerror}", path=path) from None
     if stat.S_ISDIR(st.st_mode):
-        raise InputError("is a folder, not a video file", path=path, hint="pass files, or a folder without -o FILE")
+        raise InputError("is a folder, not a video file", path=path,
+                         hint="give a video file (enhance also takes folders, written into an output folder)")
     if st.st_size == 0:
         raise InputError("empty file (0 bytes)", path=path)
     if not os.access(path, os.R_OK):
