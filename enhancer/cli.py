@@ -795,6 +795,10 @@ def evaluate_cmd(candidates, reference, as_json, as_csv, html_dir, degraded, met
         net = next((r.perceptual_net for r in results if r.perceptual_net), None)
         if net:
             print(f"perceptual / tLP network: {net}")
+    temporal = [k for k in ("tof", "tlp") if k in chosen]
+    if temporal and any(r.frames < 2 for r in results):
+        print(f"warning: {' and '.join(temporal)} compare consecutive frames: a one-frame clip has none (n/a)",
+              file=sys.stderr)
 
 
 @main.command("benchmark")

@@ -142,3 +142,9 @@ def test_a_start_past_the_end_says_so(clip, tmp_path):
         r = run_cli(*args, "--start", "100", "-q")
         assert r.returncode == 1 and "--start 100 s is past the end of the video (0.40 s long)" in r.stderr, r.stderr
         assert "damaged" not in r.stderr
+
+
+def test_temporal_metrics_of_one_frame_say_why_they_are_missing(tmp_path):
+    one = make_clip(tmp_path / "one.mp4", seconds=0.04, audio=False)
+    r = run_cli("evaluate", "-r", str(one), str(one), "--metrics", "psnr_y,tof", "-q")
+    assert r.returncode == 0 and "n/a" in r.stdout and "one-frame clip" in r.stderr, r.stdout + r.stderr
