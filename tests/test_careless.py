@@ -148,3 +148,26 @@ def test_temporal_metrics_of_one_frame_say_why_they_are_missing(tmp_path):
     one = make_clip(tmp_path / "one.mp4", seconds=0.04, audio=False)
     r = run_cli("evaluate", "-r", str(one), str(one), "--metrics", "psnr_y,tof", "-q")
     assert r.returncode == 0 and "n/a" in r.stdout and "one-frame clip" in r.stderr, r.stdout + r.stderr
+
+
+def test_a_thumbnail_stored_first_never_displaces_the_film(tmp_path, ffmpeg_build):
+    """A 32x32 one-frame preview as stream 0, the 96x64 film as stream 1: the film is enhanced,
+    through ffprobe's JSON and through the banner alike (with each ffmpeg build)."""
+    import subprocess
+
+    from conftest import MAKER
+    from enhancer.io.probe import probe
+
+    env = {"ENHANCER_FFMPEG": ffmpeg_build.ffmpeg}
+    if ffmpeg_build.ffprobe:
+        env["ENHANCER_FFPROBE"] = ffmpeg_build.ffprobe
+    film = make_clip(tmp_path / "film.mp4", seconds=0.8)
+    src = tmp_path / "thumbfirst.mkv"
+    subprocess.run([MAKER, "-loglevel", "error", "-y", "-f", "lavfi", "-i", "color=blue:s=32x32:r=25:d=0.04",
+                    "-i", str(film), "-map", "0:v", "-map", "1:v", "-map", "1:a", "-c:v", "libx264", "-c:a", "copy",
+                    str(src)], check=True)
+    out = tmp_path / "o.mkv"
+    r = run_cli("enhance", str(src), "-o", str(out), "-m", "lanczos", "--json", "-q", env=env)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["frames"] == 20
+    assert (probe(str(out)).width, probe(str(out)).height) == (192, 128)

@@ -206,6 +206,13 @@ def _check_readable(path: str) -> None:
         raise InputError("permission denied", path=path, hint="check the file's permissions")
 
 
+def _main_video(videos: list, size):
+    """The video stream to enhance where a file holds several (cover art aside): the largest
+    picture, the first of equals, as ffmpeg itself picks one. A thumbnail or preview track
+    stored first never displaces the film."""
+    return max(videos, key=lambda v: size(v)[0] * size(v)[1])
+
+
 def _no_video(path: str, info_audio: list) -> InputError:
     if info_audio:
         return InputError("has no video stream (an audio-only file)", path=path)
@@ -252,7 +259,7 @@ def _parse_ffmpeg_banner(path: str, text: str) -> VideoInfo:
 
     # Split into per-stream blocks so side data and metadata stay with their stream.
     blocks = re.split(r"^(?=\s*Stream #0:)", text, flags=re.M)
-    video: dict | None = None
+    videos: list[dict] = []
     audio: list[AudioStream] = []
     subs: list[SubtitleStream] = []
     attachments: list[Attachment] = []
@@ -275,7 +282,7 @@ def _parse_ffmpeg_banner(path: str, text: str) -> VideoInfo:
             mm = re.search(r"^\s+mimetype\s*:\s*(.*)$", block, re.M)
             attachments.append(Attachment(idx, fm.group(1).strip() if fm else None,
                                           mm.group(1).strip() if mm else None))
-        elif kind == "Video" and video is None:
+        elif kind == "Video":
             if "(attached pic)" in rest:
                 continue
             v: dict = {"index": idx, "codec": codec}
@@ -326,7 +333,8 @@ def _parse_ffmpeg_banner(path: str, text: str) -> VideoInfo:
             dm = re.search(r"^\s+DURATION(?:-\w+)?\s*:\s*(\d+):(\d+):(\d+(?:\.\d+)?)", block, re.M)
             if dm:
                 v["duration"] = int(dm.group(1)) * 3600 + int(dm.group(2)) * 60 + float(dm.group(3))
-            video = v
+            videos.append(v)
+    video = _main_video(videos, lambda v: (v.get("width", 0), v.get("height", 0))) if videos else None
     if video is None or "width" not in video:
         raise _no_video(path, audio)
     fps = _plausible_rate(_rate(video.get("fps")), _rate(video.get("tbr")))
@@ -396,7 +404,7 @@ def from_ffprobe_json(path: str, data: dict) -> VideoInfo:
     vids = [s for s in streams if s.get("codec_type") == "video" and not (s.get("disposition") or {}).get("attached_pic")]
     if not vids:
         raise _no_video(path, audio)
-    v = vids[0]
+    v = _main_video(vids, lambda s: (s.get("width") or 0, s.get("height") or 0))
     rotation = 0
     for sd in v.get("side_data_list", []) or []:
         if "rotation" in sd:
