@@ -200,9 +200,11 @@ def test_unpadded_image_names_are_read_in_frame_order(tmp_path):
     res = enhance(seq, tmp_path / "out.mkv", scale=1, codec="ffv1")
     got = decode_frames(tmp_path / "out.mkv")
     assert res.frames == len(got) == 12 and all(np.array_equal(a, b) for a, b in zip(got, want))
-    (seq / "5.png").unlink()  # a gap: no one pattern reads the rest in order
-    with pytest.raises(InputError, match="do not sort in frame order"):
+    (seq / "5.png").unlink()  # a gap: ffmpeg's numbered reader would stop there
+    with pytest.raises(InputError, match="frame 5 is missing"):
         enhance(seq, tmp_path / "gap.mkv", scale=1, codec="ffv1")
+    with pytest.raises(InputError, match="frame 5 is missing"):  # a pattern the same (it read 5 frames of 11)
+        enhance(Path(str(seq / "%d.png")), tmp_path / "gap2.mkv", scale=1, codec="ffv1")
 
 
 def test_segment_start_and_duration(tmp_path):

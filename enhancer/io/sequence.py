@@ -76,6 +76,7 @@ def sequence_input(path: str, fps: str = "25") -> tuple[str, list[str]]:
             if name.startswith(head) and name.endswith(tail) and name[len(head):len(name) - len(tail)].isdigit():
                 numbers.append(int(name[len(head):len(name) - len(tail)]))
         start = min(numbers) if numbers else 0
+        _refuse_gaps(sorted(numbers), path)
         return pattern, ["-f", "image2", "-framerate", fps, "-start_number", str(start)]
     folder = Path(path).resolve()
     files = folder_images(folder)
@@ -89,6 +90,18 @@ def sequence_input(path: str, fps: str = "25") -> tuple[str, list[str]]:
     return glob.escape(str(folder)) + "/*" + ext, ["-f", "image2", "-pattern_type", "glob", "-framerate", fps]
 
 
+def _refuse_gaps(numbers: list[int], path: str) -> None:
+    """InputError where sorted frame numbers skip one: ffmpeg's numbered-image reader stops at
+    the first gap, so every frame after it would be lost without a word."""
+    from enhancer.errors import InputError
+
+    for a, b in zip(numbers, numbers[1:]):
+        if b != a + 1:
+            raise InputError(f"frame {a + 1} is missing (the numbers jump from {a} to {b}); the frames after the gap "
+                             "would be lost", path=path, hint="renumber the images without gaps, or put the missing "
+                                                              "ones back")
+
+
 def _unpadded_pattern(folder: Path, names: list[str], fps: str) -> tuple[str, list[str]]:
     """The image2 pattern (``frame_%d.png`` from -start_number N) that reads ``names`` (in frame
     order) as ffmpeg should, or InputError where no one pattern does."""
@@ -97,11 +110,11 @@ def _unpadded_pattern(folder: Path, names: list[str], fps: str) -> tuple[str, li
     parts = [re.fullmatch(r"(.*?)(\d+)(\D*)", n) for n in names]
     heads = {(m.group(1), m.group(3)) for m in parts if m}
     numbers = [int(m.group(2)) for m in parts if m]
-    if None in parts or len(heads) != 1 or numbers != list(range(numbers[0], numbers[0] + len(numbers))):
-        raise InputError("the images' names do not sort in frame order (numbers not zero-padded, with gaps or "
-                         "different prefixes)", path=str(folder),
-                         hint="name the frames with zero-padded numbers (frame_0001.png), or give a pattern "
-                              "such as frames/f_%d.png")
+    if None in parts or len(heads) != 1:
+        raise InputError("the images' names do not sort in frame order (numbers not zero-padded, with different "
+                         "prefixes)", path=str(folder),
+                         hint="name the frames with zero-padded numbers (frame_0001.png)")
+    _refuse_gaps(numbers, str(folder))
     head, tail = heads.pop()
     pattern = str(folder / (head.replace("%", "%%") + "%d" + tail.replace("%", "%%")))
     return pattern, ["-f", "image2", "-framerate", fps, "-start_number", str(numbers[0])]
