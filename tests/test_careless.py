@@ -171,3 +171,25 @@ def test_a_thumbnail_stored_first_never_displaces_the_film(tmp_path, ffmpeg_buil
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["frames"] == 20
     assert (probe(str(out)).width, probe(str(out)).height) == (192, 128)
+
+
+@pytest.mark.parametrize("codec", ["flac", "libopus"])
+def test_flac_and_opus_go_into_mp4_with_every_build(tmp_path, ffmpeg_build, codec):
+    """ffmpeg 5.1 writes them into MP4 only as an experimental feature: the join asks for it
+    (the whole encode was lost at the join before, with an error naming a temporary file)."""
+    import subprocess
+
+    from conftest import MAKER
+
+    env = {"ENHANCER_FFMPEG": ffmpeg_build.ffmpeg}
+    if ffmpeg_build.ffprobe:
+        env["ENHANCER_FFPROBE"] = ffmpeg_build.ffprobe
+    src = tmp_path / "in.mkv"
+    subprocess.run([MAKER, "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc2=s=96x64:r=25:d=0.6", "-f",
+                    "lavfi", "-i", "sine=d=0.6:sample_rate=48000", "-c:v", "libx264", "-c:a", codec, str(src)],
+                   check=True)
+    out = tmp_path / "o.mp4"
+    r = run_cli("enhance", str(src), "-o", str(out), "-m", "lanczos", "-q", env=env)
+    assert r.returncode == 0, r.stderr
+    streams = subprocess.run([MAKER, "-hide_banner", "-i", str(out)], capture_output=True, text=True).stderr
+    assert f"Audio: {codec.replace('lib', '')}" in streams, streams

@@ -404,6 +404,9 @@ def _audio_args(info: VideoInfo, opts: EncodeOptions, container: str, warnings: 
             warnings.append(f"audio stream {a.index} ({a.codec}) cannot be copied into {container}; "
                             "re-encoded to AAC 256k (use .mkv to copy it as it is)")
         args += _title_args("a", out_i, a.title)
+    if container == "mp4" and opts.audio != "aac" and any(a.codec in ("flac", "opus") for a in info.audio):
+        # ffmpeg before 6 writes FLAC and Opus into MP4 only as an "experimental feature"
+        args += ["-strict", "experimental"]
     return args
 
 
