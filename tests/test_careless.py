@@ -193,3 +193,24 @@ def test_flac_and_opus_go_into_mp4_with_every_build(tmp_path, ffmpeg_build, code
     assert r.returncode == 0, r.stderr
     streams = subprocess.run([MAKER, "-hide_banner", "-i", str(out)], capture_output=True, text=True).stderr
     assert f"Audio: {codec.replace('lib', '')}" in streams, streams
+
+
+def test_a_stream_copy_cut_is_not_reported_incomplete(tmp_path, ffmpeg_build):
+    """`ffmpeg -ss 0.3 -i in.mp4 -c copy cut.mp4` keeps the frames before 0.3 s behind an edit
+    list: 20 listed, 12 shown over 0.5 s. Nothing is missing; --strict must not fail it."""
+    import subprocess
+
+    from conftest import MAKER
+
+    env = {"ENHANCER_FFMPEG": ffmpeg_build.ffmpeg}
+    if ffmpeg_build.ffprobe:
+        env["ENHANCER_FFPROBE"] = ffmpeg_build.ffprobe
+    full = make_clip(tmp_path / "full.mp4", seconds=0.8)
+    cut = tmp_path / "cut.mp4"
+    subprocess.run([MAKER, "-loglevel", "error", "-y", "-ss", "0.3", "-i", str(full), "-c", "copy", str(cut)],
+                   check=True)
+    r = run_cli("enhance", str(cut), "-o", str(tmp_path / "o.mp4"), "-m", "lanczos", "--strict", "--json", "-q",
+                env=env)
+    assert r.returncode == 0, r.stderr
+    row = json.loads(r.stdout)
+    assert row["incomplete"] is False and row["warnings"] == [] and row["frames"] >= 12, row

@@ -223,7 +223,9 @@ def shortfall(info: VideoInfo, opts: EnhanceOptions, reader: FrameReader, frames
         if len(last_times) == 2 and last_times[1] > last_times[0]:
             frame_len = max(frame_len, float(last_times[1] - last_times[0]))
         short = wanted_end - (float(last_times[-1]) + frame_len)
-    ends_early = fps > 0 and short > 0.5 / fps
+    # a whole frame short at least: a stream-copy cut's edit list may end its last frame early by
+    # a fraction of one (a cut at 0.3 s of a 25 fps file: 12 frames over its 0.5 s), which is no damage
+    ends_early = fps > 0 and short > 0.99 / fps
     whole = not opts.start and not opts.duration
     if info.frame_count_exact and info.frame_count and whole and frames < info.frame_count \
             and (damage or ends_early):
