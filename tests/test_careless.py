@@ -214,3 +214,24 @@ def test_a_stream_copy_cut_is_not_reported_incomplete(tmp_path, ffmpeg_build):
     assert r.returncode == 0, r.stderr
     row = json.loads(r.stdout)
     assert row["incomplete"] is False and row["warnings"] == [] and row["frames"] >= 12, row
+
+
+def test_transport_streams_joined_end_to_end_play_on(tmp_path):
+    """`cat a.ts b.ts` where b's clock starts before a's: it was an internal error; every frame
+    comes through, in order, the second file's following on, with a warning."""
+    import subprocess
+
+    from conftest import MAKER
+
+    parts = []
+    for name, offset in (("a", 5), ("b", 1)):
+        part = tmp_path / f"{name}.ts"
+        subprocess.run([MAKER, "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc2=s=96x64:r=25:d=0.6",
+                        "-c:v", "libx264", "-output_ts_offset", str(offset), str(part)], check=True)
+        parts.append(part.read_bytes())
+    src = tmp_path / "joined.ts"
+    src.write_bytes(b"".join(parts))
+    r = run_cli("enhance", str(src), "-o", str(tmp_path / "o.mkv"), "-m", "lanczos", "--json", "-q")
+    assert r.returncode == 0, r.stderr
+    row = json.loads(r.stdout)
+    assert row["frames"] == 30 and any("before the previous frame's" in w for w in row["warnings"]), row

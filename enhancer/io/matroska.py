@@ -60,15 +60,22 @@ class RawMatroskaWriter:
                     + default + video)
         stream.write(header + b"\x18\x53\x80\x67" + _UNKNOWN_SIZE + info + _el(b"\x16\x54\xae\x6b", track))
         self._last_ns: int | None = None
+        self._step_ns = round(frame_duration * 1_000_000_000) if frame_duration else 1
+        self.went_back = 0  # frames whose timestamps went backwards (joined or damaged streams)
 
     def write(self, image, pts: int, time_base: Fraction) -> None:
         """Append one frame at ``pts * time_base`` seconds (timestamps must increase)."""
         ns = round(pts * time_base * 1_000_000_000)
-        if ns < 0:
-            raise InternalError(f"a frame at {float(pts * time_base):.6f} s: negative timestamps are shifted before "
-                                "they reach the writer")
+        if self._last_ns is None and ns < 0:
+            raise InternalError(f"a first frame at {float(pts * time_base):.6f} s: negative timestamps are shifted "
+                                "before they reach the writer")
         if self._last_ns is not None and ns <= self._last_ns:
-            ns = self._last_ns + 1  # keep order strictly increasing; ffmpeg would drop a duplicate
+            # keep order strictly increasing (ffmpeg would drop the frame): a repeated timestamp
+            # moves by a nanosecond; one that went backwards (files joined end to end, a clock
+            # that restarted) follows on one frame later, so the picture plays on
+            if ns < self._last_ns:
+                self.went_back += 1
+            ns = self._last_ns + (self._step_ns if ns < self._last_ns else 1)
         self._last_ns = ns
         data = memoryview(image).cast("B")
         if len(data) != self.frame_bytes:

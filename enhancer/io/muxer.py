@@ -726,7 +726,12 @@ class Encoder(_Output):
 
     @property
     def warnings(self) -> list[str]:
-        return self.plan.warnings if self.plan else []
+        found = list(self.plan.warnings) if self.plan else []
+        went_back = getattr(getattr(self, "writer", None), "went_back", 0)
+        if went_back:
+            found.append(f"{went_back} frame(s) came with a timestamp before the previous frame's (files joined end "
+                         "to end, or a clock that restarted): they follow on at the frame rate")
+        return found
 
     def _start(self, image: np.ndarray, pts: int, time_base: Fraction) -> None:
         h, w = image.shape[:2]
