@@ -65,6 +65,9 @@ class RawMatroskaWriter:
 
     def write(self, image, pts: int, time_base: Fraction) -> None:
         """Append one frame at ``pts * time_base`` seconds (timestamps must increase)."""
+        data = memoryview(image).cast("B")
+        if len(data) != self.frame_bytes:  # checked before the frame's time counts as written
+            raise InternalError(f"a frame of {len(data)} bytes for a stream of {self.frame_bytes}-byte frames")
         ns = round(pts * time_base * 1_000_000_000)
         if self._last_ns is None and ns < 0:
             raise InternalError(f"a first frame at {float(pts * time_base):.6f} s: negative timestamps are shifted "
@@ -77,9 +80,6 @@ class RawMatroskaWriter:
                 self.went_back += 1
             ns = self._last_ns + (self._step_ns if ns < self._last_ns else 1)
         self._last_ns = ns
-        data = memoryview(image).cast("B")
-        if len(data) != self.frame_bytes:
-            raise InternalError(f"a frame of {len(data)} bytes for a stream of {self.frame_bytes}-byte frames")
         block_head = b"\x81" + struct.pack(">h", 0) + b"\x80"  # track 1, relative time 0, keyframe
         block = b"\xa3" + _vint(len(block_head) + len(data))
         cluster_body_len = len(_uint(b"\xe7", ns)) + len(block) + len(block_head) + len(data)
