@@ -30,6 +30,7 @@ from safetensors.torch import save_file
 
 from enhancer.errors import ConfigError, ModelError
 from enhancer.models.fusion import FusionConfig, FusionGenerator
+from enhancer.models.st3d import ST3DConfig, ST3DGenerator
 from enhancer.models.generator import Generator, GeneratorConfig
 
 FORMAT = "enhancer-weights"
@@ -38,7 +39,16 @@ TASKS = {"web": "upscale web and broadcast video", "archive": "restore film and 
 DEFAULT_SCALE = {"web": 2, "archive": 1}
 VERSION = 1
 # name -> (nn.Module class built from a config, its config dataclass)
-ARCHITECTURES = {"stgan-generator": (Generator, GeneratorConfig), "aligned-fusion": (FusionGenerator, FusionConfig)}
+ARCHITECTURES = {"stgan-generator": (Generator, GeneratorConfig), "aligned-fusion": (FusionGenerator, FusionConfig),
+                 "aligned-st3d": (ST3DGenerator, ST3DConfig)}
+
+
+def arch_of(model) -> str:
+    """The card name of a generator's architecture."""
+    for name, (cls, _) in ARCHITECTURES.items():
+        if type(model) is cls:
+            return name
+    raise TypeError(f"not a generator enhancer saves: {type(model).__name__}")
 _FLOAT_DTYPES = {"F32", "F16", "BF16", "F64"}
 _MAX_TEXT = 100_000  # characters in any one card string
 log = logging.getLogger(__name__)
@@ -228,9 +238,10 @@ def build_config(cfg_cls, raw: dict, arch: str):
 
 
 # ---- files -----------------------------------------------------------------------------------
-def save(model: torch.nn.Module, path: str | os.PathLike, card: ModelCard) -> None:
-    """Write ``model``'s weights (fp32, contiguous) and ``card`` to a .safetensors file."""
-    tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
+def save(model: torch.nn.Module, path: str | os.PathLike, card: ModelCard, dtype: torch.dtype = torch.float32) -> None:
+    """Write ``model``'s weights (fp32 by default; fp16 halves a checkpoint that is committed) and
+    ``card`` to a .safetensors file."""
+    tensors = {k: v.detach().to("cpu", dtype).contiguous() for k, v in model.state_dict().items()}
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(path).with_name(f".{Path(path).name}.partial")
     save_file(tensors, str(tmp), metadata={"enhancer": card.to_json()})

@@ -1,4 +1,5 @@
-"""Building blocks shared by the generator. Every block works on clips (N, C, T, H, W)."""
+"""Building blocks shared by the generators: residual blocks on frames (N, C, H, W) and on
+clips (N, C, T, H, W), and the base every generator over flow-aligned stacks shares."""
 from __future__ import annotations
 
 import torch
@@ -10,17 +11,32 @@ def conv_frame(cin: int, cout: int) -> nn.Conv3d:
     return nn.Conv3d(cin, cout, kernel_size=(1, 3, 3), padding=(0, 1, 1))
 
 
-class FrameBlock(nn.Module):
-    """Residual block of two per-frame 3x3 convolutions. (N, C, T, H, W) -> same shape."""
+class _Residual(nn.Module):
+    """x + conv2(act(conv1(x))): the one residual block, with its convolution chosen by the
+    subclass."""
 
-    def __init__(self, channels: int, slope: float = 0.1):
+    def __init__(self, conv, channels: int, slope: float = 0.1):
         super().__init__()
-        self.conv1 = conv_frame(channels, channels)
+        self.conv1 = conv(channels, channels)
         self.act = nn.LeakyReLU(slope, inplace=True)
-        self.conv2 = conv_frame(channels, channels)
+        self.conv2 = conv(channels, channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.conv2(self.act(self.conv1(x)))
+
+
+class FrameBlock(_Residual):
+    """Residual block of two per-frame 3x3 convolutions. (N, C, T, H, W) -> same shape."""
+
+    def __init__(self, channels: int, slope: float = 0.1):
+        super().__init__(conv_frame, channels, slope)
+
+
+class ResBlock2d(_Residual):
+    """Residual block of two 3x3 convolutions. (N, C, H, W) -> same shape."""
+
+    def __init__(self, channels: int, slope: float = 0.1):
+        super().__init__(lambda i, o: nn.Conv2d(i, o, 3, padding=1), channels, slope)
 
 
 class TemporalBlock(nn.Module):
@@ -37,3 +53,14 @@ class TemporalBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x[:, :, 1:-1] + self.conv2(self.act(self.conv_t(x)))
+
+
+def channels_last(model: nn.Module) -> nn.Module:
+    """Each convolution's weights in the channels-last layout of its rank (NHWC for 2D, NDHWC for
+    3D): a model that mixes both cannot be converted by one ``.to(memory_format=...)``."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            m.to(memory_format=torch.channels_last)
+        elif isinstance(m, nn.Conv3d):
+            m.to(memory_format=torch.channels_last_3d)
+    return model

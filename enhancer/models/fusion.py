@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from enhancer.errors import ConfigError
+from enhancer.models.blocks import ResBlock2d
 
 
 @dataclass
@@ -56,19 +57,6 @@ FUSION_CONFIGS = {
 }
 
 
-class ResBlock(nn.Module):
-    """Two 3x3 convolutions with a residual. (N, C, H, W) -> same shape."""
-
-    def __init__(self, channels: int, slope: float = 0.1):
-        super().__init__()
-        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
-        self.act = nn.LeakyReLU(slope, inplace=True)
-        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv2(self.act(self.conv1(x)))
-
-
 class FusionGenerator(nn.Module):
     """(N, (2r + 1) * 3, H, W) aligned stacks -> (N, 3, scale * H, scale * W)."""
 
@@ -79,9 +67,9 @@ class FusionGenerator(nn.Module):
         frames = 2 * config.radius + 1
         self.head = nn.Conv2d(3 * frames, c, 3, padding=1)
         self.down = nn.Conv2d(c, c2, 4, stride=2, padding=1)  # (N, C2, H/2, W/2)
-        self.low = nn.Sequential(*[ResBlock(c2) for _ in range(config.low_blocks)])
+        self.low = nn.Sequential(*[ResBlock2d(c2) for _ in range(config.low_blocks)])
         self.up = nn.Conv2d(c2, 4 * c, 3, padding=1)  # pixel-shuffled back to (N, C, H, W)
-        self.high = nn.Sequential(*[ResBlock(c) for _ in range(config.high_blocks)])
+        self.high = nn.Sequential(*[ResBlock2d(c) for _ in range(config.high_blocks)])
         self.tail = nn.Conv2d(c, 3 * config.scale ** 2, 3, padding=1)
         self.act = nn.LeakyReLU(0.1, inplace=True)
         nn.init.zeros_(self.tail.weight)  # start as the plain bicubic upscale

@@ -17,7 +17,7 @@ else:  # pragma: no cover
 class TrainConfig:
     data: str | list = "runs/data/web-x2.npz"  # a set made by `enhancer prepare`, or a list of such sets
     run_dir: str = "runs/general-x2"
-    model: str = "small"  # small | base (spatio-temporal) | fusion-s | fusion-m (aligned fusion)
+    model: str = "small"  # small | base (unaligned 3D) | fusion-s | fusion-m (aligned fusion) | st3d-s | st3d-m | st3d-l
     model_overrides: dict = field(default_factory=dict)  # e.g. {channels = 48}
     scale: int = 2
     stage: int = 1  # 1: pixel loss only (fidelity); 2: + perceptual + adversarial

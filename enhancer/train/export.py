@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from enhancer import weights
@@ -43,6 +44,20 @@ def export(checkpoint: str | Path, out: str | Path, *, name: str | None = None, 
     _check_out(out)
     state = ckpt.load(checkpoint)
     arch, model = _ema_model(state, checkpoint)
+    return _write(state, arch, model, out, name=name, damage=damage, metrics=metrics, notes=notes, task=task)
+
+
+def export_state(state: dict, out: str | Path, *, half: bool = False) -> Path:
+    """Write a training run's live state (as a checkpoint holds it) to ``out``: the trainer's
+    best-so-far weights, fp16 with ``half`` (small enough to commit; ``init_from`` continues from
+    it on another machine)."""
+    arch, model = _ema_model(state, out)
+    return _write(state, arch, model, Path(out), dtype=torch.float16 if half else torch.float32)
+
+
+def _write(state: dict, arch: str, model: nn.Module, out: Path, *, name: str | None = None, damage: str = "",
+           metrics: dict | None = None, notes: str = "", task: str | None = None,
+           dtype: torch.dtype = torch.float32) -> Path:
     cfg, scale = state["config"], model.config.scale
     recipe = {k: cfg.get(k) for k in ("model", "stage", "steps", "batch", "frames_out", "crop", "lr_g", "lr_d",
                                       "w_pixel", "w_temporal", "w_perceptual", "w_adv", "adv_loss",
@@ -57,7 +72,7 @@ def export(checkpoint: str | Path, out: str | Path, *, name: str | None = None, 
                              task=task or ("archive" if scale == 1 else "web"),
                              variant="texture" if cfg.get("stage") == 2 else "fidelity")
     try:
-        weights.save(model, out, card)
+        weights.save(model, out, card, dtype)
     except OSError as e:
         raise OutputError(f"cannot write the weights ({e.strerror or e})", path=str(out)) from None
     return out

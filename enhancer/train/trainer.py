@@ -46,11 +46,14 @@ from enhancer import losses
 from enhancer.data.dataset import ClipDataset
 from enhancer.errors import EnhancerError
 from enhancer.infer.device import select_device
-from enhancer.models import (CONFIGS, FUSION_CONFIGS, Discriminator, DiscriminatorConfig, FrameDiscriminator,
-                             FusionConfig, FusionGenerator, Generator, GeneratorConfig)
+from enhancer.models import (ALIGNED, CONFIGS, FUSION_CONFIGS, ST3D_CONFIGS, Discriminator, DiscriminatorConfig,
+                             FrameDiscriminator, FusionConfig, FusionGenerator, Generator, GeneratorConfig, ST3DConfig,
+                             ST3DGenerator)
+from enhancer.models.blocks import channels_last
 from enhancer.progress import bar
 from enhancer.train import checkpoint as ckpt
 from enhancer.train.config import TrainConfig
+from enhancer.weights import arch_of
 
 log = logging.getLogger(__name__)
 
@@ -60,15 +63,21 @@ class TrainingError(EnhancerError):
 
 
 def build_generator(cfg: TrainConfig) -> nn.Module:
-    """The generator a config names: ``small``/``base`` (spatio-temporal) or ``fusion-*``
-    (aligned fusion), with ``model_overrides`` applied."""
+    """The generator a config names: ``small``/``base`` (spatio-temporal, unaligned), ``fusion-*``
+    (aligned fusion) or ``st3d-*`` (3D convolutions over aligned stacks), with ``model_overrides``
+    applied."""
+    if cfg.model in ST3D_CONFIGS:
+        base = ST3D_CONFIGS[cfg.model].to_dict()
+        base.update(cfg.model_overrides)
+        base["scale"] = cfg.scale
+        return ST3DGenerator(ST3DConfig(**base))
     if cfg.model in FUSION_CONFIGS:
         base = FUSION_CONFIGS[cfg.model].to_dict()
         base.update(cfg.model_overrides)
         base["scale"] = cfg.scale
         return FusionGenerator(FusionConfig(**base))
     if cfg.model not in CONFIGS:
-        raise TrainingError(f"unknown model {cfg.model!r}; one of {', '.join([*CONFIGS, *FUSION_CONFIGS])}")
+        raise TrainingError(f"unknown model {cfg.model!r}; one of {', '.join([*CONFIGS, *FUSION_CONFIGS, *ST3D_CONFIGS])}")
     base = CONFIGS[cfg.model].to_dict()
     base.update(cfg.model_overrides)
     base["scale"] = cfg.scale
@@ -106,7 +115,7 @@ class _Models:
 
     @property
     def fusion(self) -> bool:
-        return isinstance(self.g, FusionGenerator)
+        return isinstance(self.g, ALIGNED)
 
     def state(self) -> dict:
         out = {"generator": self.g.state_dict(), "ema": self.ema.state_dict(), "opt_g": self.opt_g.state_dict()}
@@ -130,8 +139,8 @@ class _Models:
 
 def _build(cfg: TrainConfig, device: torch.device) -> _Models:
     g = build_generator(cfg).to(device)
-    if isinstance(g, FusionGenerator):  # NHWC: measured 1.9x faster for a training step on this CPU
-        g = g.to(memory_format=torch.channels_last)
+    if isinstance(g, ALIGNED):  # NHWC: measured 1.9x faster for a training step on this CPU
+        g = channels_last(g)
     if cfg.init_from:
         fresh = load_initial(g, cfg.init_from)
         if fresh:
@@ -387,7 +396,7 @@ def validate(model: nn.Module, data: ClipDataset, indices: np.ndarray, cfg: Trai
     from enhancer.models.align import align_stacks
 
     model.eval()
-    fusion = isinstance(model, FusionGenerator)
+    fusion = isinstance(model, ALIGNED)
     r = model.temporal_radius
     frames_in = min(data.frames, cfg.frames_out + 2 * r)
     b = cfg.scale * 2
@@ -651,9 +660,25 @@ class _Trainer:
             self.last.update(validate(self.m.ema, self.data, self.val_idx, cfg, self.device,
                                       self.run_dir / "val" / f"step{step:06d}.png"))
             self.last["step"] = step
+            self._keep_best()
         if self.last.get("step") == step:
             with open(self.run_dir / "log.jsonl", "a") as f:
                 f.write(json.dumps(self.last) + "\n")
+
+    def _keep_best(self) -> None:
+        """Write the EMA generator as ``best.safetensors`` (fp16) when validation PSNR-Y is the
+        best this run has seen: the small file a milestone commits so another machine continues."""
+        best_json = self.run_dir / "best.json"
+        best = json.loads(best_json.read_text()).get("val_psnr_y", -1.0) if best_json.exists() else -1.0
+        if self.last["val_psnr_y"] <= best:
+            return
+        from enhancer.train.export import export_state
+
+        state = {"ema": self.m.ema.state_dict(), "config": self.cfg.to_dict(), "step": self.step,
+                 "model_config": asdict(self.m.g.config), "arch": arch_of(self.m.g),
+                 "metrics": {k: v for k, v in self.last.items() if k.startswith("val_")}}
+        export_state(state, self.run_dir / "best.safetensors", half=True)
+        best_json.write_text(json.dumps({"step": self.step, **state["metrics"]}))
 
     def _checkpoint(self) -> bool:
         """Save when due (every ``ckpt_every`` steps, at least every ``ckpt_minutes``, at the last
@@ -683,7 +708,7 @@ class _Trainer:
             ckpt.save(self.run_dir / "last.pt",
                       {**self.m.state(), "step": self.step, "torch_rng": torch.get_rng_state(),
                        "config": self.cfg.to_dict(), "model_config": asdict(self.m.g.config),
-                       "arch": "aligned-fusion" if self.m.fusion else "stgan-generator", "metrics": self.last})
+                       "arch": arch_of(self.m.g), "metrics": self.last})
 
 
 def train(cfg: TrainConfig, *, resume: bool = False, max_minutes: float | None = None,
