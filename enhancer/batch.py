@@ -5,6 +5,7 @@ reason, and the batch goes on.
 """
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -14,13 +15,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from enhancer.errors import EnhancerError, InputError, InternalError, LockedError, OutputError, escape, shown
+from enhancer.errors import (EnhancerError, FFmpegError, InputError, InternalError, LockedError, OutputError, escape,
+                             shown)
 from enhancer.infer.engine import EnhanceOptions, enhance_video
 from enhancer.infer.restorer import Restorer
 from enhancer.io.muxer import EncodeOptions
 from enhancer.io.probe import probe
 from enhancer.io.temps import spool_path, sweep, sweep_output, sweep_spools
-from enhancer.naming import VIDEO_EXTENSIONS, Job, discover, plan_jobs  # noqa: F401  (the batch API)
+from enhancer.naming import VIDEO_EXTENSIONS, Job, discover, plan_jobs, preview_path  # noqa: F401  (the batch API)
 from enhancer.pipeline.recipe import Recipe
 from enhancer.progress import write
 from enhancer.state import RECORDS, Decision
@@ -39,6 +41,9 @@ class FileResult:
     warnings: list[str] = field(default_factory=list)
     incomplete: bool = False  # the input held fewer frames than its container announced
     resumed: int = 0  # of ``frames``, those an earlier run had already encoded
+    # failed for a reason outside the input (a full disk, an output it may not write): not
+    # recorded as the input's failure, so a rerun (and watch) tries it again
+    environment: bool = False
 
     def __post_init__(self) -> None:
         self.status = FileStatus(self.status)  # "done" given as text is FileStatus.DONE
@@ -104,7 +109,16 @@ class BatchSummary:
         busy = f", {self.count(FileStatus.BUSY)} left to another run" if self.count(FileStatus.BUSY) else ""
         return (f"{self.count(FileStatus.DONE)} done, {self.count(FileStatus.SKIPPED)} skipped{inc}{busy}, "
                 f"{self.count(FileStatus.FAILED)} failed in {self.seconds:.1f} s ({self.frames} frames, "
-                f"{fps:.1f} frames/s)")
+                f"{rate_text(fps)} frames/s)")
+
+
+def rate_text(fps: float) -> str:
+    """A rate with two significant figures however slow (0.032, not 0.0), one decimal from 10."""
+    if fps <= 0:
+        return "0"
+    if fps >= 10:
+        return f"{fps:.1f}"
+    return f"{fps:.2g}" if fps >= 1 else f"{fps:.2g}".replace("e-0", "e-")
 
 
 def _same_file(a: str, b: str) -> bool:
@@ -123,6 +137,8 @@ class JobDecision:
     recipe: Recipe | None
     result: FileResult | None  # set when the job is not run
     overwrite: bool  # an existing output is replaced (asked for, or our own from another recipe)
+    done: bool = False  # the output is finished with this very recipe (its parts are of no more use)
+    notes: list[str] = field(default_factory=list)  # warnings for the result of a job that runs
 
 
 def job_recipe(job: Job, restorer: Restorer, encode: EncodeOptions, opts: EnhanceOptions) -> Recipe | None:
@@ -141,12 +157,17 @@ def decide_job(job: Job, restorer: Restorer, encode: EncodeOptions, opts: Enhanc
     again. Raises :class:`OutputError` where the output would replace the input."""
     target = str(preview_path(job.output)) if opts.preview and job.output != "-" else job.output
     recipe = recipe or job_recipe(job, restorer, encode, opts)
+    notes: list[str] = []
     if target != "-" and os.path.exists(target) and _same_file(target, job.input):
         raise OutputError("the output would replace the input; refused", path=target)
     if state is not None and recipe is not None and not overwrite:
         decision, why = state.decide(target, recipe, retry_failed=retry_failed)
         if decision is Decision.SKIP:
-            return JobDecision(target, recipe, FileResult(job.input, target, FileStatus.SKIPPED, error=why), overwrite)
+            return JobDecision(target, recipe, FileResult(job.input, target, FileStatus.SKIPPED, error=why), overwrite,
+                               done=True)
+        if decision is Decision.CHANGED:  # not ours any more: kept, and said, whatever --quiet
+            return JobDecision(target, recipe, FileResult(job.input, target, FileStatus.SKIPPED, error=why,
+                                                          warnings=[why]), overwrite)
         if decision is Decision.SKIP_INCOMPLETE:
             if strict:
                 res = FileResult(job.input, target, FileStatus.FAILED, incomplete=True,
@@ -154,7 +175,7 @@ def decide_job(job: Job, restorer: Restorer, encode: EncodeOptions, opts: Enhanc
             else:
                 res = FileResult(job.input, target, FileStatus.SKIPPED, error="made in an earlier run", incomplete=True,
                                  warnings=[f"{why} (in an earlier run; --retry-failed tries again)"])
-            return JobDecision(target, recipe, res, overwrite)
+            return JobDecision(target, recipe, res, overwrite, done=True)
         if decision is Decision.FAILED_BEFORE:
             return JobDecision(target, recipe, FileResult(
                 job.input, target, FileStatus.FAILED,
@@ -162,12 +183,14 @@ def decide_job(job: Job, restorer: Restorer, encode: EncodeOptions, opts: Enhanc
         if decision is Decision.OTHER_INPUT:
             return JobDecision(target, recipe, FileResult(job.input, target, FileStatus.SKIPPED, error=why), overwrite)
         if decision is Decision.REDO and os.path.exists(target):
-            overwrite = True  # our own earlier output, made from another input or recipe
+            overwrite = True  # our own earlier output (another input or recipe, or cut short since)
+            if why and "cut short" in why:
+                notes.append(why)
     if job.output != "-" and os.path.exists(target) and not overwrite:
         what = "preview" if opts.preview else "output"
         return JobDecision(target, recipe, FileResult(job.input, target, FileStatus.SKIPPED,
                                                       error=f"{what} exists (use --overwrite to redo)"), overwrite)
-    return JobDecision(target, recipe, None, overwrite)
+    return JobDecision(target, recipe, None, overwrite, notes=notes)
 
 
 def run_job(job: Job, restorer: Restorer, encode: EncodeOptions, opts: EnhanceOptions, *, overwrite: bool,
@@ -224,6 +247,8 @@ def _run_job(job: Job, restorer: Restorer, encode: EncodeOptions, opts: EnhanceO
                              retry_failed=retry_failed, strict=strict, recipe=recipe)
         overwrite = decided.overwrite
         if decided.result is not None:
+            if decided.done and state is not None and not state.read_only:
+                _drop_parts(target, recipe)
             return decided.result
         if job.output != "-":
             parent = Path(job.output).parent
@@ -239,10 +264,15 @@ def _run_job(job: Job, restorer: Restorer, encode: EncodeOptions, opts: EnhanceO
         if opts.preview:
             result = _preview(job, info, restorer, opts, overwrite, desc, t0)
         else:
+            def staged(path: Path, frames: int) -> None:  # recorded before it takes the output's name
+                state.record(target, recipe, RecordStatus.DONE, None, frames, made=path)
+            recorded = state is not None and recipe is not None and job.display is None
             res = enhance_video(info, job.output, restorer, encode, opts, desc=desc,
-                                recipe_key=recipe.key() if recipe else None, started=t0)
+                                recipe_key=recipe.key() if recipe else None, started=t0,
+                                on_staged=staged if recorded else None)
             result = FileResult(job.input, res.output or "-", FileStatus.DONE, frames=res.frames, seconds=res.seconds,
-                                warnings=res.warnings, incomplete=bool(res.incomplete), resumed=res.resumed)
+                                warnings=decided.notes + res.warnings, incomplete=bool(res.incomplete),
+                                resumed=res.resumed)
             if res.incomplete:
                 status = RecordStatus.INCOMPLETE
                 if strict:
@@ -257,7 +287,13 @@ def _run_job(job: Job, restorer: Restorer, encode: EncodeOptions, opts: EnhanceO
             e.path = job.input
         if verbose and isinstance(e, InternalError):  # a bug of ours, said as one: where it happened too
             log.error("%s: internal error, where it happened:", shown(job.input), exc_info=True)
-        result = FileResult(job.input, target, FileStatus.FAILED, seconds=time.perf_counter() - t0, error=e.line())
+        result = FileResult(job.input, target, FileStatus.FAILED, seconds=time.perf_counter() - t0, error=e.line(),
+                            environment=environment_failure(e, target))
+        status = RecordStatus.FAILED
+    except OSError as e:  # the file system refused (a full disk, an output folder made read-only meanwhile)
+        result = FileResult(job.input, target, FileStatus.FAILED, seconds=time.perf_counter() - t0,
+                            error=f"{shown(e.filename or target)}: cannot write: {e.strerror or e}",
+                            environment=environment_failure(e, target))
         status = RecordStatus.FAILED
     except MemoryError:
         result = FileResult(job.input, target, FileStatus.FAILED, seconds=time.perf_counter() - t0,
@@ -272,7 +308,9 @@ def _run_job(job: Job, restorer: Restorer, encode: EncodeOptions, opts: EnhanceO
                             error=f"{shown(job.input)}: internal error: {type(e).__name__}: {escape(str(e))} "
                                   "(run with -v for details)")
         status = RecordStatus.FAILED
-    if state is not None and recipe is not None and job.display is None and result.status != FileStatus.SKIPPED:
+    if result.environment:
+        result.error = f"{result.error} [not the input's fault: a rerun tries it again]"
+    elif state is not None and recipe is not None and job.display is None and result.status != FileStatus.SKIPPED:
         error = result.error if status == RecordStatus.FAILED else next(
             (w for w in result.warnings if "incomplete" in w), None)
         state.record(target, recipe, status, error, result.frames)
@@ -283,9 +321,43 @@ def _run_job(job: Job, restorer: Restorer, encode: EncodeOptions, opts: EnhanceO
     return result
 
 
-def preview_path(output: str) -> Path:
-    out = Path(output)
-    return out.with_name(out.stem + ".preview.mp4")
+_ENVIRONMENT = ("no space left", "disk quota", "file too large", "read-only file system", "permission denied")
+_ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def environment_failure(e: BaseException, target: str) -> bool:
+    """Whether a file failed because of where it was written, not of what it holds: a full disk
+    (said by ffmpeg, by the file system, or seen as almost no space left beside the output), a
+    quota, a read-only or forbidden output. Such a failure is not the input's, and is not recorded."""
+    if isinstance(e, OSError):
+        return e.errno in _ENVIRONMENT_ERRNOS
+    said = " ".join([str(e), *getattr(e, "stderr_tail", [])]).lower()
+    if isinstance(e, (OutputError, FFmpegError)) and any(w in said for w in _ENVIRONMENT):
+        return True
+    if target != "-" and isinstance(e, (OutputError, FFmpegError)):
+        import shutil
+
+        try:
+            return shutil.disk_usage(Path(target).parent).free < 64 << 20
+        except OSError:
+            return False
+    return False
+
+
+def _drop_parts(target: str, recipe: Recipe | None) -> None:
+    """Remove the parts folder of an output finished with ``recipe``: a crash between its final
+    rename and this clean-up left it (under the output's lock only)."""
+    import shutil
+
+    from enhancer.infer.engine import parts_folder
+
+    folder = parts_folder(target)
+    try:
+        key = json.loads((folder / "manifest.json").read_text(encoding="utf-8")).get("key")
+    except (OSError, ValueError, AttributeError, RecursionError):
+        return
+    if recipe is not None and key == recipe.key():
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _preview(job: Job, info, restorer: Restorer, opts: EnhanceOptions, overwrite: bool, desc: str | None,
@@ -386,7 +458,8 @@ def plan_batch(jobs: list[Job], restorer: Restorer, encode: EncodeOptions, opts:
         try:
             decided = decide_job(job, restorer, encode, opts, overwrite=overwrite, state=state,
                                  retry_failed=retry_failed, strict=strict)
-            res = decided.result or FileResult(job.input, decided.target, FileStatus.PLANNED)
+            res = decided.result or FileResult(job.input, decided.target, FileStatus.PLANNED,
+                                               warnings=list(decided.notes))
             if res.status == FileStatus.PLANNED and opts.splice:  # what the splice would do with this file, or why not
                 from enhancer.infer import splice
 
@@ -420,7 +493,7 @@ def report(res: FileResult, *, as_json: bool, quiet: bool = False, dry_run: bool
         if res.status == FileStatus.DONE:
             resumed = f", {res.resumed} of them resumed" if res.resumed else ""
             write(f"done: {src} -> {dst} ({res.frames} frames{resumed}, {res.seconds:.1f} s, "
-                  f"{res.fps:.1f} frames/s)")
+                  f"{rate_text(res.fps)} frames/s)")
         elif res.status == FileStatus.SKIPPED:
             write(f"{'would skip' if dry_run else 'skipped'}: {src} -> {dst} ({escape(res.error or '')})")
         elif res.status == FileStatus.BUSY:
