@@ -269,15 +269,22 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
-def _check_report_path(report_path: str, inputs: list[str]) -> None:
-    """Refuse a --report path that cannot be written, before any work is done."""
+def _check_report_path(report_path: str, inputs: list[str], outputs: list[str] = ()) -> None:
+    """Refuse a --report path that cannot be written, or that names an input or one of the
+    batch's outputs (or lies in an image-sequence output's folder), before any work is done."""
     from enhancer.errors import shown
+    from enhancer.naming import _inside, _same_file
 
     path = Path(report_path)
     if path.is_dir():
         _fail(f"{shown(report_path)}: --report names a folder; give a file name such as report.json", 2)
     if path.exists() and any(i != "-" and os.path.exists(i) and os.path.samefile(i, path) for i in inputs):
         _fail(f"{shown(report_path)}: --report names an input file", 2)
+    where = os.path.realpath(report_path)
+    for out in outputs:
+        if out != "-" and (_same_file(report_path, out) or _inside(where, os.path.realpath(out))):
+            _fail(f"{shown(report_path)}: --report names an output of this batch ({shown(out)}); give another file "
+                  "name such as report.json", 2)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -324,11 +331,14 @@ def _enhance(inputs, output, recursive, model, task, scale, codec, crf, preset, 
     found = discover(inputs, recursive=recursive, exclude=[output] if output != "-" else [])
     try:
         reject_missing(found)
-        jobs = plan_jobs(found, output, codec, container)
+        jobs = plan_jobs(found, output, codec, container, preview=preview is not None)
     except EnhancerError as e:
         _fail(str(e), 2)
     if report_path:
-        _check_report_path(report_path, [src for src, _ in found])
+        from enhancer.naming import preview_path
+
+        _check_report_path(report_path, [src for src, _ in found],
+                           [str(preview_path(j.output)) if preview is not None else j.output for j in jobs])
     fps = _image_sequence_rate(fps_text, found)
     encode = _encode_options(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, audio=audio,
                              subtitles=not no_subtitles, square_pixels=square_pixels,

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Iterable
 
 from enhancer.errors import UsageError, shown
-from enhancer.io.muxer import CONTAINERS, IMAGE_CODECS, default_extension
+from enhancer.io.muxer import CONTAINERS, IMAGE_CODECS, check_container, default_extension
 from enhancer.io.temps import fit_name
 
 from enhancer.io.media import VIDEO_EXTENSIONS  # noqa: E402  (the one table; re-exported)
@@ -173,8 +173,29 @@ def _check_output_name(out: Path, codec: str) -> None:
                          hint=f"name the output with one of {writable} (.mkv holds every codec), or give a folder")
 
 
+def preview_path(output: str) -> Path:
+    """Where ``--preview`` writes for an output: ``NAME.preview.mp4`` beside it."""
+    out = Path(output)
+    return out.with_name(out.stem + ".preview.mp4")
+
+
+def _check_previews(jobs: list[Job], sources: list[str]) -> None:
+    """Previews get the outputs' checks: none lands on an input, no two share a name (``a.mov``
+    and ``a.mp4`` both preview as ``a.preview.mp4``)."""
+    seen: dict[str, Job] = {}
+    for job in jobs:
+        target = str(preview_path(job.output))
+        if any(_same_file(target, s) for s in sources):
+            raise UsageError("the preview would replace an input", path=target, hint="choose another -o")
+        key = os.path.normcase(os.path.abspath(target))
+        if key in seen:
+            raise UsageError(f"{shown(seen[key].input)} and {shown(job.input)} would both be previewed as "
+                             f"{shown(target)}", hint="preview them in separate runs into different folders")
+        seen[key] = job
+
+
 def plan_jobs(found: list[tuple[str, Path | None]], output: str, codec: str,
-              container: str | None = None) -> list[Job]:
+              container: str | None = None, *, preview: bool = False) -> list[Job]:
     """Name each output. With one file input and ``output`` naming a file (an extension ffmpeg
     can write, not an existing folder), that is the output; otherwise ``output`` is a folder and
     the inputs' tree is mirrored below it.
@@ -184,7 +205,8 @@ def plan_jobs(found: list[tuple[str, Path | None]], output: str, codec: str,
     files of the same name from different folders mirror those folders, from the one they have
     in common, below the output folder (``x/clip.mp4``, ``y/clip.mp4``); an output that would land on an input is
     named ``NAME.enhanced.EXT``; names too long for the file system are shortened with a hash.
-    Raises :class:`UsageError` for what is left."""
+    With ``preview``, the previews written instead are checked the same way. Raises
+    :class:`UsageError` for what is left."""
     if output == "-":
         if len(found) != 1:
             raise UsageError("-o - (stdout) takes exactly one input")
@@ -203,7 +225,11 @@ def plan_jobs(found: list[tuple[str, Path | None]], output: str, codec: str,
             target = out.with_name(fit_name(f"{out.stem}.enhanced{out.suffix}"))
             if _same_file(str(target), src):
                 raise UsageError("the output would replace the input", path=src, hint="choose another -o")
-        return [Job(src, str(target))]
+        jobs = [Job(src, str(target))]
+        check_container(codec, target)
+        if preview:
+            _check_previews(jobs, sources)
+        return jobs
 
     if not out.exists() and out.suffix.lower() in CONTAINERS and codec not in IMAGE_CODECS:
         what = f"{len(found)} inputs" if len(found) > 1 else "a folder of inputs"
@@ -253,5 +279,8 @@ def plan_jobs(found: list[tuple[str, Path | None]], output: str, codec: str,
         target = out / p.folder / p.name()
         if any(_same_file(str(target), s) for s in sources):
             raise UsageError("the output would replace an input", path=str(target), hint="choose another -o")
+        check_container(codec, target)
         jobs.append(Job(p.src, str(target)))
+    if preview:
+        _check_previews(jobs, sources)
     return jobs

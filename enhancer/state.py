@@ -4,7 +4,11 @@ Each output has its own record, ``.enhancer-records/<digest>.json`` in the batch
 the recipe that made it (:class:`~enhancer.pipeline.recipe.Recipe`: input identity, weights hash,
 settings) and its key, and whether it is done, incomplete (the input held fewer frames than its
 container announced) or failed (with the reason). A rerun skips what is done with the same
-recipe, redoes what changed, and retries failures only when asked. A record is written whole
+recipe, redoes what changed, and retries failures only when asked. A record of an output made
+holds its fingerprint (size and hashes of its ends): an output cut short since is made again, and a
+file that is not the one written (nor any file under a failure's name) is replaced only with
+``--overwrite``. A made output's record is written before the file takes its name, so a crash
+between the two never leaves an output no record knows. A record is written whole
 under a temporary name and renamed into place, and no writer ever rewrites another output's
 record, so any number of runs (on one machine or on the nodes of a cluster sharing the folder)
 can record side by side. A record that does not check out is set aside (renamed
@@ -47,6 +51,9 @@ class Entry:
     error: str | None = None  # the reason it failed, or the warning it was incomplete with
     frames: int = 0
     finished: float = 0.0
+    # the output file as it was written (see fingerprint): a rerun tells our file, intact or cut
+    # short since, from another file put under its name; None in older records and for folders
+    made: dict | None = None
 
     @classmethod
     def parse(cls, raw) -> "Entry":
@@ -67,7 +74,47 @@ class Entry:
             raise RecordError("an entry has a bad frame count")
         if isinstance(e.finished, bool) or not isinstance(e.finished, (int, float)) or not math.isfinite(e.finished):
             raise RecordError("an entry has a bad time")
+        if e.made is not None and not (isinstance(e.made, dict) and set(e.made) == {"size", "head", "digest"}
+                                       and isinstance(e.made["size"], int) and not isinstance(e.made["size"], bool)
+                                       and isinstance(e.made["head"], str) and isinstance(e.made["digest"], str)):
+            raise RecordError("an entry has a bad output fingerprint")
         return e
+
+
+_HEAD = 4096  # bytes a file cut short keeps of what was written (every container's header lies in them)
+_SAMPLE = 64 << 10  # bytes read at each end for the fingerprint: cheap on any file size
+
+
+def fingerprint(path: str | Path) -> dict | None:
+    """What a rerun compares to tell whether an output is still the file this tool wrote: its size,
+    a hash of its first bytes, and a hash of its first and last 64 KiB. None for what is not a
+    regular file (an image-sequence folder)."""
+    try:
+        if not os.path.isfile(path):
+            return None
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            first = f.read(_SAMPLE)
+            f.seek(max(0, size - _SAMPLE))
+            last = f.read(_SAMPLE)
+    except OSError:
+        return None
+    return {"size": size, "head": hashlib.sha256(first[:_HEAD]).hexdigest()[:32],
+            "digest": hashlib.sha256(first + last).hexdigest()[:32]}
+
+
+def still_ours(made: dict, path: str | Path) -> tuple[str, int]:
+    """Whether the file at ``path`` is still the one fingerprinted as ``made``: ``intact``;
+    ``damaged`` (cut short or emptied since: what is left begins as it did); or ``changed``
+    (another file under its name). Also its size now."""
+    now = fingerprint(path)
+    if now is None:
+        return ("intact", 0) if os.path.isdir(path) else ("changed", 0)
+    if now["size"] == made["size"]:
+        return ("intact" if now["digest"] == made["digest"] else "changed"), now["size"]
+    if now["size"] < made["size"] and (now["size"] < _HEAD or now["head"] == made["head"]):
+        return "damaged", now["size"]
+    return "changed", now["size"]
 
 
 def _parse(text: str) -> dict[str, Entry]:
@@ -179,8 +226,19 @@ class BatchState:
             return Decision.RUN, None
         same = entry.key is not None and entry.key == recipe.key()
         exists = os.path.exists(output)
+        # only a record of an output made says whose file is there: a failure's record reserves
+        # nothing, and a file that is no longer the one written is someone else's
+        ours = exists and entry.status != RecordStatus.FAILED
+        if ours and entry.made is not None:
+            held, size = still_ours(entry.made, output)
+            if held == "changed":
+                return Decision.CHANGED, ("output exists and is not the file an earlier run made there (changed or "
+                                          "replaced since); use --overwrite to replace it")
+            if held == "damaged":
+                return Decision.REDO, (f"the output was cut short since an earlier run made it ({size} of "
+                                       f"{entry.made['size']} bytes left): made again")
         made_from = entry.input.get("path") if isinstance(entry.input, dict) else None
-        if exists and made_from and made_from != recipe.input.get("path"):
+        if ours and made_from and made_from != recipe.input.get("path"):
             return Decision.OTHER_INPUT, (f"output exists, made from another input ({made_from}); "
                                           "use --overwrite to replace it")
         if same and entry.status == RecordStatus.DONE and exists:
@@ -189,18 +247,24 @@ class BatchState:
             return Decision.SKIP_INCOMPLETE, entry.error
         if same and entry.status == RecordStatus.FAILED and not retry_failed:
             return Decision.FAILED_BEFORE, entry.error
+        if exists and not ours:  # a file this tool never wrote: the caller replaces it only when told to
+            return Decision.RUN, None
         if not same:
             return Decision.REDO, "input or options changed since the earlier run"
         return Decision.REDO, None
 
     def record(self, output: str, recipe: Recipe, status: RecordStatus, error: str | None = None,
-               frames: int = 0) -> None:
-        """Remember one outcome in the output's own record (a full disk must not break the batch)."""
+               frames: int = 0, made: str | Path | None = None) -> None:
+        """Remember one outcome in the output's own record (a full disk must not break the batch).
+        An output made is fingerprinted as ``made`` (default: the output itself) holds it: the file
+        about to be renamed into place, where the record is written first."""
         if self.read_only:
             raise InternalError("a read-only state (a dry run) was asked to record an outcome")
         key = self.key(output)
-        entry = Entry(status=RecordStatus(status), input=recipe.input, recipe=recipe.to_dict(), key=recipe.key(),
-                      error=error, frames=frames, finished=time.time())
+        status = RecordStatus(status)
+        entry = Entry(status=status, input=recipe.input, recipe=recipe.to_dict(), key=recipe.key(),
+                      error=error, frames=frames, finished=time.time(),
+                      made=fingerprint(made or output) if status != RecordStatus.FAILED else None)
         self.entries[key] = entry
         path = self.records / f"{record_stem(key)}.json"
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
@@ -224,7 +288,8 @@ def recorded_outputs(folder: str | Path) -> set[str]:
     try:
         raw = json.loads((Path(folder) / STATE_NAME).read_text(encoding="utf-8"))
         table = raw.get("outputs", {}) if isinstance(raw, dict) else {}
-        names |= {str(k) for k in table} if isinstance(table, dict) else set()
+        names |= {str(k) for k, v in table.items() if not (isinstance(v, dict) and v.get("status") == "failed")} \
+            if isinstance(table, dict) else set()
     except (OSError, ValueError, RecursionError, UnicodeDecodeError):
         pass
     try:
@@ -236,6 +301,9 @@ def recorded_outputs(folder: str | Path) -> set[str]:
             raw = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError, RecursionError, UnicodeDecodeError):
             continue
+        entry = raw.get("entry") if isinstance(raw, dict) else None
+        if isinstance(entry, dict) and entry.get("status") == RecordStatus.FAILED:
+            continue  # a failure made nothing: a file under that name is someone else's (an input, maybe)
         if isinstance(raw, dict) and isinstance(raw.get("output"), str):
             names.add(raw["output"])
     return {os.path.normpath(os.path.join(os.path.abspath(folder), k)) for k in names}

@@ -54,3 +54,4 @@ class Decision(TextEnum):
     SKIP_INCOMPLETE = "skip-incomplete"  # made with this recipe from an input that was incomplete
     FAILED_BEFORE = "failed-before"  # failed with this recipe; retried only with --retry-failed
     OTHER_INPUT = "other-input"  # the output exists, made from another input file: replaced only with --overwrite
+    CHANGED = "changed"  # a file other than the one recorded is under the output's name: replaced only with --overwrite

@@ -7,7 +7,8 @@ is done. Hidden files (``.name.part``) are never inputs, as in ``enhance``.
 
 Everything else is the batch path's: the output folder's records decide what is done (a
 restart skips it; an input that changes is redone), outputs are written under temporary names
-and appear whole, and a file that fails is reported once and tried again only when it changes.
+and appear whole, and a file that fails is reported once and tried again only when it changes (a failure of the
+output's disk or rights, not the file's own, is tried again a minute later).
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from enhancer.io.muxer import CONTAINERS, EncodeOptions
 from enhancer.status import FileStatus
 
 log = logging.getLogger(__name__)
+ENVIRONMENT_RETRY = 60.0  # seconds before a file that failed for want of space (or rights) is tried again
 
 
 def _signature(path: str) -> tuple | None:
@@ -136,14 +138,23 @@ def watch(folders: list[str], output: str, restorer: Restorer, encode: EncodeOpt
     if not out.is_dir() and out.suffix.lower() in CONTAINERS:
         raise UsageError("names a video file, and watch writes into a folder", path=output,
                          hint="give a folder for -o (it is created)")
+    if container:  # a codec the container cannot hold: refused before any work, not once per file
+        from enhancer.io.muxer import check_container
+
+        check_container(encode.codec, out / f"outputs.{container}")
     try:  # a folder from the start, so that plan_jobs never takes it for a file's name
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise OutputError(f"cannot create the output folder: {e.strerror or e}", path=output) from None
     watcher = Watcher(folders, output, recursive=recursive, settle=settle)
+    again: dict[str, float] = {}  # inputs that failed for the environment's reasons -> when to try again
     failed = 0
     said = None
     while True:
+        for src, when in list(again.items()):
+            if watcher.clock() >= when:
+                watcher._given.pop(src, None)
+                del again[src]
         found = watcher.found()
         ready = set(watcher.ready(found))
         if ready:
@@ -170,6 +181,8 @@ def watch(folders: list[str], output: str, restorer: Restorer, encode: EncodeOpt
             for res in summary.results:  # another run was making it: look again on the next pass
                 if res.status == FileStatus.BUSY:
                     watcher._given.pop(res.input, None)
+                elif res.environment and not once:  # a full disk, say: not the file's fault, so tried again a while later
+                    again[res.input] = watcher.clock() + ENVIRONMENT_RETRY
         elif once and all(watcher._given.get(src) == _signature(src) for src, _ in found):
             return failed
         if idle is not None:

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -268,14 +269,17 @@ def input_notes(info: VideoInfo) -> list[str]:
 
 def enhance_video(info: VideoInfo, output: str, restorer: Restorer, encode: EncodeOptions,
                   opts: EnhanceOptions | None = None, *, desc: str | None = None,
-                  recipe_key: str | None = None, started: float | None = None) -> EnhanceResult:
+                  recipe_key: str | None = None, started: float | None = None,
+                  on_staged: Callable[[Path, int], None] | None = None) -> EnhanceResult:
     """Enhance ``info.path`` into ``output``. Raises an :class:`~enhancer.errors.EnhancerError`
     on failure, after removing any partial output. File outputs are made in parts (a short file
     is one part) kept in a hidden folder beside the output: an interrupted run leaves them, and
     the next run with the same recipe (``recipe_key``, by default this call's
     :class:`~enhancer.pipeline.recipe.Recipe`) continues after the last finished part. ``started``
     (a ``time.perf_counter()`` reading, default now) is when the work on this file began: the
-    result's seconds and the progress bar's rate both count from it."""
+    result's seconds and the progress bar's rate both count from it. ``on_staged`` (path, frames)
+    sees the joined file, checked, just before it takes the output's name: the batch records it
+    there, so no crash leaves an output that no record knows."""
     opts = opts or EnhanceOptions()
     t0 = time.perf_counter() if started is None else started
     splan = None
@@ -296,7 +300,8 @@ def enhance_video(info: VideoInfo, output: str, restorer: Restorer, encode: Enco
             from enhancer.pipeline.recipe import Recipe
 
             recipe_key = Recipe.of(info.path, restorer, encode, opts).key()
-        return _enhance_in_parts(info, output, restorer, encode, opts, recipe_key, desc, t0, splan=splan)
+        return _enhance_in_parts(info, output, restorer, encode, opts, recipe_key, desc, t0, splan=splan,
+                                 on_staged=on_staged)
     chunk = _chunk(restorer, info, opts, encode)
     reader = FrameReader(info, deinterlace=opts.deinterlace, segment=opts.segment,
                          buffer=max(8, chunk + 2 * restorer.margin))
@@ -523,7 +528,7 @@ def parts_folder(output: str | Path) -> Path:
 
 def _enhance_in_parts(info: VideoInfo, output: str, restorer: Restorer, encode: EncodeOptions,
                       opts: EnhanceOptions, key: str, desc: str | None, t0: float,
-                      _retry: bool = True, splan=None, _preroll: float = 0.0) -> EnhanceResult:
+                      _retry: bool = True, splan=None, _preroll: float = 0.0, on_staged=None) -> EnhanceResult:
     final = Path(output)
     folder = parts_folder(final)
     done, note = _load_parts(folder, key) if folder.exists() else ([], None)
@@ -571,13 +576,13 @@ def _enhance_in_parts(info: VideoInfo, output: str, restorer: Restorer, encode: 
                 for preroll in RESUME_PREROLLS:
                     if preroll > _preroll:
                         return _enhance_in_parts(info, output, restorer, encode, opts, key, desc, t0, _retry=_retry,
-                                                 splan=splan, _preroll=preroll)
+                                                 splan=splan, _preroll=preroll, on_staged=on_staged)
                 if not _retry:
                     raise InputError("cannot resume: seeking does not find the frames before the last part",
                                      path=info.path)
                 shutil.rmtree(folder, ignore_errors=True)
                 return _enhance_in_parts(info, output, restorer, encode, opts, key, desc, t0, _retry=False,
-                                         splan=splan)
+                                         splan=splan, on_staged=on_staged)
             stream, skip = resumed
         else:
             stream, skip = iter(source), 0
@@ -620,6 +625,8 @@ def _enhance_in_parts(info: VideoInfo, output: str, restorer: Restorer, encode: 
                     joined = None
                 if joined != frames:  # never report a join that lost or repeated frames as done
                     raise short_join(final, joined, frames)
+                if on_staged is not None:
+                    on_staged(staged, frames)
                 os.replace(staged, final)
             finally:
                 staged.unlink(missing_ok=True)

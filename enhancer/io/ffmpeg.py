@@ -241,6 +241,8 @@ def crashed(returncode: int | None) -> str | None:
         return None
     import signal
 
+    if hasattr(signal, "SIGXFSZ") and -returncode == signal.SIGXFSZ:  # the file system's limit, not a bug of ffmpeg's
+        return "file too large: the output grew past the size this process may write (ulimit -f) or its disk holds"
     try:
         name = signal.Signals(-returncode).name
     except ValueError:

@@ -60,6 +60,17 @@ _STALE_TAGS = re.compile(r"(duration|number_of_frames|number_of_bytes|bps|_stati
                          r"vendor_id|timecode)(-\w+)?", re.I)
 
 
+def check_container(codec: str, output: str | Path) -> None:
+    """Refuse, before any work, a codec the output's container cannot hold (FFV1 or ProRes in
+    MP4): the encode would otherwise fail at the join, after the whole file was made."""
+    container = CONTAINERS.get(Path(output).suffix.lower())
+    if container is None or codec in IMAGE_CODECS or codec in _VIDEO_OK[container]:
+        return
+    fits = sorted(ext for ext, c in CONTAINERS.items() if codec in _VIDEO_OK[c] and ext not in (".m4v", ".nut"))
+    raise UsageError(f"{Path(output).suffix.lower()} cannot hold {codec} video", path=str(output),
+                     hint=f"name the output {' or '.join(fits)}, or choose another --codec")
+
+
 def default_extension(codec: str, source_ext: str | None = None) -> str:
     """The container an output gets when the user did not name one: the source's own where it
     can hold the codec, else .mov for ProRes and .mkv otherwise."""
@@ -345,9 +356,21 @@ def encoded_size(info: VideoInfo, opts: EncodeOptions, width: int, height: int,
     return width + (1 if even[0] and width % 2 else 0), height + (1 if even[1] and height % 2 else 0)
 
 
+# the largest side each encoder takes (x264: 16384; MPEG-2: 14 bits, of which the lower 12 may not
+# all be 0, so 4096, 8192 and 12288 are refused too); the others take far larger frames
+_MAX_SIDE = {"h264": 16384, "mpeg2": 16383}
+
+
 def check_frame_size(info: VideoInfo, opts: EncodeOptions, width: int, height: int, path: str | None) -> None:
     """Refuse, before any work, a frame the chosen codec cannot encode: DNxHR's smallest is
-    256x120, judged on the size the encoder will be given (after --size)."""
+    256x120, x264's largest side 16384, MPEG-2's 16383, judged on the size the encoder will be
+    given (after --size)."""
+    most = _MAX_SIDE.get(opts.codec)
+    if most:
+        w, h = encoded_size(info, opts, width, height, (True, True))
+        if max(w, h) > most or (opts.codec == "mpeg2" and (w % 4096 == 0 or h % 4096 == 0)):
+            raise OutputError(f"{opts.codec} cannot encode a {w}x{h} frame (its largest side is {most})", path=path,
+                              hint="choose --codec h265, prores or ffv1, a smaller --scale, or a --size")
     if opts.codec != "dnxhr":
         return
     w, h = encoded_size(info, opts, width, height, (True, False))  # DNxHR is 4:2:2 (or 4:4:4)
