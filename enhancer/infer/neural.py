@@ -34,6 +34,9 @@ MIN_BUDGET = 256 << 20  # host bytes planned for however little is available
 PROCESS_BASE = 512 << 20  # the interpreter, torch and the model, before any frame
 # aligned stacks are made for this many output frames at a time at most (host memory)
 STACK_BYTES = 256 << 20
+# on the CPU, the activations of one model pass over stacks stay under this (one 720p stack of
+# the default model needs about half of it): batching stacks gains a CPU nothing
+CPU_PASS_BYTES = 768 << 20
 
 
 class ModelRestorer:
@@ -201,6 +204,10 @@ class ModelRestorer:
             self._tile = self.auto_tile(h, w, min(t, self.chunk))
             self._auto_done = True
         per = max(1, min(t, STACK_BYTES // ((2 * r + 1) * h * w * 3 * 4)))
+        if self.device.type == "cpu":  # a pass of several large stacks is no faster on a CPU, only larger
+            side = None if self._tile is None else self._tile + 2 * self.overlap
+            area = h * w if side is None else min(h, side) * min(w, side)
+            per = max(1, min(per, CPU_PASS_BYTES // (self._bytes_per_pixel(1) * area)))
         outs = []
         for c0 in range(0, t, per):
             stacks = align_stacks(frames, r, centres=list(range(r + c0, r + min(t, c0 + per))))  # (b, 2r+1, H, W, 3)

@@ -26,6 +26,10 @@ from enhancer.errors import ArgumentError
 # the flow is scaled back): DIS's cost grows with the area while large frames gain nothing in
 # accuracy that matters for a 5-frame fusion
 FLOW_MAX_SIDE = 1024
+# DIS's preset: medium refines on more pyramid levels with more iterations than fast
+FLOW_PRESET = "medium"
+_PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+            "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
 
 _local = threading.local()
 
@@ -34,7 +38,7 @@ def _dis() -> cv2.DISOpticalFlow:
     """One DIS instance per thread (the object keeps state between calls)."""
     dis = getattr(_local, "dis", None)
     if dis is None:
-        dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+        dis = cv2.DISOpticalFlow_create(_PRESETS[FLOW_PRESET])
         _local.dis = dis
     return dis
 
