@@ -555,6 +555,82 @@ main.add_command(click.Command(
     + [p for p in enhance.params if p.name in _WATCH_SHARED]))
 
 
+# enhance's options that mean the same for each range of a conform (not inputs, segments, splice, preview)
+_CONFORM_SHARED = _WATCH_SHARED - {"recursive"} | {"skip_existing", "keep_going", "report_path", "dry_run",
+                                                   "executor", "ray_address", "ray_split"}
+
+
+def _conform(edit, media, output, handles, model, task, scale, codec, crf, preset, pix_fmt, square_pixels, container,
+             audio, no_subtitles, deinterlace, chunk, tile, device, precision, part_seconds, strict, retry_failed,
+             as_json, ffmpeg_path, progress_mode, quiet, verbose, skip_existing, keep_going, report_path, dry_run,
+             executor, ray_address, ray_split, encoder_args=None, size_text=None, width=None, height=None,
+             **model_options):  # the model's options enhance adds (they reach the restorer as they are)
+    """Enhance only the frames EDIT uses (its events' source ranges, plus handles) from the media
+    under --media, one file per range into OUTPUT, and write the edit relinked to them there."""
+    from enhancer import conform, progress
+    from enhancer.infer.engine import EnhanceOptions
+
+    progress.set_mode("none" if quiet else progress_mode)
+    tools = _configure_ffmpeg(ffmpeg_path, verbose)
+    encode = _encode_options(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, audio=audio,
+                             subtitles=not no_subtitles, square_pixels=square_pixels,
+                             encoder_args=_encoder_args(encoder_args), size=_size(size_text, width, height))
+    try:
+        plan = conform.plan_conform(edit, list(media), output, handles=handles, codec=codec, container=container)
+    except EnhancerError as e:
+        _fail(str(e), 2)
+    if report_path:
+        _check_report_path(report_path, [edit] + [r.media.path for r in plan.ranges])
+    opts = EnhanceOptions(deinterlace=deinterlace, chunk=chunk, progress=not quiet, part_seconds=part_seconds)
+    restorer = _restorer(model, task, scale, tile, device, precision, chunk, quiet, **model_options)
+    show = lambda r, dry=False: conform.report(plan, r, as_json=as_json, quiet=quiet, dry_run=dry)  # noqa: E731
+    if dry_run:
+        planned = conform.dry_run(plan, restorer, encode, opts, overwrite=not skip_existing, retry_failed=retry_failed,
+                                  strict=strict)
+        for res in planned.results:
+            show(res, True)
+        if not as_json:
+            progress.write(f"would write the relinked edit {plan.relinked}")
+        sys.exit(planned.exit_code)
+    ray = None
+    if executor == "ray":
+        ray = lambda jobs, each: _run_on_ray(  # noqa: E731
+            jobs, restorer, encode, each, model=model, device=device, precision=precision, tile=tile, chunk=chunk,
+            address=ray_address, split=ray_split, folder=Path(output), ffmpeg=ffmpeg_path or os.environ.get(
+                "ENHANCER_FFMPEG"), overwrite=not skip_existing, retry_failed=retry_failed, strict=strict,
+            on_result=show, **model_options)
+    summary = _until_done(lambda: conform.run(plan, restorer, encode, opts, overwrite=not skip_existing,
+                                              verbose=verbose, retry_failed=retry_failed, fail_fast=not keep_going,
+                                              strict=strict, on_result=show, executor=ray))
+    code = summary.exit_code
+    done = conform.complete(summary)
+    if report_path and not _write_report(report_path, {**summary.to_dict(), "ffmpeg": tools.describe(),
+                                                       "relinked": plan.relinked if done else None}):
+        code = code or 1
+    if not quiet:
+        progress.write(summary.line())
+        progress.write(f"relinked edit: {plan.relinked}" if done else
+                       "the relinked edit is written once every range is made: run the same command again")
+    sys.exit(code or (0 if done else 1))
+
+
+main.add_command(click.Command(
+    "conform", callback=_conform, help=_conform.__doc__, no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    params=[click.Argument(["edit"]),
+            click.Option(["--media"], multiple=True, required=True, metavar="DIR",
+                         help="A folder (searched with its sub-folders) that holds the edit's media; repeat for more."),
+            click.Option(["-o", "--output"], required=True,
+                         help="Output folder: the enhanced ranges and NAME.enhanced.EXT, the relinked edit."),
+            click.Option(["--handles"], type=click.IntRange(0, None), default=12, show_default=True, metavar="FRAMES",
+                         help="Frames enhanced before and after each event's source range (cut to the media's ends)."),
+            # an editor's codec by default: the ranges go back into an editing application
+            click.Option(["--codec"], type=next(p for p in enhance.params if p.name == "codec").type,
+                         default="prores", show_default=True,
+                         help="Output codec: prores and dnxhr for editing applications, ffv1 lossless, h264, h265.")]
+    + [p for p in enhance.params if p.name in _CONFORM_SHARED - {"codec"}]))
+
+
 @main.command("degrade")
 @click.argument("input_path", metavar="INPUT")
 @click.option("-o", "--output", required=True, help="Output video file.")

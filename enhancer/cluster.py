@@ -268,14 +268,16 @@ def gpus_per_task(total_gpus: float, parameters: int | None) -> float:
     return 0.25 if parameters is not None and parameters < 2_000_000 else 1.0
 
 
-def run_batch_ray(jobs: list[Job], spec: ModelSpec, encode: EncodeOptions, opts: EnhanceOptions, *,
+def run_batch_ray(jobs: list[Job], spec: ModelSpec, encode: EncodeOptions,
+                  opts: EnhanceOptions | list[EnhanceOptions], *,
                   address: str | None = None, folder: Path | None = None, ffmpeg: str | None = None,
                   overwrite: bool = False, retry_failed: bool = False, strict: bool = False,
                   retries: int = DEFAULT_RETRIES, parameters: int | None = None, split: float = DEFAULT_SPLIT,
                   on_result: Callable[[FileResult], None] | None = None) -> BatchSummary:
     """Run every job as a Ray task on the cluster at ``address`` (None: a local Ray instance),
     files longer than ``split`` seconds (0: none) as a task per span. Results come back in the
-    jobs' order; ``on_result`` sees each as it finishes."""
+    jobs' order; ``on_result`` sees each as it finishes. ``opts`` may be a list, one per job
+    (conform: each job is its own span of its source)."""
     try:
         import ray
     except ImportError:
@@ -284,6 +286,7 @@ def run_batch_ray(jobs: list[Job], spec: ModelSpec, encode: EncodeOptions, opts:
     if any(j.input == "-" or j.output == "-" for j in jobs):
         raise UsageError("--executor ray reads and writes files on a shared path: stdin and stdout are not for it")
     t0 = time.perf_counter()
+    each = list(opts) if isinstance(opts, (list, tuple)) else [opts] * len(jobs)
     given = jobs
     # every node resolves paths itself: absolute ones mean the same file everywhere on a shared mount
     jobs = [Job(os.path.abspath(j.input), os.path.abspath(j.output), j.display) for j in jobs]
@@ -318,14 +321,15 @@ def run_batch_ray(jobs: list[Job], spec: ModelSpec, encode: EncodeOptions, opts:
         # the plan loads the model (for the recipe) on the same kind of node as the tasks that follow
         plan_task = ray.remote(_plan_one).options(num_cpus=1, num_gpus=gpus, name="plan-file", **common)
         where = str(folder) if folder else None
-        args = lambda k: (jobs[k], spec, encode, opts, where, ffmpeg, overwrite, retry_failed, strict)  # noqa: E731
+        args = lambda k: (jobs[k], spec, encode, each[k], where, ffmpeg, overwrite, retry_failed, strict)  # noqa: E731
         pending: dict = {}
         # the inputs are probed a few at a time (thousands of files are not probed one by one),
         # each sent off as soon as its probe, and those before it, are done
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(max_workers=PROBE_THREADS) as pool:
-            longer = pool.map(lambda job: bool(split and split > 0 and _longer_than(job.input, split, opts)), jobs)
+            longer = pool.map(lambda k: bool(split and split > 0 and _longer_than(jobs[k].input, split, each[k])),
+                              range(len(jobs)))
             for k, long in enumerate(longer):
                 if long:
                     pending[plan_task.remote(*args(k), split)] = ("plan", k, None)
@@ -347,8 +351,8 @@ def run_batch_ray(jobs: list[Job], spec: ModelSpec, encode: EncodeOptions, opts:
                         continue
                     spans[k] = {"bounds": plan, "left": len(plan), "error": None, "busy": None}
                     for i, (lo, hi) in enumerate(plan):
-                        pending[span_task.remote(jobs[k], spec, encode, opts, where, ffmpeg, i, lo, hi, overwrite)] = \
-                            ("span", k, i)
+                        pending[span_task.remote(jobs[k], spec, encode, each[k], where, ffmpeg, i, lo, hi,
+                                                 overwrite)] = ("span", k, i)
                     continue
                 if kind == "span":
                     try:

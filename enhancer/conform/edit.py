@@ -1,0 +1,199 @@
+"""Edits in and out: an edit file read with OpenTimelineIO (and the adapter its format needs),
+its clips' uses of source media, and the relinked edit written back in the format it came in.
+
+OpenTimelineIO reads ``.otio`` itself; CMX 3600 EDL, FCP 7 XML and FCPXML come from adapter
+packages (``pip install 'enhancer[conform]'`` brings all three). An EDL holds no frame rate: it is
+read at its media's rate, once the media are found (see :func:`read_edit`).
+"""
+from __future__ import annotations
+
+import os
+import re
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+
+from enhancer.errors import UsageError, escape
+
+# suffix: (OpenTimelineIO adapter, the PyPI package that brings it (None: OTIO itself), what it is)
+FORMATS = {".edl": ("cmx_3600", "otio-cmx3600-adapter", "a CMX 3600 EDL"),
+           ".xml": ("fcp_xml", "otio-fcp-adapter", "an FCP 7 XML"),
+           ".fcpxml": ("fcpx_xml", "otio-fcpx-xml-adapter", "an FCPXML"),
+           ".otio": ("otio_json", None, "an OpenTimelineIO file")}
+# an EDL is first read at the finest rate its timecodes can be written in (59.94 drop-frame takes
+# ';' and any frame number below 60), only to learn which media it names
+_ANY_RATE = 60000 / 1001
+
+
+def otio_module():
+    """OpenTimelineIO, or a one-line error saying how to install it."""
+    try:
+        import opentimelineio
+    except ImportError:
+        raise UsageError("conform reads edits with OpenTimelineIO, which is not installed",
+                         hint="pip install 'enhancer[conform]'") from None
+    return opentimelineio
+
+
+def edit_format(path: str) -> tuple[str, str | None, str]:
+    """(adapter, package, description) of an edit file, by its extension; a one-line error for a
+    format conform does not read, or whose adapter package is missing."""
+    fmt = FORMATS.get(Path(path).suffix.lower())
+    if fmt is None:
+        raise UsageError("is not an edit conform reads", path=path,
+                         hint="give a CMX 3600 .edl, an FCP 7 .xml, an .fcpxml or an .otio file")
+    otio = otio_module()
+    adapter, package, what = fmt
+    if adapter not in otio.adapters.available_adapter_names():
+        raise UsageError(f"reading {what} needs the {package} package, which is not installed", path=path,
+                         hint=f"pip install {package} (or pip install 'enhancer[conform]' for every format)")
+    return fmt
+
+
+@dataclass
+class Edit:
+    """An edit as read: its timeline (OpenTimelineIO), where it came from, and the rate an EDL was
+    read at (None for formats that carry their own)."""
+
+    path: str
+    adapter: str
+    timeline: object  # opentimelineio.schema.Timeline
+    rate: float | None = None
+    drop_frame: bool = False  # an EDL written in drop-frame timecode (';')
+
+    def video_clips(self) -> list:
+        """The clips of the video tracks that show media (not gaps, black or bars), in order."""
+        otio = otio_module()
+        return [c for track in self.timeline.video_tracks() for c in track.find_clips()
+                if not isinstance(c.media_reference, otio.schema.GeneratorReference)]
+
+    def all_clips(self) -> list:
+        otio = otio_module()
+        return [c for c in self.timeline.find_clips()
+                if not isinstance(c.media_reference, otio.schema.GeneratorReference)]
+
+
+def _parse(path: str, adapter: str, text: str, rate: float | None, names_only: bool = False):
+    otio = otio_module()
+    if adapter == "cmx_3600":
+        # read at a rate not yet known (``names_only``), a source and a record span of one length can
+        # count differently across a second: only which media it names is wanted of that reading
+        result = otio.adapters.read_from_string(text, adapter, rate=rate, ignore_timecode_mismatch=names_only)
+    else:
+        result = otio.adapters.read_from_string(text, adapter)
+    if isinstance(result, otio.schema.SerializableCollection):
+        timelines = [t for t in result.find_children(descended_from_type=otio.schema.Timeline)] \
+            if hasattr(result, "find_children") else [t for t in result if isinstance(t, otio.schema.Timeline)]
+        if len(timelines) != 1:
+            raise UsageError(f"holds {len(timelines)} sequences; conform takes an edit of one", path=path,
+                             hint="export the one sequence to conform")
+        result = timelines[0]
+    if not isinstance(result, otio.schema.Timeline):
+        raise UsageError(f"holds no timeline ({type(result).__name__})", path=path)
+    return result
+
+
+def _edl_events(lines: list[str]) -> list[int]:
+    """Indices of the lines that begin an EDL event (a new event number)."""
+    starts, last = [], None
+    for i, line in enumerate(lines):
+        m = re.match(r"\s*(\d+)\s", line)
+        if m and m.group(1) != last:
+            starts.append(i)
+            last = m.group(1)
+    return starts
+
+
+def _failing_line(path: str, adapter: str, text: str, rate: float | None, message: str,
+                  names_only: bool) -> int | None:
+    """The 1-based line where an edit stops parsing: the one an error names or quotes, else (EDLs)
+    the first event whose addition makes the rest fail."""
+    m = re.search(r"line (\d+)", message)
+    if m:
+        return int(m.group(1))
+    lines = text.splitlines()
+    quoted = [i for i, line in enumerate(lines) if line.strip() and len(line.strip()) > 8 and line.strip() in message]
+    if quoted:
+        return quoted[0] + 1
+    if adapter != "cmx_3600":
+        return None
+    starts = _edl_events(lines)
+    for k, start in enumerate(starts):
+        end = starts[k + 1] if k + 1 < len(starts) else len(lines)
+        try:
+            _parse(path, adapter, "\n".join(lines[:end]), rate, names_only)
+        except Exception:  # noqa: BLE001 - any failure: this event is where it begins
+            return start + 1
+    return None
+
+
+def parse_edit(path: str, rate: float | None = None) -> Edit:
+    """Read ``path`` (an EDL at ``rate`` frames a second, else at any rate its timecodes allow);
+    a one-line error naming the line where it does not parse."""
+    adapter, _, what = edit_format(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig", errors="surrogateescape")
+    except OSError as e:
+        raise UsageError(f"cannot read the edit: {e.strerror or e}", path=path) from None
+    try:
+        timeline = _parse(path, adapter, text, rate or _ANY_RATE, names_only=rate is None)
+    except UsageError:
+        raise
+    except Exception as e:  # noqa: BLE001 - the adapters raise what their parsers raise
+        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        line = _failing_line(path, adapter, text, rate or _ANY_RATE, message, rate is None)
+        where = f"line {line}: " if line and f"line {line}" not in message else ""
+        raise UsageError(f"{where}not {what} that can be read: {escape(message)[:300]}", path=path) from None
+    drop = adapter == "cmx_3600" and any(re.search(r"\d\d;\d\d(\s|$)", line) for line in text.splitlines()
+                                         if re.match(r"\s*\d+\s", line))
+    return Edit(path, adapter, timeline, rate, drop)
+
+
+def clip_names(clip, edl: bool = False) -> list[str]:
+    """What an edit calls a clip's media, most specific first: the file its reference names,
+    the reference's and the clip's own name (not an EDL's event number, which the adapter gives
+    a clip that has no name), the reel. An EDL's clip name comes first: the adapter gives the B
+    side of a dissolve the A side's file (the event's ``FROM CLIP`` line), but its own name."""
+    names: list[str] = []
+    ref = clip.media_reference
+    url = getattr(ref, "target_url", None)
+    if url:
+        parsed = urllib.parse.urlparse(url)
+        url = os.path.basename(urllib.parse.unquote(parsed.path) if parsed.scheme == "file" else url)
+    own = clip.name if clip.name and not clip.name.isdigit() else None
+    order = (own, url, getattr(ref, "name", None)) if edl or not url else (url, getattr(ref, "name", None), own)
+    for name in (*order, reel_of(clip)):
+        if name and name not in names:
+            names.append(name)
+    return names
+
+
+def reel_of(clip) -> str | None:
+    """The tape or reel an edit names for a clip (an EDL's reel column, FCP XML's reel)."""
+    meta = clip.metadata
+    reel = (meta.get("cmx_3600") or {}).get("reel")
+    if not reel:
+        fcp = meta.get("fcp_xml") or {}
+        reel = fcp.get("reel", {}).get("name") if isinstance(fcp.get("reel"), dict) else None
+    return str(reel) if reel else None
+
+
+def write_edit(edit: Edit, timeline, path: str) -> None:
+    """Write ``timeline`` (the relinked copy of ``edit``'s) to ``path`` in the edit's own format,
+    under a temporary name first."""
+    otio = otio_module()
+    if edit.adapter == "cmx_3600":
+        text = otio.adapters.write_to_string(timeline, "cmx_3600", rate=edit.rate)
+        # the adapter writes no FCM line; an editing application reads the counting from it
+        fcm = "FCM: DROP FRAME" if edit.drop_frame else "FCM: NON-DROP FRAME"
+        lines = text.splitlines()
+        at = 1 if lines and lines[0].startswith("TITLE:") else 0
+        text = "\n".join(lines[:at] + [fcm] + lines[at:]) + "\n"
+    else:
+        text = otio.adapters.write_to_string(timeline, edit.adapter)
+    tmp = Path(path).with_name(f".{Path(path).name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

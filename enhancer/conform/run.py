@@ -1,0 +1,81 @@
+"""A conform's ranges through the batch, one job each (locally, or on Ray), reported with the
+range they make; the relinked edit written once every range's output is there."""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable
+
+from enhancer.batch import BatchSummary, FileResult, plan_batch, run_batch
+from enhancer.conform.edit import write_edit
+from enhancer.conform.plan import Conform
+from enhancer.errors import escape, shown
+from enhancer.progress import write
+from enhancer.status import FileStatus
+
+
+def run(plan: Conform, restorer, encode, opts, *, overwrite: bool = False, verbose: bool = False,
+        retry_failed: bool = False, fail_fast: bool = False, strict: bool = False,
+        on_result: Callable[[FileResult], None] | None = None, executor: Callable | None = None) -> BatchSummary:
+    """Enhance every range as the batch enhances a file (lock, record, resume, skip), each over
+    its own span of its source; ``executor`` (jobs, per-job options) -> summary runs them
+    elsewhere (Ray). Writes the relinked edit when every range is done or skipped."""
+    jobs, each = plan.jobs(), plan.options(opts)
+    t0 = time.perf_counter()
+    if executor is not None:
+        summary = executor(jobs, each)
+    else:
+        results: list[FileResult] = []
+        for job, options in zip(jobs, each):
+            if fail_fast and any(r.status == FileStatus.FAILED for r in results):
+                res = FileResult(job.input, job.output, FileStatus.SKIPPED, error="not run: --fail-fast stopped the batch")
+                results.append(res)
+                if on_result is not None:
+                    on_result(res)
+                continue
+            results += run_batch([job], restorer, encode, options, overwrite=overwrite, verbose=verbose,
+                                 folder=Path(plan.output), retry_failed=retry_failed, strict=strict,
+                                 on_result=on_result).results
+        summary = BatchSummary(results, time.perf_counter() - t0)
+    if complete(summary):
+        write_edit(plan.edit, plan.relinked_timeline(), plan.relinked)
+    return summary
+
+
+def complete(summary: BatchSummary) -> bool:
+    """Whether every range's output is there (made now, or before): only then is the relinked
+    edit written, so it never points at a file that is missing."""
+    return all(r.status == FileStatus.DONE or (r.status == FileStatus.SKIPPED and bool(r.output)
+                                               and Path(r.output).exists()) for r in summary.results)
+
+
+def dry_run(plan: Conform, restorer, encode, opts, *, overwrite: bool = False, retry_failed: bool = False,
+            strict: bool = False) -> BatchSummary:
+    """What :func:`run` would do with each range, decided by the batch's own code, nothing written."""
+    t0 = time.perf_counter()
+    results: list[FileResult] = []
+    for job, options in zip(plan.jobs(), plan.options(opts)):
+        results += plan_batch([job], restorer, encode, options, overwrite=overwrite, folder=Path(plan.output),
+                              retry_failed=retry_failed, strict=strict).results
+    return BatchSummary(results, time.perf_counter() - t0)
+
+
+def report(plan: Conform, res: FileResult, *, as_json: bool, quiet: bool = False, dry_run: bool = False) -> None:
+    """One range's outcome: a JSON line on stdout (the batch's fields, and the range's), or a line
+    for people on stderr."""
+    from enhancer.batch import report as file_report
+
+    r = next((r for r in plan.ranges if r.output == res.output), None)
+    if as_json:
+        print(json.dumps({**asdict(res), **(r.describe() if r else {})}, ensure_ascii=False), flush=True)
+        if res.status == FileStatus.FAILED:
+            write(f"{'would fail' if dry_run else 'error'}: {escape(res.error or '')}")
+        return
+    if res.status == FileStatus.PLANNED and r is not None:
+        write(f"would enhance: {shown(res.input)} {r.line()} -> {shown(res.output)}")
+        for w in res.warnings:
+            write(f"warning: {shown(res.input)}: {escape(w)}")
+        return
+    file_report(res, as_json=False, quiet=quiet, dry_run=dry_run)

@@ -1,0 +1,303 @@
+"""conform: only the frames an edit uses are enhanced, each range carrying its first frame's
+timecode, and the relinked edit shows the enhanced version of exactly the frames the original
+showed (issue 31). Every edit is built here, over media whose frames say which they are."""
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+otio = pytest.importorskip("opentimelineio")
+
+from conftest import MAKER, decode_frames, run_cli  # noqa: E402
+from enhancer import conform  # noqa: E402
+from enhancer.errors import UsageError  # noqa: E402
+from enhancer.infer.engine import EnhanceOptions  # noqa: E402
+from enhancer.infer.models import load_restorer  # noqa: E402
+from enhancer.io.muxer import EncodeOptions  # noqa: E402
+from enhancer.io.probe import probe  # noqa: E402
+from enhancer.status import FileStatus  # noqa: E402
+
+NTSC = 30000 / 1001
+FAST = ["--model", "nearest", "--scale", "1", "-q"]
+
+
+def source(path: Path, timecode: str, rate: str = "25", seconds: int = 4, reel: str | None = None) -> Path:
+    """Frames that say which they are (the left half's level counts the frame modulo 16, the
+    right half's the sixteens), a 1 kHz burst at 1.00-1.04 s in silent PCM audio, a timecode."""
+    ident = "geq=lum='if(lt(X,W/2),16+mod(N,16)*13,16+floor(N/16)*13)':cb=128:cr=128"
+    argv = [MAKER, "-hide_banner", "-loglevel", "error", "-y",
+            "-f", "lavfi", "-i", f"color=gray:size=64x48:rate={rate}:duration={seconds},format=yuv420p,{ident}",
+            "-f", "lavfi", "-i", f"aevalsrc='if(between(t,1,1.04),0.5*sin(2*PI*1000*t),0)':s=48000:d={seconds}",
+            "-c:v", "libx264", "-preset", "ultrafast", "-qp", "0", "-c:a", "pcm_s16le", "-timecode", timecode]
+    argv += ["-metadata:s:v:0", f"reel_name={reel}"] if reel else []
+    subprocess.run(argv + [str(path)], check=True)
+    return path
+
+
+def frame_ids(path: Path) -> list[int]:
+    """Which source frame each frame of ``path`` is."""
+    f = decode_frames(path).astype(float)
+    w = f.shape[2]
+    level = lambda half: np.round(half.mean(axis=(1, 2, 3)) * 219 / 255 / 13).astype(int)  # noqa: E731
+    return [int(v) for v in level(f[:, :, : w // 2 - 2]) + 16 * level(f[:, :, w // 2 + 2:])]
+
+
+def burst_at(path: Path) -> tuple[float | None, float]:
+    """Seconds into ``path`` where its audio's burst begins (None: no burst), and how long its audio lasts."""
+    raw = subprocess.run([MAKER, "-hide_banner", "-loglevel", "error", "-i", str(path), "-map", "0:a:0", "-f", "s16le",
+                          "-ac", "1", "-ar", "48000", "-"], capture_output=True, check=True).stdout
+    pcm = np.abs(np.frombuffer(raw, np.int16).astype(int))
+    return (int(np.argmax(pcm > 1000)) / 48000 if pcm.max() > 1000 else None), len(pcm) / 48000
+
+
+def edl(path: Path, *events: str, drop: bool = False) -> Path:
+    """An EDL of these event lines (and comments)."""
+    head = ["TITLE: cut", "FCM: DROP FRAME" if drop else "FCM: NON-DROP FRAME", ""]
+    path.write_text("\n".join(head + list(events)) + "\n")
+    return path
+
+
+def otio_cut(path: Path, *events: tuple[str, str, str, int], rate: float = 25) -> Path:
+    """An .otio of one video track: (media name, media's first timecode, source in, frames) each."""
+    tl = otio.schema.Timeline(name="cut")
+    track = otio.schema.Track(kind=otio.schema.TrackKind.Video)
+    tl.tracks.append(track)
+    rt, tr, tc = otio.opentime.RationalTime, otio.opentime.TimeRange, otio.opentime.from_timecode
+    for name, media_tc, src_in, frames in events:
+        ref = otio.schema.ExternalReference(target_url=f"{name}.mov", available_range=tr(tc(media_tc, rate), rt(100, rate)))
+        track.append(otio.schema.Clip(name=name, media_reference=ref, source_range=tr(tc(src_in, rate), rt(frames, rate))))
+    otio.adapters.write_to_file(tl, str(path))
+    return path
+
+
+def shown(edit_path: Path, media: Path, rate: float | None = None) -> list[tuple]:
+    """What an edit shows, clip by clip: its record range and which source frames, read from the
+    file it names (by file or clip name, in ``media``) at its source times."""
+    kw = {"rate": rate} if edit_path.suffix == ".edl" else {}
+    tl = otio.adapters.read_from_file(str(edit_path), **kw)
+    seen = []
+    for track in tl.video_tracks():
+        for clip in track.find_clips():
+            # an EDL names the file in the clip name (the adapter gives a dissolve's B side the A side's
+            # FROM CLIP file), an .otio in its reference
+            url = getattr(clip.media_reference, "target_url", None)
+            edl_name = edit_path.suffix == ".edl" and (media / clip.name).is_file()
+            path = media / (clip.name if edl_name else Path(url).name) if edl_name or url else \
+                next(media.glob(clip.name + ".*"))
+            info = probe(str(path))
+            fps = float(info.fps)
+            ref_range = clip.media_reference.available_range if url and not edl_name else None
+            base = ref_range.start_time if ref_range else otio.opentime.from_timecode(info.timecode, fps)
+            vis = clip.visible_range()
+            first = round(vis.start_time.value_rescaled_to(fps) - base.value_rescaled_to(fps))
+            n = round(vis.duration.value_rescaled_to(fps))
+            rec = track.range_of_child(clip)
+            seen.append(((rec.start_time.value, rec.duration.value), frame_ids(path)[first:first + n]))
+    return seen
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory) -> Path:
+    """Two four-second 25 fps sources at 01:00:00:00 and 02:00:00:00, and a 29.97 drop-frame one."""
+    folder = tmp_path_factory.mktemp("media")
+    source(folder / "srcA.mov", "01:00:00:00", reel="R1")
+    source(folder / "srcB.mov", "02:00:00:00", reel="R2")
+    source(folder / "ntsc.mov", "00:00:58;00", rate="30000/1001")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def nearest():
+    return load_restorer("nearest", scale=1)
+
+
+def conformed(edit_path: Path, media: Path, out: Path, nearest, handles: int = 5, **kw):
+    plan = conform.plan_conform(str(edit_path), [str(media)], str(out), handles=handles)
+    summary = conform.run(plan, nearest, EncodeOptions(codec="prores"), EnhanceOptions(progress=False), **kw)
+    return plan, summary
+
+
+DONE_WHEN = ("001  SRCA     V     C        01:00:01:00 01:00:02:00 00:00:00:00 00:00:01:00",
+             "* FROM CLIP NAME:  srcA",
+             "002  SRCB     V     C        02:00:02:00 02:00:03:00 00:00:01:00 00:00:02:00",
+             "* FROM CLIP NAME:  srcB")
+
+
+def test_done_when_edl(tmp_path, media):
+    """The issue's case, through the command: two events of one second each, --handles 5."""
+    cut = edl(tmp_path / "cut.edl", *DONE_WHEN)
+    out = tmp_path / "out"
+    r = run_cli("conform", str(cut), "--media", str(media), "-o", str(out), "--handles", "5", *FAST)
+    assert r.returncode == 0, r.stderr
+    a, b = out / "srcA.01-00-00-20.mov", out / "srcB.02-00-01-20.mov"
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == sorted(
+        [a.name, b.name, "cut.enhanced.edl"])
+    for clip, tc, first, reel in ((a, "01:00:00:20", 20, "R1"), (b, "02:00:01:20", 45, "R2")):
+        info = probe(str(clip))
+        assert (info.timecode, info.reel_name, info.codec) == (tc, reel, "prores")
+        assert frame_ids(clip) == list(range(first, first + 35))  # 35 frames, exactly these
+        # the source's audio for the range, copied: the burst at 1.00 s of the source where the range holds
+        # it, to the sample; the last packet copied whole (PCM packets here hold up to 1024 samples, 21 ms)
+        burst, length = burst_at(clip)
+        assert burst == (pytest.approx(1.0 - first / 25, abs=1 / 24000) if first == 20 else None)
+        assert 1.4 <= length < 1.4 + 1024 / 48000
+    relinked = (out / "cut.enhanced.edl").read_text()
+    assert "01:00:01:00 01:00:02:00 00:00:00:00 00:00:01:00" in relinked  # the same source and record timecodes
+    assert "* FROM CLIP: srcA.01-00-00-20.mov" in relinked and "* FROM CLIP: srcB.02-00-01-20.mov" in relinked
+    assert shown(out / "cut.enhanced.edl", out, 25) == shown(cut, media, 25)
+
+
+def test_done_when_otio(tmp_path, media, nearest):
+    cut = otio_cut(tmp_path / "cut.otio", ("srcA", "01:00:00:00", "01:00:01:00", 25),
+                   ("srcB", "02:00:00:00", "02:00:02:00", 25))
+    out = tmp_path / "out"
+    plan, summary = conformed(cut, media, out, nearest)
+    assert [Path(r.output).name for r in plan.ranges] == ["srcA.01-00-00-20.mov", "srcB.02-00-01-20.mov"]
+    assert [r.frames for r in plan.ranges] == [35, 35] and summary.exit_code == 0
+    assert [probe(r.output).timecode for r in plan.ranges] == ["01:00:00:20", "02:00:01:20"]
+    relinked = otio.adapters.read_from_file(str(out / "cut.enhanced.otio"))
+    assert [c.media_reference.target_url for c in relinked.find_clips()] == [Path(r.output).name for r in plan.ranges]
+    assert shown(out / "cut.enhanced.otio", out) == shown(cut, media)
+
+
+def test_overlapping_and_touching_ranges_merge(tmp_path, media):
+    cut = edl(tmp_path / "cut.edl",
+              "001  SRCA     V     C        01:00:01:00 01:00:02:00 00:00:00:00 00:00:01:00",
+              "002  SRCA     V     C        01:00:01:15 01:00:02:10 00:00:01:00 00:00:01:20",  # overlaps 001
+              "003  SRCA     V     C        01:00:02:10 01:00:02:20 00:00:01:20 00:00:02:05",  # touches 002
+              "004  SRCA     V     C        01:00:00:00 01:00:00:05 00:00:02:05 00:00:02:10")  # apart; handles cut at 0
+    plan = conform.plan_conform(str(cut), [str(media)], str(tmp_path / "out"), handles=0)
+    assert [(r.first, r.frames, r.timecode, sorted(u.event for u in r.uses)) for r in plan.ranges] == [
+        (0, 5, "01:00:00:00", [4]), (25, 45, "01:00:01:00", [1, 2, 3])]
+    plan = conform.plan_conform(str(cut), [str(media)], str(tmp_path / "out"), handles=12)
+    assert [(r.first, r.frames) for r in plan.ranges] == [(0, 82)]  # the handles join them; 0 is the media's start
+
+
+def test_dissolve(tmp_path, media, nearest):
+    """A 10-frame dissolve from A to B shows 10 more frames of A than the cut does: they are enhanced too."""
+    cut = edl(tmp_path / "cut.edl",
+              "001  SRCA     V     C        01:00:01:00 01:00:02:00 00:00:00:00 00:00:01:00",
+              "* FROM CLIP NAME:  srcA",
+              "002  SRCA     V     C        01:00:02:00 01:00:02:00 00:00:01:00 00:00:01:00",
+              "002  SRCB     V     D 010    02:00:02:00 02:00:03:00 00:00:01:00 00:00:02:00",
+              "* FROM CLIP NAME:  srcA",
+              "* TO CLIP NAME:  srcB")
+    out = tmp_path / "out"
+    plan, summary = conformed(cut, media, out, nearest, handles=0)
+    assert [(Path(r.media.path).name, r.first, r.frames) for r in plan.ranges] == [("srcA.mov", 25, 35),
+                                                                                  ("srcB.mov", 50, 25)]
+    assert summary.exit_code == 0
+    relinked = out / "cut.enhanced.edl"
+    assert "D 010" in relinked.read_text()
+    assert shown(relinked, out, 25) == shown(cut, media, 25)
+
+
+def test_drop_frame_edit(tmp_path, media, nearest):
+    """29.97 drop-frame across a minute: 00:00:59;29 is followed by 00:01:00;02, as SMPTE counts."""
+    cut = edl(tmp_path / "cut.edl",
+              "001  NTSC     V     C        00:00:59;20 00:01:00;10 01:00:00;00 01:00:00;18",
+              "* FROM CLIP NAME:  ntsc", drop=True)
+    out = tmp_path / "out"
+    plan, summary = conformed(cut, media, out, nearest, handles=5)
+    (r,) = plan.ranges
+    assert (r.first, r.frames, r.timecode) == (45, 28, "00:00:59;15")  # 59;20 is frame 50 of 58;00; 01:00;10 is 68
+    assert summary.exit_code == 0 and probe(r.output).timecode == "00:00:59;15"
+    assert frame_ids(Path(r.output)) == list(range(45, 73))
+    relinked = out / "cut.enhanced.edl"
+    assert "FCM: DROP FRAME" in relinked.read_text() and "00:00:59;20 00:01:00;10" in relinked.read_text()
+    assert shown(relinked, out, NTSC) == shown(cut, media, NTSC)
+
+
+def test_clip_used_twice(tmp_path, media, nearest):
+    """The same shot twice is one range; the same media far apart is two."""
+    cut = edl(tmp_path / "cut.edl",
+              "001  SRCA     V     C        01:00:01:00 01:00:01:10 00:00:00:00 00:00:00:10",
+              "* FROM CLIP NAME:  srcA",
+              "002  SRCB     V     C        02:00:00:10 02:00:00:20 00:00:00:10 00:00:00:20",
+              "* FROM CLIP NAME:  srcB",
+              "003  SRCA     V     C        01:00:01:00 01:00:01:10 00:00:00:20 00:00:01:05",
+              "* FROM CLIP NAME:  srcA",
+              "004  SRCA     V     C        01:00:03:00 01:00:03:10 00:00:01:05 00:00:01:15",
+              "* FROM CLIP NAME:  srcA")
+    out = tmp_path / "out"
+    plan, summary = conformed(cut, media, out, nearest, handles=2)
+    assert [(Path(r.output).name, r.frames, sorted(u.event for u in r.uses)) for r in plan.ranges] == [
+        ("srcA.01-00-00-23.mov", 14, [1, 3]), ("srcA.01-00-02-23.mov", 14, [4]), ("srcB.02-00-00-08.mov", 14, [2])]
+    assert summary.exit_code == 0
+    assert shown(out / "cut.enhanced.edl", out, 25) == shown(cut, media, 25)
+    # a second run finds every range made (records), and writes the relinked edit again
+    (out / "cut.enhanced.edl").unlink()
+    _, again = conformed(cut, media, out, nearest, handles=2)
+    assert [r.status for r in again.results] == [FileStatus.SKIPPED] * 3 and (out / "cut.enhanced.edl").exists()
+
+
+def test_errors_are_one_line(tmp_path, media, monkeypatch):
+    out = str(tmp_path / "out")
+
+    def error(cut: Path, **kw) -> str:
+        with pytest.raises(UsageError) as e:
+            conform.plan_conform(str(cut), [str(media)], out, **kw)
+        assert "\n" not in str(e.value)
+        return str(e.value)
+
+    missing = edl(tmp_path / "missing.edl", "001  SRCZ     V     C        01:00:01:00 01:00:02:00 00:00:00:00 00:00:01:00",
+                  "* FROM CLIP NAME:  srcZ")
+    assert "'srcZ' (event 1): no media named 'srcZ' or 'SRCZ' under " + str(media) in error(missing)
+    outside = edl(tmp_path / "outside.edl", "001  SRCA     V     C        01:00:03:20 01:00:04:10 00:00:00:00 00:00:00:15")
+    assert "01:00:03:20-01:00:04:09 lies outside its media" in error(outside)
+    assert "01:00:00:00-01:00:03:24" in error(outside)
+    fast = otio_cut(tmp_path / "fast.otio", ("srcA", "01:00:00:00", "01:00:01:00", 30), rate=30)
+    assert "the edit counts it at 30 fps, its media" in error(fast) and "runs at 25 fps" in error(fast)
+    dropped = edl(tmp_path / "dropped.edl", "001  SRCA     V     C        00:00:59;20 00:01:00;10 01:00:00;00 01:00:00;18")
+    assert "do not fit its media's 25 fps" in error(dropped)
+    ndf = edl(tmp_path / "ndf.edl", "001  NTSC     V     C        00:00:59:20 00:01:00:10 01:00:00:00 01:00:00:20")
+    assert "the edit counts non-drop-frame timecode, its media" in error(ndf)
+    broken = edl(tmp_path / "broken.edl", *DONE_WHEN, "003  SRCA     V     C        01:00:01:00")
+    assert error(broken).startswith(f"{broken}: line 8: not a CMX 3600 EDL that can be read")
+    from enhancer.conform import edit
+
+    monkeypatch.setattr(edit.otio_module().adapters, "available_adapter_names", lambda: ["otio_json"])
+    assert "needs the otio-cmx3600-adapter package, which is not installed (pip install otio-cmx3600-adapter" \
+        in error(missing)
+
+
+def test_cli_error_and_dry_run(tmp_path, media):
+    out = tmp_path / "out"
+    missing = edl(tmp_path / "missing.edl", "001  SRCZ     V     C        01:00:01:00 01:00:02:00 00:00:00:00 00:00:01:00")
+    r = run_cli("conform", str(missing), "--media", str(media), "-o", str(out), *FAST)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "no media named 'SRCZ'" in r.stderr
+    cut = edl(tmp_path / "cut.edl", *DONE_WHEN)
+    r = run_cli("conform", str(cut), "--media", str(media), "-o", str(out), "--handles", "5", "--dry-run", "--json",
+                *FAST)
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [(x["status"], x["source_in"], x["source_out"], x["range_frames"], Path(x["output"]).name) for x in lines] == [
+        ("planned", "01:00:00:20", "01:00:02:04", 35, "srcA.01-00-00-20.mov"),
+        ("planned", "02:00:01:20", "02:00:03:04", 35, "srcB.02-00-01-20.mov")]
+    r = run_cli("conform", str(cut), "--media", str(media), "-o", str(out), "--handles", "5", "--dry-run",
+                "--model", "nearest", "--scale", "1")
+    assert "would enhance: " in r.stderr and "01:00:00:20-01:00:02:04, 35 frames, event 1 -> " in r.stderr
+    assert f"would write the relinked edit {out / 'cut.enhanced.edl'}" in r.stderr
+    assert not out.exists()  # nothing written
+
+
+@pytest.mark.slow
+def test_ray_makes_the_same_ranges(tmp_path, media):
+    """--executor ray: a task per range (a local Ray instance), each over its own span, with the
+    same frames, timecodes and relinked edit as the local run."""
+    pytest.importorskip("ray", reason="Ray is an optional extra (pip install 'enhancer[ray]')")
+    cut = edl(tmp_path / "cut.edl", *DONE_WHEN)
+    out = tmp_path / "out"
+    r = run_cli("conform", str(cut), "--media", str(media), "-o", str(out), "--handles", "5", "--executor", "ray",
+                "--json", *FAST, env={"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"})
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+    assert [(x["status"], x["source_in"], x["frames"]) for x in rows] == [("done", "01:00:00:20", 35),
+                                                                         ("done", "02:00:01:20", 35)]
+    assert frame_ids(out / "srcA.01-00-00-20.mov") == list(range(20, 55))
+    assert probe(str(out / "srcB.02-00-01-20.mov")).timecode == "02:00:01:20"
+    assert shown(out / "cut.enhanced.edl", out, 25) == shown(cut, media, 25)
