@@ -7,7 +7,7 @@ output, every default), once per method, in the same run:
 * ``lanczos``: the classical baseline;
 * ``fusion-s``: a model of the default model's architecture and size (``aligned-fusion``,
   ``fusion-s``) with random weights, saved as a model file first (speed does not depend on the
-  weights);
+  weights); ``st3d-s`` the same for the aligned spatio-temporal generator;
 * any ``.safetensors`` path: that model file.
 
 frames/s is the file's frames over the seconds the run's own ``done`` line reports (probe,
@@ -50,17 +50,22 @@ def make_clip(path: Path, size: str, frames: int) -> None:
 
 
 def random_model(path: Path, name: str) -> Path:
-    """A model file of the ``name`` fusion configuration (x2) with random weights."""
+    """A model file of the ``name`` configuration (``fusion-*`` or ``st3d-*``, x2) with random
+    weights."""
     import torch
 
     from enhancer import weights
     from enhancer.models.fusion import FUSION_CONFIGS, FusionConfig, FusionGenerator
+    from enhancer.models.st3d import ST3D_CONFIGS, ST3DConfig, ST3DGenerator
 
-    cfg = FusionConfig(**{**FUSION_CONFIGS[name].to_dict(), "scale": 2})
+    if name in ST3D_CONFIGS:
+        cfg, cls, arch = ST3DConfig(**{**ST3D_CONFIGS[name].to_dict(), "scale": 2}), ST3DGenerator, "aligned-st3d"
+    else:
+        cfg, cls, arch = FusionConfig(**{**FUSION_CONFIGS[name].to_dict(), "scale": 2}), FusionGenerator, "aligned-fusion"
     torch.manual_seed(0)
-    card = weights.ModelCard(name=f"{name}-random", arch="aligned-fusion", config=cfg.to_dict(), scale=2,
+    card = weights.ModelCard(name=f"{name}-random", arch=arch, config=cfg.to_dict(), scale=2,
                              notes="random weights, for timing only")
-    weights.save(FusionGenerator(cfg), path, card)
+    weights.save(cls(cfg), path, card)
     return path
 
 
@@ -101,7 +106,7 @@ def main() -> None:
     ap.add_argument("--frames", default="16", help="frames per clip (at least one model chunk), or one number "
                     "per size")
     ap.add_argument("--methods", default="lanczos,fusion-s",
-                    help="lanczos (or another classical), fusion-s (random weights) or .safetensors paths")
+                    help="lanczos (or another classical), fusion-s or st3d-s (random weights) or .safetensors paths")
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
     ff.configure()
@@ -118,7 +123,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         models = {}
         for m in args.methods.split(","):
-            if m.startswith("fusion-"):
+            if m.startswith(("fusion-", "st3d-")):
                 models[m] = str(random_model(Path(tmp) / f"{m}.safetensors", m))
             else:
                 models[m] = m
