@@ -164,6 +164,25 @@ def test_done_when_otio(tmp_path, media, nearest):
     assert shown(out / "cut.enhanced.otio", out) == shown(cut, media)
 
 
+@pytest.mark.parametrize("adapter, ext", [("fcp_xml", ".xml"), ("fcpx_xml", ".fcpxml")])
+def test_fcp_xml_and_fcpxml(tmp_path, media, nearest, adapter, ext):
+    """The same cut as FCP 7 XML and FCPXML (made from the .otio by their adapters): relinked in
+    the format it came in, to the enhanced files at their first frames' timecodes."""
+    pytest.importorskip({"fcp_xml": "otio_fcp_adapter", "fcpx_xml": "otio_fcpx_xml_adapter"}[adapter])
+    tl = otio.adapters.read_from_file(str(otio_cut(tmp_path / "cut.otio", ("srcA", "01:00:00:00", "01:00:01:00", 25),
+                                                   ("srcB", "02:00:00:00", "02:00:02:00", 25))))
+    for clip in tl.find_clips():
+        clip.media_reference.target_url = (media / clip.media_reference.target_url).as_uri()
+    cut = tmp_path / f"cut{ext}"
+    otio.adapters.write_to_file(tl, str(cut), adapter_name=adapter)
+    out = tmp_path / "out"
+    plan, summary = conformed(cut, media, out, nearest)
+    assert [(Path(r.output).name, r.frames) for r in plan.ranges] == [("srcA.01-00-00-20.mov", 35),
+                                                                      ("srcB.02-00-01-20.mov", 35)]
+    assert summary.exit_code == 0 and Path(plan.relinked).name == f"cut.enhanced{ext}"
+    assert shown(Path(plan.relinked), out) == shown(cut, media)
+
+
 def test_overlapping_and_touching_ranges_merge(tmp_path, media):
     cut = edl(tmp_path / "cut.edl",
               "001  SRCA     V     C        01:00:01:00 01:00:02:00 00:00:00:00 00:00:01:00",
