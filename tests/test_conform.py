@@ -107,6 +107,7 @@ def media(tmp_path_factory) -> Path:
     source(folder / "srcA.mov", "01:00:00:00", reel="R1")
     source(folder / "srcB.mov", "02:00:00:00", reel="R2")
     source(folder / "ntsc.mov", "00:00:58;00", rate="30000/1001")
+    source(folder / "ntscndf.mov", "00:00:58:00", rate="30000/1001", seconds=3)
     return folder
 
 
@@ -229,6 +230,24 @@ def test_drop_frame_edit(tmp_path, media, nearest):
     relinked = out / "cut.enhanced.edl"
     assert "FCM: DROP FRAME" in relinked.read_text() and "00:00:59;20 00:01:00;10" in relinked.read_text()
     assert shown(relinked, out, NTSC) == shown(cut, media, NTSC)
+
+
+def test_non_drop_frame_ntsc_and_fcm_drop_frame(tmp_path, media, nearest):
+    """29.97 counted non-drop-frame keeps its own labels in the relinked EDL (the adapter would
+    write drop-frame ones); an EDL whose FCM says DROP FRAME is counted drop-frame, ':' or ';'."""
+    cut = edl(tmp_path / "cut.edl", "001  NTSCNDF  V     C        00:00:59:20 00:01:00:10 01:00:00:00 01:00:00:20",
+              "* FROM CLIP NAME:  ntscndf")
+    out = tmp_path / "out"
+    plan, summary = conformed(cut, media, out, nearest, handles=0)
+    (r,) = plan.ranges
+    assert (r.first, r.frames, r.timecode, probe(r.output).timecode) == (50, 20, "00:00:59:20", "00:00:59:20")
+    relinked = (out / "cut.enhanced.edl").read_text()
+    assert "00:00:59:20 00:01:00:10 01:00:00:00 01:00:00:20" in relinked and "FCM: NON-DROP FRAME" in relinked
+    assert shown(out / "cut.enhanced.edl", out, NTSC) == shown(cut, media, NTSC)
+    colons = edl(tmp_path / "colons.edl", "001  NTSC     V     C        00:00:59:20 00:01:00:10 01:00:00:00 01:00:00:18",
+                 "* FROM CLIP NAME:  ntsc", drop=True)
+    (r,) = conform.plan_conform(str(colons), [str(media)], str(out), handles=0).ranges
+    assert (r.first, r.frames, r.timecode) == (50, 18, "00:00:59;20")
 
 
 def test_clip_used_twice(tmp_path, media, nearest):

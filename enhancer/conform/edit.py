@@ -11,9 +11,11 @@ import os
 import re
 import urllib.parse
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 from enhancer.errors import UsageError, escape
+from enhancer.io.timecode import Timecode
 
 # suffix: (OpenTimelineIO adapter, the PyPI package that brings it (None: OTIO itself), what it is)
 FORMATS = {".edl": ("cmx_3600", "otio-cmx3600-adapter", "a CMX 3600 EDL"),
@@ -135,6 +137,9 @@ def parse_edit(path: str, rate: float | None = None) -> Edit:
         text = Path(path).read_text(encoding="utf-8-sig", errors="surrogateescape")
     except OSError as e:
         raise UsageError(f"cannot read the edit: {e.strerror or e}", path=path) from None
+    drop = False
+    if adapter == "cmx_3600":
+        text, drop = _drop_frame(text)
     try:
         timeline = _parse(path, adapter, text, rate or _ANY_RATE, names_only=rate is None)
     except UsageError:
@@ -144,9 +149,37 @@ def parse_edit(path: str, rate: float | None = None) -> Edit:
         line = _failing_line(path, adapter, text, rate or _ANY_RATE, message, rate is None)
         where = f"line {line}: " if line and f"line {line}" not in message else ""
         raise UsageError(f"{where}not {what} that can be read: {escape(message)[:300]}", path=path) from None
-    drop = adapter == "cmx_3600" and any(re.search(r"\d\d;\d\d(\s|$)", line) for line in text.splitlines()
-                                         if re.match(r"\s*\d+\s", line))
     return Edit(path, adapter, timeline, rate, drop)
+
+
+_EVENT = re.compile(r"\s*\d+\s")
+_TC = re.compile(r"\b(\d\d:\d\d:\d\d)[:;](\d\d)\b")
+
+
+def _drop_frame(text: str) -> tuple[str, bool]:
+    """An EDL's text with its event timecodes in drop-frame form where its FCM line says DROP
+    FRAME (OpenTimelineIO reads the counting from the ';' alone), and whether it counts drop-frame."""
+    lines = text.splitlines()
+    fcm = [line.upper() for line in lines if line.strip().upper().startswith("FCM")]
+    drop = any(";" in m.group(0) for line in lines if _EVENT.match(line) for m in _TC.finditer(line)) or (
+        bool(fcm) and all("NON-DROP" not in f and "DROP" in f for f in fcm))
+    if drop:
+        lines = [_TC.sub(r"\1;\2", line) if _EVENT.match(line) else line for line in lines]
+    return "\n".join(lines) + "\n", drop
+
+
+def _relabel(text: str, rate: float, drop: bool) -> str:
+    """The adapter writes 29.97 and 59.94 timecodes drop-frame whatever the edit counted: an edit
+    that counted non-drop-frame gets its own labels (of the same frames) back."""
+    fps = Fraction(rate).limit_denominator(1001)
+    if drop or fps.denominator != 1001:
+        return text
+
+    def ndf(m: re.Match) -> str:
+        tc = Timecode.parse(m.group(0), fps)
+        return str(Timecode(tc.frame, tc.rate, False)) if tc is not None else m.group(0)
+
+    return "\n".join(_TC.sub(ndf, line) if _EVENT.match(line) else line for line in text.splitlines()) + "\n"
 
 
 def clip_names(clip, edl: bool = False) -> list[str]:
@@ -188,7 +221,7 @@ def write_edit(edit: Edit, timeline, path: str) -> None:
         fcm = "FCM: DROP FRAME" if edit.drop_frame else "FCM: NON-DROP FRAME"
         lines = text.splitlines()
         at = 1 if lines and lines[0].startswith("TITLE:") else 0
-        text = "\n".join(lines[:at] + [fcm] + lines[at:]) + "\n"
+        text = _relabel("\n".join(lines[:at] + [fcm] + lines[at:]) + "\n", edit.rate, edit.drop_frame)
     else:
         text = otio.adapters.write_to_string(timeline, edit.adapter)
     tmp = Path(path).with_name(f".{Path(path).name}.{os.getpid()}.tmp")
