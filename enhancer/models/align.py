@@ -91,10 +91,22 @@ def flow(ref: np.ndarray, other: np.ndarray) -> np.ndarray:
     return _flow(ref, other)
 
 
+def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel coordinates (x, y) of an (h, w) frame, made once per size and thread."""
+    cache = getattr(_local, "grids", None)
+    if cache is None:
+        cache = _local.grids = {}
+    if (h, w) not in cache:
+        cache.clear()  # one size at a time: a video does not change size
+        cache[(h, w)] = (np.broadcast_to(np.arange(w, dtype=np.float32), (h, w)),
+                         np.broadcast_to(np.arange(h, dtype=np.float32)[:, None], (h, w)))
+    return cache[(h, w)]
+
+
 def warp(frame: np.ndarray, fl: np.ndarray) -> np.ndarray:
     """``frame`` sampled at ``x + fl(x)`` (bicubic, edges repeated): ``other`` brought onto ``ref``."""
     h, w = fl.shape[:2]
-    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    gx, gy = _grid(h, w)
     out = cv2.remap(frame, gx + fl[..., 0], gy + fl[..., 1], interpolation=cv2.INTER_CUBIC,
                     borderMode=cv2.BORDER_REPLICATE)
     return np.clip(out, 0.0, 1.0, out=out)
