@@ -62,13 +62,15 @@ def enhance(input: PathLike | Sequence[PathLike], output: PathLike, *, model: st
             retry_failed: bool = False, keep_going: bool = True, strict: bool = False,
             part_seconds: float = 120.0, device: str = "auto", precision: str = "auto",
             tile: int | str = "auto", chunk: int | None = None, ffmpeg: str | None = None,
-            progress: bool | str = False):
+            progress: bool | str = False, temporal: int | str = "auto"):
     """Enhance ``input`` (a video, an image-sequence folder, a folder of videos, or a list of
     them) into ``output`` (a file for one input, else a folder that mirrors the inputs' tree),
     with the CLI's semantics: ``enhancer enhance INPUT -o OUTPUT`` and the same option names.
 
     ``model`` None picks the installed model for ``task`` ("web", "archive") and ``scale``:
-    general-x2 by default. ``codec`` None is h264 (with ``splice`` and a model of scale 1: the
+    general-x2 by default; a path to a file of the field's models (.pth, .pt, .ckpt, .safetensors,
+    .onnx) runs it frame by frame, with the temporal-consistency stage unless ``temporal`` is
+    "off" (``temporal``: "auto", "off" or a radius of 1 to 4 frames). ``codec`` None is h264 (with ``splice`` and a model of scale 1: the
     source's codec where the rest of the file can be copied, else a lossless one). ``progress``
     False (the default) shows nothing; True shows bars on a terminal; "json" writes JSON
     progress lines to stderr.
@@ -124,7 +126,8 @@ def enhance(input: PathLike | Sequence[PathLike], output: PathLike, *, model: st
                           progress=mode != "none", part_seconds=part_seconds, fps=rate, splice=splice)
     opts.segment  # start and duration checked before any work (not once per file, as each fails)
     name = _chosen(model, task, scale)
-    restorer = load_restorer(name, scale=scale, device=device, precision=precision, tile=tile, chunk=chunk)
+    restorer = load_restorer(name, scale=scale, device=device, precision=precision, tile=tile, chunk=chunk,
+                             temporal=temporal)
     if splice:
         from enhancer.infer.splice import check_request
 
@@ -144,18 +147,20 @@ def enhance(input: PathLike | Sequence[PathLike], output: PathLike, *, model: st
 class Enhancer:
     """A model (or a classical method) for frames held in memory.
 
-    ``model``: a shipped model name (``enhancer models``), a .safetensors path, or lanczos |
+    ``model``: a shipped model name (``enhancer models``), a .safetensors path, a file of the
+    field's models (.pth, .pt, .ckpt, .safetensors, .onnx; ``temporal`` as :func:`enhance`), or lanczos |
     bicubic | bilinear | nearest; None picks the installed model for ``task`` and ``scale`` as
     :func:`enhance` does. Frames are RGB arrays (H, W, 3), uint8 or uint16 (16-bit sources keep
     their depth); OpenCV's BGR frames must be converted first (``frame[..., ::-1]``)."""
 
     def __init__(self, model: str | None = None, *, scale: int | None = None, task: str | None = None,
-                 device: str = "auto", precision: str = "auto", tile: int | str = "auto", chunk: int | None = None):
+                 device: str = "auto", precision: str = "auto", tile: int | str = "auto", chunk: int | None = None,
+                 temporal: int | str = "auto"):
         from enhancer.infer.models import load_restorer
 
         name = _chosen(model, task, scale)
         self._restorer = load_restorer(name, scale=scale, device=device, precision=precision, tile=tile,
-                                       chunk=chunk)
+                                       chunk=chunk, temporal=temporal)
         self._chunk = chunk
 
     @property

@@ -124,7 +124,8 @@ def main() -> None:
               help="Output folder (mirrors the input tree), or a file name when there is one input, or - for stdout.")
 @click.option("-r", "--recursive", is_flag=True, help="Look for videos in sub-folders too.")
 @click.option("--model", "-m", default=None,
-              help="Model name (see `enhancer models`), a .safetensors path, or lanczos | bicubic | bilinear | "
+              help="Model name (see `enhancer models`), a .safetensors path, a file of the field's models (.pth, "
+                   ".pt, .ckpt or .safetensors read by spandrel; .onnx), or lanczos | bicubic | bilinear | "
                    "nearest [default: the installed model for --task and --scale: general-x2].")
 @click.option("--task", type=click.Choice(["web", "archive"]), default=None,
               help="What to do when no --model is named: web (upscale web and broadcast video, x2 unless "
@@ -175,6 +176,11 @@ def main() -> None:
                    f"{MODEL_CHUNK['cuda']} on CUDA).")
 @click.option("--tile", default="auto", show_default=True,
               help="Tile side in input pixels for the model, 0 for none, auto to fit free memory.")
+@click.option("--temporal", default="auto", show_default=True, metavar="auto|off|N",
+              help="Temporal-consistency stage for per-frame models: each output frame blended with its N "
+                   "neighbours each side, warped by the input's optical flow where it can be trusted. auto: on "
+                   "(N=2) for the field's models (.pth, .pt, .ckpt, .safetensors, .onnx), off for enhancer's "
+                   "own, which see their neighbours already; N (1-4) also steadies a classical method.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True,
               help="auto: fp32 on CPU, bf16 (or fp16) on CUDA.")
@@ -212,7 +218,7 @@ def main() -> None:
 def enhance(inputs, output, recursive, model, task, scale, codec, crf, preset, pix_fmt, container, audio, no_subtitles,
             start, duration, deinterlace, chunk, tile, device, precision, skip_existing, retry_failed, keep_going, report_path, part_seconds, strict, preview, dry_run, as_json, ffmpeg_path, quiet, verbose,
             square_pixels=False, fps_text=None, progress_mode="bar", encoder_args=None, size_text=None, width=None,
-            height=None, splice=False, executor="local", ray_address=None, ray_split=600.0):
+            height=None, splice=False, executor="local", ray_address=None, ray_split=600.0, temporal="auto"):
     """Enhance videos: files, folders and globs in INPUTS, results under OUTPUT."""
     from enhancer import progress
 
@@ -231,7 +237,7 @@ def enhance(inputs, output, recursive, model, task, scale, codec, crf, preset, p
                  square_pixels=square_pixels, fps_text=fps_text, encoder_args=encoder_args,
                  size=_size(size_text, width, height), splice=splice, executor=executor, ray_address=ray_address,
                  ray_split=ray_split, codec_given=click.get_current_context().get_parameter_source("codec")
-                 != click.core.ParameterSource.DEFAULT)
+                 != click.core.ParameterSource.DEFAULT, temporal=temporal)
     except KeyboardInterrupt:
         print("interrupted: partial outputs removed; run the same command again to continue", file=sys.stderr)
         sys.exit(130)
@@ -247,19 +253,23 @@ def _choose_model(model: str | None, task: str | None, scale: int | None, quiet:
     return name
 
 
-def _restorer(model, task, scale, tile, device, precision, chunk, quiet):
+def _restorer(model, task, scale, tile, device, precision, chunk, quiet, temporal="auto"):
     """The restorer the enhance and watch options name; a bad model file, an unknown model or
     device is one line and exit 2."""
-    from enhancer.infer.models import load_restorer, parse_tile
+    from enhancer.infer.models import load_restorer, parse_temporal, parse_tile
 
     try:
         tile = parse_tile(tile)
     except EnhancerError:
         raise click.BadParameter("use a number of pixels, 0 or auto", param_hint="--tile") from None
     try:
+        parse_temporal(temporal)
+    except EnhancerError:
+        raise click.BadParameter("use auto, off or a radius of 0 to 4 frames", param_hint="--temporal") from None
+    try:
         name = _choose_model(model, task, int(scale) if scale else None, quiet)
         return load_restorer(name, scale=int(scale) if scale else None, device=device, precision=precision,
-                             tile=tile, chunk=chunk)
+                             tile=tile, chunk=chunk, temporal=temporal)
     except EnhancerError as e:
         _fail(str(e), 2)
 
@@ -312,7 +322,7 @@ def _enhance(inputs, output, recursive, model, task, scale, codec, crf, preset, 
              start, duration, deinterlace, chunk, tile, device, precision, skip_existing, retry_failed, keep_going,
              report_path, part_seconds, strict, preview, dry_run, as_json, ffmpeg_path, quiet, verbose,
              square_pixels=False, fps_text=None, encoder_args=None, size=None, splice=False, codec_given=False,
-             executor="local", ray_address=None, ray_split=600.0):
+             executor="local", ray_address=None, ray_split=600.0, temporal="auto"):
     from enhancer.batch import discover, plan_batch, plan_jobs, reject_missing, report, run_batch, state_folder
     from enhancer.infer.engine import EnhanceOptions
 
@@ -347,7 +357,7 @@ def _enhance(inputs, output, recursive, model, task, scale, codec, crf, preset, 
         raise click.BadParameter("must be more than 0 seconds", param_hint="--preview")
     opts = EnhanceOptions(deinterlace=deinterlace, start=seg_start, duration=seg_dur, chunk=chunk,
                           progress=not quiet, preview=preview, part_seconds=part_seconds, fps=fps, splice=splice)
-    restorer = _restorer(model, task, scale, tile, device, precision, chunk, quiet)
+    restorer = _restorer(model, task, scale, tile, device, precision, chunk, quiet, temporal)
     if splice:
         from enhancer.infer.splice import check_request
 
@@ -365,7 +375,7 @@ def _enhance(inputs, output, recursive, model, task, scale, codec, crf, preset, 
     try:
         if executor == "ray":
             summary = _run_on_ray(jobs, restorer, encode, opts, model=model, device=device, precision=precision,
-                                  tile=tile, chunk=chunk, address=ray_address, split=ray_split,
+                                  tile=tile, chunk=chunk, temporal=temporal, address=ray_address, split=ray_split,
                                   folder=state_folder(jobs, output),
                                   ffmpeg=ffmpeg_path or os.environ.get("ENHANCER_FFMPEG"),  # the same on every node
                                   overwrite=not skip_existing, retry_failed=retry_failed,
@@ -404,7 +414,7 @@ def _enhance(inputs, output, recursive, model, task, scale, codec, crf, preset, 
 
 
 def _run_on_ray(jobs, restorer, encode, opts, *, model, device, precision, tile, chunk, address, folder, ffmpeg,
-                overwrite, retry_failed, strict, on_result, split=600.0):
+                overwrite, retry_failed, strict, on_result, split=600.0, temporal="auto"):
     """--executor ray: the batch as Ray tasks (see enhancer.cluster); a cluster that cannot be
     used is one line and exit 2."""
     from enhancer.cluster import ModelSpec, run_batch_ray
@@ -414,7 +424,7 @@ def _run_on_ray(jobs, restorer, encode, opts, *, model, device, precision, tile,
     if any(j.input == "-" or j.output == "-" for j in jobs):
         _fail("--executor ray reads and writes files on a shared path: stdin and stdout are not for it", 2)
     spec = ModelSpec(model if model and os.path.isfile(model) else restorer.name, scale=restorer.scale,
-                     device=device, precision=precision, tile=parse_tile(tile), chunk=chunk)
+                     device=device, precision=precision, tile=parse_tile(tile), chunk=chunk, temporal=temporal)
     net = getattr(restorer, "model", None)
     try:
         return run_batch_ray(jobs, spec, encode, opts, address=address, folder=folder, ffmpeg=ffmpeg,
@@ -486,13 +496,13 @@ def _image_sequence_rate(fps_text: str | None, found: list):
 _WATCH_SHARED = {"recursive", "model", "task", "scale", "codec", "crf", "preset", "pix_fmt", "square_pixels",
                  "container", "audio", "no_subtitles", "deinterlace", "chunk", "tile", "device", "precision",
                  "part_seconds", "strict", "retry_failed", "as_json", "ffmpeg_path", "progress_mode", "quiet",
-                 "verbose", "encoder_args", "size_text", "width", "height"}
+                 "verbose", "encoder_args", "size_text", "width", "height", "temporal"}
 
 
 def _watch(folders, output, settle, interval, once, recursive, model, task, scale, codec, crf, preset, pix_fmt,
            square_pixels, container, audio, no_subtitles, deinterlace, chunk, tile, device, precision, part_seconds,
            strict, retry_failed, as_json, ffmpeg_path, progress_mode, quiet, verbose, encoder_args=None,
-           size_text=None, width=None, height=None):
+           size_text=None, width=None, height=None, temporal="auto"):
     """Enhance videos as they arrive in FOLDERS (once completely written), into OUTPUT; Ctrl-C stops."""
     from enhancer import progress
     from enhancer.batch import report
@@ -516,7 +526,7 @@ def _watch(folders, output, settle, interval, once, recursive, model, task, scal
                              subtitles=not no_subtitles, square_pixels=square_pixels,
                              encoder_args=_encoder_args(encoder_args), size=_size(size_text, width, height))
     opts = EnhanceOptions(deinterlace=deinterlace, chunk=chunk, progress=not quiet, part_seconds=part_seconds)
-    restorer = _restorer(model, task, scale, tile, device, precision, chunk, quiet)
+    restorer = _restorer(model, task, scale, tile, device, precision, chunk, quiet, temporal)
     if not quiet:
         print(f"watching {', '.join(shown(f) for f in folders)} -> {shown(output)} with {restorer.name} "
               f"(x{restorer.scale}); files are taken once unchanged for {settle:g} s; "
@@ -1003,7 +1013,7 @@ def probe_cmd(file, as_json, count, ffmpeg_path, verbose):
     _configure_ffmpeg(ffmpeg_path, verbose)
     try:
         info = probe(file)
-        if count:
+        if count and not info.repeats:  # an AVI's ticks were counted by probing (empty packets too)
             info.frame_count = count_frames(file, stream=info.video_index)
             info.frame_count_exact = True
     except EnhancerError as e:
@@ -1014,6 +1024,9 @@ def probe_cmd(file, as_json, count, ffmpeg_path, verbose):
         return
     d = info.to_dict()
     fc = f"{info.frame_count}" + ("" if info.frame_count_exact else " (estimate)") if info.frame_count else "unknown"
+    if info.repeats:
+        fc += (f" ({info.repeats} of them empty packets: the frame before, shown again; {info.frame_count - info.repeats} "
+               "pictures decode)")
     lines = [
         f"file:        {info.path}",
         f"container:   {info.container}",

@@ -52,12 +52,13 @@ class ModelSpec:
     precision: str = "auto"
     tile: int | str | None = "auto"
     chunk: int | None = None
+    temporal: int | str | None = "auto"
 
     def load(self):
         from enhancer.infer.models import load_restorer
 
         return load_restorer(self.model, scale=self.scale, device=self.device, precision=self.precision,
-                             tile=self.tile, chunk=self.chunk)
+                             tile=self.tile, chunk=self.chunk, temporal=self.temporal)
 
 
 _loaded: dict = {}  # per worker process: the restorer of each spec, loaded once

@@ -390,9 +390,12 @@ def installed() -> tuple[list[tuple[str, Path, ModelCard]], list[tuple[Path, Mod
 
 
 def resolve(name_or_path: str) -> Path:
-    """A model name (``general-x2``) or a path to a .safetensors file."""
+    """A model name (``general-x2``) or a path to a model file: .safetensors, or one of the
+    field's (:mod:`enhancer.infer.field`)."""
+    from enhancer.infer.field import SUFFIXES
+
     p = Path(name_or_path)
-    if p.suffix == ".safetensors" or os.sep in name_or_path:
+    if p.suffix.lower() in SUFFIXES or os.sep in name_or_path or (os.altsep and os.altsep in name_or_path):
         if not p.is_file():
             raise ModelError("no such weights file", path=name_or_path)
         return p

@@ -36,10 +36,14 @@ def input_identity(path: str) -> dict:
 
 
 def restorer_identity(restorer) -> dict:
-    """The restorer settings that change pixels, and the weights' content hash."""
+    """The restorer settings that change pixels, and the weights' content hash (of the file, for
+    the field's models). The temporal stage's settings enter only where it runs, so the keys of
+    outputs made without it still hold."""
     d = restorer.describe()
     ident = {k: d.get(k) for k in ("model", "kind", "scale", "precision")}
     ident["weights_sha256"] = getattr(restorer, "weights_sha256", None)
+    if d.get("temporal"):
+        ident["temporal"] = d["temporal"]
     return ident
 
 

@@ -1,0 +1,162 @@
+"""The temporal-consistency stage for per-frame models.
+
+A model that sees one frame at a time invents its detail afresh in every frame, so texture that
+should stand still shimmers and noise the model kept dances. This stage gives each output frame
+the steadiness of its neighbours: every neighbour within ``radius`` frames is warped onto it by
+the optical flow of the *input* frames (upscaled to the output's size), and blended in where that
+flow can be trusted:
+
+- forward-backward consistency (Sundaram et al. 2010): following the flow to the neighbour and
+  the neighbour's flow back must return to the same pixel, within a tolerance that grows with
+  the motion; occlusions, disocclusions and failed matches do not;
+- the input itself: the neighbour's input frame, warped by the same flow, must match this input
+  frame; a scene cut, a flash or a fade gives a large difference and no blending.
+
+Each neighbour's weight is ``strength`` times both confidences (each in 0..1, soft), and the
+frame's own output keeps weight 1, so where no neighbour can be trusted the output is the model's
+own frame. The blend reads the model's outputs of the frame's ``2 * radius`` neighbours, never
+blended outputs, so every output frame depends on a bounded window of input frames and chunks,
+parts and resumed runs give the same frames; the stage's ``margin`` tells the reader so.
+
+The flows are OpenCV's DIS with the global-translation start that the aligned-fusion generator
+uses (:func:`enhancer.models.align.flow`), on the luma of the input frames.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from enhancer.errors import ArgumentError
+from enhancer.infer.restorer import Restorer
+from enhancer.models.align import flow, luma8
+
+DEFAULT_RADIUS = 2  # neighbours on each side (the --temporal default for the field's models)
+MAX_RADIUS = 4
+DEFAULT_STRENGTH = 0.5  # a fully trusted neighbour's weight beside the frame's own 1
+FB_RELATIVE, FB_ABSOLUTE = 0.01, 0.5  # forward-backward tolerance: 0.01 |motion|^2 + 0.5 px^2
+PHOTOMETRIC = 0.04  # input difference (0..1, 3x3 mean) at which a neighbour's weight falls to 1/e
+
+
+def _sample(image: np.ndarray, fl: np.ndarray, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
+    """``image`` sampled at ``x + fl(x)``, edges repeated."""
+    h, w = fl.shape[:2]
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    return cv2.remap(image, gx + fl[..., 0], gy + fl[..., 1], interpolation=interpolation,
+                     borderMode=cv2.BORDER_REPLICATE)
+
+
+def confidence(ref: np.ndarray, other: np.ndarray, fwd: np.ndarray, bwd: np.ndarray) -> np.ndarray:
+    """How far the flow ``fwd`` from input frame ``ref`` to ``other`` ((H, W, 3) float32 in
+    [0, 1]) can be trusted, per pixel, in 0..1; ``bwd`` is the flow from ``other`` back."""
+    back = _sample(bwd, fwd)  # the return flow, read where the forward flow lands
+    err = ((fwd + back) ** 2).sum(-1)
+    tolerance = FB_RELATIVE * ((fwd ** 2).sum(-1) + (back ** 2).sum(-1)) + FB_ABSOLUTE
+    consistent = np.exp(-err / tolerance)
+    diff = np.abs(_sample(other, fwd) - ref).mean(-1)
+    diff = cv2.blur(diff, (3, 3))
+    matching = np.exp(-(diff / PHOTOMETRIC) ** 2)
+    return (consistent * matching).astype(np.float32)
+
+
+def upscale_flow(fl: np.ndarray, scale: int) -> np.ndarray:
+    """A flow between input frames as a flow between output frames ``scale`` times larger."""
+    if scale == 1:
+        return fl
+    h, w = fl.shape[:2]
+    return cv2.resize(fl, (w * scale, h * scale), interpolation=cv2.INTER_LINEAR) * np.float32(scale)
+
+
+class TemporalConsistency:
+    """A :class:`~enhancer.infer.restorer.Restorer` around a per-frame one: ``inner`` on every
+    frame of the window, then each core frame blended with its ``radius`` neighbours on each side
+    as the module docstring says."""
+
+    def __init__(self, inner: Restorer, radius: int = DEFAULT_RADIUS, strength: float = DEFAULT_STRENGTH):
+        if inner.margin:
+            raise ArgumentError(f"{inner.name} already reads {inner.margin} frames each side: the temporal stage "
+                                "is for per-frame models")
+        if isinstance(radius, bool) or not isinstance(radius, int) or not 1 <= radius <= MAX_RADIUS:
+            raise ArgumentError(f"temporal radius must be 1 to {MAX_RADIUS} frames, not {radius!r}")
+        if not 0 < strength <= 1:
+            raise ArgumentError(f"temporal strength must be in (0, 1], not {strength!r}")
+        self.inner = inner
+        self.radius = radius
+        self.strength = float(strength)
+        self.name = inner.name
+        self.scale = inner.scale
+        self.margin = radius
+        # a restorer that plans no chunk of its own (classical: 1) gets windows long enough that the
+        # neighbours' flows and outputs are shared between frames
+        self.chunk = inner.chunk if hasattr(inner, "chunk_for") else max(inner.chunk, 8)
+        self.card = getattr(inner, "card", {})
+        self.weights_sha256 = getattr(inner, "weights_sha256", None)
+        self.model = getattr(inner, "model", None)
+        # the model's outputs of the last window's final 2r frames, which open the next window
+        self._carry: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def _own_bytes(self, height: int, width: int, chunk: int) -> int:
+        """Host bytes this stage holds beside the model's: the model's outputs of the window as
+        float, a warped neighbour, the weights and the flows' maps (float32)."""
+        out = height * width * 3 * self.scale ** 2
+        return ((chunk + 2 * self.radius) * out + 3 * out) * 4 + 16 * height * width * 4
+
+    def chunk_for(self, height: int, width: int, reserve: int = 0) -> int:
+        fit = getattr(self.inner, "chunk_for", None)
+        if fit is None:
+            return self.chunk
+        return fit(height, width, reserve=reserve + self._own_bytes(height, width, self.chunk))
+
+    def _per_frame(self, images: np.ndarray) -> np.ndarray:
+        """The inner model on every frame of the window, reusing its outputs of the frames that
+        the previous window ended with (the same frames, checked pixel for pixel)."""
+        reused = []
+        for (inp, out), image in zip(self._carry, images):
+            if not np.array_equal(inp, image):
+                break
+            reused.append(out)
+        rest = self.inner.restore(images[len(reused):]) if len(reused) < len(images) else None
+        outs = np.concatenate([np.stack(reused), rest]) if reused and rest is not None else \
+            (np.stack(reused) if reused else rest)
+        keep = min(2 * self.radius, len(images))
+        self._carry = [(images[i].copy(), outs[i]) for i in range(len(images) - keep, len(images))]
+        return outs
+
+    def restore(self, images: np.ndarray) -> np.ndarray:
+        """(T + 2r, H, W, 3) uint8|uint16 -> (T, sH, sW, 3), same dtype."""
+        r = self.radius
+        t = images.shape[0] - 2 * r
+        if t < 1:
+            raise ArgumentError(f"need at least {2 * r + 1} frames, got {images.shape[0]}")
+        outs = self._per_frame(images)
+        peak = np.float32(65535.0 if images.dtype == np.uint16 else 255.0)
+        frames = images.astype(np.float32) / peak  # (T + 2r, H, W, 3)
+        lumas = [luma8(f) for f in frames]
+        flows: dict[tuple[int, int], np.ndarray] = {}
+
+        def flow_of(a: int, b: int) -> np.ndarray:
+            if (a, b) not in flows:
+                flows[(a, b)] = flow(lumas[a], lumas[b])
+            return flows[(a, b)]
+
+        result = np.empty((t, *outs.shape[1:]), images.dtype)
+        for j in range(t):
+            c = j + r
+            total = outs[c].astype(np.float32) / peak
+            weight_sum = np.ones(total.shape[:2] + (1,), np.float32)
+            for k in range(-r, r + 1):
+                if not k:
+                    continue
+                fwd = flow_of(c, c + k)
+                w = self.strength * confidence(frames[c], frames[c + k], fwd, flow_of(c + k, c))
+                if self.scale > 1:
+                    w = cv2.resize(w, (outs.shape[2], outs.shape[1]), interpolation=cv2.INTER_LINEAR)
+                w = w[..., None]
+                warped = _sample(outs[c + k].astype(np.float32) / peak, upscale_flow(fwd, self.scale),
+                                 cv2.INTER_CUBIC)
+                total += w * np.clip(warped, 0.0, 1.0)
+                weight_sum += w
+            result[j] = np.clip(total / weight_sum * peak + 0.5, 0, peak).astype(images.dtype)
+        return result
+
+    def describe(self) -> dict:
+        return {**self.inner.describe(), "temporal": {"radius": self.radius, "strength": self.strength}}

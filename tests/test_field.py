@@ -1,0 +1,269 @@
+"""The field's models (.pth/.pt/.ckpt/.safetensors through spandrel, .onnx through onnxruntime) and
+the temporal-consistency stage that steadies them. Tiny seeded models of a real architecture
+(Real-ESRGAN's SRVGGNetCompact, as spandrel builds it), made here: nothing is downloaded."""
+from __future__ import annotations
+
+import json
+import pickle
+import warnings
+from fractions import Fraction
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_clip, run_cli
+from enhancer.errors import ModelError, UsageError
+from enhancer.infer import field
+from enhancer.infer.frames import FrameRestorer
+from enhancer.infer.models import load_restorer, parse_temporal
+from enhancer.infer.restorer import ClassicalUpscaler
+from enhancer.infer.temporal import TemporalConsistency
+from enhancer.io.reader import Frame, windows
+from enhancer.io.probe import count_frames, probe
+from enhancer.pipeline.recipe import restorer_identity
+
+spandrel = pytest.importorskip("spandrel")
+from spandrel.architectures.Compact import Compact  # noqa: E402
+
+
+def _compact(scale: int = 2, seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return Compact(num_in_ch=3, num_out_ch=3, num_feat=8, num_conv=3, upscale=scale).eval()
+
+
+@pytest.fixture(scope="module")
+def compact_files(tmp_path_factory):
+    """The same x2 model as .pth, .pt, .ckpt (a Lightning-style checkpoint) and .safetensors."""
+    from safetensors.torch import save_file
+
+    d = tmp_path_factory.mktemp("field")
+    m = _compact()
+    state = {k: v.contiguous() for k, v in m.state_dict().items()}
+    torch.save(state, d / "compact-x2.pth")
+    torch.save({"params_ema": state}, d / "compact-x2.pt")  # BasicSR's layout
+    torch.save({"state_dict": {f"netG.{k}": v for k, v in state.items()}, "epoch": 3, "global_step": 1200,
+                "hyper_parameters": {"lr": 1e-4}}, d / "compact-x2.ckpt")
+    save_file(state, str(d / "compact-x2.safetensors"))
+    return m, d
+
+
+def _frames(n: int = 6, h: int = 40, w: int = 48, seed: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, h, w, 3), dtype=np.uint8)
+
+
+def _direct(module: torch.nn.Module, frames: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        y = module(torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255).clamp(0, 1)
+    return (y * 255).round().permute(0, 2, 3, 1).numpy().astype(np.uint8)
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".pt", ".ckpt", ".safetensors"])
+def test_a_field_model_file_runs_frame_by_frame(compact_files, suffix):
+    module, d = compact_files
+    path = d / f"compact-x2{suffix}"
+    r = load_restorer(str(path), device="cpu", precision="fp32", tile=0, temporal="off")
+    assert isinstance(r, FrameRestorer) and r.margin == 0 and r.scale == 2
+    info = r.describe()
+    assert (info["kind"], info["arch"], info["source"]) == ("field", "RealESRGAN Compact", "spandrel")
+    assert r.weights_sha256 == field.file_sha256(path)
+    frames = _frames()
+    out = r.restore(frames)
+    assert out.shape == (6, 80, 96, 3) and out.dtype == np.uint8
+    assert np.abs(out.astype(int) - _direct(module, frames)).max() <= 1
+    deep = frames.astype(np.uint16) * 257  # a 16-bit source keeps its depth
+    assert r.restore(deep).dtype == np.uint16
+
+
+def test_tiles_of_a_field_model_match_whole_frames(compact_files):
+    _, d = compact_files
+    frames = _frames(3, 70, 90)
+    whole = load_restorer(str(d / "compact-x2.pth"), device="cpu", precision="fp32", tile=0, temporal="off")
+    tiled = load_restorer(str(d / "compact-x2.pth"), device="cpu", precision="fp32", tile=32, temporal="off")
+    assert np.abs(whole.restore(frames).astype(int) - tiled.restore(frames)).max() <= 1
+
+
+def test_a_pickle_that_would_run_code_is_refused_and_nothing_runs(tmp_path):
+    flag = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (Path.touch, (flag,))
+
+    with open(tmp_path / "evil.pth", "wb") as f:
+        torch.save({"body.0.weight": torch.zeros(1), "payload": Payload()}, f, pickle_module=pickle)
+    with pytest.raises(ModelError, match="run code"):
+        load_restorer(str(tmp_path / "evil.pth"), device="cpu")
+    assert not flag.exists()
+
+
+def test_torchscript_and_unusable_files_are_one_line_errors(compact_files, tmp_path):
+    module, _ = compact_files
+    with torch.no_grad(), warnings.catch_warnings():  # TorchScript is deprecated, and still what people have
+        warnings.simplefilter("ignore")
+        torch.jit.trace(module, torch.zeros(1, 3, 8, 8)).save(str(tmp_path / "prog.pt"))
+    with pytest.raises(ModelError, match="TorchScript"):
+        load_restorer(str(tmp_path / "prog.pt"), device="cpu")
+    torch.save({"encoder.weight": torch.zeros(4, 4)}, tmp_path / "other.pth")
+    with pytest.raises(ModelError, match="no architecture"):
+        load_restorer(str(tmp_path / "other.pth"), device="cpu")
+    (tmp_path / "junk.pth").write_bytes(b"\x00not a model" * 50)
+    with pytest.raises(ModelError, match="not a readable PyTorch file"):
+        load_restorer(str(tmp_path / "junk.pth"), device="cpu")
+    state = _compact().state_dict()
+    state["body.0.weight"][0, 0, 0, 0] = float("nan")
+    torch.save(state, tmp_path / "nan.pth")
+    with pytest.raises(ModelError, match="not finite"):
+        load_restorer(str(tmp_path / "nan.pth"), device="cpu")
+    with pytest.raises(ModelError, match="no such weights file"):
+        load_restorer(str(tmp_path / "missing.pth"), device="cpu")
+
+
+def test_a_scale_the_model_does_not_do_names_its_own(compact_files):
+    _, d = compact_files
+    with pytest.raises(UsageError, match="works at x2, not x4.*--scale 2"):
+        load_restorer(str(d / "compact-x2.pth"), scale=4, device="cpu")
+
+
+def test_frames_are_padded_to_what_the_architecture_takes():
+    seen = []
+    up = torch.nn.Upsample(scale_factor=2, mode="nearest")
+
+    def run(x):
+        seen.append(tuple(x.shape[-2:]))
+        return up(x)
+
+    fm = field.FrameModel(name="m", kind="spandrel", arch="test", scale=2, run=run, sha256="0", module=up,
+                          multiple_of=16, minimum=32)
+    r = FrameRestorer(fm, device="cpu", precision="fp32", tile=0)
+    frames = _frames(2, 20, 45)
+    out = r.restore(frames)
+    assert seen == [(32, 48)] and out.shape == (2, 40, 90, 3)
+    assert np.array_equal(out, frames.repeat(2, axis=1).repeat(2, axis=2))  # the padding is cut away again
+
+
+def test_onnx_model_runs_and_a_fixed_size_one_is_refused(tmp_path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    module = _compact()
+    export = dict(input_names=["x"], output_names=["y"], dynamo=False)
+    with torch.no_grad():
+        torch.onnx.export(module, (torch.zeros(1, 3, 16, 16),), str(tmp_path / "c.onnx"),
+                          dynamic_axes={"x": {0: "n", 2: "h", 3: "w"}, "y": {0: "n", 2: "H", 3: "W"}}, **export)
+        torch.onnx.export(module, (torch.zeros(1, 3, 16, 16),), str(tmp_path / "fixed.onnx"), **export)
+    r = load_restorer(str(tmp_path / "c.onnx"), device="cpu", temporal="off")
+    assert r.scale == 2 and r.describe()["source"] == "onnx" and r.describe()["precision"] == "fp32"
+    frames = _frames()
+    assert np.abs(r.restore(frames).astype(int) - _direct(module, frames)).max() <= 1
+    with pytest.raises(ModelError, match="only 16x16 images.*dynamic axes"):
+        load_restorer(str(tmp_path / "fixed.onnx"), device="cpu")
+    with pytest.raises(UsageError, match="runs in fp32, not bf16"):
+        load_restorer(str(tmp_path / "c.onnx"), device="cpu", precision="bf16")
+
+
+# ---- the temporal-consistency stage ---------------------------------------------------------
+def _texture(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """Smooth random colour texture in [0, 1] (something optical flow can follow)."""
+    rng = np.random.default_rng(seed)
+    small = rng.random((h // 6, w // 6, 3)).astype(np.float32)
+    return cv2.GaussianBlur(cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC), (0, 0), 1.0).clip(0, 1)
+
+
+def _pan(n: int, h: int = 64, w: int = 96, step: int = 3, seed: int = 0) -> np.ndarray:
+    big = _texture(h + 20, w + step * n + 20, seed)
+    return np.stack([big[10:10 + h, 10 + step * i:10 + step * i + w] for i in range(n)])
+
+
+def _u8(x: np.ndarray) -> np.ndarray:
+    return (x.clip(0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def _run(restorer, frames: np.ndarray, chunk: int) -> np.ndarray:
+    stream = (Frame(index=i, pts=i, time_base=Fraction(1, 25), image=f) for i, f in enumerate(frames))
+    outs = [restorer.restore(np.stack(w.images)) for w in windows(stream, restorer.margin, chunk)]
+    return np.concatenate(outs)
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return 10 * np.log10(255 ** 2 / max(mse, 1e-12))
+
+
+def test_temporal_stage_is_the_same_however_the_video_is_chunked():
+    frames = _u8(_pan(14))
+    one = _run(TemporalConsistency(ClassicalUpscaler("bicubic", 2), radius=2), frames, chunk=14)
+    assert one.shape == (14, 128, 192, 3)
+    for chunk in (1, 3, 8):
+        assert np.array_equal(_run(TemporalConsistency(ClassicalUpscaler("bicubic", 2), radius=2), frames, chunk),
+                              one), chunk
+
+
+def test_temporal_stage_steadies_noise_and_follows_motion():
+    clean = _pan(12, step=3)
+    noisy = _u8(clean + np.random.default_rng(5).normal(0, 0.04, clean.shape).astype(np.float32))
+    per_frame = ClassicalUpscaler("bicubic", 2)
+    truth = _u8(np.stack([cv2.resize(f, (192, 128), interpolation=cv2.INTER_CUBIC) for f in clean]))
+    plain = _run(per_frame, noisy, 12)
+    steady = _run(TemporalConsistency(per_frame, radius=2), noisy, 12)
+    core = slice(2, 10)  # away from the mirrored ends
+    # the picture moves 6 output pixels a frame: blending neighbours warped by the flow brings the
+    # output nearer the clean picture; unaligned blending would smear it far below
+    assert _psnr(steady[core], truth[core]) > _psnr(plain[core], truth[core]) + 1.5
+    # frame-to-frame change, once the motion is taken out (the clean pan's own change subtracted)
+    def flicker(x):
+        return np.abs(np.diff(x[core].astype(np.float32) - truth[core], axis=0)).mean()
+    assert flicker(steady) < 0.7 * flicker(plain)
+
+
+def test_temporal_stage_does_not_blend_across_a_scene_cut():
+    a, b = _pan(6, seed=1), _pan(6, seed=2)
+    frames = _u8(np.concatenate([a, b]))
+    plain = _run(ClassicalUpscaler("bicubic", 2), frames, 12)
+    steady = _run(TemporalConsistency(ClassicalUpscaler("bicubic", 2), radius=2), frames, 12)
+    for i in (4, 5, 6, 7):  # the frames either side of the cut keep their own picture
+        assert _psnr(steady[i], plain[i]) > 40, i
+
+
+def test_temporal_setting_reaches_the_recipe_and_fits_only_per_frame_models(compact_files):
+    _, d = compact_files
+    path = str(d / "compact-x2.pth")
+    auto = load_restorer(path, device="cpu", precision="fp32")
+    assert isinstance(auto, TemporalConsistency) and auto.margin == 2 and auto.inner.margin == 0
+    assert restorer_identity(auto)["temporal"] == {"radius": 2, "strength": 0.5}
+    one = load_restorer(path, device="cpu", precision="fp32", temporal=1)
+    off = load_restorer(path, device="cpu", precision="fp32", temporal="off")
+    idents = [restorer_identity(r) for r in (auto, one, off)]
+    assert len({json.dumps(i, sort_keys=True) for i in idents}) == 3 and "temporal" not in idents[2]
+    assert all(i["weights_sha256"] == field.file_sha256(path) for i in idents)
+    # enhancer's own models and classical methods keep the keys they had
+    assert "temporal" not in restorer_identity(load_restorer("lanczos"))
+    assert isinstance(load_restorer("lanczos", temporal=1), TemporalConsistency)
+    with pytest.raises(UsageError, match="spatio-temporal model"):
+        load_restorer("general-x2", device="cpu", temporal=2)
+    assert [parse_temporal(v) for v in ("auto", "off", "0", 3, None)] == [None, 0, 0, 3, None]
+    for bad in ("5", "-1", "two", True):
+        with pytest.raises(UsageError):
+            parse_temporal(bad)
+
+
+def test_cli_enhances_with_a_field_model_file(compact_files, tmp_path):
+    _, d = compact_files
+    src = make_clip(tmp_path / "clip.mp4", seconds=0.6)
+    dst = tmp_path / "out.mp4"
+    args = ("enhance", str(src), "-o", str(dst), "-m", str(d / "compact-x2.pth"), "--json", "-q")
+    r = run_cli(*args)
+    assert r.returncode == 0, r.stderr
+    row = json.loads(r.stdout)
+    info = probe(str(dst))
+    assert row["status"] == "done" and (info.width, info.height) == (192, 128)
+    assert count_frames(str(dst)) == count_frames(str(src)) == row["frames"]
+    assert json.loads(run_cli(*args).stdout)["status"] == "skipped"  # same recipe
+    assert json.loads(run_cli(*args, "--temporal", "off").stdout)["status"] == "done"  # another recipe
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"junk")
+    r = run_cli("enhance", str(src), "-o", str(tmp_path / "x.mp4"), "-m", str(bad), "-q")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "bad.pth" in r.stderr, r.stderr
+    r = run_cli("enhance", str(src), "-o", str(tmp_path / "x.mp4"), "-m", "lanczos", "--temporal", "9", "-q")
+    assert r.returncode == 2 and "--temporal" in r.stderr
