@@ -3,6 +3,7 @@
 The public Python API (see the README's "Python API" section; everything else is private):
 
 * :func:`enhance`: files and folders, with the CLI's semantics;
+* :func:`conform_edit`: only the frames an edit uses, and the edit relinked to them;
 * :class:`Enhancer`: frames and stills held in memory;
 * :class:`Result` / :class:`FileResult`: what :func:`enhance` did;
 * :class:`EnhancerError` and its subclasses: one-line errors for people.
@@ -11,10 +12,10 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["enhance", "Enhancer", "Result", "FileResult", "EnhancerError", "EnhanceFailed", "InputError",
+__all__ = ["enhance", "conform_edit", "Enhancer", "Result", "FileResult", "EnhancerError", "EnhanceFailed", "InputError",
            "OutputError", "UsageError", "ArgumentError", "ModelError", "__version__"]
 
-_LAZY = {"enhance": "enhancer.api", "Enhancer": "enhancer.api", "Result": "enhancer.batch",
+_LAZY = {"enhance": "enhancer.api", "conform_edit": "enhancer.api", "Enhancer": "enhancer.api", "Result": "enhancer.batch",
          "FileResult": "enhancer.batch"}
 
 

@@ -274,4 +274,36 @@ def _as_frame(image, k: int) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
-__all__ = ["enhance", "Enhancer"]
+def conform_edit(edit: PathLike, media: PathLike | Sequence[PathLike], output: PathLike, *, handles: int = 12,
+                 model: str | None = None, scale: int | None = None, task: str | None = None, codec: str = "prores",
+                 crf: int | None = None, container: str | None = None, dry_run: bool = False,
+                 overwrite: bool = False, retry_failed: bool = False, keep_going: bool = True,
+                 device: str = "auto", precision: str = "auto", ffmpeg: str | None = None):
+    """``enhancer conform EDIT --media DIR... -o OUTPUT``: enhance only the frames ``edit`` uses
+    (plus ``handles``), one file per range into ``output``, and write the relinked edit there.
+    Returns a :class:`Result` with one entry per range (``planned`` ones with ``dry_run``);
+    raises :class:`UsageError` before any work, :class:`EnhanceFailed` after one range failed."""
+    from enhancer import conform
+    from enhancer.infer.engine import EnhanceOptions
+    from enhancer.infer.models import load_restorer
+    from enhancer.io import ffmpeg as ff
+    from enhancer.io.muxer import EncodeOptions
+    from enhancer.status import FileStatus
+
+    if ffmpeg is not None or ff._tools is None:
+        ff.configure(ffmpeg=ffmpeg, verbose=False)
+    plan = conform.plan_conform(os.fspath(edit), _paths(media), os.fspath(output), handles=handles, codec=codec,
+                                container=container)
+    restorer = load_restorer(_chosen(model, task, scale), scale=scale, device=device, precision=precision)
+    encode, opts = EncodeOptions(codec=codec, crf=crf), EnhanceOptions(progress=False)
+    if dry_run:
+        return conform.dry_run(plan, restorer, encode, opts, overwrite=overwrite, retry_failed=retry_failed)
+    summary = conform.run(plan, restorer, encode, opts, overwrite=overwrite, retry_failed=retry_failed,
+                          fail_fast=not keep_going)
+    failed = [r for r in summary.results if r.status == FileStatus.FAILED]
+    if failed:
+        raise EnhanceFailed(failed[0].error or "failed", result=summary)
+    return summary
+
+
+__all__ = ["enhance", "Enhancer", "conform_edit"]

@@ -339,3 +339,18 @@ def test_ray_makes_the_same_ranges(tmp_path, media):
     assert frame_ids(out / "srcA.01-00-00-20.mov") == list(range(20, 55))
     assert probe(str(out / "srcB.02-00-01-20.mov")).timecode == "02:00:01:20"
     assert shown(out / "cut.enhanced.edl", out, 25) == shown(cut, media, 25)
+
+
+def test_python_api(tmp_path, media):
+    import enhancer
+
+    cut = otio_cut(tmp_path / "cut.otio", ("srcA", "01:00:00:00", "01:00:01:00", 25),
+                   ("srcB", "02:00:00:00", "02:00:02:00", 25))
+    out = tmp_path / "out"
+    planned = enhancer.conform_edit(cut, media, out, handles=5, model="nearest", scale=1, dry_run=True)
+    assert [r.status for r in planned.files] == [FileStatus.PLANNED] * 2 and not out.exists()
+    result = enhancer.conform_edit(cut, [media], out, handles=5, model="nearest", scale=1)
+    assert [Path(p).name for p in result.outputs] == ["srcA.01-00-00-20.mov", "srcB.02-00-01-20.mov"]
+    assert (out / "cut.enhanced.otio").is_file()
+    with pytest.raises(UsageError, match="is not a folder"):
+        enhancer.conform_edit(cut, tmp_path / "nowhere", out)
