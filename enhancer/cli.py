@@ -599,8 +599,7 @@ def _conform(edit, media, output, handles, model, task, scale, codec, crf, prese
                                   strict=strict)
         for res in planned.results:
             show(res, True)
-        if not as_json:
-            progress.write(f"would write the relinked edit {plan.relinked}")
+        progress.write(f"would write the relinked edit {plan.relinked}")
         sys.exit(planned.exit_code)
     ray = None
     if executor == "ray":

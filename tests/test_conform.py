@@ -86,8 +86,11 @@ def shown(edit_path: Path, media: Path, rate: float | None = None) -> list[tuple
             # FROM CLIP file), an .otio in its reference
             url = getattr(clip.media_reference, "target_url", None)
             edl_name = edit_path.suffix == ".edl" and (media / clip.name).is_file()
-            path = media / (clip.name if edl_name else Path(url).name) if edl_name or url else \
-                next(media.glob(clip.name + ".*"))
+            if edl_name or url:
+                path = media / (clip.name if edl_name else Path(url).name)
+            else:  # by clip name or reel, as the stem of a file
+                names = {clip.name.lower(), clip.metadata.get("cmx_3600", {}).get("reel", "").lower()}
+                path = next(p for p in media.iterdir() if p.stem.lower() in names)
             info = probe(str(path))
             fps = float(info.fps)
             ref_range = clip.media_reference.available_range if url and not edl_name else None
@@ -232,6 +235,26 @@ def test_drop_frame_edit(tmp_path, media, nearest):
     assert shown(relinked, out, NTSC) == shown(cut, media, NTSC)
 
 
+def test_the_relinked_edl_is_the_edl_with_its_picture_events_renamed(tmp_path, media, nearest):
+    """Audio events, channels, notes and the FCM line stay as they were: only the clip name and
+    file comments of the events that show a picture change."""
+    cut = edl(tmp_path / "cut.edl",
+              "001  SRCA     B     C        01:00:01:00 01:00:02:00 00:00:00:00 00:00:01:00",
+              "* FROM CLIP NAME:  srcA",
+              "* a note of the editor's",
+              "002  SRCB     V     C        02:00:02:00 02:00:03:00 00:00:01:00 00:00:02:00",
+              "003  SRCA     A     C        01:00:01:05 01:00:01:15 00:00:01:00 00:00:01:10",
+              "* FROM CLIP NAME:  srcA")
+    out = tmp_path / "out"
+    plan, summary = conformed(cut, media, out, nearest)
+    assert summary.exit_code == 0 and len(plan.ranges) == 2
+    original, relinked = cut.read_text().splitlines(), (out / "cut.enhanced.edl").read_text().splitlines()
+    assert [x for x in relinked if "CLIP" not in x] == [x for x in original if "CLIP" not in x]
+    assert relinked[4:6] == ["* FROM CLIP NAME:  srcA.01-00-00-20.mov", "* FROM CLIP: srcA.01-00-00-20.mov"]
+    assert relinked[-2:] == original[-2:]  # the audio event still names its source
+    assert shown(out / "cut.enhanced.edl", out, 25) == shown(cut, media, 25)
+
+
 def test_non_drop_frame_ntsc_and_fcm_drop_frame(tmp_path, media, nearest):
     """29.97 counted non-drop-frame keeps its own labels in the relinked EDL (the adapter would
     write drop-frame ones); an EDL whose FCM says DROP FRAME is counted drop-frame, ':' or ';'."""
@@ -303,7 +326,7 @@ def test_errors_are_one_line(tmp_path, media, monkeypatch):
         in error(missing)
 
 
-def test_cli_error_and_dry_run(tmp_path, media):
+def test_cli_error_and_dry_run(tmp_path, media, nearest, capsys):
     out = tmp_path / "out"
     missing = edl(tmp_path / "missing.edl", "001  SRCZ     V     C        01:00:01:00 01:00:02:00 00:00:00:00 00:00:01:00")
     r = run_cli("conform", str(missing), "--media", str(media), "-o", str(out), *FAST)
@@ -316,11 +339,17 @@ def test_cli_error_and_dry_run(tmp_path, media):
     assert [(x["status"], x["source_in"], x["source_out"], x["range_frames"], Path(x["output"]).name) for x in lines] == [
         ("planned", "01:00:00:20", "01:00:02:04", 35, "srcA.01-00-00-20.mov"),
         ("planned", "02:00:01:20", "02:00:03:04", 35, "srcB.02-00-01-20.mov")]
-    r = run_cli("conform", str(cut), "--media", str(media), "-o", str(out), "--handles", "5", "--dry-run",
-                "--model", "nearest", "--scale", "1")
-    assert "would enhance: " in r.stderr and "01:00:00:20-01:00:02:04, 35 frames, event 1 -> " in r.stderr
     assert f"would write the relinked edit {out / 'cut.enhanced.edl'}" in r.stderr
     assert not out.exists()  # nothing written
+    plan = conform.plan_conform(str(cut), [str(media)], str(out), handles=5)  # the lines for people
+    for res in conform.dry_run(plan, nearest, EncodeOptions(codec="prores"), EnhanceOptions(progress=False)).files:
+        conform.report(plan, res, as_json=False, dry_run=True)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [f"would enhance: {media / 'srcA.mov'} 01:00:00:20-01:00:02:04, 35 frames, event 1 -> "
+                     f"{out / 'srcA.01-00-00-20.mov'}",
+                     f"would enhance: {media / 'srcB.mov'} 02:00:01:20-02:00:03:04, 35 frames, event 2 -> "
+                     f"{out / 'srcB.02-00-01-20.mov'}"]
+    assert not out.exists()
 
 
 @pytest.mark.slow
@@ -354,3 +383,24 @@ def test_python_api(tmp_path, media):
     assert (out / "cut.enhanced.otio").is_file()
     with pytest.raises(UsageError, match="is not a folder"):
         enhancer.conform_edit(cut, tmp_path / "nowhere", out)
+
+
+def test_busy_range_and_the_relinked_edit_waits(tmp_path, media, nearest):
+    """A range another run is making is left to it (busy, exit 1) and the relinked edit is not
+    written until a rerun finds every range made."""
+    from enhancer.state import OutputLock
+
+    cut = edl(tmp_path / "cut.edl", *DONE_WHEN)
+    out = tmp_path / "out"
+    plan = conform.plan_conform(str(cut), [str(media)], str(out), handles=5)
+    out.mkdir()
+    lock = OutputLock(plan.ranges[1].output).acquire()
+    try:
+        _, summary = conformed(cut, media, out, nearest)
+    finally:
+        lock.release()
+    assert [r.status for r in summary.results] == [FileStatus.DONE, FileStatus.BUSY] and summary.exit_code == 1
+    assert not conform.complete(summary) and not (out / "cut.enhanced.edl").exists()
+    _, again = conformed(cut, media, out, nearest)
+    assert [r.status for r in again.results] == [FileStatus.SKIPPED, FileStatus.DONE]
+    assert (out / "cut.enhanced.edl").exists()

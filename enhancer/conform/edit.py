@@ -62,6 +62,7 @@ class Edit:
     timeline: object  # opentimelineio.schema.Timeline
     rate: float | None = None
     drop_frame: bool = False  # an EDL written in drop-frame timecode (';')
+    text: str = ""  # the file as it was read (an EDL is relinked in its own text)
 
     def video_clips(self) -> list:
         """The clips of the video tracks that show media (not gaps, black or bars), in order."""
@@ -137,7 +138,7 @@ def parse_edit(path: str, rate: float | None = None) -> Edit:
         text = Path(path).read_text(encoding="utf-8-sig", errors="surrogateescape")
     except OSError as e:
         raise UsageError(f"cannot read the edit: {e.strerror or e}", path=path) from None
-    drop = False
+    drop, original = False, text
     if adapter == "cmx_3600":
         text, drop = _drop_frame(text)
     try:
@@ -149,7 +150,7 @@ def parse_edit(path: str, rate: float | None = None) -> Edit:
         line = _failing_line(path, adapter, text, rate or _ANY_RATE, message, rate is None)
         where = f"line {line}: " if line and f"line {line}" not in message else ""
         raise UsageError(f"{where}not {what} that can be read: {escape(message)[:300]}", path=path) from None
-    return Edit(path, adapter, timeline, rate, drop)
+    return Edit(path, adapter, timeline, rate, drop, original)
 
 
 _EVENT = re.compile(r"\s*\d+\s")
@@ -211,18 +212,75 @@ def reel_of(clip) -> str | None:
     return str(reel) if reel else None
 
 
-def write_edit(edit: Edit, timeline, path: str) -> None:
-    """Write ``timeline`` (the relinked copy of ``edit``'s) to ``path`` in the edit's own format,
-    under a temporary name first."""
+_EVENT_LINE = re.compile(r"\s*(\d+)\s+(\S+)\s+(\S+)\s+(C|D|W\d+|K[BO]?)\s")
+_NAMING = re.compile(r"\s*\*\s*(FROM|TO) (CLIP NAME|CLIP|FILE)\s*:", re.I)
+
+
+def relink_edl(text: str, files: list[str | None]) -> str | None:
+    """``text`` (an EDL) with each event that shows a picture naming its enhanced file (``files``,
+    one per such event in order; None leaves one as it is): its clip name and file comments
+    rewritten, every other line (title, FCM, timecodes, audio events, notes) as it was. A
+    dissolve names its A side (the picture event before) FROM and its B side TO. None where the
+    events do not pair with ``files``."""
+    header: list[str] = []
+    blocks: list[tuple[list[str], list[str]]] = []  # (event lines, comments), one per event number
+    number = None
+    for line in text.splitlines():
+        m = _EVENT_LINE.match(line)
+        if m and m.group(1) == number:
+            blocks[-1][0].append(line)
+        elif m:
+            number = m.group(1)
+            blocks.append(([line], []))
+        elif blocks:
+            blocks[-1][1].append(line)
+        else:
+            header.append(line)
+    channels = lambda block: [_EVENT_LINE.match(e).group(3).upper() for e in block[0]]  # noqa: E731
+    pictures = [k for k, b in enumerate(blocks) if any("V" in c or c == "B" for c in channels(b))]
+    if len(pictures) != len(files):
+        return None
+    out = list(header)
+    k, before = 0, None  # the previous picture event's (reel, file)
+    for index, (events, comments) in enumerate(blocks):
+        if index not in pictures:
+            out += events + comments
+            continue
+        f = files[k]
+        k += 1
+        reel = _EVENT_LINE.match(events[-1]).group(2)
+        named: list[str] = []
+        if len(events) > 1:  # a transition: the cut line is its A side
+            a_reel = _EVENT_LINE.match(events[0]).group(2)
+            a_file = before[1] if before and before[0] == a_reel else None
+            if a_file:
+                named += [f"* FROM CLIP NAME:  {a_file}", f"* FROM CLIP: {a_file}"]
+            if f:
+                named += [f"* TO CLIP NAME:  {f}", f"* TO CLIP: {f}"]
+            drop = ({"FROM"} if a_file else set()) | ({"TO"} if f else set())
+        else:
+            named = [f"* FROM CLIP NAME:  {f}", f"* FROM CLIP: {f}"] if f else []
+            drop = {"FROM", "TO"} if f else set()
+        kept = [c for c in comments if not ((m := _NAMING.match(c)) and m.group(1).upper() in drop)]
+        out += events + named + kept
+        before = (reel, f)
+    return "\n".join(out) + "\n"
+
+
+def write_edit(edit: Edit, timeline, path: str, files: list[str | None] | None = None) -> None:
+    """Write the relinked edit to ``path`` in the edit's own format, under a temporary name first:
+    an EDL as its own text with each picture event naming ``files``' entry, else ``timeline``
+    (the relinked copy of ``edit``'s) through the adapter."""
     otio = otio_module()
-    if edit.adapter == "cmx_3600":
+    text = relink_edl(edit.text, files) if edit.adapter == "cmx_3600" and files is not None else None
+    if text is None and edit.adapter == "cmx_3600":  # the adapter writes one video track, no audio events
         text = otio.adapters.write_to_string(timeline, "cmx_3600", rate=edit.rate)
         # the adapter writes no FCM line; an editing application reads the counting from it
         fcm = "FCM: DROP FRAME" if edit.drop_frame else "FCM: NON-DROP FRAME"
         lines = text.splitlines()
         at = 1 if lines and lines[0].startswith("TITLE:") else 0
         text = _relabel("\n".join(lines[:at] + [fcm] + lines[at:]) + "\n", edit.rate, edit.drop_frame)
-    else:
+    elif text is None:
         text = otio.adapters.write_to_string(timeline, edit.adapter)
     tmp = Path(path).with_name(f".{Path(path).name}.{os.getpid()}.tmp")
     try:

@@ -268,6 +268,20 @@ class Conform:
                 mine.name = name
         return timeline
 
+    def picture_files(self) -> list[str | None]:
+        """The enhanced file of each clip of the edit's video tracks, black and bars included (None
+        where no range holds its frames): what an EDL's picture events are relinked to."""
+        otio = otio_module()
+        events = {id(c): k + 1 for k, c in enumerate(self.edit.video_clips())}
+        used = {u.event: u for u in self.uses}
+        files: list[str | None] = []
+        for clip in (c for track in self.edit.timeline.video_tracks() for c in track.find_clips()):
+            use = used.get(events.get(id(clip), -1))
+            r = self.range_of(use.media.path, use.first, use.frames) if use is not None else None
+            generator = isinstance(clip.media_reference, otio.schema.GeneratorReference)
+            files.append(Path(r.output).name if r is not None and not generator else None)
+        return files
+
     def _audio_use(self, clip) -> Use | None:
         names = {n.lower() for n in clip_names(clip, self.edit.adapter == "cmx_3600")}
         for u in self.uses:

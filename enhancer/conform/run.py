@@ -40,7 +40,7 @@ def run(plan: Conform, restorer, encode, opts, *, overwrite: bool = False, verbo
                                  on_result=on_result).results
         summary = BatchSummary(results, time.perf_counter() - t0)
     if complete(summary):
-        write_edit(plan.edit, plan.relinked_timeline(), plan.relinked)
+        write_edit(plan.edit, plan.relinked_timeline(), plan.relinked, plan.picture_files())
     return summary
 
 
