@@ -25,14 +25,15 @@ NTSC = 30000 / 1001
 FAST = ["--model", "nearest", "--scale", "1", "-q"]
 
 
-def source(path: Path, timecode: str, rate: str = "25", seconds: int = 4, reel: str | None = None) -> Path:
+def source(path: Path, timecode: str | None, rate: str = "25", seconds: int = 4, reel: str | None = None) -> Path:
     """Frames that say which they are (the left half's level counts the frame modulo 16, the
     right half's the sixteens), a 1 kHz burst at 1.00-1.04 s in silent PCM audio, a timecode."""
     ident = "geq=lum='if(lt(X,W/2),16+mod(N,16)*13,16+floor(N/16)*13)':cb=128:cr=128"
     argv = [MAKER, "-hide_banner", "-loglevel", "error", "-y",
             "-f", "lavfi", "-i", f"color=gray:size=64x48:rate={rate}:duration={seconds},format=yuv420p,{ident}",
             "-f", "lavfi", "-i", f"aevalsrc='if(between(t,1,1.04),0.5*sin(2*PI*1000*t),0)':s=48000:d={seconds}",
-            "-c:v", "libx264", "-preset", "ultrafast", "-qp", "0", "-c:a", "pcm_s16le", "-timecode", timecode]
+            "-c:v", "libx264", "-preset", "ultrafast", "-qp", "0", "-c:a", "pcm_s16le"]
+    argv += ["-timecode", timecode] if timecode else []
     argv += ["-metadata:s:v:0", f"reel_name={reel}"] if reel else []
     subprocess.run(argv + [str(path)], check=True)
     return path
@@ -94,7 +95,8 @@ def shown(edit_path: Path, media: Path, rate: float | None = None) -> list[tuple
             info = probe(str(path))
             fps = float(info.fps)
             ref_range = clip.media_reference.available_range if url and not edl_name else None
-            base = ref_range.start_time if ref_range else otio.opentime.from_timecode(info.timecode, fps)
+            base = ref_range.start_time if ref_range else otio.opentime.from_timecode(info.timecode, fps) \
+                if info.timecode else otio.opentime.RationalTime(0, fps)
             vis = clip.visible_range()
             first = round(vis.start_time.value_rescaled_to(fps) - base.value_rescaled_to(fps))
             n = round(vis.duration.value_rescaled_to(fps))
@@ -111,6 +113,7 @@ def media(tmp_path_factory) -> Path:
     source(folder / "srcB.mov", "02:00:00:00", reel="R2")
     source(folder / "ntsc.mov", "00:00:58;00", rate="30000/1001")
     source(folder / "ntscndf.mov", "00:00:58:00", rate="30000/1001", seconds=3)
+    source(folder / "plain.mov", None, seconds=3)
     return folder
 
 
@@ -252,6 +255,19 @@ def test_the_relinked_edl_is_the_edl_with_its_picture_events_renamed(tmp_path, m
     assert [x for x in relinked if "CLIP" not in x] == [x for x in original if "CLIP" not in x]
     assert relinked[4:6] == ["* FROM CLIP NAME:  srcA.01-00-00-20.mov", "* FROM CLIP: srcA.01-00-00-20.mov"]
     assert relinked[-2:] == original[-2:]  # the audio event still names its source
+    assert shown(out / "cut.enhanced.edl", out, 25) == shown(cut, media, 25)
+
+
+def test_media_without_timecode(tmp_path, media, nearest):
+    """An EDL counts media without timecode from 00:00:00:00; so does an application reading the
+    enhanced file, which has none either: the relinked events' source times move with the range."""
+    cut = edl(tmp_path / "cut.edl", "001  PLAIN    V     C        00:00:01:00 00:00:02:00 01:00:00:00 01:00:01:00",
+              "* FROM CLIP NAME:  plain")
+    out = tmp_path / "out"
+    plan, summary = conformed(cut, media, out, nearest, handles=5)
+    assert [(Path(r.output).name, r.first, r.frames) for r in plan.ranges] == [("plain.f000020.mov", 20, 35)]
+    assert summary.exit_code == 0 and probe(plan.ranges[0].output).timecode is None
+    assert "00:00:00:05 00:00:01:05 01:00:00:00 01:00:01:00" in (out / "cut.enhanced.edl").read_text()
     assert shown(out / "cut.enhanced.edl", out, 25) == shown(cut, media, 25)
 
 

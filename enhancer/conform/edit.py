@@ -216,12 +216,26 @@ _EVENT_LINE = re.compile(r"\s*(\d+)\s+(\S+)\s+(\S+)\s+(C|D|W\d+|K[BO]?)\s")
 _NAMING = re.compile(r"\s*\*\s*(FROM|TO) (CLIP NAME|CLIP|FILE)\s*:", re.I)
 
 
-def relink_edl(text: str, files: list[str | None]) -> str | None:
+def _shift_source(line: str, frames: int, fps: Fraction | None) -> str:
+    """An event line with its source in and out ``frames`` earlier (its record times as they are)."""
+    if not frames or fps is None:
+        return line
+    found = list(_TC.finditer(line))[:2]  # source in, source out; then record in, record out
+    for m in reversed(found):
+        tc = Timecode.parse(m.group(0), fps)
+        if tc is not None:
+            line = line[:m.start()] + str(tc.shifted(-frames)) + line[m.end():]
+    return line
+
+
+def relink_edl(text: str, files: list[tuple[str, int] | None], rate: float | None = None) -> str | None:
     """``text`` (an EDL) with each event that shows a picture naming its enhanced file (``files``,
-    one per such event in order; None leaves one as it is): its clip name and file comments
-    rewritten, every other line (title, FCM, timecodes, audio events, notes) as it was. A
-    dissolve names its A side (the picture event before) FROM and its B side TO. None where the
-    events do not pair with ``files``."""
+    one per such event in order: the file's name, and how many frames into its source it begins
+    where the source has no timecode, so the event's source times are moved by as much; None
+    leaves an event as it is): its clip name and file comments rewritten, every other line
+    (title, FCM, record times, audio events, notes) as it was. A dissolve names its A side (the
+    picture event before) FROM and its B side TO. None where the events do not pair with ``files``."""
+    fps = Fraction(rate).limit_denominator(1001) if rate else None
     header: list[str] = []
     blocks: list[tuple[list[str], list[str]]] = []  # (event lines, comments), one per event number
     number = None
@@ -241,25 +255,26 @@ def relink_edl(text: str, files: list[str | None]) -> str | None:
     if len(pictures) != len(files):
         return None
     out = list(header)
-    k, before = 0, None  # the previous picture event's (reel, file)
+    k, before = 0, None  # the previous picture event's reel and file
     for index, (events, comments) in enumerate(blocks):
         if index not in pictures:
             out += events + comments
             continue
-        f = files[k]
-        k += 1
+        f, k = files[k], k + 1
         reel = _EVENT_LINE.match(events[-1]).group(2)
         named: list[str] = []
         if len(events) > 1:  # a transition: the cut line is its A side
-            a_reel = _EVENT_LINE.match(events[0]).group(2)
-            a_file = before[1] if before and before[0] == a_reel else None
-            if a_file:
-                named += [f"* FROM CLIP NAME:  {a_file}", f"* FROM CLIP: {a_file}"]
+            a = before[1] if before and before[0] == _EVENT_LINE.match(events[0]).group(2) else None
+            if a:
+                named += [f"* FROM CLIP NAME:  {a[0]}", f"* FROM CLIP: {a[0]}"]
+                events = [_shift_source(events[0], a[1], fps)] + events[1:]
             if f:
-                named += [f"* TO CLIP NAME:  {f}", f"* TO CLIP: {f}"]
-            drop = ({"FROM"} if a_file else set()) | ({"TO"} if f else set())
+                named += [f"* TO CLIP NAME:  {f[0]}", f"* TO CLIP: {f[0]}"]
+                events = events[:-1] + [_shift_source(events[-1], f[1], fps)]
+            drop = ({"FROM"} if a else set()) | ({"TO"} if f else set())
         else:
-            named = [f"* FROM CLIP NAME:  {f}", f"* FROM CLIP: {f}"] if f else []
+            named = [f"* FROM CLIP NAME:  {f[0]}", f"* FROM CLIP: {f[0]}"] if f else []
+            events = [_shift_source(events[0], f[1], fps)] if f else events
             drop = {"FROM", "TO"} if f else set()
         kept = [c for c in comments if not ((m := _NAMING.match(c)) and m.group(1).upper() in drop)]
         out += events + named + kept
@@ -267,12 +282,12 @@ def relink_edl(text: str, files: list[str | None]) -> str | None:
     return "\n".join(out) + "\n"
 
 
-def write_edit(edit: Edit, timeline, path: str, files: list[str | None] | None = None) -> None:
+def write_edit(edit: Edit, timeline, path: str, files: list[tuple[str, int] | None] | None = None) -> None:
     """Write the relinked edit to ``path`` in the edit's own format, under a temporary name first:
     an EDL as its own text with each picture event naming ``files``' entry, else ``timeline``
     (the relinked copy of ``edit``'s) through the adapter."""
     otio = otio_module()
-    text = relink_edl(edit.text, files) if edit.adapter == "cmx_3600" and files is not None else None
+    text = relink_edl(edit.text, files, edit.rate) if edit.adapter == "cmx_3600" and files is not None else None
     if text is None and edit.adapter == "cmx_3600":  # the adapter writes one video track, no audio events
         text = otio.adapters.write_to_string(timeline, "cmx_3600", rate=edit.rate)
         # the adapter writes no FCM line; an editing application reads the counting from it

@@ -268,9 +268,11 @@ class Conform:
                 mine.name = name
         return timeline
 
-    def picture_files(self) -> list[str | None]:
+    def picture_files(self) -> list[tuple[str, int] | None]:
         """The enhanced file of each clip of the edit's video tracks, black and bars included (None
-        where no range holds its frames): what an EDL's picture events are relinked to."""
+        where no range holds its frames): what an EDL's picture events are relinked to. With it,
+        where its source has no timecode, the frames the file begins into it: the file has none
+        either, so an EDL counts it from 00:00:00:00 and its events' source times move by as much."""
         otio = otio_module()
         events = {id(c): k + 1 for k, c in enumerate(self.edit.video_clips())}
         used = {u.event: u for u in self.uses}
@@ -279,7 +281,8 @@ class Conform:
             use = used.get(events.get(id(clip), -1))
             r = self.range_of(use.media.path, use.first, use.frames) if use is not None else None
             generator = isinstance(clip.media_reference, otio.schema.GeneratorReference)
-            files.append(Path(r.output).name if r is not None and not generator else None)
+            files.append((Path(r.output).name, 0 if r.media.start is not None else r.first)
+                         if r is not None and not generator else None)
         return files
 
     def _audio_use(self, clip) -> Use | None:
