@@ -12,10 +12,11 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["enhance", "conform_edit", "Enhancer", "Result", "FileResult", "EnhancerError", "EnhanceFailed", "InputError",
-           "OutputError", "UsageError", "ArgumentError", "ModelError", "__version__"]
+__all__ = ["enhance", "conform_edit", "Enhancer", "Result", "FileResult", "EnhancerError", "EnhanceFailed",
+           "InputError", "OutputError", "UsageError", "ArgumentError", "ModelError", "__version__"]
 
-_LAZY = {"enhance": "enhancer.api", "conform_edit": "enhancer.api", "Enhancer": "enhancer.api", "Result": "enhancer.batch",
+_LAZY = {"enhance": "enhancer.api", "conform_edit": "enhancer.api", "Enhancer": "enhancer.api",
+         "Result": "enhancer.batch",
          "FileResult": "enhancer.batch"}
 
 

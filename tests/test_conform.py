@@ -69,8 +69,10 @@ def otio_cut(path: Path, *events: tuple[str, str, str, int], rate: float = 25) -
     tl.tracks.append(track)
     rt, tr, tc = otio.opentime.RationalTime, otio.opentime.TimeRange, otio.opentime.from_timecode
     for name, media_tc, src_in, frames in events:
-        ref = otio.schema.ExternalReference(target_url=f"{name}.mov", available_range=tr(tc(media_tc, rate), rt(100, rate)))
-        track.append(otio.schema.Clip(name=name, media_reference=ref, source_range=tr(tc(src_in, rate), rt(frames, rate))))
+        ref = otio.schema.ExternalReference(target_url=f"{name}.mov",
+                                            available_range=tr(tc(media_tc, rate), rt(100, rate)))
+        track.append(otio.schema.Clip(name=name, media_reference=ref,
+                                      source_range=tr(tc(src_in, rate), rt(frames, rate))))
     otio.adapters.write_to_file(tl, str(path))
     return path
 
@@ -283,7 +285,8 @@ def test_non_drop_frame_ntsc_and_fcm_drop_frame(tmp_path, media, nearest):
     relinked = (out / "cut.enhanced.edl").read_text()
     assert "00:00:59:20 00:01:00:10 01:00:00:00 01:00:00:20" in relinked and "FCM: NON-DROP FRAME" in relinked
     assert shown(out / "cut.enhanced.edl", out, NTSC) == shown(cut, media, NTSC)
-    colons = edl(tmp_path / "colons.edl", "001  NTSC     V     C        00:00:59:20 00:01:00:10 01:00:00:00 01:00:00:18",
+    colons = edl(tmp_path / "colons.edl",
+                 "001  NTSC     V     C        00:00:59:20 00:01:00:10 01:00:00:00 01:00:00:18",
                  "* FROM CLIP NAME:  ntsc", drop=True)
     (r,) = conform.plan_conform(str(colons), [str(media)], str(out), handles=0).ranges
     assert (r.first, r.frames, r.timecode) == (50, 18, "00:00:59;20")
@@ -321,15 +324,18 @@ def test_errors_are_one_line(tmp_path, media, monkeypatch):
         assert "\n" not in str(e.value)
         return str(e.value)
 
-    missing = edl(tmp_path / "missing.edl", "001  SRCZ     V     C        01:00:01:00 01:00:02:00 00:00:00:00 00:00:01:00",
+    missing = edl(tmp_path / "missing.edl",
+                  "001  SRCZ     V     C        01:00:01:00 01:00:02:00 00:00:00:00 00:00:01:00",
                   "* FROM CLIP NAME:  srcZ")
     assert "'srcZ' (event 1): no media named 'srcZ' or 'SRCZ' under " + str(media) in error(missing)
-    outside = edl(tmp_path / "outside.edl", "001  SRCA     V     C        01:00:03:20 01:00:04:10 00:00:00:00 00:00:00:15")
+    outside = edl(tmp_path / "outside.edl",
+                  "001  SRCA     V     C        01:00:03:20 01:00:04:10 00:00:00:00 00:00:00:15")
     assert "01:00:03:20-01:00:04:09 lies outside its media" in error(outside)
     assert "01:00:00:00-01:00:03:24" in error(outside)
     fast = otio_cut(tmp_path / "fast.otio", ("srcA", "01:00:00:00", "01:00:01:00", 30), rate=30)
     assert "the edit counts it at 30 fps, its media" in error(fast) and "runs at 25 fps" in error(fast)
-    dropped = edl(tmp_path / "dropped.edl", "001  SRCA     V     C        00:00:59;20 00:01:00;10 01:00:00;00 01:00:00;18")
+    dropped = edl(tmp_path / "dropped.edl",
+                  "001  SRCA     V     C        00:00:59;20 00:01:00;10 01:00:00;00 01:00:00;18")
     assert "do not fit its media's 25 fps" in error(dropped)
     ndf = edl(tmp_path / "ndf.edl", "001  NTSC     V     C        00:00:59:20 00:01:00:10 01:00:00:00 01:00:00:20")
     assert "the edit counts non-drop-frame timecode, its media" in error(ndf)
@@ -344,7 +350,8 @@ def test_errors_are_one_line(tmp_path, media, monkeypatch):
 
 def test_cli_error_and_dry_run(tmp_path, media, nearest, capsys):
     out = tmp_path / "out"
-    missing = edl(tmp_path / "missing.edl", "001  SRCZ     V     C        01:00:01:00 01:00:02:00 00:00:00:00 00:00:01:00")
+    missing = edl(tmp_path / "missing.edl",
+                  "001  SRCZ     V     C        01:00:01:00 01:00:02:00 00:00:00:00 00:00:01:00")
     r = run_cli("conform", str(missing), "--media", str(media), "-o", str(out), *FAST)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "no media named 'SRCZ'" in r.stderr
     cut = edl(tmp_path / "cut.edl", *DONE_WHEN)
@@ -352,7 +359,8 @@ def test_cli_error_and_dry_run(tmp_path, media, nearest, capsys):
                 *FAST)
     assert r.returncode == 0, r.stderr
     lines = [json.loads(line) for line in r.stdout.splitlines()]
-    assert [(x["status"], x["source_in"], x["source_out"], x["range_frames"], Path(x["output"]).name) for x in lines] == [
+    assert [(x["status"], x["source_in"], x["source_out"], x["range_frames"], Path(x["output"]).name)
+            for x in lines] == [
         ("planned", "01:00:00:20", "01:00:02:04", 35, "srcA.01-00-00-20.mov"),
         ("planned", "02:00:01:20", "02:00:03:04", 35, "srcB.02-00-01-20.mov")]
     assert f"would write the relinked edit {out / 'cut.enhanced.edl'}" in r.stderr

@@ -98,7 +98,8 @@ class MediaIndex:
 
         for folder in folders:
             if not os.path.isdir(folder):
-                raise UsageError("is not a folder", path=folder, hint="--media takes folders that hold the edit's media")
+                raise UsageError("is not a folder", path=folder,
+                                 hint="--media takes folders that hold the edit's media")
         self.folders = folders
         self.files = [p for p, _ in discover(folders, recursive=True, exclude=exclude)]
         self._media: dict[str, Media] = {}

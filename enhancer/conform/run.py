@@ -30,7 +30,8 @@ def run(plan: Conform, restorer, encode, opts, *, overwrite: bool = False, verbo
         results: list[FileResult] = []
         for job, options in zip(jobs, each):
             if fail_fast and any(r.status == FileStatus.FAILED for r in results):
-                res = FileResult(job.input, job.output, FileStatus.SKIPPED, error="not run: --fail-fast stopped the batch")
+                res = FileResult(job.input, job.output, FileStatus.SKIPPED,
+                                 error="not run: --fail-fast stopped the batch")
                 results.append(res)
                 if on_result is not None:
                     on_result(res)
