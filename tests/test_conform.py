@@ -361,8 +361,8 @@ def test_cli_error_and_dry_run(tmp_path, media, nearest, capsys):
     lines = [json.loads(line) for line in r.stdout.splitlines()]
     assert [(x["status"], x["source_in"], x["source_out"], x["range_frames"], Path(x["output"]).name)
             for x in lines] == [
-        ("planned", "01:00:00:20", "01:00:02:04", 35, "srcA.01-00-00-20.mov"),
-        ("planned", "02:00:01:20", "02:00:03:04", 35, "srcB.02-00-01-20.mov")]
+        ("planned", "01:00:00:20", "01:00:02:05", 35, "srcA.01-00-00-20.mov"),  # out: after the last, as EDLs say
+        ("planned", "02:00:01:20", "02:00:03:05", 35, "srcB.02-00-01-20.mov")]
     assert f"would write the relinked edit {out / 'cut.enhanced.edl'}" in r.stderr
     assert not out.exists()  # nothing written
     plan = conform.plan_conform(str(cut), [str(media)], str(out), handles=5)  # the lines for people

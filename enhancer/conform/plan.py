@@ -79,8 +79,9 @@ class Range:
         return float(Fraction(self.frames) / self.media.fps)
 
     def describe(self) -> dict:
-        """What the range is, for the JSON result lines and --dry-run."""
-        return {"source_in": self.timecode, "source_out": self.media.label(self.first + self.frames - 1),
+        """What the range is, for the JSON result lines: its source in and out as an EDL writes
+        them (out: the frame after its last), its frames, and the events it serves."""
+        return {"source_in": self.timecode, "source_out": self.media.label(self.first + self.frames),
                 "range_frames": self.frames, "events": sorted({u.event for u in self.uses})}
 
     def line(self) -> str:
