@@ -205,6 +205,19 @@ def test_overlapping_and_touching_ranges_merge(tmp_path, media):
     assert [(r.first, r.frames) for r in plan.ranges] == [(0, 82)]  # the handles join them; 0 is the media's start
 
 
+def test_speed_changes_read_their_own_frames(tmp_path, media):
+    """An event at twice the speed shows 10 record frames of 20 source frames; a freeze frame one."""
+    cut = edl(tmp_path / "cut.edl",
+              "001  SRCA     V     C        01:00:01:00 01:00:01:20 00:00:00:00 00:00:00:10",
+              "M2   SRCA\t\t050.0\t\t\t01:00:01:00",
+              "002  SRCB     V     C        02:00:01:00 02:00:01:01 00:00:00:10 00:00:00:20",
+              "* FROM CLIP NAME:  srcB FF",
+              "* * FREEZE FRAME")
+    plan = conform.plan_conform(str(cut), [str(media)], str(tmp_path / "out"), handles=0)
+    assert [(Path(r.media.path).name, r.first, r.frames) for r in plan.ranges] == [("srcA.mov", 25, 20),
+                                                                                  ("srcB.mov", 25, 1)]
+
+
 def test_dissolve(tmp_path, media, nearest):
     """A 10-frame dissolve from A to B shows 10 more frames of A than the cut does: they are enhanced too."""
     cut = edl(tmp_path / "cut.edl",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -180,6 +181,12 @@ def _use(clip, event: int, media: Media, edit: Edit) -> Use:
         base = media.start.frame if media.start is not None else 0
     first = _frames(shown_range.start_time, media.fps) - base
     frames = _frames(shown_range.duration, media.fps)
+    otio = otio_module()
+    for effect in clip.effects:  # a clip's duration is what the record shows: a speed change reads more or less
+        if isinstance(effect, otio.schema.FreezeFrame):
+            frames = 1
+        elif isinstance(effect, otio.schema.LinearTimeWarp) and effect.time_scalar:
+            frames = max(1, math.ceil(frames * abs(effect.time_scalar) - 1e-9))
     if first < 0 or first + frames > media.frames:
         tc = Timecode(0, media.start.rate, media.start.drop) if media.start is not None else None
         label = (lambda k: str(tc.shifted(base + k))) if tc is not None else (lambda k: f"frame {k}")
