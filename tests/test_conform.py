@@ -173,6 +173,27 @@ def test_done_when_otio(tmp_path, media, nearest):
     assert shown(out / "cut.enhanced.otio", out) == shown(cut, media)
 
 
+def test_audio_clips_follow_their_picture(tmp_path, media, nearest):
+    """An .otio's audio track clip of a source the picture uses points at the enhanced file where
+    a range holds its samples, at the same source times; one outside every range keeps its source."""
+    cut = otio_cut(tmp_path / "cut.otio", ("srcA", "01:00:00:00", "01:00:01:00", 25))
+    tl = otio.adapters.read_from_file(str(cut))
+    audio = otio.schema.Track(kind=otio.schema.TrackKind.Audio)
+    tl.tracks.append(audio)
+    for src_in in ("01:00:01:05", "01:00:03:00"):
+        clip = tl.tracks[0][0].clone()
+        clip.source_range = otio.opentime.TimeRange(otio.opentime.from_timecode(src_in, 25),
+                                                    otio.opentime.RationalTime(10, 25))
+        audio.append(clip)
+    otio.adapters.write_to_file(tl, str(cut))
+    out = tmp_path / "out"
+    plan, summary = conformed(cut, media, out, nearest)
+    assert summary.exit_code == 0 and [Path(r.output).name for r in plan.ranges] == ["srcA.01-00-00-20.mov"]
+    relinked = otio.adapters.read_from_file(str(out / "cut.enhanced.otio"))
+    assert [c.media_reference.target_url for c in relinked.tracks[1]] == ["srcA.01-00-00-20.mov", "srcA.mov"]
+    assert [c.source_range for c in relinked.tracks[1]] == [c.source_range for c in audio]
+
+
 @pytest.mark.parametrize("adapter, ext", [("fcp_xml", ".xml"), ("fcpx_xml", ".fcpxml")])
 def test_fcp_xml_and_fcpxml(tmp_path, media, nearest, adapter, ext):
     """The same cut as FCP 7 XML and FCPXML (made from the .otio by their adapters): relinked in

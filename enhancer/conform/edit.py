@@ -70,11 +70,6 @@ class Edit:
         return [c for track in self.timeline.video_tracks() for c in track.find_clips()
                 if not isinstance(c.media_reference, otio.schema.GeneratorReference)]
 
-    def all_clips(self) -> list:
-        otio = otio_module()
-        return [c for c in self.timeline.find_clips()
-                if not isinstance(c.media_reference, otio.schema.GeneratorReference)]
-
 
 def _parse(path: str, adapter: str, text: str, rate: float | None, names_only: bool = False):
     otio = otio_module()

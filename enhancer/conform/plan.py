@@ -254,7 +254,7 @@ class Conform:
         otio = otio_module()
         timeline = copy.deepcopy(self.edit.timeline)
         used = {u.event: u for u in self.uses}
-        originals = self.edit.video_clips()
+        originals = self.edit.video_clips()  # held: the ids below are of these objects
         events = {id(c): k + 1 for k, c in enumerate(originals)}
         for mine, theirs in zip(_clips(timeline), _clips(self.edit.timeline)):
             use = used.get(events.get(id(theirs), -1))
@@ -283,9 +283,10 @@ class Conform:
         where its source has no timecode, the frames the file begins into it: the file has none
         either, so an EDL counts it from 00:00:00:00 and its events' source times move by as much."""
         otio = otio_module()
-        events = {id(c): k + 1 for k, c in enumerate(self.edit.video_clips())}
+        clips = self.edit.video_clips()  # held: the ids below are of these objects
+        events = {id(c): k + 1 for k, c in enumerate(clips)}
         used = {u.event: u for u in self.uses}
-        files: list[str | None] = []
+        files: list[tuple[str, int] | None] = []
         for clip in (c for track in self.edit.timeline.video_tracks() for c in track.find_clips()):
             use = used.get(events.get(id(clip), -1))
             r = self.range_of(use.media.path, use.first, use.frames) if use is not None else None
@@ -295,10 +296,12 @@ class Conform:
         return files
 
     def _audio_use(self, clip) -> Use | None:
+        """The frames an audio track's clip takes from a media a video clip uses (found by the
+        same names), so that it follows the picture to the enhanced file where a range holds it."""
         names = {n.lower() for n in clip_names(clip, self.edit.adapter == "cmx_3600")}
         for u in self.uses:
             p = Path(u.media.path)
-            if p.name.lower() in names or p.stem.lower() in names or (u.media.reel and u.media.reel.lower() in names):
+            if p.name.lower() in names or p.stem.lower() in names or (u.media.reel or "").lower() in names:
                 try:
                     shown_range = clip.visible_range()
                 except Exception:  # noqa: BLE001 - a clip outside any track: nothing to relink
