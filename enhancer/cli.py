@@ -565,9 +565,13 @@ main.add_command(click.Command(
     + [p for p in enhance.params if p.name in _WATCH_SHARED]))
 
 
-# enhance's options that mean the same for each range of a conform (not inputs, segments, splice, preview)
-_CONFORM_SHARED = _WATCH_SHARED - {"recursive"} | {"skip_existing", "keep_going", "report_path", "dry_run",
-                                                   "executor", "ray_address", "ray_split"}
+# enhance's options that mean the same for each range of a conform (not inputs, segments, splice, preview);
+# "temporal", where enhance has it, reaches the restorer with the model's other options
+_CONFORM_SHARED = {"model", "task", "scale", "crf", "preset", "pix_fmt", "square_pixels", "container", "audio",
+                   "no_subtitles", "deinterlace", "chunk", "tile", "device", "precision", "part_seconds", "strict",
+                   "retry_failed", "as_json", "ffmpeg_path", "progress_mode", "quiet", "verbose", "encoder_args",
+                   "size_text", "width", "height", "skip_existing", "keep_going", "report_path", "dry_run",
+                   "executor", "ray_address", "ray_split", "temporal"}
 
 
 def _conform(edit, media, output, handles, model, task, scale, codec, crf, preset, pix_fmt, square_pixels, container,
@@ -637,7 +641,7 @@ main.add_command(click.Command(
             click.Option(["--codec"], type=next(p for p in enhance.params if p.name == "codec").type,
                          default="prores", show_default=True,
                          help="Output codec: prores and dnxhr for editing applications, ffv1 lossless, h264, h265.")]
-    + [p for p in enhance.params if p.name in _CONFORM_SHARED - {"codec"}]))
+    + [p for p in enhance.params if p.name in _CONFORM_SHARED]))
 
 
 @main.command("degrade")
