@@ -1,9 +1,10 @@
 """Edits in and out: an edit file read with OpenTimelineIO (and the adapter its format needs),
-its clips' uses of source media, and the relinked edit written back in the format it came in.
+what it calls each clip's media, and the relinked edit written back in the format it came in.
 
 OpenTimelineIO reads ``.otio`` itself; CMX 3600 EDL, FCP 7 XML and FCPXML come from adapter
 packages (``pip install 'enhancer[conform]'`` brings all three). An EDL holds no frame rate: it is
-read at its media's rate, once the media are found (see :func:`read_edit`).
+read at its media's rate, once the media are found (see
+:func:`~enhancer.conform.plan.plan_conform`), and relinked in its own text.
 """
 from __future__ import annotations
 
