@@ -213,6 +213,25 @@ def test_fcp_xml_and_fcpxml(tmp_path, media, nearest, adapter, ext):
     assert shown(Path(plan.relinked), out) == shown(cut, media)
 
 
+def test_an_edit_rate_written_short_counts_frames(tmp_path):
+    """An .otio at 23.976 (not 24000/1001) ten hours into the day: its frames counted as they are,
+    not rescaled by the rates' difference (a frame off at this timecode)."""
+    media = tmp_path / "media"
+    media.mkdir()
+    source(media / "film.mov", "10:00:00:00", rate="24000/1001", seconds=2, reel=None)
+    rt, tr = otio.opentime.RationalTime, otio.opentime.TimeRange
+    hours = 10 * 3600 * 24  # 10:00:00:00, counted at 24 as 23.976 timecode is
+    ref = otio.schema.ExternalReference(target_url="film.mov")  # where it starts: its own timecode says
+    tl = otio.schema.Timeline(tracks=[otio.schema.Track(children=[otio.schema.Clip(
+        name="film", media_reference=ref, source_range=tr(rt(hours + 24, 23.976), rt(12, 23.976)))])])
+    cut = tmp_path / "cut.otio"
+    otio.adapters.write_to_file(tl, str(cut))
+    plan = conform.plan_conform(str(cut), [str(media)], str(tmp_path / "out"), handles=0)
+    assert [(r.first, r.frames, r.timecode) for r in plan.ranges] == [(24, 12, "10:00:01:00")]
+    relinked = plan.relinked_timeline().find_clips()[0].media_reference.available_range
+    assert relinked == tr(rt(hours + 24, 23.976), rt(12, 23.976))
+
+
 def test_overlapping_and_touching_ranges_merge(tmp_path, media):
     cut = edl(tmp_path / "cut.edl",
               "001  SRCA     V     C        01:00:01:00 01:00:02:00 00:00:00:00 00:00:01:00",

@@ -155,8 +155,21 @@ def _clip(clip, event: int) -> str:
     return f"{escape(clip.name)!r} (event {event})" if clip.name else f"event {event}"
 
 
+def _same_rate(rate: float, fps: Fraction) -> bool:
+    """Whether an edit's rate is the media's, written to fewer digits (23.976 for 24000/1001)."""
+    return abs(rate - float(fps)) <= 1e-3 * rate
+
+
 def _frames(t, fps: Fraction) -> int:
-    return round(t.value_rescaled_to(float(fps)))
+    """A time of the edit in frames of the media: its own count where the rates are one (rescaling
+    23.976 to 23.976024 would move ten hours of timecode by a frame), else rescaled (audio's 48000)."""
+    return round(t.value) if _same_rate(t.rate, fps) else round(t.value_rescaled_to(float(fps)))
+
+
+def _time(frames: int, rate: float, fps: Fraction):
+    """``frames`` of the media as a time of the edit at ``rate``."""
+    rt = otio_module().opentime.RationalTime
+    return rt(frames, rate) if _same_rate(rate, fps) else rt(frames, float(fps)).rescaled_to(rate)
 
 
 def _use(clip, event: int, media: Media, edit: Edit) -> Use:
@@ -164,7 +177,7 @@ def _use(clip, event: int, media: Media, edit: Edit) -> Use:
     range outside the media."""
     shown_range = clip.visible_range()
     rate = shown_range.start_time.rate
-    if abs(rate - float(media.fps)) > 1e-3 * rate:
+    if not _same_rate(rate, media.fps):
         raise UsageError(f"clip {_clip(clip, event)}: the edit counts it at {rate:g} fps, its media "
                          f"{shown(media.path)} runs at {float(media.fps):g} fps",
                          hint="conform the edit made for this media, or give --media the media it was cut from")
@@ -265,9 +278,8 @@ class Conform:
             r = self.range_of(use.media.path, use.first, use.frames)
             if r is None:
                 continue
-            rate, fps = mine.visible_range().start_time.rate, float(use.media.fps)
-            start = otio.opentime.RationalTime(use.base + r.first, fps).rescaled_to(rate)
-            duration = otio.opentime.RationalTime(r.frames, fps).rescaled_to(rate)
+            rate = mine.visible_range().start_time.rate
+            start, duration = _time(use.base + r.first, rate, use.media.fps), _time(r.frames, rate, use.media.fps)
             name = Path(r.output).name
             url = Path(os.path.abspath(r.output)).as_uri() if self.edit.adapter in ("fcp_xml", "fcpx_xml") else name
             mine.media_reference = otio.schema.ExternalReference(
