@@ -46,10 +46,32 @@ PathLike = str | os.PathLike
 
 def _paths(value: PathLike | Sequence[PathLike]) -> list[str]:
     if isinstance(value, (str, os.PathLike)):
-        return [os.fspath(value)]
+        return [_path(value, "input")]
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, (str, os.PathLike)) for v in value):
         raise ArgumentError(f"input must be a path or a list of paths, not {value!r}"[:200])
-    return [os.fspath(v) for v in value]
+    return [_path(v, "input") for v in value]
+
+
+def _path(value, what: str) -> str:
+    """A path argument as text, or :class:`ArgumentError` for what no file system takes."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise ArgumentError(f"{what} must be a path, not {value!r}"[:200])
+    text = os.fspath(value)
+    if not isinstance(text, str):
+        raise ArgumentError(f"{what} must be a text path, not bytes ({text!r})"[:200])
+    if "\0" in text:
+        raise ArgumentError(f"{what} {text!r} holds a NUL byte, which no file name can"[:200])
+    return text
+
+
+def _model_and_scale(model, scale) -> None:
+    """The model and scale arguments as the CLI takes them: a name or path, and 1, 2 or 4."""
+    if model is not None and not isinstance(model, (str, os.PathLike)):
+        raise ArgumentError(f"model must be a name or a path, not {model!r}"[:200])
+    if isinstance(model, os.PathLike):
+        _path(model, "model")
+    if scale is not None and (isinstance(scale, bool) or scale not in (1, 2, 4) or not isinstance(scale, int)):
+        raise ArgumentError(f"scale must be 1, 2 or 4 (an int, as --scale takes it), not {scale!r}"[:200])
 
 
 def enhance(input: PathLike | Sequence[PathLike], output: PathLike, *, model: str | None = None,
@@ -89,7 +111,8 @@ def enhance(input: PathLike | Sequence[PathLike], output: PathLike, *, model: st
     from enhancer.io.probe import parse_rate
     from enhancer.status import FileStatus
 
-    inputs, out = _paths(input), os.fspath(output)
+    inputs, out = _paths(input), _path(output, "output")
+    _model_and_scale(model, scale)
     if "-" in inputs or out == "-":
         raise UsageError("the Python API reads and writes files; use the CLI for stdin and stdout")
     if ffmpeg is not None or ff._tools is None:
@@ -158,6 +181,9 @@ class Enhancer:
                  temporal: int | str = "auto"):
         from enhancer.infer.models import load_restorer
 
+        _model_and_scale(model, scale)
+        if isinstance(model, os.PathLike):
+            model = os.fspath(model)
         name = _chosen(model, task, scale)
         self._restorer = load_restorer(name, scale=scale, device=device, precision=precision, tile=tile,
                                        chunk=chunk, temporal=temporal)
@@ -187,6 +213,13 @@ class Enhancer:
         are held. The ends of the stream are handled as the CLI handles a video's ends (context
         mirrored), so any length works, one frame included. All frames must share one shape and
         dtype."""
+        if isinstance(frames, np.ndarray) and frames.ndim == 3 or not hasattr(frames, "__iter__"):
+            raise ArgumentError(f"frames must be an iterable of (H, W, 3) arrays (a list, a generator, an (N, H, W, 3) "
+                                f"array), not {type(frames).__name__}" + (" (one frame: use .image)"
+                                                                          if isinstance(frames, np.ndarray) else ""))
+        return self._frames(frames)
+
+    def _frames(self, frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
         from enhancer.infer.restorer import planned_chunk
         from enhancer.io.reader import Frame, windows
 

@@ -144,6 +144,7 @@ class _Plan:
     ext: str  # output extension ("" for image sequences)
     src_ext: str  # the input's extension, lower case, without the dot
     frames: bool  # an image-sequence output folder (NAME_frames)
+    raw_ext: str = ""  # the input's extension as written (a.mp4 and a.MP4 differ only there)
 
     def name(self) -> str:
         if self.frames:
@@ -247,14 +248,16 @@ def plan_jobs(found: list[tuple[str, Path | None]], output: str, codec: str,
         ext = "" if codec in IMAGE_CODECS else (
             ("." + container.lstrip(".")) if container else default_extension(codec, sp.suffix))
         plans.append(_Plan(src, root, rel.parent, rel.stem, ext, sp.suffix.lower().lstrip("."),
-                           codec in IMAGE_CODECS))
+                           codec in IMAGE_CODECS, sp.suffix.lstrip(".")))
 
-    # 1. the same name with different extensions: those whose extension changed keep theirs in the name
+    # 1. the same name with different extensions: those whose extension changed keep theirs in the
+    # name, lower case unless only its case tells two apart (a.mp4 and a.MP4: a.mp4 and a_MP4.mp4)
     for group in _collisions(plans, out):
-        if len({p.src_ext for p in group}) > 1:
+        if len({p.raw_ext for p in group}) > 1:
             for p in group:
-                if p.frames or "." + p.src_ext != p.ext:
-                    p.stem = f"{p.stem}_{p.src_ext}" if p.src_ext else p.stem
+                if p.frames or "." + p.raw_ext != p.ext:
+                    tag = p.raw_ext if sum(q.src_ext == p.src_ext for q in group) > 1 else p.src_ext
+                    p.stem = f"{p.stem}_{tag}" if tag else p.stem
     # 2. the same name from different folders: mirror those folders (below their common one)
     for group in _collisions(plans, out):
         direct = [p for p in group if p.src != "-"]

@@ -1,7 +1,8 @@
 """The one progress bar, and the one way to print a line to stderr while a bar may be showing.
 
-Bars are tqdm on stderr, shown only where stderr is a terminal (never in logs, pipes or CI).
-In ``json`` mode (``--progress json``, for programs that drive enhancer) each bar instead writes
+Bars are tqdm on stderr where stderr is a terminal. Where it is not (a log, a pipe, CI), a bar
+is a plain line every few seconds instead (``[1/3] a.mp4: 120/444 frames (27%), 3.1 frames/s,
+1:30 left``), so a long file is never silent until it ends. In ``json`` mode (``--progress json``, for programs that drive enhancer) each bar instead writes
 one JSON object per second to stderr, whatever stderr is: ``{"progress": desc, "stage": ...,
 "done": n, "total": n|null, "unit": "frame", "rate": per second, "eta": seconds|null,
 "elapsed": seconds}``, and a last one with ``"stage": "end"`` when the bar closes.
@@ -63,6 +64,9 @@ class _JsonBar(tqdm):
     """A bar that prints JSON lines instead of drawing: one a second from a timer thread (so a
     host program hears from a slow model between its updates too), and one at the end."""
 
+    interval = 1.0  # seconds between lines
+    at_start = True  # a line as the bar opens
+
     def __init__(self, *args, **kwargs):
         self._ended = False
         self._say_lock = threading.Lock()
@@ -70,13 +74,17 @@ class _JsonBar(tqdm):
         kwargs.update(mininterval=3600.0, maxinterval=3600.0, miniters=0)  # tqdm itself never draws
         super().__init__(*args, **kwargs)
         if not self.disable:
-            self._say("run")
-            self._timer = threading.Thread(target=self._tick, name="progress-json", daemon=True)
+            if self.at_start:
+                self._say("run")
+            self._timer = threading.Thread(target=self._tick, name="progress-lines", daemon=True)
             self._timer.start()
 
     def _tick(self) -> None:
-        while not self._stop.wait(1.0):
+        while not self._stop.wait(self.interval):
             self._say("run")
+
+    def _text(self, stage: str) -> str | None:
+        return json.dumps(self._record(stage), ensure_ascii=False)
 
     def _record(self, stage: str) -> dict:
         elapsed = max(self._time() - self.start_t, 0.0)
@@ -96,8 +104,11 @@ class _JsonBar(tqdm):
                 return
             if stage == "end":
                 self._ended = True
+            text = self._text(stage)
+            if text is None:
+                return
             try:
-                self.fp.write(json.dumps(self._record(stage), ensure_ascii=False) + "\n")
+                self.fp.write(text + "\n")
                 self.fp.flush()
             except (OSError, ValueError):  # stderr closed by the host: progress is not worth a failure
                 pass
@@ -113,6 +124,38 @@ class _JsonBar(tqdm):
             self._stop.set()
             self._say("end")
         super().close()
+
+
+LINE_SECONDS = 5.0  # between plain progress lines where stderr is not a terminal
+
+
+class _LineBar(_JsonBar):
+    """Where stderr is a log or a pipe: a plain line every few seconds (none for work done
+    sooner; none at the end, which the caller's own line reports)."""
+
+    interval = LINE_SECONDS
+    at_start = False
+
+    def close(self):
+        self.sp = None  # tqdm clears a drawn bar with "\r" as it closes; a log has none to clear
+        super().close()
+
+    def _text(self, stage: str) -> str | None:
+        if stage == "end":
+            return None
+        r = self._record(stage)
+        unit = f"{r['unit']}s" if r["unit"] in ("frame", "file", "clip") else r["unit"]
+        done = f"{r['done']}/{r['total']} {unit} ({100 * r['done'] / r['total']:.0f}%)" if r["total"] \
+            else f"{r['done']} {unit}"
+        rate = f", {r['rate']:.3g} {unit}/s" if r["rate"] else ""
+        eta = f", {_clock(r['eta'])} left" if r["eta"] is not None else ""
+        what = f", {r['stage']}" if r["stage"] != "run" else ""
+        return f"{r['progress'] + ': ' if r['progress'] else ''}{done}{rate}{eta}{what}"
+
+
+def _clock(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
 def _is_terminal(stream) -> bool:
@@ -131,8 +174,9 @@ def bar(total: int | None = None, desc: str | None = None, unit: str = "it", ena
     file) and count towards the position but not the rate."""
     mode = _mode.get()
     json_mode = enabled and mode == "json"
-    on = json_mode or (enabled and mode == "bar" and _is_terminal(sys.stderr))
-    with (_JsonBar if json_mode else tqdm)(total=total, desc=desc or "", unit=unit, disable=not on, file=sys.stderr, dynamic_ncols=True,
+    lines = enabled and mode == "bar" and not _is_terminal(sys.stderr)
+    on = json_mode or lines or (enabled and mode == "bar")
+    with (_JsonBar if json_mode else _LineBar if lines else tqdm)(total=total, desc=desc or "", unit=unit, disable=not on, file=sys.stderr, dynamic_ncols=True,
               leave=leave, position=position, smoothing=0, initial=initial,
               bar_format=_KNOWN if total else _UNKNOWN) as b:
         if on and start is not None:  # tqdm's clock is time.time(); move its start back to the caller's

@@ -54,18 +54,23 @@ def test_pixel_aspect_ratio_is_kept_or_resampled_to_square_pixels(tmp_path, code
 
 
 def test_chroma_format_and_depth_are_kept_where_the_codec_can(tmp_path):
-    assert _yuv_format("h264", "yuv444p", 8) == ("yuv444p", None)
-    assert _yuv_format("h264", "gbrp", 8) == ("yuv444p", None)
-    assert _yuv_format("h264", "yuv422p10le", 10) == ("yuv422p10le", None)
+    # delivery codecs are 4:2:0 at the source's depth (issue 29, item 16); the others keep the chroma
+    assert _yuv_format("h264", "yuv444p", 8) == ("yuv420p", None)
+    assert _yuv_format("h264", "gbrp", 8) == ("yuv420p", None)
+    assert _yuv_format("h264", "yuv422p10le", 10) == ("yuv420p10le", None)
     assert _yuv_format("h264", "yuv420p", 8) == ("yuv420p", None)
-    assert _yuv_format("h265", "yuv444p12le", 12) == ("yuv444p12le", None)
+    assert _yuv_format("h265", "yuv444p12le", 12) == ("yuv420p12le", None)
     assert _yuv_format("prores", "yuv420p", 8) == ("yuv422p10le", None)  # holds all of it: no warning
     assert _yuv_format("prores", "yuv444p", 8) == ("yuv444p10le", None)
     pix, why = _yuv_format("h264", "yuv444p12le", 12)
-    assert pix == "yuv444p10le" and "12-bit" in why and "h265" in why
+    assert pix == "yuv420p10le" and "12-bit" in why and "h265" in why
     src = make_clip(tmp_path / "c444.mkv", size="96x64", seconds=0.2, audio=False, pix_fmt="yuv444p")
     res = _enhance(src, tmp_path / "c444.mp4")
-    assert "yuv444p" in _stream(tmp_path / "c444.mp4") and not res.warnings
+    assert "yuv420p" in _stream(tmp_path / "c444.mp4") and not res.warnings
+    res = _enhance(src, tmp_path / "c444-asked.mp4", pix_fmt="yuv444p")
+    assert "yuv444p" in _stream(tmp_path / "c444-asked.mp4")
+    res = _enhance(src, tmp_path / "c444-ffv1.mkv", codec="ffv1")
+    assert "yuv444p" in _stream(tmp_path / "c444-ffv1.mkv")
     res = _enhance(src, tmp_path / "c444-mpeg2.mkv", codec="mpeg2")
     assert "yuv422p" in _stream(tmp_path / "c444-mpeg2.mkv")
     assert any("4:4:4" in w and "yuv422p" in w for w in res.warnings), res.warnings  # says what it chose

@@ -255,16 +255,24 @@ def _unique(warnings: list[str]) -> list[str]:
 
 
 def input_notes(info: VideoInfo) -> list[str]:
-    """What the output's warnings say about how the input was read (an image sequence's rate)."""
+    """What the output's warnings say about how the input was read (an image sequence's rate, an
+    AVI's empty packets) and what of it is left out (cover art, other video streams)."""
+    notes = []
+    if info.repeats:
+        notes.append(f"{info.repeats} of the {info.frame_count} frames are empty packets (in AVI: the frame before, "
+                     f"shown again); each was made as a repeat of that frame, so timing and the "
+                     f"{float(info.fps):g} fps rate stay the source's")
+    if info.others:
+        notes.append(f"{' and '.join(info.others)} left out: only the video enhanced is written")
     if not info.image_sequence:
-        return []
+        return notes
     from enhancer.io.sequence import FPS_SIDECAR
 
     rate = f"{float(info.fps):g}" if info.fps else "unknown"
     if info.fps_from == "assumed":
-        return [f"image sequence: no frame rate given, {rate} fps assumed "
-                f"(give --fps, or put the rate in {FPS_SIDECAR} beside the images)"]
-    return [f"image sequence: {rate} fps, from {info.fps_from}"] if info.fps_from else []
+        return notes + [f"image sequence: no frame rate given, {rate} fps assumed "
+                        f"(give --fps, or put the rate in {FPS_SIDECAR} beside the images)"]
+    return notes + ([f"image sequence: {rate} fps, from {info.fps_from}"] if info.fps_from else [])
 
 
 def enhance_video(info: VideoInfo, output: str, restorer: Restorer, encode: EncodeOptions,

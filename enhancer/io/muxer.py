@@ -157,13 +157,21 @@ def chroma_of(pix_fmt: str) -> str:
     return "420"
 
 
+# codecs for delivery: 4:2:0 unless --pix-fmt says otherwise, as players and browsers play little
+# else (an RGB or 4:4:4 source made 4:4:4 H.264, High 4:4:4, which most cannot)
+DELIVERY_CODECS = ("h264", "h265")
+
+
 def _yuv_format(codec: str, source_pix: str, source_depth: int) -> tuple[str, str | None]:
     """The pixel format that keeps the source's chroma and depth in ``codec``, or the nearest it
-    can hold, with a warning saying what was chosen."""
+    can hold, with a warning saying what was chosen; 4:2:0 (at the source's depth) for delivery
+    codecs."""
     chromas, depths = _YUV_CAN[codec]
     src = chroma_of(source_pix)
     # the least chroma that loses nothing: 4:1:1 fits in 4:2:2, 4:1:0 in 4:2:0, 4:4:0 in 4:4:4
     want = {"gray": "420", "411": "422", "410": "420", "440": "444"}.get(src, src)
+    if codec in DELIVERY_CODECS:
+        src = want = "420"
     chroma = next((c for c in _CHROMA_ORDER[_CHROMA_ORDER.index(want):] if c in chromas), chromas[-1])
     depth = next((d for d in depths if d >= max(8, source_depth)), depths[-1])
     if codec == "dnxhr" and chroma == "444":
@@ -638,10 +646,23 @@ def assemble(parts: list[Path], starts: list[Fraction], output: Path, source: Vi
     container = CONTAINERS.get(ext)
     if container is None:
         raise OutputError(f"unknown output extension {ext}", path=str(output))
-    listing = hidden_sibling(output, f".{os.getpid()}.ffconcat")
+    # the list lies beside the parts and names them relative to itself: a line break in a folder's
+    # or the output's name cannot be written in a concat list (a part named with one is linked)
+    where = parts[0].parent if all(p.parent == parts[0].parent for p in parts) else output.parent
+    listing = where / hidden_sibling(output, f".{os.getpid()}.ffconcat").name
     lines = ["ffconcat version 1.0"]
+    links: list[Path] = []
     for k, part in enumerate(parts):
-        lines.append("file '" + str(part.resolve()).replace("'", "'\\''") + "'")
+        name = part.name if part.parent == where else str(part.resolve())
+        if "\n" in name or "\r" in name:
+            link = temp_path_for(where / f"join{k}{part.suffix}")
+            try:
+                os.link(part, link)
+            except OSError:
+                os.symlink(part.resolve(), link)
+            links.append(link)
+            name = link.name
+        lines.append("file '" + name.replace("'", "'\\''") + "'")
         if k + 1 < len(parts):
             lines.append(f"duration {float(starts[k + 1] - starts[k]):.6f}")
     temp = temp_path_for(output)
@@ -669,6 +690,8 @@ def assemble(parts: list[Path], starts: list[Fraction], output: Path, source: Vi
     finally:
         listing.unlink(missing_ok=True)
         temp.unlink(missing_ok=True)
+        for link in links:
+            link.unlink(missing_ok=True)
     return warnings
 
 

@@ -85,6 +85,11 @@ class VideoInfo:
     timecode: str | None = None  # the start timecode (MOV/MP4 tmcd track, MXF/MKV timecode tag)
     reel_name: str | None = None  # the tape or reel the timecode belongs to, where the file names it
     profile: str | None = None  # the video codec's profile as ffmpeg names it (High, HQ, DNXHR HQX ...)
+    # AVI ticks of the video clock whose packet is empty: "show the frame before again" (a VfW
+    # capture's dropped frame, Cinepak's unchanged one); the reader shows it again, as players do
+    repeats: int = 0
+    # the other video streams, left out of the output: "cover art (stream 2, mjpeg)", "video stream 3 (...)"
+    others: list[str] = field(default_factory=list)
 
     @property
     def display_width(self) -> int:
@@ -263,6 +268,7 @@ def _parse_ffmpeg_banner(path: str, text: str) -> VideoInfo:
     audio: list[AudioStream] = []
     subs: list[SubtitleStream] = []
     attachments: list[Attachment] = []
+    pics: list[str] = []
     for block in blocks:
         m = re.match(r"\s*Stream #0:(\d+)(?:\[0x[0-9a-fA-F]+\])?(?:\((\w+)\))?: (Video|Audio|Subtitle|Data|Attachment): "
                      r"(.*)", block)
@@ -284,6 +290,7 @@ def _parse_ffmpeg_banner(path: str, text: str) -> VideoInfo:
                                           mm.group(1).strip() if mm else None))
         elif kind == "Video":
             if "(attached pic)" in rest:
+                pics.append(f"cover art (stream {idx}, {codec})")
                 continue
             v: dict = {"index": idx, "codec": codec}
             # "prores (HQ) (apch / 0x68637061)": the first bracket that is not the codec tag
@@ -357,7 +364,14 @@ def _parse_ffmpeg_banner(path: str, text: str) -> VideoInfo:
         subtitles=subs, attachments=attachments, chapters=chapters, probed_with="ffmpeg",
         stream_duration=own_duration, video_tags=video.get("tags", {}),
         timecode=_banner_value("timecode", text), reel_name=_banner_value("reel_name", text),
-        profile=video.get("profile"))
+        profile=video.get("profile"),
+        others=pics + [_other_video(v["index"], v["codec"], v.get("width"), v.get("height"))
+                       for v in videos if v is not video])
+
+
+def _other_video(index: int, codec: str, width: int | None, height: int | None) -> str:
+    size = f" {width}x{height}" if width and height else ""
+    return f"video stream {index} ({codec}{size})"
 
 
 def _banner_value(key: str, text: str) -> str | None:
@@ -441,7 +455,11 @@ def from_ffprobe_json(path: str, data: dict) -> VideoInfo:
         audio=audio, subtitles=subs, attachments=attachments, chapters=len(data.get("chapters", [])),
         probed_with="ffprobe", stream_duration=own, video_tags={str(k): str(val) for k, val in tags.items()},
         timecode=_first_tag("timecode", [v, *streams, fmt]), reel_name=_first_tag("reel_name", [v, *streams, fmt]),
-        profile=v.get("profile") if v.get("profile") not in (None, "unknown") else None)
+        profile=v.get("profile") if v.get("profile") not in (None, "unknown") else None,
+        others=[f"cover art (stream {s['index']}, {s.get('codec_name', 'unknown')})" for s in streams
+                if s.get("codec_type") == "video" and (s.get("disposition") or {}).get("attached_pic")]
+        + [_other_video(int(s["index"]), s.get("codec_name", "unknown"), s.get("width"), s.get("height"))
+           for s in vids if s is not v])
 
 
 def _first_tag(key: str, holders: list[dict]) -> str | None:
@@ -520,7 +538,57 @@ def probe(path: str, *, input_args: list[str] | None = None, use_ffprobe: bool =
         raise InputError("video stream has no frame size (damaged or unsupported codec)", path=path)
     if not sequence and "mov" in info.container.split(","):
         _add_track_titles(info)
+    if not sequence and info.container == "avi":
+        _count_repeats(info)
     return info
+
+
+def _avi_length(path: str) -> int | None:
+    """The length, in frames, of an AVI's first video stream as its header ('strh' dwLength) says:
+    the ticks of its clock, empty packets included (ffmpeg's banner does not show it)."""
+    import struct
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+    except OSError:
+        return None
+    at = head.find(b"strh")
+    while 0 <= at <= len(head) - 40:
+        kind = head[at + 8:at + 12]
+        if kind == b"vids":  # fccType, fccHandler, flags, priority+language, initial frames, scale, rate, start, length
+            return struct.unpack_from("<I", head, at + 8 + 32)[0]
+        at = head.find(b"strh", at + 4)
+    return None
+
+
+def _count_repeats(info: VideoInfo) -> None:
+    """An AVI's clock ticks once a frame, and an empty packet on a tick means "the frame before,
+    again": decoders give no picture for it, so a film of 444 ticks may decode to 68 pictures.
+    Counts those ticks (one read of the packets, no decoding) into ``repeats``, and the frame
+    count becomes the ticks', exact: the reader shows each such frame again, as players do."""
+    tools = ff.tools()
+    argv = [tools.ffmpeg, "-hide_banner", "-nostdin", "-nostats", "-v", "error", "-i", ff.file_arg(info.path),
+            "-map", f"0:{info.video_index}", "-c", "copy", "-f", "framecrc", "pipe:1"]
+    try:
+        proc = ff.run(argv, path=info.path, what="reading the packets failed", timeout=3600)
+    except FFmpegError:
+        return  # a damaged file: decoding says what is wrong, with the frames it has
+    tb, ends = None, []  # "stream, dts, pts, duration, size, checksum": ffmpeg leaves empty packets out
+    for line in proc.stdout.splitlines():
+        if line.startswith(b"#tb"):
+            num, den = line.split(b":")[1].strip().split(b"/")
+            tb = Fraction(int(num), int(den))
+        elif line.strip() and not line.startswith(b"#"):
+            parts = line.split(b",")
+            ends.append(int(parts[2]) + max(1, int(parts[3])))
+    if not ends or not info.fps or not tb:
+        return
+    # the last picture's tick, or the stream header's length where empty packets follow it
+    total = max(int(round(max(ends) * tb * info.fps)), _avi_length(info.path) or 0)
+    if total > len(ends):
+        info.repeats = total - len(ends)
+        info.frame_count, info.frame_count_exact = total, True
 
 
 def _add_track_titles(info: VideoInfo) -> None:

@@ -79,7 +79,8 @@ class FrameReader:
         self.damage: list[str] = []  # the first lines where ffmpeg said the file is cut short or damaged
         self.stopped: str | None = None  # why decoding ended with an error after some frames
         self.last_times: collections.deque[Fraction] = collections.deque(maxlen=2)  # of frames delivered
-        filters = []
+        # an AVI's empty packets show the frame before again: so does the reader, one frame a tick
+        filters = [f"fps={info.fps.numerator}/{info.fps.denominator}"] if info.repeats and info.fps else []
         dein = deinterlace_filter(info, deinterlace)
         if dein:
             filters.append(dein)

@@ -52,6 +52,8 @@ class Study:
     trials: list[Trial]
     skipped: list[str] = field(default_factory=list)  # clips that some folder lacks
     transcoded: int = 0
+    # clips left out because their versions differ in length (not the same clip): "x (1.0 s in a, 3.0 s in b)"
+    unequal: list[str] = field(default_factory=list)
 
 
 def _videos(folder: Path) -> dict[str, Path]:
@@ -107,6 +109,13 @@ def make_study(folders: list[str], out: str, *, seed: int | None = None, repeats
     if not clips:
         raise UsageError("no clip is in every folder (clips are matched by file name without the extension)",
                          path=str(dirs[0]))
+    differ = {clip: why for clip in clips if (why := _lengths_differ(methods, [v[clip] for v in videos]))}
+    unequal = [f"{clip} ({why})" for clip, why in differ.items()]
+    clips = [c for c in clips if c not in differ]
+    if not clips:
+        raise UsageError("the versions of every clip differ in length, so no pair shows the same clip: "
+                         + "; ".join(unequal), path=str(dirs[0]),
+                         hint="make each method's version of a clip from the same source, start and duration")
     folder = Path(out)
     media = folder / "media"
     media.mkdir(parents=True, exist_ok=True)
@@ -146,7 +155,24 @@ def make_study(folders: list[str], out: str, *, seed: int | None = None, repeats
         f"<style>{_asset('study.css')}</style></head><body>{_asset('study.html')}"
         f"<script id='study-data' type='application/json'>{page_data}</script>"
         f"<script>{_asset('study.js')}</script></body></html>", encoding="utf-8")
-    return Study(folder, page, methods, clips, trials, skipped, transcoded)
+    return Study(folder, page, methods, clips, trials, skipped, transcoded, unequal)
+
+
+def _lengths_differ(methods: list[str], paths: list[Path]) -> str | None:
+    """Why the versions of one clip are not the same clip (their lengths differ by more than a
+    frame and a half), or None: a 1 s clip beside a 3 s one is no fair pair."""
+    from enhancer.io.probe import probe
+
+    infos = [probe(str(p)) for p in paths]
+    known = [(m, i) for m, i in zip(methods, infos) if i.duration]
+    if len(known) < 2:
+        return None
+    fps = max((float(i.fps) for _, i in known if i.fps), default=0.0)
+    slack = 1.5 / fps if fps else 0.1
+    lengths = [i.duration for _, i in known]
+    if max(lengths) - min(lengths) <= slack:
+        return None
+    return ", ".join(f"{i.duration:.2f} s in {m}" for m, i in known)
 
 
 def describe(study: Study) -> str:
@@ -157,4 +183,7 @@ def describe(study: Study) -> str:
         lines.append(f"{study.transcoded} videos transcoded to H.264 for the browser")
     if study.skipped:
         lines.append("left out (not in every folder): " + ", ".join(escape(c) for c in study.skipped))
+    if study.unequal:
+        lines.append("left out (its versions differ in length, so they are not the same clip): "
+                     + "; ".join(escape(c) for c in study.unequal))
     return "\n".join(lines)
