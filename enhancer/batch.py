@@ -321,7 +321,8 @@ def _run_job(job: Job, restorer: Restorer, encode: EncodeOptions, opts: EnhanceO
     return result
 
 
-_ENVIRONMENT = ("no space left", "disk quota", "file too large", "read-only file system", "permission denied")
+_ENVIRONMENT = ("no space left", "disk quota", "file too large", "read-only file system", "permission denied",
+                "output folder is not writable", "cannot create output folder")
 _ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
 
 

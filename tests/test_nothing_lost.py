@@ -379,3 +379,18 @@ def test_a_study_leaves_out_a_clip_whose_versions_differ_in_length_and_says_so(t
     (tmp_path / "a" / "same.mp4").unlink()
     r = run_cli("study", "make", str(tmp_path / "a"), str(tmp_path / "b"), "-o", str(tmp_path / "out2"))
     assert r.returncode == 2 and "differ in length" in r.stderr, r.stderr
+
+
+def test_what_counts_as_the_environments_failure(tmp_path):
+    import errno
+
+    from enhancer.batch import environment_failure
+    from enhancer.errors import FFmpegError, InputError, OutputError
+
+    target = str(tmp_path / "a.mkv")
+    assert environment_failure(OutputError("output folder is not writable", path=str(tmp_path)), target)
+    assert environment_failure(OutputError("cannot create output folder: Permission denied"), target)
+    assert environment_failure(FFmpegError("encoding failed", stderr_tail=["No space left on device"]), target)
+    assert environment_failure(OSError(errno.ENOSPC, "No space left on device"), target)
+    assert not environment_failure(InputError("not a readable video (Invalid data found)"), target)
+    assert not environment_failure(FFmpegError("decoding failed", stderr_tail=["Invalid NAL unit size"]), target)
