@@ -69,8 +69,8 @@ def test_chroma_format_and_depth_are_kept_where_the_codec_can(tmp_path):
     assert "yuv420p" in _stream(tmp_path / "c444.mp4") and not res.warnings
     res = _enhance(src, tmp_path / "c444-asked.mp4", pix_fmt="yuv444p")
     assert "yuv444p" in _stream(tmp_path / "c444-asked.mp4")
-    res = _enhance(src, tmp_path / "c444-ffv1.mkv", codec="ffv1")
-    assert "yuv444p" in _stream(tmp_path / "c444-ffv1.mkv")
+    res = _enhance(src, tmp_path / "c444-ffv1.mkv", codec="ffv1")  # RGB, every sample of the 4:4:4 kept
+    assert "bgr0" in _stream(tmp_path / "c444-ffv1.mkv")
     res = _enhance(src, tmp_path / "c444-mpeg2.mkv", codec="mpeg2")
     assert "yuv422p" in _stream(tmp_path / "c444-mpeg2.mkv")
     assert any("4:4:4" in w and "yuv422p" in w for w in res.warnings), res.warnings  # says what it chose
