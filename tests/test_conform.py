@@ -392,6 +392,13 @@ def test_errors_are_one_line(tmp_path, media, monkeypatch):
     assert "do not fit its media's 25 fps" in error(dropped)
     ndf = edl(tmp_path / "ndf.edl", "001  NTSC     V     C        00:00:59:20 00:01:00:10 01:00:00:00 01:00:00:20")
     assert "the edit counts non-drop-frame timecode, its media" in error(ndf)
+    ts = tmp_path / "ts"
+    ts.mkdir()
+    subprocess.run([MAKER, "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc2=size=64x48:duration=1",
+                    "-c:v", "libx264", "-preset", "ultrafast", "-timecode", "01:00:00:00", str(ts / "srcA.ts")],
+                   check=True)
+    with pytest.raises(UsageError, match="cannot cut MPEG transport or program streams frame-exactly"):
+        conform.plan_conform(str(edl(tmp_path / "ts.edl", *DONE_WHEN[:2])), [str(ts)], out)
     broken = edl(tmp_path / "broken.edl", *DONE_WHEN, "003  SRCA     V     C        01:00:01:00")
     assert error(broken).startswith(f"{broken}: line 8: not a CMX 3600 EDL that can be read")
     from enhancer.conform import edit

@@ -35,6 +35,7 @@ class Media:
     frames: int
     start: Timecode | None
     reel: str | None
+    container: str = ""  # as ffmpeg names it (mov,mp4,..., matroska,webm, mpegts)
 
     def label(self, k: int) -> str:
         """Frame ``k`` (0: the first) as its timecode, or as a frame number where it has none."""
@@ -115,7 +116,7 @@ class MediaIndex:
                 raise UsageError("has no frame rate conform can count frames at", path=path)
             frames = info.frame_count or round((info.duration or 0) * info.fps)
             start = Timecode.parse(info.timecode, info.fps) if info.timecode else None
-            self._media[path] = Media(path, info.fps, frames, start, info.reel_name)
+            self._media[path] = Media(path, info.fps, frames, start, info.reel_name, info.container)
         return self._media[path]
 
     def find(self, clip, event: int, edl: bool = False) -> Media:
@@ -353,6 +354,12 @@ def plan_conform(edit_path: str, media: list[str], output: str, *, handles: int 
     if not clips:
         raise UsageError("has no clips on its video tracks to conform", path=edit_path)
     found = [index.find(c, k + 1, edit.adapter == "cmx_3600") for k, c in enumerate(clips)]
+    for m in found:
+        # measured: a seek into MPEG-TS or program-stream media lands a key frame or a few frames
+        # off the one asked for (the same media rewrapped in .mov or .mkv seeks exactly)
+        if m.container.split(",")[0] in ("mpegts", "mpeg"):
+            raise UsageError("conform cannot cut MPEG transport or program streams frame-exactly", path=m.path,
+                             hint="rewrap it first, e.g. ffmpeg -i IN -map 0 -c copy OUT.mov, and conform from that")
     if edit.adapter == "cmx_3600":  # read it again at its media's rate, now that it is known
         rates = sorted({m.fps for m in found})
         if len(rates) > 1:
