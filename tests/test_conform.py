@@ -345,6 +345,18 @@ def test_non_drop_frame_ntsc_and_fcm_drop_frame(tmp_path, media, nearest):
     assert (r.first, r.frames, r.timecode) == (50, 18, "00:00:59;20")
 
 
+def test_matroska_media_give_exactly_their_frames(tmp_path, nearest):
+    """Matroska keeps times to the millisecond: a range of 7 frames from frame 13 at 29.97 (frame 13
+    at 433.8 ms, stored as 434) is 7 frames, not 8."""
+    media = tmp_path / "media"
+    media.mkdir()
+    source(media / "mk.mkv", "00:00:58;00", rate="30000/1001", seconds=1)
+    cut = edl(tmp_path / "cut.edl", "001  MK       V     C        00:00:58;13 00:00:58;20 01:00:00;00 01:00:00;07",
+              "* FROM CLIP NAME:  mk")
+    plan, summary = conformed(cut, media, tmp_path / "out", nearest, handles=0)
+    assert summary.exit_code == 0 and frame_ids(Path(plan.ranges[0].output)) == list(range(13, 20))
+
+
 def test_clip_used_twice(tmp_path, media, nearest):
     """The same shot twice is one range; the same media far apart is two."""
     cut = edl(tmp_path / "cut.edl",
