@@ -37,12 +37,23 @@ FB_RELATIVE, FB_ABSOLUTE = 0.01, 0.5  # forward-backward tolerance: 0.01 |motion
 PHOTOMETRIC = 0.04  # input difference (0..1, 3x3 mean) at which a neighbour's weight falls to 1/e
 
 
+_GRIDS: dict[tuple[int, int], np.ndarray] = {}
+
+
+def _grid(h: int, w: int) -> np.ndarray:
+    """(H, W, 2) float32 pixel coordinates (x, y), made once per size."""
+    if (h, w) not in _GRIDS:
+        if len(_GRIDS) > 8:
+            _GRIDS.clear()
+        gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+        _GRIDS[(h, w)] = np.dstack([gx, gy])
+    return _GRIDS[(h, w)]
+
+
 def _sample(image: np.ndarray, fl: np.ndarray, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
-    """``image`` sampled at ``x + fl(x)``, edges repeated."""
-    h, w = fl.shape[:2]
-    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    return cv2.remap(image, gx + fl[..., 0], gy + fl[..., 1], interpolation=interpolation,
-                     borderMode=cv2.BORDER_REPLICATE)
+    """``image`` sampled at ``x + fl(x)``, edges repeated (integer images saturate, as they are)."""
+    where = fl + _grid(*fl.shape[:2])
+    return cv2.remap(image, where, None, interpolation=interpolation, borderMode=cv2.BORDER_REPLICATE)
 
 
 def confidence(ref: np.ndarray, other: np.ndarray, fwd: np.ndarray, bwd: np.ndarray) -> np.ndarray:
@@ -127,9 +138,10 @@ class TemporalConsistency:
         t = images.shape[0] - 2 * r
         if t < 1:
             raise ArgumentError(f"need at least {2 * r + 1} frames, got {images.shape[0]}")
-        outs = self._per_frame(images)
+        outs = self._per_frame(images)  # (T + 2r, sH, sW, 3), the input's dtype
         peak = np.float32(65535.0 if images.dtype == np.uint16 else 255.0)
         frames = images.astype(np.float32) / peak  # (T + 2r, H, W, 3)
+        oh, ow = outs.shape[1:3]
         lumas = [luma8(f) for f in frames]
         flows: dict[tuple[int, int], np.ndarray] = {}
 
@@ -139,23 +151,25 @@ class TemporalConsistency:
             return flows[(a, b)]
 
         result = np.empty((t, *outs.shape[1:]), images.dtype)
+        term = np.empty(outs.shape[1:], np.float32)
         for j in range(t):
             c = j + r
-            total = outs[c].astype(np.float32) / peak
-            weight_sum = np.ones(total.shape[:2] + (1,), np.float32)
+            total = outs[c].astype(np.float32)  # in the frames' own levels (0..peak)
+            weight_sum = np.ones((oh, ow), np.float32)
             for k in range(-r, r + 1):
                 if not k:
                     continue
                 fwd = flow_of(c, c + k)
                 w = self.strength * confidence(frames[c], frames[c + k], fwd, flow_of(c + k, c))
                 if self.scale > 1:
-                    w = cv2.resize(w, (outs.shape[2], outs.shape[1]), interpolation=cv2.INTER_LINEAR)
-                w = w[..., None]
-                warped = _sample(outs[c + k].astype(np.float32) / peak, upscale_flow(fwd, self.scale),
-                                 cv2.INTER_CUBIC)
-                total += w * np.clip(warped, 0.0, 1.0)
+                    w = cv2.resize(w, (ow, oh), interpolation=cv2.INTER_LINEAR)
+                # warped in the integer levels it has (bicubic overshoot saturates there)
+                warped = _sample(outs[c + k], upscale_flow(fwd, self.scale), cv2.INTER_CUBIC)
+                np.multiply(warped, w[..., None], out=term)
+                total += term
                 weight_sum += w
-            result[j] = np.clip(total / weight_sum * peak + 0.5, 0, peak).astype(images.dtype)
+            total /= weight_sum[..., None]
+            result[j] = np.clip(total + 0.5, 0, peak, out=total)
         return result
 
     def describe(self) -> dict:
