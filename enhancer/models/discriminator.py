@@ -24,28 +24,26 @@ class DiscriminatorConfig:
         return asdict(self)
 
 
-class Discriminator(nn.Module):
-    """(N, 3, T, H, W) clip + (N, 3, T, H, W) upscaled condition -> (logits (N, 1, t, h, w), features)."""
+class _PatchDiscriminator(nn.Module):
+    """The layer stack both discriminators share: strided spectral-normalised convolutions with
+    LeakyReLU 0.2 over the sample and its condition (6 channels in), then a 3-wide convolution to
+    one logit per patch. ``forward`` also returns each layer's features (feature matching)."""
 
-    def __init__(self, config: DiscriminatorConfig | None = None):
+    def __init__(self, config: DiscriminatorConfig | None, conv, layer_args):
         super().__init__()
         self.config = config or DiscriminatorConfig()
-        c = self.config.channels
+        c, cin = self.config.channels, 6
         layers = []
-        cin = 6
         for i in range(self.config.layers):
             cout = c * (2 ** i)
-            t_stride = 2 if i < 2 else 1
-            kt = 4 if i < 2 else 3
-            layers.append(spectral_norm(nn.Conv3d(cin, cout, kernel_size=(kt, 4, 4), stride=(t_stride, 2, 2),
-                                                  padding=1)))
+            layers.append(spectral_norm(conv(cin, cout, **layer_args(i))))
             cin = cout
         self.convs = nn.ModuleList(layers)
         self.act = nn.LeakyReLU(0.2)
-        self.out = spectral_norm(nn.Conv3d(cin, 1, kernel_size=3, padding=1))
+        self.out = spectral_norm(conv(cin, 1, kernel_size=3, padding=1))
 
-    def forward(self, clip: torch.Tensor, condition: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        x = torch.cat([clip, condition], dim=1)  # (N, 6, T, H, W)
+    def forward(self, sample: torch.Tensor, condition: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        x = torch.cat([sample, condition], dim=1)  # (N, 6, ...)
         feats = []
         for conv in self.convs:
             x = self.act(conv(x))
@@ -53,7 +51,19 @@ class Discriminator(nn.Module):
         return self.out(x), feats
 
 
-class FrameDiscriminator(nn.Module):
+def _clip_layer(i: int) -> dict:
+    """4x4x4 kernels, stride 2 in space; time is halved by the first two layers only."""
+    return {"kernel_size": (4 if i < 2 else 3, 4, 4), "stride": (2 if i < 2 else 1, 2, 2), "padding": 1}
+
+
+class Discriminator(_PatchDiscriminator):
+    """(N, 3, T, H, W) clip + (N, 3, T, H, W) upscaled condition -> (logits (N, 1, t, h, w), features)."""
+
+    def __init__(self, config: DiscriminatorConfig | None = None):
+        super().__init__(config, nn.Conv3d, _clip_layer)
+
+
+class FrameDiscriminator(_PatchDiscriminator):
     """A per-frame image discriminator beside the clip discriminator (MoCoGAN's two-discriminator
     scheme): judges single frames, so texture is checked at full weight on every frame while the
     clip discriminator judges motion. PatchGAN layout (4x4 convolutions, stride 2, LeakyReLU 0.2,
@@ -61,23 +71,4 @@ class FrameDiscriminator(nn.Module):
     (N, 3, H, W) frame + (N, 3, H, W) condition -> (logits (N, 1, h, w), features)."""
 
     def __init__(self, config: DiscriminatorConfig | None = None):
-        super().__init__()
-        self.config = config or DiscriminatorConfig()
-        c = self.config.channels
-        layers = []
-        cin = 6
-        for i in range(self.config.layers):
-            cout = c * (2 ** i)
-            layers.append(spectral_norm(nn.Conv2d(cin, cout, kernel_size=4, stride=2, padding=1)))
-            cin = cout
-        self.convs = nn.ModuleList(layers)
-        self.act = nn.LeakyReLU(0.2)
-        self.out = spectral_norm(nn.Conv2d(cin, 1, kernel_size=3, padding=1))
-
-    def forward(self, frame: torch.Tensor, condition: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        x = torch.cat([frame, condition], dim=1)  # (N, 6, H, W)
-        feats = []
-        for conv in self.convs:
-            x = self.act(conv(x))
-            feats.append(x)
-        return self.out(x), feats
+        super().__init__(config, nn.Conv2d, lambda i: {"kernel_size": 4, "stride": 2, "padding": 1})
