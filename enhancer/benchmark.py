@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from enhancer.errors import ArgumentError, UsageError, shown
+from enhancer.errors import ArgumentError, EnhancerError, UsageError, shown
 from enhancer.data.degrade import degrade_video
-from enhancer.evaluate import METRIC_INFO, METRICS, Scores, evaluate
+from enhancer.evaluate import EXTRA, METRIC_INFO, METRICS, Scores, evaluate
 from enhancer.infer.engine import EnhanceOptions, enhance_video
 from enhancer.infer.models import load_restorer
 from enhancer.io import ffmpeg as ff
@@ -53,35 +53,44 @@ class BenchmarkResult:
     seed: int = 0  # clip k was degraded with seed + k
     start: float | None = None
     duration: float | None = None
+    metrics: tuple[str, ...] = METRICS
+    failed: dict[str, str] = field(default_factory=dict)  # clip -> why it could not be scored (one line)
 
     def mean(self, method: str, key: str) -> float | None:
-        vals = [r.scores.mean(key) for r in self.results if r.method == method]
+        vals = [r.scores.fid if key == "fid" else r.scores.mean(key) for r in self.results if r.method == method]
         vals = [v for v in vals if v is not None and np.isfinite(v)]
         return float(np.mean(vals)) if vals else None
 
     def spf(self, method: str) -> float:
         return float(np.mean([r.seconds_per_frame for r in self.results if r.method == method]))
 
-    def markdown(self, metrics: tuple[str, ...] = ("psnr_y", "ssim_y", "vmaf", "perceptual", "tof", "tlp")) -> str:
+    def table_metrics(self) -> tuple[str, ...]:
+        """The table's columns: the metrics scored (PSNR-RGB only in the JSON where PSNR-Y is there)."""
+        return tuple(k for k in METRICS + EXTRA if k in self.metrics
+                     and not (k == "psnr_rgb" and "psnr_y" in self.metrics))
+
+    def markdown(self, metrics: tuple[str, ...] | None = None) -> str:
+        metrics = self.table_metrics() if metrics is None else metrics
         head = "| method | " + " | ".join(LABELS[m] + (" ↑" if HIGHER_IS_BETTER[m] else " ↓") for m in metrics) + \
                " | s/frame |"
         lines = [head, "|" + "---|" * (len(metrics) + 2)]
-        fmt = {"psnr_y": "{:.2f}", "psnr_rgb": "{:.2f}", "ssim_y": "{:.4f}", "vmaf": "{:.2f}", "perceptual": "{:.4f}",
-               "tof": "{:.3f}", "tlp": "{:.4f}"}
         for m in self.methods:
+            if not any(r.method == m for r in self.results):
+                continue  # no clip could be scored
             cells = []
             for k in metrics:
                 v = self.mean(m, k)
-                cells.append(fmt[k].format(v) if v is not None else "n/a")
+                cells.append(f"{v:.{METRIC_INFO[k].decimals}f}" if v is not None else "n/a")
             lines.append(f"| {m} | " + " | ".join(cells) + f" | {self.spf(m):.3f} |")
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
         return {"preset": self.preset, "scale": self.scale, "seed": self.seed, "start": self.start,
                 "duration": self.duration, "clips": self.clips, "methods": self.methods,
-                "perceptual_net": self.perceptual_net,
-                "means": {m: {k: self.mean(m, k) for k in METRICS} | {"seconds_per_frame": self.spf(m)}
-                          for m in self.methods},
+                "metrics": list(self.metrics), "failed": self.failed, "perceptual_net": self.perceptual_net,
+                "means": {m: {k: self.mean(m, k) for k in METRICS + EXTRA if k in self.metrics}
+                          | {"seconds_per_frame": self.spf(m)} for m in self.methods
+                          if any(r.method == m for r in self.results)},
                 "results": [{"method": r.method, "clip": r.clip, "output": r.output,
                              "seconds_per_frame": r.seconds_per_frame, **r.scores.to_dict(per_frame=True)}
                             for r in self.results]}
@@ -125,9 +134,15 @@ def run_benchmark(clean: list[str], work_dir: str, *, preset: str = "web", scale
                   duration: float | None = None, metrics: tuple[str, ...] = METRICS,
                   perceptual_net: str = "mobilenet_v2", progress: bool = True,
                   log=lambda msg: None) -> BenchmarkResult:
-    """Degrade each clean clip (seed + clip index), restore it with every method, score."""
+    """Degrade each clean clip (seed + clip index), restore it with every method, score. A clip
+    that cannot be (a damaged file, frames too small) is recorded in ``failed`` with the reason,
+    and the others are scored."""
     if seed < 0:
         raise ArgumentError(f"seed {seed}: seeds are 0 or more")
+    bad = [m for m in metrics if m not in METRICS + EXTRA]
+    if bad or not metrics:
+        raise ArgumentError(f"unknown metrics {', '.join(bad)}" if bad else "name at least one metric",
+                            hint=f"use {', '.join(METRICS + EXTRA)}")
     work = Path(work_dir)
     names: dict[str, str] = {}
     for src in clean:  # every clip's files are named by its stem, in one folder per method
@@ -139,7 +154,7 @@ def run_benchmark(clean: list[str], work_dir: str, *, preset: str = "web", scale
         raise UsageError("is a file; give a folder for the benchmark's work and report", path=work_dir)
     methods = [m for m in dict.fromkeys(models or []) if m not in BASELINES] + list(BASELINES)
     res = BenchmarkResult(preset=preset, scale=scale, clips=[str(c) for c in clean], methods=methods, seed=seed,
-                          start=start, duration=duration)
+                          start=start, duration=duration, metrics=tuple(metrics))
     restorers = {}
     for m in methods:
         if m in _FFMPEG_BASELINES:
@@ -150,34 +165,55 @@ def run_benchmark(clean: list[str], work_dir: str, *, preset: str = "web", scale
     except OSError as e:
         raise UsageError(f"cannot be made ({e.strerror or e})", path=work_dir,
                          hint="give a folder that can be written") from None
-    for k, src in enumerate(clean):
-        name = Path(src).stem
-        lq = work / "degraded" / f"{name}.mkv"
-        lq.parent.mkdir(parents=True, exist_ok=True)
-        log(f"degrading {src} ({preset}, x{scale}, seed {seed + k})")
-        degrade_video(src, str(lq), preset=preset, scale=scale, seed=seed + k, progress=progress, start=start,
-                      duration=duration)
-        ref = _reference(src, work, 2 * scale, start, duration)
-        res.reference_files[name], res.degraded_files[name] = ref, str(lq)
-        n = count_frames(str(lq))
-        info = probe(str(lq))
-        for m in methods:
-            out = work / m.replace("/", "_") / f"{name}.mkv"
-            out.parent.mkdir(parents=True, exist_ok=True)
-            log(f"restoring {name} with {m}")
-            if m in _FFMPEG_BASELINES:
-                secs = _ffmpeg_baseline(str(lq), out, _FFMPEG_BASELINES[m], scale)
-            else:
-                if out.exists():
-                    out.unlink()
-                r = enhance_video(info, str(out), restorers[m], EncodeOptions(codec="ffv1"),
-                                  EnhanceOptions(progress=progress, deinterlace="off"))
-                secs = r.seconds
-            log(f"scoring {name} / {m}")
-            scores = evaluate(ref, str(out), metrics=metrics, perceptual_net=perceptual_net, progress=progress)
-            res.perceptual_net = res.perceptual_net or scores.perceptual_net
-            res.results.append(MethodResult(m, name, str(out), secs / max(1, n), scores))
+    from enhancer.progress import bar
+
+    with bar(total=len(clean) * (len(methods) + 1), desc="benchmark", unit="step", enabled=progress) as b:
+        for k, src in enumerate(clean):
+            done = b.n
+            try:
+                res.results += _one_clip(res, src, k, work, restorers, perceptual_net, progress, log, b)
+            except EnhancerError as e:  # this clip's own problem: say it, score the others
+                res.failed[str(src)] = str(e)
+                log(f"error: {e}")
+                b.update(done + len(methods) + 1 - b.n)
     return res
+
+
+def _one_clip(res: BenchmarkResult, src: str, k: int, work: Path, restorers: dict, perceptual_net: str,
+              progress: bool, log, b) -> list[MethodResult]:
+    """Degrade one clean clip, restore it with every method, score each: all its results, or an error."""
+    name = Path(src).stem
+    lq = work / "degraded" / f"{name}.mkv"
+    lq.parent.mkdir(parents=True, exist_ok=True)
+    log(f"degrading {src} ({res.preset}, x{res.scale}, seed {res.seed + k})")
+    b.set_postfix_str(f"{name}: degrade")
+    degrade_video(src, str(lq), preset=res.preset, scale=res.scale, seed=res.seed + k, progress=progress,
+                  start=res.start, duration=res.duration)
+    ref = _reference(src, work, 2 * res.scale, res.start, res.duration)
+    n = count_frames(str(lq))
+    info = probe(str(lq))
+    b.update(1)
+    out_results = []
+    for m in res.methods:
+        out = work / m.replace("/", "_") / f"{name}.mkv"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        log(f"restoring {name} with {m}")
+        b.set_postfix_str(f"{name}: {m}")
+        if m in _FFMPEG_BASELINES:
+            secs = _ffmpeg_baseline(str(lq), out, _FFMPEG_BASELINES[m], res.scale)
+        else:
+            if out.exists():
+                out.unlink()
+            r = enhance_video(info, str(out), restorers[m], EncodeOptions(codec="ffv1"),
+                              EnhanceOptions(progress=progress, deinterlace="off"))
+            secs = r.seconds
+        log(f"scoring {name} / {m}")
+        scores = evaluate(ref, str(out), metrics=res.metrics, perceptual_net=perceptual_net, progress=progress)
+        res.perceptual_net = res.perceptual_net or scores.perceptual_net
+        out_results.append(MethodResult(m, name, str(out), secs / max(1, n), scores))
+        b.update(1)
+    res.reference_files[name], res.degraded_files[name] = ref, str(lq)
+    return out_results
 
 
 def for_report(res: BenchmarkResult) -> ReportInput:
@@ -198,6 +234,8 @@ def write_outputs(res: BenchmarkResult, work_dir: str, command: str = "") -> dic
     md = work / "benchmark.md"
     text = [f"Preset `{res.preset}`, x{res.scale}, clips: " + ", ".join(Path(c).name for c in res.clips) + ".",
             f"Perceptual distance: {res.perceptual_net}." if res.perceptual_net else "", "", res.markdown()]
+    if res.failed:
+        text += ["", "Not scored:"] + [f"- {msg}" for msg in res.failed.values()]
     if command:
         text += ["", f"Made with: `{command}`"]
     md.write_text("\n".join(text) + "\n")

@@ -817,6 +817,24 @@ def export_cmd(checkpoint, output, name, damage, metrics_path, notes, task):
         _fail(str(e), 1 if isinstance(e, OutputError) else 2)
 
 
+# evaluate's and benchmark's metrics, as enhancer.evaluate.METRICS (not imported here: the CLI starts fast)
+_METRICS = ("psnr_y", "psnr_rgb", "ssim_y", "vmaf", "perceptual", "tof", "tlp", "fde")
+
+
+def _chosen_metrics(text: str) -> tuple[str, ...]:
+    """--metrics as names, or a usage error naming the unknown ones."""
+    from enhancer.evaluate import EXTRA, METRICS
+
+    chosen = tuple(m.strip() for m in text.split(",") if m.strip())
+    if not chosen:
+        raise click.BadParameter("name at least one metric", param_hint="--metrics")
+    bad = [m for m in chosen if m not in METRICS + EXTRA]
+    if bad:
+        raise click.BadParameter(f"unknown metrics {', '.join(bad)}; use {', '.join(METRICS + EXTRA)}",
+                                 param_hint="--metrics")
+    return chosen
+
+
 @main.command("evaluate")
 @click.argument("candidates", nargs=-1, required=True)
 @click.option("--reference", "-r", required=True, help="The clean original (video file or image folder).")
@@ -826,10 +844,12 @@ def export_cmd(checkpoint, output, name, damage, metrics_path, notes, task):
               help="Write an HTML report into FOLDER (index.html: charts, before/after, crops in motion; offline).")
 @click.option("--input", "degraded", default=None, metavar="FILE",
               help="The degraded input the candidates were made from, for the report's before/after views.")
-@click.option("--metrics", default=",".join(("psnr_y", "psnr_rgb", "ssim_y", "vmaf", "perceptual", "tof", "tlp")),
-              show_default=True, help="Comma-separated subset; add fid for the Frechet distance of features.")
+@click.option("--metrics", default=",".join(_METRICS), show_default=True,
+              help="Comma-separated subset; add fid for the Frechet distance of features.")
 @click.option("--perceptual-net", type=click.Choice(["mobilenet_v2", "lpips-alex"]), default="mobilenet_v2",
               show_default=True)
+@click.option("--full-size", is_flag=True, help="Run the perceptual network and the flow (perceptual, tLP, tOF) "
+              "on whole frames, not on frames of at most 320x180 pixels (much slower; README: Evaluation).")
 @click.option("--reference-scale", type=click.Choice(["lanczos", "bicubic", "area"]), default=None,
               help="Where sizes differ (an x2 output against the original): resize the reference to the "
                    "candidate's size with this filter.")
@@ -838,22 +858,16 @@ def export_cmd(checkpoint, output, name, damage, metrics_path, notes, task):
 @click.option("-q", "--quiet", is_flag=True)
 @click.option("-v", "--verbose", is_flag=True)
 def evaluate_cmd(candidates, reference, as_json, as_csv, html_dir, degraded, metrics, perceptual_net, quiet, verbose,
-                 reference_scale=None, candidate_scale=None):
+                 reference_scale=None, candidate_scale=None, full_size=False):
     """Full-reference quality of CANDIDATES against --reference."""
-    from enhancer.evaluate import EXTRA, METRICS, evaluate
+    from enhancer.evaluate import ANALYSIS_PIXELS, METRIC_INFO, METRICS, evaluate
 
     _configure_ffmpeg(None, verbose)
-    chosen = tuple(m.strip() for m in metrics.split(",") if m.strip())
-    if not chosen:
-        raise click.BadParameter("name at least one metric", param_hint="--metrics")
+    chosen = _chosen_metrics(metrics)
     if as_json and as_csv:
         raise click.UsageError("--json and --csv: choose one")
     if reference_scale and candidate_scale:
         raise click.UsageError("--reference-scale and --candidate-scale: scale one side, not both")
-    bad = [m for m in chosen if m not in METRICS + EXTRA]
-    if bad:
-        raise click.BadParameter(f"unknown metrics {', '.join(bad)}; use {', '.join(METRICS + EXTRA)}",
-                                 param_hint="--metrics")
     from enhancer.errors import shown
 
     if html_dir:  # before any work: scoring can take minutes
@@ -864,7 +878,9 @@ def evaluate_cmd(candidates, reference, as_json, as_csv, html_dir, degraded, met
         _fail(f"{shown(degraded)}: no such file (--input)", 2)
     results = _until_done(lambda: [evaluate(reference, c, metrics=chosen, perceptual_net=perceptual_net,
                                             progress=not quiet and not as_json, reference_scale=reference_scale,
-                                            candidate_scale=candidate_scale) for c in candidates])
+                                            candidate_scale=candidate_scale,
+                                            analysis_pixels=None if full_size else ANALYSIS_PIXELS)
+                                   for c in candidates])
     if html_dir:
         from enhancer.reports.html import for_scores, write_report
 
@@ -880,7 +896,7 @@ def evaluate_cmd(candidates, reference, as_json, as_csv, html_dir, degraded, met
                 vals = []
                 for k in keys:
                     seq = r.per_frame.get(k, [])
-                    j = i - 1 if k in ("tof", "tlp") else i  # temporal metrics start at the second frame
+                    j = i - 1 if METRIC_INFO[k].between_frames else i  # temporal metrics start at frame 1
                     vals.append(f"{seq[j]:.6g}" if 0 <= j < len(seq) else "")
                 print(f"{r.candidate},{i}," + ",".join(vals))
     else:
@@ -894,7 +910,7 @@ def evaluate_cmd(candidates, reference, as_json, as_csv, html_dir, degraded, met
         net = next((r.perceptual_net for r in results if r.perceptual_net), None)
         if net:
             print(f"perceptual / tLP network: {net}")
-    temporal = [k for k in ("tof", "tlp") if k in chosen]
+    temporal = [k for k in METRICS if METRIC_INFO[k].between_frames and k in chosen]
     if temporal and any(r.frames < 2 for r in results):
         print(f"warning: {' and '.join(temporal)} compare consecutive frames: a one-frame clip has none (n/a)",
               file=sys.stderr)
@@ -910,15 +926,19 @@ def evaluate_cmd(candidates, reference, as_json, as_csv, html_dir, degraded, met
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--start", default=None, help="Segment start in each clip.")
 @click.option("--duration", default=None, help="Segment length in each clip.")
+@click.option("--metrics", default=",".join(_METRICS), show_default=True,
+              help="Comma-separated subset, as in evaluate (add fid for the Frechet distance of features).")
 @click.option("--perceptual-net", type=click.Choice(["mobilenet_v2", "lpips-alex"]), default="mobilenet_v2",
               show_default=True)
 @click.option("-q", "--quiet", is_flag=True)
-def benchmark_cmd(clean, preset, scale, models, output, seed, start, duration, perceptual_net, quiet):
+def benchmark_cmd(clean, preset, scale, models, output, seed, start, duration, perceptual_net, quiet, metrics):
     """Degrade CLEAN clips, restore them with each model and the classical baselines, score all."""
     from enhancer import weights
     from enhancer.benchmark import run_benchmark, write_outputs
+    from enhancer.progress import write
 
     _configure_ffmpeg(None, False)
+    chosen = _chosen_metrics(metrics)
     if models:
         names = [m.strip() for m in models.split(",") if m.strip()]
     else:
@@ -928,20 +948,27 @@ def benchmark_cmd(clean, preset, scale, models, output, seed, start, duration, p
     # a model named that cannot be used is a usage error, as in enhance
     res = _until_done(lambda: run_benchmark(
         list(clean), output, preset=preset, scale=int(scale), models=names, seed=seed, start=_seconds(start),
-        duration=_seconds(duration), perceptual_net=perceptual_net, progress=not quiet,
-        log=(lambda m: None) if quiet else (lambda m: print(m, file=sys.stderr, flush=True))), usage=(ModelError,))
+        duration=_seconds(duration), metrics=chosen, perceptual_net=perceptual_net, progress=not quiet,
+        log=(lambda m: None) if quiet else write), usage=(ModelError,))
     import shlex
 
     from enhancer.benchmark import for_report
     from enhancer.reports.html import write_report
 
     paths = write_outputs(res, output, command="enhancer benchmark " + shlex.join(sys.argv[2:]))
+    if quiet:  # errors still print (as they happened, without -q)
+        for msg in res.failed.values():
+            write(f"error: {msg}")
+    if not res.results:  # every clip failed, each said why
+        _fail(f"no clip could be scored ({len(res.failed)} failed); details: {paths['json']}", 1)
     try:
         page = write_report(for_report(res), Path(output) / "report")
     except EnhancerError as e:
         _fail(str(e), 1)
     print(res.markdown())
     print(f"\nreport: {page}  table: {paths['markdown']}  data: {paths['json']}", file=sys.stderr)
+    if res.failed:  # the others were scored; the run as a whole did not do all it was asked
+        _fail(f"{len(res.failed)} of {len(clean)} clips could not be scored (see above)", 1)
 
 
 @main.command("compare")

@@ -14,6 +14,15 @@
 * ``tof`` / ``tlp``: temporal consistency as defined with TecoGAN: the mean difference between the
   optical flow (OpenCV Farneback) of consecutive output frames and of consecutive reference frames,
   and the difference of their perceptual distances; lower is better.
+* ``fde``: the frame-difference error, flicker against the truth without a flow (which cannot
+  follow fast motion): the mean over pixels of |(out[t] - out[t-1]) - (ref[t] - ref[t-1])| on that
+  luma (8-bit scale); lower is better.
+
+The perceptual network and the flow see frames of at most :data:`ANALYSIS_PIXELS` pixels (larger
+ones area-downscaled, shape kept; flow vectors are given back in the frame's own pixels), so that
+scoring costs a small multiple of libvmaf's time; ``analysis_pixels=None`` scores them at full
+size. Each frame is decoded once and goes through the network once: its features serve the
+perceptual distance and both of tLP's pairs.
 
 Averages are means of the per-frame values (PSNR: mean of per-frame dB, as papers report).
 Inputs are video files or folders of images; frame counts must match (no silent truncation), and
@@ -22,6 +31,7 @@ so must sizes, unless the caller says which side to scale and how (``reference_s
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import math
@@ -38,7 +48,14 @@ from enhancer.errors import EnhancerError, InputError
 from enhancer.io import ffmpeg as ff
 
 from enhancer.io.media import IMAGE_EXTENSIONS as IMAGE_EXT  # noqa: E402  (the one table)
-METRICS = ("psnr_y", "psnr_rgb", "ssim_y", "vmaf", "perceptual", "tof", "tlp")
+METRICS = ("psnr_y", "psnr_rgb", "ssim_y", "vmaf", "perceptual", "tof", "tlp", "fde")
+TEMPORAL = ("tof", "tlp", "fde")  # one value per pair of consecutive frames
+# the perceptual network and the flow see at most this many pixels of a frame: at full size they
+# cost about 40x libvmaf's time at 540p on a CPU (MobileNetV2 alone 0.25 s a frame)
+ANALYSIS_PIXELS = 320 * 180
+# OpenCV Farneback's parameters as TecoGAN's tOF uses them: pyramid scale, levels, window,
+# iterations, poly_n, poly_sigma, flags
+FARNEBACK = (0.5, 3, 15, 3, 5, 1.2, 0)
 EXTRA = ("fid",)  # distribution-level, asked for explicitly
 # how a reference or a candidate of another size is brought to the other's (OpenCV for the frames,
 # swscale's filter of the same name for VMAF)
@@ -74,6 +91,8 @@ METRIC_INFO = {m.key: m for m in (
     Metric("perceptual", "perceptual distance", "", False, 4),
     Metric("tof", "tOF", "px", False, 3, between_frames=True),
     Metric("tlp", "tLP", "", False, 4, between_frames=True),
+    Metric("fde", "frame-difference error", "", False, 3, between_frames=True),
+    Metric("fid", "FID", "", False, 3),  # one value for the clip (EXTRA)
 )}
 
 
@@ -129,7 +148,11 @@ PSNR_CEILING = 60.0
 
 
 def psnr(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    if a.dtype == b.dtype == np.uint8 and a.shape == b.shape and a.ndim in (2, 3) and a.flags.c_contiguous \
+            and b.flags.c_contiguous:  # OpenCV sums the integer squares exactly in doubles, 100x numpy's speed
+        mse = cv2.norm(a, b, cv2.NORM_L2SQR) / a.size
+    else:
+        mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
     return math.inf if mse == 0 else 10 * math.log10(peak * peak / mse)
 
 
@@ -142,14 +165,14 @@ def psnr_y(reference: np.ndarray, candidate: np.ndarray) -> float:
 
 def ssim(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
     """SSIM over 8x8 windows stepped by 4 pixels (ffmpeg's ssim filter / x264), of 2D planes."""
-    a, b = a.astype(np.float64), b.astype(np.float64)
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)  # no copy of float64 luma
     h, w = a.shape
     h4, w4 = h // 4, w // 4
     if h4 < 2 or w4 < 2:
         raise InputError(f"frames of {w}x{h} pixels are too small for SSIM", hint="it needs at least 8x8")
 
-    def blocks(x):  # sums over 4x4 blocks
-        return x[:h4 * 4, :w4 * 4].reshape(h4, 4, w4, 4).sum(axis=(1, 3))
+    def blocks(x):  # sums over 4x4 blocks (an area resize by 4 is their mean, exact, 5x numpy's speed)
+        return cv2.resize(np.ascontiguousarray(x[:h4 * 4, :w4 * 4]), (w4, h4), interpolation=cv2.INTER_AREA) * 16
 
     s1, s2 = blocks(a), blocks(b)
     ss = blocks(a * a) + blocks(b * b)
@@ -200,9 +223,14 @@ def _vmaf_ffmpeg(candidate: str) -> str:
 
 
 def vmaf(reference: str, candidate: str, threads: int = 0, *, reference_resize: str = "",
-         candidate_resize: str = "") -> list[float]:
+         candidate_resize: str = "", progress: bool = False, total: int | None = None) -> list[float]:
     """Per-frame VMAF of ``candidate`` against ``reference`` with ffmpeg's libvmaf. A ``*_resize``
-    is a scale filter (``scale=352:288:flags=lanczos,``) that brings one to the other's size."""
+    is a scale filter (``scale=352:288:flags=lanczos,``) that brings one to the other's size.
+    ``progress`` shows a bar over ``total`` frames, fed by ffmpeg's own progress report."""
+    import subprocess
+
+    from enhancer.progress import bar
+
     exe = _vmaf_ffmpeg(candidate)
     with tempfile.TemporaryDirectory() as tmp:
         log = str(Path(tmp) / "vmaf.json")
@@ -215,8 +243,17 @@ def vmaf(reference: str, candidate: str, threads: int = 0, *, reference_resize: 
         graph = (f"[0:v]{candidate_resize}format=yuv444p,{frame_clock}[d];"
                  f"[1:v]{reference_resize}format=yuv444p,{frame_clock}[r];"
                  f"[d][r]libvmaf=log_fmt=json:log_path={log}:n_threads={n}")
-        ff.run([exe, "-hide_banner", "-nostdin", "-loglevel", "error", "-i", ff.file_arg(dist),
-                "-i", ff.file_arg(ref), "-lavfi", graph, "-f", "null", "-"], path=candidate, what="VMAF failed")
+        proc = ff.Process([exe, "-hide_banner", "-nostdin", "-loglevel", "error", "-nostats", "-progress", "pipe:1",
+                           "-i", ff.file_arg(dist), "-i", ff.file_arg(ref), "-lavfi", graph, "-f", "null", "-"],
+                          stdout=subprocess.PIPE, path=candidate, what="VMAF failed")
+        try:
+            with bar(total=total, desc="VMAF", unit="frame", enabled=progress) as b:
+                for line in iter(proc.stdout.readline, b""):  # key=value lines, a block every half second
+                    if line.startswith(b"frame=") and line[6:].strip().isdigit():
+                        b.update(int(line[6:]) - b.n)
+            proc.check()
+        finally:
+            proc.kill()  # where the caller was interrupted; a no-op after the exit
         data = json.loads(Path(log).read_text())
     return [float(fr["metrics"]["vmaf"]) for fr in data["frames"]]
 
@@ -243,9 +280,84 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(sa) + np.trace(sb) - 2 * tr_sqrt)
 
 
-def _flow(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    ga, gb = cv2.cvtColor(a, cv2.COLOR_RGB2GRAY), cv2.cvtColor(b, cv2.COLOR_RGB2GRAY)
-    return cv2.calcOpticalFlowFarneback(ga, gb, None, 0.5, 3, 15, 3, 5, 1.2, 0)
+def analysis_size(width: int, height: int, pixels: int | None = ANALYSIS_PIXELS) -> tuple[int, int]:
+    """The size the perceptual network and the flow see a ``width`` x ``height`` frame at: its own
+    where it has at most ``pixels`` pixels (None: always), else about that many, shape kept."""
+    if not pixels or width * height <= pixels:
+        return width, height
+    s = math.sqrt(pixels / (width * height))
+    return max(1, round(width * s)), max(1, round(height * s))
+
+
+def _shrink(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    if (img.shape[1], img.shape[0]) == size:
+        return img
+    return cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+
+
+def flow_error(prev_c: np.ndarray, c: np.ndarray, prev_r: np.ndarray, r: np.ndarray,
+               full_size: tuple[int, int] | None = None) -> float:
+    """tOF of one pair of frames: the mean absolute difference between the candidate's and the
+    reference's Farneback flow (TecoGAN's parameters) from the previous frame, of 8-bit gray frames.
+    Flow of frames shrunk from ``full_size`` (width, height) is given in that size's pixels."""
+    d = np.abs(cv2.calcOpticalFlowFarneback(prev_c, c, None, *FARNEBACK)
+               - cv2.calcOpticalFlowFarneback(prev_r, r, None, *FARNEBACK))
+    if full_size and full_size != (c.shape[1], c.shape[0]):
+        return float(d[..., 0].mean() * full_size[0] / c.shape[1] + d[..., 1].mean() * full_size[1] / c.shape[0]) / 2
+    return float(d.mean())
+
+
+class _Network:
+    """Each frame through the perceptual network once, in batches: a frame's taps serve its
+    distance to the reference frame and tLP's distances to the frame before it."""
+
+    def __init__(self, dist, size: tuple[int, int], batch: int):
+        self.dist, self.size, self.batch = dist, size, batch
+        self.pending: list[tuple[np.ndarray, np.ndarray]] = []
+        self.last = None  # the taps of the last frame scored, (reference, candidate)
+        self.perceptual: list[float] = []
+        self.tlp: list[float] = []
+
+    def add(self, r: np.ndarray, c: np.ndarray) -> None:
+        self.pending.append((_shrink(r, self.size), _shrink(c, self.size)))
+        if len(self.pending) >= self.batch:
+            self.flush()
+
+    def flush(self) -> None:
+        import torch
+
+        if not self.pending:
+            return
+        n = len(self.pending)
+        x = np.stack([r for r, _ in self.pending] + [c for _, c in self.pending])
+        self.pending = []
+        with torch.inference_mode():
+            t = torch.from_numpy(x).permute(0, 3, 1, 2).float().div_(255)
+            taps = self.dist.taps(t.contiguous(memory_format=torch.channels_last))
+            tr, tc = [f[:n] for f in taps], [f[n:] for f in taps]
+            self.perceptual += self.dist.between(tr, tc).tolist()
+            if self.last is not None:  # the previous batch's last frame leads this one
+                tr = [torch.cat([a, b]) for a, b in zip(self.last[0], tr)]
+                tc = [torch.cat([a, b]) for a, b in zip(self.last[1], tc)]
+            if len(tr[0]) > 1:
+                d_r = self.dist.between([f[:-1] for f in tr], [f[1:] for f in tr])
+                d_c = self.dist.between([f[:-1] for f in tc], [f[1:] for f in tc])
+                self.tlp += (d_c - d_r).abs().tolist()
+            self.last = ([f[-1:] for f in tr], [f[-1:] for f in tc])
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int):
+    """At most ``n`` threads for torch inside: on a loaded CPU, busy-waiting OpenMP threads made
+    the network 6x slower than one thread (0.24 s against 2.4 s a 540p frame, measured)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, min(before, n)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @dataclass
@@ -291,6 +403,10 @@ def _check_aspect(ref_shape: tuple, cand_shape: tuple, candidate: str) -> None:
 
 def _check_pair(reference: str, candidate: str) -> int:
     """The frame count both share, or InputError/EnhancerError saying how they differ."""
+    from enhancer.io.probe import probe
+
+    # probed first: a file without pictures (audio only) is named as such, not as a failed frame count
+    infos = {path: probe(path) for path in (reference, candidate) if not Path(path).is_dir()}
     n_ref, n_can = count(reference), count(candidate)
     for path, n in ((reference, n_ref), (candidate, n_can)):
         if n == 0:
@@ -299,10 +415,8 @@ def _check_pair(reference: str, candidate: str) -> int:
     if n_ref != n_can:
         raise EnhancerError(f"has {n_can} frames, the reference has {n_ref}", path=candidate,
                             hint="compare the same span of the same clip")
-    if not Path(reference).is_dir() and not Path(candidate).is_dir():
-        from enhancer.io.probe import probe
-
-        r, c = probe(reference).fps, probe(candidate).fps
+    if reference in infos and candidate in infos:
+        r, c = infos[reference].fps, infos[candidate].fps
         if r and c and abs(float(r) - float(c)) > 0.01 * float(r):
             raise EnhancerError(f"runs at {float(c):.3f} fps, the reference at {float(r):.3f}: frame k of one is not "
                                 "frame k of the other", path=candidate, hint="compare the same span of the same clip")
@@ -311,11 +425,12 @@ def _check_pair(reference: str, candidate: str) -> int:
 
 def evaluate(reference: str, candidate: str, *, metrics: tuple[str, ...] = METRICS,
              perceptual_net: str = "mobilenet_v2", progress: bool = False, reference_scale: str | None = None,
-             candidate_scale: str | None = None) -> Scores:
+             candidate_scale: str | None = None, analysis_pixels: int | None = ANALYSIS_PIXELS) -> Scores:
     """Score ``candidate`` against ``reference``. Raises if frame counts differ, or sizes differ
     and neither ``reference_scale`` (upscale the reference to the candidate's size, e.g. with
     ``lanczos``) nor ``candidate_scale`` (bring the candidate to the reference's, e.g. ``area``)
-    says how to compare them; the methods are :data:`SCALERS`."""
+    says how to compare them; the methods are :data:`SCALERS`. ``analysis_pixels`` bounds the size
+    the perceptual network and the flow see (None: full size; see :func:`analysis_size`)."""
     for how in (reference_scale, candidate_scale):
         if how is not None and how not in SCALERS:
             raise EnhancerError(f"unknown scaling {how!r}", hint=f"use one of {', '.join(SCALERS)}")
@@ -328,8 +443,6 @@ def evaluate(reference: str, candidate: str, *, metrics: tuple[str, ...] = METRI
     want = set(metrics)
     dist = None
     if want & {"perceptual", "tlp", "fid"}:
-        import torch
-
         from enhancer.features import perceptual
 
         try:
@@ -343,63 +456,90 @@ def evaluate(reference: str, candidate: str, *, metrics: tuple[str, ...] = METRI
                 raise EnhancerError("fid is computed on MobileNetV2 features", path=candidate,
                                     hint="use --perceptual-net mobilenet_v2 with fid")
             dist.features.check_embed()
-
-        def lp(x: np.ndarray, y: np.ndarray) -> float:
-            tx = torch.from_numpy(x).permute(2, 0, 1)[None].float() / 255
-            ty = torch.from_numpy(y).permute(2, 0, 1)[None].float() / 255
-            with torch.inference_mode():
-                return float(dist(tx, ty)[0])
-    per = {k: [] for k in ("psnr_y", "psnr_rgb", "ssim_y", "perceptual", "tof", "tlp") if k in want}
+    per: dict[str, list[float]] = {k: [] for k in ("psnr_y", "psnr_rgb", "ssim_y", "fde") if k in want}
     resized: tuple[str, str, int, int] | None = None  # (which, how, width, height) where sizes differ
-    prev_r = prev_c = None
+    net: _Network | None = None
+    prev_gray = prev_diff = None
+    size = full = (0, 0)
+    flows: list = []
     emb_r: list[np.ndarray] = []
     emb_c: list[np.ndarray] = []
+    from concurrent.futures import ThreadPoolExecutor
+
     from enhancer.progress import bar
 
-    with bar(total=total, desc=Path(candidate).name[:30], unit="frame", enabled=progress) as b:
-        for i, (r, c) in enumerate(zip(frames(reference), frames(candidate))):
-            if r.shape != c.shape:
+    # the flow (OpenCV, which lets go of the GIL) runs beside the network on a thread of its own
+    pool = ThreadPoolExecutor(1, thread_name_prefix="tof") if "tof" in want else None
+    try:
+        with bar(total=total, desc=Path(candidate).name[:30], unit="frame", enabled=progress) as b, \
+                (_torch_threads((os.cpu_count() or 2) - 1) if dist is not None else contextlib.nullcontext()):
+            for i, (r, c) in enumerate(zip(frames(reference), frames(candidate))):
+                if r.shape != c.shape:
+                    if i == 0:
+                        _check_aspect(r.shape, c.shape, candidate)
+                    if reference_scale:
+                        r = cv2.resize(r, (c.shape[1], c.shape[0]), interpolation=SCALERS[reference_scale])
+                        resized = ("reference", reference_scale, c.shape[1], c.shape[0])
+                    elif candidate_scale:
+                        c = cv2.resize(c, (r.shape[1], r.shape[0]), interpolation=SCALERS[candidate_scale])
+                        resized = ("candidate", candidate_scale, r.shape[1], r.shape[0])
+                    else:
+                        raise EnhancerError(f"frame {i} is {c.shape[1]}x{c.shape[0]}, the reference is "
+                                            f"{r.shape[1]}x{r.shape[0]}", path=candidate,
+                                            hint="add --reference-scale lanczos to upscale the reference to the "
+                                                 "candidate's size, or --candidate-scale area to downscale the "
+                                                 "candidate to the reference's")
                 if i == 0:
-                    _check_aspect(r.shape, c.shape, candidate)
-                if reference_scale:
-                    r = cv2.resize(r, (c.shape[1], c.shape[0]), interpolation=SCALERS[reference_scale])
-                    resized = ("reference", reference_scale, c.shape[1], c.shape[0])
-                elif candidate_scale:
-                    c = cv2.resize(c, (r.shape[1], r.shape[0]), interpolation=SCALERS[candidate_scale])
-                    resized = ("candidate", candidate_scale, r.shape[1], r.shape[0])
-                else:
-                    raise EnhancerError(f"frame {i} is {c.shape[1]}x{c.shape[0]}, the reference is "
-                                        f"{r.shape[1]}x{r.shape[0]}", path=candidate,
-                                        hint="add --reference-scale lanczos to upscale the reference to the "
-                                             "candidate's size, or --candidate-scale area to downscale the "
-                                             "candidate to the reference's")
-            if "psnr_rgb" in per:
-                per["psnr_rgb"].append(min(PSNR_CEILING, psnr(r, c)))
-            if "psnr_y" in per or "ssim_y" in per:
-                yr, yc = luma(r), luma(c)
-                if "psnr_y" in per:
-                    per["psnr_y"].append(min(PSNR_CEILING, psnr(yr, yc)))
-                if "ssim_y" in per:
-                    per["ssim_y"].append(ssim(yr, yc))
-            if "perceptual" in per:
-                per["perceptual"].append(lp(r, c))
-            if "fid" in want:
-                emb_r.append(_embed(dist, r))
-                emb_c.append(_embed(dist, c))
-            if prev_r is not None:
-                if "tof" in per:
-                    per["tof"].append(float(np.abs(_flow(prev_c, c) - _flow(prev_r, r)).mean()))
-                if "tlp" in per:
-                    per["tlp"].append(abs(lp(prev_c, c) - lp(prev_r, r)))
-            prev_r, prev_c = r, c
-            scores.frames += 1
-            b.update(1)
+                    full = (c.shape[1], c.shape[0])
+                    size = analysis_size(*full, analysis_pixels)
+                    if want & {"perceptual", "tlp"}:  # batches of at most about 4 Mpixels
+                        net = _Network(dist.for_scoring(), size,
+                                       batch=max(1, min(8, 4_000_000 // (size[0] * size[1]))))
+                if "psnr_rgb" in per:
+                    per["psnr_rgb"].append(min(PSNR_CEILING, psnr(r, c)))
+                if want & {"psnr_y", "ssim_y", "fde"}:
+                    yr, yc = luma(r), luma(c)
+                    if "psnr_y" in per:
+                        per["psnr_y"].append(min(PSNR_CEILING, psnr(yr, yc)))
+                    if "ssim_y" in per:
+                        per["ssim_y"].append(ssim(yr, yc))
+                    if "fde" in per:  # (out[t] - out[t-1]) - (ref[t] - ref[t-1]) = diff[t] - diff[t-1]
+                        diff = yc - yr
+                        if prev_diff is not None:
+                            per["fde"].append(float(np.abs(diff - prev_diff).mean()))
+                        prev_diff = diff
+                if net is not None:
+                    net.add(r, c)
+                if "fid" in want:
+                    emb_r.append(_embed(dist, r))
+                    emb_c.append(_embed(dist, c))
+                if pool is not None:
+                    gray = (_shrink(cv2.cvtColor(r, cv2.COLOR_RGB2GRAY), size),
+                            _shrink(cv2.cvtColor(c, cv2.COLOR_RGB2GRAY), size))
+                    if prev_gray is not None:
+                        flows.append(pool.submit(flow_error, prev_gray[1], gray[1], prev_gray[0], gray[0], full))
+                        if len(flows) > 8:  # a bounded queue: memory stays flat however long the clip
+                            flows[-9].result()
+                    prev_gray = gray
+                scores.frames += 1
+                b.update(1)
+            if net is not None:
+                net.flush()
+                for k in ("perceptual", "tlp"):
+                    if k in want:
+                        per[k] = getattr(net, k)
+            if pool is not None:
+                per["tof"] = [f.result() for f in flows]
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
     if "vmaf" in want:
         which, how, w, h = resized or ("", "", 0, 0)
         scale = f"scale={w}:{h}:flags={how}," if resized else ""
         per["vmaf"] = vmaf(reference, candidate, reference_resize=scale if which == "reference" else "",
-                           candidate_resize=scale if which == "candidate" else "")
+                           candidate_resize=scale if which == "candidate" else "", progress=progress,
+                           total=scores.frames)
     if "fid" in want:
         scores.fid = frechet_distance(np.stack(emb_r), np.stack(emb_c))
-    scores.per_frame = per
+    scores.per_frame = {k: per[k] for k in METRICS if k in per}
     return scores

@@ -26,11 +26,12 @@ from dataclasses import asdict, dataclass, field
 import cv2
 import numpy as np
 
-from enhancer.errors import ArgumentError
+from enhancer.errors import ArgumentError, InputError
 
 PRESETS = ("web", "light", "archive", "vhs", "x264", "bicubic")
 CODECS = ("h264", "h265", "mpeg4", "mpeg2")
 GOP = 50  # frames per codec round trip when a video is degraded as a stream
+MIN_SIZE = 8  # the smallest damaged frame (width and height) made: smaller ones failed inside OpenCV
 
 
 @dataclass
@@ -353,6 +354,11 @@ def degrade_video(src: str, dst: str, preset: str = "web", scale: int = 2, seed:
     if dst != "-":
         container_of(dst, images="")  # before any work
     info = probe(src)
+    step = 2 * scale  # keep the low-resolution size even (4:2:0 needs it)
+    if info.display_width < MIN_SIZE * scale or info.display_height < MIN_SIZE * scale:
+        raise InputError(f"is {info.display_width}x{info.display_height}: too small to degrade at x{scale} (the "
+                         f"damaged copy must be at least {MIN_SIZE}x{MIN_SIZE})", path=src,
+                         hint=f"give a video of at least {MIN_SIZE * scale}x{MIN_SIZE * scale} pixels")
     d = sample(preset, scale, seed)
     deg = ClipDegrader(d, length_hint=info.frame_count or 100)
     reader = FrameReader(info, segment=Segment(start, duration))
@@ -364,7 +370,6 @@ def degrade_video(src: str, dst: str, preset: str = "web", scale: int = 2, seed:
         enc = EncodeOptions(codec="h264", crf=0, preset="medium")
     roundtrip_final = d.codec != "none" and not final_in_muxer
     fps = int(round(float(info.fps))) if info.fps else 25
-    step = 2 * scale  # keep the low-resolution size even (4:2:0 needs it)
     pending: list[tuple[np.ndarray, int, object]] = []
 
     def flush(muxer) -> None:
