@@ -175,8 +175,12 @@ def test_every_container_and_codec(tmp_path, name, vargs, audio):
     assert count_frames(str(dst)) == count_frames(str(src)) == row["frames"]
     assert not row["incomplete"], row["warnings"]  # a whole file is never called incomplete
     tin, tout = packet_times(src), packet_times(dst)
-    # the same timeline from the first frame on (ffmpeg moves a file's start to zero, as a remux does)
-    assert max(abs((a - tin[0]) - (b - tout[0])) for a, b in zip(tin, tout)) < 0.002
+    if src.suffix == ".avi":  # an empty packet (ffmpeg's AVI writer leaves one after the first frame of
+        # mpeg4) shows the frame before again: the output has a frame on every tick, each source frame's among them
+        assert all(min(abs((a - tin[0]) - (b - tout[0])) for b in tout) < 0.002 for a in tin)
+        assert max(abs(b - a - 0.04) for a, b in zip(tout, tout[1:])) < 0.002
+    else:  # the same timeline from the first frame on (ffmpeg moves a file's start to zero, as a remux does)
+        assert max(abs((a - tin[0]) - (b - tout[0])) for a, b in zip(tin, tout)) < 0.002
     info = probe(str(dst))
     assert (info.width, info.height) == (192, 128)
     assert bool(info.audio) == audio

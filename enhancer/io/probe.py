@@ -705,7 +705,20 @@ def count_frames(path: str, *, input_args: list[str] | None = None, stream: int 
             "-i", _url(path, input_args), "-map", sel, "-c", "copy", "-f", "framecrc", "pipe:1"]
     proc = ff.run(argv, path=path, what="counting frames failed")
     # "#tb 0: 1/25" headers, then "stream, dts, pts, duration, size, checksum" per packet
-    return sum(1 for line in proc.stdout.splitlines() if line.strip() and not line.startswith(b"#"))
+    lines = [line for line in proc.stdout.splitlines() if line.strip() and not line.startswith(b"#")]
+    if _is_avi(path):  # ffmpeg leaves an AVI's empty packets out: count its ticks, as ffprobe does
+        ends = [int(line.split(b",")[2]) + max(1, int(line.split(b",")[3])) for line in lines]
+        return max(len(lines), max(ends, default=0), _avi_length(path) or 0)
+    return len(lines)
+
+
+def _is_avi(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+    except OSError:
+        return False
+    return head[:4] == b"RIFF" and head[8:12] == b"AVI "
 
 
 def _url(path: str, input_args: list[str]) -> str:
