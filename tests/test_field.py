@@ -217,6 +217,13 @@ def test_temporal_stage_steadies_noise_and_follows_motion():
     assert flicker(steady) < 0.7 * flicker(plain)
 
 
+def test_temporal_stage_keeps_a_deep_source_deep():
+    frames = _u8(_pan(7))
+    eight = _run(TemporalConsistency(ClassicalUpscaler("bicubic", 2), radius=1), frames, 7)
+    deep = _run(TemporalConsistency(ClassicalUpscaler("bicubic", 2), radius=1), frames.astype(np.uint16) * 257, 7)
+    assert deep.dtype == np.uint16 and np.abs(deep / 257 - eight).max() <= 1.5
+
+
 def test_temporal_stage_does_not_blend_across_a_scene_cut():
     a, b = _pan(6, seed=1), _pan(6, seed=2)
     frames = _u8(np.concatenate([a, b]))

@@ -23,6 +23,10 @@ uses (:func:`enhancer.models.align.flow`), on the luma of the input frames.
 """
 from __future__ import annotations
 
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import cv2
 import numpy as np
 
@@ -35,19 +39,34 @@ MAX_RADIUS = 4
 DEFAULT_STRENGTH = 0.5  # a fully trusted neighbour's weight beside the frame's own 1
 FB_RELATIVE, FB_ABSOLUTE = 0.01, 0.5  # forward-backward tolerance: 0.01 |motion|^2 + 0.5 px^2
 PHOTOMETRIC = 0.04  # input difference (0..1, 3x3 mean) at which a neighbour's weight falls to 1/e
+# host memory for the frames blended at once (each holds about BLEND_PER_PIXEL bytes an output
+# pixel: float sums and weights, a warped neighbour, the upscaled flow and its sample map)
+BLEND_BYTES = 512 << 20
+BLEND_PER_PIXEL = 48
 
 
 _GRIDS: dict[tuple[int, int], np.ndarray] = {}
+_GRIDS_LOCK = threading.Lock()
+
+
+def _workers() -> int:
+    """Threads for the stage's flows and blends: the cores this process may use, at most 8."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(8, cores))
 
 
 def _grid(h: int, w: int) -> np.ndarray:
     """(H, W, 2) float32 pixel coordinates (x, y), made once per size."""
-    if (h, w) not in _GRIDS:
-        if len(_GRIDS) > 8:
-            _GRIDS.clear()
-        gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-        _GRIDS[(h, w)] = np.dstack([gx, gy])
-    return _GRIDS[(h, w)]
+    with _GRIDS_LOCK:
+        if (h, w) not in _GRIDS:
+            if len(_GRIDS) > 8:
+                _GRIDS.clear()
+            gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+            _GRIDS[(h, w)] = np.dstack([gx, gy])
+        return _GRIDS[(h, w)]
 
 
 def _sample(image: np.ndarray, fl: np.ndarray, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
@@ -106,10 +125,11 @@ class TemporalConsistency:
         self._carry: list[tuple[np.ndarray, np.ndarray]] = []
 
     def _own_bytes(self, height: int, width: int, chunk: int) -> int:
-        """Host bytes this stage holds beside the model's: the model's outputs of the window as
-        float, a warped neighbour, the weights and the flows' maps (float32)."""
-        out = height * width * 3 * self.scale ** 2
-        return ((chunk + 2 * self.radius) * out + 3 * out) * 4 + 16 * height * width * 4
+        """Host bytes this stage holds beside the model's: the model's outputs of the window, the
+        frames being blended, and the flows and confidences at the input's size."""
+        out = height * width * self.scale ** 2
+        blends = min(BLEND_BYTES, _workers() * out * BLEND_PER_PIXEL)
+        return (chunk + 2 * self.radius) * out * 3 + blends + 16 * height * width * 4
 
     def chunk_for(self, height: int, width: int, reserve: int = 0) -> int:
         fit = getattr(self.inner, "chunk_for", None)
@@ -141,36 +161,45 @@ class TemporalConsistency:
         outs = self._per_frame(images)  # (T + 2r, sH, sW, 3), the input's dtype
         peak = np.float32(65535.0 if images.dtype == np.uint16 else 255.0)
         frames = images.astype(np.float32) / peak  # (T + 2r, H, W, 3)
-        oh, ow = outs.shape[1:3]
         lumas = [luma8(f) for f in frames]
-        flows: dict[tuple[int, int], np.ndarray] = {}
-
-        def flow_of(a: int, b: int) -> np.ndarray:
-            if (a, b) not in flows:
-                flows[(a, b)] = flow(lumas[a], lumas[b])
-            return flows[(a, b)]
-
+        pairs = sorted({p for c in range(r, r + t) for k in range(1, r + 1) for d in (k, -k)
+                        for p in ((c, c + d), (c + d, c))})
         result = np.empty((t, *outs.shape[1:]), images.dtype)
-        term = np.empty(outs.shape[1:], np.float32)
-        for j in range(t):
-            c = j + r
-            total = outs[c].astype(np.float32)  # in the frames' own levels (0..peak)
-            weight_sum = np.ones((oh, ow), np.float32)
-            for k in range(-r, r + 1):
-                if not k:
-                    continue
-                fwd = flow_of(c, c + k)
-                w = self.strength * confidence(frames[c], frames[c + k], fwd, flow_of(c + k, c))
-                if self.scale > 1:
-                    w = cv2.resize(w, (ow, oh), interpolation=cv2.INTER_LINEAR)
-                # warped in the integer levels it has (bicubic overshoot saturates there)
-                warped = _sample(outs[c + k], upscale_flow(fwd, self.scale), cv2.INTER_CUBIC)
-                np.multiply(warped, w[..., None], out=term)
-                total += term
-                weight_sum += w
-            total /= weight_sum[..., None]
-            result[j] = np.clip(total + 0.5, 0, peak, out=total)
+        # OpenCV and numpy leave the GIL on the large arrays, so flows and frames go in parallel
+        # (each DIS flow is computed afresh, so which thread makes it changes nothing), as many
+        # frames at once as BLEND_BYTES holds
+        with ThreadPoolExecutor(max_workers=_workers()) as pool:
+            flows = dict(zip(pairs, pool.map(lambda p: flow(lumas[p[0]], lumas[p[1]]), pairs)))
+        blenders = max(1, min(_workers(), BLEND_BYTES // (outs.shape[1] * outs.shape[2] * BLEND_PER_PIXEL)))
+
+        def blend(j: int) -> None:
+            result[j] = self._blend(j + r, outs, frames, flows, peak)
+
+        with ThreadPoolExecutor(max_workers=blenders) as pool:
+            list(pool.map(blend, range(t)))
         return result
+
+    def _blend(self, c: int, outs: np.ndarray, frames: np.ndarray, flows: dict, peak: np.float32) -> np.ndarray:
+        """Output frame ``c`` of the window: its model output and its neighbours' outputs warped
+        onto it, each weighted by its confidence."""
+        oh, ow = outs.shape[1:3]
+        total = outs[c].astype(np.float32)  # in the frames' own levels (0..peak)
+        weight_sum = np.ones((oh, ow), np.float32)
+        term = np.empty(outs.shape[1:], np.float32)
+        for k in range(-self.radius, self.radius + 1):
+            if not k:
+                continue
+            fwd = flows[(c, c + k)]
+            w = self.strength * confidence(frames[c], frames[c + k], fwd, flows[(c + k, c)])
+            if self.scale > 1:
+                w = cv2.resize(w, (ow, oh), interpolation=cv2.INTER_LINEAR)
+            # warped in the integer levels it has (bicubic overshoot saturates there)
+            warped = _sample(outs[c + k], upscale_flow(fwd, self.scale), cv2.INTER_CUBIC)
+            np.multiply(warped, w[..., None], out=term)
+            total += term
+            weight_sum += w
+        total /= weight_sum[..., None]
+        return np.clip(total + 0.5, 0, peak, out=total)
 
     def describe(self) -> dict:
         return {**self.inner.describe(), "temporal": {"radius": self.radius, "strength": self.strength}}
