@@ -249,6 +249,20 @@ def prepare(cfg: PrepareConfig, progress: bool = True, workers: int = 1) -> Path
     return out
 
 
+def augment(rng: np.random.Generator, lq: np.ndarray, hr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The same random flip (left-right, up-down), transpose and time reversal of a damaged clip
+    and its clean frames, (T, H, W, 3) each; four draws from ``rng`` whatever is chosen."""
+    if rng.random() < 0.5:
+        lq, hr = lq[:, :, ::-1], hr[:, :, ::-1]
+    if rng.random() < 0.5:
+        lq, hr = lq[:, ::-1], hr[:, ::-1]
+    if rng.random() < 0.5:
+        lq, hr = lq.transpose(0, 2, 1, 3), hr.transpose(0, 2, 1, 3)
+    if rng.random() < 0.5:
+        lq, hr = lq[::-1], hr[::-1]
+    return lq, hr
+
+
 class ClipDataset:
     """Random aligned crops of one or more prepared sets (of the same scale, frame count and
     sizes): (LQ clip, clean clip) pairs as float tensors. Sequence ``i`` runs over the sets in
@@ -310,14 +324,7 @@ class ClipDataset:
             y, x = int(rng.integers(0, lr_size - crop + 1)), int(rng.integers(0, lr_size - crop + 1))
             lq = np.asarray(self.damaged(i, v)[t0:t0 + frames_in, y:y + crop, x:x + crop])
             hr = np.asarray(self.clean(i)[t0 + r:t0 + r + frames_out, y * s:(y + crop) * s, x * s:(x + crop) * s])
-            if rng.random() < 0.5:
-                lq, hr = lq[:, :, ::-1], hr[:, :, ::-1]
-            if rng.random() < 0.5:
-                lq, hr = lq[:, ::-1], hr[:, ::-1]
-            if rng.random() < 0.5:
-                lq, hr = lq.transpose(0, 2, 1, 3), hr.transpose(0, 2, 1, 3)
-            if rng.random() < 0.5:
-                lq, hr = lq[::-1], hr[::-1]
+            lq, hr = augment(rng, lq, hr)
             lq_out[b], hr_out[b] = lq, hr
         to_t = lambda a: torch.from_numpy(a).permute(0, 4, 1, 2, 3).float().div_(255)  # noqa: E731
         return to_t(lq_out), to_t(hr_out)
@@ -346,14 +353,7 @@ class ClipDataset:
             t0 = int(rng.integers(0, self.frames - frames_in + 1))
             lq = np.asarray(self.damaged(i, v)[t0:t0 + frames_in])
             hr = np.asarray(self.clean(i)[t0 + radius:t0 + radius + frames_out])
-            if rng.random() < 0.5:
-                lq, hr = lq[:, :, ::-1], hr[:, :, ::-1]
-            if rng.random() < 0.5:
-                lq, hr = lq[:, ::-1], hr[:, ::-1]
-            if rng.random() < 0.5:
-                lq, hr = lq.transpose(0, 2, 1, 3), hr.transpose(0, 2, 1, 3)
-            if rng.random() < 0.5:
-                lq, hr = lq[::-1], hr[::-1]
+            lq, hr = augment(rng, lq, hr)
             y, x = int(rng.integers(0, lr_size - crop + 1)), int(rng.integers(0, lr_size - crop + 1))
             perturb = None
             if misalign > 0 and rng.random() < 0.5:
