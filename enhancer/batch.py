@@ -400,16 +400,19 @@ def state_folder(jobs: list[Job], output: str) -> Path | None:
     return Path(output)
 
 
-def run_batch(jobs: list[Job], restorer: Restorer, encode: EncodeOptions, opts: EnhanceOptions, *,
+def run_batch(jobs: list[Job], restorer: Restorer, encode: EncodeOptions,
+              opts: EnhanceOptions | list[EnhanceOptions], *,
               overwrite: bool = False, verbose: bool = False, folder: Path | None = None,
               retry_failed: bool = False, fail_fast: bool = False, strict: bool = False,
               on_result: Callable[[FileResult], None] | None = None) -> BatchSummary:
     """Enhance every job in turn; a failure is reported and the batch goes on (unless
     ``fail_fast``). With ``folder``, each output is made under its own lock and recorded in the
-    folder's records (see :mod:`enhancer.state`): other runs may write into the same folder."""
+    folder's records (see :mod:`enhancer.state`): other runs may write into the same folder.
+    ``opts`` may be a list, one per job (conform: each job is its own span of its source)."""
     from enhancer.state import BatchState
 
     t0 = time.perf_counter()
+    each = list(opts) if isinstance(opts, (list, tuple)) else [opts] * len(jobs)
     results: list[FileResult] = []
     # what crashed runs left: each output's own temporaries go when it is made (under its lock);
     # the rest once no process here owns them and nobody has written them for a while
@@ -424,7 +427,7 @@ def run_batch(jobs: list[Job], restorer: Restorer, encode: EncodeOptions, opts: 
         if stopped:
             res = FileResult(job.input, job.output, FileStatus.SKIPPED, error="not run: --fail-fast stopped the batch")
         else:
-            res = run_job(job, restorer, encode, opts, overwrite=overwrite, verbose=verbose,
+            res = run_job(job, restorer, encode, each[k], overwrite=overwrite, verbose=verbose,
                           desc=bar_label(job, k, len(jobs)), state=state, retry_failed=retry_failed,
                           strict=strict)
             stopped = fail_fast and res.status == FileStatus.FAILED
@@ -442,12 +445,13 @@ def bar_label(job: Job, k: int, n: int) -> str:
     return f"[{k + 1}/{n}] {label}" if n > 1 else label
 
 
-def plan_batch(jobs: list[Job], restorer: Restorer, encode: EncodeOptions, opts: EnhanceOptions, *,
+def plan_batch(jobs: list[Job], restorer: Restorer, encode: EncodeOptions,
+               opts: EnhanceOptions | list[EnhanceOptions], *,
                overwrite: bool = False, folder: Path | None = None, retry_failed: bool = False,
                strict: bool = False) -> BatchSummary:
     """What :func:`run_batch` would do, decided by the same code (``--dry-run``), without locking,
     sweeping or writing anything: ``planned`` for the jobs it would run, and the ``skipped`` and
-    ``failed`` results it would report without running them."""
+    ``failed`` results it would report without running them. ``opts``: as :func:`run_batch` takes it."""
     from enhancer.state import BatchState
 
     t0 = time.perf_counter()
@@ -455,7 +459,8 @@ def plan_batch(jobs: list[Job], restorer: Restorer, encode: EncodeOptions, opts:
     for note in state.notes if state else []:
         log.warning("%s: %s", shown(state.folder), note)
     results = []
-    for job in jobs:
+    each = list(opts) if isinstance(opts, (list, tuple)) else [opts] * len(jobs)
+    for job, opts in zip(jobs, each):
         try:
             decided = decide_job(job, restorer, encode, opts, overwrite=overwrite, state=state,
                                  retry_failed=retry_failed, strict=strict)

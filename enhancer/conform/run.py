@@ -3,7 +3,6 @@ range they make; the relinked edit written once every range's output is there.""
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
@@ -23,23 +22,12 @@ def run(plan: Conform, restorer, encode, opts, *, overwrite: bool = False, verbo
     its own span of its source; ``executor`` (jobs, per-job options) -> summary runs them
     elsewhere (Ray). Writes the relinked edit when every range is done or skipped."""
     jobs, each = plan.jobs(), plan.options(opts)
-    t0 = time.perf_counter()
     if executor is not None:
         summary = executor(jobs, each)
     else:
-        results: list[FileResult] = []
-        for job, options in zip(jobs, each):
-            if fail_fast and any(r.status == FileStatus.FAILED for r in results):
-                res = FileResult(job.input, job.output, FileStatus.SKIPPED,
-                                 error="not run: --fail-fast stopped the batch")
-                results.append(res)
-                if on_result is not None:
-                    on_result(res)
-                continue
-            results += run_batch([job], restorer, encode, options, overwrite=overwrite, verbose=verbose,
-                                 folder=Path(plan.output), retry_failed=retry_failed, strict=strict,
-                                 on_result=on_result).results
-        summary = BatchSummary(results, time.perf_counter() - t0)
+        summary = run_batch(jobs, restorer, encode, each, overwrite=overwrite, verbose=verbose,
+                            folder=Path(plan.output), retry_failed=retry_failed, fail_fast=fail_fast, strict=strict,
+                            on_result=on_result)
     if complete(summary):
         write_edit(plan.edit, plan.relinked_timeline(), plan.relinked, plan.picture_files())
     return summary
@@ -55,12 +43,8 @@ def complete(summary: BatchSummary) -> bool:
 def dry_run(plan: Conform, restorer, encode, opts, *, overwrite: bool = False, retry_failed: bool = False,
             strict: bool = False) -> BatchSummary:
     """What :func:`run` would do with each range, decided by the batch's own code, nothing written."""
-    t0 = time.perf_counter()
-    results: list[FileResult] = []
-    for job, options in zip(plan.jobs(), plan.options(opts)):
-        results += plan_batch([job], restorer, encode, options, overwrite=overwrite, folder=Path(plan.output),
-                              retry_failed=retry_failed, strict=strict).results
-    return BatchSummary(results, time.perf_counter() - t0)
+    return plan_batch(plan.jobs(), restorer, encode, plan.options(opts), overwrite=overwrite,
+                      folder=Path(plan.output), retry_failed=retry_failed, strict=strict)
 
 
 def report(plan: Conform, res: FileResult, *, as_json: bool, quiet: bool = False, dry_run: bool = False) -> None:
