@@ -623,7 +623,7 @@ def _conform(edit, media, output, handles, model, task, scale, codec, crf, prese
     if not quiet:
         progress.write(summary.line())
         progress.write(f"relinked edit: {plan.relinked}" if done else
-                       "the relinked edit is written once every range is made: run the same command again")
+                       "the relinked edit is written once every range is made by this conform (see above)")
     sys.exit(code or (0 if done else 1))
 
 

@@ -4,6 +4,7 @@ showed (issue 31). Every edit is built here, over media whose frames say which t
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -500,3 +501,9 @@ def test_busy_range_and_the_relinked_edit_waits(tmp_path, media, nearest):
     _, again = conformed(cut, media, out, nearest)
     assert [r.status for r in again.results] == [FileStatus.SKIPPED, FileStatus.DONE]
     assert (out / "cut.enhanced.edl").exists()
+    # a file of a range's name that this tool did not record is kept, and not pointed at
+    (out / "cut.enhanced.edl").unlink()
+    shutil.rmtree(out / ".enhancer-records")
+    _, third = conformed(cut, media, out, nearest)
+    assert [r.error for r in third.results] == ["output exists (use --overwrite to redo)"] * 2
+    assert not conform.complete(third) and not (out / "cut.enhanced.edl").exists()

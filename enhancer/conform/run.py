@@ -33,11 +33,18 @@ def run(plan: Conform, restorer, encode, opts, *, overwrite: bool = False, verbo
     return summary
 
 
+# what the batch says of an output an earlier run made with this very recipe (enhancer.state,
+# enhancer.batch.decide_job); a file skipped for another reason (there, but not recorded as made from
+# this source this way) is not one the relinked edit may point at
+_MADE_BEFORE = ("done in an earlier run", "made in an earlier run")
+
+
 def complete(summary: BatchSummary) -> bool:
-    """Whether every range's output is there (made now, or before): only then is the relinked
-    edit written, so it never points at a file that is missing."""
-    return all(r.status == FileStatus.DONE or (r.status == FileStatus.SKIPPED and bool(r.output)
-                                               and Path(r.output).exists()) for r in summary.results)
+    """Whether every range's output is there, made by this run or by an earlier one with the same
+    recipe: only then is the relinked edit written, so it never points at a missing or foreign file."""
+    return all(r.status == FileStatus.DONE or (r.status == FileStatus.SKIPPED and r.error in _MADE_BEFORE
+                                               and bool(r.output) and Path(r.output).exists())
+               for r in summary.results)
 
 
 def dry_run(plan: Conform, restorer, encode, opts, *, overwrite: bool = False, retry_failed: bool = False,
