@@ -94,3 +94,30 @@ def test_exr_and_dpx_frames_are_images_to_evaluate_too(tmp_path):
         assert is_image_sequence(str(folder))
         got = list(frames(str(folder)))
         assert len(got) == 3 and got[0].shape == (48, 64, 3) and got[0].dtype == np.uint8 and got[0].mean() > 20
+
+
+def _imports(path: Path) -> set[str]:
+    """Every module a file imports, at module level or inside functions."""
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            out.add(node.module)
+        elif isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+    return out
+
+
+def test_layers_import_only_downwards():
+    """The design's rules: the media layer (io) never imports torch, the pure models never
+    import the media layer, and nothing imports the command line."""
+    files = {p: _imports(p) for p in PACKAGE.rglob("*.py")}
+    assert len(files) > 40
+    for p, mods in files.items():
+        rel = p.relative_to(PACKAGE).as_posix()
+        if rel.startswith("io/"):
+            assert not any(m == "torch" or m.startswith("torch.") for m in mods), rel
+        if rel.startswith("models/"):
+            assert not any(m.startswith("enhancer.io") for m in mods), rel
+        if not rel.startswith("cli") and rel != "__main__.py":  # python -m enhancer runs the CLI
+            assert not any(m == "enhancer.cli" or m.startswith("enhancer.cli.") for m in mods), rel
+    assert "torch" in files[PACKAGE / "models" / "st3d.py"]  # the imports were read
