@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -19,6 +21,8 @@ from enhancer.models.fusion import FusionConfig, FusionGenerator, fusion_complex
 from enhancer.train import checkpoint as ckpt
 from enhancer.train.config import TrainConfig
 from enhancer.train.trainer import _Batches, train
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))  # tools/gpu_window.py
 
 TINY = dict(channels=8, low_channels=8, low_blocks=1, high_blocks=1)
 
@@ -247,7 +251,7 @@ def test_x4_starts_from_x2_weights(pan_set, tmp_path):
 @pytest.mark.slow
 def test_gpu_window_packs_prepares_trains_and_resumes(tmp_path):
     """The short-window recipe end to end on the CPU: pack, then two windows, the second resuming."""
-    from enhancer.train.window import main as window
+    from gpu_window import main as window
 
     media = tmp_path / "media"
     media.mkdir()
@@ -290,7 +294,7 @@ def test_gpu_window_packs_prepares_trains_and_resumes(tmp_path):
 def test_window_shares_are_fair_and_never_empty():
     from pathlib import Path
 
-    from enhancer.train.window import _share
+    from gpu_window import _share
 
     for n, parts in ((4, 2), (5, 3), (9, 4), (3, 3)):
         items = [Path(f"/x/{k:03d}_{n}.jpg") for k in range(n)]
@@ -306,8 +310,8 @@ def test_window_parts_are_balanced_by_size_and_a_pack_over_its_limit_is_refused(
     import time
     from pathlib import Path
 
-    from enhancer.train.window import _share, _wait_all
-    from enhancer.train.window import main as window
+    from gpu_window import _share, _wait_all
+    from gpu_window import main as window
 
     items = [Path(f"/x/{k:02d}.mp4") for k in range(9)]
     sizes = dict(zip(items, (29, 3, 3, 3, 3, 10, 10, 8, 1)))
