@@ -1,4 +1,5 @@
-"""Training in short windows on a rented GPU machine that has no network.
+"""Training in short windows on a rented GPU machine that has no network (operations tooling,
+kept out of the package: it packs files with git and installs wheels).
 
 Such a machine takes one command of a few minutes at a time and a small upload (64 MiB on this
 project's lender): the code, the wheels its Python lacks, the training media and the last
@@ -20,10 +21,10 @@ checkpoint. So training there runs in windows:
    so the next window resumes from it even if this one is cut off; ``--export`` adds
    ``OUT/NAME.safetensors``, the EMA weights in the shipped format.
 
-    python -m enhancer.train.window pack configs/general-x2.toml --window 3 \\
+    python tools/gpu_window.py pack configs/general-x2.toml --window 3 \\
         --wheel wheels/imageio_ffmpeg-0.6.0-py3-none-manylinux2014_x86_64.whl
     # on the GPU machine, from the repository root:
-    python3 -m enhancer.train.window run configs/general-x2.toml --window 3 --minutes 7 --out $OUT
+    python3 tools/gpu_window.py run configs/general-x2.toml --window 3 --minutes 7 --out $OUT
     # back here: the new checkpoint is $OUT/general-x2/last.pt; copy it to the run folder and repeat
 """
 from __future__ import annotations
@@ -39,10 +40,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from enhancer.data.dataset import IMAGE_EXT, _gather
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository's enhancer, installed or not
+from enhancer.data.dataset import IMAGE_EXT, _gather  # noqa: E402
 
 SIZES = {1: 128, 2: 192, 4: 256}  # the clean crops prepared per scale
-HELD_OUT = ["bikes.mp4", "car-detection.mp4", "Set14", "life_by_Aitzol_Berasategi.jpg", "Path.jpg",
+HELD_OUT = ["bikes.mp4", "car-detection.mp4", "one-by-one-person-detection.mp4", "Set14", "life_by_Aitzol_Berasategi.jpg", "Path.jpg",
             "EveningGlow.jpg", "DarkestHour.jpg"]
 
 
@@ -289,7 +291,7 @@ def run(configs: list[str], *, window: int, minutes: float, out: Path, pack_dir:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m enhancer.train.window", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python tools/gpu_window.py", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("pack", help="write the upload for one window (here)")
@@ -318,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "pack":
         from enhancer.train.config import TrainConfig
 
-        here = Path(__file__).resolve().parents[2]
+        here = Path(__file__).resolve().parents[1]
         sources = args.sources or [str(here.parent / "shared" / "data"), str(here / "runs" / "media" / "train")]
         ckpts = {} if args.no_checkpoints else \
             {Path(c).stem: str(Path(TrainConfig.from_toml(c).run_dir) / "last.pt") for c in args.configs}
