@@ -28,7 +28,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from enhancer.errors import ConfigError, ModelError
+from enhancer.errors import ArgumentError, ConfigError, ModelError
 from enhancer.models.fusion import FusionConfig, FusionGenerator
 from enhancer.models.st3d import ST3DConfig, ST3DGenerator
 from enhancer.models.generator import Generator, GeneratorConfig
@@ -48,7 +48,7 @@ def arch_of(model) -> str:
     for name, (cls, _) in ARCHITECTURES.items():
         if type(model) is cls:
             return name
-    raise TypeError(f"not a generator enhancer saves: {type(model).__name__}")
+    raise ArgumentError(f"not a generator enhancer saves: {type(model).__name__}")
 _FLOAT_DTYPES = {"F32", "F16", "BF16", "F64"}
 _MAX_TEXT = 100_000  # characters in any one card string
 log = logging.getLogger(__name__)
