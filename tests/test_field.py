@@ -75,6 +75,8 @@ def test_a_field_model_file_runs_frame_by_frame(compact_files, suffix):
     assert np.abs(out.astype(int) - _direct(module, frames)).max() <= 1
     deep = frames.astype(np.uint16) * 257  # a 16-bit source keeps its depth
     assert r.restore(deep).dtype == np.uint16
+    bf16 = load_restorer(str(path), device="cpu", precision="bf16", tile=0, temporal="off")
+    assert bf16.describe()["precision"] == "bf16" and np.abs(bf16.restore(frames).astype(int) - out).mean() < 2
 
 
 def test_tiles_of_a_field_model_match_whole_frames(compact_files):

@@ -46,12 +46,15 @@ class FrameRestorer(ModelRestorer):
                                  hint=f"--precision auto or {fm.precisions[0]}")
             self.dtype = torch.float32
             self.precision = fm.precisions[0]
+            self.autocast = False
         else:
             self.device = self.where = select_device(device)
             self.dtype = _precision(fm, precision, self.device)
             self.precision = dtype_name(self.dtype)
             exact_fp32(self.device, self.dtype)
-            fm.module.to(self.device, self.dtype)
+            # bf16 on the CPU as enhancer's own models run it: fp32 weights under autocast
+            self.autocast = self.device.type == "cpu" and self.dtype == torch.bfloat16
+            fm.module.to(self.device, torch.float32 if self.autocast else self.dtype)
         self.fusion = False
         self.memory_format = torch.contiguous_format
         self.model = fm.module  # parameters counted by --executor ray; None for ONNX
@@ -97,9 +100,11 @@ class FrameRestorer(ModelRestorer):
         if self.device.type == "cuda":
             x = x.pin_memory()
         x = x.to(self.device, non_blocking=True)
-        x = x.to(self.dtype).div_(peak) if not x.is_floating_point() else x.to(self.dtype)
+        dtype = torch.float32 if self.autocast else self.dtype
+        x = x.to(dtype).div_(peak) if not x.is_floating_point() else x.to(dtype)
         padded = self._pad(x)
-        y = self.frame_model.run(padded)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast):
+            y = self.frame_model.run(padded)
         want = (n, 3, padded.shape[-2] * s, padded.shape[-1] * s)
         if tuple(y.shape) != want:
             raise ModelError(f"model {self.name} turned {list(padded.shape)} into {list(y.shape)}, not {list(want)}",
