@@ -44,6 +44,8 @@ def test_psnr_and_ssim_fast_paths_equal_the_plain_sums(shape):
     assert ev.psnr(a, b) == pytest.approx(10 * math.log10(255 ** 2 / mse), abs=1e-9)
     assert ev.psnr(a[:, ::2], b[:, ::2]) > 0  # a strided view takes the numpy path
     ya, yb = ev.luma(a), ev.luma(b)
+    x = a.astype(np.float64) / 255
+    assert np.allclose(ya, 16 + 65.481 * x[..., 0] + 128.553 * x[..., 1] + 24.966 * x[..., 2], rtol=0, atol=1e-12)
     assert ev.ssim(ya, yb) == pytest.approx(_ssim_reference(ya, yb), abs=1e-12)
 
 
@@ -84,7 +86,7 @@ def test_perceptual_and_tlp_equal_the_pairwise_distances(pair):
         return torch.from_numpy(x).permute(2, 0, 1)[None].float() / 255
 
     r, c = _frames(ref), _frames(cand)
-    with torch.inference_mode():
+    with torch.inference_mode(), ev._torch_threads(1):  # spinning OpenMP threads crawl on a loaded machine
         lp = [float(dist(t(a), t(b))[0]) for a, b in zip(r, c)]
         tlp = [abs(float(dist(t(c[k - 1]), t(c[k]))[0]) - float(dist(t(r[k - 1]), t(r[k]))[0]))
                for k in range(1, len(r))]
@@ -93,26 +95,31 @@ def test_perceptual_and_tlp_equal_the_pairwise_distances(pair):
     assert s.mean("perceptual") > 0.01
 
 
+@pytest.mark.slow
 def test_taps_and_between_are_the_distance():
     a, b = torch.rand(3, 3, 40, 56), torch.rand(3, 3, 40, 56)
     dist = PerceptualDistance(allow_random=True)
-    with torch.inference_mode():
+    with torch.inference_mode(), ev._torch_threads(1):
         assert torch.allclose(dist(a, b), dist.between(dist.taps(a), dist.taps(b)))
     lpips = pytest.importorskip("lpips")
     net = PerceptualDistance.__new__(PerceptualDistance)
     torch.nn.Module.__init__(net)
     net.lpips = lpips.LPIPS(net="alex", pnet_rand=True, verbose=False).eval()  # calibration weights ship with lpips
-    with torch.inference_mode():
+    with torch.inference_mode(), ev._torch_threads(1):
         assert torch.allclose(net(a, b), net.between(net.taps(a), net.taps(b)), atol=1e-6)
+    folded = perceptual().for_scoring()  # batch norms folded: the same distance
+    with torch.inference_mode(), ev._torch_threads(1):
+        assert torch.allclose(perceptual()(a, b), folded.between(folded.taps(a), folded.taps(b)), rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_mobilenet_is_torchvisions_without_importing_it():
     tv = pytest.importorskip("torchvision.models")
     theirs = tv.mobilenet_v2(weights=None).eval()
     ours = _mobilenet_v2_features().eval()
     ours.load_state_dict({k[len("features."):]: v for k, v in theirs.state_dict().items() if k.startswith("features.")})
     x = torch.rand(2, 3, 64, 80)
-    with torch.inference_mode():
+    with torch.inference_mode(), ev._torch_threads(1):
         assert torch.equal(theirs.features(x), ours(x))
     code = ("import sys; from enhancer.features import perceptual; perceptual(); "
             "assert 'torchvision' not in sys.modules, 'torchvision imported'")
@@ -221,6 +228,7 @@ def test_benchmark_scores_the_good_clips_past_a_bad_one(tmp_path, capsys):
     assert str(tiny) in data["failed"]
 
 
+@pytest.mark.slow
 def test_benchmark_cli_exit_codes(tmp_path):
     clip = make_clip(tmp_path / "tiny.mkv", size="3x3", vcodec="ffv1", pix_fmt="yuv444p", audio=False, seconds=0.2,
                      src="testsrc")
