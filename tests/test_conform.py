@@ -507,3 +507,30 @@ def test_busy_range_and_the_relinked_edit_waits(tmp_path, media, nearest):
     _, third = conformed(cut, media, out, nearest)
     assert [r.error for r in third.results] == ["output exists (use --overwrite to redo)"] * 2
     assert not conform.complete(third) and not (out / "cut.enhanced.edl").exists()
+
+
+QUIRKY = ("title:   Cut v2",
+          "* exported by an older tool",
+          "fcm: non-drop frame",
+          "",
+          "001  AX       v     c        01:00:01:00 01:00:02:00 00:00:00:00 00:00:01:00",
+          "* from clip name:  Take 1",
+          "* SOURCE FILE: /Volumes/Media/srcA.mov",
+          "002  bl   v   c   00:00:00:00 00:00:00:10 00:00:01:00 00:00:01:10",
+          "003  srcb     v     c        02:00:02:00 02:00:03:00 00:00:01:10 00:00:02:10")
+
+
+def test_edl_quirks(tmp_path, media):
+    """What EDLs from older tools hold: lower-case keywords, channels and edit types, a comment
+    before the first event, black as `bl`, an AX event named only by Avid's `* SOURCE FILE:`; the
+    relinked EDL's SOURCE FILE names the enhanced file, not the source it replaces."""
+    cut = tmp_path / "cut.edl"
+    cut.write_text("\n".join(QUIRKY) + "\n")
+    plan = conform.plan_conform(str(cut), [str(media)], str(tmp_path / "out"), handles=0)
+    assert [(Path(r.media.path).name, r.first, r.frames) for r in plan.ranges] == [("srcA.mov", 25, 25),
+                                                                                  ("srcB.mov", 50, 25)]
+    relinked = conform.edit.relink_edl(cut.read_text(), plan.picture_files(), 25).splitlines()
+    assert relinked[:5] == list(QUIRKY[:5]) and relinked[8:10] == list(QUIRKY[7:9])
+    assert relinked[5:7] == ["* FROM CLIP NAME:  srcA.01-00-01-00.mov", "* FROM CLIP: srcA.01-00-01-00.mov"]
+    assert relinked[7] == "* SOURCE FILE: srcA.01-00-01-00.mov" and "/Volumes/Media/srcA.mov" not in "\n".join(relinked)
+    assert relinked[-2:] == ["* FROM CLIP NAME:  srcB.02-00-02-00.mov", "* FROM CLIP: srcB.02-00-02-00.mov"]

@@ -137,6 +137,7 @@ def parse_edit(path: str, rate: float | None = None) -> Edit:
     drop, original = False, text
     if adapter == "cmx_3600":
         text, drop = _drop_frame(text)
+        text = _for_adapter(text)
     try:
         timeline = _parse(path, adapter, text, rate or _ANY_RATE, names_only=rate is None)
     except UsageError:
@@ -151,6 +152,33 @@ def parse_edit(path: str, rate: float | None = None) -> Edit:
 
 _EVENT = re.compile(r"\s*\d+\s")
 _TC = re.compile(r"\b(\d\d:\d\d:\d\d)[:;](\d\d)\b")
+_FIELDS = re.compile(r"(\s*\d+\s+)(\S+)(\s+)(\S+)(\s+)(\S+)(.*)")
+# the comments the adapter reads, which it matches in capitals only
+_KNOWN = re.compile(r"\s*\*\s*(FROM CLIP NAME|TO CLIP NAME|FROM CLIP|FROM FILE|LOC|ASC_SOP|ASC_SAT|\* FREEZE FRAME)\b",
+                    re.I)
+
+
+def _for_adapter(text: str) -> str:
+    """An EDL's text as the adapter reads it, line for line (a line's number stays the one an error
+    names): the adapter takes only capital keywords (TITLE, FCM, channels, edit types, BL, its
+    comments) and nothing but TITLE and FCM before the first event, where older tools write
+    lower case and notes. Only the reading changes; the relinked EDL is the file's own text."""
+    out, started = [], False
+    for line in text.splitlines():
+        m = _FIELDS.match(line) if _EVENT.match(line) else None
+        if m:
+            started = True
+            reel = m.group(2).upper() if m.group(2).upper() in ("BL", "BLACK", "BARS", "AX") else m.group(2)
+            line = m.group(1) + reel + m.group(3) + m.group(4).upper() + m.group(5) + m.group(6).upper() + m.group(7)
+        elif not started and line.strip().upper().startswith(("TITLE:", "FCM")):
+            key = "TITLE:" if line.strip().upper().startswith("TITLE:") else "FCM"
+            line = key + line.strip()[len(key):] if key == "TITLE:" else line.strip().upper()
+        elif not started:
+            line = ""  # a note before the first event: the adapter takes it for an event it cannot read
+        elif (k := _KNOWN.match(line)) is not None:
+            line = line[:k.start(1)] + k.group(1).upper() + line[k.end(1):]
+        out.append(line)
+    return "\n".join(out) + "\n"
 
 
 def _drop_frame(text: str) -> tuple[str, bool]:
@@ -192,10 +220,23 @@ def clip_names(clip, edl: bool = False) -> list[str]:
         url = os.path.basename(urllib.parse.unquote(parsed.path) if parsed.scheme == "file" else url)
     own = clip.name if clip.name and not clip.name.isdigit() else None
     order = (own, url, getattr(ref, "name", None)) if edl or not url else (url, getattr(ref, "name", None), own)
-    for name in (*order, reel_of(clip)):
+    for name in (*order, source_file(clip), reel_of(clip)):
         if name and name not in names:
             names.append(name)
     return names
+
+
+_SOURCE_FILE = re.compile(r"\s*\*?\s*SOURCE FILE\s*:\s*(.*\S)", re.I)
+
+
+def source_file(clip) -> str | None:
+    """The file name an EDL's ``* SOURCE FILE:`` comment gives (Avid writes it; the adapter keeps
+    it as a comment it does not read), without its folder."""
+    for comment in (clip.metadata.get("cmx_3600") or {}).get("comments") or []:
+        m = _SOURCE_FILE.match(str(comment))
+        if m:
+            return re.split(r"[\\/]", m.group(1))[-1] or None
+    return None
 
 
 def reel_of(clip) -> str | None:
@@ -208,7 +249,7 @@ def reel_of(clip) -> str | None:
     return str(reel) if reel else None
 
 
-_EVENT_LINE = re.compile(r"\s*(\d+)\s+(\S+)\s+(\S+)\s+(C|D|W\d+|K[BO]?)\s")
+_EVENT_LINE = re.compile(r"\s*(\d+)\s+(\S+)\s+(\S+)\s+(C|D|W\d+|K[BO]?)\s", re.I)
 _NAMING = re.compile(r"\s*\*\s*(FROM|TO) (CLIP NAME|CLIP|FILE)\s*:", re.I)
 
 
@@ -273,6 +314,8 @@ def relink_edl(text: str, files: list[tuple[str, int] | None], rate: float | Non
             events = [_shift_source(events[0], f[1], fps)] if f else events
             drop = {"FROM", "TO"} if f else set()
         kept = [c for c in comments if not ((m := _NAMING.match(c)) and m.group(1).upper() in drop)]
+        # Avid's note of the event's file: an application relinking by it would find the source again
+        kept = [f"* SOURCE FILE: {f[0]}" if f and _SOURCE_FILE.match(c) else c for c in kept]
         out += events + named + kept
         before = (reel, f)
     return "\n".join(out) + "\n"
