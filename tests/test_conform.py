@@ -534,3 +534,19 @@ def test_edl_quirks(tmp_path, media):
     assert relinked[5:7] == ["* FROM CLIP NAME:  srcA.01-00-01-00.mov", "* FROM CLIP: srcA.01-00-01-00.mov"]
     assert relinked[7] == "* SOURCE FILE: srcA.01-00-01-00.mov" and "/Volumes/Media/srcA.mov" not in "\n".join(relinked)
     assert relinked[-2:] == ["* FROM CLIP NAME:  srcB.02-00-02-00.mov", "* FROM CLIP: srcB.02-00-02-00.mov"]
+
+
+def test_a_source_running_past_midnight(tmp_path):
+    """A tape whose timecode passes 23:59:59:24 goes on at 00:00:00:00, and an EDL names its
+    frames after midnight so: they lie 2 s into media starting at 23:59:58:00, not outside it."""
+    media = tmp_path / "media"
+    media.mkdir()
+    source(media / "late.mov", "23:59:58:00", seconds=4)
+    cut = edl(tmp_path / "cut.edl", "001  LATE     V     C        23:59:59:20 23:59:59:24 01:00:00:00 01:00:00:04",
+              "002  LATE     V     C        00:00:01:10 00:00:01:20 01:00:00:04 01:00:00:14")
+    plan = conform.plan_conform(str(cut), [str(media)], str(tmp_path / "out"), handles=2)
+    assert [(r.first, r.frames, r.timecode) for r in plan.ranges] == [(43, 8, "23:59:59:18"),
+                                                                      (83, 14, "00:00:01:08")]
+    outside = edl(tmp_path / "outside.edl", "001  LATE     V     C        00:00:02:10 00:00:02:20 01:00:00:00 01:00:00:10")
+    with pytest.raises(UsageError, match="00:00:02:10-00:00:02:19 lies outside its media"):
+        conform.plan_conform(str(outside), [str(media)], str(tmp_path / "out"), handles=2)

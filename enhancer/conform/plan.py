@@ -156,7 +156,8 @@ class MediaIndex:
 
 
 def _clip(clip, event: int) -> str:
-    return f"{escape(clip.name)!r} (event {event})" if clip.name else f"event {event}"
+    # the adapter names an EDL event without a clip name by its number: no name of the clip's own
+    return f"{escape(clip.name)!r} (event {event})" if clip.name and not clip.name.isdigit() else f"event {event}"
 
 
 def _same_rate(rate: float, fps: Fraction) -> bool:
@@ -197,6 +198,9 @@ def _use(clip, event: int, media: Media, edit: Edit) -> Use:
     else:  # an EDL's source timecodes: the media's own timecode
         base = media.start.frame if media.start is not None else 0
     first = _frames(shown_range.start_time, media.fps) - base
+    if available is None and media.start is not None and first < 0:
+        # timecode goes on at 00:00:00:00 after 23:59:59: an EDL names a tape's frames after midnight so
+        first += Timecode._day(media.start.rate, media.start.drop)
     frames = _frames(shown_range.duration, media.fps)
     otio = otio_module()
     for effect in clip.effects:  # a clip's duration is what the record shows: a speed change reads more or less
