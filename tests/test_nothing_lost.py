@@ -34,6 +34,7 @@ def _records(folder: Path) -> list[dict]:
 
 
 # ---- 1. a failed input's record reserves nothing ------------------------------------------------
+@pytest.mark.slow  # several runs of the CLI: over 15 s on a loaded machine
 def test_a_failure_record_does_not_hide_a_real_file_from_discovery(tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()
@@ -51,6 +52,7 @@ def test_a_failure_record_does_not_hide_a_real_file_from_discovery(tmp_path):
     assert {Path(row["output"]).name for row in _rows(r.stdout)} == {"x_avi.mkv", "x.enhanced.mkv"}
 
 
+@pytest.mark.slow  # several runs of the CLI: over 15 s on a loaded machine
 def test_a_file_put_where_a_failed_output_would_go_is_never_replaced(tmp_path):
     src = tmp_path / "x.avi"
     src.write_bytes(b"damaged" * 200)
@@ -113,6 +115,7 @@ main(sys.argv[2:], prog_name="enhancer")
 """
 
 
+@pytest.mark.slow  # several runs of the CLI: over 15 s on a loaded machine
 def test_a_crash_after_the_rename_leaves_a_recorded_output_and_no_parts(tmp_path):
     src = make_clip(tmp_path / "a.mp4", seconds=0.4, audio=False)
     out = tmp_path / "out" / "a.mkv"
@@ -129,6 +132,7 @@ def test_a_crash_after_the_rename_leaves_a_recorded_output_and_no_parts(tmp_path
 
 
 # ---- 5. an output damaged after its run --------------------------------------------------------
+@pytest.mark.slow  # several runs of the CLI: over 15 s on a loaded machine
 def test_an_output_cut_short_after_its_run_is_made_again_and_a_replaced_one_is_kept(tmp_path):
     src = make_clip(tmp_path / "a.mp4", seconds=0.4, audio=False)
     out = tmp_path / "out" / "a.mkv"
@@ -349,6 +353,7 @@ def test_a_plain_progress_line_every_few_seconds_where_stderr_is_not_a_terminal(
 
 
 # ---- 16. delivery codecs are 4:2:0 by default -----------------------------------------------------
+@pytest.mark.slow  # several runs of the CLI: over 15 s on a loaded machine
 def test_an_rgb_source_makes_4_2_0_h264_unless_asked_and_prores_keeps_4_4_4(tmp_path):
     from conftest import MAKER
 

@@ -34,7 +34,8 @@ def test_a_file_result_takes_text_and_writes_the_same_json():
     res = FileResult("a.mp4", "out/a.mp4", "done", frames=3)
     assert res.status is FileStatus.DONE
     assert res.to_json() == ('{"input": "a.mp4", "output": "out/a.mp4", "status": "done", "frames": 3, '
-                             '"seconds": 0.0, "error": null, "warnings": [], "incomplete": false, "resumed": 0}')
+                             '"seconds": 0.0, "error": null, "warnings": [], "incomplete": false, "resumed": 0, '
+                             '"environment": false}')
     with pytest.raises(ValueError):
         FileResult("a.mp4", None, "finished")
     summary = BatchSummary([res, FileResult("b.mp4", None, FileStatus.BUSY, error="locked")], 1.0)
