@@ -550,3 +550,30 @@ def test_a_source_running_past_midnight(tmp_path):
     outside = edl(tmp_path / "outside.edl", "001  LATE     V     C        00:00:02:10 00:00:02:20 01:00:00:00 01:00:00:10")
     with pytest.raises(UsageError, match="00:00:02:10-00:00:02:19 lies outside its media"):
         conform.plan_conform(str(outside), [str(media)], str(tmp_path / "out"), handles=2)
+    across = edl(tmp_path / "across.edl", "001  LATE     V     C        23:59:59:20 00:00:00:10 01:00:00:00 01:00:00:15")
+    with pytest.raises(UsageError, match=r"line 4: .*runs across midnight \(23:59:59:20 to 00:00:00:10\).*split"):
+        conform.plan_conform(str(across), [str(media)], str(tmp_path / "out"), handles=2)
+
+
+def test_events_out_of_record_order_or_overlapping(tmp_path, media):
+    """An EDL sorted by source (C-mode) or whose record times overlap still says which frames each
+    event shows: they are conformed, and the relinked EDL keeps its events' order and times. A
+    source and record of different lengths is still refused, with its line."""
+    cut = edl(tmp_path / "cut.edl",
+              "002  SRCB     V     C        02:00:02:00 02:00:03:00 00:00:01:00 00:00:02:00",
+              "* FROM CLIP NAME:  srcB",
+              "001  SRCA     V     C        01:00:01:00 01:00:02:00 00:00:00:00 00:00:01:00",
+              "* FROM CLIP NAME:  srcA",
+              "003  SRCA     V     C        01:00:03:00 01:00:03:10 00:00:00:20 00:00:01:05")  # overlaps 001
+    plan = conform.plan_conform(str(cut), [str(media)], str(tmp_path / "out"), handles=0)
+    assert [(Path(r.media.path).name, r.first, r.frames, [u.event for u in r.uses]) for r in plan.ranges] == [
+        ("srcB.mov", 50, 25, [1]), ("srcA.mov", 25, 25, [2]), ("srcA.mov", 75, 10, [3])]
+    relinked = conform.edit.relink_edl(cut.read_text(), plan.picture_files(), 25).splitlines()
+    assert [x for x in relinked if not x.startswith("*")] == [x for x in cut.read_text().splitlines()
+                                                             if not x.startswith("*")]
+    assert relinked[4] == "* FROM CLIP NAME:  srcB.02-00-02-00.mov" and relinked[-2:] == [
+        "* FROM CLIP NAME:  srcA.01-00-03-00.mov", "* FROM CLIP: srcA.01-00-03-00.mov"]
+    long = edl(tmp_path / "long.edl", *cut.read_text().splitlines()[3:7],
+               "003  SRCA     V     C        01:00:03:00 01:00:03:10 00:00:00:20 00:00:01:06")
+    with pytest.raises(UsageError, match=r"line 8: .*(don't match|do not match)"):
+        conform.plan_conform(str(long), [str(media)], str(tmp_path / "out"), handles=0)

@@ -77,7 +77,17 @@ def _parse(path: str, adapter: str, text: str, rate: float | None, names_only: b
     if adapter == "cmx_3600":
         # read at a rate not yet known (``names_only``), a source and a record span of one length can
         # count differently across a second: only which media it names is wanted of that reading
-        result = otio.adapters.read_from_string(text, adapter, rate=rate, ignore_timecode_mismatch=names_only)
+        if not names_only:  # the adapter says so in RationalTime(...) terms; this names the line and frames
+            _check_lengths(text, rate)
+        try:
+            result = otio.adapters.read_from_string(text, adapter, rate=rate, ignore_timecode_mismatch=names_only)
+        except Exception as e:  # noqa: BLE001 - what the adapter's parser raises
+            if names_only or "Overlapping record" not in str(e):
+                raise
+            # events sorted by source (C-mode), or whose record times overlap, still say which frames
+            # each shows (the relinked EDL is the text itself, in its order): read them as they come,
+            # each event's source and record lengths checked above, as the strict reading does
+            result = otio.adapters.read_from_string(text, adapter, rate=rate, ignore_timecode_mismatch=True)
     else:
         result = otio.adapters.read_from_string(text, adapter)
     if isinstance(result, otio.schema.SerializableCollection):
@@ -90,6 +100,26 @@ def _parse(path: str, adapter: str, text: str, rate: float | None, names_only: b
     if not isinstance(result, otio.schema.Timeline):
         raise UsageError(f"holds no timeline ({type(result).__name__})", path=path)
     return result
+
+
+def _check_lengths(text: str, rate: float) -> None:
+    """Raise (naming the line) where an EDL event's source and record spans differ in length and
+    no speed change (M2) or freeze frame says why."""
+    fps = Fraction(rate).limit_denominator(1001)
+    lines = text.splitlines()
+    starts = _edl_events(lines) + [len(lines)]
+    for k in range(len(starts) - 1):
+        block = lines[starts[k]:starts[k + 1]]
+        if any(re.match(r"\s*(M2\b|\*\s*\*\s*FREEZE FRAME)", x, re.I) for x in block):
+            continue
+        for i, line in enumerate(block):
+            tcs = [Timecode.parse(m.group(0), fps) for m in _TC.finditer(line)] if _EVENT.match(line) else []
+            if len(tcs) == 4 and None not in tcs and tcs[1].frame < tcs[0].frame:
+                raise ValueError(f"line {starts[k] + i + 1}: its source runs across midnight ({tcs[0]} to "
+                                 f"{tcs[1]}), which the EDL reader cannot follow: split the event at its 00:00:00:00")
+            if len(tcs) == 4 and None not in tcs and (tcs[1].frame - tcs[0].frame) != (tcs[3].frame - tcs[2].frame):
+                raise ValueError(f"line {starts[k] + i + 1}: its source and record durations do not match "
+                                 f"({tcs[1].frame - tcs[0].frame} and {tcs[3].frame - tcs[2].frame} frames)")
 
 
 def _edl_events(lines: list[str]) -> list[int]:
@@ -145,8 +175,12 @@ def parse_edit(path: str, rate: float | None = None) -> Edit:
     except Exception as e:  # noqa: BLE001 - the adapters raise what their parsers raise
         message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         line = _failing_line(path, adapter, text, rate or _ANY_RATE, message, rate is None)
+        named = re.match(r"line (\d+): (.*)", message)
+        if named:
+            line, message = int(named.group(1)), named.group(2)
         where = f"line {line}: " if line and f"line {line}" not in message else ""
-        raise UsageError(f"{where}not {what} that can be read: {escape(message)[:300]}", path=path) from None
+        raise UsageError(f"{where}not {what} that can be read: {escape(message)[:300]}", path=path,
+                         hint="correct that line, or export the edit again from its application") from None
     return Edit(path, adapter, timeline, rate, drop, original)
 
 

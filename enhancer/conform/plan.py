@@ -379,7 +379,8 @@ def plan_conform(edit_path: str, media: list[str], output: str, *, handles: int 
             edit = parse_edit(edit_path, float(rates[0]))
         except UsageError as e:
             raise UsageError(f"its timecodes do not fit its media's {float(rates[0]):g} fps: {e.reason}",
-                             path=edit_path) from None
+                             path=edit_path, hint="an EDL is counted at its media's rate: correct that line, or "
+                                                  "give --media the media the edit was cut from") from None
         clips = edit.video_clips()
     uses = [_use(c, k + 1, m, edit) for k, (c, m) in enumerate(zip(clips, found))]
     ranges = merge(uses, handles)
