@@ -577,3 +577,22 @@ def test_events_out_of_record_order_or_overlapping(tmp_path, media):
                "003  SRCA     V     C        01:00:03:00 01:00:03:10 00:00:00:20 00:00:01:06")
     with pytest.raises(UsageError, match=r"line 8: .*(don't match|do not match)"):
         conform.plan_conform(str(long), [str(media)], str(tmp_path / "out"), handles=0)
+
+
+def test_a_latin_1_edl(tmp_path, media):
+    """EDLs from older systems are Latin-1, not UTF-8: read as such (a clip name with an accent
+    finds its media), and relinked in their own encoding, every untouched byte as it was."""
+    folder = tmp_path / "media"
+    folder.mkdir()
+    shutil.copy(media / "srcA.mov", folder / "café A.mov")
+    cut = tmp_path / "cut.edl"
+    text = ("TITLE: café\nFCM: NON-DROP FRAME\n001  AX       V     C        01:00:01:00 01:00:02:00 00:00:00:00 "
+            "00:00:01:00\n* FROM CLIP NAME:  café A\n* note de l'étalonneur\n")
+    cut.write_bytes(text.encode("latin-1"))
+    plan = conform.plan_conform(str(cut), [str(folder)], str(tmp_path / "out"), handles=0)
+    assert [(Path(r.output).name, r.first, r.frames) for r in plan.ranges] == [("café A.01-00-01-00.mov", 25, 25)]
+    (tmp_path / "out").mkdir()
+    conform.edit.write_edit(plan.edit, plan.relinked_timeline(), plan.relinked, plan.picture_files())
+    assert Path(plan.relinked).read_bytes().decode("latin-1").splitlines() == [
+        *text.splitlines()[:3], "* FROM CLIP NAME:  café A.01-00-01-00.mov", "* FROM CLIP: café A.01-00-01-00.mov",
+        "* note de l'étalonneur"]

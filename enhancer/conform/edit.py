@@ -64,6 +64,7 @@ class Edit:
     rate: float | None = None
     drop_frame: bool = False  # an EDL written in drop-frame timecode (';')
     text: str = ""  # the file as it was read (an EDL is relinked in its own text)
+    encoding: str = "utf-8"  # what its bytes were (an EDL is written back in it)
 
     def video_clips(self) -> list:
         """The clips of the video tracks that show media (not gaps, black or bars), in order."""
@@ -161,9 +162,10 @@ def parse_edit(path: str, rate: float | None = None) -> Edit:
     a one-line error naming the line where it does not parse."""
     adapter, _, what = edit_format(path)
     try:
-        text = Path(path).read_text(encoding="utf-8-sig", errors="surrogateescape")
+        raw = Path(path).read_bytes()
     except OSError as e:
         raise UsageError(f"cannot read the edit: {e.strerror or e}", path=path) from None
+    text, encoding = _decoded(raw)
     drop, original = False, text
     if adapter == "cmx_3600":
         text, drop = _drop_frame(text)
@@ -181,7 +183,18 @@ def parse_edit(path: str, rate: float | None = None) -> Edit:
         where = f"line {line}: " if line and f"line {line}" not in message else ""
         raise UsageError(f"{where}not {what} that can be read: {escape(message)[:300]}", path=path,
                          hint="correct that line, or export the edit again from its application") from None
-    return Edit(path, adapter, timeline, rate, drop, original)
+    return Edit(path, adapter, timeline, rate, drop, original, encoding)
+
+
+def _decoded(raw: bytes) -> tuple[str, str]:
+    """An edit's text and its encoding: UTF-8 where it is, else what older systems write EDLs in
+    (Windows' Latin-1, or ISO Latin-1, which any byte is)."""
+    for encoding in ("utf-8-sig", "cp1252", "latin-1"):
+        try:
+            return raw.decode(encoding), encoding
+        except UnicodeDecodeError:
+            continue
+    raise AssertionError("latin-1 decodes every byte")
 
 
 _EVENT = re.compile(r"\s*\d+\s")
@@ -370,9 +383,16 @@ def write_edit(edit: Edit, timeline, path: str, files: list[tuple[str, int] | No
         text = _relabel("\n".join(lines[:at] + [fcm] + lines[at:]) + "\n", edit.rate, edit.drop_frame)
     elif text is None:
         text = otio.adapters.write_to_string(timeline, edit.adapter)
+    encoding = "utf-8"
+    if edit.adapter == "cmx_3600" and edit.encoding in ("cp1252", "latin-1"):
+        try:  # its own encoding, where the enhanced files' names can be written in it
+            text.encode(edit.encoding)
+            encoding = edit.encoding
+        except UnicodeEncodeError:
+            pass
     tmp = Path(path).with_name(f".{Path(path).name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_text(text, encoding=encoding)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
