@@ -596,3 +596,25 @@ def test_a_latin_1_edl(tmp_path, media):
     assert Path(plan.relinked).read_bytes().decode("latin-1").splitlines() == [
         *text.splitlines()[:3], "* FROM CLIP NAME:  café A.01-00-01-00.mov", "* FROM CLIP: café A.01-00-01-00.mov",
         "* note de l'étalonneur"]
+
+
+def test_an_earlier_relinked_edit_that_no_longer_holds_goes(tmp_path, media, nearest):
+    """A rerun with other handles (or another cut) into the same folder that cannot finish (a range
+    busy) leaves no relinked edit of the earlier run behind to be taken for this one's; one that
+    says what this run would write stays."""
+    from enhancer.state import OutputLock
+
+    cut = edl(tmp_path / "cut.edl", *DONE_WHEN)
+    out = tmp_path / "out"
+    conformed(cut, media, out, nearest, handles=5)
+    relinked = out / "cut.enhanced.edl"
+    before = relinked.read_text()
+    for handles, kept in ((5, True), (3, False)):
+        plan = conform.plan_conform(str(cut), [str(media)], str(out), handles=handles)
+        lock = OutputLock(plan.ranges[1].output).acquire()
+        try:
+            _, summary = conformed(cut, media, out, nearest, handles=handles)
+        finally:
+            lock.release()
+        assert summary.results[1].status == FileStatus.BUSY and not conform.complete(summary)
+        assert (relinked.read_text() == before) if kept else not relinked.exists()

@@ -369,9 +369,20 @@ def relink_edl(text: str, files: list[tuple[str, int] | None], rate: float | Non
 
 
 def write_edit(edit: Edit, timeline, path: str, files: list[tuple[str, int] | None] | None = None) -> None:
-    """Write the relinked edit to ``path`` in the edit's own format, under a temporary name first:
-    an EDL as its own text with each picture event naming ``files``' entry, else ``timeline``
-    (the relinked copy of ``edit``'s) through the adapter."""
+    """Write the relinked edit (:func:`edit_bytes`) to ``path``, under a temporary name first."""
+    data = edit_bytes(edit, timeline, files)
+    tmp = Path(path).with_name(f".{Path(path).name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def edit_bytes(edit: Edit, timeline, files: list[tuple[str, int] | None] | None = None) -> bytes:
+    """The relinked edit in the edit's own format: an EDL as its own text (in its own encoding)
+    with each picture event naming ``files``' entry, else ``timeline`` (the relinked copy of
+    ``edit``'s) through the adapter."""
     otio = otio_module()
     text = relink_edl(edit.text, files, edit.rate) if edit.adapter == "cmx_3600" and files is not None else None
     if text is None and edit.adapter == "cmx_3600":  # the adapter writes one video track, no audio events
@@ -390,9 +401,4 @@ def write_edit(edit: Edit, timeline, path: str, files: list[tuple[str, int] | No
             encoding = edit.encoding
         except UnicodeEncodeError:
             pass
-    tmp = Path(path).with_name(f".{Path(path).name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding=encoding)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    return text.encode(encoding)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Callable
 
 from enhancer.batch import BatchSummary, FileResult, plan_batch, run_batch
-from enhancer.conform.edit import write_edit
+from enhancer.conform.edit import edit_bytes, write_edit
 from enhancer.conform.plan import Conform
 from enhancer.errors import escape, shown
 from enhancer.progress import write
@@ -22,6 +22,7 @@ def run(plan: Conform, restorer, encode, opts, *, overwrite: bool = False, verbo
     its own span of its source; ``executor`` (jobs, per-job options) -> summary runs them
     elsewhere (Ray). Writes the relinked edit when every range is done or skipped."""
     jobs, each = plan.jobs(), plan.options(opts)
+    _drop_stale(plan)
     if executor is not None:
         summary = executor(jobs, each)
     else:
@@ -31,6 +32,21 @@ def run(plan: Conform, restorer, encode, opts, *, overwrite: bool = False, verbo
     if complete(summary):
         write_edit(plan.edit, plan.relinked_timeline(), plan.relinked, plan.picture_files())
     return summary
+
+
+def _drop_stale(plan: Conform) -> None:
+    """Remove a relinked edit an earlier conform left in the folder that is not the one this run
+    writes (other handles, another cut): until this run writes its own, it would be taken for it
+    and point at ranges this run does not make. One that says what this run would write stays."""
+    path = Path(plan.relinked)
+    try:
+        there = path.read_bytes() if path.is_file() else None
+    except OSError:
+        return
+    if there is not None and there != edit_bytes(plan.edit, plan.relinked_timeline(), plan.picture_files()):
+        path.unlink(missing_ok=True)
+        write(f"removed {shown(str(path))}: an earlier conform's relinked edit, not this one's "
+              "(it is written again once every range is made)")
 
 
 # what the batch says of an output an earlier run made with this very recipe (enhancer.state,
