@@ -618,3 +618,11 @@ def test_an_earlier_relinked_edit_that_no_longer_holds_goes(tmp_path, media, nea
             lock.release()
         assert summary.results[1].status == FileStatus.BUSY and not conform.complete(summary)
         assert (relinked.read_text() == before) if kept else not relinked.exists()
+
+
+def test_fcm_drop_frame_at_a_rate_that_cannot_drop(tmp_path, media):
+    """An EDL of 25 fps media whose FCM line says DROP FRAME (left so by a template): drop-frame
+    counting does not exist at 25 fps, so its ':' times are read as they are."""
+    cut = edl(tmp_path / "cut.edl", *DONE_WHEN, drop=True)
+    plan = conform.plan_conform(str(cut), [str(media)], str(tmp_path / "out"), handles=5)
+    assert [(r.first, r.frames, r.timecode) for r in plan.ranges] == [(20, 35, "01:00:00:20"), (45, 35, "02:00:01:20")]

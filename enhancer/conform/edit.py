@@ -168,7 +168,7 @@ def parse_edit(path: str, rate: float | None = None) -> Edit:
     text, encoding = _decoded(raw)
     drop, original = False, text
     if adapter == "cmx_3600":
-        text, drop = _drop_frame(text)
+        text, drop = _drop_frame(text, rate)
         text = _for_adapter(text)
     try:
         timeline = _parse(path, adapter, text, rate or _ANY_RATE, names_only=rate is None)
@@ -228,13 +228,16 @@ def _for_adapter(text: str) -> str:
     return "\n".join(out) + "\n"
 
 
-def _drop_frame(text: str) -> tuple[str, bool]:
+def _drop_frame(text: str, rate: float | None = None) -> tuple[str, bool]:
     """An EDL's text with its event timecodes in drop-frame form where its FCM line says DROP
-    FRAME (OpenTimelineIO reads the counting from the ';' alone), and whether it counts drop-frame."""
+    FRAME (OpenTimelineIO reads the counting from the ';' alone), and whether it counts drop-frame.
+    At a ``rate`` that cannot drop (25, 24: only 29.97 and 59.94 do) an FCM line saying so is
+    a template's leftover, and the times are read as they are written."""
     lines = text.splitlines()
     fcm = [line.upper() for line in lines if line.strip().upper().startswith("FCM")]
+    can_drop = rate is None or (round(rate) % 30 == 0 and abs(rate - round(rate)) > 1e-3)
     drop = any(";" in m.group(0) for line in lines if _EVENT.match(line) for m in _TC.finditer(line)) or (
-        bool(fcm) and all("NON-DROP" not in f and "DROP" in f for f in fcm))
+        can_drop and bool(fcm) and all("NON-DROP" not in f and "DROP" in f for f in fcm))
     if drop:
         lines = [_TC.sub(r"\1;\2", line) if _EVENT.match(line) else line for line in lines]
     return "\n".join(lines) + "\n", drop
