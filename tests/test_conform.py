@@ -626,3 +626,17 @@ def test_fcm_drop_frame_at_a_rate_that_cannot_drop(tmp_path, media):
     cut = edl(tmp_path / "cut.edl", *DONE_WHEN, drop=True)
     plan = conform.plan_conform(str(cut), [str(media)], str(tmp_path / "out"), handles=5)
     assert [(r.first, r.frames, r.timecode) for r in plan.ranges] == [(20, 35, "01:00:00:20"), (45, 35, "02:00:01:20")]
+
+
+def test_a_split_edit(tmp_path, media):
+    """A split edit (audio leading the picture) as the first event: its SPLIT line is read, and
+    its two lines of one event number are a cut, relinked with FROM (not a dissolve's TO) names."""
+    cut = edl(tmp_path / "cut.edl", "SPLIT:   AUDIO DELAY=  00:00:00:05",
+              "001  SRCA     A     C        01:00:01:00 01:00:02:00 00:00:00:00 00:00:01:00",
+              "001  SRCA     V     C        01:00:01:05 01:00:02:00 00:00:00:05 00:00:01:00",
+              "* FROM CLIP NAME:  srcA")
+    plan = conform.plan_conform(str(cut), [str(media)], str(tmp_path / "out"), handles=0)
+    assert [(r.first, r.frames) for r in plan.ranges] == [(30, 20)]
+    relinked = conform.edit.relink_edl(cut.read_text(), plan.picture_files(), 25).splitlines()
+    assert relinked[:-2] == cut.read_text().splitlines()[:-1]  # both lines of the event kept
+    assert relinked[-2:] == ["* FROM CLIP NAME:  srcA.01-00-01-05.mov", "* FROM CLIP: srcA.01-00-01-05.mov"]

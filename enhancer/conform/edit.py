@@ -217,7 +217,7 @@ def _for_adapter(text: str) -> str:
             started = True
             reel = m.group(2).upper() if m.group(2).upper() in ("BL", "BLACK", "BARS", "AX") else m.group(2)
             line = m.group(1) + reel + m.group(3) + m.group(4).upper() + m.group(5) + m.group(6).upper() + m.group(7)
-        elif not started and line.strip().upper().startswith(("TITLE:", "FCM")):
+        elif not started and line.strip().upper().startswith(("TITLE:", "FCM", "SPLIT")):
             key = "TITLE:" if line.strip().upper().startswith("TITLE:") else "FCM"
             line = key + line.strip()[len(key):] if key == "TITLE:" else line.strip().upper()
         elif not started:
@@ -350,7 +350,9 @@ def relink_edl(text: str, files: list[tuple[str, int] | None], rate: float | Non
         f, k = files[k], k + 1
         reel = _EVENT_LINE.match(events[-1]).group(2)
         named: list[str] = []
-        if len(events) > 1:  # a transition: the cut line is its A side
+        # a transition (its last line a dissolve, wipe or key): the cut line is its A side; two cut
+        # lines of one number are a split edit's audio and picture, one cut
+        if len(events) > 1 and _EVENT_LINE.match(events[-1]).group(4).upper() != "C":
             a = before[1] if before and before[0] == _EVENT_LINE.match(events[0]).group(2) else None
             if a:
                 named += [f"* FROM CLIP NAME:  {a[0]}", f"* FROM CLIP: {a[0]}"]
@@ -361,7 +363,7 @@ def relink_edl(text: str, files: list[tuple[str, int] | None], rate: float | Non
             drop = ({"FROM"} if a else set()) | ({"TO"} if f else set())
         else:
             named = [f"* FROM CLIP NAME:  {f[0]}", f"* FROM CLIP: {f[0]}"] if f else []
-            events = [_shift_source(events[0], f[1], fps)] if f else events
+            events = [_shift_source(e, f[1], fps) for e in events] if f else events
             drop = {"FROM", "TO"} if f else set()
         kept = [c for c in comments if not ((m := _NAMING.match(c)) and m.group(1).upper() in drop)]
         # Avid's note of the event's file: an application relinking by it would find the source again
