@@ -102,8 +102,10 @@ def _image_files(folder: Path) -> list[Path]:
     return folder_images(folder)  # in frame order: 2.png before 10.png
 
 
-def frames(path: str) -> Iterator[np.ndarray]:
-    """RGB uint8 frames of a video file or an image folder, in order (16-bit scaled to 8)."""
+def frames(path: str, info=None) -> Iterator[np.ndarray]:
+    """RGB uint8 frames of a video file or an image folder, in order (16-bit scaled to 8).
+    ``info`` is the file's :class:`~enhancer.io.probe.VideoInfo` where the caller has it (a probe
+    costs a quarter of a second of CPU)."""
     p = Path(path)
     if p.is_dir():
         files = _image_files(p)
@@ -120,7 +122,7 @@ def frames(path: str) -> Iterator[np.ndarray]:
     from enhancer.io.probe import probe
     from enhancer.io.reader import FrameReader
 
-    with FrameReader(probe(path), deinterlace="off") as reader:
+    with FrameReader(info or probe(path), deinterlace="off") as reader:
         for fr in reader:
             img = fr.image
             yield img if img.dtype == np.uint8 else (img.astype(np.float32) / 257 + 0.5).astype(np.uint8)
@@ -406,8 +408,9 @@ def _check_aspect(ref_shape: tuple, cand_shape: tuple, candidate: str) -> None:
                             hint="compare the same picture (a rotated or cropped candidate is another picture)")
 
 
-def _check_pair(reference: str, candidate: str) -> int:
-    """The frame count both share, or InputError/EnhancerError saying how they differ."""
+def _check_pair(reference: str, candidate: str) -> tuple[int, dict]:
+    """The frame count both share and the files' probes (by path), or InputError/EnhancerError
+    saying how they differ."""
     from enhancer.io.probe import probe
 
     # probed first: a file without pictures (audio only) is named as such, not as a failed frame count
@@ -425,7 +428,7 @@ def _check_pair(reference: str, candidate: str) -> int:
         if r and c and abs(float(r) - float(c)) > 0.01 * float(r):
             raise EnhancerError(f"runs at {float(c):.3f} fps, the reference at {float(r):.3f}: frame k of one is not "
                                 "frame k of the other", path=candidate, hint="compare the same span of the same clip")
-    return n_ref
+    return n_ref, infos
 
 
 def evaluate(reference: str, candidate: str, *, metrics: tuple[str, ...] = METRICS,
@@ -443,7 +446,7 @@ def evaluate(reference: str, candidate: str, *, metrics: tuple[str, ...] = METRI
         raise EnhancerError("scale the reference or the candidate, not both")
     if "vmaf" in metrics:
         _vmaf_ffmpeg(candidate)  # before any work
-    total = _check_pair(reference, candidate)
+    total, infos = _check_pair(reference, candidate)
     scores = Scores(candidate=candidate, frames=0)
     want = set(metrics)
     dist = None
@@ -478,7 +481,8 @@ def evaluate(reference: str, candidate: str, *, metrics: tuple[str, ...] = METRI
     try:
         with bar(total=total, desc=Path(candidate).name[:30], unit="frame", enabled=progress) as b, \
                 (_torch_threads((os.cpu_count() or 2) - 1) if dist is not None else contextlib.nullcontext()):
-            for i, (r, c) in enumerate(zip(frames(reference), frames(candidate))):
+            for i, (r, c) in enumerate(zip(frames(reference, infos.get(reference)),
+                                           frames(candidate, infos.get(candidate)))):
                 if r.shape != c.shape:
                     if i == 0:
                         _check_aspect(r.shape, c.shape, candidate)
