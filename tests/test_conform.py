@@ -640,3 +640,16 @@ def test_a_split_edit(tmp_path, media):
     relinked = conform.edit.relink_edl(cut.read_text(), plan.picture_files(), 25).splitlines()
     assert relinked[:-2] == cut.read_text().splitlines()[:-1]  # both lines of the event kept
     assert relinked[-2:] == ["* FROM CLIP NAME:  srcA.01-00-01-05.mov", "* FROM CLIP: srcA.01-00-01-05.mov"]
+
+
+def test_an_offline_edit_names_its_proxies(tmp_path, media):
+    """An edit cut on proxies names them (srcA.mxf, srcB_proxy.mp4 is not srcB): the online media
+    of the same name in another container are found; a name that is not theirs is not."""
+    cut = edl(tmp_path / "cut.edl", "001  AX       V     C        01:00:01:00 01:00:02:00 00:00:00:00 00:00:01:00",
+              "* FROM CLIP NAME:  srcA.mxf")
+    plan = conform.plan_conform(str(cut), [str(media)], str(tmp_path / "out"), handles=0)
+    assert [Path(r.media.path).name for r in plan.ranges] == ["srcA.mov"]
+    other = edl(tmp_path / "other.edl", "001  AX       V     C        01:00:01:00 01:00:02:00 00:00:00:00 00:00:01:00",
+                "* FROM CLIP NAME:  srcA_proxy.mxf")
+    with pytest.raises(UsageError, match="no media named 'srcA_proxy.mxf'"):
+        conform.plan_conform(str(other), [str(media)], str(tmp_path / "out"), handles=0)

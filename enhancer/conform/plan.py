@@ -20,6 +20,7 @@ from pathlib import Path
 
 from enhancer.conform.edit import Edit, clip_names, otio_module, parse_edit, reel_of
 from enhancer.errors import EnhancerError, UsageError, escape, shown
+from enhancer.io.media import VIDEO_EXTENSIONS
 from enhancer.io.timecode import Timecode
 from enhancer.naming import Job
 
@@ -126,8 +127,12 @@ class MediaIndex:
         names = clip_names(clip, edl)
         for name in names:
             key = name.lower()
+            # the file itself, else one of that name without its extension, else (an edit cut on
+            # proxies names srcA.mxf where the online media is srcA.mov) one of the name's stem
+            stem = Path(key).stem if Path(key).suffix in VIDEO_EXTENSIONS else None
             hits = [p for p in self.files if Path(p).name.lower() == key] or \
-                   [p for p in self.files if Path(p).stem.lower() == key]
+                   [p for p in self.files if Path(p).stem.lower() == key] or \
+                   [p for p in self.files if stem and Path(p).stem.lower() == stem]
             if len(hits) > 1:
                 raise UsageError(f"clip {_clip(clip, event)}: {len(hits)} files are called {name!r}: "
                                  f"{', '.join(shown(h) for h in hits[:3])}",
