@@ -15,7 +15,7 @@ the ffmpeg ones), so the figures add up to the work the machine does, whatever e
 * encode: x264 CRF 18 ``medium`` (enhance's default) on the upscaled frames.
 
     python benchmarks/stage_times.py [--sizes 480p,720p,1080p] [--frames 12] [--model general-x2]
-        [--precision auto] [--threads 1]
+        [--precision auto] [--threads 1] [--flow-preset fast|medium]
 
 Wall time on N cores is at least the sum divided by N: the stages overlap (decode, model and
 encode run in their own processes and threads), but they share the cores.
@@ -58,6 +58,7 @@ def main() -> None:
     ap.add_argument("--model", default="general-x2")
     ap.add_argument("--precision", default="auto")
     ap.add_argument("--threads", type=int, default=1, help="torch and OpenCV threads")
+    ap.add_argument("--flow-preset", default=None, help="DIS preset (default: the one enhance uses)")
     args = ap.parse_args()
     ff.configure()
     import cv2
@@ -67,6 +68,8 @@ def main() -> None:
     from enhancer.infer.neural import ModelRestorer
     from enhancer.models import align
 
+    if args.flow_preset:
+        align.FLOW_PRESET = args.flow_preset
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
     g, card = weights.load(weights.resolve(args.model))
