@@ -627,8 +627,18 @@ def _conform(edit, media, output, handles, model, task, scale, codec, crf, prese
     sys.exit(code or (0 if done else 1))
 
 
+def _conform_interruptible(**kwargs):
+    interrupts = _Interrupts()
+    interrupts.install()  # from the start: Ctrl-C while the media folders are probed or the model loads exits 130 too
+    try:
+        _conform(**kwargs)
+    except KeyboardInterrupt:
+        print("interrupted: partial outputs removed; run the same command again to continue", file=sys.stderr)
+        sys.exit(130)
+
+
 main.add_command(click.Command(
-    "conform", callback=_conform, help=_conform.__doc__, no_args_is_help=True,
+    "conform", callback=_conform_interruptible, help=_conform.__doc__, no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     params=[click.Argument(["edit"]),
             click.Option(["--media"], multiple=True, required=True, metavar="DIR",

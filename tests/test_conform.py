@@ -653,3 +653,18 @@ def test_an_offline_edit_names_its_proxies(tmp_path, media):
                 "* FROM CLIP NAME:  srcA_proxy.mxf")
     with pytest.raises(UsageError, match="no media named 'srcA_proxy.mxf'"):
         conform.plan_conform(str(other), [str(media)], str(tmp_path / "out"), handles=0)
+
+
+def test_ctrl_c_while_the_media_are_searched_exits_130(tmp_path, media):
+    """Ctrl-C before any range runs (the media folders probed for reels, the model loading) stops
+    with 130, as README says of every interruption, not click's 'Aborted!' and 1."""
+    import sys
+
+    cut = edl(tmp_path / "cut.edl", *DONE_WHEN)
+    code = ("import os, signal, time, enhancer.conform as c\n"
+            "def probing(*a, **k):\n    os.kill(os.getpid(), signal.SIGINT)\n    time.sleep(5)\n"
+            "c.plan_conform = probing\n"
+            "from enhancer.cli import main\n"
+            f"main(['conform', {str(cut)!r}, '--media', {str(media)!r}, '-o', {str(tmp_path / 'out')!r}, '-q'])\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 130 and r.stderr.startswith("interrupted"), r.stderr
