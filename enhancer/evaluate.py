@@ -49,9 +49,8 @@ from enhancer.io import ffmpeg as ff
 
 from enhancer.io.media import IMAGE_EXTENSIONS as IMAGE_EXT  # noqa: E402  (the one table)
 METRICS = ("psnr_y", "psnr_rgb", "ssim_y", "vmaf", "perceptual", "tof", "tlp", "fde")
-TEMPORAL = ("tof", "tlp", "fde")  # one value per pair of consecutive frames
-# the perceptual network and the flow see at most this many pixels of a frame: at full size they
-# cost about 40x libvmaf's time at 540p on a CPU (MobileNetV2 alone 0.25 s a frame)
+# the perceptual network and the flow see at most this many pixels of a frame: with whole 540p
+# frames evaluate took 65x libvmaf's CPU time here (49 s against 0.76 s), bounded about 10x
 ANALYSIS_PIXELS = 320 * 180
 # OpenCV Farneback's parameters as TecoGAN's tOF uses them: pyramid scale, levels, window,
 # iterations, poly_n, poly_sigma, flags
@@ -355,8 +354,8 @@ class _Network:
 
 @contextlib.contextmanager
 def _torch_threads(n: int):
-    """At most ``n`` threads for torch inside: on a loaded CPU, busy-waiting OpenMP threads made
-    the network 6x slower than one thread (0.24 s against 2.4 s a 540p frame, measured)."""
+    """At most ``n`` threads for torch inside: on a loaded 2-core CPU, two busy-waiting OpenMP
+    threads ran the network 4-6x slower than one thread (1.7-2.6 s against 0.4 s a 540p frame)."""
     import torch
 
     before = torch.get_num_threads()
