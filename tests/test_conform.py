@@ -547,10 +547,12 @@ def test_a_source_running_past_midnight(tmp_path):
     plan = conform.plan_conform(str(cut), [str(media)], str(tmp_path / "out"), handles=2)
     assert [(r.first, r.frames, r.timecode) for r in plan.ranges] == [(43, 8, "23:59:59:18"),
                                                                       (83, 14, "00:00:01:08")]
-    outside = edl(tmp_path / "outside.edl", "001  LATE     V     C        00:00:02:10 00:00:02:20 01:00:00:00 01:00:00:10")
+    outside = edl(tmp_path / "outside.edl",
+                  "001  LATE     V     C        00:00:02:10 00:00:02:20 01:00:00:00 01:00:00:10")
     with pytest.raises(UsageError, match="00:00:02:10-00:00:02:19 lies outside its media"):
         conform.plan_conform(str(outside), [str(media)], str(tmp_path / "out"), handles=2)
-    across = edl(tmp_path / "across.edl", "001  LATE     V     C        23:59:59:20 00:00:00:10 01:00:00:00 01:00:00:15")
+    across = edl(tmp_path / "across.edl",
+                 "001  LATE     V     C        23:59:59:20 00:00:00:10 01:00:00:00 01:00:00:15")
     with pytest.raises(UsageError, match=r"line 4: .*runs across midnight \(23:59:59:20 to 00:00:00:10\).*split"):
         conform.plan_conform(str(across), [str(media)], str(tmp_path / "out"), handles=2)
 
