@@ -670,3 +670,13 @@ def test_ctrl_c_while_the_media_are_searched_exits_130(tmp_path, media):
             f"main(['conform', {str(cut)!r}, '--media', {str(media)!r}, '-o', {str(tmp_path / 'out')!r}, '-q'])\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 130 and r.stderr.startswith("interrupted"), r.stderr
+
+
+def test_a_lower_case_speed_change(tmp_path, media):
+    """`m2` as an older tool writes it is the speed change `M2` is: 20 source frames in 10 record frames."""
+    cut = edl(tmp_path / "cut.edl",
+              "001  srca     v     c        01:00:01:00 01:00:01:20 00:00:00:00 00:00:00:10",
+              "m2   srca\t\t050.0\t\t\t01:00:01:00",
+              "* from clip name:  srcA")
+    plan = conform.plan_conform(str(cut), [str(media)], str(tmp_path / "out"), handles=0)
+    assert [(r.first, r.frames) for r in plan.ranges] == [(25, 20)]

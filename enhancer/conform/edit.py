@@ -201,8 +201,8 @@ _EVENT = re.compile(r"\s*\d+\s")
 _TC = re.compile(r"\b(\d\d:\d\d:\d\d)[:;](\d\d)\b")
 _FIELDS = re.compile(r"(\s*\d+\s+)(\S+)(\s+)(\S+)(\s+)(\S+)(.*)")
 # the comments the adapter reads, which it matches in capitals only
-_KNOWN = re.compile(r"\s*\*\s*(FROM CLIP NAME|TO CLIP NAME|FROM CLIP|FROM FILE|LOC|ASC_SOP|ASC_SAT|\* FREEZE FRAME)\b",
-                    re.I)
+_KNOWN = re.compile(r"\s*\*?\s*(FROM CLIP NAME|TO CLIP NAME|FROM CLIP|FROM FILE|LOC|ASC_SOP|ASC_SAT|M2|"
+                    r"\* FREEZE FRAME)\b", re.I)
 
 
 def _for_adapter(text: str) -> str:
