@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-from enhancer.errors import UsageError, escape
+from enhancer.errors import ArgumentError, UsageError, escape
 from enhancer.io.timecode import Timecode
 
 # suffix: (OpenTimelineIO adapter, the PyPI package that brings it (None: OTIO itself), what it is)
@@ -116,11 +116,11 @@ def _check_lengths(text: str, rate: float) -> None:
         for i, line in enumerate(block):
             tcs = [Timecode.parse(m.group(0), fps) for m in _TC.finditer(line)] if _EVENT.match(line) else []
             if len(tcs) == 4 and None not in tcs and tcs[1].frame < tcs[0].frame:
-                raise ValueError(f"line {starts[k] + i + 1}: its source runs across midnight ({tcs[0]} to "
-                                 f"{tcs[1]}), which the EDL reader cannot follow: split the event at its 00:00:00:00")
+                raise ArgumentError(f"line {starts[k] + i + 1}: its source runs across midnight ({tcs[0]} to "
+                                    f"{tcs[1]}), which the EDL reader cannot follow: split the event at its 00:00:00:00")
             if len(tcs) == 4 and None not in tcs and (tcs[1].frame - tcs[0].frame) != (tcs[3].frame - tcs[2].frame):
-                raise ValueError(f"line {starts[k] + i + 1}: its source and record durations do not match "
-                                 f"({tcs[1].frame - tcs[0].frame} and {tcs[3].frame - tcs[2].frame} frames)")
+                raise ArgumentError(f"line {starts[k] + i + 1}: its source and record durations do not match "
+                                    f"({tcs[1].frame - tcs[0].frame} and {tcs[3].frame - tcs[2].frame} frames)")
 
 
 def _edl_events(lines: list[str]) -> list[int]:
