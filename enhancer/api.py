@@ -92,7 +92,8 @@ def enhance(input: PathLike | Sequence[PathLike], output: PathLike, *, model: st
     ``model`` None picks the installed model for ``task`` ("web", "archive") and ``scale``:
     general-x2 by default; a path to a file of the field's models (.pth, .pt, .ckpt, .safetensors,
     .onnx) runs it frame by frame, with the temporal-consistency stage unless ``temporal`` is
-    "off" (``temporal``: "auto", "off" or a radius of 1 to 4 frames). ``codec`` None is h264 (with ``splice`` and a model of scale 1: the
+    "off" (``temporal``: "auto", "on" for any per-frame model, "off", or a radius of 1 to 4 frames
+    in place of "on"). ``codec`` None is h264 (with ``splice`` and a model of scale 1: the
     source's codec where the rest of the file can be copied, else a lossless one). ``progress``
     False (the default) shows nothing; True shows bars on a terminal; "json" writes JSON
     progress lines to stderr.

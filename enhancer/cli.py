@@ -176,11 +176,12 @@ def main() -> None:
                    f"{MODEL_CHUNK['cuda']} on CUDA).")
 @click.option("--tile", default="auto", show_default=True,
               help="Tile side in input pixels for the model, 0 for none, auto to fit free memory.")
-@click.option("--temporal", default="auto", show_default=True, metavar="auto|off|N",
-              help="Temporal-consistency stage for per-frame models: each output frame blended with its N "
-                   "neighbours each side, warped by the input's optical flow where it can be trusted. auto: on "
-                   "(N=2) for the field's models (.pth, .pt, .ckpt, .safetensors, .onnx), off for enhancer's "
-                   "own, which see their neighbours already; N (1-4) also steadies a classical method.")
+@click.option("--temporal", default="auto", show_default=True, metavar="auto|on|off",
+              help="Temporal-consistency stage for per-frame models: each output frame blended with its "
+                   "neighbours' (2 each side), warped by the input's optical flow where it can be trusted. auto: "
+                   "on for the field's models (.pth, .pt, .ckpt, .safetensors, .onnx), off for enhancer's own, "
+                   "which see their neighbours already; on: for any per-frame model (a classical method too). "
+                   "Experts: a number of neighbours each side, 1-4, in place of on.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True,
               help="auto: fp32 on CPU, bf16 (or fp16) on CUDA.")
@@ -265,7 +266,7 @@ def _restorer(model, task, scale, tile, device, precision, chunk, quiet, tempora
     try:
         parse_temporal(temporal)
     except EnhancerError:
-        raise click.BadParameter("use auto, off or a radius of 0 to 4 frames", param_hint="--temporal") from None
+        raise click.BadParameter("use auto, on, off or a radius of 0 to 4 frames", param_hint="--temporal") from None
     try:
         name = _choose_model(model, task, int(scale) if scale else None, quiet)
         return load_restorer(name, scale=int(scale) if scale else None, device=device, precision=precision,

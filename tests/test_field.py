@@ -252,7 +252,8 @@ def test_temporal_setting_reaches_the_recipe_and_fits_only_per_frame_models(comp
     with pytest.raises(UsageError, match="spatio-temporal model"):
         load_restorer("general-x2", device="cpu", temporal=2)
     assert [parse_temporal(v) for v in ("auto", "off", "0", 3, None)] == [None, 0, 0, 3, None]
-    for bad in ("5", "-1", "two", True):
+    assert parse_temporal("on") == parse_temporal(" ON ") == 2
+    for bad in ("5", "-1", "two", True, "yes"):
         with pytest.raises(UsageError):
             parse_temporal(bad)
 
@@ -276,3 +277,29 @@ def test_cli_enhances_with_a_field_model_file(compact_files, tmp_path):
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "bad.pth" in r.stderr, r.stderr
     r = run_cli("enhance", str(src), "-o", str(tmp_path / "x.mp4"), "-m", "lanczos", "--temporal", "9", "-q")
     assert r.returncode == 2 and "--temporal" in r.stderr
+    # on is auto's radius for a field model: after the off run, on redoes it and auto then finds it made
+    assert json.loads(run_cli(*args, "--temporal", "on").stdout)["status"] == "done"
+    assert json.loads(run_cli(*args, "--temporal", "on").stdout)["status"] == "skipped"
+    assert json.loads(run_cli(*args).stdout)["status"] == "skipped"
+
+
+def test_temporal_on_for_any_per_frame_model_in_api_ray_spec_and_watch(tmp_path):
+    import enhancer
+    from enhancer.cluster import ModelSpec
+
+    for r in (load_restorer("lanczos", temporal="on"), ModelSpec("lanczos", temporal="on").load(),
+              enhancer.Enhancer("lanczos", temporal="on")._restorer):
+        assert isinstance(r, TemporalConsistency) and r.radius == 2 and r.margin == 2
+    assert not isinstance(enhancer.Enhancer("lanczos", temporal="auto")._restorer, TemporalConsistency)
+    with pytest.raises(UsageError, match="spatio-temporal model"):
+        load_restorer("general-x2", device="cpu", temporal="on")
+    (tmp_path / "in").mkdir()
+    src = make_clip(tmp_path / "in" / "clip.mp4", seconds=0.3)
+    out = tmp_path / "out"
+    r = run_cli("watch", str(src.parent), "-o", str(out), "--once", "--settle", "0.1", "-m", "lanczos",
+                "--temporal", "on", "-q")
+    assert r.returncode == 0, r.stderr
+    assert count_frames(str(out / "clip.mp4")) == count_frames(str(src))
+    r = run_cli("watch", str(src.parent), "-o", str(out), "--once", "-m", "lanczos", "--temporal", "always")
+    assert r.returncode == 2 and "--temporal" in r.stderr and "on" in r.stderr
+

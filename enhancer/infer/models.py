@@ -52,18 +52,21 @@ def parse_tile(tile: int | str | None) -> int | str:
 
 def parse_temporal(temporal: int | str | None) -> int | None:
     """A --temporal setting: ``auto`` (None: the stage for the field's per-frame models, at
-    :data:`~enhancer.infer.temporal.DEFAULT_RADIUS`), ``off`` or 0, or a radius in frames."""
-    from enhancer.infer.temporal import MAX_RADIUS
+    :data:`~enhancer.infer.temporal.DEFAULT_RADIUS`), ``on`` (that radius, whatever the model),
+    ``off`` or 0, or a radius in frames (the expert form)."""
+    from enhancer.infer.temporal import DEFAULT_RADIUS, MAX_RADIUS
 
     if temporal is None:
         return None
     text = str(temporal).strip().lower() if not isinstance(temporal, bool) else ""
     if text == "auto":
         return None
+    if text == "on":
+        return DEFAULT_RADIUS
     if text == "off":
         return 0
     if not text.isdigit() or int(text) > MAX_RADIUS:
-        raise UsageError(f"temporal must be auto, off or a radius of 0 to {MAX_RADIUS} frames, not {temporal!r}")
+        raise UsageError(f"temporal must be auto, on, off or a radius of 0 to {MAX_RADIUS} frames, not {temporal!r}")
     return int(text)
 
 
