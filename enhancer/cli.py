@@ -1006,10 +1006,22 @@ def compare_cmd(inputs, output, mode, frame, crop, labels, start, duration, quie
 
 @main.command("models")
 @click.option("--json", "as_json", is_flag=True, help="Print the model cards as JSON lines.")
-def models_cmd(as_json):
+@click.option("--inspect", "inspect_path", default=None, metavar="PATH|NAME",
+              help="Describe one model (a .pth, .pt, .ckpt, .safetensors or .onnx file, or an installed model's "
+                   "name) and what enhance will do with it on this machine, one item a line.")
+def models_cmd(as_json, inspect_path):
     """List the installed models by task, with their measured figures."""
     from enhancer import weights
 
+    if inspect_path is not None:
+        from enhancer.infer.inspect import inspect_model
+
+        try:
+            items = inspect_model(inspect_path)
+        except EnhancerError as e:
+            _fail(str(e), 2)
+        print(json.dumps(dict(items)) if as_json else "\n".join(f"{k}: {v}" for k, v in items))
+        return
     cards = weights.catalogue()  # a file that does not read is a warning; its name's next file stands in
     if not cards and not weights.available():
         print("no models installed (classical: lanczos, bicubic, bilinear, nearest)")

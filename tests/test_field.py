@@ -163,6 +163,12 @@ def test_onnx_model_runs_and_a_fixed_size_one_is_refused(tmp_path):
         load_restorer(str(tmp_path / "fixed.onnx"), device="cpu")
     with pytest.raises(UsageError, match="runs in fp32, not bf16"):
         load_restorer(str(tmp_path / "c.onnx"), device="cpu", precision="bf16")
+    from enhancer.infer.inspect import inspect_model
+
+    items = dict(inspect_model(str(tmp_path / "c.onnx"), device="cpu"))
+    assert items["architecture"].startswith("onnx (read by onnxruntime") and items["scale"] == "x2"
+    assert items["precisions"] == "fp32" and items["parameters"].replace(",", "").isdigit()
+    assert items["enhance runs it"].startswith("on cpu in fp32") and items["temporal stage"].startswith("on:")
 
 
 # ---- the temporal-consistency stage ---------------------------------------------------------
@@ -303,3 +309,46 @@ def test_temporal_on_for_any_per_frame_model_in_api_ray_spec_and_watch(tmp_path)
     r = run_cli("watch", str(src.parent), "-o", str(out), "--once", "-m", "lanczos", "--temporal", "always")
     assert r.returncode == 2 and "--temporal" in r.stderr and "on" in r.stderr
 
+
+def test_models_inspect_says_what_the_file_is_and_what_enhance_does(compact_files, tmp_path):
+    m, d = compact_files
+    path = d / "compact-x2.pth"
+    r = run_cli("models", "--inspect", str(path))
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    items = dict(line.split(": ", 1) for line in lines)
+    assert len(items) == len(lines)  # one item a line
+    assert {"architecture", "scale", "parameters", "channels", "value range", "precisions", "size needs",
+            "tiling advice", "sha256", "enhance runs it", "temporal stage", "tiling"} <= set(items)
+    assert items["architecture"].startswith("RealESRGAN Compact (read by spandrel")
+    assert items["scale"] == "x2" and items["parameters"] == f"{sum(p.numel() for p in m.parameters()):,}"
+    assert items["sha256"] == field.file_sha256(path) and items["channels"].startswith("3 in, 3 out")
+    assert items["precisions"] == "fp32, bf16, fp16" and items["enhance runs it"].startswith("on cpu in ")
+    assert items["temporal stage"].startswith("on: each frame blended with 2 neighbours")
+    assert "--tile auto" in items["tiling"]
+    as_json = json.loads(run_cli("models", "--inspect", str(path), "--json").stdout)
+    assert as_json.keys() == items.keys() and as_json["sha256"] == items["sha256"]  # tiles follow free memory
+    # enhancer's own models, by name and by file
+    own = dict(line.split(": ", 1) for line in run_cli("models", "--inspect", "general-x2").stdout.splitlines())
+    assert "enhancer's own model general-x2" in own["architecture"] and own["scale"] == "x2"
+    assert own["temporal stage"].startswith("off (enhancer's own models see their neighbours")
+    assert own["sha256"] == field.file_sha256(own["file"])
+    by_file = dict(line.split(": ", 1) for line in run_cli("models", "--inspect", own["file"]).stdout.splitlines())
+    assert by_file["sha256"] == own["sha256"] and by_file["architecture"] == own["architecture"]
+    # the size needs of a transformer, and its advice against tiles
+    from enhancer.infer.inspect import inspect_model
+    from spandrel.architectures.SwinIR import SwinIR
+
+    torch.manual_seed(0)
+    swin = SwinIR(upscale=2, img_size=16, window_size=4, embed_dim=12, depths=[1], num_heads=[2], mlp_ratio=2,
+                  upsampler="pixelshuffledirect")
+    torch.save({"params": swin.state_dict()}, tmp_path / "swinir-x2.pth")
+    items = dict(inspect_model(str(tmp_path / "swinir-x2.pth"), device="cpu"))
+    assert items["architecture"].startswith("SwinIR") and items["size needs"].startswith("at least 16 pixels")
+    assert "against tiles" in items["tiling advice"] and items["tiling"].startswith("whole frames")
+    # errors: one line, exit 2
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"junk")
+    for arg in (str(bad), str(tmp_path / "missing.pth"), "no-such-model", "lanczos"):
+        r = run_cli("models", "--inspect", arg)
+        assert r.returncode == 2 and r.stderr.count("\n") == 1 and r.stdout == "", (arg, r.stderr)
