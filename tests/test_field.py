@@ -352,3 +352,26 @@ def test_models_inspect_says_what_the_file_is_and_what_enhance_does(compact_file
     for arg in (str(bad), str(tmp_path / "missing.pth"), "no-such-model", "lanczos"):
         r = run_cli("models", "--inspect", arg)
         assert r.returncode == 2 and r.stderr.count("\n") == 1 and r.stdout == "", (arg, r.stderr)
+
+
+def test_a_pytorch_too_old_to_unpickle_safely_is_refused_before_the_file_is_read(compact_files, monkeypatch):
+    m, d = compact_files
+
+    def no_load(*a, **k):
+        raise AssertionError("torch.load ran")
+
+    for version in ("2.9.1+cu121", "2.5.1", "1.13.0", "nightly"):
+        monkeypatch.setattr(torch, "__version__", version)
+        monkeypatch.setattr(torch, "load", no_load)
+        for suffix in (".pth", ".pt", ".ckpt"):
+            with pytest.raises(ModelError, match=r"PyTorch .* cannot read a pickled model file safely") as e:
+                field.load(d / f"compact-x2{suffix}")
+            text = str(e.value)
+            assert "\n" not in text and "pip install 'torch>=2.10'" in text and f"compact-x2{suffix}" in text
+    monkeypatch.setattr(torch, "__version__", "2.5.1")
+    # safetensors holds no pickle: any PyTorch reads it
+    assert field.load(d / "compact-x2.safetensors").arch == "RealESRGAN Compact"
+    monkeypatch.undo()
+    monkeypatch.setattr(torch, "__version__", "2.10.0+cpu")
+    assert field.load(d / "compact-x2.pth").scale == 2
+

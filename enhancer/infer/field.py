@@ -30,6 +30,12 @@ SPANDREL_SUFFIXES = (".pth", ".pt", ".ckpt", ".safetensors")
 ONNX_SUFFIXES = (".onnx",)
 SUFFIXES = SPANDREL_SUFFIXES + ONNX_SUFFIXES
 SCALES = range(1, 9)  # what the pipeline accepts from a field model (1: restoration at the same size)
+# the oldest PyTorch whose weights_only unpickler is trusted with a stranger's pickle: before 2.6 a
+# crafted file ran code through it (CVE-2025-32434, GHSA-53q9-r3pm-6pq6), and before 2.10 one
+# could corrupt memory through unchecked SETITEM(S) opcodes and storage sizes (CVE-2026-24747).
+# weights_only itself exists since 1.13 and is torch.load's default since 2.6; neither makes the
+# unpickler safe. Only pickles (.pth, .pt, .ckpt) need it: safetensors and ONNX hold no code path.
+SAFE_PICKLE_TORCH = (2, 10)
 _PROBE = 64  # side of the image an ONNX model's scale is measured on
 
 
@@ -105,6 +111,19 @@ def _is_torchscript(path: str) -> bool:
         return False
 
 
+def _check_safe_torch(path: str) -> None:
+    """Refuse to unpickle ``path`` on a PyTorch whose weights-only loader a file can get past."""
+    import re
+
+    version = str(torch.__version__)
+    m = re.match(r"(\d+)\.(\d+)", version)
+    if m is None or (int(m.group(1)), int(m.group(2))) < SAFE_PICKLE_TORCH:
+        need = ".".join(map(str, SAFE_PICKLE_TORCH))
+        raise ModelError(f"PyTorch {version} cannot read a pickled model file safely (its weights-only loader can "
+                         f"be made to run code from the file before {need})", path=path,
+                         hint=f"pip install 'torch>={need}', or use a .safetensors or .onnx copy of the model")
+
+
 def _read_state(path: str) -> dict:
     """The tensors of a .pth/.pt/.ckpt/.safetensors file, read without running code from it."""
     if path.lower().endswith(".safetensors"):
@@ -114,6 +133,7 @@ def _read_state(path: str) -> dict:
             return load_file(path, device="cpu")
         except Exception as e:  # noqa: BLE001 - safetensors' own error types for bad headers
             raise ModelError(f"not a readable .safetensors file ({e})", path=path) from None
+    _check_safe_torch(path)
     if _is_torchscript(path):
         raise ModelError("a TorchScript program, not a file of weights: enhancer does not run code from model "
                          "files", path=path, hint="use the model's .pth or .safetensors weights")
