@@ -55,6 +55,8 @@ class BenchmarkResult:
     duration: float | None = None
     metrics: tuple[str, ...] = METRICS
     failed: dict[str, str] = field(default_factory=dict)  # clip -> why it could not be scored (one line)
+    # a model given as a file: its method label -> the file, its SHA-256, architecture, temporal stage
+    model_files: dict[str, dict] = field(default_factory=dict)
 
     def mean(self, method: str, key: str) -> float | None:
         vals = [r.scores.fid if key == "fid" else r.scores.mean(key) for r in self.results if r.method == method]
@@ -88,6 +90,7 @@ class BenchmarkResult:
         return {"preset": self.preset, "scale": self.scale, "seed": self.seed, "start": self.start,
                 "duration": self.duration, "clips": self.clips, "methods": self.methods,
                 "metrics": list(self.metrics), "failed": self.failed, "perceptual_net": self.perceptual_net,
+                "model_files": self.model_files,
                 "means": {m: {k: self.mean(m, k) for k in METRICS + EXTRA if k in self.metrics}
                           | {"seconds_per_frame": self.spf(m)} for m in self.methods
                           if any(r.method == m for r in self.results)},
@@ -152,14 +155,23 @@ def run_benchmark(clean: list[str], work_dir: str, *, preset: str = "web", scale
                              hint="give clips different names (copy or link one under another name)")
     if work.exists() and not work.is_dir():
         raise UsageError("is a file; give a folder for the benchmark's work and report", path=work_dir)
-    methods = [m for m in dict.fromkeys(models or []) if m not in BASELINES] + list(BASELINES)
+    given = [m for m in dict.fromkeys(models or []) if m not in BASELINES]
+    labels = _method_labels(given)
+    methods = [labels[m] for m in given] + list(BASELINES)
     res = BenchmarkResult(preset=preset, scale=scale, clips=[str(c) for c in clean], methods=methods, seed=seed,
                           start=start, duration=duration, metrics=tuple(metrics))
     restorers = {}
-    for m in methods:
+    for m in given + list(BASELINES):
         if m in _FFMPEG_BASELINES:
             continue
-        restorers[m] = load_restorer(m, scale=scale)
+        r = restorers[labels.get(m, m)] = load_restorer(m, scale=scale)
+        if m != labels.get(m, m):  # a file: what the table's label stands for
+            inner = getattr(r, "inner", r)
+            from enhancer.infer.field import file_sha256
+
+            res.model_files[labels[m]] = {"path": str(Path(m).resolve()), "sha256": file_sha256(m),
+                                          "arch": (inner.card or {}).get("arch"),
+                                          "temporal_radius": r.margin if r is not inner else 0}
     try:
         work.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -177,6 +189,25 @@ def run_benchmark(clean: list[str], work_dir: str, *, preset: str = "web", scale
                 log(f"error: {e}")
                 b.update(done + len(methods) + 1 - b.n)
     return res
+
+
+def _method_labels(models: list[str]) -> dict[str, str]:
+    """Each model as the table, the report and the output folders name it: a file by its file
+    name (a path says nothing another machine can use), with as many of its folders as it takes
+    to tell two files of one name apart; a model's name or a classical method as it is."""
+    from enhancer.infer.field import SUFFIXES
+
+    files = [m for m in models if Path(m).suffix.lower() in SUFFIXES or "/" in m or "\\" in m]
+    labels = {m: m for m in models}
+    for m in files:
+        parts = Path(m).resolve().parts
+        for depth in range(1, len(parts) + 1):
+            label = "/".join(parts[-depth:])
+            others = ["/".join(Path(o).resolve().parts[-depth:]) for o in files if o != m]
+            if label not in others and label not in models and label not in BASELINES:
+                break
+        labels[m] = label
+    return labels
 
 
 def _one_clip(res: BenchmarkResult, src: str, k: int, work: Path, restorers: dict, perceptual_net: str,

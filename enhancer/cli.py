@@ -931,8 +931,8 @@ def evaluate_cmd(candidates, reference, as_json, as_csv, html_dir, degraded, met
 @click.argument("clean", nargs=-1, required=True)
 @click.option("--preset", type=click.Choice(list(PRESETS)), default="web", show_default=True)
 @click.option("--scale", type=click.Choice(["1", "2", "4"]), default="2", show_default=True)
-@click.option("--models", default="", help="Comma-separated model names or paths (default: every installed model "
-              "of that scale).")
+@click.option("--models", default="", help="Comma-separated model names or paths, the field's .pth, .pt, .ckpt, "
+              ".safetensors and .onnx files too (default: every installed model of that scale).")
 @click.option("-o", "--output", default="benchmark", show_default=True, help="Working and report folder.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--start", default=None, help="Segment start in each clip.")

@@ -375,3 +375,28 @@ def test_a_pytorch_too_old_to_unpickle_safely_is_refused_before_the_file_is_read
     monkeypatch.setattr(torch, "__version__", "2.10.0+cpu")
     assert field.load(d / "compact-x2.pth").scale == 2
 
+
+@pytest.mark.slow  # about 16 s: a benchmark of six methods
+def test_benchmark_and_its_report_put_a_model_file_beside_enhancers_own_and_the_classical(tmp_path):
+    # Real-ESRGAN's SRVGGNetCompact (spandrel's Compact) with random weights, saved as people publish it
+    torch.save({"params": _compact(seed=3).state_dict()}, tmp_path / "compact-x2.pth")
+    clean = make_clip(tmp_path / "clean.mp4", size="64x48", seconds=0.4)
+    out = tmp_path / "bench"
+    r = run_cli("benchmark", str(clean), "--scale", "2", "--models", f"{tmp_path / 'compact-x2.pth'},general-x2",
+                "--metrics", "psnr_y", "-o", str(out), "-q")
+    assert r.returncode == 0, r.stderr
+    rows = [line.split("|")[1].strip() for line in r.stdout.splitlines() if line.startswith("| ")][1:]
+    assert rows == ["compact-x2.pth", "general-x2", "bicubic", "lanczos", "hqdn3d+lanczos", "nlmeans+lanczos"]
+    data = json.loads((out / "benchmark.json").read_text())
+    assert data["model_files"] == {"compact-x2.pth": {
+        "path": str((tmp_path / "compact-x2.pth").resolve()), "sha256": field.file_sha256(tmp_path / "compact-x2.pth"),
+        "arch": "RealESRGAN Compact", "temporal_radius": 2}}
+    assert data["means"]["compact-x2.pth"]["psnr_y"] > 10
+    made = [x["output"] for x in data["results"] if x["method"] == "compact-x2.pth"]
+    assert made == [str(out / "compact-x2.pth" / "clean.mkv")]
+    assert (probe(made[0]).width, probe(made[0]).height) == (64, 48)  # the clean size: degraded x2, restored x2
+    assert "compact-x2.pth" in (out / "report" / "index.html").read_text()
+    # a file of another scale: one line, exit 2, before any work
+    r = run_cli("benchmark", str(clean), "--scale", "4", "--models", str(tmp_path / "compact-x2.pth"),
+                "-o", str(tmp_path / "b4"), "-q")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "x2" in r.stderr, r.stderr
