@@ -400,3 +400,35 @@ def test_benchmark_and_its_report_put_a_model_file_beside_enhancers_own_and_the_
     r = run_cli("benchmark", str(clean), "--scale", "4", "--models", str(tmp_path / "compact-x2.pth"),
                 "-o", str(tmp_path / "b4"), "-q")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "x2" in r.stderr, r.stderr
+
+
+def _arch_cases():
+    """Small real architectures as spandrel builds them, each saved the way its authors publish it."""
+    from spandrel.architectures.ESRGAN import ESRGAN
+    from spandrel.architectures.SPAN import SPAN
+    from spandrel.architectures.SwinIR import SwinIR
+
+    return [
+        ("ESRGAN", ".pth", "bare", lambda: ESRGAN(num_filters=8, num_blocks=1, scale=4)),  # RRDBNet, as x4plus
+        ("SPAN", ".safetensors", "bare", lambda: SPAN(num_in_ch=3, num_out_ch=3, feature_channels=8, upscale=2)),
+        ("SwinIR", ".pth", "params", lambda: SwinIR(upscale=2, img_size=16, window_size=4, embed_dim=12, depths=[1],
+                                                     num_heads=[2], mlp_ratio=2, upsampler="pixelshuffledirect")),
+    ]
+
+
+@pytest.mark.parametrize("arch,suffix,layout,build", _arch_cases(), ids=[c[0] for c in _arch_cases()])
+def test_architectures_of_the_field_match_a_direct_run(tmp_path, arch, suffix, layout, build):
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    module = build().eval()
+    state = {k: v.contiguous() for k, v in module.state_dict().items()}
+    path = tmp_path / f"m{suffix}"
+    if suffix == ".safetensors":
+        save_file(state, str(path))
+    else:
+        torch.save({layout: state} if layout != "bare" else state, path)
+    r = load_restorer(str(path), device="cpu", precision="fp32", tile=0, temporal="off")
+    assert r.frame_model.arch == arch
+    frames = _frames(2, 24, 32)
+    assert _psnr(r.restore(frames), _direct(module, frames)) >= 45
