@@ -40,6 +40,23 @@ def frames_of(path: Path, n: int) -> np.ndarray:
     return np.stack(out)
 
 
+def degraded_pair(clip: str, frames: int, folder: str, duration: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The clean clip's first ``frames`` frames and its web-damaged x2 copy's (seed 1), of one
+    length."""
+    low_path = Path(folder) / (Path(clip).stem + ".mkv")
+    segment = ["--duration", str(duration)] if duration else []
+    subprocess.run([sys.executable, "-m", "enhancer", "degrade", clip, "-o", str(low_path), "--preset", "web",
+                    "--scale", "2", "--seed", "1", *segment, "-q"], check=True)
+    clean, low = frames_of(Path(clip), frames), frames_of(low_path, frames)
+    n = min(len(clean), len(low))
+    return clean[:n], low[:n]
+
+
+def padded(low: np.ndarray, r: int) -> np.ndarray:
+    """The clip with its edge frames repeated ``r`` times, as the reader gives a model."""
+    return np.concatenate([low[:1].repeat(r, 0), low, low[-1:].repeat(r, 0)])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("clips", nargs="+")
@@ -55,15 +72,9 @@ def main() -> None:
     secs: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for clip in args.clips:
-            low_path = Path(tmp) / (Path(clip).stem + ".mkv")
-            subprocess.run([sys.executable, "-m", "enhancer", "degrade", clip, "-o", str(low_path), "--preset", "web",
-                            "--scale", "2", "--seed", "1", "--duration", str(args.frames / 10 + 1), "-q"], check=True)
-            clean, low = frames_of(Path(clip), args.frames), frames_of(low_path, args.frames)
-            n = min(len(clean), len(low))
-            clean, low = clean[:n], low[:n]
+            clean, low = degraded_pair(clip, args.frames, tmp, duration=args.frames / 10 + 1)
             h, w = low.shape[1:3]
-            r = g.temporal_radius
-            padded = np.concatenate([low[:1].repeat(r, 0), low, low[-1:].repeat(r, 0)])  # edge frames repeated
+            window = padded(low, g.temporal_radius)
             b = 4
             inner = (slice(b, -b), slice(b, -b))
             lz = np.stack([cv2.resize(f, (2 * w, 2 * h), interpolation=cv2.INTER_LANCZOS4) for f in low])
@@ -83,7 +94,7 @@ def main() -> None:
 
                 import enhancer.infer.neural as neural
                 neural.align_stacks = timed
-                out = ModelRestorer(g, device="cpu", precision=args.precision, tile=0).restore(padded)
+                out = ModelRestorer(g, device="cpu", precision=args.precision, tile=0).restore(window)
                 neural.align_stacks = real
                 rows.setdefault(key, []).append(np.mean([psnr_y(c[inner], o[inner]) for c, o in zip(clean, out)]))
                 secs[key] = secs.get(key, 0.0) + spent[0]

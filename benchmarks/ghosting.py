@@ -14,7 +14,6 @@ flow_quality.py (web, x2, seed 1); lanczos runs in the same run.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -23,7 +22,7 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from flow_quality import frames_of  # noqa: E402
+from flow_quality import degraded_pair, padded  # noqa: E402
 
 from enhancer import weights  # noqa: E402
 from enhancer.infer.neural import ModelRestorer  # noqa: E402
@@ -57,12 +56,8 @@ def main() -> None:
     moving_share = []
     with tempfile.TemporaryDirectory() as tmp:
         for clip in args.clips:
-            low_path = Path(tmp) / (Path(clip).stem + ".mkv")
-            subprocess.run([sys.executable, "-m", "enhancer", "degrade", clip, "-o", str(low_path), "--preset", "web",
-                            "--scale", "2", "--seed", "1", "-q"], check=True)
-            clean, low = frames_of(Path(clip), args.frames), frames_of(low_path, args.frames)
-            n = min(len(clean), len(low))
-            clean, low = clean[:n], low[:n]
+            clean, low = degraded_pair(clip, args.frames, tmp)
+            n = len(clean)
             h, w = low.shape[1:3]
             y = luma(clean)
             kernel = np.ones((11, 11), np.uint8)
@@ -79,9 +74,8 @@ def main() -> None:
             outs = {"lanczos": np.stack([cv2.resize(f, (2 * w, 2 * h), interpolation=cv2.INTER_LANCZOS4)
                                          for f in low])}
             for name, g in models.items():
-                r = g.temporal_radius
-                padded = np.concatenate([low[:1].repeat(r, 0), low, low[-1:].repeat(r, 0)])
-                outs[name] = ModelRestorer(g, device="cpu", precision=args.precision, tile=0).restore(padded)
+                outs[name] = ModelRestorer(g, device="cpu", precision=args.precision, tile=0).restore(
+                    padded(low, g.temporal_radius))
             for name, out in outs.items():
                 scores.setdefault(name, []).append((psnr_masked(clean, out, masks), psnr_masked(clean, out, everywhere)))
             print(f"{Path(clip).stem} ({100 * moving_share[-1]:.1f} % of pixels move): " + ", ".join(

@@ -55,6 +55,28 @@ class TemporalBlock(nn.Module):
         return x[:, :, 1:-1] + self.conv2(self.act(self.conv_t(x)))
 
 
+def stack_complexity(model: nn.Module, radius: int, scale: int, height: int = 64, width: int = 64) -> dict:
+    """Parameters, and multiply-adds per output and per input pixel, of a generator over aligned
+    stacks (N, (2r + 1) * 3, H, W): every convolution's, 2D and 3D, counted on one stack."""
+    macs = 0
+
+    def hook(mod, inp, out):
+        nonlocal macs
+        k = 1
+        for d in mod.kernel_size:
+            k *= d
+        macs += out.numel() * (mod.in_channels // mod.groups) * k
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Conv3d))]
+    with torch.no_grad():
+        model(torch.zeros(1, 3 * (2 * radius + 1), height, width))
+    for hnd in handles:
+        hnd.remove()
+    params = sum(p.numel() for p in model.parameters())
+    out_pixels = height * width * scale ** 2
+    return {"params": params, "macs_per_output_pixel": macs / out_pixels, "macs_per_input_pixel": macs / (height * width)}
+
+
 def channels_last(model: nn.Module) -> nn.Module:
     """Each convolution's weights in the channels-last layout of its rank (NHWC for 2D, NDHWC for
     3D): a model that mixes both cannot be converted by one ``.to(memory_format=...)``."""

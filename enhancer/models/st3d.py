@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from enhancer.errors import ConfigError
-from enhancer.models.blocks import ResBlock2d
+from enhancer.models.blocks import ResBlock2d, stack_complexity
 
 
 @dataclass
@@ -171,21 +171,4 @@ class ST3DGenerator(nn.Module):
 
 def st3d_complexity(config: ST3DConfig, height: int = 64, width: int = 64) -> dict:
     """Parameters, and multiply-adds per output and per input pixel."""
-    model = ST3DGenerator(config)
-    macs = 0
-
-    def hook(mod, inp, out):
-        nonlocal macs
-        k = 1
-        for d in mod.kernel_size:
-            k *= d
-        macs += out.numel() * (mod.in_channels // mod.groups) * k
-
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Conv3d))]
-    with torch.no_grad():
-        model(torch.zeros(1, 3 * (2 * config.radius + 1), height, width))
-    for hnd in handles:
-        hnd.remove()
-    params = sum(p.numel() for p in model.parameters())
-    out_pixels = height * width * config.scale ** 2
-    return {"params": params, "macs_per_output_pixel": macs / out_pixels, "macs_per_input_pixel": macs / (height * width)}
+    return stack_complexity(ST3DGenerator(config), config.radius, config.scale, height, width)
