@@ -668,8 +668,15 @@ class _Trainer:
     def _keep_best(self) -> None:
         """Write the EMA generator as ``best.safetensors`` (fp16) when validation PSNR-Y is the
         best this run has seen: the small file a milestone commits so another machine continues."""
-        best_json = self.run_dir / "best.json"
-        best = json.loads(best_json.read_text()).get("val_psnr_y", -1.0) if best_json.exists() else -1.0
+        best_json, best_file = self.run_dir / "best.json", self.run_dir / "best.safetensors"
+        best = -1.0
+        if best_file.exists():  # the file's own card is the record (best.json, written after it, may lag a kill)
+            from enhancer.weights import read_card
+
+            try:
+                best = float(read_card(best_file).metrics.get("val_psnr_y", -1.0))
+            except EnhancerError:  # an unreadable file is replaced
+                pass
         if self.last["val_psnr_y"] <= best:
             return
         from enhancer.train.export import export_state
