@@ -58,8 +58,8 @@ def make_pair(source: str, work: Path, frames: int, size: str, ffmpeg: str) -> t
 
 
 def agreement(sources: list[str], frames: int, size: str) -> None:
-    from enhancer.evaluate import ANALYSIS_PIXELS, evaluate
-    from enhancer.io import ffmpeg as ff
+    from enhancer.quality.evaluate import ANALYSIS_PIXELS, evaluate
+    from enhancer.media import ffmpeg as ff
 
     exe, rows = ff.tools().ffmpeg, []
     w, h = size.split("x")
@@ -123,7 +123,7 @@ def main() -> None:
         agreement(args.agreement, args.frames, args.size)
         return
 
-    from enhancer.io import ffmpeg as ff
+    from enhancer.media import ffmpeg as ff
 
     exe = ff.with_filter("libvmaf")
     if exe is None:

@@ -22,10 +22,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from enhancer import weights
-from enhancer.evaluate import psnr_y
-from enhancer.infer.neural import ModelRestorer
-from enhancer.io import ffmpeg as ff
+from enhancer.restore import weights
+from enhancer.quality.evaluate import psnr_y
+from enhancer.restore.neural import ModelRestorer
+from enhancer.media import ffmpeg as ff
 from enhancer.models import align
 
 
@@ -92,7 +92,7 @@ def main() -> None:
                     spent[0] += time.perf_counter() - t0
                     return out
 
-                import enhancer.infer.neural as neural
+                import enhancer.restore.neural as neural
                 neural.align_stacks = timed
                 out = ModelRestorer(g, device="cpu", precision=args.precision, tile=0).restore(window)
                 neural.align_stacks = real

@@ -24,9 +24,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from flow_quality import degraded_pair, padded  # noqa: E402
 
-from enhancer import weights  # noqa: E402
-from enhancer.infer.neural import ModelRestorer  # noqa: E402
-from enhancer.io import ffmpeg as ff  # noqa: E402
+from enhancer.restore import weights  # noqa: E402
+from enhancer.restore.neural import ModelRestorer  # noqa: E402
+from enhancer.media import ffmpeg as ff  # noqa: E402
 
 
 def luma(frames: np.ndarray) -> np.ndarray:

@@ -31,7 +31,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from enhancer.io import ffmpeg as ff
+from enhancer.media import ffmpeg as ff
 
 STILLS = {  # name: (file under data, clip size (w, h), pan px/frame, zoom per frame)
     "barbara-face": ("images/Set14/img_002_SRF_4_HR.png", (480, 320), 1.5, 0.0),

@@ -1,7 +1,7 @@
 """Decode and encode through two backends, measured on the same inputs (issue 14, "One media layer").
 
-``ffmpeg``: enhancer's own path, an ffmpeg subprocess (:class:`enhancer.io.reader.FrameReader`,
-raw RGB on a pipe with pts from ``showinfo``; :class:`enhancer.io.muxer.Encoder`, raw RGB in a
+``ffmpeg``: enhancer's own path, an ffmpeg subprocess (:class:`enhancer.media.reader.FrameReader`,
+raw RGB on a pipe with pts from ``showinfo``; :class:`enhancer.media.muxer.Encoder`, raw RGB in a
 hand-made Matroska stream on stdin).  ``pyav``: PyAV (PyPI ``av``) in process.  PyAV variants:
 
 - ``pyav``        decode with frame threads (thread_type AUTO), RGB by ``reformat`` with the reader's
@@ -41,11 +41,11 @@ except ImportError as e:  # the ffmpeg backend still runs
     HAVE_AV = False
     AV_ERROR = str(e)
 
-from enhancer.io import ffmpeg as ff
-from enhancer.io.colour import Colour, source_colour
-from enhancer.io.muxer import EncodeOptions, Encoder
-from enhancer.io.probe import VideoInfo, probe
-from enhancer.io.reader import FrameReader
+from enhancer.media import ffmpeg as ff
+from enhancer.media.colour import Colour, source_colour
+from enhancer.media.muxer import EncodeOptions, Encoder
+from enhancer.media.probe import VideoInfo, probe
+from enhancer.media.reader import FrameReader
 
 CRF, PRESET = 18, "medium"  # what io_throughput's passthrough (and enhancer's default h264) uses
 _SWS_CS = {"bt709": "ITU709", "bt601": "ITU601", "fcc": "FCC", "smpte240m": "SMPTE240M", "bt2020": "BT2020"}

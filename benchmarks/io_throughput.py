@@ -27,7 +27,7 @@ import threading
 import time
 from pathlib import Path
 
-from enhancer.io import ffmpeg as ff
+from enhancer.media import ffmpeg as ff
 
 
 def make_clip(path: Path, size: str, seconds: float, rate: int = 30) -> None:
@@ -150,7 +150,7 @@ def main() -> None:
 
 def passthrough(tools: ff.Tools, src: Path, tmpd: Path) -> None:
     """(a): enhancer at scale 1 against plain ffmpeg, same encoder settings."""
-    from enhancer.io.probe import count_frames
+    from enhancer.media.probe import count_frames
 
     frames = count_frames(str(src))
     # (a) baseline: plain ffmpeg, same encoder settings

@@ -29,8 +29,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from io_throughput import run_measured  # noqa: E402  (peak RSS of a command and of its process tree)
 
-from enhancer.infer.device import free_memory  # noqa: E402
-from enhancer.io import ffmpeg as ff  # noqa: E402
+from enhancer.restore.device import free_memory  # noqa: E402
+from enhancer.media import ffmpeg as ff  # noqa: E402
 
 SIZES = {"720p": "1280x720", "1080p": "1920x1080", "2160p": "3840x2160"}
 
@@ -57,8 +57,8 @@ def chosen(size: str, available: str | None) -> tuple[int, int | None]:
     """The chunk and tile the defaults pick for frames of this size (same code as a run)."""
     import torch
 
-    from enhancer.infer.engine import ENCODER_BYTES_PER_PIXEL
-    from enhancer.infer.models import load_restorer
+    from enhancer.pipeline.engine import ENCODER_BYTES_PER_PIXEL
+    from enhancer.restore.loading import load_restorer
 
     if available:
         os.environ["ENHANCER_MEMORY_AVAILABLE"] = available

@@ -31,11 +31,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from enhancer.infer.engine import EnhanceOptions, enhance_video
-from enhancer.infer.neural import ModelRestorer
-from enhancer.io import ffmpeg as ff
-from enhancer.io.muxer import EncodeOptions
-from enhancer.io.probe import probe
+from enhancer.pipeline.engine import EnhanceOptions, enhance_video
+from enhancer.restore.neural import ModelRestorer
+from enhancer.media import ffmpeg as ff
+from enhancer.media.muxer import EncodeOptions
+from enhancer.media.probe import probe
 import numpy as np
 
 from enhancer.models.align import align_stacks

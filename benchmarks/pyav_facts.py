@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from enhancer.io import ffmpeg as ff
+from enhancer.media import ffmpeg as ff
 
 try:
     import av
@@ -95,8 +95,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=7)
     args = ap.parse_args()
     ff.configure()
-    from enhancer.io.probe import probe
-    from enhancer.io.reader import FrameReader
+    from enhancer.media.probe import probe
+    from enhancer.media.reader import FrameReader
 
     print(f"PyAV {av.__version__}, FFmpeg {av.ffmpeg_version_info}: "
           + ", ".join(f"{k} {'.'.join(map(str, v))}" for k, v in av.library_versions.items()))

@@ -34,7 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from io_throughput import _children, _tree_rss_kb  # noqa: E402  (process trees, from /proc)
 
-from enhancer.io import ffmpeg as ff  # noqa: E402
+from enhancer.media import ffmpeg as ff  # noqa: E402
 
 SIZES = {"480p": "854x480", "720p": "1280x720", "1080p": "1920x1080"}
 _RUN = ("import resource, runpy, sys; sys.argv = ['enhancer'] + sys.argv[1:];\n"
@@ -54,7 +54,7 @@ def random_model(path: Path, name: str) -> Path:
     weights."""
     import torch
 
-    from enhancer import weights
+    from enhancer.restore import weights
     from enhancer.models.fusion import FUSION_CONFIGS, FusionConfig, FusionGenerator
     from enhancer.models.st3d import ST3D_CONFIGS, ST3DConfig, ST3DGenerator
 
@@ -112,7 +112,7 @@ def main() -> None:
     ff.configure()
     import torch
 
-    from enhancer.infer.device import free_memory
+    from enhancer.restore.device import free_memory
 
     sizes = args.sizes.split(",")
     counts = [int(n) for n in args.frames.split(",")]

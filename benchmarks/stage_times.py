@@ -35,7 +35,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from speed_table import SIZES, make_clip  # noqa: E402
 
-from enhancer.io import ffmpeg as ff  # noqa: E402
+from enhancer.media import ffmpeg as ff  # noqa: E402
 
 
 def _child_seconds(argv: list[str], stdin: bytes | None = None) -> float:
@@ -64,8 +64,8 @@ def main() -> None:
     import cv2
     import torch
 
-    from enhancer import weights
-    from enhancer.infer.neural import ModelRestorer
+    from enhancer.restore import weights
+    from enhancer.restore.neural import ModelRestorer
     from enhancer.models import align
 
     if args.flow_preset:

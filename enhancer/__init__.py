@@ -16,8 +16,8 @@ __all__ = ["enhance", "conform_edit", "Enhancer", "Result", "FileResult", "Enhan
            "InputError", "OutputError", "UsageError", "ArgumentError", "ModelError", "__version__"]
 
 _LAZY = {"enhance": "enhancer.api", "conform_edit": "enhancer.api", "Enhancer": "enhancer.api",
-         "Result": "enhancer.batch",
-         "FileResult": "enhancer.batch"}
+         "Result": "enhancer.batch.runner",
+         "FileResult": "enhancer.batch.runner"}
 
 
 def __getattr__(name: str):

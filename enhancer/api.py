@@ -104,13 +104,13 @@ def enhance(input: PathLike | Sequence[PathLike], output: PathLike, *, model: st
     the other files were still done unless ``keep_going`` is False.
     """
     from enhancer import progress as prog
-    from enhancer.batch import discover, plan_jobs, reject_missing, run_batch, state_folder
-    from enhancer.infer.engine import EnhanceOptions
-    from enhancer.infer.models import load_restorer
-    from enhancer.io import ffmpeg as ff
-    from enhancer.io.muxer import EncodeOptions
-    from enhancer.io.probe import parse_rate
-    from enhancer.status import FileStatus
+    from enhancer.batch.runner import discover, plan_jobs, reject_missing, run_batch, state_folder
+    from enhancer.pipeline.engine import EnhanceOptions
+    from enhancer.restore.loading import load_restorer
+    from enhancer.media import ffmpeg as ff
+    from enhancer.media.muxer import EncodeOptions
+    from enhancer.media.probe import parse_rate
+    from enhancer.batch.status import FileStatus
 
     inputs, out = _paths(input), _path(output, "output")
     _model_and_scale(model, scale)
@@ -127,7 +127,7 @@ def enhance(input: PathLike | Sequence[PathLike], output: PathLike, *, model: st
     found = discover(inputs, recursive=recursive, exclude=[out])
     reject_missing(found)
     jobs = plan_jobs(found, out, codec or "h264", container)
-    from enhancer.io.muxer import check_encoder_args
+    from enhancer.media.muxer import check_encoder_args
 
     try:
         import shlex
@@ -153,7 +153,7 @@ def enhance(input: PathLike | Sequence[PathLike], output: PathLike, *, model: st
     restorer = load_restorer(name, scale=scale, device=device, precision=precision, tile=tile, chunk=chunk,
                              temporal=temporal)
     if splice:
-        from enhancer.infer.splice import check_request
+        from enhancer.pipeline.splice import check_request
 
         check_request(segment=opts.segment, preview=None, size=size, codec=codec, scale=restorer.scale,
                       deinterlace=deinterlace, output=out, pix_fmt=pix_fmt, crf=crf, api=True)
@@ -180,7 +180,7 @@ class Enhancer:
     def __init__(self, model: str | None = None, *, scale: int | None = None, task: str | None = None,
                  device: str = "auto", precision: str = "auto", tile: int | str = "auto", chunk: int | None = None,
                  temporal: int | str = "auto"):
-        from enhancer.infer.models import load_restorer
+        from enhancer.restore.loading import load_restorer
 
         _model_and_scale(model, scale)
         if isinstance(model, os.PathLike):
@@ -221,8 +221,8 @@ class Enhancer:
         return self._frames(frames)
 
     def _frames(self, frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
-        from enhancer.infer.restorer import planned_chunk
-        from enhancer.io.reader import Frame, windows
+        from enhancer.restore.restorer import planned_chunk
+        from enhancer.media.reader import Frame, windows
 
         restorer = self._restorer
         first: dict = {}
@@ -264,7 +264,7 @@ def _chosen(model: str | None, task: str | None, scale: int | None) -> str:
     """The model to load; the note of a fallback (no model installed: lanczos) as a warning."""
     import warnings
 
-    from enhancer.infer.models import choose_model
+    from enhancer.restore.loading import choose_model
 
     name, note = choose_model(model, task, scale)
     if note:
@@ -318,11 +318,11 @@ def conform_edit(edit: PathLike, media: PathLike | Sequence[PathLike], output: P
     Returns a :class:`Result` with one entry per range (``planned`` ones with ``dry_run``);
     raises :class:`UsageError` before any work, :class:`EnhanceFailed` after one range failed."""
     from enhancer import conform
-    from enhancer.infer.engine import EnhanceOptions
-    from enhancer.infer.models import load_restorer
-    from enhancer.io import ffmpeg as ff
-    from enhancer.io.muxer import EncodeOptions
-    from enhancer.status import FileStatus
+    from enhancer.pipeline.engine import EnhanceOptions
+    from enhancer.restore.loading import load_restorer
+    from enhancer.media import ffmpeg as ff
+    from enhancer.media.muxer import EncodeOptions
+    from enhancer.batch.status import FileStatus
 
     if ffmpeg is not None or ff._tools is None:
         ff.configure(ffmpeg=ffmpeg, verbose=False)

@@ -133,7 +133,7 @@ class EnhanceFailed(EnhancerError):
 
 
 class RecordError(EnhancerError):
-    """A batch record or state file that does not check out (:mod:`enhancer.state`): it is set
+    """A batch record or state file that does not check out (:mod:`enhancer.batch.state`): it is set
     aside with a warning, never half-trusted."""
 
 

@@ -43,7 +43,7 @@ def _bundled() -> str:
 os.environ["ENHANCER_FFMPEG"] = os.environ.get("ENHANCER_TEST_FFMPEG") or _bundled()
 os.environ.pop("ENHANCER_FFPROBE", None)
 
-from enhancer.io import ffmpeg as ff  # noqa: E402  (after the pin above)
+from enhancer.media import ffmpeg as ff  # noqa: E402  (after the pin above)
 
 # the ffmpeg that makes and checks test media, whichever build a test runs enhancer with
 MAKER = ff.configure().ffmpeg

@@ -168,7 +168,7 @@ def test_api_progress_json(tmp_path, capsys):
 def test_ffmpeg_bundled_picks_the_wheel_binary(monkeypatch):
     import imageio_ffmpeg
 
-    from enhancer.io import ffmpeg as ff
+    from enhancer.media import ffmpeg as ff
 
     monkeypatch.setattr(ff, "_tools", ff._tools)  # restored after the test
     monkeypatch.setenv("PATH", "")

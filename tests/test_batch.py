@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from conftest import make_clip, packet_times, run_cli
-from enhancer.io import ffmpeg as ff
-from enhancer.io.probe import count_frames, probe
+from enhancer.media import ffmpeg as ff
+from enhancer.media.probe import count_frames, probe
 
 
 def _rows(stdout: str) -> dict[str, dict]:
@@ -38,7 +38,7 @@ def test_rerun_skips_done_redoes_changed_and_retries_failed_on_request(tmp_path)
     r1 = run_cli("enhance", str(src), "-o", str(out), "--json", "-q")
     assert {k: v["status"] for k, v in _rows(r1.stdout).items()} == {"a.mp4": "done", "b.mp4": "done",
                                                                        "bad.mp4": "failed"}
-    from enhancer.state import BatchState
+    from enhancer.batch.state import BatchState
 
     assert {Path(k).name: v.status for k, v in BatchState(out).entries.items()} == \
         {"a.mp4": "done", "b.mp4": "done", "bad.mp4": "failed"}
@@ -65,10 +65,10 @@ def test_live_lock_skips_that_output_and_stale_lock_is_taken_over(tmp_path):
     out.mkdir()
     import socket
 
-    from enhancer.state import OutputLock
+    from enhancer.batch.state import OutputLock
 
     lock = OutputLock(str(out / "a.mp4")).path
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from enhancer.state import OutputLock; "
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from enhancer.batch.state import OutputLock; "
                                f"OutputLock({str(out / 'a.mp4')!r}).acquire(); print('held', flush=True); "
                                "time.sleep(60)"], stdout=subprocess.PIPE, text=True)
     try:

@@ -10,7 +10,7 @@ import os
 import pytest
 
 from conftest import make_clip, run_cli
-from enhancer.evaluate import PSNR_CEILING
+from enhancer.quality.evaluate import PSNR_CEILING
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +156,7 @@ def test_a_thumbnail_stored_first_never_displaces_the_film(tmp_path, ffmpeg_buil
     import subprocess
 
     from conftest import MAKER
-    from enhancer.io.probe import probe
+    from enhancer.media.probe import probe
 
     env = {"ENHANCER_FFMPEG": ffmpeg_build.ffmpeg}
     if ffmpeg_build.ffprobe:

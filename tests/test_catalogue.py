@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from conftest import make_clip, run_cli
-from enhancer import weights
+from enhancer.restore import weights
 from enhancer.errors import ModelError
-from enhancer.io.probe import probe
+from enhancer.media.probe import probe
 from enhancer.models.fusion import FusionConfig, FusionGenerator
 
 TINY = dict(channels=4, low_channels=4, low_blocks=1, high_blocks=1)

@@ -7,8 +7,8 @@ import shutil
 from pathlib import Path
 
 from conftest import make_clip, run_cli
-from enhancer.io import ffmpeg as ff
-from enhancer.io.probe import count_frames, probe
+from enhancer.media import ffmpeg as ff
+from enhancer.media.probe import count_frames, probe
 
 
 def _json_lines(stdout: str) -> list[dict]:
@@ -134,7 +134,7 @@ def test_module_entry_point_and_help():
 
     from enhancer import __version__
     from enhancer.cli import enhance, main
-    from enhancer.io.muxer import CODECS, CONTAINERS, EncodeOptions, _video_args
+    from enhancer.media.muxer import CODECS, CONTAINERS, EncodeOptions, _video_args
 
     r = run_cli("--version")
     assert r.returncode == 0 and r.stdout.strip() == f"enhancer, version {__version__}"

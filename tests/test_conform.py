@@ -16,11 +16,11 @@ otio = pytest.importorskip("opentimelineio")
 from conftest import MAKER, decode_frames, run_cli  # noqa: E402
 from enhancer import conform  # noqa: E402
 from enhancer.errors import UsageError  # noqa: E402
-from enhancer.infer.engine import EnhanceOptions  # noqa: E402
-from enhancer.infer.models import load_restorer  # noqa: E402
-from enhancer.io.muxer import EncodeOptions  # noqa: E402
-from enhancer.io.probe import probe  # noqa: E402
-from enhancer.status import FileStatus  # noqa: E402
+from enhancer.pipeline.engine import EnhanceOptions  # noqa: E402
+from enhancer.restore.loading import load_restorer  # noqa: E402
+from enhancer.media.muxer import EncodeOptions  # noqa: E402
+from enhancer.media.probe import probe  # noqa: E402
+from enhancer.batch.status import FileStatus  # noqa: E402
 
 NTSC = 30000 / 1001
 FAST = ["--model", "nearest", "--scale", "1", "-q"]
@@ -485,7 +485,7 @@ def test_python_api(tmp_path, media):
 def test_busy_range_and_the_relinked_edit_waits(tmp_path, media, nearest):
     """A range another run is making is left to it (busy, exit 1) and the relinked edit is not
     written until a rerun finds every range made."""
-    from enhancer.state import OutputLock
+    from enhancer.batch.state import OutputLock
 
     cut = edl(tmp_path / "cut.edl", *DONE_WHEN)
     out = tmp_path / "out"
@@ -604,7 +604,7 @@ def test_an_earlier_relinked_edit_that_no_longer_holds_goes(tmp_path, media, nea
     """A rerun with other handles (or another cut) into the same folder that cannot finish (a range
     busy) leaves no relinked edit of the earlier run behind to be taken for this one's; one that
     says what this run would write stays."""
-    from enhancer.state import OutputLock
+    from enhancer.batch.state import OutputLock
 
     cut = edl(tmp_path / "cut.edl", *DONE_WHEN)
     out = tmp_path / "out"

@@ -66,7 +66,7 @@ def test_the_scan_sees_what_it_must():
             "raise Exception('module level')\n")
     assert bare_raises(text, "m.py") == [("m.py", 2, "f"), ("m.py", 4, "g"), ("m.py", 7, "h"), ("m.py", 10, None)]
     assert not any(_allowed(p, f) for p, f in (("enhancer/train/trainer.py", "train"),
-                                                ("enhancer/cli.py", "export_cmd"), ("enhancer/batch.py", None)))
+                                                ("enhancer/cli.py", "export_cmd"), ("enhancer/batch/runner.py", None)))
 
 
 def test_argument_and_config_errors_are_value_errors_and_usage_errors():
@@ -88,8 +88,8 @@ def test_errors_survive_pickling_whole():
 
 
 def test_classical_methods_refuse_what_they_cannot_do():
-    from enhancer.infer.models import load_restorer
-    from enhancer.infer.restorer import ClassicalUpscaler
+    from enhancer.restore.loading import load_restorer
+    from enhancer.restore.restorer import ClassicalUpscaler
 
     with pytest.raises(ArgumentError, match="unknown classical method 'sinc'"):
         ClassicalUpscaler("sinc")
@@ -102,8 +102,8 @@ def test_classical_methods_refuse_what_they_cannot_do():
 def test_bad_values_are_argument_errors():
     from enhancer import progress
     from enhancer.data.degrade import sample
-    from enhancer.io.codec import roundtrip
-    from enhancer.io.probe import parse_rate
+    from enhancer.media.codec import roundtrip
+    from enhancer.media.probe import parse_rate
 
     for text in ("x/1", "1/0", "0", "fast", "2000"):
         with pytest.raises(ArgumentError, match="is not a frame rate"):
@@ -133,7 +133,7 @@ def test_models_refuse_configs_and_clips_they_cannot_take():
 
 
 def test_the_matroska_writer_names_a_bug_as_one():
-    from enhancer.io.matroska import RawMatroskaWriter
+    from enhancer.media.matroska import RawMatroskaWriter
 
     with pytest.raises(InternalError, match="8 or 16 bits deep, not 10"):
         RawMatroskaWriter(io.BytesIO(), 4, 4, 10)
@@ -146,7 +146,7 @@ def test_the_matroska_writer_names_a_bug_as_one():
 
 
 def test_a_card_that_is_not_json_is_a_model_error():
-    from enhancer.weights import ModelCard
+    from enhancer.restore.weights import ModelCard
 
     with pytest.raises(ModelError, match="card is not JSON"):
         ModelCard.from_json("{not json")

@@ -14,10 +14,10 @@ import pytest
 
 from browser import Browser, find_chromium
 from conftest import SHARED, make_clip, needs_shared, run_cli
-from enhancer.compare import Crop, compare, compose
+from enhancer.media.compare import Crop, compare, compose
 from enhancer.errors import EnhancerError
-from enhancer.evaluate import PSNR_CEILING, evaluate, frechet_distance, luma, psnr, ssim
-from enhancer.io import ffmpeg as ff
+from enhancer.quality.evaluate import PSNR_CEILING, evaluate, frechet_distance, luma, psnr, ssim
+from enhancer.media import ffmpeg as ff
 
 SHARED_MOBILENET = SHARED / "weights" / "mobilenet_v2-b0353104.pth"
 needs_imagenet = needs_shared("weights", "mobilenet_v2-b0353104.pth", alternative="ENHANCER_MOBILENET_WEIGHTS")
@@ -174,7 +174,7 @@ def test_compare_video_and_still(tmp_path):
     a = make_clip(tmp_path / "a.mp4", size="96x64", seconds=0.5)
     b = make_clip(tmp_path / "b.mp4", size="192x128", seconds=0.5, audio=False)
     out = compare([str(a), str(b)], str(tmp_path / "cmp.mp4"), mode="side", progress=False)
-    from enhancer.io.probe import count_frames, probe
+    from enhancer.media.probe import count_frames, probe
 
     info = probe(str(out))
     assert (info.width, info.height) == (384, 128) and count_frames(str(out)) == 12
@@ -214,7 +214,7 @@ def test_benchmark_end_to_end(bench):
     assert not re.search(r"(src|href)=['\"]?(https?:)?//", page)  # nothing from elsewhere: one folder, offline
     clips = [s for s in srcs if s.endswith(".mp4")]
     assert len(clips) == 6  # truth, input and four methods
-    from enhancer.io.probe import probe
+    from enhancer.media.probe import probe
 
     info = probe(str(bench / "report" / clips[0]))
     assert info.codec == "h264" and info.pix_fmt == "yuv420p" and not info.audio
@@ -222,7 +222,7 @@ def test_benchmark_end_to_end(bench):
 
 
 def test_chart_precision_and_best():
-    from enhancer.evaluate import METRIC_INFO
+    from enhancer.quality.evaluate import METRIC_INFO
     from enhancer.reports.charts import best_of, separating_decimals
 
     assert separating_decimals([35.4512, 35.4537, 36.0], 2) == 3

@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from conftest import MAKER, make_clip, run_cli
-from enhancer import evaluate as ev
-from enhancer.features import PerceptualDistance, _mobilenet_v2_features, perceptual
+from enhancer.quality import evaluate as ev
+from enhancer.quality.features import PerceptualDistance, _mobilenet_v2_features, perceptual
 
 
 def _ssim_reference(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
@@ -121,7 +121,7 @@ def test_mobilenet_is_torchvisions_without_importing_it():
     x = torch.rand(2, 3, 64, 80)
     with torch.inference_mode(), ev._torch_threads(1):
         assert torch.equal(theirs.features(x), ours(x))
-    code = ("import sys; from enhancer.features import perceptual; perceptual(); "
+    code = ("import sys; from enhancer.quality.features import perceptual; perceptual(); "
             "assert 'torchvision' not in sys.modules, 'torchvision imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -207,7 +207,7 @@ def test_degrade_of_tiny_frames_is_one_clear_line(tmp_path, size):
 
 def test_benchmark_scores_the_good_clips_past_a_bad_one(tmp_path, capsys):
     from enhancer import progress
-    from enhancer.benchmark import BASELINES, run_benchmark, write_outputs
+    from enhancer.reports.benchmark import BASELINES, run_benchmark, write_outputs
 
     tiny = make_clip(tmp_path / "tiny.mkv", size="3x3", vcodec="ffv1", pix_fmt="yuv444p", audio=False, seconds=0.2,
                      src="testsrc")

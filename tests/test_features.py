@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from conftest import ROOT, SHARED, needs_shared
-from enhancer import feature_weights, features
+from enhancer.quality import feature_weights
+from enhancer.quality import features
 from enhancer.errors import EnhancerError
-from enhancer.evaluate import frames
+from enhancer.quality.evaluate import frames
 
 ORIGINAL = SHARED / "weights" / feature_weights.SOURCE_FILE
 needs_original = needs_shared("weights", feature_weights.SOURCE_FILE)

@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 
 from conftest import MAKER, make_clip, packet_times, run_cli, stream_md5
-from enhancer.infer.engine import EnhanceOptions, enhance_video
-from enhancer.infer.restorer import ClassicalUpscaler
-from enhancer.io import ffmpeg as ff
-from enhancer.io.muxer import EncodeOptions
-from enhancer.io.probe import count_frames, probe
+from enhancer.pipeline.engine import EnhanceOptions, enhance_video
+from enhancer.restore.restorer import ClassicalUpscaler
+from enhancer.media import ffmpeg as ff
+from enhancer.media.muxer import EncodeOptions
+from enhancer.media.probe import count_frames, probe
 
 QUIET = EnhanceOptions(progress=False)
 
@@ -157,7 +157,7 @@ def test_git_builds_are_placed_by_their_libraries():
 def test_vmaf_with_every_build(use_build, tmp_path):
     """VMAF is measured whichever ffmpeg decodes: where the build lacks libvmaf (Debian's 5.1
     does), the bundled ffmpeg measures it; identical clips score near 100."""
-    from enhancer.evaluate import vmaf
+    from enhancer.quality.evaluate import vmaf
 
     clip = make_clip(tmp_path / "a.mkv", size="128x96", vcodec="ffv1", audio=False, seconds=0.3)
     scores = vmaf(str(clip), str(clip))
@@ -197,7 +197,7 @@ def test_splice_with_every_build(use_build, tmp_path):
 def test_mp4_track_titles_kept(use_build, tmp_path):
     """The video and audio tracks' titles come through, though ffmpeg 5.1's MP4 demuxer does not
     read them (enhancer reads the tracks' udta/name itself)."""
-    from enhancer.io.probe import mov_track_titles
+    from enhancer.media.probe import mov_track_titles
 
     plain = make_clip(tmp_path / "plain.mp4", size="96x64", seconds=0.4)
     srt = tmp_path / "s.srt"

@@ -16,13 +16,13 @@ import torch
 
 from conftest import make_clip, run_cli
 from enhancer.errors import ModelError, UsageError
-from enhancer.infer import field
-from enhancer.infer.frames import FrameRestorer
-from enhancer.infer.models import load_restorer, parse_temporal
-from enhancer.infer.restorer import ClassicalUpscaler
-from enhancer.infer.temporal import TemporalConsistency
-from enhancer.io.reader import Frame, windows
-from enhancer.io.probe import count_frames, probe
+from enhancer.restore import field
+from enhancer.restore.frames import FrameRestorer
+from enhancer.restore.loading import load_restorer, parse_temporal
+from enhancer.restore.restorer import ClassicalUpscaler
+from enhancer.restore.temporal import TemporalConsistency
+from enhancer.media.reader import Frame, windows
+from enhancer.media.probe import count_frames, probe
 from enhancer.pipeline.recipe import restorer_identity
 
 spandrel = pytest.importorskip("spandrel")
@@ -163,7 +163,7 @@ def test_onnx_model_runs_and_a_fixed_size_one_is_refused(tmp_path):
         load_restorer(str(tmp_path / "fixed.onnx"), device="cpu")
     with pytest.raises(UsageError, match="runs in fp32, not bf16"):
         load_restorer(str(tmp_path / "c.onnx"), device="cpu", precision="bf16")
-    from enhancer.infer.inspect import inspect_model
+    from enhancer.restore.inspect import inspect_model
 
     items = dict(inspect_model(str(tmp_path / "c.onnx"), device="cpu"))
     assert items["architecture"].startswith("onnx (read by onnxruntime") and items["scale"] == "x2"
@@ -291,7 +291,7 @@ def test_cli_enhances_with_a_field_model_file(compact_files, tmp_path):
 
 def test_temporal_on_for_any_per_frame_model_in_api_ray_spec_and_watch(tmp_path):
     import enhancer
-    from enhancer.cluster import ModelSpec
+    from enhancer.batch.cluster import ModelSpec
 
     for r in (load_restorer("lanczos", temporal="on"), ModelSpec("lanczos", temporal="on").load(),
               enhancer.Enhancer("lanczos", temporal="on")._restorer):
@@ -336,7 +336,7 @@ def test_models_inspect_says_what_the_file_is_and_what_enhance_does(compact_file
     by_file = dict(line.split(": ", 1) for line in run_cli("models", "--inspect", own["file"]).stdout.splitlines())
     assert by_file["sha256"] == own["sha256"] and by_file["architecture"] == own["architecture"]
     # the size needs of a transformer, and its advice against tiles
-    from enhancer.infer.inspect import inspect_model
+    from enhancer.restore.inspect import inspect_model
     from spandrel.architectures.SwinIR import SwinIR
 
     torch.manual_seed(0)

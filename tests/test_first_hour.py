@@ -17,11 +17,11 @@ import pytest
 
 from conftest import make_clip, run_cli
 from enhancer.errors import EnhancerError, ModelError, UsageError
-from enhancer.infer.engine import EnhanceOptions, enhance_video
-from enhancer.infer.restorer import CLASSICAL, ClassicalUpscaler
-from enhancer.io import ffmpeg as ff
-from enhancer.io.muxer import EncodeOptions, _yuv_format
-from enhancer.io.probe import probe
+from enhancer.pipeline.engine import EnhanceOptions, enhance_video
+from enhancer.restore.restorer import CLASSICAL, ClassicalUpscaler
+from enhancer.media import ffmpeg as ff
+from enhancer.media.muxer import EncodeOptions, _yuv_format
+from enhancer.media.probe import probe
 
 QUIET = EnhanceOptions(progress=False)
 
@@ -94,7 +94,7 @@ def test_video_stream_tags_come_through(tmp_path):
 def test_handler_name_kept_rotation_applied_not_copied(tmp_path):
     """MP4/MOV: the video track's handler name comes through; rotation is applied to the picture,
     so the output carries none (a player would otherwise turn it twice)."""
-    from enhancer.io import ffmpeg as ff
+    from enhancer.media import ffmpeg as ff
 
     plain = make_clip(tmp_path / "p.mp4", size="96x64", seconds=0.2, audio=False,
                       extra_out=["-metadata:s:v:0", "handler_name=Camera Handler"])
@@ -115,7 +115,7 @@ def test_handler_name_kept_rotation_applied_not_copied(tmp_path):
 
 # ---- say what it does, do what it says ---------------------------------------------------------
 def test_a_video_name_the_tool_cannot_write_is_a_one_line_error(tmp_path):
-    from enhancer.naming import plan_jobs
+    from enhancer.batch.naming import plan_jobs
 
     src = make_clip(tmp_path / "clip.mp4", size="96x64", seconds=0.2, audio=False)
     with pytest.raises(UsageError) as e:
@@ -130,7 +130,7 @@ def test_a_video_name_the_tool_cannot_write_is_a_one_line_error(tmp_path):
 
 
 def test_every_classical_method_is_named_in_help_and_in_the_unknown_model_message():
-    from enhancer import weights
+    from enhancer.restore import weights
     from enhancer.cli import enhance
 
     with pytest.raises(ModelError) as e:
@@ -217,7 +217,7 @@ def test_a_file_cut_short_ends_its_bar_at_what_decoded_with_the_warning(tmp_path
 
 
 def test_stdin_is_labelled_stdin_and_batches_number_their_bars():
-    from enhancer.batch import FileResult, Job, bar_label
+    from enhancer.batch.runner import FileResult, Job, bar_label
 
     assert bar_label(Job("/tmp/.enhancer-stdin-123-abc.mkv", "-", display="-"), 0, 1) == "stdin"
     assert bar_label(Job("in/a.mp4", "out/a.mp4"), 1, 3) == "[2/3] a.mp4"
@@ -226,7 +226,7 @@ def test_stdin_is_labelled_stdin_and_batches_number_their_bars():
 
 
 def test_compare_labels_tell_the_inputs_apart():
-    from enhancer.compare import default_labels
+    from enhancer.media.compare import default_labels
 
     assert default_labels(["x/tree.avi", "x/tree.mkv"]) == ["tree.avi", "tree.mkv"]
     assert default_labels(["a/clip.mp4", "b/clip.mp4", "c.mp4"]) == ["a/clip.mp4", "b/clip.mp4", "c.mp4"]
@@ -260,7 +260,7 @@ def test_image_sequence_rate_from_fps_option_sidecar_or_assumed_and_said(tmp_pat
 
 
 def test_evaluate_an_upscaled_output_against_a_same_size_reference(tmp_path):
-    from enhancer.evaluate import evaluate
+    from enhancer.quality.evaluate import evaluate
 
     ref = make_clip(tmp_path / "ref.mkv", size="96x64", vcodec="ffv1", pix_fmt="yuv444p", audio=False, seconds=0.12)
     big = make_clip(tmp_path / "big.mkv", size="96x64", vcodec="ffv1", pix_fmt="yuv444p", audio=False, seconds=0.12,

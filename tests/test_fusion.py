@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from conftest import make_clip, run_cli
-from enhancer import weights
+from enhancer.restore import weights
 from enhancer.data.dataset import ClipDataset, PrepareConfig, prepare
-from enhancer.infer.neural import ModelRestorer
-from enhancer.io.probe import probe
+from enhancer.restore.neural import ModelRestorer
+from enhancer.media.probe import probe
 from enhancer.models.align import align_stacks, flow, luma8, warp
 from enhancer.models.fusion import FusionConfig, FusionGenerator, fusion_complexity
 from enhancer.train import checkpoint as ckpt
@@ -124,11 +124,11 @@ def test_chunks_and_tiles_are_invisible():
 
 
 def test_stacks_are_made_a_few_frames_at_a_time(monkeypatch):
-    monkeypatch.setattr("enhancer.infer.neural.STACK_BYTES", 5 * 45 * 61 * 3 * 4 * 2)  # two stacks at a time
+    monkeypatch.setattr("enhancer.restore.neural.STACK_BYTES", 5 * 45 * 61 * 3 * 4 * 2)  # two stacks at a time
     g = tiny_fusion(2)
     frames = (_pan(9, 45, 61, 2) * 255).astype(np.uint8)
     calls = []
-    import enhancer.infer.neural as neural
+    import enhancer.restore.neural as neural
 
     real = neural.align_stacks
     monkeypatch.setattr(neural, "align_stacks", lambda f, r, centres: calls.append(centres) or real(f, r, centres))

@@ -16,15 +16,15 @@ import pytest
 import torch
 
 from conftest import MAKER, make_clip, run_cli, stream_md5
-from enhancer import weights
-from enhancer.batch import decide_job
-from enhancer.infer.engine import EnhanceOptions, enhance_video
-from enhancer.infer.restorer import ClassicalUpscaler
-from enhancer.io.muxer import EncodeOptions
-from enhancer.io.probe import count_frames, probe
-from enhancer.naming import Job
+from enhancer.restore import weights
+from enhancer.batch.runner import decide_job
+from enhancer.pipeline.engine import EnhanceOptions, enhance_video
+from enhancer.restore.restorer import ClassicalUpscaler
+from enhancer.media.muxer import EncodeOptions
+from enhancer.media.probe import count_frames, probe
+from enhancer.batch.naming import Job
 from enhancer.pipeline.recipe import Recipe
-from enhancer.state import STATE_NAME, BatchState, Decision
+from enhancer.batch.state import STATE_NAME, BatchState, Decision
 
 LANCZOS = ["--model", "lanczos", "--preset", "ultrafast"]
 

@@ -11,12 +11,12 @@ import pytest
 
 from conftest import decode_frames, make_clip, packet_times, stream_md5
 from enhancer.errors import EnhancerError, InputError
-from enhancer.infer.engine import EnhanceOptions, enhance_video
-from enhancer.infer.restorer import ClassicalUpscaler
-from enhancer.io import ffmpeg as ff
-from enhancer.io.muxer import EncodeOptions
-from enhancer.io.probe import bit_depth_of, count_frames, probe
-from enhancer.io.reader import FrameReader
+from enhancer.pipeline.engine import EnhanceOptions, enhance_video
+from enhancer.restore.restorer import ClassicalUpscaler
+from enhancer.media import ffmpeg as ff
+from enhancer.media.muxer import EncodeOptions
+from enhancer.media.probe import bit_depth_of, count_frames, probe
+from enhancer.media.reader import FrameReader
 
 QUIET = EnhanceOptions(progress=False)
 
@@ -188,7 +188,7 @@ def test_image_sequence_output(tmp_path):
 def test_unpadded_image_names_are_read_in_frame_order(tmp_path):
     """0.png .. 11.png: ffmpeg's glob would read 10.png and 11.png before 2.png (a scrambled
     video); numbers count as numbers, for enhance and for evaluate's image folders alike."""
-    from enhancer.evaluate import frames as eval_frames
+    from enhancer.quality.evaluate import frames as eval_frames
 
     src = make_clip(tmp_path / "in.mkv", size="64x48", vcodec="ffv1", pix_fmt="yuv444p", audio=False, seconds=0.48)
     seq = tmp_path / "seq"
@@ -305,7 +305,7 @@ def test_paths_that_look_like_options_or_protocols(tmp_path):
 
 
 def test_ffprobe_json_is_read_the_same_way():
-    from enhancer.io.probe import from_ffprobe_json
+    from enhancer.media.probe import from_ffprobe_json
 
     data = {
         "format": {"format_name": "mov,mp4,m4a,3gp,3g2,mj2", "duration": "10.010000", "start_time": "0.000000"},
@@ -367,7 +367,7 @@ def test_inputs_cut_short_are_reported_incomplete(tmp_path):
             assert row["status"] == "done" and row["incomplete"] and row["frames"] < 50, row
             assert any(w.startswith("incomplete input") and f"decoded {row['frames']} of" in w
                        for w in row["warnings"]), row
-    from enhancer.state import BatchState
+    from enhancer.batch.state import BatchState
 
     state = BatchState(out).entries
     assert state["cut50.mkv"].status == "incomplete" and state["whole.mkv"].status == "done"
@@ -445,7 +445,7 @@ def test_mpeg2_takes_rates_written_unusually_and_non_standard_ones(tmp_path, rat
     """MPEG-2 knows eight frame rates: 29.97 written as 2997/100 (as some phones and tools write
     it) is encoded as 30000/1001, and a rate it does not know (15) through its rate extension;
     never 'MPEG-1/2 does not support 2997/100 fps'."""
-    from enhancer.io.muxer import mpeg2_rate
+    from enhancer.media.muxer import mpeg2_rate
 
     assert mpeg2_rate(Fraction(2997, 100)) == (Fraction(30000, 1001), [])
     assert mpeg2_rate(Fraction(25)) == (Fraction(25), [])

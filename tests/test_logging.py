@@ -6,11 +6,11 @@ import logging
 
 import pytest
 
-from enhancer.batch import plan_batch
-from enhancer.infer.engine import EnhanceOptions
-from enhancer.infer.restorer import ClassicalUpscaler
-from enhancer.io.muxer import EncodeOptions
-from enhancer.state import RECORDS
+from enhancer.batch.runner import plan_batch
+from enhancer.pipeline.engine import EnhanceOptions
+from enhancer.restore.restorer import ClassicalUpscaler
+from enhancer.media.muxer import EncodeOptions
+from enhancer.batch.state import RECORDS
 
 
 @pytest.fixture
@@ -32,7 +32,7 @@ def test_a_batch_logs_its_warnings_and_prints_nothing(tmp_path, caplog, capsys, 
     monkeypatch.setattr(logging.getLogger("enhancer"), "handlers", [])
     with caplog.at_level(logging.WARNING, logger="enhancer"):
         plan_batch([], ClassicalUpscaler("lanczos", 2), EncodeOptions(), EnhanceOptions(), folder=tmp_path)
-    assert [(r.name, r.levelno) for r in caplog.records] == [("enhancer.batch", logging.WARNING)]
+    assert [(r.name, r.levelno) for r in caplog.records] == [("enhancer.batch.runner", logging.WARNING)]
     assert "the record x.json could not be read" in caplog.records[0].getMessage()
     assert capsys.readouterr() == ("", "")  # the log is the only way out
 
@@ -51,7 +51,7 @@ def test_the_cli_shows_the_log_as_its_lines(cli_log, capsys):
 
 def test_a_bug_of_ours_is_one_line_and_with_verbose_its_traceback(tmp_path, caplog):
     from conftest import make_clip
-    from enhancer.batch import Job, run_batch
+    from enhancer.batch.runner import Job, run_batch
     from enhancer.errors import InternalError
 
     class Broken(ClassicalUpscaler):

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from conftest import MAKER, make_clip
-from enhancer.evaluate import evaluate
+from enhancer.quality.evaluate import evaluate
 
 # the README's conversion: the source's matrix and range (here untagged SD: BT.601, limited),
 # swscale bicubic with accurate rounding and full chroma interpolation

@@ -9,10 +9,11 @@ import pytest
 import torch
 
 from conftest import make_clip, run_cli
-from enhancer import losses, weights
+from enhancer.train import losses
+from enhancer.restore import weights
 from enhancer.errors import EnhancerError
-from enhancer.infer.neural import ModelRestorer
-from enhancer.io.reader import Frame, windows
+from enhancer.restore.neural import ModelRestorer
+from enhancer.media.reader import Frame, windows
 from enhancer.models import Discriminator, DiscriminatorConfig, FrameDiscriminator, Generator, GeneratorConfig
 from enhancer.models.generator import complexity
 

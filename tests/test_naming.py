@@ -12,8 +12,8 @@ import pytest
 
 from conftest import make_clip, run_cli
 from enhancer.errors import EnhancerError, UsageError, escape, shown
-from enhancer.io.probe import count_frames
-from enhancer.naming import discover, plan_jobs
+from enhancer.media.probe import count_frames
+from enhancer.batch.naming import discover, plan_jobs
 
 LANCZOS = ["--model", "lanczos", "--preset", "ultrafast"]
 
@@ -134,7 +134,7 @@ def test_a_name_holding_a_printf_pattern_is_a_file_not_a_sequence(tmp_path):
     assert sorted(Path(x["output"]).name for x in rows) == ["c.mp4", "p%d.mp4"]
     assert all(x["status"] == "done" and x["frames"] == 5 for x in rows)
     # a pattern that names no file is still a sequence
-    from enhancer.io.sequence import is_image_sequence
+    from enhancer.media.sequence import is_image_sequence
 
     assert is_image_sequence(str(tmp_path / "frames_%05d.png")) and not is_image_sequence(str(video))
 

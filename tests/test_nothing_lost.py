@@ -185,10 +185,10 @@ def test_a_codec_the_container_cannot_hold_is_a_usage_error_before_any_work(tmp_
 
 def test_a_frame_too_large_for_the_encoder_is_refused_before_the_model_runs(tmp_path):
     from enhancer.errors import OutputError
-    from enhancer.infer.engine import enhance_video
-    from enhancer.infer.restorer import ClassicalUpscaler
-    from enhancer.io.muxer import EncodeOptions
-    from enhancer.io.probe import probe
+    from enhancer.pipeline.engine import enhance_video
+    from enhancer.restore.restorer import ClassicalUpscaler
+    from enhancer.media.muxer import EncodeOptions
+    from enhancer.media.probe import probe
 
     src = make_clip(tmp_path / "tall.mkv", size="16x9000", seconds=0.12, audio=False, vcodec="ffv1",
                     pix_fmt="yuv420p")
@@ -282,7 +282,7 @@ def test_cover_art_and_a_second_video_stream_left_out_are_said(tmp_path):
 
 # ---- 11. names that differ only in the case of their extension ------------------------------------
 def test_a_mp4_and_a_MP4_in_one_folder_get_their_own_outputs(tmp_path):
-    from enhancer.naming import discover, plan_jobs
+    from enhancer.batch.naming import discover, plan_jobs
 
     folder = tmp_path / "in"
     folder.mkdir()
@@ -357,7 +357,7 @@ def test_a_plain_progress_line_every_few_seconds_where_stderr_is_not_a_terminal(
 def test_an_rgb_source_makes_4_2_0_h264_unless_asked_and_prores_keeps_4_4_4(tmp_path):
     from conftest import MAKER
 
-    from enhancer.io.probe import probe
+    from enhancer.media.probe import probe
 
     frames = tmp_path / "frames"
     frames.mkdir()
@@ -389,7 +389,7 @@ def test_a_study_leaves_out_a_clip_whose_versions_differ_in_length_and_says_so(t
 def test_what_counts_as_the_environments_failure(tmp_path):
     import errno
 
-    from enhancer.batch import environment_failure
+    from enhancer.batch.runner import environment_failure
     from enhancer.errors import FFmpegError, InputError, OutputError
 
     target = str(tmp_path / "a.mkv")

@@ -9,7 +9,7 @@ import sys
 import time
 
 from conftest import MAKER, make_clip, run_cli
-from enhancer.io.probe import count_frames, mov_track_titles
+from enhancer.media.probe import count_frames, mov_track_titles
 
 LANCZOS = ["--model", "lanczos", "-q"]
 

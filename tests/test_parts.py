@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 
 from conftest import make_clip, run_cli
-from enhancer.infer import engine
-from enhancer.infer.engine import EnhanceOptions, _Parts, enhance_video, parts_folder
-from enhancer.infer.restorer import ClassicalUpscaler
-from enhancer.io import ffmpeg as ff
-from enhancer.io.muxer import EncodeOptions
-from enhancer.io.probe import count_frames, probe
+from enhancer.pipeline import engine
+from enhancer.pipeline.engine import EnhanceOptions, _Parts, enhance_video, parts_folder
+from enhancer.restore.restorer import ClassicalUpscaler
+from enhancer.media import ffmpeg as ff
+from enhancer.media.muxer import EncodeOptions
+from enhancer.media.probe import count_frames, probe
 
 FFV1 = EncodeOptions(codec="ffv1")
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from enhancer import weights
-from enhancer.infer import device as dev
-from enhancer.infer.neural import ModelRestorer
+from enhancer.restore import weights
+from enhancer.restore import device as dev
+from enhancer.restore.neural import ModelRestorer
 
 
 @pytest.fixture

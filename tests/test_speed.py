@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from enhancer.batch import rate_text
+from enhancer.batch.runner import rate_text
 
 
 @pytest.mark.parametrize("fps, text", [(0.032, "0.032"), (0.00012, "0.00012"), (0.33, "0.33"), (1.26, "1.3"),

@@ -11,10 +11,10 @@ import pytest
 
 from conftest import MAKER, decode_frames, make_clip, packet_times, run_cli, stream_md5
 from enhancer.errors import UsageError
-from enhancer.infer.engine import EnhanceOptions, enhance_video
-from enhancer.infer.restorer import ClassicalUpscaler
-from enhancer.io.muxer import EncodeOptions
-from enhancer.io.probe import probe
+from enhancer.pipeline.engine import EnhanceOptions, enhance_video
+from enhancer.restore.restorer import ClassicalUpscaler
+from enhancer.media.muxer import EncodeOptions
+from enhancer.media.probe import probe
 
 
 class Invert:

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from conftest import make_clip, run_cli
-from enhancer import weights
-from enhancer.infer.neural import ModelRestorer
-from enhancer.io.probe import probe
+from enhancer.restore import weights
+from enhancer.restore.neural import ModelRestorer
+from enhancer.media.probe import probe
 from enhancer.models import ALIGNED
 from enhancer.models.fusion import FusionConfig, fusion_complexity
 from enhancer.models.st3d import ST3D_CONFIGS, ST3DConfig, ST3DGenerator, st3d_complexity

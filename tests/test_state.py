@@ -16,13 +16,13 @@ import pytest
 import torch
 
 from conftest import make_clip, run_cli
-from enhancer import weights
-from enhancer.infer.engine import EnhanceOptions
-from enhancer.infer.restorer import ClassicalUpscaler
-from enhancer.io.muxer import EncodeOptions
+from enhancer.restore import weights
+from enhancer.pipeline.engine import EnhanceOptions
+from enhancer.restore.restorer import ClassicalUpscaler
+from enhancer.media.muxer import EncodeOptions
 from enhancer.models import Generator, GeneratorConfig
 from enhancer.pipeline.recipe import Recipe
-from enhancer.state import RECORDS, BatchState, Decision, OutputLock, record_stem
+from enhancer.batch.state import RECORDS, BatchState, Decision, OutputLock, record_stem
 
 LANCZOS = ["--model", "lanczos", "--preset", "ultrafast"]
 TINY = dict(channels=8, frame_blocks=1, temporal_blocks=2, post_blocks=1)
@@ -84,7 +84,7 @@ _HOLDER = """
 import json, os, sys, time
 from pathlib import Path
 from enhancer.errors import LockedError
-from enhancer.state import OutputLock
+from enhancer.batch.state import OutputLock
 folder, marks = sys.argv[1], Path(sys.argv[2])
 try:
     lock = OutputLock(folder + "/a.mp4").acquire()

@@ -8,13 +8,13 @@ from dataclasses import asdict
 import pytest
 
 from conftest import make_clip
-from enhancer.batch import BatchSummary, FileResult
-from enhancer.infer.engine import EnhanceOptions
-from enhancer.infer.restorer import ClassicalUpscaler
-from enhancer.io.muxer import EncodeOptions
+from enhancer.batch.runner import BatchSummary, FileResult
+from enhancer.pipeline.engine import EnhanceOptions
+from enhancer.restore.restorer import ClassicalUpscaler
+from enhancer.media.muxer import EncodeOptions
 from enhancer.pipeline.recipe import Recipe
-from enhancer.state import RECORDS, BatchState, Decision, record_stem
-from enhancer.status import FileStatus, RecordStatus
+from enhancer.batch.state import RECORDS, BatchState, Decision, record_stem
+from enhancer.batch.status import FileStatus, RecordStatus
 
 
 @pytest.mark.parametrize("member", [*FileStatus, *RecordStatus, *Decision])

@@ -67,9 +67,11 @@ def test_no_import_circles():
 
 
 def test_one_table_of_media_extensions():
-    from enhancer import evaluate, naming
+    from enhancer.quality import evaluate
+    from enhancer.batch import naming
     from enhancer.data import dataset
-    from enhancer.io import media, sequence
+    from enhancer.media import files as media
+    from enhancer.media import sequence
 
     assert naming.VIDEO_EXTENSIONS is media.VIDEO_EXTENSIONS is dataset.VIDEO_EXT
     assert sequence.IMAGE_EXT is media.IMAGE_EXTENSIONS is evaluate.IMAGE_EXT is dataset.IMAGE_EXT
@@ -82,9 +84,9 @@ def test_exr_and_dpx_frames_are_images_to_evaluate_too(tmp_path):
 
     import numpy as np
 
-    from enhancer.evaluate import frames
-    from enhancer.io import ffmpeg as ff
-    from enhancer.io.sequence import is_image_sequence
+    from enhancer.quality.evaluate import frames
+    from enhancer.media import ffmpeg as ff
+    from enhancer.media.sequence import is_image_sequence
 
     for ext, pix in ((".exr", "gbrpf32le"), (".dpx", "rgb48le")):
         folder = tmp_path / ext[1:]
@@ -107,17 +109,41 @@ def _imports(path: Path) -> set[str]:
     return out
 
 
+# The layers, lowest first: a module imports only its own layer and those below it. errors and progress
+# are the two plain modules every layer may use; api assembles the pipeline, cli only parses flags.
+LAYERS = ["errors", "progress", "media", "models", "restore", "pipeline", "batch", "data", "quality", "reports",
+          "train", "conform", "api", "cli", "__main__"]
+
+
+def _layer(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
 def test_layers_import_only_downwards():
-    """The design's rules: the media layer (io) never imports torch, the pure models never
-    import the media layer, and nothing imports the command line."""
+    """The design's rules: each layer imports only downwards; the media layer never imports torch,
+    the pure models never import the media layer, nothing imports the command line (only
+    ``python -m enhancer`` runs it), and click is the command line's alone."""
     files = {p: _imports(p) for p in PACKAGE.rglob("*.py")}
     assert len(files) > 40
+    top = {p.stem for p in PACKAGE.glob("*.py")} | {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()}
+    assert top - {"__init__"} <= set(LAYERS), f"a module or folder outside the layers: {top - set(LAYERS)}"
+    assert len(list(PACKAGE.glob("*.py"))) <= 8
     for p, mods in files.items():
         rel = p.relative_to(PACKAGE).as_posix()
-        if rel.startswith("io/"):
+        own = rel.split("/")[0].removesuffix(".py")
+        if own == "__init__":
+            continue
+        for m in mods:
+            if m.startswith("enhancer.") and _layer(m) in LAYERS:
+                assert LAYERS.index(_layer(m)) <= LAYERS.index(own), f"{rel} imports {m}: a layer above its own"
+        if rel.startswith("media/"):
             assert not any(m == "torch" or m.startswith("torch.") for m in mods), rel
         if rel.startswith("models/"):
-            assert not any(m.startswith("enhancer.io") for m in mods), rel
-        if not rel.startswith("cli") and rel != "__main__.py":  # python -m enhancer runs the CLI
+            assert not any(m.startswith("enhancer.media") for m in mods), rel
+        if not rel.startswith("cli/") and rel != "__main__.py":
             assert not any(m == "enhancer.cli" or m.startswith("enhancer.cli.") for m in mods), rel
+            assert not any(m == "click" or m.startswith("click.") for m in mods), rel
     assert "torch" in files[PACKAGE / "models" / "st3d.py"]  # the imports were read
+    assert "enhancer.restore.restorer" in files[PACKAGE / "pipeline" / "engine.py"]
+

@@ -40,7 +40,7 @@ def study(tmp_path_factory) -> Path:
 
 
 def test_study_folder_holds_every_pair_once_in_a_recorded_order(study):
-    from enhancer.io.probe import probe
+    from enhancer.media.probe import probe
 
     design = json.loads((study / "study.json").read_text())
     trials = design["trials"]

@@ -17,11 +17,12 @@ import pytest
 import torch
 
 from conftest import make_clip, run_cli
-from enhancer import losses, weights
+from enhancer.train import losses
+from enhancer.restore import weights
 from enhancer.data.dataset import ClipDataset, PrepareConfig, photo_sequence, prepare
 from enhancer.data.degrade import Degradation, Scratch, degrade_clip, sample
 from enhancer.errors import EnhancerError
-from enhancer.io.probe import count_frames, probe
+from enhancer.media.probe import count_frames, probe
 from enhancer.train import checkpoint as ckpt
 from enhancer.train.config import TrainConfig
 from enhancer.train.trainer import train
@@ -151,7 +152,7 @@ def test_losses_follow_their_definitions():
 
 
 def test_perceptual_refuses_random_weights(monkeypatch, tmp_path):
-    from enhancer.features import PerceptualDistance
+    from enhancer.quality.features import PerceptualDistance
 
     monkeypatch.setenv("ENHANCER_MOBILENET_WEIGHTS", str(tmp_path / "missing.pth"))
     with pytest.raises(EnhancerError, match="MobileNetV2 ImageNet weights not found"):
@@ -206,7 +207,7 @@ def test_validation_psnr_y_is_what_evaluate_reports(tiny_set, tmp_path):
     """The trainer's val_psnr_y is `enhancer evaluate`'s psnr_y of the same frames (issue 14): the
     mean over the frames of each frame's PSNR-Y (the PSNR of each sequence's pooled error, which
     the trainer logged before, is another figure: 0.04 dB lower here)."""
-    from enhancer.evaluate import evaluate
+    from enhancer.quality.evaluate import evaluate
     from enhancer.train.trainer import validate
 
     class Nearest(torch.nn.Module):  # a generator that is easy to write down: x2 nearest of the centre frames

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from conftest import decode_frames, make_clip, run_cli
-from enhancer.watch import Watcher, writers
+from enhancer.batch.watch import Watcher, writers
 
 
 class Clock:
@@ -112,11 +112,11 @@ def test_a_file_another_run_is_making_is_looked_at_again(tmp_path):
     makes it once that run has let go (found in review: it was never retried)."""
     import threading
 
-    from enhancer.infer.engine import EnhanceOptions
-    from enhancer.infer.restorer import ClassicalUpscaler
-    from enhancer.io.muxer import EncodeOptions
-    from enhancer.state import OutputLock
-    from enhancer.watch import watch
+    from enhancer.pipeline.engine import EnhanceOptions
+    from enhancer.restore.restorer import ClassicalUpscaler
+    from enhancer.media.muxer import EncodeOptions
+    from enhancer.batch.state import OutputLock
+    from enhancer.batch.watch import watch
 
     inbox, out = tmp_path / "in", tmp_path / "out"
     inbox.mkdir()
@@ -135,10 +135,10 @@ def test_watch_writes_into_a_folder_it_creates(tmp_path):
     """The output is a folder from the start (plan_jobs once took a flag to never name a file for
     watch): a name ending like a video file is refused before anything is made."""
     from enhancer.errors import UsageError
-    from enhancer.infer.engine import EnhanceOptions
-    from enhancer.infer.restorer import ClassicalUpscaler
-    from enhancer.io.muxer import EncodeOptions
-    from enhancer.watch import watch
+    from enhancer.pipeline.engine import EnhanceOptions
+    from enhancer.restore.restorer import ClassicalUpscaler
+    from enhancer.media.muxer import EncodeOptions
+    from enhancer.batch.watch import watch
 
     inbox = tmp_path / "in"
     inbox.mkdir()

@@ -15,10 +15,10 @@ import torch
 from safetensors.torch import save_file
 
 from conftest import make_clip, run_cli
-from enhancer import weights
+from enhancer.restore import weights
 from enhancer.errors import ModelError
-from enhancer.infer.device import free_memory, memory_budget
-from enhancer.infer.neural import ModelRestorer
+from enhancer.restore.device import free_memory, memory_budget
+from enhancer.restore.neural import ModelRestorer
 from enhancer.models import Generator, GeneratorConfig
 
 TINY = dict(channels=8, frame_blocks=1, temporal_blocks=2, post_blocks=1)
@@ -182,9 +182,9 @@ def test_defaults_plan_to_use_about_half_the_memory(monkeypatch, available):
     half of what is available (the planned figure; benchmarks/memory.py measures the peaks)."""
     from types import SimpleNamespace
 
-    from enhancer.infer import neural
-    from enhancer.infer.engine import encoder_bytes, fit_encoder
-    from enhancer.io.muxer import EncodeOptions
+    from enhancer.restore import neural
+    from enhancer.pipeline.engine import encoder_bytes, fit_encoder
+    from enhancer.media.muxer import EncodeOptions
 
     monkeypatch.setenv("ENHANCER_MEMORY_AVAILABLE", available)
     half = free_memory(torch.device("cpu")) / 2
@@ -219,7 +219,7 @@ def test_one_default_chunk_and_one_place_that_chooses_it():
     """The chunk's default is defined once (MODEL_CHUNK, shown by the CLI's help) and chosen in one
     place (planned_chunk, which the Python API uses)."""
     from enhancer.cli import enhance
-    from enhancer.infer.restorer import MODEL_CHUNK, ClassicalUpscaler, planned_chunk
+    from enhancer.restore.restorer import MODEL_CHUNK, ClassicalUpscaler, planned_chunk
 
     r = ModelRestorer(Generator(GeneratorConfig(scale=2, channels=4, frame_blocks=0, post_blocks=0)),
                       device="cpu", precision="fp32", tile=0)

@@ -83,7 +83,7 @@ def _compact_still(src: Path, dst: Path) -> None:
 
 
 def _compact_video(src: Path, dst: Path, seconds: float = 40) -> None:
-    from enhancer.io import ffmpeg as ff
+    from enhancer.media import ffmpeg as ff
 
     final = dst.with_suffix(".mp4")
     part = final.with_name(final.stem + ".partial.mp4")  # never a cut-short clip under the cached name
@@ -104,7 +104,7 @@ def pack(sources: list[str], out: Path, *, window: int = 0, budget_mib: float = 
     """Write the upload for one window into ``out``; returns a summary. With ``max_mib``, an
     upload (``repo_bytes`` of the repository's own files, plus the pack) over it is refused."""
     from enhancer.errors import EnhancerError
-    from enhancer.io import ffmpeg as ff
+    from enhancer.media import ffmpeg as ff
 
     for w in wheels:
         if not Path(w).is_file():

@@ -16,7 +16,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from enhancer.errors import ArgumentError, UsageError, escape
-from enhancer.io.timecode import Timecode
+from enhancer.media.timecode import Timecode
 
 # suffix: (OpenTimelineIO adapter, the PyPI package that brings it (None: OTIO itself), what it is)
 FORMATS = {".edl": ("cmx_3600", "otio-cmx3600-adapter", "a CMX 3600 EDL"),

@@ -20,9 +20,9 @@ from pathlib import Path
 
 from enhancer.conform.edit import Edit, clip_names, otio_module, parse_edit, reel_of
 from enhancer.errors import EnhancerError, UsageError, escape, shown
-from enhancer.io.media import VIDEO_EXTENSIONS
-from enhancer.io.timecode import Timecode
-from enhancer.naming import Job
+from enhancer.media.files import VIDEO_EXTENSIONS
+from enhancer.media.timecode import Timecode
+from enhancer.batch.naming import Job
 
 DEFAULT_HANDLES = 12
 
@@ -101,7 +101,7 @@ class MediaIndex:
     reel (the name itself, or the reel a file's metadata names)."""
 
     def __init__(self, folders: list[str], exclude: list[str]):
-        from enhancer.naming import discover
+        from enhancer.batch.naming import discover
 
         for folder in folders:
             if not os.path.isdir(folder):
@@ -113,7 +113,7 @@ class MediaIndex:
 
     def media(self, path: str) -> Media:
         if path not in self._media:
-            from enhancer.io.probe import probe
+            from enhancer.media.probe import probe
 
             info = probe(path)
             if not info.fps:
@@ -245,7 +245,7 @@ def merge(uses: list[Use], handles: int) -> list[Range]:
 
 
 def _name(r: Range, ext: str) -> str:
-    from enhancer.io.temps import fit_name
+    from enhancer.media.temps import fit_name
 
     stem = Path(r.media.path).stem
     mark = r.timecode.replace(":", "-").replace(";", "-") if r.media.start is not None else f"f{r.first:06d}"
@@ -267,7 +267,7 @@ class Conform:
         return [Job(r.media.path, r.output) for r in self.ranges]
 
     def options(self, opts) -> list:
-        """Each range's own :class:`~enhancer.infer.engine.EnhanceOptions`: ``opts`` over its span."""
+        """Each range's own :class:`~enhancer.pipeline.engine.EnhanceOptions`: ``opts`` over its span."""
         return [dataclasses.replace(opts, start=r.start, duration=r.duration) for r in self.ranges]
 
     def range_of(self, path: str, first: int, frames: int) -> Range | None:
@@ -346,7 +346,7 @@ def plan_conform(edit_path: str, media: list[str], output: str, *, handles: int 
     """Read the edit, find its media, and plan the ranges; one-line errors (:class:`UsageError`)
     for an edit that does not parse, media not found, a rate that disagrees, a range outside
     its media, or outputs whose names collide."""
-    from enhancer.io.muxer import IMAGE_CODECS, default_extension
+    from enhancer.media.muxer import IMAGE_CODECS, default_extension
 
     if handles < 0:
         raise UsageError(f"handles must be 0 frames or more, not {handles}")

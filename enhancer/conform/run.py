@@ -7,12 +7,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
-from enhancer.batch import BatchSummary, FileResult, plan_batch, run_batch
+from enhancer.batch.runner import BatchSummary, FileResult, plan_batch, run_batch
 from enhancer.conform.edit import edit_bytes, write_edit
 from enhancer.conform.plan import Conform
 from enhancer.errors import escape, shown
 from enhancer.progress import write
-from enhancer.status import FileStatus
+from enhancer.batch.status import FileStatus
 
 
 def run(plan: Conform, restorer, encode, opts, *, overwrite: bool = False, verbose: bool = False,
@@ -49,8 +49,8 @@ def _drop_stale(plan: Conform) -> None:
               "(it is written again once every range is made)")
 
 
-# what the batch says of an output an earlier run made with this very recipe (enhancer.state,
-# enhancer.batch.decide_job); a file skipped for another reason (there, but not recorded as made from
+# what the batch says of an output an earlier run made with this very recipe (enhancer.batch.state,
+# enhancer.batch.runner.decide_job); a file skipped for another reason (there, but not recorded as made from
 # this source this way) is not one the relinked edit may point at
 _MADE_BEFORE = ("done in an earlier run", "made in an earlier run")
 
@@ -73,7 +73,7 @@ def dry_run(plan: Conform, restorer, encode, opts, *, overwrite: bool = False, r
 def report(plan: Conform, res: FileResult, *, as_json: bool, quiet: bool = False, dry_run: bool = False) -> None:
     """One range's outcome: a JSON line on stdout (the batch's fields, and the range's), or a line
     for people on stderr."""
-    from enhancer.batch import report as file_report
+    from enhancer.batch.runner import report as file_report
 
     r = next((r for r in plan.ranges if r.output == res.output), None)
     if as_json:

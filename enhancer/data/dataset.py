@@ -23,7 +23,7 @@ from enhancer.data.degrade import degrade_clip, sample
 from enhancer.progress import bar
 
 from enhancer.errors import ArgumentError, ConfigError, InputError, UsageError, shown
-from enhancer.io.media import IMAGE_EXTENSIONS as IMAGE_EXT, VIDEO_EXTENSIONS as VIDEO_EXT  # noqa: E402  (the one table)
+from enhancer.media.files import IMAGE_EXTENSIONS as IMAGE_EXT, VIDEO_EXTENSIONS as VIDEO_EXT  # noqa: E402  (the one table)
 
 
 @dataclass
@@ -60,7 +60,7 @@ def _gather(sources: list[str], exclude: list[str]) -> tuple[list[Path], list[Pa
 
 
 def _read_rgb(path: Path) -> np.ndarray:
-    from enhancer.io.media import read_image
+    from enhancer.media.files import read_image
 
     img = read_image(path)
     return img if img.dtype == np.uint8 else (img.astype(np.float32) / 257 + 0.5).astype(np.uint8)
@@ -134,9 +134,9 @@ def photo_sequence(photo: np.ndarray, rng: np.random.Generator, frames: int, siz
 def video_sequence(path: Path, rng: np.random.Generator, frames: int, size: int) -> np.ndarray | None:
     """``frames`` consecutive frames from a random point of a video, downscaled 1.5-2x with area
     averaging (which also cleans its compression) and randomly cropped. (T, S, S, 3) uint8."""
-    from enhancer.io.probe import probe
-    from enhancer.io.reader import FrameReader
-    from enhancer.io.segment import Segment
+    from enhancer.media.probe import probe
+    from enhancer.media.reader import FrameReader
+    from enhancer.media.segment import Segment
 
     info = probe(str(path))
     dur = info.duration or 0

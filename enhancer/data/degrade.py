@@ -309,7 +309,7 @@ def apply_pre_codec(lq: np.ndarray, d: Degradation, fps: int = 25) -> np.ndarray
     that pass ran at, encoded and decoded, and resized back (unchanged if there is none)."""
     if d.pre_codec == "none":
         return lq
-    from enhancer.io.codec import roundtrip
+    from enhancer.media.codec import roundtrip
 
     t, h, w, _ = lq.shape
     ph, pw = _even(h * d.pre_codec_scale), _even(w * d.pre_codec_scale)
@@ -324,7 +324,7 @@ def apply_codec(lq: np.ndarray, d: Degradation, fps: int = 25) -> np.ndarray:
     lq = apply_pre_codec(lq, d, fps)
     if d.codec == "none":
         return lq
-    from enhancer.io.codec import roundtrip
+    from enhancer.media.codec import roundtrip
 
     return roundtrip(lq, d.codec, d.codec_quality, fps=fps, preset=d.codec_preset)
 
@@ -343,11 +343,11 @@ def degrade_video(src: str, dst: str, preset: str = "web", scale: int = 2, seed:
     final codec stage is the output's own encoding at the drawn quality where the output can be
     encoded so (H.264, HEVC, MPEG-2); an earlier codec pass, or a final MPEG-4 part 2 pass, runs
     as a round trip over runs of ``GOP`` frames. No codec: lossless H.264."""
-    from enhancer.io.muxer import EncodeOptions, Muxer, container_of
-    from enhancer.io.probe import probe
-    from enhancer.io.reader import FrameReader
-    from enhancer.io.segment import Segment
-    from enhancer.naming import refuse_output_on_input
+    from enhancer.media.muxer import EncodeOptions, Muxer, container_of
+    from enhancer.media.probe import probe
+    from enhancer.media.reader import FrameReader
+    from enhancer.media.segment import Segment
+    from enhancer.media.files import refuse_output_on_input
     from enhancer.progress import bar
 
     refuse_output_on_input(dst, [src])
@@ -378,7 +378,7 @@ def degrade_video(src: str, dst: str, preset: str = "web", scale: int = 2, seed:
         clip = np.stack([p[0] for p in pending])
         clip = apply_pre_codec(clip, d, fps)
         if roundtrip_final:
-            from enhancer.io.codec import roundtrip
+            from enhancer.media.codec import roundtrip
 
             clip = roundtrip(clip, d.codec, d.codec_quality, fps=fps, preset=d.codec_preset)
         for img, (_, pts, tb) in zip(clip, pending):

@@ -36,7 +36,7 @@ class FusionConfig:
     low_blocks: int = 6  # residual blocks at half resolution
     high_blocks: int = 2  # residual blocks at the input resolution, after the low branch
 
-    # what a model file's card may ask for, checked before anything is built (enhancer.weights)
+    # what a model file's card may ask for, checked before anything is built (enhancer.restore.weights)
     LIMITS: ClassVar[dict] = {"scale": {1, 2, 4}, "radius": range(2, 5), "channels": range(1, 257),
                               "low_channels": range(1, 513), "low_blocks": range(0, 33), "high_blocks": range(0, 33)}
 

@@ -28,7 +28,7 @@ class GeneratorConfig:
     temporal_blocks: int = 2  # each adds one neighbour on each side
     post_blocks: int = 2  # per-frame residual blocks after fusion
 
-    # What a model file's card may ask for, checked before anything is built (enhancer.weights):
+    # What a model file's card may ask for, checked before anything is built (enhancer.restore.weights):
     # a range or set of allowed values. The bounds keep the largest network under ~100M parameters.
     LIMITS: ClassVar[dict] = {"scale": {1, 2, 4}, "channels": range(1, 257), "frame_blocks": range(0, 33),
                               "temporal_blocks": range(2, 9), "post_blocks": range(0, 33)}

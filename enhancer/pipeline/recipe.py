@@ -20,7 +20,7 @@ RECIPE_VERSION = 1
 def input_identity(path: str) -> dict:
     """Path, size and modification time of an input. An image sequence (a folder or a pattern)
     counts its frames and sums their sizes, with the newest modification time."""
-    from enhancer.io.sequence import is_image_sequence, sequence_files, sidecar_path
+    from enhancer.media.sequence import is_image_sequence, sequence_files, sidecar_path
 
     if is_image_sequence(path):
         stats = [f.stat() for f in sequence_files(path)]
@@ -60,8 +60,8 @@ class Recipe:
     @classmethod
     def of(cls, input_path: str, restorer, encode, opts) -> "Recipe":
         """The recipe for enhancing ``input_path`` with ``restorer``, ``encode``
-        (:class:`~enhancer.io.muxer.EncodeOptions`) and ``opts``
-        (:class:`~enhancer.infer.engine.EnhanceOptions`). Raises OSError when the input is gone."""
+        (:class:`~enhancer.media.muxer.EncodeOptions`) and ``opts``
+        (:class:`~enhancer.pipeline.engine.EnhanceOptions`). Raises OSError when the input is gone."""
         segment = {"deinterlace": opts.deinterlace, "start": opts.start, "duration": opts.duration,
                    "preview": opts.preview}
         if getattr(opts, "fps", None):  # settings added later enter only where set, so older keys still hold

@@ -13,7 +13,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
-from enhancer.evaluate import Metric
+from enhancer.quality.evaluate import Metric
 
 BEST = "#1a7f37"  # the best method's bar and label
 OTHER = "#8aa4c8"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from enhancer.evaluate import METRIC_INFO, METRICS, Scores
+from enhancer.quality.evaluate import METRIC_INFO, METRICS, Scores
 from enhancer.reports import charts
 from enhancer.reports.views import ClipViews, make_views
 

@@ -27,8 +27,8 @@ from importlib import resources
 from pathlib import Path
 
 from enhancer.errors import InputError, UsageError, escape
-from enhancer.io import ffmpeg as ff
-from enhancer.naming import VIDEO_EXTENSIONS
+from enhancer.media import ffmpeg as ff
+from enhancer.batch.naming import VIDEO_EXTENSIONS
 
 CRF = 16
 _PLAYABLE = {".mp4": {"h264"}, ".m4v": {"h264"}, ".webm": {"vp8", "vp9", "av1"}}
@@ -71,7 +71,7 @@ def _videos(folder: Path) -> dict[str, Path]:
 
 
 def _playable(path: Path) -> bool:
-    from enhancer.io.probe import probe
+    from enhancer.media.probe import probe
 
     info = probe(str(path))
     return (info.codec in _PLAYABLE.get(path.suffix.lower(), set()) and info.pix_fmt in ("yuv420p", "yuvj420p"))
@@ -161,7 +161,7 @@ def make_study(folders: list[str], out: str, *, seed: int | None = None, repeats
 def _lengths_differ(methods: list[str], paths: list[Path]) -> str | None:
     """Why the versions of one clip are not the same clip (their lengths differ by more than a
     frame and a half), or None: a 1 s clip beside a 3 s one is no fair pair."""
-    from enhancer.io.probe import probe
+    from enhancer.media.probe import probe
 
     infos = [probe(str(p)) for p in paths]
     known = [(m, i) for m, i in zip(methods, infos) if i.duration]

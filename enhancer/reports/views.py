@@ -16,10 +16,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from enhancer.compare import Crop
+from enhancer.media.compare import Crop
 from enhancer.errors import InputError
-from enhancer.evaluate import frames
-from enhancer.io import ffmpeg as ff
+from enhancer.quality.evaluate import frames
+from enhancer.media import ffmpeg as ff
 
 CLIP_SECONDS = 2.0  # long enough to see flicker, short enough to keep the page folder small
 CROP_SIDE = 160  # reference pixels
@@ -60,7 +60,7 @@ def detail_crop(img: np.ndarray, size: int) -> Crop:
 def _rate(path: str) -> float:
     if Path(path).is_dir():
         return 25.0
-    from enhancer.io.probe import probe
+    from enhancer.media.probe import probe
 
     fps = float(probe(path).fps)
     return fps if fps > 0 else 25.0

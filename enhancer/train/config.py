@@ -85,7 +85,7 @@ class TrainConfig:
             raise ConfigError(f"unknown training options: {', '.join(sorted(unknown))}")
         import typing
 
-        from enhancer.weights import type_error
+        from enhancer.restore.weights import type_error
 
         hints = typing.get_type_hints(cls)
         for key, value in raw.items():  # a value of the wrong type would fail deep inside the run

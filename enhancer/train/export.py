@@ -6,7 +6,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from enhancer import weights
+from enhancer.restore import weights
 from enhancer.errors import OutputError, UsageError
 from enhancer.train import checkpoint as ckpt
 

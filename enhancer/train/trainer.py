@@ -42,10 +42,10 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from enhancer import losses
+from enhancer.train import losses
 from enhancer.data.dataset import ClipDataset
 from enhancer.errors import EnhancerError
-from enhancer.infer.device import select_device
+from enhancer.restore.device import select_device
 from enhancer.models import (ALIGNED, CONFIGS, FUSION_CONFIGS, ST3D_CONFIGS, Discriminator, DiscriminatorConfig,
                              FrameDiscriminator, FusionConfig, FusionGenerator, Generator, GeneratorConfig, ST3DConfig,
                              ST3DGenerator)
@@ -53,7 +53,7 @@ from enhancer.models.blocks import channels_last
 from enhancer.progress import bar
 from enhancer.train import checkpoint as ckpt
 from enhancer.train.config import TrainConfig
-from enhancer.weights import arch_of
+from enhancer.restore.weights import arch_of
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ def _build(cfg: TrainConfig, device: torch.device) -> _Models:
             m.df = FrameDiscriminator(dcfg).to(device)
             m.opt_df = torch.optim.Adam(m.df.parameters(), lr=cfg.lr_d, betas=cfg.betas_d)
         if cfg.w_perceptual > 0:
-            from enhancer.features import perceptual
+            from enhancer.quality.features import perceptual
 
             m.perceptual = perceptual(cfg.perceptual_net, allow_random=cfg.allow_random_features).to(device)
     return m
@@ -390,9 +390,9 @@ def _ema_update(m: _Models, cfg: TrainConfig, step: int) -> None:
 def validate(model: nn.Module, data: ClipDataset, indices: np.ndarray, cfg: TrainConfig, device: torch.device,
              grid_path: Path | None = None) -> dict:
     """PSNR-Y of ``model`` and of bicubic on the fixed validation sequences: ``enhancer
-    evaluate``'s figure (:func:`enhancer.evaluate.psnr_y` of each 8-bit frame, the mean over all
+    evaluate``'s figure (:func:`enhancer.quality.evaluate.psnr_y` of each 8-bit frame, the mean over all
     frames) on whole frames, a border of 2 * scale left out."""
-    from enhancer.evaluate import psnr_y
+    from enhancer.quality.evaluate import psnr_y
     from enhancer.models.align import align_stacks
 
     model.eval()
@@ -671,7 +671,7 @@ class _Trainer:
         best_json, best_file = self.run_dir / "best.json", self.run_dir / "best.safetensors"
         best = -1.0
         if best_file.exists():  # the file's own card is the record (best.json, written after it, may lag a kill)
-            from enhancer.weights import read_card
+            from enhancer.restore.weights import read_card
 
             try:
                 best = float(read_card(best_file).metrics.get("val_psnr_y", -1.0))

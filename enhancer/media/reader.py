@@ -1,0 +1,281 @@
+"""Streaming decode to RGB frames with their timestamps, and sliding windows of frames.
+
+ffmpeg decodes to raw RGB on a pipe (8-bit sources to uint8, deeper ones to uint16 so 10-bit
+survives); a ``showinfo`` filter in the same graph reports each frame's exact pts on stderr, so
+variable frame rate survives too. Frames come out upright (ffmpeg applies rotation) and, where
+asked, deinterlaced with bwdif (one frame out per frame in). A bounded queue keeps memory flat.
+"""
+from __future__ import annotations
+
+import collections
+import queue
+import re
+import threading
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Iterator
+
+import numpy as np
+
+from enhancer.errors import ArgumentError, FFmpegError, InputError
+from enhancer.media import ffmpeg as ff
+from enhancer.media.colour import is_rgb_format, source_colour
+from enhancer.media.probe import VideoInfo
+from enhancer.media.segment import Segment
+
+
+@dataclass
+class Frame:
+    index: int
+    pts: int  # in time_base units
+    time_base: Fraction
+    image: np.ndarray  # (H, W, 3) uint8 or uint16, RGB
+
+    @property
+    def time(self) -> float:
+        return float(self.pts * self.time_base)
+
+
+_SHOWINFO = re.compile(r"\[Parsed_showinfo_\d+ @ [^\]]+\] n: *(\d+) pts: *(-?\d+) ")
+_TIMEBASE = re.compile(r"\[Parsed_showinfo_\d+ @ [^\]]+\] config in time_base: (\d+)/(\d+)")
+_DONE = object()
+# what demuxers and decoders print when a file is cut short or damaged
+_DAMAGE = re.compile(r"partial file|ended prematurely|truncat|invalid data found|error splitting|missing picture|"
+                     r"corrupt|decoding error|error while decoding|concealing|invalid nal|unexpected end|"
+                     r"incomplete frame|packet too small|moov atom not found", re.I)
+
+
+def deinterlace_filter(info: VideoInfo, mode: str) -> str | None:
+    """bwdif keeps one frame per frame (send_frame); auto only touches frames flagged interlaced,
+    and only where the stream does not say it is progressive."""
+    if mode == "off":
+        return None
+    if mode == "on":
+        return "bwdif=mode=send_frame:parity=auto:deint=all"
+    if mode != "auto":
+        raise ArgumentError(f"deinterlace must be auto|on|off, not {mode!r}")
+    if info.field_order == "progressive":
+        return None
+    return "bwdif=mode=send_frame:parity=auto:deint=interlaced"
+
+
+class FrameReader:
+    """Iterate over the decoded frames of one video, in order, with exact timestamps.
+
+    >>> with FrameReader(info) as reader:
+    ...     for frame in reader: ...
+    """
+
+    def __init__(self, info: VideoInfo, *, deinterlace: str = "auto", segment: Segment | None = None,
+                 buffer: int = 8):
+        self.info = info
+        self.segment = segment or Segment()
+        self.depth = 16 if info.bit_depth > 8 else 8
+        self.dtype = np.uint16 if self.depth == 16 else np.uint8
+        self.width, self.height = info.display_width, info.display_height
+        self.colour = source_colour(info)
+        self.warnings: list[str] = []
+        self.frames_read = 0
+        self.damage: list[str] = []  # the first lines where ffmpeg said the file is cut short or damaged
+        self.stopped: str | None = None  # why decoding ended with an error after some frames
+        self.last_times: collections.deque[Fraction] = collections.deque(maxlen=2)  # of frames delivered
+        # an AVI's empty packets show the frame before again: so does the reader, one frame a tick
+        filters = [f"fps={info.fps.numerator}/{info.fps.denominator}"] if info.repeats and info.fps else []
+        dein = deinterlace_filter(info, deinterlace)
+        if dein:
+            filters.append(dein)
+        filters.append("showinfo=checksum=0")
+        pix = "rgb48le" if self.depth == 16 else "rgb24"
+        if is_rgb_format(info.pix_fmt):
+            filters.append(f"format={pix}")
+        else:
+            filters.append(f"scale=in_color_matrix={self.colour.sws_matrix}:in_range={self.colour.range}"
+                           f":flags=bicubic+accurate_rnd+full_chroma_int,format={pix}")
+        src = info.path if info.image_sequence else ff.file_arg(info.path)
+        self.argv = [ff.tools().ffmpeg, "-hide_banner", "-nostats", "-loglevel", "info", "-copyts", "-nostdin",
+                     *self.segment.input_args(), *info.input_args,
+                     "-i", src, "-map", f"0:{info.video_index}", "-an", "-sn", "-dn",
+                     "-vf", ",".join(filters), "-fps_mode", "passthrough",
+                     "-f", "rawvideo", "-pix_fmt", pix, "pipe:1"]
+        self._frame_bytes = self.width * self.height * 3 * (2 if self.depth == 16 else 1)
+        self._pts: collections.deque[int] = collections.deque()
+        self._pts_cond = threading.Condition()
+        self.time_base: Fraction | None = None
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, buffer))
+        self._stop = threading.Event()
+        self._proc: ff.Process | None = None
+        self._thread: threading.Thread | None = None
+
+    # stderr -> timestamps
+    def _on_line(self, line: str) -> None:
+        m = _SHOWINFO.search(line)
+        if m:
+            with self._pts_cond:
+                self._pts.append(int(m.group(2)))
+                self._pts_cond.notify_all()
+            return
+        m = _TIMEBASE.search(line)
+        if m:
+            self.time_base = Fraction(int(m.group(1)), int(m.group(2)))
+            return
+        if len(self.damage) < 3 and _DAMAGE.search(line):
+            self.damage.append(ff.summarize([line]).rstrip("."))
+
+    def _next_pts(self) -> int:
+        with self._pts_cond:
+            ok = self._pts_cond.wait_for(lambda: self._pts or self._proc.proc.poll() is not None, timeout=30)
+            if not self._pts:
+                # the process ended: give its stderr drain a moment to deliver the last lines
+                self._pts_cond.wait_for(lambda: self._pts, timeout=2 if ok else 0)
+            if not self._pts:
+                raise FFmpegError("lost frame timestamps from the decoder", argv=self.argv,
+                                  stderr_tail=list(self._proc.tail), path=self.info.path)
+            return self._pts.popleft()
+
+    def _read_exact(self, buf: memoryview) -> int:
+        got = 0
+        stream = self._proc.stdout
+        while got < len(buf):
+            n = stream.readinto(buf[got:])
+            if not n:
+                break
+            got += n
+        return got
+
+    def _run(self) -> None:
+        try:
+            index = 0
+            while not self._stop.is_set():
+                image = np.empty((self.height, self.width, 3), dtype=self.dtype)
+                got = self._read_exact(memoryview(image).cast("B"))
+                if got == 0:
+                    break
+                if got < self._frame_bytes:
+                    self.warnings.append(f"last frame incomplete ({got} of {self._frame_bytes} bytes), dropped")
+                    break
+                pts = self._next_pts()
+                if self.time_base is None:  # never guessed: a wrong clock would move every frame
+                    raise FFmpegError("the decoder did not report its time base", argv=self.argv,
+                                      stderr_tail=list(self._proc.tail), path=self.info.path)
+                frame = Frame(index, pts, self.time_base, image)
+                self.last_times.append(pts * frame.time_base)
+                self._put(frame)
+                index += 1
+            if self._stop.is_set():
+                return
+            rc = self._proc.wait()
+            self.frames_read = index
+            if rc != 0:
+                err = self._proc.error()
+                if index == 0:
+                    raise InputError(f"cannot decode: {ff.summarize(err.stderr_tail)}", path=self.info.path)
+                self.stopped = ff.summarize(err.stderr_tail)
+            if index == 0:
+                start, length = self.segment.start, self.info.duration
+                if start and length and start >= length:  # a careless --start, not a damaged file
+                    raise InputError(f"--start {start:g} s is past the end of the video ({length:.2f} s long)",
+                                     path=self.info.path, hint="give a start inside the video")
+                raise InputError("no frames could be decoded (empty or damaged video stream)", path=self.info.path)
+            self._put(_DONE)
+        except BaseException as e:  # handed to the consumer, raised there
+            self._put(e)
+
+    def _put(self, item) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def start(self) -> "FrameReader":
+        import subprocess
+
+        self._proc = ff.Process(self.argv, stdout=subprocess.PIPE, path=self.info.path,
+                                on_line=self._on_line, what="decoding failed")
+        self._thread = threading.Thread(target=self._run, name="decode", daemon=True)
+        self._thread.start()
+        return self
+
+    def __iter__(self) -> Iterator[Frame]:
+        if self._proc is None:
+            self.start()
+        while True:
+            item = self._queue.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._proc is not None:
+            self._proc.kill()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> "FrameReader":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+@dataclass
+class Window:
+    """``core`` frames to produce, with ``margin`` frames of context on each side in ``images``
+    (len(images) == len(core) + 2 * margin). Context beyond the video's ends is mirrored."""
+
+    images: list[np.ndarray]
+    core: list[Frame]
+    margin: int
+
+
+def _mirror(i: int, n: int) -> int:
+    """Index i reflected into [0, n) without repeating the edge frame (... 2 1 | 0 1 2 ...)."""
+    if n == 1:
+        return 0
+    period = 2 * (n - 1)
+    i = i % period
+    return i if i < n else period - i
+
+
+def windows(frames: Iterator[Frame], margin: int, chunk: int, skip: int = 0) -> Iterator[Window]:
+    """Group a frame stream into windows of ``chunk`` core frames plus ``margin`` context frames
+    each side. Holds at most ``chunk + 3 * margin + 1`` frames; each core frame sees the same
+    context whatever ``chunk`` is, so chunking cannot change the result. The first ``skip``
+    frames are context only (a resumed run replays them to give its first frame its neighbours)."""
+    if chunk < 1 or margin < 0 or skip < 0:
+        raise ArgumentError("chunk must be >= 1, margin and skip >= 0")
+    buf: collections.deque[Frame] = collections.deque()  # frames first, first+1, ...
+    first = 0
+    head: list[Frame] = []  # frames 0..margin, kept to mirror the start
+    total: int | None = None
+    core_start = skip
+    it = iter(frames)
+    while True:
+        need = core_start + chunk + margin
+        while total is None and first + len(buf) < need:
+            f = next(it, None)
+            if f is None:
+                total = first + len(buf)
+                break
+            buf.append(f)
+            if f.index <= margin:
+                head.append(f)
+        end = core_start + chunk if total is None else min(core_start + chunk, total)
+        if end <= core_start:
+            return
+
+        def get(i: int) -> Frame:
+            j = _mirror(i, total) if total is not None else abs(i)
+            return head[j] if j < first else buf[j - first]
+
+        images = [get(i).image for i in range(core_start - margin, end + margin)]
+        core = [buf[i - first] for i in range(core_start, end)]
+        yield Window(images=images, core=core, margin=margin)
+        core_start = end
+        while buf and first < core_start - margin:
+            buf.popleft()
+            first += 1

@@ -1,0 +1,1 @@
+"""Measuring quality: metrics against a reference, benchmarks, side-by-side comparisons."""
