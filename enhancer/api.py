@@ -34,12 +34,19 @@ enhancer.errors.EnhanceFailed: .../missing.mp4: no such file
 from __future__ import annotations
 
 import os
+import sys
+from dataclasses import replace
 from fractions import Fraction
-from typing import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from enhancer.errors import ArgumentError, EnhanceFailed, InputError, UsageError
+from enhancer.errors import ArgumentError, EnhanceFailed, EnhancerError, InputError, RequestError, UsageError
+from enhancer.pipeline.request import DEFAULT_SPLIT, EnhanceRequest
+
+if TYPE_CHECKING:
+    from enhancer.batch.runner import BatchSummary, FileResult
 
 PathLike = str | os.PathLike
 
@@ -74,6 +81,150 @@ def _model_and_scale(model, scale) -> None:
         raise ArgumentError(f"scale must be 1, 2 or 4 (an int, as --scale takes it), not {scale!r}"[:200])
 
 
+def run(request: EnhanceRequest, *, on_result: Callable[[FileResult], None] | None = None,
+        on_note: Callable[[str], None] | None = None) -> BatchSummary:
+    """Run one :class:`~enhancer.pipeline.request.EnhanceRequest`: the one place the pipeline is
+    assembled (find the inputs, name the outputs, load the model, check what cannot go
+    together, then run the batch here or on Ray, or only plan it with ``dry_run``).
+
+    ``on_result`` sees each file's result as it is made; ``on_note`` each note for the user
+    (default: a warning). An error before any work is raised with ``before_work`` set on it;
+    a failed file is a result, not an error."""
+    try:
+        req, restorer, jobs, found, tools = _prepare(request, on_note)
+    except EnhancerError as e:
+        e.before_work = True
+        raise
+    return _execute(req, restorer, jobs, found, tools, on_result)
+
+
+def _prepare(request: EnhanceRequest, on_note):
+    from enhancer.batch.runner import discover, plan_jobs, reject_missing
+    from enhancer.media import ffmpeg as ff
+
+    req = request.check()
+    tools = ff.configure(ffmpeg=req.ffmpeg, verbose=req.verbose) if req.ffmpeg or ff._tools is None else ff.tools()
+    if req.verbose:
+        import logging
+
+        logging.getLogger("enhancer").info(tools.line())
+    if "-" in req.inputs and sys.stdin.isatty():
+        raise RequestError("inputs", "- reads a video from stdin; pipe one in")
+    found = discover(req.inputs, recursive=req.recursive, exclude=[req.output] if req.output != "-" else [])
+    reject_missing(found)
+    jobs = plan_jobs(found, req.output, req.encode.codec or "h264", req.encode.container,
+                     preview=req.processing.preview is not None)
+    if req.report:
+        from enhancer.batch.naming import preview_path
+        from enhancer.batch.runner import check_report_path
+
+        check_report_path(req.report, [src for src, _ in found],
+                          [str(preview_path(j.output)) if req.processing.preview is not None else j.output
+                           for j in jobs])
+    if req.processing.fps is not None:
+        from enhancer.media.sequence import is_image_sequence
+
+        if not any(src != "-" and is_image_sequence(src) for src, _ in found):
+            raise RequestError("fps", "sets the rate of image-sequence inputs, and no input is one (videos keep "
+                                      "their own timing)")
+    choice, note = req.model.resolved()
+    if note:
+        (on_note or _warn)(note)
+    req = replace(req, model=choice)
+    restorer = choice.load()
+    if req.processing.splice:
+        req.check_splice(restorer.scale)
+    return req, restorer, jobs, found, tools
+
+
+def _execute(req: EnhanceRequest, restorer, jobs, found, tools, on_result) -> BatchSummary:
+    from enhancer import progress as prog
+    from enhancer.batch.runner import Job, plan_batch, run_batch, spool_stdin, state_folder, write_report
+
+    encode, opts = req.encode.options(), req.processing_options()
+    b = req.batch
+    folder = state_folder(jobs, req.output)
+    if b.dry_run:  # the same decisions as a real run (state file, existing outputs), nothing written
+        return plan_batch(jobs, restorer, encode, opts, overwrite=b.overwrite, folder=folder,
+                          retry_failed=b.retry_failed, strict=b.strict)
+    spooled = None
+    try:
+        with prog.using(req.progress):
+            if req.executor.kind == "ray":
+                from enhancer.batch.cluster import run_batch_ray
+
+                net = getattr(restorer, "model", None)
+                summary = run_batch_ray(
+                    jobs, req.model, encode, opts, address=req.executor.address, folder=folder,
+                    ffmpeg=req.ffmpeg or os.environ.get("ENHANCER_FFMPEG"),  # the same on every node
+                    overwrite=b.overwrite, retry_failed=b.retry_failed, strict=b.strict,
+                    parameters=sum(p.numel() for p in net.parameters()) if net is not None else None,
+                    split=req.executor.split if req.executor.split is not None else DEFAULT_SPLIT,
+                    on_result=on_result)
+            else:
+                if req.inputs == ("-",):
+                    spooled = spool_stdin()
+                    jobs = [Job(spooled, req.output if req.output == "-" else jobs[0].output, display="-")]
+                summary = run_batch(jobs, restorer, encode, opts, overwrite=b.overwrite, verbose=req.verbose,
+                                    folder=folder, retry_failed=b.retry_failed, fail_fast=b.fail_fast,
+                                    strict=b.strict, on_result=on_result)
+    finally:
+        if spooled:
+            Path(spooled).unlink(missing_ok=True)
+    if req.report:
+        summary.report_written = write_report(req.report, {**summary.to_dict(), "ffmpeg": tools.describe()})
+    return summary
+
+
+def watch(request: EnhanceRequest, *, settle: float = 5.0, interval: float = 2.0, once: bool = False,
+          on_result: Callable[[FileResult], None] | None = None, on_start: Callable[[object], None] | None = None,
+          on_note: Callable[[str], None] | None = None, status: dict | None = None) -> int:
+    """Enhance videos as they arrive in the request's inputs (folders) into its output folder,
+    with the request's model, encoding and policy; ``once``: what is there, then return. Returns
+    the number of files that failed; KeyboardInterrupt propagates (the file in progress is
+    cleaned up first). ``on_start`` sees the loaded restorer before the first look."""
+    from enhancer.batch.watch import watch as watch_folders
+    from enhancer.errors import shown
+    from enhancer.media import ffmpeg as ff
+
+    try:
+        req = request.check()
+        if req.ffmpeg or ff._tools is None:
+            ff.configure(ffmpeg=req.ffmpeg, verbose=req.verbose)
+        for folder in req.inputs:
+            if not os.path.isdir(folder):
+                raise RequestError("inputs", f"{shown(folder)}: not a folder (watch takes folders to watch; use "
+                                             "enhance for files)")
+        if Path(req.output).exists() and not Path(req.output).is_dir():
+            raise RequestError("output", f"{shown(req.output)}: is a file; watch writes into a folder")
+        for folder in req.inputs:
+            if os.path.abspath(folder) == os.path.abspath(req.output):
+                raise RequestError("output", f"{shown(req.output)}: the output folder is the watched folder; "
+                                             "give another")
+        choice, note = req.model.resolved()
+        if note:
+            (on_note or _warn)(note)
+        restorer = choice.load()
+    except EnhancerError as e:
+        e.before_work = True
+        raise
+    if on_start:
+        on_start(restorer)
+    from enhancer import progress as prog
+
+    with prog.using(req.progress):
+        return watch_folders(list(req.inputs), req.output, restorer, req.encode.options(), req.processing_options(),
+                             container=req.encode.container, recursive=req.recursive, settle=settle,
+                             interval=interval, once=once, strict=req.batch.strict, verbose=req.verbose,
+                             status=status, retry_failed=req.batch.retry_failed, on_result=on_result)
+
+
+def _warn(note: str) -> None:
+    import warnings
+
+    warnings.warn(note, stacklevel=4)
+
+
 def enhance(input: PathLike | Sequence[PathLike], output: PathLike, *, model: str | None = None,
             scale: int | None = None, task: str | None = None, codec: str | None = None, crf: int | None = None,
             preset: str | None = None, pix_fmt: str | None = None, container: str | None = None,
@@ -101,65 +252,24 @@ def enhance(input: PathLike | Sequence[PathLike], output: PathLike, *, model: st
     Returns a :class:`Result` (``.files``, ``.outputs``, ``.frames``, ``.seconds``). Raises
     :class:`UsageError` before any work for what cannot run as asked (unknown model, names that
     collide), and :class:`EnhanceFailed` (with ``.result``) after the batch when any file failed;
-    the other files were still done unless ``keep_going`` is False.
+    the other files were still done unless ``keep_going`` is False. The same run as a request:
+    :func:`run` (``EnhanceRequest.of(input, output, **options)``).
     """
-    from enhancer import progress as prog
-    from enhancer.batch.runner import discover, plan_jobs, reject_missing, run_batch, state_folder
-    from enhancer.pipeline.engine import EnhanceOptions
-    from enhancer.restore.loading import load_restorer
-    from enhancer.media import ffmpeg as ff
-    from enhancer.media.muxer import EncodeOptions
-    from enhancer.media.probe import parse_rate
     from enhancer.batch.status import FileStatus
 
     inputs, out = _paths(input), _path(output, "output")
     _model_and_scale(model, scale)
     if "-" in inputs or out == "-":
         raise UsageError("the Python API reads and writes files; use the CLI for stdin and stdout")
-    if ffmpeg is not None or ff._tools is None:
-        ff.configure(ffmpeg=ffmpeg, verbose=False)
-    rate = None
-    if fps is not None:
-        try:
-            rate = parse_rate(str(fps)) if not isinstance(fps, Fraction) else fps
-        except ArgumentError as e:
-            raise UsageError(f"fps: {e.reason}") from None
-    found = discover(inputs, recursive=recursive, exclude=[out])
-    reject_missing(found)
-    jobs = plan_jobs(found, out, codec or "h264", container)
-    from enhancer.media.muxer import check_encoder_args
-
-    try:
-        import shlex
-
-        extra = check_encoder_args(shlex.split(encoder_args) if isinstance(encoder_args, str) else list(encoder_args))
-    except (ValueError, UsageError) as e:
-        raise UsageError(f"encoder_args: {e}") from None
-    size = _checked_size(size)
-    if deinterlace not in ("auto", "on", "off"):
-        raise UsageError(f"deinterlace must be auto, on or off, not {deinterlace!r}")
-    try:
-        encode = EncodeOptions(codec=codec or "h264", crf=crf, preset=preset, pix_fmt=pix_fmt, audio=audio,
-                               subtitles=subtitles, square_pixels=square_pixels, encoder_args=extra, size=size)
-        mode = prog.mode_of(progress)
-    except UsageError:  # ArgumentError included: a codec, audio mode, crf or progress setting it does not take
-        raise
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-    opts = EnhanceOptions(deinterlace=deinterlace, start=start, duration=duration, chunk=chunk,
-                          progress=mode != "none", part_seconds=part_seconds, fps=rate, splice=splice)
-    opts.segment  # start and duration checked before any work (not once per file, as each fails)
-    name = _chosen(model, task, scale)
-    restorer = load_restorer(name, scale=scale, device=device, precision=precision, tile=tile, chunk=chunk,
-                             temporal=temporal)
-    if splice:
-        from enhancer.pipeline.splice import check_request
-
-        check_request(segment=opts.segment, preview=None, size=size, codec=codec, scale=restorer.scale,
-                      deinterlace=deinterlace, output=out, pix_fmt=pix_fmt, crf=crf, api=True)
-    with prog.using(mode):
-        summary = run_batch(jobs, restorer, encode, opts, overwrite=overwrite, folder=state_folder(jobs, out),
-                            retry_failed=retry_failed, fail_fast=not keep_going, strict=strict)
+    request = EnhanceRequest.of(
+        inputs, out, model=os.fspath(model) if model is not None else None, scale=scale, task=task, codec=codec,
+        crf=crf, preset=preset, pix_fmt=pix_fmt, container=container, audio=audio, subtitles=subtitles,
+        square_pixels=square_pixels, encoder_args=encoder_args, size=size, start=start, duration=duration,
+        splice=splice, deinterlace=deinterlace, fps=fps, recursive=recursive, overwrite=overwrite,
+        retry_failed=retry_failed, fail_fast=not keep_going, strict=strict, part_seconds=part_seconds,
+        device=device, precision=precision, tile=tile, chunk=chunk, ffmpeg=ffmpeg, temporal=temporal,
+        progress=progress if progress is not True else "bar")
+    summary = run(request)
     failed = [r for r in summary.results if r.status == FileStatus.FAILED]
     if failed:
         first = failed[0].error or "failed"
@@ -272,23 +382,6 @@ def _chosen(model: str | None, task: str | None, scale: int | None) -> str:
     return name
 
 
-def _checked_size(size) -> tuple[int | None, int | None] | None:
-    """``size`` as (width, height), either None (from the aspect): a pair or ``"WxH"``."""
-    if size is None:
-        return None
-    if isinstance(size, str):
-        parts = size.lower().replace(":", "x").split("x")
-        try:
-            size = tuple(int(p) for p in parts)
-        except ValueError:
-            raise UsageError(f"size {size!r}: use (width, height) or 'WIDTHxHEIGHT'") from None
-    if (not isinstance(size, (tuple, list)) or len(size) != 2 or all(v is None for v in size)
-            or any(v is not None and (not isinstance(v, int) or isinstance(v, bool) or not 2 <= v <= 16384)
-                   for v in size)):
-        raise UsageError(f"size {size!r}: use (width, height), each 2 to 16384 or None (one side from the aspect)")
-    return (size[0], size[1])
-
-
 def _describe_as(shape, dtype) -> str:
     return f"{'x'.join(map(str, shape))} {np.dtype(dtype).name}"
 
@@ -308,6 +401,73 @@ def _as_frame(image, k: int) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
+def conform(request: EnhanceRequest, edit: PathLike, *, handles: int = 12,
+            on_result: Callable[[FileResult], None] | None = None, on_note: Callable[[str], None] | None = None,
+            on_plan: Callable[[object], None] | None = None):
+    """Enhance only the frames ``edit`` uses (plus ``handles``) from the media folders that are the
+    request's inputs, one file per range into its output folder, with its model, encoding, policy
+    and executor; the relinked edit is written there once every range is made. Returns
+    ``(plan, summary)``: ``plan.relinked`` names the edit, ``summary`` has one result per range
+    (``planned`` with ``dry_run``); ``on_plan`` sees the plan before any work (the codec defaults to
+    prores, for editing applications). An error before any work is raised with ``before_work`` set."""
+    from enhancer import conform as conforming
+
+    try:
+        req = request.check()
+        req = replace(req, encode=replace(req.encode, codec=req.encode.codec or "prores"))
+        if req.ffmpeg or _ff()._tools is None:
+            _ff().configure(ffmpeg=req.ffmpeg, verbose=req.verbose)
+        plan = conforming.plan_conform(_path(edit, "edit"), list(req.inputs), req.output, handles=handles,
+                                       codec=req.encode.codec, container=req.encode.container)
+        if on_plan:
+            on_plan(plan)
+        if req.report:
+            from enhancer.batch.runner import check_report_path
+
+            check_report_path(req.report, [os.fspath(edit)] + [r.media.path for r in plan.ranges])
+        choice, note = req.model.resolved()
+        if note:
+            (on_note or _warn)(note)
+        req = replace(req, model=choice)
+        restorer = choice.load()
+    except EnhancerError as e:
+        e.before_work = True
+        raise
+    encode, opts, b = req.encode.options(), req.processing_options(), req.batch
+    if b.dry_run:
+        return plan, conforming.dry_run(plan, restorer, encode, opts, overwrite=b.overwrite,
+                                        retry_failed=b.retry_failed, strict=b.strict)
+    ray = None
+    if req.executor.kind == "ray":
+        from enhancer.batch.cluster import run_batch_ray
+
+        def ray(jobs, each):
+            return run_batch_ray(jobs, req.model, encode, each, address=req.executor.address, folder=Path(req.output),
+                                 ffmpeg=req.ffmpeg or os.environ.get("ENHANCER_FFMPEG"), overwrite=b.overwrite,
+                                 retry_failed=b.retry_failed, strict=b.strict,
+                                 split=req.executor.split if req.executor.split is not None else DEFAULT_SPLIT,
+                                 on_result=on_result)
+    from enhancer import progress as prog
+
+    with prog.using(req.progress):
+        summary = conforming.run(plan, restorer, encode, opts, overwrite=b.overwrite, verbose=req.verbose,
+                                 retry_failed=b.retry_failed, fail_fast=b.fail_fast, strict=b.strict,
+                                 on_result=on_result, executor=ray)
+    if req.report:
+        from enhancer.batch.runner import write_report
+
+        summary.report_written = write_report(req.report, {**summary.to_dict(), "ffmpeg": _ff().tools().describe(),
+                                                           "relinked": plan.relinked if conforming.complete(summary)
+                                                           else None})
+    return plan, summary
+
+
+def _ff():
+    from enhancer.media import ffmpeg
+
+    return ffmpeg
+
+
 def conform_edit(edit: PathLike, media: PathLike | Sequence[PathLike], output: PathLike, *, handles: int = 12,
                  model: str | None = None, scale: int | None = None, task: str | None = None, codec: str = "prores",
                  crf: int | None = None, container: str | None = None, dry_run: bool = False,
@@ -317,27 +477,18 @@ def conform_edit(edit: PathLike, media: PathLike | Sequence[PathLike], output: P
     (plus ``handles``), one file per range into ``output``, and write the relinked edit there.
     Returns a :class:`Result` with one entry per range (``planned`` ones with ``dry_run``);
     raises :class:`UsageError` before any work, :class:`EnhanceFailed` after one range failed."""
-    from enhancer import conform
-    from enhancer.pipeline.engine import EnhanceOptions
-    from enhancer.restore.loading import load_restorer
-    from enhancer.media import ffmpeg as ff
-    from enhancer.media.muxer import EncodeOptions
     from enhancer.batch.status import FileStatus
 
-    if ffmpeg is not None or ff._tools is None:
-        ff.configure(ffmpeg=ffmpeg, verbose=False)
-    plan = conform.plan_conform(os.fspath(edit), _paths(media), os.fspath(output), handles=handles, codec=codec,
-                                container=container)
-    restorer = load_restorer(_chosen(model, task, scale), scale=scale, device=device, precision=precision)
-    encode, opts = EncodeOptions(codec=codec, crf=crf), EnhanceOptions(progress=False)
-    if dry_run:
-        return conform.dry_run(plan, restorer, encode, opts, overwrite=overwrite, retry_failed=retry_failed)
-    summary = conform.run(plan, restorer, encode, opts, overwrite=overwrite, retry_failed=retry_failed,
-                          fail_fast=not keep_going)
+    _model_and_scale(model, scale)
+    request = EnhanceRequest.of(_paths(media), _path(output, "output"), model=model, scale=scale, task=task,
+                                codec=codec, crf=crf, container=container, dry_run=dry_run, overwrite=overwrite,
+                                retry_failed=retry_failed, fail_fast=not keep_going, device=device,
+                                precision=precision, ffmpeg=ffmpeg)
+    _, summary = conform(request, edit, handles=handles)
     failed = [r for r in summary.results if r.status == FileStatus.FAILED]
-    if failed:
+    if failed and not dry_run:
         raise EnhanceFailed(failed[0].error or "failed", result=summary)
     return summary
 
 
-__all__ = ["enhance", "Enhancer", "conform_edit"]
+__all__ = ["enhance", "run", "watch", "conform", "EnhanceRequest", "Enhancer", "conform_edit"]

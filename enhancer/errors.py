@@ -40,6 +40,29 @@ def shown(path: str | object) -> str:
     return "'" + safe.replace("'", "\\'") + "'"
 
 
+# How a message names an option. The library names options by their request fields
+# (option("tile"), option("overwrite", True)); the command line registers its flags once at start
+# (spell_options), so the same message reads "--tile" on the command line and "tile" in Python,
+# and no module below the command line spells a flag.
+_FLAGS: dict[str, str] = {}
+
+
+def spell_options(flags: dict[str, str]) -> None:
+    """Name options as ``flags`` (field -> flag) from now on: the command line's call."""
+    _FLAGS.clear()
+    _FLAGS.update(flags)
+
+
+def option(field: str, value: object = ...) -> str:
+    """The option ``field`` as the user gave it: ``--pix-fmt`` / ``pix_fmt`` and, with ``value``,
+    ``--deinterlace on`` / ``deinterlace='on'`` (a flag that is set alone: ``--overwrite`` /
+    ``overwrite=True``)."""
+    flag = _FLAGS.get(field)
+    if flag is not None:
+        return flag if value is ... or isinstance(value, bool) else f"{flag} {value}"
+    return field if value is ... else f"{field}={value!r}"
+
+
 class EnhancerError(Exception):
     """An error with a one-line message for people.
 
@@ -90,6 +113,15 @@ class OutputError(EnhancerError):
 class UsageError(EnhancerError):
     """The command cannot run as given (names that collide, a report path that is a folder ...):
     nothing has been done yet. The CLI exits with status 2."""
+
+
+class RequestError(UsageError):
+    """One field of a request (:class:`~enhancer.pipeline.request.EnhanceRequest`) does not hold:
+    ``field`` names it (the command line shows its flag), ``reason`` says why."""
+
+    def __init__(self, field: str, reason: str, path: str | None = None, hint: str | None = None):
+        self.field = field
+        super().__init__(reason, path=path, hint=hint)
 
 
 class ArgumentError(UsageError, ValueError):

@@ -133,7 +133,8 @@ def test_module_entry_point_and_help():
     import click
 
     from enhancer import __version__
-    from enhancer.cli import enhance, main
+    from enhancer.cli import main
+    from enhancer.cli.enhance import enhance
     from enhancer.media.muxer import CODECS, CONTAINERS, EncodeOptions, _video_args
 
     r = run_cli("--version")

@@ -66,7 +66,7 @@ def test_the_scan_sees_what_it_must():
             "raise Exception('module level')\n")
     assert bare_raises(text, "m.py") == [("m.py", 2, "f"), ("m.py", 4, "g"), ("m.py", 7, "h"), ("m.py", 10, None)]
     assert not any(_allowed(p, f) for p, f in (("enhancer/train/trainer.py", "train"),
-                                                ("enhancer/cli.py", "export_cmd"), ("enhancer/batch/runner.py", None)))
+                                                ("enhancer/cli/train.py", "export_cmd"), ("enhancer/batch/runner.py", None)))
 
 
 def test_argument_and_config_errors_are_value_errors_and_usage_errors():

@@ -291,9 +291,9 @@ def test_cli_enhances_with_a_field_model_file(compact_files, tmp_path):
 
 def test_temporal_on_for_any_per_frame_model_in_api_ray_spec_and_watch(tmp_path):
     import enhancer
-    from enhancer.batch.cluster import ModelSpec
+    from enhancer.pipeline.request import ModelChoice
 
-    for r in (load_restorer("lanczos", temporal="on"), ModelSpec("lanczos", temporal="on").load(),
+    for r in (load_restorer("lanczos", temporal="on"), ModelChoice("lanczos", temporal="on").load(),
               enhancer.Enhancer("lanczos", temporal="on")._restorer):
         assert isinstance(r, TemporalConsistency) and r.radius == 2 and r.margin == 2
     assert not isinstance(enhancer.Enhancer("lanczos", temporal="auto")._restorer, TemporalConsistency)

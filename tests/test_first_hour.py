@@ -131,7 +131,7 @@ def test_a_video_name_the_tool_cannot_write_is_a_one_line_error(tmp_path):
 
 def test_every_classical_method_is_named_in_help_and_in_the_unknown_model_message():
     from enhancer.restore import weights
-    from enhancer.cli import enhance
+    from enhancer.cli.enhance import enhance
 
     with pytest.raises(ModelError) as e:
         weights.resolve("nope")

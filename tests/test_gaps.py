@@ -234,8 +234,9 @@ def _cli_in_process(monkeypatch, *args: str):
     from click.testing import CliRunner
 
     from enhancer import cli
+    from enhancer.cli import common
 
-    monkeypatch.setattr(cli._Interrupts, "install", lambda self: None)
+    monkeypatch.setattr(common.Interrupts, "install", lambda self: self)
     r = contextvars.copy_context().run(CliRunner().invoke, cli.main, list(args))
     assert r.exception is None or isinstance(r.exception, SystemExit), repr(r.exception)
     r.returncode = r.exit_code

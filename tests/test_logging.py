@@ -16,11 +16,11 @@ from enhancer.batch.state import RECORDS
 @pytest.fixture
 def cli_log():
     """The CLI's set-up, taken down again (tests share one process)."""
-    from enhancer import cli
+    from enhancer.cli import common
 
     log = logging.getLogger("enhancer")
     level, handlers = log.level, list(log.handlers)
-    yield cli._log_to_stderr
+    yield common.log_to_stderr
     log.handlers[:] = handlers
     log.setLevel(level)
 

@@ -126,11 +126,12 @@ def test_a_worker_killed_mid_file_is_retried_and_the_output_is_right(cluster, tm
 
 def test_a_node_that_cannot_see_the_files_says_so(tmp_path):
     from enhancer.batch.runner import Job
-    from enhancer.batch.cluster import ModelSpec, _make_one
+    from enhancer.batch.cluster import _make_one
+    from enhancer.pipeline.request import ModelChoice
     from enhancer.pipeline.engine import EnhanceOptions
     from enhancer.media.muxer import EncodeOptions
 
-    res = _make_one(Job(str(tmp_path / "nowhere" / "a.mp4"), str(tmp_path / "out" / "a.mp4")), ModelSpec("lanczos"),
+    res = _make_one(Job(str(tmp_path / "nowhere" / "a.mp4"), str(tmp_path / "out" / "a.mp4")), ModelChoice("lanczos"),
                     EncodeOptions(), EnhanceOptions(progress=False), str(tmp_path / "out"), None, False, False, False)
     assert res.status == "failed" and "every node must see inputs and outputs at the same path" in res.error
 

@@ -218,7 +218,7 @@ def test_defaults_plan_to_use_about_half_the_memory(monkeypatch, available):
 def test_one_default_chunk_and_one_place_that_chooses_it():
     """The chunk's default is defined once (MODEL_CHUNK, shown by the CLI's help) and chosen in one
     place (planned_chunk, which the Python API uses)."""
-    from enhancer.cli import enhance
+    from enhancer.cli.enhance import enhance
     from enhancer.restore.restorer import MODEL_CHUNK, ClassicalUpscaler, planned_chunk
 
     r = ModelRestorer(Generator(GeneratorConfig(scale=2, channels=4, frame_blocks=0, post_blocks=0)),

@@ -28,43 +28,24 @@ import os
 import shutil
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
 from enhancer.batch.runner import BatchSummary, FileResult, Job
 from enhancer.errors import UsageError, escape, shown
 from enhancer.pipeline.engine import EnhanceOptions
+from enhancer.pipeline.request import DEFAULT_SPLIT, ModelChoice
 from enhancer.media.muxer import EncodeOptions
 from enhancer.batch.status import FileStatus, RecordStatus
 
 DEFAULT_RETRIES = 2  # tries after the first, for a task whose worker died
-DEFAULT_SPLIT = 600.0  # seconds: longer files are made by a task per span of this length
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """What a worker loads: the arguments of :func:`~enhancer.restore.loading.load_restorer`."""
-
-    model: str
-    scale: int | None = None
-    device: str = "auto"
-    precision: str = "auto"
-    tile: int | str | None = "auto"
-    chunk: int | None = None
-    temporal: int | str | None = "auto"
-
-    def load(self):
-        from enhancer.restore.loading import load_restorer
-
-        return load_restorer(self.model, scale=self.scale, device=self.device, precision=self.precision,
-                             tile=self.tile, chunk=self.chunk, temporal=self.temporal)
 
 
 _loaded: dict = {}  # per worker process: the restorer of each spec, loaded once
 
 
-def _make_one(job: Job, spec: ModelSpec, encode: EncodeOptions, opts: EnhanceOptions, folder: str | None,
+def _make_one(job: Job, spec: ModelChoice, encode: EncodeOptions, opts: EnhanceOptions, folder: str | None,
               ffmpeg: str | None, overwrite: bool, retry_failed: bool, strict: bool,
               spans: tuple | None = None) -> FileResult:
     """One file, on a worker (the body of the Ray task); no progress output (the driver reports
@@ -86,7 +67,7 @@ def _missing(job: Job, folder: str | None) -> str | None:
     return None
 
 
-def _restorer(spec: ModelSpec, ffmpeg: str | None):
+def _restorer(spec: ModelChoice, ffmpeg: str | None):
     """The worker's ffmpeg set up and the spec's model, loaded once per worker process."""
     from enhancer.media import ffmpeg as ff
 
@@ -97,7 +78,7 @@ def _restorer(spec: ModelSpec, ffmpeg: str | None):
     return _loaded[spec]
 
 
-def _make(job: Job, spec: ModelSpec, encode: EncodeOptions, opts: EnhanceOptions, folder: str | None,
+def _make(job: Job, spec: ModelChoice, encode: EncodeOptions, opts: EnhanceOptions, folder: str | None,
           ffmpeg: str | None, overwrite: bool, retry_failed: bool, strict: bool,
           spans: tuple | None = None) -> FileResult:
     from enhancer.batch.runner import run_job
@@ -157,7 +138,7 @@ def _record_failure(job: Job, restorer, encode: EncodeOptions, opts: EnhanceOpti
     return result
 
 
-def _plan_one(job: Job, spec: ModelSpec, encode: EncodeOptions, opts: EnhanceOptions, folder: str | None,
+def _plan_one(job: Job, spec: ModelChoice, encode: EncodeOptions, opts: EnhanceOptions, folder: str | None,
               ffmpeg: str | None, overwrite: bool, retry_failed: bool, strict: bool, split: float):
     """Whether a file is made by a task per span: its spans [(lo, hi), ...] as strings, or None
     where one task makes it (short, not to be made, or anything unusual: that task decides again
@@ -189,7 +170,7 @@ def _plan_one(job: Job, spec: ModelSpec, encode: EncodeOptions, opts: EnhanceOpt
     return [(str(lo), None if hi is None else str(hi)) for lo, hi in plan_spans(info, split)]
 
 
-def _span_one(job: Job, spec: ModelSpec, encode: EncodeOptions, opts: EnhanceOptions, folder: str | None,
+def _span_one(job: Job, spec: ModelChoice, encode: EncodeOptions, opts: EnhanceOptions, folder: str | None,
               ffmpeg: str | None, index: int, lo: str, hi: str | None, overwrite: bool = False) -> dict:
     """Span ``index`` of a file, on a worker, under the span's own lock: its summary;
     {"skipped": True} where the output was made meanwhile; {"busy": line} where another run is
@@ -269,7 +250,7 @@ def gpus_per_task(total_gpus: float, parameters: int | None) -> float:
     return 0.25 if parameters is not None and parameters < 2_000_000 else 1.0
 
 
-def run_batch_ray(jobs: list[Job], spec: ModelSpec, encode: EncodeOptions,
+def run_batch_ray(jobs: list[Job], spec: ModelChoice, encode: EncodeOptions,
                   opts: EnhanceOptions | list[EnhanceOptions], *,
                   address: str | None = None, folder: Path | None = None, ffmpeg: str | None = None,
                   overwrite: bool = False, retry_failed: bool = False, strict: bool = False,
@@ -294,8 +275,8 @@ def run_batch_ray(jobs: list[Job], spec: ModelSpec, encode: EncodeOptions,
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
         folder = folder.resolve()
-    if spec.model.endswith(".safetensors") and os.path.exists(spec.model):
-        spec = ModelSpec(os.path.abspath(spec.model), spec.scale, spec.device, spec.precision, spec.tile, spec.chunk)
+    if os.path.isfile(spec.model):  # a model file (enhancer's or the field's), all its settings kept
+        spec = replace(spec, model=os.path.abspath(spec.model))
     if address and address != "auto" and not address.startswith("ray://"):
         host, _, port = address.rpartition(":")
         if not port.isdigit():

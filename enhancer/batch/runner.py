@@ -64,6 +64,7 @@ class BatchSummary:
 
     results: list[FileResult]
     seconds: float
+    report_written: bool | None = None  # the request's report: None where none was asked for
 
     @property
     def files(self) -> list[FileResult]:
@@ -528,3 +529,45 @@ def reject_missing(found: list[tuple[str, Path | None]]) -> None:
     if not found:
         raise InputError("no video files found", hint="check the path, or add --recursive for sub-folders")
 Result = BatchSummary  # the Python API name (enhancer.Result)
+
+
+def check_report_path(report_path: str, inputs: list[str], outputs: list[str] = ()) -> None:
+    """Refuse a report path that cannot be written, or that names an input or one of the
+    batch's outputs (or lies in an image-sequence output's folder), before any work is done."""
+    from enhancer.batch.naming import _inside
+    from enhancer.errors import RequestError, option
+
+    flag = option("report")
+    path = Path(report_path)
+    if path.is_dir():
+        raise RequestError("report", f"{shown(report_path)}: {flag} names a folder; give a file name such as "
+                                     "report.json")
+    if path.exists() and any(i != "-" and os.path.exists(i) and os.path.samefile(i, path) for i in inputs):
+        raise RequestError("report", f"{shown(report_path)}: {flag} names an input file")
+    where = os.path.realpath(report_path)
+    for out in outputs:
+        if out != "-" and (same_file(report_path, out) or _inside(where, os.path.realpath(out))):
+            raise RequestError("report", f"{shown(report_path)}: {flag} names an output of this batch "
+                                         f"({shown(out)}); give another file name such as report.json")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RequestError("report", f"{shown(report_path)}: cannot create the folder for {flag}: {e.strerror}")
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise RequestError("report", f"{shown(report_path)}: {flag} cannot be written here (permission denied)")
+
+
+def write_report(report_path: str, data: dict) -> bool:
+    """The batch's JSON summary, written whole or not at all; False (and an error logged) where
+    it cannot be written: the outputs are made all the same."""
+    path = Path(report_path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(data, indent=1))
+        os.replace(tmp, path)
+        return True
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        log.error("%s: cannot write the report: %s", shown(report_path), e.strerror)
+        return False
+
