@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from enhancer.errors import ArgumentError, EnhanceFailed, EnhancerError, InputError, RequestError, UsageError
+from enhancer.errors import ArgumentError, EnhanceFailed, EnhancerError, InputError, RequestError, UsageError, option
 from enhancer.pipeline.request import DEFAULT_SPLIT, EnhanceRequest
 
 if TYPE_CHECKING:
@@ -78,7 +78,7 @@ def _model_and_scale(model, scale) -> None:
     if isinstance(model, os.PathLike):
         _path(model, "model")
     if scale is not None and (isinstance(scale, bool) or scale not in (1, 2, 4) or not isinstance(scale, int)):
-        raise ArgumentError(f"scale must be 1, 2 or 4 (an int, as --scale takes it), not {scale!r}"[:200])
+        raise ArgumentError(f"scale must be 1, 2 or 4 (an int, as {option('scale')} takes it), not {scale!r}"[:200])
 
 
 def run(request: EnhanceRequest, *, on_result: Callable[[FileResult], None] | None = None,

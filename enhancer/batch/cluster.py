@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Callable
 
 from enhancer.batch.runner import BatchSummary, FileResult, Job
-from enhancer.errors import UsageError, escape, shown
+from enhancer.errors import UsageError, escape, option, shown
 from enhancer.pipeline.engine import EnhanceOptions
 from enhancer.pipeline.request import DEFAULT_SPLIT, ModelChoice
 from enhancer.media.muxer import EncodeOptions
@@ -62,7 +62,7 @@ def _missing(job: Job, folder: str | None) -> str | None:
     here = socket.gethostname()
     for path, what in ((job.input, "input"), (folder or str(Path(job.output).parent), "output folder")):
         if not os.path.exists(path):
-            return (f"{shown(path)}: the {what} is not there on node {here}: with --executor ray every node must "
+            return (f"{shown(path)}: the {what} is not there on node {here}: with {option('executor')} ray every node must "
                     "see inputs and outputs at the same path (a shared filesystem)")
     return None
 
@@ -263,10 +263,10 @@ def run_batch_ray(jobs: list[Job], spec: ModelChoice, encode: EncodeOptions,
     try:
         import ray
     except ImportError:
-        raise UsageError("--executor ray needs Ray, which is not installed",
+        raise UsageError(f"{option('executor')} ray needs Ray, which is not installed",
                          hint="pip install 'enhancer[ray]'") from None
     if any(j.input == "-" or j.output == "-" for j in jobs):
-        raise UsageError("--executor ray reads and writes files on a shared path: stdin and stdout are not for it")
+        raise UsageError(f"{option('executor')} ray reads and writes files on a shared path: stdin and stdout are not for it")
     t0 = time.perf_counter()
     each = list(opts) if isinstance(opts, (list, tuple)) else [opts] * len(jobs)
     given = jobs
@@ -280,21 +280,21 @@ def run_batch_ray(jobs: list[Job], spec: ModelChoice, encode: EncodeOptions,
     if address and address != "auto" and not address.startswith("ray://"):
         host, _, port = address.rpartition(":")
         if not port.isdigit():
-            raise UsageError(f"--ray-address takes HOST:PORT (or auto), not {address!r}",
+            raise UsageError(f"{option('ray_address')} takes HOST:PORT (or auto), not {address!r}",
                              hint="the head node's address, as 'ray start --head' printed it")
         try:  # Ray itself keeps trying for minutes: say at once that nothing answers there
             socket.create_connection((host or "127.0.0.1", int(port)), timeout=10).close()
         except (OSError, ValueError) as e:
             why = escape(getattr(e, "strerror", None) or str(e))
             raise UsageError(f"cannot reach the Ray cluster at {address}: {why}",
-                             hint="start it with 'ray start --head', or omit --ray-address") from None
+                             hint=f"start it with 'ray start --head', or omit {option('ray_address')}") from None
     try:
         ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
                  configure_logging=False, ignore_reinit_error=True)
     except (ConnectionError, RuntimeError, ValueError) as e:
         raise UsageError(f"cannot reach the Ray cluster at {address or 'a local instance'}: "
                          f"{escape(str(e).splitlines()[0] if str(e) else type(e).__name__)}",
-                         hint="start it with 'ray start --head', or omit --ray-address") from None
+                         hint=f"start it with 'ray start --head', or omit {option('ray_address')}") from None
     try:
         gpus = gpus_per_task(ray.cluster_resources().get("GPU", 0), parameters)
         common = dict(max_retries=retries, retry_exceptions=True)

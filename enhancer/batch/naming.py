@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from enhancer.errors import UsageError, shown
+from enhancer.errors import UsageError, option, shown
 from enhancer.media.muxer import CONTAINERS, IMAGE_CODECS, check_container, default_extension
 from enhancer.media.temps import fit_name
 
@@ -149,8 +149,8 @@ def _check_output_name(out: Path, codec: str) -> None:
         return
     writable = ", ".join(sorted(CONTAINERS))
     if codec in IMAGE_CODECS:
-        raise UsageError(f"--codec {codec} writes an image sequence (a folder), not a {ext} file", path=str(out),
-                         hint="give a folder name, or choose a video --codec")
+        raise UsageError(f"{option('codec')} {codec} writes an image sequence (a folder), not a {ext} file", path=str(out),
+                         hint=f"give a folder name, or choose a video {option('codec')}")
     if ext not in CONTAINERS:
         raise UsageError(f"cannot write {ext} files", path=str(out),
                          hint=f"name the output with one of {writable} (.mkv holds every codec), or give a folder")

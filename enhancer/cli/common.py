@@ -32,7 +32,8 @@ FLAGS = {
     "reference_scale": "--reference-scale", "candidate_scale": "--candidate-scale", "html": "--html",
     "perceptual_net": "--perceptual-net", "full_size": "--full-size", "input": "--input", "seed": "--seed",
     "settle": "--settle", "interval": "--interval", "once": "--once", "head": "ray start --head",
-    "nproc": "--nproc", "max_minutes": "--max-minutes", "help": "--help", "count": "--count",
+    "nproc": "--nproc", "max_minutes": "--max-minutes", "help": "--help", "count": "--count", "frame": "--frame",
+    "crop": "--crop", "labels": "--labels", "mode": "--mode",
 }
 
 

@@ -19,7 +19,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from enhancer.conform.edit import Edit, clip_names, otio_module, parse_edit, reel_of
-from enhancer.errors import EnhancerError, UsageError, escape, shown
+from enhancer.errors import EnhancerError, UsageError, escape, option, shown
 from enhancer.media.files import VIDEO_EXTENSIONS
 from enhancer.media.timecode import Timecode
 from enhancer.batch.naming import Job
@@ -106,7 +106,7 @@ class MediaIndex:
         for folder in folders:
             if not os.path.isdir(folder):
                 raise UsageError("is not a folder", path=folder,
-                                 hint="--media takes folders that hold the edit's media")
+                                 hint=f"{option('media')} takes folders that hold the edit's media")
         self.folders = folders
         self.files = [p for p, _ in discover(folders, recursive=True, exclude=exclude)]
         self._media: dict[str, Media] = {}
@@ -136,7 +136,7 @@ class MediaIndex:
             if len(hits) > 1:
                 raise UsageError(f"clip {_clip(clip, event)}: {len(hits)} files are called {name!r}: "
                                  f"{', '.join(shown(h) for h in hits[:3])}",
-                                 hint="give --media the one folder that holds the right one")
+                                 hint=f"give {option('media')} the one folder that holds the right one")
             if hits:
                 return self.media(hits[0])
         reel = reel_of(clip)
@@ -147,11 +147,11 @@ class MediaIndex:
             if len(hits) > 1:
                 raise UsageError(f"clip {_clip(clip, event)}: {len(hits)} files carry the reel {reel!r}: "
                                  f"{', '.join(shown(h) for h in hits[:3])}",
-                                 hint="give --media the one folder that holds the right one")
+                                 hint=f"give {option('media')} the one folder that holds the right one")
         looked = " or ".join(repr(n) for n in names) or "no name"
         raise UsageError(f"clip {_clip(clip, event)}: no media named {escape(looked)} under "
                          f"{', '.join(shown(f) for f in self.folders)}",
-                         hint="give --media the folder that holds it")
+                         hint=f"give {option('media')} the folder that holds it")
 
     def _reel(self, path: str) -> str | None:
         try:
@@ -190,7 +190,7 @@ def _use(clip, event: int, media: Media, edit: Edit) -> Use:
     if not _same_rate(rate, media.fps):
         raise UsageError(f"clip {_clip(clip, event)}: the edit counts it at {rate:g} fps, its media "
                          f"{shown(media.path)} runs at {float(media.fps):g} fps",
-                         hint="conform the edit made for this media, or give --media the media it was cut from")
+                         hint=f"conform the edit made for this media, or give {option('media')} the media it was cut from")
     if edit.adapter == "cmx_3600" and media.start is not None and media.start.drop != edit.drop_frame:
         counts = ("drop-frame", "non-drop-frame") if edit.drop_frame else ("non-drop-frame", "drop-frame")
         raise UsageError(f"clip {_clip(clip, event)}: the edit counts {counts[0]} timecode, its media "
@@ -351,12 +351,12 @@ def plan_conform(edit_path: str, media: list[str], output: str, *, handles: int 
     if handles < 0:
         raise UsageError(f"handles must be 0 frames or more, not {handles}")
     if codec in IMAGE_CODECS:
-        raise UsageError(f"--codec {codec} writes image sequences; an edit's events point at video files",
+        raise UsageError(f"{option('codec')} {codec} writes image sequences; an edit's events point at video files",
                          hint="use prores, dnxhr, ffv1, h264 or h265")
     if not os.path.isfile(edit_path):
         raise UsageError("no such edit file", path=edit_path)
     if not media:
-        raise UsageError("conform needs at least one --media folder to find the edit's media in")
+        raise UsageError(f"conform needs at least one {option('media')} folder to find the edit's media in")
     out = Path(output)
     if out.exists() and not out.is_dir():
         raise UsageError("is a file; conform writes its ranges and the relinked edit into a folder", path=output)
@@ -385,7 +385,7 @@ def plan_conform(edit_path: str, media: list[str], output: str, *, handles: int 
         except UsageError as e:
             raise UsageError(f"its timecodes do not fit its media's {float(rates[0]):g} fps: {e.reason}",
                              path=edit_path, hint="an EDL is counted at its media's rate: correct that line, or "
-                                                  "give --media the media the edit was cut from") from None
+                                                  f"give {option('media')} the media the edit was cut from") from None
         clips = edit.video_clips()
     uses = [_use(c, k + 1, m, edit) for k, (c, m) in enumerate(zip(clips, found))]
     ranges = merge(uses, handles)

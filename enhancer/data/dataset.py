@@ -22,7 +22,7 @@ import numpy as np
 from enhancer.data.degrade import degrade_clip, sample
 from enhancer.progress import bar
 
-from enhancer.errors import ArgumentError, ConfigError, InputError, UsageError, shown
+from enhancer.errors import ArgumentError, ConfigError, InputError, UsageError, option, shown
 from enhancer.media.files import IMAGE_EXTENSIONS as IMAGE_EXT, VIDEO_EXTENSIONS as VIDEO_EXT  # noqa: E402  (the one table)
 
 
@@ -222,7 +222,7 @@ def prepare(cfg: PrepareConfig, progress: bool = True, workers: int = 1) -> Path
                          hint="give folders or files of photos and videos")
     lr = cfg.hr_size // cfg.scale
     if lr % 2:
-        raise UsageError(f"--size {cfg.hr_size} / --scale {cfg.scale} must be even (video codecs need even sizes)")
+        raise UsageError(f"{option('size')} {cfg.hr_size} / {option('scale')} {cfg.scale} must be even (video codecs need even sizes)")
     hr = np.empty((cfg.sequences, cfg.frames, cfg.hr_size, cfg.hr_size, 3), np.uint8)
     lq = np.empty((cfg.sequences, cfg.versions, cfg.frames, lr, lr, 3), np.uint8)
     origins: list[str] = [""] * cfg.sequences

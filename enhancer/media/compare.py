@@ -15,7 +15,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from enhancer.errors import ArgumentError, EnhancerError, OutputError
+from enhancer.errors import ArgumentError, EnhancerError, OutputError, option
 from enhancer.media.probe import VideoInfo, probe
 from enhancer.media.reader import Frame, FrameReader
 from enhancer.media.segment import Segment
@@ -155,7 +155,7 @@ def compare(inputs: list[str], output: str, *, mode: str = "side", labels: list[
     if len(inputs) < 2:
         raise ArgumentError("compare needs at least two inputs")
     if frame is not None and frame < 0:
-        raise ArgumentError(f"--frame {frame}: frames count from 0")
+        raise ArgumentError(f"{option('frame')} {frame}: frames count from 0")
     labels = list(labels or default_labels(inputs))
     if len(labels) != len(inputs):
         raise ArgumentError(f"{len(labels)} labels for {len(inputs)} inputs")

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
-from enhancer.errors import FFmpegError, UsageError
+from enhancer.errors import FFmpegError, UsageError, option
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def _version_of(exe: str, what: str) -> tuple[tuple[int, int] | None, str]:
                               timeout=60)
     except (OSError, subprocess.TimeoutExpired) as e:
         raise UsageError(f"{what} cannot be run: {getattr(e, 'strerror', None) or e}", path=exe,
-                         hint="point --ffmpeg at a working ffmpeg") from None
+                         hint=f"point {option('ffmpeg')} at a working ffmpeg") from None
     # -hide_banner does not hide -version's own lines
     return parse_version(proc.stdout.decode("utf-8", "replace"))
 
@@ -92,7 +92,7 @@ def _check_version(exe: str, what: str, chosen_by: str) -> tuple[tuple[int, int]
             else ""
         raise UsageError(f"{what} {name} (chosen by {chosen_by}) is older than {MINIMUM[0]}.{MINIMUM[1]}, the oldest "
                          "enhancer supports", path=exe,
-                         hint=f"install ffmpeg {MINIMUM[0]}.{MINIMUM[1]} or newer, or pass --ffmpeg PATH{other}")
+                         hint=f"install ffmpeg {MINIMUM[0]}.{MINIMUM[1]} or newer, or pass {option('ffmpeg')} PATH{other}")
     return version, name
 
 
@@ -113,7 +113,7 @@ def _bundled_ffmpeg() -> str | None:
 
 def _locate_ffmpeg(override: str | None) -> tuple[str, str]:
     """(the ffmpeg to use, what chose it)."""
-    for candidate, source in ((override, "--ffmpeg"), (os.environ.get("ENHANCER_FFMPEG"), "ENHANCER_FFMPEG")):
+    for candidate, source in ((override, f"{option('ffmpeg')}"), (os.environ.get("ENHANCER_FFMPEG"), "ENHANCER_FFMPEG")):
         if candidate == "bundled":  # the imageio-ffmpeg build, whatever is on PATH
             bundled = _bundled_ffmpeg()
             if not bundled:
@@ -132,7 +132,7 @@ def _locate_ffmpeg(override: str | None) -> tuple[str, str]:
     bundled = _bundled_ffmpeg()
     if not bundled:
         raise FFmpegError("no ffmpeg found",
-                          hint="pip install imageio-ffmpeg, install ffmpeg, or pass --ffmpeg PATH")
+                          hint=f"pip install imageio-ffmpeg, install ffmpeg, or pass {option('ffmpeg')} PATH")
     return bundled, "bundled (imageio-ffmpeg)"
 
 
@@ -247,7 +247,7 @@ def crashed(returncode: int | None) -> str | None:
         name = signal.Signals(-returncode).name
     except ValueError:
         name = f"signal {-returncode}"
-    return f"{Path(tools().ffmpeg).name} crashed ({name}); another ffmpeg build may read it (--ffmpeg PATH)"
+    return f"{Path(tools().ffmpeg).name} crashed ({name}); another ffmpeg build may read it ({option('ffmpeg')} PATH)"
 
 
 def run(argv: list[str], path: str | None = None, what: str = "ffmpeg failed",

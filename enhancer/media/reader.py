@@ -17,7 +17,7 @@ from typing import Iterator
 
 import numpy as np
 
-from enhancer.errors import ArgumentError, FFmpegError, InputError
+from enhancer.errors import ArgumentError, FFmpegError, InputError, option
 from enhancer.media import ffmpeg as ff
 from enhancer.media.colour import is_rgb_format, source_colour
 from enhancer.media.probe import VideoInfo
@@ -173,7 +173,7 @@ class FrameReader:
             if index == 0:
                 start, length = self.segment.start, self.info.duration
                 if start and length and start >= length:  # a careless --start, not a damaged file
-                    raise InputError(f"--start {start:g} s is past the end of the video ({length:.2f} s long)",
+                    raise InputError(f"{option('start')} {start:g} s is past the end of the video ({length:.2f} s long)",
                                      path=self.info.path, hint="give a start inside the video")
                 raise InputError("no frames could be decoded (empty or damaged video stream)", path=self.info.path)
             self._put(_DONE)

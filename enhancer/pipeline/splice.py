@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-from enhancer.errors import OutputError, UsageError
+from enhancer.errors import OutputError, UsageError, option
 from enhancer.media import ffmpeg as ff
 from enhancer.media.colour import Colour
 from enhancer.media.muxer import CONTAINERS, EncodeOptions, assemble, chroma_of, output_sar, plan, setsar_filter
@@ -52,63 +52,29 @@ class SplicePlan:
     note: str  # for the output's warnings: how the rest of the picture was made
 
 
-_CLI = {"splice": "--splice", "start": "--start", "duration": "--duration", "size": "--size/--width/--height",
-        "deinterlace on": "--deinterlace on", "codec": "--codec", "pix_fmt": "--pix-fmt", "crf": "--crf",
-        "output": "-o NAME.mov, .mp4 or .mkv"}
-_API = {"splice": "splice=True", "start": "start", "duration": "duration", "size": "size",
-        "deinterlace on": 'deinterlace="on"', "codec": "codec", "pix_fmt": "pix_fmt", "crf": "crf",
-        "output": "an output NAME.mov, .mp4 or .mkv"}
-
-
-def check_request(*, segment: Segment, preview: float | None, size, codec: str | None, scale: int,
-                  deinterlace: str, output: str, pix_fmt: str | None = None, crf: int | None = None,
-                  api: bool = False) -> None:
-    """Usage errors for splice options that cannot go together, before any work (named as the
-    CLI's options, or with ``api`` as the Python API's arguments)."""
-    n = _API if api else _CLI
-    if segment.whole:
-        raise UsageError(f"{n['splice']} puts an enhanced segment back into the whole file: give a {n['start']} "
-                         f"after 0 and/or a {n['duration']}")
-    if preview:
-        raise UsageError("--splice and --preview cannot be combined")
-    if size:
-        raise UsageError(f"{n['splice']} keeps the source's frame size (times the model's scale): drop {n['size']}")
-    if deinterlace == "on":
-        raise UsageError(f"{n['splice']} keeps the rest of the file as it is, fields and all: {n['deinterlace on']} "
-                         "cannot be combined with it")
-    if output == "-" or Path(output).suffix.lower() not in (".mp4", ".m4v", ".mov", ".mkv", ""):
-        raise UsageError(f"{n['splice']} writes a video file: give {n['output']}")
-    if codec in ("png", "tiff"):
-        raise UsageError(f"{n['splice']} writes a video file, not an image sequence: drop {n['codec']} {codec}")
-    for name, value in (("codec", codec), ("pix_fmt", pix_fmt), ("crf", crf)):
-        if value is not None and scale == 1:
-            raise UsageError(f"{n['splice']} with a model of scale 1 keeps the source's codec and pixel format where "
-                             f"it can be copied, else encodes losslessly: drop {n[name]} {value}")
-
-
 def check(info: VideoInfo, output: str, segment: Segment, *, preview: float | None = None) -> None:
     """Usage errors for a splice that cannot be made."""
     if segment.whole:
-        raise UsageError("--splice puts an enhanced segment back into the whole file: give a --start after 0 "
-                         "and/or a --duration")
+        raise UsageError(f"{option('splice')} puts an enhanced segment back into the whole file: give a {option('start')} after 0 "
+                         f"and/or a {option('duration')}")
     if preview:
-        raise UsageError("--splice and --preview cannot be combined")
+        raise UsageError(f"{option('splice')} and {option('preview')} cannot be combined")
     if info.image_sequence:
-        raise UsageError("--splice needs a video file as input, not an image sequence", path=info.path)
+        raise UsageError(f"{option('splice')} needs a video file as input, not an image sequence", path=info.path)
     if output == "-" or Path(output).suffix.lower() not in (".mp4", ".m4v", ".mov", ".mkv"):
-        raise UsageError("--splice writes a video file: give -o NAME.mov, .mp4 or .mkv", path=output)
+        raise UsageError(f"{option('splice')} writes a video file: give -o NAME.mov, .mp4 or .mkv", path=output)
     if not info.fps:
-        raise UsageError("--splice needs a source with a known frame rate", path=info.path)
+        raise UsageError(f"{option('splice')} needs a source with a known frame rate", path=info.path)
     if info.duration and segment.start and segment.start >= info.duration:
-        raise UsageError(f"--start {segment.start:g} s is past the end of the video ({info.duration:.2f} s)",
+        raise UsageError(f"{option('start')} {segment.start:g} s is past the end of the video ({info.duration:.2f} s)",
                          path=info.path)
 
 
 def plan_splice(info: VideoInfo, encode: EncodeOptions, scale: int, output: str) -> SplicePlan:
     """How the picture outside the segment is made, and the encoding of the segment that fits it."""
     if encode.size:
-        raise UsageError("--splice keeps the source's frame size (times the model's scale): drop --size/--width/"
-                         "--height", path=output)
+        raise UsageError(f"{option('splice')} keeps the source's frame size (times the model's scale): drop {option('size')}/{option('width')}/"
+                         f"{option('height')}", path=output)
     container = CONTAINERS[Path(output).suffix.lower()]
     if scale > 1:
         note = "splice: the picture outside the segment was upscaled with lanczos"
@@ -119,10 +85,10 @@ def plan_splice(info: VideoInfo, encode: EncodeOptions, scale: int, output: str)
     fields = info.field_order if info.field_order in ("tt", "bb", "tb", "bt") else None
     keep = dict(audio=encode.audio, subtitles=encode.subtitles, field_order=fields)
     if re.match(r"(yuva|gbra|rgba|bgra|argb|abgr|ya)", info.pix_fmt):
-        raise UsageError(f"--splice at scale 1 cannot keep the alpha channel of this {info.pix_fmt} source in the "
+        raise UsageError(f"{option('splice')} at scale 1 cannot keep the alpha channel of this {info.pix_fmt} source in the "
                          "segment", path=info.path, hint="splice a copy without alpha, or enhance the shot alone")
     if info.rotation in (90, 270) and chroma_of(info.pix_fmt) not in ("420", "444", "gray"):
-        raise UsageError(f"--splice at scale 1 cannot keep the frames of this rotated {chroma_of(info.pix_fmt)} "
+        raise UsageError(f"{option('splice')} at scale 1 cannot keep the frames of this rotated {chroma_of(info.pix_fmt)} "
                          "source exact (turning them changes the chroma)", path=info.path,
                          hint="rotate the source first, or use a model of scale 2 or 4")
     profile = (info.profile or "").strip().lower()
@@ -141,10 +107,10 @@ def plan_splice(info: VideoInfo, encode: EncodeOptions, scale: int, output: str)
         return SplicePlan("lossless", enc, f"splice: {why}: the whole picture was re-encoded losslessly (FFV1, "
                                            f"{info.pix_fmt}); frames outside the segment decode as the source's do")
     if info.codec in ("prores", "dnxhd") and container == "mp4":
-        raise UsageError(f"--splice: an .mp4 cannot hold the source's {info.codec}", path=output,
+        raise UsageError(f"{option('splice')}: an .mp4 cannot hold the source's {info.codec}", path=output,
                          hint="write the output as .mov, where the rest of the file is copied as it is")
     if info.pix_fmt not in _X264_LOSSLESS:
-        raise UsageError(f"--splice into {Path(output).suffix}: {why}, and lossless H.264 cannot hold "
+        raise UsageError(f"{option('splice')} into {Path(output).suffix}: {why}, and lossless H.264 cannot hold "
                          f"{info.pix_fmt}", path=output, hint="write the output as .mkv (lossless FFV1)")
     enc = EncodeOptions(codec="h264", lossless=True, pix_fmt=info.pix_fmt, **keep)
     return SplicePlan("lossless", enc, f"splice: {why}: the whole picture was re-encoded losslessly (H.264, "
@@ -169,7 +135,7 @@ def packets(info: VideoInfo) -> list[Fraction]:
                                   path=info.path)
             if int(fields[2]) == _NOPTS:
                 raise UsageError("the source's packets do not all carry a time (an MPEG program stream?), so "
-                                 "--splice cannot cut it frame-exactly", path=info.path,
+                                 f"{option('splice')} cannot cut it frame-exactly", path=info.path,
                                  hint="remux it first (ffmpeg -i IN -c copy OUT.mkv) and splice that")
             times.append(int(fields[2]) * tb)
     return times
@@ -262,7 +228,7 @@ def join(parts: list[dict], folder: Path, output: Path, info: VideoInfo, splan: 
         if got != len(span):
             raise OutputError(f"the source's picture {'before' if name == HEAD else 'after'} the segment came out "
                               f"as {got} frames, not {len(span)}", path=str(output),
-                              hint="report this with the input file; --splice cannot put this segment back")
+                              hint=f"report this with the input file; {option('splice')} cannot put this segment back")
         pieces.append((path, span[0], len(span)))
     files = [folder / p["file"] for p in parts]
     starts = [Fraction(p["first"]) for p in parts]

@@ -5,7 +5,7 @@ import os
 
 import torch
 
-from enhancer.errors import EnhancerError
+from enhancer.errors import EnhancerError, option
 from enhancer.restore.memory import host_available
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -24,7 +24,7 @@ def select_device(name: str = "auto", *, local_rank: int | None = None) -> torch
         raise EnhancerError(f"unknown device {name!r}", hint="use auto, cpu, cuda or cuda:N") from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise EnhancerError("CUDA was asked for but no CUDA GPU is available", hint="use --device cpu")
+            raise EnhancerError("CUDA was asked for but no CUDA GPU is available", hint=f"use {option('device')} cpu")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise EnhancerError(f"no GPU {dev.index}: this machine has {torch.cuda.device_count()}")
     elif dev.type != "cpu":

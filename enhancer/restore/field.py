@@ -24,7 +24,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from enhancer.errors import ModelError
+from enhancer.errors import ModelError, option
 
 SPANDREL_SUFFIXES = (".pth", ".pt", ".ckpt", ".safetensors")
 ONNX_SUFFIXES = (".onnx",)
@@ -214,7 +214,7 @@ def _load_onnx(path: str, device: torch.device | None) -> FrameModel:
     if device is not None and device.type == "cuda":
         if "CUDAExecutionProvider" not in ort.get_available_providers():
             raise ModelError("this onnxruntime cannot use the GPU", path=path,
-                             hint="pip install onnxruntime-gpu, or --device cpu")
+                             hint=f"pip install onnxruntime-gpu, or {option('device')} cpu")
         providers.insert(0, ("CUDAExecutionProvider", {"device_id": device.index or 0}))
     opts = ort.SessionOptions()
     opts.log_severity_level = 3  # its warnings are about graph optimisation, not about the pictures

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from enhancer.errors import ModelError, UsageError
+from enhancer.errors import ModelError, UsageError, option
 from enhancer.restore.device import cpu_has_bf16, dtype_name, exact_fp32, select_device
 from enhancer.restore.field import FrameModel
 from enhancer.restore.neural import ModelRestorer
@@ -43,7 +43,7 @@ class FrameRestorer(ModelRestorer):
             self.where = select_device(device)
             if precision not in ("auto", *fm.precisions):
                 raise UsageError(f"the ONNX model {fm.name} runs in {fm.precisions[0]}, not {precision}",
-                                 hint=f"--precision auto or {fm.precisions[0]}")
+                                 hint=f"{option('precision')} auto or {fm.precisions[0]}")
             self.dtype = torch.float32
             self.precision = fm.precisions[0]
             self.autocast = False
@@ -112,7 +112,7 @@ class FrameRestorer(ModelRestorer):
         y = y[..., :h * s, :w * s].float()
         if not bool(torch.isfinite(y).all()):
             raise ModelError(f"model {self.name} produced NaN or infinite values; nothing was written",
-                             hint="try --precision fp32, or another model")
+                             hint=f"try {option('precision')} fp32, or another model")
         y = y.clamp_(0, 1)
         if peak is None:
             return y.cpu()

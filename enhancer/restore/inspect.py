@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from enhancer.errors import UsageError
+from enhancer.errors import UsageError, option
 
 # the frame size the tiling advice is given for: the common case of a 1080p source
 ADVICE_SIZE = (1080, 1920)
@@ -73,10 +73,10 @@ def inspect_model(model: str, *, device: str = "auto", precision: str = "auto",
                                      f" ({_precision_reason(precision)})"))
     if stage:
         items.append(("temporal stage", f"on: each frame blended with {stage.radius} neighbours each side, warped "
-                                        "by the input's optical flow (--temporal off to leave it out)"))
+                                        f"by the input's optical flow ({option('temporal')} off to leave it out)"))
     else:
         why = ("enhancer's own models see their neighbours already" if inner.margin
-               else "--temporal on to add it" if str(temporal).lower() == "auto" else "asked off")
+               else f"{option('temporal')} on to add it" if str(temporal).lower() == "auto" else "asked off")
         items.append(("temporal stage", f"off ({why})"))
     items.append(("tiling", _tiling(inner, stage)))
     return items
@@ -89,23 +89,23 @@ def _dt(restorer) -> str:
 
 
 def _precision_reason(precision: str) -> str:
-    return "--precision auto: the fastest this device and the architecture allow" if precision == "auto" \
-        else f"--precision {precision}"
+    return f"{option('precision')} auto: the fastest this device and the architecture allow" if precision == "auto" \
+        else f"{option('precision')} {precision}"
 
 
 def _tiling(inner, stage) -> str:
     """What --tile auto (or the --tile given) does for a 1080p frame on this machine."""
     if inner.tile_request in (None, 0, "0"):
-        return "whole frames (--tile 0)"
+        return f"whole frames ({option('tile')} 0)"
     if inner.tile_request != "auto":
-        return f"tiles of {inner._tile} pixels (--tile {inner.tile_request})"
+        return f"tiles of {inner._tile} pixels ({option('tile')} {inner.tile_request})"
     if inner._auto_done:  # auto left whole frames: the architecture advises against tiles
-        return "whole frames (--tile auto never tiles a model that advises against it)"
+        return f"whole frames ({option('tile')} auto never tiles a model that advises against it)"
     h, w = ADVICE_SIZE
     frames_in = inner.chunk + 2 * inner.margin
     side = inner.auto_tile(h, w, frames_in)
     got = "whole frames fit the memory free now" if side is None else f"tiles of {side} pixels"
-    return f"--tile auto: for {w}x{h} frames, {got} (decided again for each video's size)"
+    return f"{option('tile')} auto: for {w}x{h} frames, {got} (decided again for each video's size)"
 
 
 def _onnx_parameters(path) -> str:

@@ -1,7 +1,7 @@
 """Turn a ``--model`` value into a ready :class:`~enhancer.restore.restorer.Restorer`."""
 from __future__ import annotations
 
-from enhancer.errors import UsageError
+from enhancer.errors import UsageError, option
 from enhancer.restore.restorer import CLASSICAL, ClassicalUpscaler, Restorer
 
 
@@ -29,8 +29,8 @@ def choose_model(model: str | None, task: str | None = None, scale: int | None =
         card = weights.read_card(path)
         if weights.task_of(card) != task:
             fit = [n for n, _, c in weights.catalogue() if weights.task_of(c) == task]
-            raise UsageError(f"model {card.name} is for --task {weights.task_of(card)}, not {task}",
-                             hint=f"{task} models: {', '.join(fit) or 'none installed'}; or omit --task")
+            raise UsageError(f"model {card.name} is for {option('task')} {weights.task_of(card)}, not {task}",
+                             hint=f"{task} models: {', '.join(fit) or 'none installed'}; or omit {option('task')}")
     return model, None
 
 
@@ -80,7 +80,7 @@ def _with_temporal(restorer: Restorer, temporal: int | None, per_frame_default: 
         return restorer
     if restorer.margin:
         raise UsageError(f"{restorer.name} is a spatio-temporal model (it reads {restorer.margin} frames on each "
-                         "side already): the temporal stage is for per-frame models", hint="omit --temporal")
+                         "side already): the temporal stage is for per-frame models", hint=f"omit {option('temporal')}")
     return TemporalConsistency(restorer, radius)
 
 
@@ -117,7 +117,7 @@ def load_restorer(model: str, scale: int | None = None, *, device: str = "auto",
         raise UsageError(f"model {card.name} works at x{generator.scale}, not x{scale}",
                          hint=(f"x{scale} models: {', '.join(fit)}" if fit else
                                f"no x{scale} model is installed; classical: {', '.join(CLASSICAL)}")
-                         + f"; or --scale {generator.scale} for {card.name}")
+                         + f"; or {option('scale')} {generator.scale} for {card.name}")
     restorer = ModelRestorer(generator, name=card.name, device=device, precision=precision, tile=tile, chunk=chunk,
                              card=card.__dict__)
     # what the pixels depend on, beyond the restorer's own settings: see enhancer.pipeline.recipe
@@ -134,5 +134,5 @@ def _field_restorer(path, scale: int | None, *, device: str, precision: str, til
     fm = field.load(path, device=select_device(device))
     if scale is not None and scale != fm.scale:
         raise UsageError(f"model {fm.name} ({fm.arch}) works at x{fm.scale}, not x{scale}",
-                         hint=f"--scale {fm.scale}, or omit --scale")
+                         hint=f"{option('scale')} {fm.scale}, or omit {option('scale')}")
     return FrameRestorer(fm, device=device, precision=precision, tile=tile, chunk=chunk)

@@ -18,7 +18,7 @@ import math
 import numpy as np
 import torch
 
-from enhancer.errors import EnhancerError, ModelError
+from enhancer.errors import EnhancerError, ModelError, option
 from enhancer.restore.device import dtype_name, exact_fp32, memory_budget, select_device, select_dtype
 from enhancer.restore.restorer import MODEL_CHUNK
 from enhancer.models.align import align_stacks
@@ -167,7 +167,7 @@ class ModelRestorer:
             y = self.model(x.contiguous(memory_format=self.memory_format)).float()
         if not bool(torch.isfinite(y).all()):  # NaN would come out as black frames reported done
             raise ModelError(f"model {self.name} produced NaN or infinite values; nothing was written",
-                             hint="try --precision fp32, or another model")
+                             hint=f"try {option('precision')} fp32, or another model")
         if peak is None:
             return y.cpu()
         y = y.mul_(peak).round_().clamp_(0, peak)
@@ -227,7 +227,7 @@ class ModelRestorer:
                 current = self._tile or max(h, w)
                 if current <= MIN_TILE:
                     raise EnhancerError(f"out of GPU memory even with {MIN_TILE}-pixel tiles",
-                                        hint="use --device cpu or a smaller --chunk") from None
+                                        hint=f"use {option('device')} cpu or a smaller {option('chunk')}") from None
                 self._tile = max(MIN_TILE, current // 2 // 2 * 2)
                 self.oom_retries += 1
 

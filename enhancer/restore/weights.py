@@ -28,7 +28,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from enhancer.errors import ArgumentError, ConfigError, ModelError
+from enhancer.errors import ArgumentError, ConfigError, ModelError, option
 from enhancer.models.fusion import FusionConfig, FusionGenerator
 from enhancer.models.st3d import ST3DConfig, ST3DGenerator
 from enhancer.models.generator import Generator, GeneratorConfig
@@ -446,5 +446,5 @@ def pick(task: str | None, scale: int | None, variant: str = "fidelity") -> str:
     else:
         hint = "no model is installed for it; `enhancer models` lists what is"
     if task == "web" and scale == 1:
-        hint += "; restoring at the source's size is --task archive"
-    raise ModelError(f"no installed model does --task {task} at --scale {scale}", hint=hint)
+        hint += f"; restoring at the source's size is {option('task')} archive"
+    raise ModelError(f"no installed model does {option('task')} {task} at {option('scale')} {scale}", hint=hint)
