@@ -290,14 +290,16 @@ class Enhancer:
     def __init__(self, model: str | None = None, *, scale: int | None = None, task: str | None = None,
                  device: str = "auto", precision: str = "auto", tile: int | str = "auto", chunk: int | None = None,
                  temporal: int | str = "auto"):
-        from enhancer.restore.loading import load_restorer
+        from enhancer.pipeline.request import ModelChoice
 
         _model_and_scale(model, scale)
         if isinstance(model, os.PathLike):
             model = os.fspath(model)
-        name = _chosen(model, task, scale)
-        self._restorer = load_restorer(name, scale=scale, device=device, precision=precision, tile=tile,
-                                       chunk=chunk, temporal=temporal)
+        choice, note = ModelChoice(model=model, task=task, scale=scale, device=device, precision=precision,
+                                   tile=tile, chunk=chunk, temporal=temporal).check().resolved()
+        if note:
+            _warn(note)
+        self._restorer = choice.load()
         self._chunk = chunk
 
     @property
@@ -368,18 +370,6 @@ class Enhancer:
 
     def __repr__(self) -> str:
         return f"Enhancer({self.name!r}, scale={self.scale})"
-
-
-def _chosen(model: str | None, task: str | None, scale: int | None) -> str:
-    """The model to load; the note of a fallback (no model installed: lanczos) as a warning."""
-    import warnings
-
-    from enhancer.restore.loading import choose_model
-
-    name, note = choose_model(model, task, scale)
-    if note:
-        warnings.warn(note, stacklevel=3)
-    return name
 
 
 def _describe_as(shape, dtype) -> str:
