@@ -108,8 +108,8 @@ def enhance(input: PathLike | Sequence[PathLike], output: PathLike, *, model: st
     from enhancer.pipeline.engine import EnhanceOptions
     from enhancer.restore.loading import load_restorer
     from enhancer.media import ffmpeg as ff
-    from enhancer.media.muxer import EncodeOptions
-    from enhancer.media.probe import parse_rate
+    from enhancer.media.encode import EncodeOptions
+    from enhancer.media.rates import parse_rate
     from enhancer.batch.status import FileStatus
 
     inputs, out = _paths(input), _path(output, "output")
@@ -127,7 +127,7 @@ def enhance(input: PathLike | Sequence[PathLike], output: PathLike, *, model: st
     found = discover(inputs, recursive=recursive, exclude=[out])
     reject_missing(found)
     jobs = plan_jobs(found, out, codec or "h264", container)
-    from enhancer.media.muxer import check_encoder_args
+    from enhancer.media.encoder_args import check_encoder_args
 
     try:
         import shlex
@@ -321,7 +321,7 @@ def conform_edit(edit: PathLike, media: PathLike | Sequence[PathLike], output: P
     from enhancer.pipeline.engine import EnhanceOptions
     from enhancer.restore.loading import load_restorer
     from enhancer.media import ffmpeg as ff
-    from enhancer.media.muxer import EncodeOptions
+    from enhancer.media.encode import EncodeOptions
     from enhancer.batch.status import FileStatus
 
     if ffmpeg is not None or ff._tools is None:

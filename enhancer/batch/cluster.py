@@ -35,7 +35,7 @@ from typing import Callable
 from enhancer.batch.runner import BatchSummary, FileResult, Job
 from enhancer.errors import UsageError, escape, shown
 from enhancer.pipeline.engine import EnhanceOptions
-from enhancer.media.muxer import EncodeOptions
+from enhancer.media.encode import EncodeOptions
 from enhancer.batch.status import FileStatus, RecordStatus
 
 DEFAULT_RETRIES = 2  # tries after the first, for a task whose worker died

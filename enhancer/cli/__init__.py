@@ -455,7 +455,7 @@ def _size(text: str | None, width: int | None, height: int | None) -> tuple[int 
 
 def _encode_options(**kw):
     """The output encoding asked for, or a one-line usage error (a --crf outside the codec's range)."""
-    from enhancer.media.muxer import EncodeOptions
+    from enhancer.media.encode import EncodeOptions
 
     try:
         return EncodeOptions(**kw)
@@ -469,7 +469,7 @@ def _encoder_args(text: str | None) -> tuple[str, ...]:
         return ()
     import shlex
 
-    from enhancer.media.muxer import check_encoder_args
+    from enhancer.media.encoder_args import check_encoder_args
 
     try:
         return check_encoder_args(shlex.split(text))
@@ -482,7 +482,7 @@ def _image_sequence_rate(fps_text: str | None, found: list):
     if fps_text is None:
         return None
     from enhancer.errors import ArgumentError
-    from enhancer.media.probe import parse_rate
+    from enhancer.media.rates import parse_rate
     from enhancer.media.sequence import is_image_sequence
 
     try:
