@@ -43,9 +43,11 @@ except ImportError as e:  # the ffmpeg backend still runs
 
 from enhancer.media import ffmpeg as ff
 from enhancer.media.colour import Colour, source_colour
-from enhancer.media.muxer import EncodeOptions, Encoder
-from enhancer.media.probe import VideoInfo, probe
+from enhancer.media.encode import EncodeOptions
+from enhancer.media.muxer import Encoder
+from enhancer.media.probe import probe
 from enhancer.media.reader import FrameReader
+from enhancer.media.videoinfo import VideoInfo
 
 CRF, PRESET = 18, "medium"  # what io_throughput's passthrough (and enhancer's default h264) uses
 _SWS_CS = {"bt709": "ITU709", "bt601": "ITU601", "fcc": "FCC", "smpte240m": "SMPTE240M", "bt2020": "BT2020"}

@@ -34,7 +34,7 @@ from torch import nn
 from enhancer.pipeline.engine import EnhanceOptions, enhance_video
 from enhancer.restore.neural import ModelRestorer
 from enhancer.media import ffmpeg as ff
-from enhancer.media.muxer import EncodeOptions
+from enhancer.media.encode import EncodeOptions
 from enhancer.media.probe import probe
 import numpy as np
 

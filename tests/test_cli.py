@@ -135,7 +135,8 @@ def test_module_entry_point_and_help():
     from enhancer import __version__
     from enhancer.cli import main
     from enhancer.cli.enhance import enhance
-    from enhancer.media.muxer import CODECS, CONTAINERS, EncodeOptions, _video_args
+    from enhancer.media.encode import CODECS, CONTAINERS, EncodeOptions
+    from enhancer.media.plan import _video_args
 
     r = run_cli("--version")
     assert r.returncode == 0 and r.stdout.strip() == f"enhancer, version {__version__}"

@@ -18,7 +18,7 @@ from enhancer import conform  # noqa: E402
 from enhancer.errors import UsageError  # noqa: E402
 from enhancer.pipeline.engine import EnhanceOptions  # noqa: E402
 from enhancer.restore.loading import load_restorer  # noqa: E402
-from enhancer.media.muxer import EncodeOptions  # noqa: E402
+from enhancer.media.encode import EncodeOptions  # noqa: E402
 from enhancer.media.probe import probe  # noqa: E402
 from enhancer.batch.status import FileStatus  # noqa: E402
 

@@ -9,7 +9,8 @@ import pytest
 
 from conftest import MAKER, decode_frames, make_clip, run_cli
 from enhancer.errors import EnhancerError
-from enhancer.media.muxer import check_encoder_args, fitted_size
+from enhancer.media.encoder_args import check_encoder_args
+from enhancer.media.geometry import fitted_size
 
 LANCZOS = ["--model", "lanczos", "-q"]
 
@@ -82,10 +83,10 @@ def test_encoder_args_reach_the_encoder_and_are_checked(tmp_path):
 def test_users_x264_params_join_enhancers_own(tmp_path):
     """A user's -x264-params used to replace enhancer's (ffmpeg keeps the last of a repeated option),
     dropping the memory-fitted lookahead."""
-    from enhancer.media.muxer import _merged_params
+    from enhancer.media.encoder_args import merged_params
 
-    vargs, extra = _merged_params(["-c:v", "libx264", "-x264-params", "rc-lookahead=10:sync-lookahead=0"],
-                                  ["-tune", "film", "-x264-params", "aq-mode=3"])
+    vargs, extra = merged_params(["-c:v", "libx264", "-x264-params", "rc-lookahead=10:sync-lookahead=0"],
+                                 ["-tune", "film", "-x264-params", "aq-mode=3"])
     assert vargs == ["-c:v", "libx264", "-x264-params", "rc-lookahead=10:sync-lookahead=0:aq-mode=3"]
     assert extra == ["-tune", "film"]
     src = make_clip(tmp_path / "s.mp4", size="96x64", seconds=0.2, audio=False)

@@ -103,7 +103,7 @@ def test_bad_values_are_argument_errors():
     from enhancer import progress
     from enhancer.data.degrade import sample
     from enhancer.media.codec import roundtrip
-    from enhancer.media.probe import parse_rate
+    from enhancer.media.rates import parse_rate
 
     for text in ("x/1", "1/0", "0", "fast", "2000"):
         with pytest.raises(ArgumentError, match="is not a frame rate"):

@@ -19,7 +19,7 @@ from conftest import MAKER, make_clip, packet_times, run_cli, stream_md5
 from enhancer.pipeline.engine import EnhanceOptions, enhance_video
 from enhancer.restore.restorer import ClassicalUpscaler
 from enhancer.media import ffmpeg as ff
-from enhancer.media.muxer import EncodeOptions
+from enhancer.media.encode import EncodeOptions
 from enhancer.media.probe import count_frames, probe
 
 QUIET = EnhanceOptions(progress=False)
@@ -197,7 +197,7 @@ def test_splice_with_every_build(use_build, tmp_path):
 def test_mp4_track_titles_kept(use_build, tmp_path):
     """The video and audio tracks' titles come through, though ffmpeg 5.1's MP4 demuxer does not
     read them (enhancer reads the tracks' udta/name itself)."""
-    from enhancer.media.probe import mov_track_titles
+    from enhancer.media.mp4boxes import mov_track_titles
 
     plain = make_clip(tmp_path / "plain.mp4", size="96x64", seconds=0.4)
     srt = tmp_path / "s.srt"

@@ -20,7 +20,8 @@ from enhancer.errors import EnhancerError, ModelError, UsageError
 from enhancer.pipeline.engine import EnhanceOptions, enhance_video
 from enhancer.restore.restorer import CLASSICAL, ClassicalUpscaler
 from enhancer.media import ffmpeg as ff
-from enhancer.media.muxer import EncodeOptions, _yuv_format
+from enhancer.media.encode import EncodeOptions
+from enhancer.media.plan import _yuv_format
 from enhancer.media.probe import probe
 
 QUIET = EnhanceOptions(progress=False)

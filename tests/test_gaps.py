@@ -20,7 +20,7 @@ from enhancer.restore import weights
 from enhancer.batch.runner import decide_job
 from enhancer.pipeline.engine import EnhanceOptions, enhance_video
 from enhancer.restore.restorer import ClassicalUpscaler
-from enhancer.media.muxer import EncodeOptions
+from enhancer.media.encode import EncodeOptions
 from enhancer.media.probe import count_frames, probe
 from enhancer.batch.naming import Job
 from enhancer.pipeline.recipe import Recipe

@@ -14,8 +14,9 @@ from enhancer.errors import EnhancerError, InputError
 from enhancer.pipeline.engine import EnhanceOptions, enhance_video
 from enhancer.restore.restorer import ClassicalUpscaler
 from enhancer.media import ffmpeg as ff
-from enhancer.media.muxer import EncodeOptions
-from enhancer.media.probe import bit_depth_of, count_frames, probe
+from enhancer.media.encode import EncodeOptions
+from enhancer.media.pixfmt import bit_depth_of
+from enhancer.media.probe import count_frames, probe
 from enhancer.media.reader import FrameReader
 
 QUIET = EnhanceOptions(progress=False)
@@ -305,7 +306,7 @@ def test_paths_that_look_like_options_or_protocols(tmp_path):
 
 
 def test_ffprobe_json_is_read_the_same_way():
-    from enhancer.media.probe import from_ffprobe_json
+    from enhancer.media.ffprobe_json import from_ffprobe_json
 
     data = {
         "format": {"format_name": "mov,mp4,m4a,3gp,3g2,mj2", "duration": "10.010000", "start_time": "0.000000"},
@@ -445,7 +446,7 @@ def test_mpeg2_takes_rates_written_unusually_and_non_standard_ones(tmp_path, rat
     """MPEG-2 knows eight frame rates: 29.97 written as 2997/100 (as some phones and tools write
     it) is encoded as 30000/1001, and a rate it does not know (15) through its rate extension;
     never 'MPEG-1/2 does not support 2997/100 fps'."""
-    from enhancer.media.muxer import mpeg2_rate
+    from enhancer.media.plan import mpeg2_rate
 
     assert mpeg2_rate(Fraction(2997, 100)) == (Fraction(30000, 1001), [])
     assert mpeg2_rate(Fraction(25)) == (Fraction(25), [])

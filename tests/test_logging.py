@@ -9,7 +9,7 @@ import pytest
 from enhancer.batch.runner import plan_batch
 from enhancer.pipeline.engine import EnhanceOptions
 from enhancer.restore.restorer import ClassicalUpscaler
-from enhancer.media.muxer import EncodeOptions
+from enhancer.media.encode import EncodeOptions
 from enhancer.batch.state import RECORDS
 
 

@@ -187,7 +187,7 @@ def test_a_frame_too_large_for_the_encoder_is_refused_before_the_model_runs(tmp_
     from enhancer.errors import OutputError
     from enhancer.pipeline.engine import enhance_video
     from enhancer.restore.restorer import ClassicalUpscaler
-    from enhancer.media.muxer import EncodeOptions
+    from enhancer.media.encode import EncodeOptions
     from enhancer.media.probe import probe
 
     src = make_clip(tmp_path / "tall.mkv", size="16x9000", seconds=0.12, audio=False, vcodec="ffv1",

@@ -9,7 +9,8 @@ import sys
 import time
 
 from conftest import MAKER, make_clip, run_cli
-from enhancer.media.probe import count_frames, mov_track_titles
+from enhancer.media.mp4boxes import mov_track_titles
+from enhancer.media.probe import count_frames
 
 LANCZOS = ["--model", "lanczos", "-q"]
 

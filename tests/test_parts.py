@@ -20,7 +20,7 @@ from enhancer.pipeline import engine
 from enhancer.pipeline.engine import EnhanceOptions, _Parts, enhance_video, parts_folder
 from enhancer.restore.restorer import ClassicalUpscaler
 from enhancer.media import ffmpeg as ff
-from enhancer.media.muxer import EncodeOptions
+from enhancer.media.encode import EncodeOptions
 from enhancer.media.probe import count_frames, probe
 
 FFV1 = EncodeOptions(codec="ffv1")

@@ -129,7 +129,7 @@ def test_a_node_that_cannot_see_the_files_says_so(tmp_path):
     from enhancer.batch.cluster import _make_one
     from enhancer.pipeline.request import ModelChoice
     from enhancer.pipeline.engine import EnhanceOptions
-    from enhancer.media.muxer import EncodeOptions
+    from enhancer.media.encode import EncodeOptions
 
     res = _make_one(Job(str(tmp_path / "nowhere" / "a.mp4"), str(tmp_path / "out" / "a.mp4")), ModelChoice("lanczos"),
                     EncodeOptions(), EnhanceOptions(progress=False), str(tmp_path / "out"), None, False, False, False)

@@ -13,7 +13,7 @@ from conftest import MAKER, decode_frames, make_clip, packet_times, run_cli, str
 from enhancer.errors import UsageError
 from enhancer.pipeline.engine import EnhanceOptions, enhance_video
 from enhancer.restore.restorer import ClassicalUpscaler
-from enhancer.media.muxer import EncodeOptions
+from enhancer.media.encode import EncodeOptions
 from enhancer.media.probe import probe
 
 

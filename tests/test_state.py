@@ -19,7 +19,7 @@ from conftest import make_clip, run_cli
 from enhancer.restore import weights
 from enhancer.pipeline.engine import EnhanceOptions
 from enhancer.restore.restorer import ClassicalUpscaler
-from enhancer.media.muxer import EncodeOptions
+from enhancer.media.encode import EncodeOptions
 from enhancer.models import Generator, GeneratorConfig
 from enhancer.pipeline.recipe import Recipe
 from enhancer.batch.state import RECORDS, BatchState, Decision, OutputLock, record_stem

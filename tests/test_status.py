@@ -11,7 +11,7 @@ from conftest import make_clip
 from enhancer.batch.runner import BatchSummary, FileResult
 from enhancer.pipeline.engine import EnhanceOptions
 from enhancer.restore.restorer import ClassicalUpscaler
-from enhancer.media.muxer import EncodeOptions
+from enhancer.media.encode import EncodeOptions
 from enhancer.pipeline.recipe import Recipe
 from enhancer.batch.state import RECORDS, BatchState, Decision, record_stem
 from enhancer.batch.status import FileStatus, RecordStatus

@@ -9,7 +9,8 @@ from fractions import Fraction
 import pytest
 
 from conftest import MAKER, make_clip, run_cli
-from enhancer.media.probe import from_ffprobe_json, probe
+from enhancer.media.ffprobe_json import from_ffprobe_json
+from enhancer.media.probe import probe
 from enhancer.media.timecode import Timecode, at
 
 LANCZOS = ["--model", "lanczos", "--preset", "ultrafast", "-q"]

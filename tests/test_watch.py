@@ -114,7 +114,7 @@ def test_a_file_another_run_is_making_is_looked_at_again(tmp_path):
 
     from enhancer.pipeline.engine import EnhanceOptions
     from enhancer.restore.restorer import ClassicalUpscaler
-    from enhancer.media.muxer import EncodeOptions
+    from enhancer.media.encode import EncodeOptions
     from enhancer.batch.state import OutputLock
     from enhancer.batch.watch import watch
 
@@ -137,7 +137,7 @@ def test_watch_writes_into_a_folder_it_creates(tmp_path):
     from enhancer.errors import UsageError
     from enhancer.pipeline.engine import EnhanceOptions
     from enhancer.restore.restorer import ClassicalUpscaler
-    from enhancer.media.muxer import EncodeOptions
+    from enhancer.media.encode import EncodeOptions
     from enhancer.batch.watch import watch
 
     inbox = tmp_path / "in"

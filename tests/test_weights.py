@@ -184,7 +184,7 @@ def test_defaults_plan_to_use_about_half_the_memory(monkeypatch, available):
 
     from enhancer.restore import neural
     from enhancer.pipeline.engine import encoder_bytes, fit_encoder
-    from enhancer.media.muxer import EncodeOptions
+    from enhancer.media.encode import EncodeOptions
 
     monkeypatch.setenv("ENHANCER_MEMORY_AVAILABLE", available)
     half = free_memory(torch.device("cpu")) / 2

@@ -36,7 +36,7 @@ from enhancer.batch.runner import BatchSummary, FileResult, Job
 from enhancer.errors import UsageError, escape, option, shown
 from enhancer.pipeline.engine import EnhanceOptions
 from enhancer.pipeline.request import DEFAULT_SPLIT, ModelChoice
-from enhancer.media.muxer import EncodeOptions
+from enhancer.media.encode import EncodeOptions
 from enhancer.batch.status import FileStatus, RecordStatus
 
 DEFAULT_RETRIES = 2  # tries after the first, for a task whose worker died

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Iterable
 
 from enhancer.errors import UsageError, option, shown
-from enhancer.media.muxer import CONTAINERS, IMAGE_CODECS, check_container, default_extension
+from enhancer.media.encode import CONTAINERS, IMAGE_CODECS, check_container, default_extension
 from enhancer.media.temps import fit_name
 
 from enhancer.media.files import VIDEO_EXTENSIONS  # noqa: E402  (the one table; re-exported)

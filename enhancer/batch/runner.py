@@ -19,8 +19,8 @@ from enhancer.errors import (EnhancerError, FFmpegError, InputError, InternalErr
                              shown)
 from enhancer.pipeline.engine import EnhanceOptions, enhance_video
 from enhancer.restore.restorer import Restorer
+from enhancer.media.encode import EncodeOptions
 from enhancer.media.files import same_file
-from enhancer.media.muxer import EncodeOptions
 from enhancer.media.probe import probe
 from enhancer.media.temps import spool_path, sweep, sweep_output, sweep_spools
 from enhancer.batch.naming import VIDEO_EXTENSIONS, Job, discover, plan_jobs, preview_path  # noqa: F401  (the batch API)

@@ -22,7 +22,7 @@ from typing import Callable
 from enhancer.batch.runner import FileResult, discover, plan_jobs, run_batch
 from enhancer.pipeline.engine import EnhanceOptions
 from enhancer.restore.restorer import Restorer
-from enhancer.media.muxer import CONTAINERS, EncodeOptions
+from enhancer.media.encode import CONTAINERS, EncodeOptions
 from enhancer.batch.status import FileStatus
 
 log = logging.getLogger(__name__)
@@ -139,7 +139,7 @@ def watch(folders: list[str], output: str, restorer: Restorer, encode: EncodeOpt
         raise UsageError("names a video file, and watch writes into a folder", path=output,
                          hint="give a folder for -o (it is created)")
     if container:  # a codec the container cannot hold: refused before any work, not once per file
-        from enhancer.media.muxer import check_container
+        from enhancer.media.encode import check_container
 
         check_container(encode.codec, out / f"outputs.{container}")
     try:  # a folder from the start, so that plan_jobs never takes it for a file's name

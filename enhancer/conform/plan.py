@@ -346,7 +346,7 @@ def plan_conform(edit_path: str, media: list[str], output: str, *, handles: int 
     """Read the edit, find its media, and plan the ranges; one-line errors (:class:`UsageError`)
     for an edit that does not parse, media not found, a rate that disagrees, a range outside
     its media, or outputs whose names collide."""
-    from enhancer.media.muxer import IMAGE_CODECS, default_extension
+    from enhancer.media.encode import IMAGE_CODECS, default_extension
 
     if handles < 0:
         raise UsageError(f"handles must be 0 frames or more, not {handles}")

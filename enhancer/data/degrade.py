@@ -343,11 +343,12 @@ def degrade_video(src: str, dst: str, preset: str = "web", scale: int = 2, seed:
     final codec stage is the output's own encoding at the drawn quality where the output can be
     encoded so (H.264, HEVC, MPEG-2); an earlier codec pass, or a final MPEG-4 part 2 pass, runs
     as a round trip over runs of ``GOP`` frames. No codec: lossless H.264."""
-    from enhancer.media.muxer import EncodeOptions, Muxer, container_of
+    from enhancer.media.encode import EncodeOptions, container_of
+    from enhancer.media.files import refuse_output_on_input
+    from enhancer.media.muxer import Muxer
     from enhancer.media.probe import probe
     from enhancer.media.reader import FrameReader
     from enhancer.media.segment import Segment
-    from enhancer.media.files import refuse_output_on_input
     from enhancer.progress import bar
 
     refuse_output_on_input(dst, [src])

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from enhancer.media.probe import VideoInfo
+from enhancer.media.videoinfo import VideoInfo
 
 # ffprobe colour-space names -> swscale's in/out_color_matrix names
 _SWS_MATRIX = {"bt709": "bt709", "bt470bg": "bt601", "smpte170m": "bt601", "bt601": "bt601", "fcc": "fcc",

@@ -16,10 +16,11 @@ import cv2
 import numpy as np
 
 from enhancer.errors import ArgumentError, EnhancerError, OutputError, option
-from enhancer.media.probe import VideoInfo, probe
+from enhancer.media.files import refuse_output_on_input
+from enhancer.media.probe import probe
 from enhancer.media.reader import Frame, FrameReader
 from enhancer.media.segment import Segment
-from enhancer.media.files import refuse_output_on_input
+from enhancer.media.videoinfo import VideoInfo
 
 MODES = ("side", "split", "grid")
 
@@ -163,7 +164,7 @@ def compare(inputs: list[str], output: str, *, mode: str = "side", labels: list[
     out = Path(output)
     still = out.suffix.lower() in (".png", ".jpg", ".jpeg", ".tif", ".tiff")
     if not still and output != "-":
-        from enhancer.media.muxer import container_of
+        from enhancer.media.encode import container_of
 
         container_of(output, images=".png or .jpg for a still")  # before any work
     infos: list[VideoInfo] = [probe(p) for p in inputs]
@@ -182,7 +183,8 @@ def compare(inputs: list[str], output: str, *, mode: str = "side", labels: list[
                         raise OutputError("cannot write image", path=str(out))
                     return out
             raise EnhancerError(f"frame {want} is past the end of the shortest input", path=inputs[0])
-        from enhancer.media.muxer import EncodeOptions, Muxer
+        from enhancer.media.encode import EncodeOptions
+        from enhancer.media.muxer import Muxer
         from enhancer.progress import bar
 
         with Muxer(str(out), infos[0], EncodeOptions(codec="h264", crf=16, preset="medium"), readers[0].colour,

@@ -20,8 +20,8 @@ import numpy as np
 from enhancer.errors import ArgumentError, FFmpegError, InputError, option
 from enhancer.media import ffmpeg as ff
 from enhancer.media.colour import is_rgb_format, source_colour
-from enhancer.media.probe import VideoInfo
 from enhancer.media.segment import Segment
+from enhancer.media.videoinfo import VideoInfo
 
 
 @dataclass

@@ -24,12 +24,15 @@ import numpy as np
 
 from enhancer.errors import EnhancerError, InputError, ModelError, OutputError, UsageError
 from enhancer.restore.restorer import Restorer
-from enhancer.media.muxer import (IMAGE_CODECS, PART_NAME, EncodeOptions, Encoder, Muxer, assemble, check_frame_size,
-                               short_join)
-from enhancer.media.probe import VideoInfo, count_frames
+from enhancer.media.encode import IMAGE_CODECS, EncodeOptions
+from enhancer.media.geometry import check_frame_size
+from enhancer.media.join import assemble, short_join
+from enhancer.media.muxer import PART_NAME, Encoder, Muxer
+from enhancer.media.probe import count_frames
 from enhancer.media.reader import Frame, FrameReader, windows
 from enhancer.media.segment import Segment
 from enhancer.media.temps import hidden_sibling, sweep, temp_path_for
+from enhancer.media.videoinfo import VideoInfo
 from enhancer.progress import bar, settle
 
 _END = object()

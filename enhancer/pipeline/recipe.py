@@ -60,7 +60,7 @@ class Recipe:
     @classmethod
     def of(cls, input_path: str, restorer, encode, opts) -> "Recipe":
         """The recipe for enhancing ``input_path`` with ``restorer``, ``encode``
-        (:class:`~enhancer.media.muxer.EncodeOptions`) and ``opts``
+        (:class:`~enhancer.media.encode.EncodeOptions`) and ``opts``
         (:class:`~enhancer.pipeline.engine.EnhanceOptions`). Raises OSError when the input is gone."""
         segment = {"deinterlace": opts.deinterlace, "start": opts.start, "duration": opts.duration,
                    "preview": opts.preview}

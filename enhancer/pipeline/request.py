@@ -99,7 +99,8 @@ class EncodeChoice:
     size: tuple[int | None, int | None] | str | None = None  # (width, height), either None: from the aspect
 
     def check(self) -> EncodeChoice:
-        from enhancer.media.muxer import CODECS, check_encoder_args
+        from enhancer.media.encode import CODECS
+        from enhancer.media.encoder_args import check_encoder_args
 
         if self.codec is not None and self.codec not in CODECS:
             raise RequestError("codec", f"codec must be one of {', '.join(CODECS)}, not {self.codec!r}"[:200])
@@ -128,7 +129,7 @@ class EncodeChoice:
         return checked
 
     def options(self):
-        from enhancer.media.muxer import EncodeOptions
+        from enhancer.media.encode import EncodeOptions
 
         return EncodeOptions(codec=self.codec or "h264", crf=self.crf, preset=self.preset, pix_fmt=self.pix_fmt,
                              audio=self.audio, subtitles=self.subtitles, square_pixels=self.square_pixels,
@@ -149,7 +150,7 @@ class Processing:
     part_seconds: float = 120.0
 
     def check(self) -> Processing:
-        from enhancer.media.probe import parse_rate
+        from enhancer.media.rates import parse_rate
 
         start, duration = seconds(self.start, "start"), seconds(self.duration, "duration")
         if duration is not None and duration <= 0:

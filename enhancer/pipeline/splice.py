@@ -29,9 +29,14 @@ from pathlib import Path
 from enhancer.errors import OutputError, UsageError, option
 from enhancer.media import ffmpeg as ff
 from enhancer.media.colour import Colour
-from enhancer.media.muxer import CONTAINERS, EncodeOptions, assemble, chroma_of, output_sar, plan, setsar_filter
-from enhancer.media.probe import VideoInfo, count_frames
+from enhancer.media.encode import CONTAINERS, EncodeOptions
+from enhancer.media.geometry import output_sar, setsar_filter
+from enhancer.media.join import assemble
+from enhancer.media.pixfmt import chroma_of
+from enhancer.media.plan import plan
+from enhancer.media.probe import count_frames
 from enhancer.media.segment import Segment
+from enhancer.media.videoinfo import VideoInfo
 
 # profiles (as ffmpeg's decoders name them) enhancer can encode again, for a stream copy around the segment
 _PRORES = {"proxy": "proxy", "lt": "lt", "standard": "standard", "hq": "hq", "4444": "4444", "xq": "4444xq",

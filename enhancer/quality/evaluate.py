@@ -103,7 +103,7 @@ def _image_files(folder: Path) -> list[Path]:
 
 def frames(path: str, info=None) -> Iterator[np.ndarray]:
     """RGB uint8 frames of a video file or an image folder, in order (16-bit scaled to 8).
-    ``info`` is the file's :class:`~enhancer.media.probe.VideoInfo` where the caller has it (a probe
+    ``info`` is the file's :class:`~enhancer.media.videoinfo.VideoInfo` where the caller has it (a probe
     costs a quarter of a second of CPU)."""
     p = Path(path)
     if p.is_dir():

@@ -20,7 +20,7 @@ from enhancer.pipeline.engine import EnhanceOptions, enhance_video
 from enhancer.restore.loading import load_restorer
 from enhancer.media import ffmpeg as ff
 from enhancer.media.colour import source_colour
-from enhancer.media.muxer import EncodeOptions
+from enhancer.media.encode import EncodeOptions
 from enhancer.media.probe import count_frames, probe
 from enhancer.media.segment import Segment
 from enhancer.reports.html import ClipResults, MethodRun, ReportInput
