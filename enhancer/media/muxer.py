@@ -31,7 +31,7 @@ from enhancer.media.colour import Colour, is_rgb_format
 from enhancer.media.matroska import RawMatroskaWriter
 from enhancer.media.probe import VideoInfo, bit_depth_of
 from enhancer.media.segment import Segment
-from enhancer.media.temps import hidden_sibling, temp_path_for
+from enhancer.media.temps import hidden_sibling, publish, temp_path_for
 
 CODECS = ("h264", "h265", "prores", "dnxhr", "ffv1", "mpeg2", "png", "tiff")
 IMAGE_CODECS = ("png", "tiff")
@@ -686,7 +686,7 @@ def assemble(parts: list[Path], starts: list[Fraction], output: Path, source: Vi
                 joined = None
             if joined != expect_frames:
                 raise short_join(output, joined, expect_frames)
-        os.replace(temp, output)
+        publish(temp, output)
     finally:
         listing.unlink(missing_ok=True)
         temp.unlink(missing_ok=True)
@@ -884,13 +884,10 @@ class Encoder(_Output):
             if tc:  # no convention for PNG/TIFF names: the first frame's timecode beside fps.txt
                 (self.temp / TIMECODE_SIDECAR).write_text(tc + (f"\nreel_name={self.source.reel_name}"
                                                                if self.source.reel_name else "") + "\n")
-        if self.image_sequence and self.final.exists():
-            old = hidden_sibling(self.final, f".old-{os.getpid()}-{uuid.uuid4().hex[:6]}")
-            os.replace(self.final, old)
-            os.replace(self.temp, self.final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(self.temp, self.final)
+        # a frame folder already there is set aside and removed once the new one took its name
+        aside = (hidden_sibling(self.final, f".old-{os.getpid()}-{uuid.uuid4().hex[:6]}") if self.image_sequence
+                 else None)
+        publish(self.temp, self.final, aside=aside)
         return self.final
 
     def abort(self) -> None:
