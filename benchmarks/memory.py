@@ -57,7 +57,7 @@ def chosen(size: str, available: str | None) -> tuple[int, int | None]:
     """The chunk and tile the defaults pick for frames of this size (same code as a run)."""
     import torch
 
-    from enhancer.pipeline.engine import ENCODER_BYTES_PER_PIXEL
+    from enhancer.pipeline.budget import ENCODER_BYTES_PER_PIXEL
     from enhancer.restore.loading import load_restorer
 
     if available:

@@ -31,7 +31,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from enhancer.pipeline.engine import EnhanceOptions, enhance_video
+from enhancer.pipeline.engine import EnhanceOptions
+from enhancer.pipeline.enhance import enhance_video
 from enhancer.restore.neural import ModelRestorer
 from enhancer.media import ffmpeg as ff
 from enhancer.media.encode import EncodeOptions

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from conftest import MAKER, make_clip, packet_times, run_cli, stream_md5
-from enhancer.pipeline.engine import EnhanceOptions, enhance_video
+from enhancer.pipeline.engine import EnhanceOptions
+from enhancer.pipeline.enhance import enhance_video
 from enhancer.restore.restorer import ClassicalUpscaler
 from enhancer.media import ffmpeg as ff
 from enhancer.media.encode import EncodeOptions

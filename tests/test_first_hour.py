@@ -17,7 +17,8 @@ import pytest
 
 from conftest import make_clip, run_cli
 from enhancer.errors import EnhancerError, ModelError, UsageError
-from enhancer.pipeline.engine import EnhanceOptions, enhance_video
+from enhancer.pipeline.engine import EnhanceOptions
+from enhancer.pipeline.enhance import enhance_video
 from enhancer.restore.restorer import CLASSICAL, ClassicalUpscaler
 from enhancer.media import ffmpeg as ff
 from enhancer.media.encode import EncodeOptions

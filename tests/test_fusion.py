@@ -20,7 +20,8 @@ from enhancer.models.align import align_stacks, flow, luma8, warp
 from enhancer.models.fusion import FusionConfig, FusionGenerator, fusion_complexity
 from enhancer.train import checkpoint as ckpt
 from enhancer.train.config import TrainConfig
-from enhancer.train.trainer import _Batches, train
+from enhancer.train.batches import _Batches
+from enhancer.train.trainer import train
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))  # tools/gpu_window.py
 
@@ -239,7 +240,7 @@ def test_x4_starts_from_x2_weights(pan_set, tmp_path):
     base = dict(data=str(pan_set), model="fusion-s", model_overrides=TINY, steps=1, batch=1, frames_out=1, crop=8,
                 val_every=100, log_every=1, val_sequences=2, seed=1)
     train(TrainConfig(run_dir=str(tmp_path / "x2"), **base), progress=False)
-    from enhancer.train.trainer import build_generator, load_initial
+    from enhancer.train.build import build_generator, load_initial
 
     g4 = build_generator(TrainConfig(model="fusion-s", model_overrides=TINY, scale=4))
     fresh = load_initial(g4, str(tmp_path / "x2" / "last.pt"))

@@ -18,7 +18,8 @@ import torch
 from conftest import MAKER, make_clip, run_cli, stream_md5
 from enhancer.restore import weights
 from enhancer.batch.runner import decide_job
-from enhancer.pipeline.engine import EnhanceOptions, enhance_video
+from enhancer.pipeline.engine import EnhanceOptions
+from enhancer.pipeline.enhance import enhance_video
 from enhancer.restore.restorer import ClassicalUpscaler
 from enhancer.media.encode import EncodeOptions
 from enhancer.media.probe import count_frames, probe

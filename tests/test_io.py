@@ -11,7 +11,8 @@ import pytest
 
 from conftest import decode_frames, make_clip, packet_times, stream_md5
 from enhancer.errors import EnhancerError, InputError
-from enhancer.pipeline.engine import EnhanceOptions, enhance_video
+from enhancer.pipeline.engine import EnhanceOptions
+from enhancer.pipeline.enhance import enhance_video
 from enhancer.restore.restorer import ClassicalUpscaler
 from enhancer.media import ffmpeg as ff
 from enhancer.media.encode import EncodeOptions

@@ -185,7 +185,7 @@ def test_a_codec_the_container_cannot_hold_is_a_usage_error_before_any_work(tmp_
 
 def test_a_frame_too_large_for_the_encoder_is_refused_before_the_model_runs(tmp_path):
     from enhancer.errors import OutputError
-    from enhancer.pipeline.engine import enhance_video
+    from enhancer.pipeline.enhance import enhance_video
     from enhancer.restore.restorer import ClassicalUpscaler
     from enhancer.media.encode import EncodeOptions
     from enhancer.media.probe import probe

@@ -16,8 +16,12 @@ import numpy as np
 import pytest
 
 from conftest import make_clip, run_cli
-from enhancer.pipeline import engine
-from enhancer.pipeline.engine import EnhanceOptions, _Parts, enhance_video, parts_folder
+from enhancer.pipeline import parts as made_in_parts
+from enhancer.pipeline import spans as made_in_spans
+from enhancer.pipeline.engine import EnhanceOptions
+from enhancer.pipeline.enhance import enhance_video
+from enhancer.pipeline.parts import _Parts, parts_folder
+from enhancer.pipeline.spans import enhance_span, merge_spans, plan_spans, span_folder
 from enhancer.restore.restorer import ClassicalUpscaler
 from enhancer.media import ffmpeg as ff
 from enhancer.media.encode import EncodeOptions
@@ -75,15 +79,15 @@ def test_parts_are_cut_by_processing_time_at_frame_boundaries():
     parts = _Parts(Path("/nonexistent"), info, EncodeOptions(), None, EnhanceOptions(part_seconds=120), "k", [],
                    clock=lambda: now[0])
     parts.save = lambda: None
-    orig = engine.Encoder
-    engine.Encoder = Fake
+    orig = made_in_parts.Encoder
+    made_in_parts.Encoder = Fake
     try:
         for i in range(100):  # 3 s of processing per frame: a part every 40 frames
             now[0] += 3.0
             parts.write(None, i, Fraction(1, 25))
         parts.close_part()
     finally:
-        engine.Encoder = orig
+        made_in_parts.Encoder = orig
     assert [p["frames"] for p in parts.done] == [40, 40, 20] and made == ["part_00000.nut", "part_00001.nut",
                                                                              "part_00002.nut"]
     assert Fraction(parts.done[1]["first"]) == Fraction(40, 25) and Fraction(parts.done[0]["last"]) == Fraction(39, 25)
@@ -92,8 +96,9 @@ def test_parts_are_cut_by_processing_time_at_frame_boundaries():
 def test_a_short_file_is_one_part(tmp_path, monkeypatch):
     src = make_clip(tmp_path / "a.mp4", seconds=1)
     joined = []
-    real = engine.assemble
-    monkeypatch.setattr(engine, "assemble", lambda parts, *a, **k: joined.append(len(parts)) or real(parts, *a, **k))
+    real = made_in_parts.assemble
+    monkeypatch.setattr(made_in_parts, "assemble",
+                        lambda parts, *a, **k: joined.append(len(parts)) or real(parts, *a, **k))
     res = enhance_video(probe(str(src)), str(tmp_path / "o.mp4"), ClassicalUpscaler("lanczos", 2), EncodeOptions(),
                         EnhanceOptions(progress=False))
     assert joined == [1] and res.frames == 25 and not parts_folder(tmp_path / "o.mp4").exists()
@@ -207,8 +212,8 @@ def test_a_manifest_that_does_not_check_out_is_discarded(tmp_path, how):
 
 def test_a_join_that_lost_frames_is_never_done(tmp_path, monkeypatch):
     src = make_clip(tmp_path / "a.mp4", seconds=1, audio=False)
-    real = engine.assemble
-    monkeypatch.setattr(engine, "assemble", lambda parts, starts, *a, **k: real(parts + parts, starts + [
+    real = made_in_parts.assemble
+    monkeypatch.setattr(made_in_parts, "assemble", lambda parts, starts, *a, **k: real(parts + parts, starts + [
         s + 100 for s in starts], *a, **k))
     from enhancer.errors import OutputError
 
@@ -241,14 +246,14 @@ class Temporal(ClassicalUpscaler):
 
 def _spans(info, out, restorer_for, opts, key, spans, order):
     for k in order:
-        engine.enhance_span(info, str(out), restorer_for(k), FFV1, opts, key, k, *spans[k])
+        enhance_span(info, str(out), restorer_for(k), FFV1, opts, key, k, *spans[k])
 
 
 def _join_without_span_1(info, out, restorer, opts, spans, straight, merged: int, total: int) -> None:
     """Spans 0 and 2 made, 1 not: the merge hands over span 0 alone, and the last task makes the
     rest itself, frame for frame as the straight run did."""
     _spans(info, out, lambda k: restorer(), opts, "k", spans, (0, 2))
-    assert engine.merge_spans(out, "k", spans) == merged
+    assert merge_spans(out, "k", spans) == merged
     res = enhance_video(info, str(out), restorer(), FFV1, opts, recipe_key="k")
     assert res.frames == total and res.resumed == merged
     assert framemd5(out) == framemd5(straight)
@@ -265,21 +270,21 @@ def test_spans_made_apart_and_out_of_order_join_into_the_straight_output(tmp_pat
     enhance_video(info, str(straight), Temporal(), FFV1, opts)
     out = tmp_path / "out" / "spans.mkv"
     out.parent.mkdir()
-    spans = engine.plan_spans(info, 1.0)
+    spans = plan_spans(info, 1.0)
     assert len(spans) == 3 and spans[0][0] == Fraction(0) and spans[-1][1] is None
     key = "recipe-key"
-    engine.enhance_span(info, str(out), Temporal(), FFV1, opts, key, 2, *spans[2])
+    enhance_span(info, str(out), Temporal(), FFV1, opts, key, 2, *spans[2])
     with pytest.raises(KeyboardInterrupt):  # span 1 stopped midway: some of its parts are finished
-        engine.enhance_span(info, str(out), Temporal(stop_after=4), FFV1, opts, key, 1, *spans[1])
-    begun = json.loads((engine.span_folder(out, 1) / "manifest.json").read_text())["parts"]
+        enhance_span(info, str(out), Temporal(stop_after=4), FFV1, opts, key, 1, *spans[1])
+    begun = json.loads((span_folder(out, 1) / "manifest.json").read_text())["parts"]
     assert begun and sum(p["frames"] for p in begun) < 25
-    again = engine.enhance_span(info, str(out), Temporal(), FFV1, opts, key, 1, *spans[1])
+    again = enhance_span(info, str(out), Temporal(), FFV1, opts, key, 1, *spans[1])
     assert again["parts"][:len(begun)] == begun  # went on after them
-    engine.enhance_span(info, str(out), Temporal(), FFV1, opts, key, 0, *spans[0])
-    assert [engine.enhance_span(info, str(out), Temporal(stop_after=0), FFV1, opts, key, k, *spans[k])["frames"]
+    enhance_span(info, str(out), Temporal(), FFV1, opts, key, 0, *spans[0])
+    assert [enhance_span(info, str(out), Temporal(stop_after=0), FFV1, opts, key, k, *spans[k])["frames"]
             for k in range(3)] == [25, 25, 25]  # finished spans are not made again
-    assert engine.merge_spans(out, "another-recipe", spans) == 0  # spans made otherwise are never joined
-    assert engine.merge_spans(out, key, spans) == 75
+    assert merge_spans(out, "another-recipe", spans) == 0  # spans made otherwise are never joined
+    assert merge_spans(out, key, spans) == 75
     res = enhance_video(info, str(out), Temporal(stop_after=0), FFV1, opts, recipe_key=key)  # only the join left
     assert res.frames == 75 and res.resumed == 75 and not res.incomplete
     assert framemd5(out) == framemd5(straight)
@@ -292,10 +297,10 @@ def test_a_merge_cut_short_or_a_missing_span_still_gives_the_straight_output(tmp
     opts = EnhanceOptions(progress=False, part_seconds=0.05)
     straight = tmp_path / "straight.mkv"
     enhance_video(info, str(straight), Temporal(), FFV1, opts)
-    spans = engine.plan_spans(info, 1.0)
+    spans = plan_spans(info, 1.0)
     out = tmp_path / "a.mkv"
     _spans(info, out, lambda k: Temporal(), opts, "k", spans, (0, 1, 2))
-    real, calls = engine._link_or_copy, []
+    real, calls = made_in_spans._link_or_copy, []
 
     def dies(src, dst):  # the worker is killed after linking two parts
         if len(calls) == 2:
@@ -303,11 +308,11 @@ def test_a_merge_cut_short_or_a_missing_span_still_gives_the_straight_output(tmp
         calls.append(dst)
         real(src, dst)
 
-    monkeypatch.setattr(engine, "_link_or_copy", dies)
+    monkeypatch.setattr(made_in_spans, "_link_or_copy", dies)
     with pytest.raises(KeyboardInterrupt):
-        engine.merge_spans(out, "k", spans)
-    monkeypatch.setattr(engine, "_link_or_copy", real)
-    assert engine.merge_spans(out, "k", spans) == 75  # the retry
+        merge_spans(out, "k", spans)
+    monkeypatch.setattr(made_in_spans, "_link_or_copy", real)
+    assert merge_spans(out, "k", spans) == 75  # the retry
     assert enhance_video(info, str(out), Temporal(stop_after=0), FFV1, opts, recipe_key="k").frames == 75
     assert framemd5(out) == framemd5(straight)
     # span 1 never made (or made with other settings): the last task makes it and what follows itself
@@ -326,9 +331,9 @@ def test_spans_of_a_file_whose_seeks_land_late(tmp_path, margin):
     straight = tmp_path / "straight.mkv"
     enhance_video(info, str(straight), restorer(), FFV1, opts)
     out = tmp_path / "spans.mkv"
-    spans = engine.plan_spans(info, 8.0)
+    spans = plan_spans(info, 8.0)
     _spans(info, out, lambda k: restorer(), opts, "k", spans, (2, 1, 0))
-    assert engine.merge_spans(out, "k", spans) == 600
+    assert merge_spans(out, "k", spans) == 600
     assert enhance_video(info, str(out), restorer(), FFV1, opts, recipe_key="k").frames == 600
     assert framemd5(out) == framemd5(straight)
     # span 1 missing: the last task goes on after span 0 itself; its resume seek (8 s) lands on
@@ -347,13 +352,13 @@ def test_a_span_past_the_end_of_the_picture_is_empty(tmp_path):
     # as a container without a duration per stream announces it: the longest stream's
     info = dataclasses.replace(probe(str(longer)), duration=9.0)
     opts = EnhanceOptions(progress=False)
-    spans = engine.plan_spans(info, 2.0)
+    spans = plan_spans(info, 2.0)
     assert len(spans) == 5
     out = tmp_path / "out.mkv"
-    sizes = [engine.enhance_span(info, str(out), Temporal(), FFV1, opts, "k", k, *spans[k])["frames"]
+    sizes = [enhance_span(info, str(out), Temporal(), FFV1, opts, "k", k, *spans[k])["frames"]
              for k in range(len(spans))]
     assert sum(sizes) == 75 and sizes[-1] == 0
-    assert engine.merge_spans(out, "k", spans) == 75
+    assert merge_spans(out, "k", spans) == 75
     res = enhance_video(info, str(out), Temporal(stop_after=0), FFV1, opts, recipe_key="k")
     assert res.frames == 75
 

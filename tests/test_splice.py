@@ -11,7 +11,8 @@ import pytest
 
 from conftest import MAKER, decode_frames, make_clip, packet_times, run_cli, stream_md5
 from enhancer.errors import UsageError
-from enhancer.pipeline.engine import EnhanceOptions, enhance_video
+from enhancer.pipeline.engine import EnhanceOptions
+from enhancer.pipeline.enhance import enhance_video
 from enhancer.restore.restorer import ClassicalUpscaler
 from enhancer.media.encode import EncodeOptions
 from enhancer.media.probe import probe

@@ -18,7 +18,8 @@ from enhancer.models.fusion import FusionConfig, fusion_complexity
 from enhancer.models.st3d import ST3D_CONFIGS, ST3DConfig, ST3DGenerator, st3d_complexity
 from enhancer.train import checkpoint as ckpt
 from enhancer.train.config import TrainConfig
-from enhancer.train.trainer import build_generator, train
+from enhancer.train.build import build_generator
+from enhancer.train.trainer import train
 from test_fusion import _pan, pan_set  # noqa: F401  (a fixture)
 
 TINY = dict(channels=6, time_channels=8, low_channels=8, low_blocks=1, high_blocks=1, confidence_channels=4)

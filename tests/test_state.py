@@ -251,6 +251,33 @@ def test_temporaries_of_runs_that_are_gone_are_removed(tmp_path):
     assert left == [".c.partial-%d-abc123.mp4" % os.getpid(), recent.name, working.name, ".enhancer-records"]
 
 
+def test_files_are_renamed_into_place_whole(tmp_path, monkeypatch):
+    """atomic_write: a reader sees the old file or the new one, and a write that fails leaves the
+    old one and no temporary; publish with aside: a frame folder replaced by another."""
+    from enhancer.media import temps
+
+    target = tmp_path / "r.json"
+    temps.atomic_write(target, "old")
+    temps.atomic_write(target, b"new", hidden=False)
+    assert target.read_bytes() == b"new" and [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+    def full(src, dst):
+        assert Path(src).name == f".r.json.{os.getpid()}.tmp" and Path(src).read_text() == "newer"
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr(temps.os, "replace", full)
+        with pytest.raises(OSError):
+            temps.atomic_write(target, "newer")
+    assert target.read_bytes() == b"new" and [p.name for p in tmp_path.iterdir()] == ["r.json"]
+    frames, made = tmp_path / "frames", tmp_path / ".frames.partial"
+    for folder, name in ((frames, "a.png"), (made, "b.png")):
+        folder.mkdir()
+        (folder / name).write_bytes(b"x")
+    temps.publish(made, frames, aside=tmp_path / ".frames.old")
+    assert [p.name for p in frames.iterdir()] == ["b.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["frames", "r.json"]
+
 def test_kill_9_leaves_temporaries_that_the_next_run_removes(tmp_path):
     src = make_clip(tmp_path / "long.mp4", size="320x240", seconds=8)
     out = tmp_path / "out"

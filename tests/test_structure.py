@@ -147,3 +147,20 @@ def test_layers_import_only_downwards():
     assert "torch" in files[PACKAGE / "models" / "st3d.py"]  # the imports were read
     assert "enhancer.restore.restorer" in files[PACKAGE / "pipeline" / "engine.py"]
 
+
+
+def test_files_are_renamed_into_place_in_one_module():
+    """Every file written for others to read takes its name through enhancer.media.temps
+    (atomic_write, publish): no other module calls os.replace or os.rename. The command line and
+    api.py are being rewritten apart from this (their report file is still renamed in place)."""
+    pending = {"cli/", "api.py"}
+    found = []
+    for p in PACKAGE.rglob("*.py"):
+        rel = p.relative_to(PACKAGE).as_posix()
+        if rel == "media/temps.py" or any(rel == x or (x.endswith("/") and rel.startswith(x)) for x in pending):
+            continue
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr in ("replace", "rename") \
+                    and isinstance(node.value, ast.Name) and node.value.id == "os":
+                found.append(f"{rel}:{node.lineno}")
+    assert found == [], "use enhancer.media.temps.atomic_write or publish"

@@ -208,7 +208,7 @@ def test_validation_psnr_y_is_what_evaluate_reports(tiny_set, tmp_path):
     mean over the frames of each frame's PSNR-Y (the PSNR of each sequence's pooled error, which
     the trainer logged before, is another figure: 0.04 dB lower here)."""
     from enhancer.quality.evaluate import evaluate
-    from enhancer.train.trainer import validate
+    from enhancer.train.validate import validate
 
     class Nearest(torch.nn.Module):  # a generator that is easy to write down: x2 nearest of the centre frames
         temporal_radius = 1
@@ -236,7 +236,7 @@ def test_validation_psnr_y_is_what_evaluate_reports(tiny_set, tmp_path):
 
 
 def test_batches_do_not_depend_on_the_number_of_batch_threads(tiny_set):
-    from enhancer.train.trainer import _Batches
+    from enhancer.train.batches import _Batches
 
     cfg = _cfg(tiny_set, Path("unused"))
     data = ClipDataset(str(tiny_set))
@@ -258,11 +258,11 @@ def test_batches_do_not_depend_on_the_number_of_batch_threads(tiny_set):
 def test_fit_minutes_ends_the_schedule_inside_the_time_box(tiny_set, tmp_path, caplog, monkeypatch):
     """On a fake clock that only the generator's steps move (no wall-clock assertion: a loaded
     machine must not fail it): 50 ms a step, then 100 ms once another run gets going on the GPU."""
-    from enhancer.train import trainer
+    from enhancer.train import schedule, trainer
 
     real, calls = trainer._generate, []
 
-    class Clock:  # the trainer's time module, with a monotonic clock of our own
+    class Clock:  # the trainer's (and the schedule's) time module, with a monotonic clock of our own
         now = 1000.0
 
         def monotonic(self) -> float:
@@ -280,8 +280,9 @@ def test_fit_minutes_ends_the_schedule_inside_the_time_box(tiny_set, tmp_path, c
 
     monkeypatch.setattr(trainer, "_generate", slows_down)
     monkeypatch.setattr(trainer, "time", clock)
-    monkeypatch.setattr(trainer._Fit, "skip", 5)  # measured over fewer steps: a short run, the same logic
-    monkeypatch.setattr(trainer._Fit, "span", 20)
+    monkeypatch.setattr(schedule, "time", clock)
+    monkeypatch.setattr(schedule._Fit, "skip", 5)  # measured over fewer steps: a short run, the same logic
+    monkeypatch.setattr(schedule._Fit, "span", 20)
     cfg = _cfg(tiny_set, tmp_path / "fit", steps=100_000, val_every=10_000, ckpt_every=10_000, log_every=50,
                fit_minutes=0.15, loader_threads=2)
     with caplog.at_level(logging.INFO, logger="enhancer.train"):

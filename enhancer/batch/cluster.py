@@ -16,7 +16,7 @@ made at all and cuts its timeline into spans of ``split`` seconds; a task per sp
 span's frames (with the real frames on either side as the model's context, so the spans join
 into the frames one process would have made), in resumable parts of its own under a lock of its
 own; and a last task, under the output's lock, hands the spans' parts to the ordinary join of
-parts (:func:`~enhancer.pipeline.engine.merge_spans`), which counts every frame before the output
+parts (:func:`~enhancer.pipeline.spans.merge_spans`), which counts every frame before the output
 takes its name, and records the outcome. A span that keeps failing fails its file, in one line,
 recorded like any failure; what the other spans made is kept for the next run.
 
@@ -99,7 +99,8 @@ def _make(job: Job, spec: ModelChoice, encode: EncodeOptions, opts: EnhanceOptio
                        strict=strict)
     from fractions import Fraction
 
-    from enhancer.pipeline.engine import merge_spans, parts_folder
+    from enhancer.pipeline.parts import parts_folder
+    from enhancer.pipeline.spans import merge_spans
 
     bounds, error = spans
     if error is not None:
@@ -147,7 +148,8 @@ def _plan_one(job: Job, spec: ModelChoice, encode: EncodeOptions, opts: EnhanceO
     own and makes anything else itself."""
     from enhancer.batch.runner import decide_job
     from enhancer.errors import EnhancerError
-    from enhancer.pipeline.engine import _resumable, plan_spans
+    from enhancer.pipeline.parts import _resumable
+    from enhancer.pipeline.spans import plan_spans
     from enhancer.media.probe import probe
     from enhancer.progress import using
     from enhancer.batch.state import BatchState
@@ -179,7 +181,7 @@ def _span_one(job: Job, spec: ModelChoice, encode: EncodeOptions, opts: EnhanceO
 
     from enhancer.batch.runner import job_recipe
     from enhancer.errors import EnhancerError, LockedError
-    from enhancer.pipeline.engine import enhance_span, span_folder
+    from enhancer.pipeline.spans import enhance_span, span_folder
     from enhancer.media.probe import probe
     from enhancer.progress import using
     from enhancer.batch.state import BatchState, Decision, OutputLock

@@ -17,7 +17,8 @@ from typing import Callable, Iterable
 
 from enhancer.errors import (EnhancerError, FFmpegError, InputError, InternalError, LockedError, OutputError, escape,
                              shown)
-from enhancer.pipeline.engine import EnhanceOptions, enhance_video
+from enhancer.pipeline.engine import EnhanceOptions
+from enhancer.pipeline.enhance import enhance_video
 from enhancer.restore.restorer import Restorer
 from enhancer.media.encode import EncodeOptions
 from enhancer.media.files import same_file
@@ -345,7 +346,7 @@ def _drop_parts(target: str, recipe: Recipe | None) -> None:
     rename and this clean-up left it (under the output's lock only)."""
     import shutil
 
-    from enhancer.pipeline.engine import parts_folder
+    from enhancer.pipeline.parts import parts_folder
 
     folder = parts_folder(target)
     try:

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from enhancer.errors import InternalError, LockedError, RecordError
+from enhancer.media.temps import atomic_write, publish
 from enhancer.pipeline.recipe import Recipe
 from enhancer.batch.status import Decision, RecordStatus  # noqa: F401  (Decision: the state API)
 
@@ -192,7 +193,7 @@ class BatchState:
             return
         aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
         try:
-            os.replace(path, aside)
+            publish(path, aside)
             where = f"set aside as {aside.name}"
         except OSError as e:
             where = f"could not be set aside ({e.strerror})"
@@ -267,18 +268,14 @@ class BatchState:
                       made=fingerprint(made or output) if status != RecordStatus.FAILED else None)
         self.entries[key] = entry
         path = self.records / f"{record_stem(key)}.json"
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         try:
             self.records.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps({"version": STATE_VERSION, "output": key, "entry": entry.__dict__}, indent=1))
-            os.replace(tmp, path)
+            # written as NAME.PID.tmp beside it (what sweep() knows as an output's record being written)
+            atomic_write(path, json.dumps({"version": STATE_VERSION, "output": key, "entry": entry.__dict__},
+                                          indent=1), hidden=False)
         except OSError as e:
             self.notes.append(f"this outcome could not be recorded in {self.records} ({e.strerror or e}): a rerun "
                               "will not know it")
-            try:
-                tmp.unlink(missing_ok=True)
-            except OSError:
-                pass
 
 
 def recorded_outputs(folder: str | Path) -> set[str]:

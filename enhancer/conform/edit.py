@@ -16,6 +16,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from enhancer.errors import ArgumentError, UsageError, escape
+from enhancer.media.temps import atomic_write
 from enhancer.media.timecode import Timecode
 
 # suffix: (OpenTimelineIO adapter, the PyPI package that brings it (None: OTIO itself), what it is)
@@ -375,13 +376,7 @@ def relink_edl(text: str, files: list[tuple[str, int] | None], rate: float | Non
 
 def write_edit(edit: Edit, timeline, path: str, files: list[tuple[str, int] | None] | None = None) -> None:
     """Write the relinked edit (:func:`edit_bytes`) to ``path``, under a temporary name first."""
-    data = edit_bytes(edit, timeline, files)
-    tmp = Path(path).with_name(f".{Path(path).name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(path, edit_bytes(edit, timeline, files))
 
 
 def edit_bytes(edit: Edit, timeline, files: list[tuple[str, int] | None] | None = None) -> bytes:

@@ -15,7 +15,7 @@ from enhancer.media.encode import CONTAINERS, EncodeOptions
 from enhancer.media.plan import plan
 from enhancer.media.segment import Segment
 from enhancer.media.streams import timecode_args, video_tag_args
-from enhancer.media.temps import hidden_sibling, temp_path_for
+from enhancer.media.temps import hidden_sibling, publish, temp_path_for
 from enhancer.media.videoinfo import VideoInfo
 
 
@@ -129,7 +129,7 @@ def assemble(parts: list[Path], starts: list[Fraction], output: Path, source: Vi
                 joined = None
             if joined != expect_frames:
                 raise short_join(output, joined, expect_frames)
-        os.replace(temp, output)
+        publish(temp, output)
     finally:
         listing.unlink(missing_ok=True)
         temp.unlink(missing_ok=True)

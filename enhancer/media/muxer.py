@@ -32,7 +32,7 @@ from enhancer.media.join import assemble, join_args
 from enhancer.media.matroska import RawMatroskaWriter
 from enhancer.media.plan import MuxPlan, mpeg2_rate, plan
 from enhancer.media.segment import Segment
-from enhancer.media.temps import hidden_sibling, temp_path_for
+from enhancer.media.temps import hidden_sibling, publish, temp_path_for
 from enhancer.media.videoinfo import VideoInfo
 
 
@@ -204,13 +204,10 @@ class Encoder(_Output):
             if tc:  # no convention for PNG/TIFF names: the first frame's timecode beside fps.txt
                 (self.temp / TIMECODE_SIDECAR).write_text(tc + (f"\nreel_name={self.source.reel_name}"
                                                                if self.source.reel_name else "") + "\n")
-        if self.image_sequence and self.final.exists():
-            old = hidden_sibling(self.final, f".old-{os.getpid()}-{uuid.uuid4().hex[:6]}")
-            os.replace(self.final, old)
-            os.replace(self.temp, self.final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(self.temp, self.final)
+        # a frame folder already there is set aside and removed once the new one took its name
+        aside = (hidden_sibling(self.final, f".old-{os.getpid()}-{uuid.uuid4().hex[:6]}") if self.image_sequence
+                 else None)
+        publish(self.temp, self.final, aside=aside)
         return self.final
 
     def abort(self) -> None:

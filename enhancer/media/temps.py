@@ -1,5 +1,10 @@
-"""Hidden temporary names beside an output, file names that fit, and sweeping up after
-processes that are gone.
+"""Hidden temporary names beside an output, file names that fit, writing files into place
+atomically, and sweeping up after processes that are gone.
+
+Every file this tool writes for others to read (outputs, records, manifests, checkpoints, model
+files) is written under a temporary name in its own folder and renamed into place in one step,
+through :func:`atomic_write` (the bytes are at hand) or :func:`publish` (a temporary already
+made, by ffmpeg or ``torch.save``): a reader sees the old file or the new one, never half of one.
 
 Every temporary this tool leaves beside an output carries the id of the process that made it
 (``.NAME.partial-PID-XXXXXX.EXT``, ``.NAME.PID.ffconcat``, ``.enhancer-state.json.PID.tmp``,
@@ -69,6 +74,43 @@ def hidden_sibling(final: Path, tail: str) -> Path:
     """``.NAME<tail>`` beside ``final``, shortened to fit where the name is long."""
     name = fit_name(final.name, _HARD_LIMIT - 1 - len(tail.encode()), keep_suffix="")
     return final.with_name(f".{name}{tail}")
+
+
+def atomic_write(path: str | Path, data: bytes | str, *, hidden: bool = True) -> None:
+    """Write ``data`` (text as UTF-8) to ``path`` under a temporary name in the same folder, then
+    rename it into place (:func:`publish`), so ``path`` holds the old file or the new one, never
+    half of one. The temporary is ``.NAME.PID.tmp`` (``NAME.PID.tmp`` where ``hidden`` is
+    False), this process's own; where writing or renaming fails it is removed and the
+    :class:`OSError` raised. The folder must exist; nothing is synced to disk."""
+    path = Path(path)
+    tmp = path.with_name(f"{'.' if hidden else ''}{path.name}.{os.getpid()}.tmp")
+    try:
+        if isinstance(data, str):
+            tmp.write_text(data, encoding="utf-8")
+        else:
+            tmp.write_bytes(data)
+        publish(tmp, path)
+    except BaseException:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise
+
+
+def publish(tmp: str | Path, final: str | Path, *, aside: str | Path | None = None) -> None:
+    """Give the finished temporary ``tmp`` (a file or folder beside ``final``) the name ``final``
+    in one step (``os.replace``: atomic within a folder, replacing a file already there). A folder
+    cannot replace a folder that way: with ``aside`` given and ``final`` there, ``final`` is first
+    renamed to ``aside`` (a hidden name beside it) and that folder removed once ``tmp`` took its
+    place. On failure the :class:`OSError` is raised and ``tmp`` left where it is (its maker
+    cleans up)."""
+    if aside is not None and os.path.exists(final):
+        os.replace(final, aside)
+        os.replace(tmp, final)
+        shutil.rmtree(aside, ignore_errors=True)
+        return
+    os.replace(tmp, final)
 
 
 def alive(pid: int) -> bool:

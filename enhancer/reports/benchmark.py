@@ -16,7 +16,8 @@ import numpy as np
 from enhancer.errors import ArgumentError, EnhancerError, UsageError, shown
 from enhancer.data.degrade import degrade_video
 from enhancer.quality.evaluate import EXTRA, METRIC_INFO, METRICS, Scores, evaluate
-from enhancer.pipeline.engine import EnhanceOptions, enhance_video
+from enhancer.pipeline.engine import EnhanceOptions
+from enhancer.pipeline.enhance import enhance_video
 from enhancer.restore.loading import load_restorer
 from enhancer.media import ffmpeg as ff
 from enhancer.media.colour import source_colour

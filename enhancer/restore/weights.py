@@ -29,6 +29,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from enhancer.errors import ArgumentError, ConfigError, ModelError, option
+from enhancer.media.temps import publish
 from enhancer.models.fusion import FusionConfig, FusionGenerator
 from enhancer.models.st3d import ST3DConfig, ST3DGenerator
 from enhancer.models.generator import Generator, GeneratorConfig
@@ -248,7 +249,7 @@ def save(model: torch.nn.Module, path: str | os.PathLike, card: ModelCard, dtype
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)  # a model file others may read (safetensors writes it 0600)
-    os.replace(tmp, path)
+    publish(tmp, path)
 
 
 def read_card(path: str | os.PathLike) -> ModelCard:

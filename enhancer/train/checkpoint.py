@@ -2,12 +2,12 @@
 code execution (``torch.load(weights_only=True)``)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 
 from enhancer.errors import EnhancerError
+from enhancer.media.temps import publish
 
 
 class CheckpointError(EnhancerError):
@@ -19,7 +19,7 @@ def save(path: Path, state: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.partial")
     torch.save(state, tmp)
-    os.replace(tmp, path)
+    publish(tmp, path)
 
 
 def load(path: str | Path) -> dict:

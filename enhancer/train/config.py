@@ -1,16 +1,21 @@
-"""Training configuration: a typed dataclass read from TOML."""
+"""Training configuration: a typed dataclass read from TOML; and :class:`TrainingError`, what a
+run that cannot start or continue raises."""
 from __future__ import annotations
 
 import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from enhancer.errors import ConfigError
+from enhancer.errors import ConfigError, EnhancerError
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
+
+
+class TrainingError(EnhancerError):
+    """A training run cannot start or continue: bad set, config or checkpoint."""
 
 
 @dataclass

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from enhancer.errors import OutputError, UsageError
-from enhancer.train.trainer import TrainingError
+from enhancer.train.config import TrainingError
 
 LOSSES = ("loss_g", "pixel", "temporal", "perceptual", "adv", "adv_frame", "feature_match", "feature_match_frame")
 DISCRIMINATORS = ("d", "df")

@@ -1,0 +1,58 @@
+"""Validation during training: PSNR-Y of the model and of bicubic on the fixed validation
+sequences, as ``enhancer evaluate`` measures it, and a picture of one frame."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from enhancer.data.dataset import ClipDataset
+from enhancer.models import ALIGNED
+from enhancer.train.config import TrainConfig
+
+
+@torch.no_grad()
+def validate(model: nn.Module, data: ClipDataset, indices: np.ndarray, cfg: TrainConfig, device: torch.device,
+             grid_path: Path | None = None) -> dict:
+    """PSNR-Y of ``model`` and of bicubic on the fixed validation sequences: ``enhancer
+    evaluate``'s figure (:func:`enhancer.quality.evaluate.psnr_y` of each 8-bit frame, the mean over all
+    frames) on whole frames, a border of 2 * scale left out."""
+    from enhancer.quality.evaluate import psnr_y
+    from enhancer.models.align import align_stacks
+
+    model.eval()
+    fusion = isinstance(model, ALIGNED)
+    r = model.temporal_radius
+    frames_in = min(data.frames, cfg.frames_out + 2 * r)
+    b = cfg.scale * 2
+    to8 = lambda x: (x.clamp(0, 1).mul(255).round().byte().permute(0, 2, 3, 1).numpy())  # noqa: E731
+    ours, bic = [], []
+    for k, i in enumerate(indices):
+        lq_np = np.asarray(data.damaged(i)[:frames_in])
+        hr = np.asarray(data.clean(i)[r:frames_in - r])  # (T, H, W, 3) uint8
+        if fusion:
+            stacks = align_stacks(lq_np.astype(np.float32) / 255, r)
+            x = torch.from_numpy(stacks).permute(0, 1, 4, 2, 3).flatten(1, 2)
+            out = model(x.to(device)).float().cpu()  # (T, 3, sH, sW)
+        else:
+            x = torch.from_numpy(lq_np).permute(3, 0, 1, 2)[None].float().div(255)
+            out = model(x.to(device)).float().cpu()[0].transpose(0, 1)
+        centre = torch.from_numpy(lq_np[r:frames_in - r]).permute(0, 3, 1, 2).float().div(255)
+        up = F.interpolate(centre, scale_factor=cfg.scale, mode="bicubic", align_corners=False) \
+            if cfg.scale > 1 else centre
+        o8, u8 = to8(out), to8(up)
+        inner = (slice(b, -b), slice(b, -b))
+        ours += [psnr_y(h[inner], o[inner]) for h, o in zip(hr, o8)]
+        bic += [psnr_y(h[inner], u[inner]) for h, u in zip(hr, u8)]
+        if k == 0 and grid_path is not None:
+            import cv2
+
+            t = len(o8) // 2
+            lq_big = cv2.resize(lq_np[r + t], hr.shape[2:0:-1], interpolation=cv2.INTER_NEAREST)
+            grid_path.parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(grid_path), np.concatenate([lq_big, o8[t], hr[t]], axis=1)[..., ::-1])
+    model.train()
+    return {"val_psnr_y": float(np.mean(ours)), "val_psnr_y_bicubic": float(np.mean(bic))}
