@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
+from enhancer.errors import option
 from enhancer.errors import (EnhancerError, FFmpegError, InputError, InternalError, LockedError, OutputError, escape,
                              shown)
 from enhancer.pipeline.engine import EnhanceOptions
@@ -167,15 +168,15 @@ def decide_job(job: Job, restorer: Restorer, encode: EncodeOptions, opts: Enhanc
         if decision is Decision.SKIP_INCOMPLETE:
             if strict:
                 res = FileResult(job.input, target, FileStatus.FAILED, incomplete=True,
-                                 error=f"{shown(job.input)}: {why} [--strict; --retry-failed tries again]")
+                                 error=f"{shown(job.input)}: {why} [{option('strict')}; {option('retry_failed')} tries again]")
             else:
                 res = FileResult(job.input, target, FileStatus.SKIPPED, error="made in an earlier run", incomplete=True,
-                                 warnings=[f"{why} (in an earlier run; --retry-failed tries again)"])
+                                 warnings=[f"{why} (in an earlier run; {option('retry_failed')} tries again)"])
             return JobDecision(target, recipe, res, overwrite, done=True)
         if decision is Decision.FAILED_BEFORE:
             return JobDecision(target, recipe, FileResult(
                 job.input, target, FileStatus.FAILED,
-                error=f"{why} [failed in an earlier run; --retry-failed tries again]"), overwrite)
+                error=f"{why} [failed in an earlier run; {option('retry_failed')} tries again]"), overwrite)
         if decision is Decision.OTHER_INPUT:
             return JobDecision(target, recipe, FileResult(job.input, target, FileStatus.SKIPPED, error=why), overwrite)
         if decision is Decision.REDO and os.path.exists(target):
@@ -185,7 +186,7 @@ def decide_job(job: Job, restorer: Restorer, encode: EncodeOptions, opts: Enhanc
     if job.output != "-" and os.path.exists(target) and not overwrite:
         what = "preview" if opts.preview else "output"
         return JobDecision(target, recipe, FileResult(job.input, target, FileStatus.SKIPPED,
-                                                      error=f"{what} exists (use --overwrite to redo)"), overwrite)
+                                                      error=f"{what} exists (use {option('overwrite')} to redo)"), overwrite)
     return JobDecision(target, recipe, None, overwrite, notes=notes)
 
 
@@ -276,7 +277,7 @@ def _run_job(job: Job, restorer: Restorer, encode: EncodeOptions, opts: EnhanceO
                         Path(res.output).unlink(missing_ok=True)
                     result.status = FileStatus.FAILED
                     result.warnings = [w for w in res.warnings if "incomplete" not in w]
-                    result.error = f"{shown(job.input)}: incomplete input: {escape(res.incomplete)} [--strict]"
+                    result.error = f"{shown(job.input)}: incomplete input: {escape(res.incomplete)} [{option('strict')}]"
                     status = RecordStatus.FAILED
     except EnhancerError as e:
         if e.path is None:
@@ -293,7 +294,7 @@ def _run_job(job: Job, restorer: Restorer, encode: EncodeOptions, opts: EnhanceO
         status = RecordStatus.FAILED
     except MemoryError:
         result = FileResult(job.input, target, FileStatus.FAILED, seconds=time.perf_counter() - t0,
-                            error=f"{shown(job.input)}: out of memory (try a smaller --tile or --chunk)")
+                            error=f"{shown(job.input)}: out of memory (try a smaller {option('tile')} or {option('chunk')})")
         status = RecordStatus.FAILED
     except (KeyboardInterrupt, SystemExit):
         raise
@@ -368,7 +369,7 @@ def _preview(job: Job, info, restorer: Restorer, opts: EnhanceOptions, overwrite
 
     target = preview_path(job.output)
     if target.exists() and not overwrite:
-        return FileResult(job.input, str(target), FileStatus.SKIPPED, error="preview exists (use --overwrite to redo)")
+        return FileResult(job.input, str(target), FileStatus.SKIPPED, error=f"preview exists (use {option('overwrite')} to redo)")
     seg = dataclasses.replace(opts, duration=opts.preview)
     from enhancer.media.temps import hidden_sibling
 
@@ -421,7 +422,7 @@ def run_batch(jobs: list[Job], restorer: Restorer, encode: EncodeOptions,
     stopped = False
     for k, job in enumerate(jobs):
         if stopped:
-            res = FileResult(job.input, job.output, FileStatus.SKIPPED, error="not run: --fail-fast stopped the batch")
+            res = FileResult(job.input, job.output, FileStatus.SKIPPED, error=f"not run: {option('fail_fast')} stopped the batch")
         else:
             res = run_job(job, restorer, encode, each[k], overwrite=overwrite, verbose=verbose,
                           desc=bar_label(job, k, len(jobs)), state=state, retry_failed=retry_failed,
@@ -528,7 +529,7 @@ def spool_stdin() -> str:
 def reject_missing(found: list[tuple[str, Path | None]]) -> None:
     """Raise for nothing to do at all (an empty folder, a glob with no matches)."""
     if not found:
-        raise InputError("no video files found", hint="check the path, or add --recursive for sub-folders")
+        raise InputError("no video files found", hint=f"check the path, or add {option('recursive')} for sub-folders")
 Result = BatchSummary  # the Python API name (enhancer.Result)
 
 
@@ -561,14 +562,12 @@ def check_report_path(report_path: str, inputs: list[str], outputs: list[str] = 
 def write_report(report_path: str, data: dict) -> bool:
     """The batch's JSON summary, written whole or not at all; False (and an error logged) where
     it cannot be written: the outputs are made all the same."""
-    path = Path(report_path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    from enhancer.media.temps import atomic_write
+
     try:
-        tmp.write_text(json.dumps(data, indent=1))
-        os.replace(tmp, path)
+        atomic_write(report_path, json.dumps(data, indent=1))
         return True
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         log.error("%s: cannot write the report: %s", shown(report_path), e.strerror)
         return False
 

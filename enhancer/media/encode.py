@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from enhancer.errors import ArgumentError, UsageError
+from enhancer.errors import ArgumentError, UsageError, option
 
 
 CODECS = ("h264", "h265", "prores", "dnxhr", "ffv1", "mpeg2", "png", "tiff")
@@ -24,7 +24,7 @@ def check_container(codec: str, output: str | Path) -> None:
         return
     fits = sorted(ext for ext, c in CONTAINERS.items() if codec in VIDEO_CODECS_IN[c] and ext not in (".m4v", ".nut"))
     raise UsageError(f"{Path(output).suffix.lower()} cannot hold {codec} video", path=str(output),
-                     hint=f"name the output {' or '.join(fits)}, or choose another --codec")
+                     hint=f"name the output {' or '.join(fits)}, or choose another {option('codec')}")
 
 
 def default_extension(codec: str, source_ext: str | None = None) -> str:
@@ -76,7 +76,7 @@ class EncodeOptions:
                 raise ArgumentError(f"crf {self.crf!r} is outside {self.codec}'s {low}..{high}")
 
 
-def container_of(output: str | Path, images: str = "or --codec png|tiff for images") -> str:
+def container_of(output: str | Path, images: str = f"or {option('codec')} png|tiff for images") -> str:
     """The container ffmpeg writes for an output file, by its extension (a UsageError for one it
     does not write; ``images`` ends the hint: how the caller writes pictures, if it can)."""
     ext = Path(output).suffix.lower()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-from enhancer.errors import ArgumentError
+from enhancer.errors import ArgumentError, option
 
 
 # options --encoder-args may not hold: they would change inputs, outputs, timing, length, the
@@ -42,8 +42,9 @@ def check_encoder_args(args: list[str]) -> tuple[str, ...]:
             name = "-" + tok[1:].lstrip("/")  # -/opt reads opt's value from a file
             base = name.split(":")[0] if not name.startswith(("-c:", "-codec:")) else name
             if _DENIED_OPTIONS.match(name) or _DENIED_OPTIONS.match(base):
-                raise ArgumentError(f"{tok} is set by enhancer itself (see enhancer enhance --help for the option that "
-                                 "controls it)")
+                raise ArgumentError(f"{tok} is set by enhancer itself, from its own options ("
+                                    + ", ".join(option(o) for o in ("codec", "crf", "preset", "pix_fmt", "size",
+                                                                    "audio")) + " ...)")
             expect_value = base not in _FLAGS
         elif expect_value:
             expect_value = False

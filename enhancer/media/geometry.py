@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-from enhancer.errors import OutputError
+from enhancer.errors import OutputError, option
 from enhancer.media.encode import EncodeOptions
 from enhancer.media.videoinfo import VideoInfo
 
@@ -71,14 +71,14 @@ def check_frame_size(info: VideoInfo, opts: EncodeOptions, width: int, height: i
         w, h = encoded_size(info, opts, width, height, (True, True))
         if max(w, h) > most or (opts.codec == "mpeg2" and (w % 4096 == 0 or h % 4096 == 0)):
             raise OutputError(f"{opts.codec} cannot encode a {w}x{h} frame (its largest side is {most})", path=path,
-                              hint="choose --codec h265, prores or ffv1, a smaller --scale, or a --size")
+                              hint=f"choose {option('codec')} h265, prores or ffv1, a smaller {option('scale')}, or a {option('size')}")
     if opts.codec != "dnxhr":
         return
     w, h = encoded_size(info, opts, width, height, (True, False))  # DNxHR is 4:2:2 (or 4:4:4)
     if w < DNXHR_MIN[0] or h < DNXHR_MIN[1]:
-        larger = "a larger --size, or " if opts.size else ""
+        larger = f"a larger {option('size')}, or " if opts.size else ""
         raise OutputError(f"DNxHR needs frames of at least {DNXHR_MIN[0]}x{DNXHR_MIN[1]}; this output is {w}x{h}",
-                          path=path, hint=f"choose {larger}--codec prores or ffv1 for a frame this small")
+                          path=path, hint=f"choose {larger}{option('codec')} prores or ffv1 for a frame this small")
 
 
 def square_size(width: int, height: int, sar: Fraction, even: tuple[bool, bool]) -> tuple[int, int]:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from enhancer.errors import EnhancerError, FFmpegError, OutputError
+from enhancer.errors import EnhancerError, FFmpegError, OutputError, option
 from enhancer.media import ffmpeg as ff
 from enhancer.media.colour import Colour
 from enhancer.media.encode import IMAGE_CODECS, VIDEO_CODECS_IN, EncodeOptions, container_of
@@ -264,7 +264,7 @@ class Muxer(_Output):
             self.container = container_of(output)
         if self.opts.codec not in VIDEO_CODECS_IN.get(self.container, set()):
             raise OutputError(f"the {self.container} container cannot hold {opts.codec} video", path=output,
-                              hint="choose another --codec or output extension (.mkv holds them all)")
+                              hint=f"choose another {option('codec')} or output extension (.mkv holds them all)")
         if self.to_stdout:
             self.encoder = Encoder("-", source, opts, colour, segment=self.segment, label="-")
             return

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from enhancer.errors import OutputError
+from enhancer.errors import OutputError, option
 from enhancer.media.colour import Colour
 from enhancer.media.encode import IMAGE_CODECS, VIDEO_CODECS_IN, EncodeOptions
 from enhancer.media.encoder_args import merged_params
@@ -53,7 +53,7 @@ def _yuv_format(codec: str, source_pix: str, source_depth: int) -> tuple[str, st
             if _CHROMA_ORDER.index(want) <= _CHROMA_ORDER.index(cs[-1]) and ds[-1] >= source_depth] + ["ffv1"]
     choices = ", ".join(keep[:-1]) + f" or {keep[-1]}" if len(keep) > 1 else keep[0]
     return pix, (f"{codec} cannot hold the source's {' and '.join(lost)} ({source_pix}); the output is {pix} "
-                 f"(--codec {choices} would keep {'them' if len(lost) > 1 else 'it'})")
+                 f"({option('codec')} {choices} would keep {'them' if len(lost) > 1 else 'it'})")
 
 
 @dataclass
@@ -133,7 +133,7 @@ def plan(info: VideoInfo, opts: EncodeOptions, container: str, colour: Colour, w
     warnings: list[str] = []
     if container != "image2" and opts.codec not in VIDEO_CODECS_IN.get(container, set()):
         raise OutputError(f"the {container} container cannot hold {opts.codec} video",
-                          hint="choose another --codec or output extension (.mkv holds them all)")
+                          hint=f"choose another {option('codec')} or output extension (.mkv holds them all)")
     pix, vargs, notes = _video_args(opts, depth, container, info.pix_fmt, info.bit_depth)
     warnings += notes
     if opts.codec in ("h264", "h265") and opts.lookahead is not None:
@@ -151,12 +151,12 @@ def plan(info: VideoInfo, opts: EncodeOptions, container: str, colour: Colour, w
         (pw, ph), (fw, fh) = fitted_size(width, height, aspect, opts.size, (even_w, even_h))
         if (fw % 2 and even_w) or (fh % 2 and even_h):
             raise OutputError(f"{pix} needs an even size; {fw}x{fh} was asked for",
-                              hint="give even numbers to --size, or --pix-fmt yuv444p")
+                              hint=f"give even numbers to {option('size')}, or {option('pix_fmt')} yuv444p")
         resize = f"scale={pw}:{ph}:flags=lanczos+accurate_rnd+full_chroma_int,"
         if (pw, ph) != (fw, fh):
             resize += f"pad={fw}:{fh}:{(fw - pw) // 2}:{(fh - ph) // 2}:black,"
             warnings.append(f"the picture ({pw}x{ph}) keeps its aspect inside the {fw}x{fh} asked for: black "
-                            f"bars fill the rest (give only --width or --height for no bars)")
+                            f"bars fill the rest (give only {option('width')} or {option('height')} for no bars)")
         if square:
             sar = Fraction(1)
     elif opts.square_pixels and sar != 1:
@@ -169,7 +169,7 @@ def plan(info: VideoInfo, opts: EncodeOptions, container: str, colour: Colour, w
     if any(pad):
         warnings.append(f"{pix} needs even dimensions: {width}x{height} padded to "
                         f"{width + pad[0]}x{height + pad[1]} by repeating the edge "
-                        "(use --pix-fmt yuv444p to keep the exact size)")
+                        f"(use {option('pix_fmt')} yuv444p to keep the exact size)")
     # the pixel aspect ratio travels as a frame property (the raw pipe carries none)
     setsar = setsar_filter(sar)
     rgb_out = pix.startswith(("gbr", "rgb", "bgr"))

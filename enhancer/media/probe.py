@@ -7,7 +7,7 @@ import re
 import stat
 from fractions import Fraction
 
-from enhancer.errors import ArgumentError, FFmpegError, InputError
+from enhancer.errors import ArgumentError, FFmpegError, InputError, option
 from enhancer.media import ffmpeg as ff
 from enhancer.media.banner import parse_banner
 from enhancer.media.ffprobe_json import from_ffprobe_json
@@ -22,7 +22,7 @@ def sequence_rate(path: str, fps: Fraction | None = None) -> tuple[Fraction, str
     from enhancer.media.sequence import FPS_SIDECAR, sidecar_path
 
     if fps:
-        return Fraction(fps), "--fps"
+        return Fraction(fps), f"{option('fps')}"
     sidecar = sidecar_path(path)
     try:
         text = sidecar.read_text(encoding="utf-8").strip()
@@ -32,7 +32,7 @@ def sequence_rate(path: str, fps: Fraction | None = None) -> tuple[Fraction, str
         return parse_rate(text.split()[0] if text else ""), FPS_SIDECAR
     except ArgumentError:
         raise InputError(f"{FPS_SIDECAR} does not hold a frame rate ({text[:40]!r})", path=str(sidecar),
-                         hint="write one rate such as 25, 23.976 or 30000/1001, or give --fps") from None
+                         hint=f"write one rate such as 25, 23.976 or 30000/1001, or give {option('fps')}") from None
 
 
 def probe(path: str, *, input_args: list[str] | None = None, use_ffprobe: bool = True,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 
+from enhancer.errors import option
 from enhancer.media.videoinfo import VideoInfo
 from enhancer.media.reader import FrameReader
 from enhancer.pipeline.engine import EnhanceOptions
@@ -82,5 +83,5 @@ def input_notes(info: VideoInfo) -> list[str]:
     rate = f"{float(info.fps):g}" if info.fps else "unknown"
     if info.fps_from == "assumed":
         return notes + [f"image sequence: no frame rate given, {rate} fps assumed "
-                        f"(give --fps, or put the rate in {FPS_SIDECAR} beside the images)"]
+                        f"(give {option('fps')}, or put the rate in {FPS_SIDECAR} beside the images)"]
     return notes + ([f"image sequence: {rate} fps, from {info.fps_from}"] if info.fps_from else [])

@@ -14,7 +14,7 @@ import shutil
 from fractions import Fraction
 from pathlib import Path
 
-from enhancer.errors import InputError, OutputError
+from enhancer.errors import InputError, OutputError, option
 from enhancer.restore.restorer import Restorer
 from enhancer.media.encode import EncodeOptions
 from enhancer.media.videoinfo import VideoInfo
@@ -131,7 +131,7 @@ def enhance_span(info: VideoInfo, output: str, restorer: Restorer, encode: Encod
     for preroll in (max(SPAN_PREROLL, (restorer.margin + 3) / fps), SPLICE_PREROLL, None):
         if preroll is None:
             raise InputError("seeking in this file lands too late to split it into parts", path=info.path,
-                             hint="remux it first (ffmpeg -i IN -c copy OUT.mkv), or give --ray-split 0")
+                             hint=f"remux it first (ffmpeg -i IN -c copy OUT.mkv), or give {option('ray_split')} 0")
         seek = max(0.0, float(after if after is not None else lo) - (info.start_time or 0.0) - preroll)
         reader = FrameReader(info, deinterlace=opts.deinterlace, segment=Segment(seek or None, None),
                              buffer=max(8, chunk + 2 * restorer.margin))

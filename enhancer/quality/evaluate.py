@@ -44,7 +44,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from enhancer.errors import EnhancerError, InputError
+from enhancer.errors import EnhancerError, InputError, option
 from enhancer.media import ffmpeg as ff
 
 from enhancer.media.files import IMAGE_EXTENSIONS as IMAGE_EXT  # noqa: E402  (the one table)
@@ -223,7 +223,7 @@ def _vmaf_ffmpeg(candidate: str) -> str:
     if exe is None:
         t = ff.tools()
         raise EnhancerError(f"VMAF needs ffmpeg's libvmaf filter, which ffmpeg {t.version_text} ({t.ffmpeg}) lacks",
-                            path=candidate, hint="leave vmaf out of --metrics, or pip install imageio-ffmpeg (its "
+                            path=candidate, hint=f"leave vmaf out of {option('metrics')}, or pip install imageio-ffmpeg (its "
                                                  "ffmpeg has libvmaf)")
     return exe
 
@@ -461,7 +461,7 @@ def evaluate(reference: str, candidate: str, *, metrics: tuple[str, ...] = METRI
         if "fid" in want:  # checked before any work: it needs the whole MobileNetV2
             if dist.lpips is not None:
                 raise EnhancerError("fid is computed on MobileNetV2 features", path=candidate,
-                                    hint="use --perceptual-net mobilenet_v2 with fid")
+                                    hint=f"use {option('perceptual_net')} mobilenet_v2 with fid")
             dist.features.check_embed()
     per: dict[str, list[float]] = {k: [] for k in ("psnr_y", "psnr_rgb", "ssim_y", "fde") if k in want}
     resized: tuple[str, str, int, int] | None = None  # (which, how, width, height) where sizes differ
@@ -494,8 +494,8 @@ def evaluate(reference: str, candidate: str, *, metrics: tuple[str, ...] = METRI
                     else:
                         raise EnhancerError(f"frame {i} is {c.shape[1]}x{c.shape[0]}, the reference is "
                                             f"{r.shape[1]}x{r.shape[0]}", path=candidate,
-                                            hint="add --reference-scale lanczos to upscale the reference to the "
-                                                 "candidate's size, or --candidate-scale area to downscale the "
+                                            hint=f"add {option('reference_scale')} lanczos to upscale the reference to the "
+                                                 f"candidate's size, or {option('candidate_scale')} area to downscale the "
                                                  "candidate to the reference's")
                 if i == 0:
                     full = (c.shape[1], c.shape[0])

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from enhancer.errors import option
 from enhancer.models import (ALIGNED, CONFIGS, FUSION_CONFIGS, ST3D_CONFIGS, Discriminator, DiscriminatorConfig,
                              FrameDiscriminator, FusionConfig, FusionGenerator, Generator, GeneratorConfig, ST3DConfig,
                              ST3DGenerator)
@@ -135,7 +136,7 @@ def _resume(m: _Models, cfg: TrainConfig, run: Path) -> int:
     # an option added to enhancer after the checkpoint was written counts as unchanged at its default
     changed = sorted(k for k in now if then.get(k, defaults[k]) != now[k])
     if set(changed) - RESUMABLE_CHANGES:
-        raise TrainingError(f"--resume with a different config ({', '.join(changed)} changed)", path=str(run))
+        raise TrainingError(f"{option('resume')} with a different config ({', '.join(changed)} changed)", path=str(run))
     m.load(state)
     torch.set_rng_state(state["torch_rng"])
     return int(state["step"])

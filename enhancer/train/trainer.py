@@ -40,7 +40,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from enhancer.errors import EnhancerError
+from enhancer.errors import EnhancerError, option
 from enhancer.progress import bar
 from enhancer.restore.device import select_device
 from enhancer.restore.weights import arch_of
@@ -269,7 +269,7 @@ class _Trainer:
             why = self.stopper.why or f"the {self.max_minutes}-minute limit"
             # a warning (shown with -q too): the run did not finish, and this says how to go on
             log.warning(f"stopped at step {self.step} ({why}); checkpoint {self.run_dir / 'last.pt'}; "
-                        "continue with --resume")
+                        f"continue with {option('resume')}")
         return stop
 
     def _save(self) -> None:
