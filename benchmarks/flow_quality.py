@@ -1,5 +1,5 @@
 """How the optical flow's settings change held-out quality and speed: the inputs to choosing the
-cheapest flow that keeps the model's quality (README, "Where the time goes").
+cheapest flow that keeps the model's quality (docs/speed.md, "Where the time goes").
 
 Each held-out clip (benchmarks/heldout.py) is degraded once (``enhancer degrade --preset web``,
 seed 1, its first ``--frames`` frames); then, in the same run, lanczos and the model under each

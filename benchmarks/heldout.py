@@ -14,7 +14,7 @@ Clips (lossless FFV1 in Matroska, 25 frames/s, sizes divisible by 8 so x2 and x4
   * with ``--media DIR``: every video in DIR (first 6 s), for real footage found elsewhere. The
     project's own held-out footage came from Debian and PyPI packages (a webcam talking head and
     a screencast, underwater footage, a city at night, a handheld close-up, a phone clip, a
-    motorway; the packages are named in the README), kept out of every training set.
+    motorway; the packages are named in docs/models.md), kept out of every training set.
 
     python benchmarks/heldout.py [-o runs/heldout] [--data ../shared/data] [--media runs/media/heldout]
 

@@ -1,4 +1,4 @@
-"""The speed and memory a user sees at common input sizes: the README's table.
+"""The speed and memory a user sees at common input sizes: docs/speed.md's table.
 
 For each input size a short clip is generated (a moving test pattern with noise, H.264) and
 enhanced x2 by the real command, ``enhancer enhance CLIP -o OUT.mp4 --json`` (H.264 CRF 18

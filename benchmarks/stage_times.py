@@ -1,4 +1,4 @@
-"""Where the time of ``enhance`` goes, stage by stage: the README's breakdown.
+"""Where the time of ``enhance`` goes, stage by stage: docs/speed.md's breakdown.
 
 For each input size a short clip is generated (the same moving pattern with noise as
 speed_table.py, H.264) and each stage is timed on its own, in CPU seconds per output frame

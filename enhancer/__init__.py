@@ -1,6 +1,6 @@
 """enhancer: repair and upscale video with a conditional spatio-temporal GAN.
 
-The public Python API (see the README's "Python API" section; everything else is private):
+The public Python API (see the README's "Python API" section and docs/python-api.md; everything else is private):
 
 * :func:`enhance`: files and folders, with the CLI's semantics;
 * :func:`conform_edit`: only the frames an edit uses, and the edit relinked to them;

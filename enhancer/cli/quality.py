@@ -44,7 +44,7 @@ def _chosen_metrics(text: str) -> tuple[str, ...]:
 @click.option("--perceptual-net", type=click.Choice(["mobilenet_v2", "lpips-alex"]), default="mobilenet_v2",
               show_default=True)
 @click.option("--full-size", is_flag=True, help="Run the perceptual network and the flow (perceptual, tLP, tOF) "
-              "on whole frames, not on frames of at most 320x180 pixels (much slower; README: Evaluation).")
+              "on whole frames, not on frames of at most 320x180 pixels (much slower; docs/evaluation.md).")
 @click.option("--reference-scale", type=click.Choice(["lanczos", "bicubic", "area"]), default=None,
               help="Where sizes differ (an x2 output against the original): resize the reference to the "
                    "candidate's size with this filter.")
