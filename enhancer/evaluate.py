@@ -21,7 +21,7 @@
   frame t-1 warped onto frame t by the reference's Farneback flow, and their mean squared RGB
   difference (0..1, x 1000) where the reference's own frames warp consistently (an occlusion mask:
   forward-backward check and a match of the warped reference); :mod:`enhancer.warping` defines
-  it. Lower is better; ``warp`` of the reference itself is the clip's floor.
+  it. Lower is better; ``warp`` of the reference itself is the clip's own level (blur scores below it).
 
 The perceptual network and the flow see frames of at most :data:`ANALYSIS_PIXELS` pixels (larger
 ones area-downscaled, shape kept; flow vectors are given back in the frame's own pixels), so that

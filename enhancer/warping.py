@@ -14,23 +14,27 @@ frames, which give the true motion):
    scaled to the frame's own pixels;
 2. the non-occlusion mask ``M_t``, 1 where all of these hold:
 
-   - forward-backward consistency, as Lai et al. make their occlusion maps (Ruder et al. 2016):
-     ``|f(x) + b(x + f(x))|^2 <= 0.01 (|f(x)|^2 + |b(x + f(x))|^2) + 0.5`` (in the flow's pixels);
+   - forward-backward consistency, the test of Ruder et al. 2016 that Lai et al. make their
+     occlusion masks with: ``|f(x) + b(x + f(x))|^2 <= 0.01 (|f(x)|^2 + |b(x + f(x))|^2) + 0.5``
+     (in the flow's pixels; Ruder et al.'s further test of motion boundaries is not made: the
+     match of the reference below leaves out what a wrong flow there would compare);
    - ``x + f(x)`` lies inside the frame (what comes in at an edge has no past);
    - the reference warps consistently: every channel of ``W(R_{t-1})(x)`` is within
      :data:`MATCH` (on 0..1) of ``R_t(x)``;
 
 3. ``E_t = sum_x M_t(x) sum_c (O_t(x, c) - W(O_{t-1})(x, c))^2 / (3 sum_x M_t(x))``, with RGB in
-   [0, 1] and ``W(O_{t-1})(x) = O_{t-1}(x + f(x))`` (bilinear): the mean squared difference over
-   the valid pixels and the three channels, as Lai et al.'s evaluation code computes it. A pair
-   with no valid pixel (a scene cut) scores 0, as there.
+   [0, 1] and ``W(O_{t-1})(x) = O_{t-1}(x + f(x))`` (bilinear, OpenCV's remap of the 8-bit frame
+   at 1/32 pixel): the mean squared difference over the valid pixels and the three channels. A
+   pair with no valid pixel (a scene cut) scores 0.
 
 The value reported is ``1000 E_t`` (so 1.0 means a mean squared difference of 0.001, an RMS of
 0.032 or 8 levels of 8-bit), one per pair of frames; a clip's is their mean. Lower is better.
-Like PSNR it needs the reference. The reference's own value (``warping_error(R, R)``) is its floor
-for this clip: what the flow cannot follow and what the scene itself changes (light, water)
-within :data:`MATCH`. A constant offset of the whole picture that every frame shares leaves it
-unchanged (steady bias is not flicker); so does any error that moves with the picture.
+Like PSNR it needs the reference. The reference's own value (``warping_error(R, R)``) is the
+clip's own level: what the flow cannot follow and what the scene itself changes (light, water)
+within :data:`MATCH`. A candidate smoother than the reference can score below it: the measure
+rewards blur, so read it beside PSNR. A constant offset of the whole picture that every frame
+shares leaves it unchanged (steady bias is not flicker); so does an error that moves with the
+picture.
 """
 from __future__ import annotations
 
@@ -42,7 +46,7 @@ import numpy as np
 # OpenCV Farneback's parameters as TecoGAN's tOF uses them (enhancer.evaluate.FARNEBACK)
 FARNEBACK = (0.5, 3, 15, 3, 5, 1.2, 0)
 FB_RELATIVE, FB_ABSOLUTE = 0.01, 0.5  # Ruder et al.'s forward-backward tolerance
-MATCH = 0.05  # the warped reference must match the reference within this, every channel (0..1)
+MATCH = 0.05  # the warped reference must match the reference within this, every channel (0..1: 12.75 levels)
 SCALE = 1000.0  # the value reported is E * SCALE
 
 

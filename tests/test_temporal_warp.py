@@ -46,7 +46,8 @@ def test_temporal_on_lowers_the_warping_error_of_a_flickering_per_frame_model(tm
     steady = tmp_path / "lanczos"  # the input upscaled, the same way the reference is: no flicker added
     steady.mkdir()
     for i, f in enumerate(frames(str(clip))):
-        cv2.imwrite(str(steady / f"{i:03d}.png"), cv2.resize(f, (640, 272), interpolation=cv2.INTER_LANCZOS4)[..., ::-1])
+        up = cv2.resize(f, (640, 272), interpolation=cv2.INTER_LANCZOS4)
+        cv2.imwrite(str(steady / f"{i:03d}.png"), up[..., ::-1])
     floor = evaluate(str(clip), str(steady), metrics=("warp",), reference_scale="lanczos").mean("warp")
     off, on = scores["off"].mean("warp"), scores["on"].mean("warp")
     assert off > 2 * floor, (off, floor)  # the model does flicker
