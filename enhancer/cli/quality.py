@@ -13,7 +13,7 @@ from enhancer.data.degrade import PRESETS
 from enhancer.errors import EnhancerError
 
 # evaluate's and benchmark's metrics, as enhancer.quality.evaluate.METRICS (not imported here: the CLI starts fast)
-_METRICS = ("psnr_y", "psnr_rgb", "ssim_y", "vmaf", "perceptual", "tof", "tlp", "fde")
+_METRICS = ("psnr_y", "psnr_rgb", "ssim_y", "vmaf", "perceptual", "tof", "tlp", "fde", "warp")
 
 
 def _chosen_metrics(text: str) -> tuple[str, ...]:
@@ -43,7 +43,7 @@ def _chosen_metrics(text: str) -> tuple[str, ...]:
               help="Comma-separated subset; add fid for the Frechet distance of features.")
 @click.option("--perceptual-net", type=click.Choice(["mobilenet_v2", "lpips-alex"]), default="mobilenet_v2",
               show_default=True)
-@click.option("--full-size", is_flag=True, help="Run the perceptual network and the flow (perceptual, tLP, tOF) "
+@click.option("--full-size", is_flag=True, help="Run the perceptual network and the flow (perceptual, tLP, tOF, warp) "
               "on whole frames, not on frames of at most 320x180 pixels (much slower; docs/evaluation.md).")
 @click.option("--reference-scale", type=click.Choice(["lanczos", "bicubic", "area"]), default=None,
               help="Where sizes differ (an x2 output against the original): resize the reference to the "

@@ -17,12 +17,18 @@
 * ``fde``: the frame-difference error, flicker against the truth without a flow (which cannot
   follow fast motion): the mean over pixels of |(out[t] - out[t-1]) - (ref[t] - ref[t-1])| on that
   luma (8-bit scale); lower is better.
+* ``warp``: the warping error of Lai et al. 2018, flicker along the true motion: the candidate's
+  frame t-1 warped onto frame t by the reference's Farneback flow, and their mean squared RGB
+  difference (0..1, x 1000) where the reference's own frames warp consistently (an occlusion mask:
+  forward-backward check and a match of the warped reference); :mod:`enhancer.quality.warping` defines
+  it. Lower is better; ``warp`` of the reference itself is the clip's own level (blur scores below it).
 
 The perceptual network and the flow see frames of at most :data:`ANALYSIS_PIXELS` pixels (larger
 ones area-downscaled, shape kept; flow vectors are given back in the frame's own pixels), so that
 scoring costs a small multiple of libvmaf's time; ``analysis_pixels=None`` scores them at full
-size. Each frame is decoded once and goes through the network once: its features serve the
-perceptual distance and both of tLP's pairs.
+size. The warping error's flow and mask come from that size too, its warp and its differences
+are at full size. Each frame is decoded once and goes through the network once: its features serve
+the perceptual distance and both of tLP's pairs.
 
 Averages are means of the per-frame values (PSNR: mean of per-frame dB, as papers report).
 Inputs are video files or folders of images; frame counts must match (no silent truncation), and
@@ -48,7 +54,7 @@ from enhancer.errors import EnhancerError, InputError, option
 from enhancer.media import ffmpeg as ff
 
 from enhancer.media.files import IMAGE_EXTENSIONS as IMAGE_EXT  # noqa: E402  (the one table)
-METRICS = ("psnr_y", "psnr_rgb", "ssim_y", "vmaf", "perceptual", "tof", "tlp", "fde")
+METRICS = ("psnr_y", "psnr_rgb", "ssim_y", "vmaf", "perceptual", "tof", "tlp", "fde", "warp")
 # the perceptual network and the flow see at most this many pixels of a frame: with whole 540p
 # frames evaluate took 65x libvmaf's CPU time here (49 s against 0.76 s), bounded about 10x
 ANALYSIS_PIXELS = 320 * 180
@@ -91,6 +97,7 @@ METRIC_INFO = {m.key: m for m in (
     Metric("tof", "tOF", "px", False, 3, between_frames=True),
     Metric("tlp", "tLP", "", False, 4, between_frames=True),
     Metric("fde", "frame-difference error", "", False, 3, between_frames=True),
+    Metric("warp", "warping error", "1e-3", False, 4, between_frames=True),  # enhancer.quality.warping
     Metric("fid", "FID", "", False, 3),  # one value for the clip (EXTRA)
 )}
 
@@ -302,15 +309,31 @@ def _shrink(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def flow_error(prev_c: np.ndarray, c: np.ndarray, prev_r: np.ndarray, r: np.ndarray,
-               full_size: tuple[int, int] | None = None) -> float:
+               full_size: tuple[int, int] | None = None, ref_flow: np.ndarray | None = None) -> float:
     """tOF of one pair of frames: the mean absolute difference between the candidate's and the
     reference's Farneback flow (TecoGAN's parameters) from the previous frame, of 8-bit gray frames.
-    Flow of frames shrunk from ``full_size`` (width, height) is given in that size's pixels."""
-    d = np.abs(cv2.calcOpticalFlowFarneback(prev_c, c, None, *FARNEBACK)
-               - cv2.calcOpticalFlowFarneback(prev_r, r, None, *FARNEBACK))
+    Flow of frames shrunk from ``full_size`` (width, height) is given in that size's pixels.
+    ``ref_flow`` is the reference's flow where the caller has it already."""
+    if ref_flow is None:
+        ref_flow = cv2.calcOpticalFlowFarneback(prev_r, r, None, *FARNEBACK)
+    d = np.abs(cv2.calcOpticalFlowFarneback(prev_c, c, None, *FARNEBACK) - ref_flow)
     if full_size and full_size != (c.shape[1], c.shape[0]):
         return float(d[..., 0].mean() * full_size[0] / c.shape[1] + d[..., 1].mean() * full_size[1] / c.shape[0]) / 2
     return float(d.mean())
+
+
+def _between(want: set, prev_gray: tuple, gray: tuple, prev_rgb: tuple | None, rgb: tuple | None,
+             full: tuple[int, int]) -> tuple[float | None, float | None]:
+    """tOF and the warping error of frames k-1 and k (each where ``want`` has it), sharing the
+    reference's flow from k-1 to k; ``*_gray`` are (reference, candidate) gray frames at the
+    analysis size, ``*_rgb`` the RGB frames at full size."""
+    from enhancer.quality.warping import warping_error
+
+    ref_flow = cv2.calcOpticalFlowFarneback(prev_gray[0], gray[0], None, *FARNEBACK)
+    tof = flow_error(prev_gray[1], gray[1], prev_gray[0], gray[0], full, ref_flow) if "tof" in want else None
+    warp = warping_error(prev_rgb[1], rgb[1], prev_rgb[0], rgb[0], prev_gray[0], gray[0], b=ref_flow) \
+        if "warp" in want else None
+    return tof, warp
 
 
 class _Network:
@@ -466,7 +489,7 @@ def evaluate(reference: str, candidate: str, *, metrics: tuple[str, ...] = METRI
     per: dict[str, list[float]] = {k: [] for k in ("psnr_y", "psnr_rgb", "ssim_y", "fde") if k in want}
     resized: tuple[str, str, int, int] | None = None  # (which, how, width, height) where sizes differ
     net: _Network | None = None
-    prev_gray = prev_diff = None
+    prev_gray = prev_diff = prev_rgb = None
     size = full = (0, 0)
     flows: list = []
     emb_r: list[np.ndarray] = []
@@ -476,7 +499,7 @@ def evaluate(reference: str, candidate: str, *, metrics: tuple[str, ...] = METRI
     from enhancer.progress import bar
 
     # the flow (OpenCV, which lets go of the GIL) runs beside the network on a thread of its own
-    pool = ThreadPoolExecutor(1, thread_name_prefix="tof") if "tof" in want else None
+    pool = ThreadPoolExecutor(1, thread_name_prefix="tof") if want & {"tof", "warp"} else None
     try:
         with bar(total=total, desc=Path(candidate).name[:30], unit="frame", enabled=progress) as b, \
                 (_torch_threads((os.cpu_count() or 2) - 1) if dist is not None else contextlib.nullcontext()):
@@ -524,11 +547,12 @@ def evaluate(reference: str, candidate: str, *, metrics: tuple[str, ...] = METRI
                 if pool is not None:
                     gray = (_shrink(cv2.cvtColor(r, cv2.COLOR_RGB2GRAY), size),
                             _shrink(cv2.cvtColor(c, cv2.COLOR_RGB2GRAY), size))
+                    rgb = (r, c) if "warp" in want else None
                     if prev_gray is not None:
-                        flows.append(pool.submit(flow_error, prev_gray[1], gray[1], prev_gray[0], gray[0], full))
+                        flows.append(pool.submit(_between, want, prev_gray, gray, prev_rgb, rgb, full))
                         if len(flows) > 8:  # a bounded queue: memory stays flat however long the clip
                             flows[-9].result()
-                    prev_gray = gray
+                    prev_gray, prev_rgb = gray, rgb
                 scores.frames += 1
                 b.update(1)
             if net is not None:
@@ -537,7 +561,10 @@ def evaluate(reference: str, candidate: str, *, metrics: tuple[str, ...] = METRI
                     if k in want:
                         per[k] = getattr(net, k)
             if pool is not None:
-                per["tof"] = [f.result() for f in flows]
+                pairs = [f.result() for f in flows]
+                for j, k in enumerate(("tof", "warp")):
+                    if k in want:
+                        per[k] = [p[j] for p in pairs]
     finally:
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
