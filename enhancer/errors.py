@@ -44,13 +44,15 @@ def shown(path: str | object) -> str:
 # (option("tile"), option("overwrite", True)); the command line registers its flags once at start
 # (spell_options), so the same message reads "--tile" on the command line and "tile" in Python,
 # and no module below the command line spells a flag.
+# (one table for the process, read from every thread: a reader thread's error is spelt as its caller's)
 _FLAGS: dict[str, str] = {}
 
 
 def spell_options(flags: dict[str, str]) -> None:
-    """Name options as ``flags`` (field -> flag) from now on: the command line's call."""
-    _FLAGS.clear()
-    _FLAGS.update(flags)
+    """Name options as ``flags`` (field -> flag) from now on: the command line's call (an empty
+    table: as Python keywords again)."""
+    global _FLAGS
+    _FLAGS = dict(flags)
 
 
 def option(field: str, value: object = ...) -> str:
@@ -115,19 +117,19 @@ class UsageError(EnhancerError):
     nothing has been done yet. The CLI exits with status 2."""
 
 
-class RequestError(UsageError):
+class ArgumentError(UsageError, ValueError):
+    """A value given to a function is not one it takes (an unknown codec, preset, method or
+    progress mode; a scale, frame rate or frame count out of range): nothing was done. Also a
+    :class:`ValueError`, what Python code calling the library expects of a bad argument."""
+
+
+class RequestError(ArgumentError):
     """One field of a request (:class:`~enhancer.pipeline.request.EnhanceRequest`) does not hold:
     ``field`` names it (the command line shows its flag), ``reason`` says why."""
 
     def __init__(self, field: str, reason: str, path: str | None = None, hint: str | None = None):
         self.field = field
         super().__init__(reason, path=path, hint=hint)
-
-
-class ArgumentError(UsageError, ValueError):
-    """A value given to a function is not one it takes (an unknown codec, preset, method or
-    progress mode; a scale, frame rate or frame count out of range): nothing was done. Also a
-    :class:`ValueError`, what Python code calling the library expects of a bad argument."""
 
 
 class ConfigError(UsageError, ValueError):

@@ -197,3 +197,14 @@ def decode_frames(path: Path, pix_fmt: str = "rgb24"):
     n = len(raw) // (w * h * bpp)
     arr = np.frombuffer(raw, dtype=np.uint16 if bpp == 6 else np.uint8)
     return arr[: n * w * h * 3].reshape(n, h, w, 3)
+
+
+@pytest.fixture(autouse=True)
+def _options_spelt_as_python():
+    """A command line run in this process (click's CliRunner) names options as flags in the
+    messages that follow; each test starts and ends with the Python API's spelling."""
+    from enhancer.errors import spell_options
+
+    spell_options({})
+    yield
+    spell_options({})

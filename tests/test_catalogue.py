@@ -42,7 +42,7 @@ def test_pick_by_task_and_scale(shelf):
     assert weights.pick("web", 2, variant="texture") == "web-x2-gan"
     with pytest.raises(ModelError) as e:
         weights.pick("web", 1)
-    assert "--task archive" in str(e.value) and "old-film-x1" in str(e.value)
+    assert "task archive" in str(e.value) and "old-film-x1" in str(e.value)
     with pytest.raises(ModelError) as e:
         weights.pick("archive", 4)
     assert "web-x4" in str(e.value) and "old-film-x1" in str(e.value)
@@ -83,10 +83,14 @@ def test_cli_picks_and_refuses_one_line(shelf, tmp_path):
     r = run_cli("models", env=env)
     assert r.returncode == 0
     lines = r.stdout.splitlines()
-    heads = [ln for ln in lines if not ln.startswith(" ")]
-    assert any(h.startswith("upscale x2") and "(--task web; default " in h for h in heads)
-    assert any(h.startswith("upscale x4") and "--scale 4" in h for h in heads)
-    assert any(h.startswith("restore x1") and "--task archive" in h for h in heads)
+    # one line per model: name, task and scale, variant (and which is the default), what it repairs
+    assert any(ln.startswith("web-x2 ") and " web x2 [fidelity" in ln and "repairs " in ln for ln in lines), lines
+    assert any(ln.startswith("web-x4 ") and " web x4 " in ln for ln in lines), lines
+    assert any(ln.startswith("old-film-x1 ") and " archive x1 " in ln for ln in lines), lines
+    r = run_cli("models", "web-x2", env=env)  # one model's whole card
+    assert r.returncode == 0 and r.stdout.startswith("web-x2: ") and "file: " in r.stdout
+    r = run_cli("models", "nope", env=env)
+    assert r.returncode == 2 and "no installed model is named 'nope'" in r.stderr
     clip = make_clip(tmp_path / "c.mp4", seconds=0.2, audio=False)
     r = run_cli("enhance", str(clip), "-o", str(tmp_path / "a.mp4"), "--task", "archive", "-q", env=env)
     assert r.returncode == 0, r.stderr

@@ -125,7 +125,7 @@ def test_torchscript_and_unusable_files_are_one_line_errors(compact_files, tmp_p
 
 def test_a_scale_the_model_does_not_do_names_its_own(compact_files):
     _, d = compact_files
-    with pytest.raises(UsageError, match="works at x2, not x4.*--scale 2"):
+    with pytest.raises(UsageError, match="works at x2, not x4.*scale 2"):
         load_restorer(str(d / "compact-x2.pth"), scale=4, device="cpu")
 
 

@@ -245,7 +245,7 @@ def test_image_sequence_rate_from_fps_option_sidecar_or_assumed_and_said(tmp_pat
     seq = _png_folder(tmp_path / "shots")
     res = _enhance(seq, tmp_path / "a.mkv")
     assert probe(str(tmp_path / "a.mkv")).fps == 25
-    assert any("25 fps assumed" in w and "--fps" in w for w in res.warnings), res.warnings
+    assert any("25 fps assumed" in w and "fps" in w for w in res.warnings), res.warnings
     (seq / "fps.txt").write_text("30000/1001\n")
     res = _enhance(seq, tmp_path / "b.mkv")
     assert probe(str(tmp_path / "b.mkv")).fps == Fraction(30000, 1001)
@@ -269,7 +269,7 @@ def test_evaluate_an_upscaled_output_against_a_same_size_reference(tmp_path):
                     vf="scale=192:128:flags=lanczos")
     with pytest.raises(EnhancerError) as e:
         evaluate(str(ref), str(big), metrics=("psnr_y",))
-    assert "--reference-scale lanczos" in str(e.value) and "--candidate-scale area" in str(e.value)
+    assert "reference_scale lanczos" in str(e.value) and "candidate_scale area" in str(e.value)
     up = evaluate(str(ref), str(big), metrics=("psnr_y", "vmaf"), reference_scale="lanczos")
     down = evaluate(str(ref), str(big), metrics=("psnr_y",), candidate_scale="area")
     assert up.frames == down.frames == 3 and len(up.per_frame["vmaf"]) == 3

@@ -14,13 +14,8 @@ from conftest import make_clip, run_cli
 
 @pytest.fixture
 def python_spelling():
-    """Messages as the Python API reads them (tests share one process with CLI runs)."""
-    from enhancer.errors import _FLAGS
-
-    saved = dict(_FLAGS)
+    """Messages as the Python API reads them (conftest resets the spelling after each test)."""
     spell_options({})
-    yield
-    spell_options(saved)
 
 
 def test_flat_names_fill_the_groups():

@@ -136,10 +136,10 @@ def fail(message: str, code: int) -> None:
 
 
 def refused(e: EnhancerError, code: int = 2) -> None:
-    """A request refused before any work: a field's error as click shows a bad option (exit 2),
-    any other as one line (exit ``code``)."""
-    if isinstance(e, RequestError) and option(e.field) not in e.reason and not e.path:
-        raise click.BadParameter(e.reason, param_hint=option(e.field))
+    """A request refused before any work, as one line (exit ``code``): a field's error names its
+    flag where the message does not already."""
+    if isinstance(e, RequestError) and option(e.field) not in str(e):
+        fail(f"{option(e.field)}: {e}", code)
     fail(str(e), code)
 
 

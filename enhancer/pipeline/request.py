@@ -342,7 +342,8 @@ def seconds(value, what: str) -> float | None:
         return float(value)
     text = str(value).strip()
     if not re.fullmatch(r"\d+(\.\d+)?|(\d+:)?\d{1,2}:\d{1,2}(\.\d+)?", text):
-        raise RequestError(what, f"{value!r} is not a time: use seconds (90.5) or [HH:]MM:SS(.ms)"[:200])
+        raise RequestError(what, f"{what} must be a number of seconds or a time ([HH:]MM:SS(.ms)), not "
+                                 f"{value!r}"[:200])
     total = 0.0
     for part in text.split(":"):
         total = total * 60 + float(part)
