@@ -505,7 +505,7 @@ def test_busy_range_and_the_relinked_edit_waits(tmp_path, media, nearest):
     (out / "cut.enhanced.edl").unlink()
     shutil.rmtree(out / ".enhancer-records")
     _, third = conformed(cut, media, out, nearest)
-    assert [r.error for r in third.results] == ["output exists (use --overwrite to redo)"] * 2
+    assert [r.error for r in third.results] == ["output exists (use overwrite=True to redo)"] * 2
     assert not conform.complete(third) and not (out / "cut.enhanced.edl").exists()
 
 

@@ -168,15 +168,15 @@ def decide_job(job: Job, restorer: Restorer, encode: EncodeOptions, opts: Enhanc
         if decision is Decision.SKIP_INCOMPLETE:
             if strict:
                 res = FileResult(job.input, target, FileStatus.FAILED, incomplete=True,
-                                 error=f"{shown(job.input)}: {why} [{option('strict')}; {option('retry_failed')} tries again]")
+                                 error=f"{shown(job.input)}: {why} [{option('strict', True)}; {option('retry_failed', True)} tries again]")
             else:
                 res = FileResult(job.input, target, FileStatus.SKIPPED, error="made in an earlier run", incomplete=True,
-                                 warnings=[f"{why} (in an earlier run; {option('retry_failed')} tries again)"])
+                                 warnings=[f"{why} (in an earlier run; {option('retry_failed', True)} tries again)"])
             return JobDecision(target, recipe, res, overwrite, done=True)
         if decision is Decision.FAILED_BEFORE:
             return JobDecision(target, recipe, FileResult(
                 job.input, target, FileStatus.FAILED,
-                error=f"{why} [failed in an earlier run; {option('retry_failed')} tries again]"), overwrite)
+                error=f"{why} [failed in an earlier run; {option('retry_failed', True)} tries again]"), overwrite)
         if decision is Decision.OTHER_INPUT:
             return JobDecision(target, recipe, FileResult(job.input, target, FileStatus.SKIPPED, error=why), overwrite)
         if decision is Decision.REDO and os.path.exists(target):
@@ -186,7 +186,7 @@ def decide_job(job: Job, restorer: Restorer, encode: EncodeOptions, opts: Enhanc
     if job.output != "-" and os.path.exists(target) and not overwrite:
         what = "preview" if opts.preview else "output"
         return JobDecision(target, recipe, FileResult(job.input, target, FileStatus.SKIPPED,
-                                                      error=f"{what} exists (use {option('overwrite')} to redo)"), overwrite)
+                                                      error=f"{what} exists (use {option('overwrite', True)} to redo)"), overwrite)
     return JobDecision(target, recipe, None, overwrite, notes=notes)
 
 
@@ -277,7 +277,7 @@ def _run_job(job: Job, restorer: Restorer, encode: EncodeOptions, opts: EnhanceO
                         Path(res.output).unlink(missing_ok=True)
                     result.status = FileStatus.FAILED
                     result.warnings = [w for w in res.warnings if "incomplete" not in w]
-                    result.error = f"{shown(job.input)}: incomplete input: {escape(res.incomplete)} [{option('strict')}]"
+                    result.error = f"{shown(job.input)}: incomplete input: {escape(res.incomplete)} [{option('strict', True)}]"
                     status = RecordStatus.FAILED
     except EnhancerError as e:
         if e.path is None:
@@ -369,7 +369,7 @@ def _preview(job: Job, info, restorer: Restorer, opts: EnhanceOptions, overwrite
 
     target = preview_path(job.output)
     if target.exists() and not overwrite:
-        return FileResult(job.input, str(target), FileStatus.SKIPPED, error=f"preview exists (use {option('overwrite')} to redo)")
+        return FileResult(job.input, str(target), FileStatus.SKIPPED, error=f"preview exists (use {option('overwrite', True)} to redo)")
     seg = dataclasses.replace(opts, duration=opts.preview)
     from enhancer.media.temps import hidden_sibling
 
@@ -422,7 +422,7 @@ def run_batch(jobs: list[Job], restorer: Restorer, encode: EncodeOptions,
     stopped = False
     for k, job in enumerate(jobs):
         if stopped:
-            res = FileResult(job.input, job.output, FileStatus.SKIPPED, error=f"not run: {option('fail_fast')} stopped the batch")
+            res = FileResult(job.input, job.output, FileStatus.SKIPPED, error=f"not run: {option('fail_fast', True)} stopped the batch")
         else:
             res = run_job(job, restorer, encode, each[k], overwrite=overwrite, verbose=verbose,
                           desc=bar_label(job, k, len(jobs)), state=state, retry_failed=retry_failed,
@@ -529,7 +529,7 @@ def spool_stdin() -> str:
 def reject_missing(found: list[tuple[str, Path | None]]) -> None:
     """Raise for nothing to do at all (an empty folder, a glob with no matches)."""
     if not found:
-        raise InputError("no video files found", hint=f"check the path, or add {option('recursive')} for sub-folders")
+        raise InputError("no video files found", hint=f"check the path, or add {option('recursive', True)} for sub-folders")
 Result = BatchSummary  # the Python API name (enhancer.Result)
 
 

@@ -234,14 +234,14 @@ class BatchState:
             held, size = still_ours(entry.made, output)
             if held == "changed":
                 return Decision.CHANGED, ("output exists and is not the file an earlier run made there (changed or "
-                                          f"replaced since); use {option('overwrite')} to replace it")
+                                          f"replaced since); use {option('overwrite', True)} to replace it")
             if held == "damaged":
                 return Decision.REDO, (f"the output was cut short since an earlier run made it ({size} of "
                                        f"{entry.made['size']} bytes left): made again")
         made_from = entry.input.get("path") if isinstance(entry.input, dict) else None
         if ours and made_from and made_from != recipe.input.get("path"):
             return Decision.OTHER_INPUT, (f"output exists, made from another input ({made_from}); "
-                                          f"use {option('overwrite')} to replace it")
+                                          f"use {option('overwrite', True)} to replace it")
         if same and entry.status == RecordStatus.DONE and exists:
             return Decision.SKIP, "done in an earlier run"
         if same and entry.status == RecordStatus.INCOMPLETE and exists and not retry_failed:

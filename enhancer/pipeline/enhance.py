@@ -46,7 +46,7 @@ def enhance_video(info: VideoInfo, output: str, restorer: Restorer, encode: Enco
 
         splice.check(info, output, opts.segment, preview=opts.preview)
         if opts.deinterlace == "on":
-            raise UsageError(f"{option('splice')} keeps the rest of the file as it is, fields and all: {option('deinterlace')} on "
+            raise UsageError(f"{option('splice', True)} keeps the rest of the file as it is, fields and all: {option('deinterlace')} on "
                              "cannot be combined with it", path=info.path)
         opts = dataclasses.replace(opts, deinterlace="off")
         splan = splice.plan_splice(info, encode, restorer.scale, output)

@@ -60,16 +60,16 @@ class SplicePlan:
 def check(info: VideoInfo, output: str, segment: Segment, *, preview: float | None = None) -> None:
     """Usage errors for a splice that cannot be made."""
     if segment.whole:
-        raise UsageError(f"{option('splice')} puts an enhanced segment back into the whole file: give a {option('start')} after 0 "
+        raise UsageError(f"{option('splice', True)} puts an enhanced segment back into the whole file: give a {option('start')} after 0 "
                          f"and/or a {option('duration')}")
     if preview:
-        raise UsageError(f"{option('splice')} and {option('preview')} cannot be combined")
+        raise UsageError(f"{option('splice', True)} and {option('preview')} cannot be combined")
     if info.image_sequence:
-        raise UsageError(f"{option('splice')} needs a video file as input, not an image sequence", path=info.path)
+        raise UsageError(f"{option('splice', True)} needs a video file as input, not an image sequence", path=info.path)
     if output == "-" or Path(output).suffix.lower() not in (".mp4", ".m4v", ".mov", ".mkv"):
-        raise UsageError(f"{option('splice')} writes a video file: give -o NAME.mov, .mp4 or .mkv", path=output)
+        raise UsageError(f"{option('splice', True)} writes a video file: give -o NAME.mov, .mp4 or .mkv", path=output)
     if not info.fps:
-        raise UsageError(f"{option('splice')} needs a source with a known frame rate", path=info.path)
+        raise UsageError(f"{option('splice', True)} needs a source with a known frame rate", path=info.path)
     if info.duration and segment.start and segment.start >= info.duration:
         raise UsageError(f"{option('start')} {segment.start:g} s is past the end of the video ({info.duration:.2f} s)",
                          path=info.path)
@@ -78,7 +78,7 @@ def check(info: VideoInfo, output: str, segment: Segment, *, preview: float | No
 def plan_splice(info: VideoInfo, encode: EncodeOptions, scale: int, output: str) -> SplicePlan:
     """How the picture outside the segment is made, and the encoding of the segment that fits it."""
     if encode.size:
-        raise UsageError(f"{option('splice')} keeps the source's frame size (times the model's scale): drop {option('size')}/{option('width')}/"
+        raise UsageError(f"{option('splice', True)} keeps the source's frame size (times the model's scale): drop {option('size')}/{option('width')}/"
                          f"{option('height')}", path=output)
     container = CONTAINERS[Path(output).suffix.lower()]
     if scale > 1:
@@ -90,10 +90,10 @@ def plan_splice(info: VideoInfo, encode: EncodeOptions, scale: int, output: str)
     fields = info.field_order if info.field_order in ("tt", "bb", "tb", "bt") else None
     keep = dict(audio=encode.audio, subtitles=encode.subtitles, field_order=fields)
     if re.match(r"(yuva|gbra|rgba|bgra|argb|abgr|ya)", info.pix_fmt):
-        raise UsageError(f"{option('splice')} at scale 1 cannot keep the alpha channel of this {info.pix_fmt} source in the "
+        raise UsageError(f"{option('splice', True)} at scale 1 cannot keep the alpha channel of this {info.pix_fmt} source in the "
                          "segment", path=info.path, hint="splice a copy without alpha, or enhance the shot alone")
     if info.rotation in (90, 270) and chroma_of(info.pix_fmt) not in ("420", "444", "gray"):
-        raise UsageError(f"{option('splice')} at scale 1 cannot keep the frames of this rotated {chroma_of(info.pix_fmt)} "
+        raise UsageError(f"{option('splice', True)} at scale 1 cannot keep the frames of this rotated {chroma_of(info.pix_fmt)} "
                          "source exact (turning them changes the chroma)", path=info.path,
                          hint="rotate the source first, or use a model of scale 2 or 4")
     profile = (info.profile or "").strip().lower()
@@ -112,10 +112,10 @@ def plan_splice(info: VideoInfo, encode: EncodeOptions, scale: int, output: str)
         return SplicePlan("lossless", enc, f"splice: {why}: the whole picture was re-encoded losslessly (FFV1, "
                                            f"{info.pix_fmt}); frames outside the segment decode as the source's do")
     if info.codec in ("prores", "dnxhd") and container == "mp4":
-        raise UsageError(f"{option('splice')}: an .mp4 cannot hold the source's {info.codec}", path=output,
+        raise UsageError(f"{option('splice', True)}: an .mp4 cannot hold the source's {info.codec}", path=output,
                          hint="write the output as .mov, where the rest of the file is copied as it is")
     if info.pix_fmt not in _X264_LOSSLESS:
-        raise UsageError(f"{option('splice')} into {Path(output).suffix}: {why}, and lossless H.264 cannot hold "
+        raise UsageError(f"{option('splice', True)} into {Path(output).suffix}: {why}, and lossless H.264 cannot hold "
                          f"{info.pix_fmt}", path=output, hint="write the output as .mkv (lossless FFV1)")
     enc = EncodeOptions(codec="h264", lossless=True, pix_fmt=info.pix_fmt, **keep)
     return SplicePlan("lossless", enc, f"splice: {why}: the whole picture was re-encoded losslessly (H.264, "
@@ -140,7 +140,7 @@ def packets(info: VideoInfo) -> list[Fraction]:
                                   path=info.path)
             if int(fields[2]) == _NOPTS:
                 raise UsageError("the source's packets do not all carry a time (an MPEG program stream?), so "
-                                 f"{option('splice')} cannot cut it frame-exactly", path=info.path,
+                                 f"{option('splice', True)} cannot cut it frame-exactly", path=info.path,
                                  hint="remux it first (ffmpeg -i IN -c copy OUT.mkv) and splice that")
             times.append(int(fields[2]) * tb)
     return times
@@ -233,7 +233,7 @@ def join(parts: list[dict], folder: Path, output: Path, info: VideoInfo, splan: 
         if got != len(span):
             raise OutputError(f"the source's picture {'before' if name == HEAD else 'after'} the segment came out "
                               f"as {got} frames, not {len(span)}", path=str(output),
-                              hint=f"report this with the input file; {option('splice')} cannot put this segment back")
+                              hint=f"report this with the input file; {option('splice', True)} cannot put this segment back")
         pieces.append((path, span[0], len(span)))
     files = [folder / p["file"] for p in parts]
     starts = [Fraction(p["first"]) for p in parts]

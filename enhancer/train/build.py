@@ -136,7 +136,7 @@ def _resume(m: _Models, cfg: TrainConfig, run: Path) -> int:
     # an option added to enhancer after the checkpoint was written counts as unchanged at its default
     changed = sorted(k for k in now if then.get(k, defaults[k]) != now[k])
     if set(changed) - RESUMABLE_CHANGES:
-        raise TrainingError(f"{option('resume')} with a different config ({', '.join(changed)} changed)", path=str(run))
+        raise TrainingError(f"{option('resume', True)} with a different config ({', '.join(changed)} changed)", path=str(run))
     m.load(state)
     torch.set_rng_state(state["torch_rng"])
     return int(state["step"])

@@ -269,7 +269,7 @@ class _Trainer:
             why = self.stopper.why or f"the {self.max_minutes}-minute limit"
             # a warning (shown with -q too): the run did not finish, and this says how to go on
             log.warning(f"stopped at step {self.step} ({why}); checkpoint {self.run_dir / 'last.pt'}; "
-                        f"continue with {option('resume')}")
+                        f"continue with {option('resume', True)}")
         return stop
 
     def _save(self) -> None:
