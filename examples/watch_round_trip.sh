@@ -31,7 +31,7 @@ PY
 for _ in $(seq 600); do
     python - "$work/imports" <<'PY' && break
 import sys
-from enhancer.state import BatchState
+from enhancer.batch.state import BatchState
 done = {k: e.status for k, e in BatchState(sys.argv[1], read_only=True).entries.items()}
 sys.exit(0 if all(done.get(n) == "done" for n in ("bikes.mp4", "traffic.mp4")) else 1)
 PY
