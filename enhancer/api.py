@@ -1,6 +1,7 @@
 """The Python API: :func:`enhance` for files and folders, :class:`Enhancer` for frames in memory.
 
-Everything here is public and re-exported by ``import enhancer``; the modules behind it are not.
+Everything here is public (``import enhancer`` re-exports enhance, run, watch, Enhancer and
+conform_edit); the modules behind it are not.
 
 Files (the CLI's ``enhance`` for one file, or a folder; no progress bars unless asked):
 
@@ -78,7 +79,7 @@ def _model_and_scale(model, scale) -> None:
     if isinstance(model, os.PathLike):
         _path(model, "model")
     if scale is not None and (isinstance(scale, bool) or scale not in (1, 2, 4) or not isinstance(scale, int)):
-        raise ArgumentError(f"scale must be 1, 2 or 4 (an int, as {option('scale')} takes it), not {scale!r}"[:200])
+        raise ArgumentError(f"scale must be 1, 2 or 4 (an int), not {scale!r}"[:200])
 
 
 def run(request: EnhanceRequest, *, on_result: Callable[[FileResult], None] | None = None,
@@ -103,11 +104,7 @@ def _prepare(request: EnhanceRequest, on_note):
     from enhancer.media import ffmpeg as ff
 
     req = request.check()
-    tools = ff.configure(ffmpeg=req.ffmpeg, verbose=req.verbose) if req.ffmpeg or ff._tools is None else ff.tools()
-    if req.verbose:
-        import logging
-
-        logging.getLogger("enhancer").info(tools.line())
+    tools = _tools(req)
     if "-" in req.inputs and sys.stdin.isatty():
         raise RequestError("inputs", "- reads a video from stdin; pipe one in")
     found = discover(req.inputs, recursive=req.recursive, exclude=[req.output] if req.output != "-" else [])
@@ -153,12 +150,11 @@ def _execute(req: EnhanceRequest, restorer, jobs, found, tools, on_result) -> Ba
             if req.executor.kind == "ray":
                 from enhancer.batch.cluster import run_batch_ray
 
-                net = getattr(restorer, "model", None)
                 summary = run_batch_ray(
                     jobs, req.model, encode, opts, address=req.executor.address, folder=folder,
                     ffmpeg=req.ffmpeg or os.environ.get("ENHANCER_FFMPEG"),  # the same on every node
                     overwrite=b.overwrite, retry_failed=b.retry_failed, strict=b.strict,
-                    parameters=sum(p.numel() for p in net.parameters()) if net is not None else None,
+                    parameters=_parameters(restorer),
                     split=req.executor.split if req.executor.split is not None else DEFAULT_SPLIT,
                     on_result=on_result)
             else:
@@ -184,23 +180,20 @@ def watch(request: EnhanceRequest, *, settle: float = 5.0, interval: float = 2.0
     the number of files that failed; KeyboardInterrupt propagates (the file in progress is
     cleaned up first). ``on_start`` sees the loaded restorer before the first look."""
     from enhancer.batch.watch import watch as watch_folders
-    from enhancer.errors import shown
-    from enhancer.media import ffmpeg as ff
 
     try:
         req = request.check()
-        if req.ffmpeg or ff._tools is None:
-            ff.configure(ffmpeg=req.ffmpeg, verbose=req.verbose)
+        _tools(req)
         for folder in req.inputs:
             if not os.path.isdir(folder):
-                raise RequestError("inputs", f"{shown(folder)}: not a folder (watch takes folders to watch; use "
-                                             "enhance for files)")
+                raise RequestError("inputs", "not a folder (watch takes folders to watch; use enhance for files)",
+                                   path=folder)
         if Path(req.output).exists() and not Path(req.output).is_dir():
-            raise RequestError("output", f"{shown(req.output)}: is a file; watch writes into a folder")
+            raise RequestError("output", "is a file; watch writes into a folder", path=req.output)
         for folder in req.inputs:
             if os.path.abspath(folder) == os.path.abspath(req.output):
-                raise RequestError("output", f"{shown(req.output)}: the output folder is the watched folder; "
-                                             "give another")
+                raise RequestError("output", "the output folder is the watched folder; give another",
+                                   path=req.output)
         choice, note = req.model.resolved()
         if note:
             (on_note or _warn)(note)
@@ -217,6 +210,24 @@ def watch(request: EnhanceRequest, *, settle: float = 5.0, interval: float = 2.0
                              container=req.encode.container, recursive=req.recursive, settle=settle,
                              interval=interval, once=once, strict=req.batch.strict, verbose=req.verbose,
                              status=status, retry_failed=req.batch.retry_failed, on_result=on_result)
+
+
+def _tools(req: EnhanceRequest):
+    """The ffmpeg the request names (or the one chosen already); with ``verbose``, which one, logged."""
+    from enhancer.media import ffmpeg as ff
+
+    tools = ff.configure(ffmpeg=req.ffmpeg, verbose=req.verbose) if req.ffmpeg or ff._tools is None else ff.tools()
+    if req.verbose:
+        import logging
+
+        logging.getLogger("enhancer").info(tools.line())
+    return tools
+
+
+def _parameters(restorer) -> int | None:
+    """A model's parameter count (what a Ray task reserves of a GPU), None for classical methods."""
+    net = getattr(restorer, "model", None)
+    return sum(p.numel() for p in net.parameters()) if net is not None else None
 
 
 def _warn(note: str) -> None:
@@ -405,8 +416,7 @@ def conform(request: EnhanceRequest, edit: PathLike, *, handles: int = 12,
     try:
         req = request.check()
         req = replace(req, encode=replace(req.encode, codec=req.encode.codec or "prores"))
-        if req.ffmpeg or _ff()._tools is None:
-            _ff().configure(ffmpeg=req.ffmpeg, verbose=req.verbose)
+        _tools(req)
         plan = conforming.plan_conform(_path(edit, "edit"), list(req.inputs), req.output, handles=handles,
                                        codec=req.encode.codec, container=req.encode.container)
         if on_plan:
@@ -434,7 +444,7 @@ def conform(request: EnhanceRequest, edit: PathLike, *, handles: int = 12,
         def ray(jobs, each):
             return run_batch_ray(jobs, req.model, encode, each, address=req.executor.address, folder=Path(req.output),
                                  ffmpeg=req.ffmpeg or os.environ.get("ENHANCER_FFMPEG"), overwrite=b.overwrite,
-                                 retry_failed=b.retry_failed, strict=b.strict,
+                                 retry_failed=b.retry_failed, strict=b.strict, parameters=_parameters(restorer),
                                  split=req.executor.split if req.executor.split is not None else DEFAULT_SPLIT,
                                  on_result=on_result)
     from enhancer import progress as prog

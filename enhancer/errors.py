@@ -131,6 +131,13 @@ class RequestError(ArgumentError):
         self.field = field
         super().__init__(reason, path=path, hint=hint)
 
+    def line(self) -> str:
+        """The message, led by the option's name where it does not say it (nor a file's)."""
+        name = option(self.field)
+        if self.path is None and name not in self.reason:
+            return f"{name}: {super().line()}"
+        return super().line()
+
 
 class ConfigError(UsageError, ValueError):
     """A model or training configuration does not hold together (a scale or radius the

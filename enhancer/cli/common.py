@@ -136,10 +136,8 @@ def fail(message: str, code: int) -> None:
 
 
 def refused(e: EnhancerError, code: int = 2) -> None:
-    """A request refused before any work, as one line (exit ``code``): a field's error names its
-    flag where the message does not already."""
-    if isinstance(e, RequestError) and option(e.field) not in str(e):
-        fail(f"{option(e.field)}: {e}", code)
+    """A request refused before any work, as one line (exit ``code``; a field's error names its
+    flag, :class:`~enhancer.errors.RequestError`)."""
     fail(str(e), code)
 
 

@@ -7,7 +7,7 @@ import click
 
 from enhancer.cli.common import CONTEXT, Interrupts, fail, refused, start
 from enhancer.cli.enhance import enhance, notes, request_of, shared
-from enhancer.errors import EnhancerError
+from enhancer.errors import EnhancerError, UsageError
 
 # enhance's options that mean the same for each range of a conform (not inputs, segments, splice, preview)
 SHARED = {"model", "task", "scale", "crf", "preset", "pix_fmt", "square_pixels", "container", "audio",
@@ -46,7 +46,7 @@ def _conform(edit, media, output, handles, kw: dict) -> None:
     except EnhancerError as e:
         if getattr(e, "before_work", False):
             refused(e, 2)
-        fail(str(e), 1)
+        fail(str(e), 2 if isinstance(e, UsageError) else 1)
     if dry:
         for res in summary.results:
             report(plan, res, as_json=as_json, quiet=quiet, dry_run=True)

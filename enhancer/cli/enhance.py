@@ -7,7 +7,7 @@ import sys
 import click
 
 from enhancer.cli.common import CONTEXT, Interrupts, fail, refused, start
-from enhancer.errors import EnhancerError
+from enhancer.errors import EnhancerError, UsageError
 from enhancer.restore.restorer import MODEL_CHUNK
 
 
@@ -177,7 +177,7 @@ def _enhance(inputs, output, kw: dict) -> None:
     except EnhancerError as e:
         if getattr(e, "before_work", False):
             refused(e, 2)
-        fail(str(e), 1)  # an error of the batch, not of one file
+        fail(str(e), 2 if isinstance(e, UsageError) else 1)  # an error of the batch, not of one file
     if request.batch.dry_run:  # the same decisions as a real run (state file, existing outputs), nothing written
         for res in summary.results:
             report(res, as_json=as_json, quiet=False, dry_run=True)

@@ -21,6 +21,8 @@ def models_cmd(name, as_json, inspect_path):
     NAME: that model's whole card, its measured figures included."""
     from enhancer.restore import weights
 
+    if inspect_path is not None and name is not None:
+        fail("give a NAME or --inspect PATH, not both", 2)
     if inspect_path is not None:
         from enhancer.restore.inspect import inspect_model
 
@@ -33,11 +35,16 @@ def models_cmd(name, as_json, inspect_path):
     cards = weights.catalogue()  # a file that does not read is a warning; its name's next file stands in
     if name is not None:
         found = [(n, path, card) for n, path, card in cards if n == name]
+        from enhancer.restore.restorer import CLASSICAL
+
+        if not found and name in CLASSICAL:
+            print(f"{name}: a classical method (no model file; any scale): enhance --model {name}")
+            return
         if not found:
             fail(f"no installed model is named {name!r} (installed: {', '.join(n for n, _, _ in cards) or 'none'}; "
                  "a model file is described by --inspect PATH)", 2)
         cards = found
-    if not cards and not weights.available():
+    if not cards:
         print("no models installed (classical: lanczos, bicubic, bilinear, nearest)")
         return
     if as_json:

@@ -257,9 +257,10 @@ class EnhanceRequest:
         first field that does not hold."""
         from enhancer.progress import mode_of
 
-        if not isinstance(self.inputs, tuple) or not self.inputs:
+        inputs = [self.inputs] if isinstance(self.inputs, (str, os.PathLike)) else self.inputs
+        if not isinstance(inputs, (tuple, list)) or not inputs:
             raise RequestError("inputs", f"inputs must be a path or a list of paths, not {self.inputs!r}"[:200])
-        inputs = tuple(_text(i, "inputs") for i in self.inputs)
+        inputs = tuple(_text(i, "inputs") for i in inputs)
         if "-" in inputs and len(inputs) != 1:
             raise RequestError("inputs", "- (stdin) cannot be mixed with other inputs")
         output = _text(self.output, "output")
@@ -299,7 +300,7 @@ class EnhanceRequest:
             raise RequestError("deinterlace", f"{splice} keeps the rest of the file as it is, fields and all: "
                                               f"{option('deinterlace', 'on')} cannot be combined with it")
         if self.output == "-" or Path(self.output).suffix.lower() not in (".mp4", ".m4v", ".mov", ".mkv", ""):
-            raise RequestError("output", f"{splice} writes a video file: give an {option('output')} NAME.mov, .mp4 "
+            raise RequestError("output", f"{splice} writes a video file: give {option('output')} NAME.mov, .mp4 "
                                          "or .mkv")
         if e.codec in ("png", "tiff"):
             raise RequestError("codec", f"{splice} writes a video file, not an image sequence: drop "
@@ -356,8 +357,8 @@ def parse_size(size) -> tuple[int | None, int | None] | None:
         return None
     if isinstance(size, str):
         m = re.fullmatch(r"\s*(\d+)\s*[xX:]\s*(\d+)\s*", size)
-        if not m:
-            raise RequestError("size", "use WIDTHxHEIGHT, e.g. 1920x1080")
+        if not m or not (2 <= int(m.group(1)) <= 16384 and 2 <= int(m.group(2)) <= 16384):
+            raise RequestError("size", f"{size!r}: use WIDTHxHEIGHT, each 2 to 16384, e.g. 1920x1080"[:200])
         size = (int(m.group(1)), int(m.group(2)))
     if (not isinstance(size, (tuple, list)) or len(size) != 2 or all(v is None for v in size)
             or any(v is not None and (not isinstance(v, int) or isinstance(v, bool) or not 2 <= v <= 16384)
