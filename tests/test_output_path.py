@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from conftest import MAKER, make_clip, run_cli
 from enhancer.io.probe import count_frames, mov_track_titles
 
@@ -19,6 +21,7 @@ def _framecrc(path) -> str:
                           capture_output=True, text=True, check=True).stdout
 
 
+@pytest.mark.slow  # a 4 s 320x240 clip at --preset veryslow, twice; test_cli.py's pipe stays quick
 def test_stdout_streams_and_equals_the_file_output(tmp_path):
     """-o - writes as the frames come (the first bytes arrive long before the end) and is, stream
     for stream and packet for packet, the file output."""
