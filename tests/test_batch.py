@@ -55,6 +55,7 @@ def test_rerun_skips_done_redoes_changed_and_retries_failed_on_request(tmp_path)
     assert _rows(r3.stdout)["bad.mp4"]["status"] == "done" and r3.returncode == 0
 
 
+@pytest.mark.slow  # three CLI runs beside a lock holder; the lock itself is tested in test_state.py
 def test_live_lock_skips_that_output_and_stale_lock_is_taken_over(tmp_path):
     """Another run making one output: this run leaves that one to it and makes the others."""
     src = tmp_path / "in"
@@ -108,7 +109,7 @@ def test_fail_fast_and_report(tmp_path):
     assert "a_bad.mp4" in r.stderr
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGINT, pytest.param(signal.SIGTERM, marks=pytest.mark.slow)])
 def test_interrupt_stops_cleans_up_and_rerun_finishes(tmp_path, sig):
     src = make_clip(tmp_path / "long.mp4", size="320x240", seconds=20, rate="25")
     out = tmp_path / "out"
@@ -153,7 +154,12 @@ FORMATS = [
 ]
 
 
-@pytest.mark.parametrize("name,vargs,audio", FORMATS, ids=[f[0] for f in FORMATS])
+# the quick run decodes three (the plain case, AVI's empty packets, 10-bit without audio), the slow run the rest
+QUICK_FORMATS = {"h264.mp4", "mpeg4.avi", "h264_10bit.mkv"}
+
+
+@pytest.mark.parametrize("name,vargs,audio", [pytest.param(*f, id=f[0], marks=() if f[0] in QUICK_FORMATS else
+                                                           pytest.mark.slow) for f in FORMATS])
 def test_every_container_and_codec(tmp_path, name, vargs, audio):
     src = tmp_path / name
     argv = [ff.tools().ffmpeg, "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=96x64:rate=25:duration=1"]
@@ -188,6 +194,7 @@ def test_every_container_and_codec(tmp_path, name, vargs, audio):
         assert info.bit_depth == 10
 
 
+@pytest.mark.slow  # two runs of the default model; image sequences are quick in test_cli.py and test_first_hour.py
 def test_image_sequence_inputs(tmp_path):
     frames = tmp_path / "shots"
     frames.mkdir()

@@ -46,6 +46,7 @@ def test_compare_arguments_are_usage_errors(clip, tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.slow  # seven CLI runs; the other commands' refusals stay quick
 def test_benchmark_refuses_before_any_work(clip, tmp_path):
     other = tmp_path / "b" / "clip.mp4"
     other.parent.mkdir()
@@ -150,6 +151,9 @@ def test_temporal_metrics_of_one_frame_say_why_they_are_missing(tmp_path):
     assert r.returncode == 0 and "n/a" in r.stdout and "one-frame clip" in r.stderr, r.stdout + r.stderr
 
 
+# a CLI run each: bundled and Debian's (5.1, with ffprobe) quick; the static 7.0.2 (no ffprobe, as bundled) slow
+@pytest.mark.parametrize("ffmpeg_build", ["bundled", "debian", pytest.param("static-7.0.2", marks=pytest.mark.slow)],
+                         indirect=True)
 def test_a_thumbnail_stored_first_never_displaces_the_film(tmp_path, ffmpeg_build):
     """A 32x32 one-frame preview as stream 0, the 96x64 film as stream 1: the film is enhanced,
     through ffprobe's JSON and through the banner alike (with each ffmpeg build)."""
@@ -174,6 +178,9 @@ def test_a_thumbnail_stored_first_never_displaces_the_film(tmp_path, ffmpeg_buil
 
 
 @pytest.mark.parametrize("codec", ["flac", "libopus"])
+# a CLI run each: bundled and Debian's (5.1, with ffprobe) quick; the static 7.0.2 (no ffprobe, as bundled) slow
+@pytest.mark.parametrize("ffmpeg_build", ["bundled", "debian", pytest.param("static-7.0.2", marks=pytest.mark.slow)],
+                         indirect=True)
 def test_flac_and_opus_go_into_mp4_with_every_build(tmp_path, ffmpeg_build, codec):
     """ffmpeg 5.1 writes them into MP4 only as an experimental feature: the join asks for it
     (the whole encode was lost at the join before, with an error naming a temporary file)."""
@@ -195,6 +202,9 @@ def test_flac_and_opus_go_into_mp4_with_every_build(tmp_path, ffmpeg_build, code
     assert f"Audio: {codec.replace('lib', '')}" in streams, streams
 
 
+# a CLI run each: bundled and Debian's (5.1, with ffprobe) quick; the static 7.0.2 (no ffprobe, as bundled) slow
+@pytest.mark.parametrize("ffmpeg_build", ["bundled", "debian", pytest.param("static-7.0.2", marks=pytest.mark.slow)],
+                         indirect=True)
 def test_a_stream_copy_cut_is_not_reported_incomplete(tmp_path, ffmpeg_build):
     """`ffmpeg -ss 0.3 -i in.mp4 -c copy cut.mp4` keeps the frames before 0.3 s behind an edit
     list: 20 listed, 12 shown over 0.5 s. Nothing is missing; --strict must not fail it."""

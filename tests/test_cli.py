@@ -6,6 +6,8 @@ import os
 import shutil
 from pathlib import Path
 
+import pytest
+
 from conftest import make_clip, run_cli
 from enhancer.media import ffmpeg as ff
 from enhancer.media.probe import count_frames, probe
@@ -59,6 +61,7 @@ def test_single_file_output_name_and_overwrite(tmp_path):
     assert _json_lines(r.stdout)[0]["status"] == "done" and probe(str(dst)).width == 192
 
 
+@pytest.mark.slow  # a run of the default model; test_naming.py and test_gaps.py check the same quickly
 def test_output_never_replaces_input(tmp_path):
     src = make_clip(tmp_path / "clip.mp4", seconds=0.5)
     before = src.read_bytes()

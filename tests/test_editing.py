@@ -19,8 +19,9 @@ def _stream(path) -> str:
     return subprocess.run([MAKER, "-hide_banner", "-i", str(path)], capture_output=True, text=True).stderr
 
 
-@pytest.mark.parametrize("src_fmt,expected", [("yuv420p", "DNXHR HQ"), ("yuv422p10le", "DNXHR HQX"),
-                                              ("yuv444p", "DNXHR 444")])
+@pytest.mark.parametrize("src_fmt,expected", [pytest.param("yuv420p", "DNXHR HQ", marks=pytest.mark.slow),
+                                              ("yuv422p10le", "DNXHR HQX"),
+                                              pytest.param("yuv444p", "DNXHR 444", marks=pytest.mark.slow)])
 def test_dnxhr_profiles_follow_the_source(tmp_path, src_fmt, expected):
     src = make_clip(tmp_path / "s.mov", size="160x64", seconds=0.3, audio=True, pix_fmt=src_fmt,
                     vcodec="libx264" if "10" not in src_fmt else "prores_ks")

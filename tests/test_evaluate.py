@@ -238,6 +238,7 @@ def _region(shot: np.ndarray, rect: dict) -> np.ndarray:
 
 
 @pytest.mark.skipif(not find_chromium(), reason="no Chromium installed (.ci/run installs Debian's chromium)")
+@pytest.mark.slow  # a benchmark run (the bench fixture) and Chromium
 def test_report_renders_in_headless_chromium(bench, tmp_path):
     """The page as a person sees it: every picture and chart drawn, the best values marked, the wipe
     showing the truth left of its line and the method right of it, the crop clips playing in step."""

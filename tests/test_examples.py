@@ -18,6 +18,7 @@ def _env() -> dict:
     return env
 
 
+@pytest.mark.slow  # the watch example, waiting on its files; test_watch.py stays quick
 def test_watch_round_trip():
     r = subprocess.run(["bash", "examples/watch_round_trip.sh", "--model", "lanczos", "--preset", "ultrafast"],
                        cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)

@@ -106,6 +106,9 @@ def test_depth_scan_and_image_sequences(use_build, tmp_path):
     assert res.frames == 10 and probe(str(tmp_path / "from_frames.mkv")).fps == 25
 
 
+# a CLI run each: bundled and Debian's (5.1, with ffprobe) quick; the static 7.0.2 (no ffprobe, as bundled) slow
+@pytest.mark.parametrize("ffmpeg_build", ["bundled", "debian", pytest.param("static-7.0.2", marks=pytest.mark.slow)],
+                         indirect=True)
 def test_cli_batch_says_which_ffmpeg(ffmpeg_build, tmp_path):
     make_clip(tmp_path / "a.mp4", seconds=0.4)
     make_clip(tmp_path / "b.mkv", seconds=0.4)

@@ -264,6 +264,7 @@ def test_temporal_setting_reaches_the_recipe_and_fits_only_per_frame_models(comp
             parse_temporal(bad)
 
 
+@pytest.mark.slow  # eight runs of the CLI; the field model files run in-process above
 def test_cli_enhances_with_a_field_model_file(compact_files, tmp_path):
     _, d = compact_files
     src = make_clip(tmp_path / "clip.mp4", seconds=0.6)
@@ -289,6 +290,7 @@ def test_cli_enhances_with_a_field_model_file(compact_files, tmp_path):
     assert json.loads(run_cli(*args).stdout)["status"] == "skipped"
 
 
+@pytest.mark.slow  # two runs of the watch command; the temporal setting is checked in-process above
 def test_temporal_on_for_any_per_frame_model_in_api_ray_spec_and_watch(tmp_path):
     import enhancer
     from enhancer.pipeline.request import ModelChoice
@@ -310,6 +312,7 @@ def test_temporal_on_for_any_per_frame_model_in_api_ray_spec_and_watch(tmp_path)
     assert r.returncode == 2 and "--temporal" in r.stderr and "on" in r.stderr
 
 
+@pytest.mark.slow  # eight runs of the CLI; inspect_model itself runs in the ONNX test
 def test_models_inspect_says_what_the_file_is_and_what_enhance_does(compact_files, tmp_path):
     m, d = compact_files
     path = d / "compact-x2.pth"

@@ -142,6 +142,7 @@ def test_every_classical_method_is_named_in_help_and_in_the_unknown_model_messag
         assert name in str(e.value) and name in helptext
 
 
+@pytest.mark.slow  # four CLI runs; test_cli.py's dry run stays quick
 def test_dry_run_makes_the_decisions_of_a_real_run(tmp_path):
     src = tmp_path / "in"
     src.mkdir()
@@ -280,6 +281,7 @@ def test_evaluate_an_upscaled_output_against_a_same_size_reference(tmp_path):
     assert json.loads(r.stdout)["results"][0]["psnr_y"] == pytest.approx(down.mean("psnr_y"))
 
 
+@pytest.mark.slow  # the benchmark script, a model per process
 def test_speed_table_script_prints_the_table(tmp_path):
     root = Path(__file__).resolve().parents[1]
     r = subprocess.run([sys.executable, str(root / "benchmarks" / "speed_table.py"), "--sizes", "64x48",

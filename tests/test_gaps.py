@@ -159,6 +159,7 @@ def two_audio_streams(tmp_path_factory) -> Path:
     return src
 
 
+@pytest.mark.slow  # five CLI runs; the AAC fall-back into MP4 stays quick above
 def test_audio_option_copies_reencodes_or_leaves_out(tmp_path, two_audio_streams):
     src = two_audio_streams
     out = {mode: tmp_path / f"{mode}.mkv" for mode in ("copy", "aac", "none")}
@@ -192,6 +193,7 @@ def _x264_settings(path: Path) -> str:
     return m.group(1).decode("ascii", "replace")
 
 
+@pytest.mark.slow  # six CLI runs; the CRF in the recipe key is checked in-process (test_state.py)
 def test_crf_sets_the_quality_and_a_new_crf_redoes_the_output(tmp_path):
     src = make_clip(tmp_path / "a.mp4", seconds=1, audio=False)
     sizes = {}
@@ -284,6 +286,7 @@ def test_v_and_report_say_what_chose_the_ffmpeg(tmp_path):
 
 
 # ---- output-name collisions ------------------------------------------------------------------
+@pytest.mark.slow  # two CLI runs of four files; test_naming.py's same-names test stays quick
 def test_same_names_in_two_input_folders_do_not_overwrite_each_other(tmp_path):
     """Folders given as inputs (outputs mirror the tree below each one): x.mp4 in both, and
     sub/y.mp4 in both, into one output folder."""
@@ -366,6 +369,7 @@ exec '{MAKER}' "$@"
     return wrapper, marker, calls
 
 
+@pytest.mark.slow  # five CLI runs; the same decisions are checked in-process below
 def test_failed_before_is_reported_not_retried_until_retry_failed(tmp_path):
     """The same recipe that failed is not run again (even once the cause is gone) until
     --retry-failed; then it runs, and the next run skips it as done."""
@@ -399,6 +403,7 @@ def test_failed_before_is_reported_not_retried_until_retry_failed(tmp_path):
     assert row["status"] == "skipped" and calls.read_text().count("encode") == 2
 
 
+@pytest.mark.slow  # three CLI runs; the same decision is checked in-process below
 def test_an_output_deleted_after_it_was_done_is_made_again(tmp_path):
     src = make_clip(tmp_path / "a.mp4", seconds=0.2, audio=False)
     out = tmp_path / "out"

@@ -343,6 +343,7 @@ def _cut(path: Path, share: float, dst: Path) -> Path:
     return dst
 
 
+@pytest.mark.slow  # ten inputs, three CLI runs; test_first_hour.py checks a cut input in-process
 def test_inputs_cut_short_are_reported_incomplete(tmp_path):
     """Item 5: a faststart MP4 or an MKV cut at 10/50/90/99 % came out done, without a warning."""
     import json

@@ -75,6 +75,7 @@ def test_a_collision_no_rule_resolves_is_an_error_before_any_work(tmp_path):
     assert [Path(j.output).name for j in jobs] == ["a_avi.mkv", "a.mkv"]
 
 
+@pytest.mark.slow  # seven CLI runs
 def test_own_outputs_are_never_inputs(tmp_path):
     """Item 3: `enhance d -r -o d/enhanced`, run three times, made a.enhanced.enhanced.enhanced.mp4."""
     d = tmp_path / "d"

@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from conftest import MAKER, make_clip, run_cli
 from enhancer.media.mp4boxes import mov_track_titles
 from enhancer.media.probe import count_frames
@@ -20,6 +22,7 @@ def _framecrc(path) -> str:
                           capture_output=True, text=True, check=True).stdout
 
 
+@pytest.mark.slow  # a 4 s 320x240 clip at --preset veryslow, twice; test_cli.py's pipe stays quick
 def test_stdout_streams_and_equals_the_file_output(tmp_path):
     """-o - writes as the frames come (the first bytes arrive long before the end) and is, stream
     for stream and packet for packet, the file output."""

@@ -183,8 +183,9 @@ def _corrupt(manifest: dict, how: str, folder: Path) -> str | bytes:
     return json.dumps(manifest)
 
 
-@pytest.mark.parametrize("how", ["garbage", "deep", "absolute", "duplicate", "repeated_file", "wrong_count",
-                                 "traversal", "bad_types", "not_a_list", "missing_file"])
+@pytest.mark.parametrize("how", ["garbage", "absolute", "duplicate", *[  # two CLI runs each: the rest in the slow run
+    pytest.param(how, marks=pytest.mark.slow) for how in ("deep", "repeated_file", "wrong_count", "traversal",
+                                                          "bad_types", "not_a_list", "missing_file")]])
 def test_a_manifest_that_does_not_check_out_is_discarded(tmp_path, how):
     """Item 11: a corrupted manifest gave an internal error on every rerun, and an absolute or
     duplicate part path gave an output reported done with frames lost or repeated."""
@@ -319,7 +320,7 @@ def test_a_merge_cut_short_or_a_missing_span_still_gives_the_straight_output(tmp
     _join_without_span_1(info, tmp_path / "b.mkv", Temporal, opts, spans, straight, 25, 75)
 
 
-@pytest.mark.parametrize("margin", [0, 2])
+@pytest.mark.parametrize("margin", [pytest.param(0, marks=pytest.mark.slow), 2])  # 600 frames each; 2 is the harder
 def test_spans_of_a_file_whose_seeks_land_late(tmp_path, margin):
     """MPEG-TS with key frames 10 s apart: a seek lands on the next key frame, after the span's
     start. The span reads again from further back; no frame is lost or doubled."""

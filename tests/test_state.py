@@ -118,9 +118,13 @@ def test_the_lock_is_taken_atomically(tmp_path):
     assert set(outcomes) <= {"held", "busy"}
 
 
+_SLOW = pytest.mark.slow  # a CLI run each: the quick run keeps a few of each kind, the slow run the rest
+
+
 @pytest.mark.parametrize("content", [
-    "", "{", '{"pid": "abc", "host": "h"}', "[1, 2]", '{"pid": 1e400}', '{"pid": 99999999999999999999999}',
-    '{"pid": true}', "null", "\x00\xff garbage",
+    "", "{", pytest.param('{"pid": "abc", "host": "h"}', marks=_SLOW), pytest.param("[1, 2]", marks=_SLOW),
+    '{"pid": 1e400}', pytest.param('{"pid": 99999999999999999999999}', marks=_SLOW),
+    pytest.param('{"pid": true}', marks=_SLOW), pytest.param("null", marks=_SLOW), "\x00\xff garbage",
 ])
 def test_a_lock_file_that_nobody_holds_never_blocks(tmp_path, content):
     """Item 9: a lock naming a live unrelated pid, an empty lock left by a full disk, or a lock
@@ -175,9 +179,11 @@ def test_lock_unit_behaviour(tmp_path):
 
 # ---- item 10: the state file -----------------------------------------------------------------
 @pytest.mark.parametrize("content", [
-    "[]", "null", '{"outputs": []}', '{"outputs": "x"}', "[" * 100_000 + "]" * 100_000,
-    '{"outputs": {"a.mp4": {"status": "done"}}}', '{"outputs": {"a.mp4": {"status": "maybe", "input": {}, '
-    '"recipe": {}}}}', '{"outputs": {"a.mp4": 7}}', "\xff\xfe not json",
+    pytest.param("[]", marks=_SLOW), pytest.param("null", marks=_SLOW), pytest.param('{"outputs": []}', marks=_SLOW),
+    pytest.param('{"outputs": "x"}', marks=_SLOW), "[" * 100_000 + "]" * 100_000,
+    '{"outputs": {"a.mp4": {"status": "done"}}}', pytest.param('{"outputs": {"a.mp4": {"status": "maybe", "input": {}, '
+                                                              '"recipe": {}}}}', marks=_SLOW),
+    pytest.param('{"outputs": {"a.mp4": 7}}', marks=_SLOW), "\xff\xfe not json",
 ])
 def test_a_corrupt_state_file_is_set_aside_and_rebuilt(tmp_path, content):
     """An earlier version's state file, or an output's record, that does not check out."""

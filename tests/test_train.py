@@ -181,7 +181,7 @@ def _cfg(tiny_set: Path, run: Path, **kw) -> TrainConfig:
     return TrainConfig(**base)
 
 
-@pytest.mark.parametrize("stage", [1, 2])
+@pytest.mark.parametrize("stage", [1, pytest.param(2, marks=pytest.mark.slow)])  # 2 (with the discriminator): 20x longer
 def test_resume_gives_the_same_weights(tiny_set, tmp_path, stage, monkeypatch):
     monkeypatch.setenv("ENHANCER_MOBILENET_WEIGHTS", str(tmp_path / "none.pth"))  # random features: plumbing
     frames_out = 4 if stage == 2 else 2
@@ -355,6 +355,7 @@ def test_distributed_training_on_two_cpu_processes(tiny_set, tmp_path):
     assert [row["step"] for row in rows] == [1, 2, 3, 4]  # written once (rank 0), not twice
 
 
+@pytest.mark.slow  # two torchrun launchers; the two-process run above stays quick
 def test_training_across_two_nodes(tiny_set, tmp_path):
     """torchrun across nodes (issue 16): two "nodes" of one process each, started separately as on
     two machines, meeting at a c10d rendezvous on localhost and training over gloo."""
