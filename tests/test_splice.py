@@ -194,7 +194,7 @@ def test_splice_from_python(tmp_path):
     assert result.files[0].status == "done"
     a, b = frame_md5s(src), frame_md5s(tmp_path / "fixed.mkv")
     assert a[:10] == b[:10] and a[20:] == b[20:] and a[10:20] != b[10:20]
-    with pytest.raises(enhancer.UsageError, match="drop codec ffv1"):
+    with pytest.raises(enhancer.UsageError, match="drop codec='ffv1'"):
         enhancer.enhance(src, tmp_path / "x.mkv", task="archive", start=0.4, splice=True, codec="ffv1")
 
 
