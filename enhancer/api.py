@@ -416,7 +416,7 @@ def conform(request: EnhanceRequest, edit: PathLike, *, handles: int = 12,
     try:
         req = request.check()
         req = replace(req, encode=replace(req.encode, codec=req.encode.codec or "prores"))
-        _tools(req)
+        tools = _tools(req)
         plan = conforming.plan_conform(_path(edit, "edit"), list(req.inputs), req.output, handles=handles,
                                        codec=req.encode.codec, container=req.encode.container)
         if on_plan:
@@ -456,16 +456,10 @@ def conform(request: EnhanceRequest, edit: PathLike, *, handles: int = 12,
     if req.report:
         from enhancer.batch.runner import write_report
 
-        summary.report_written = write_report(req.report, {**summary.to_dict(), "ffmpeg": _ff().tools().describe(),
+        summary.report_written = write_report(req.report, {**summary.to_dict(), "ffmpeg": tools.describe(),
                                                            "relinked": plan.relinked if conforming.complete(summary)
                                                            else None})
     return plan, summary
-
-
-def _ff():
-    from enhancer.media import ffmpeg
-
-    return ffmpeg
 
 
 def conform_edit(edit: PathLike, media: PathLike | Sequence[PathLike], output: PathLike, *, handles: int = 12,
