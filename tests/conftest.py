@@ -9,6 +9,7 @@ named explicitly by the tests that run against them (:func:`ffmpeg_build`, ``tes
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -73,11 +74,13 @@ def _static_7() -> Build:
     if not exe.is_file():
         if sys.platform != "linux":
             pytest.skip("the static ffmpeg 7.0.2 build is for Linux x86-64")
-        CACHE.mkdir(parents=True, exist_ok=True)
+        # each pytest-xdist worker downloads into its own folder; the binary lands by an atomic rename
+        into = CACHE / f"download.{os.getpid()}"
+        into.mkdir(parents=True, exist_ok=True)
         got = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary", ":all:",
-                              "--platform", "manylinux2014_x86_64", "-d", str(CACHE), f"{package}=={version}"],
+                              "--platform", "manylinux2014_x86_64", "-d", str(into), f"{package}=={version}"],
                              capture_output=True, text=True, timeout=600)
-        wheels = sorted(CACHE.glob(f"imageio_ffmpeg-{version}-*.whl"))
+        wheels = sorted(into.glob(f"imageio_ffmpeg-{version}-*.whl"))
         if got.returncode != 0 or not wheels:
             pytest.skip(f"cannot fetch {package}=={version} with pip: {(got.stderr.strip().splitlines() or ['?'])[-1]}")
         with zipfile.ZipFile(wheels[0]) as z:
@@ -85,6 +88,7 @@ def _static_7() -> Build:
             tmp.write_bytes(z.read(member))
             tmp.chmod(0o755)
             os.replace(tmp, exe)
+        shutil.rmtree(into, ignore_errors=True)
     return Build("7.0.2 (imageio-ffmpeg 0.6.0)", str(exe), None)
 
 

@@ -450,6 +450,7 @@ def test_cli_error_and_dry_run(tmp_path, media, nearest, capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("ray")  # beside tests/test_ray.py, whose teardown stops every Ray process
 def test_ray_makes_the_same_ranges(tmp_path, media):
     """--executor ray: a task per range (a local Ray instance), each over its own span, with the
     same frames, timecodes and relinked edit as the local run."""

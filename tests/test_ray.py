@@ -16,6 +16,9 @@ import pytest
 from conftest import MAKER, make_clip, run_cli
 
 ray = pytest.importorskip("ray", reason="Ray is an optional extra (pip install 'enhancer[ray]')")
+# one cluster per module, and its teardown (`ray stop --force`) stops every Ray process on the machine:
+# these tests and the other Ray ones run on one pytest-xdist worker, one after another
+pytestmark = pytest.mark.xdist_group("ray")
 RAY = str(Path(sys.executable).with_name("ray"))
 # a throwaway cluster on localhost: no token to hand around between its processes
 ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
