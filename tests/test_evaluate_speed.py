@@ -171,6 +171,46 @@ def test_vmaf_pass_reports_progress(pair, capsys):
     assert lines[-1]["stage"] == "end" and lines[-1]["done"] == 8 and lines[-1]["total"] == 8
 
 
+def test_vmaf_runs_beside_the_other_metrics_with_the_same_values(pair, capsys):
+    """evaluate starts VMAF's ffmpeg pass with the first frame, beside its own; the values are
+    those of a pass on its own, and a bar follows it where it is still running at the end."""
+    from enhancer import progress
+
+    ref, cand = pair
+    alone = ev.vmaf(str(ref), str(cand))
+    with progress.using("json"):
+        s = ev.evaluate(str(ref), str(cand), metrics=("psnr_y", "vmaf"), progress=True)
+    assert s.per_frame["vmaf"] == alone and len(alone) == 8
+    lines = [json.loads(ln) for ln in capsys.readouterr().err.splitlines() if ln.startswith("{")]
+    assert lines[-1]["stage"] == "end" and lines[-1]["done"] == lines[-1]["total"] == 8
+
+
+def test_a_failed_pass_stops_vmafs_ffmpeg(pair, monkeypatch):
+    """Where the frame-by-frame pass fails (here: its third frame), VMAF's ffmpeg beside it is
+    stopped and its thread ends; the error is the pass's own."""
+    from enhancer.quality import vmaf as vm
+
+    ref, cand = pair
+    started, real_luma, calls = [], ev.luma, []
+
+    class Watched(vm.VmafBeside):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            started.append(self)
+
+    def failing_luma(img):
+        calls.append(1)
+        if len(calls) > 4:  # two calls a frame
+            raise RuntimeError("the pass broke")
+        return real_luma(img)
+
+    monkeypatch.setattr(ev, "VmafBeside", Watched)
+    monkeypatch.setattr(ev, "luma", failing_luma)
+    with pytest.raises(RuntimeError, match="the pass broke"):
+        ev.evaluate(str(ref), str(cand), metrics=("psnr_y", "vmaf"))
+    assert len(started) == 1 and started[0].cancel.is_set() and not started[0]._thread.is_alive()
+
+
 def test_csv_table_and_json_carry_fde(pair):
     ref, cand = pair
     r = run_cli("evaluate", "-r", str(ref), str(cand), "--csv", "--metrics", "psnr_y,fde", "-q")

@@ -38,20 +38,17 @@ so must sizes, unless the caller says which side to scale and how (``reference_s
 from __future__ import annotations
 
 import contextlib
-import itertools
-import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import cv2
 import numpy as np
 
 from enhancer.errors import EnhancerError, InputError, option
-from enhancer.media import ffmpeg as ff
+from enhancer.quality.clips import count, frames  # noqa: F401  (frames: also read from here)
+from enhancer.quality.vmaf import VmafBeside, vmaf, vmaf_ffmpeg  # noqa: F401  (vmaf: also read from here)
 
 from enhancer.media.files import IMAGE_EXTENSIONS as IMAGE_EXT  # noqa: E402  (the one table)
 METRICS = ("psnr_y", "psnr_rgb", "ssim_y", "vmaf", "perceptual", "tof", "tlp", "fde", "warp")
@@ -100,47 +97,6 @@ METRIC_INFO = {m.key: m for m in (
     Metric("warp", "warping error", "1e-3", False, 4, between_frames=True),  # enhancer.quality.warping
     Metric("fid", "FID", "", False, 3),  # one value for the clip (EXTRA)
 )}
-
-
-def _image_files(folder: Path) -> list[Path]:
-    from enhancer.media.sequence import folder_images
-
-    return folder_images(folder)  # in frame order: 2.png before 10.png
-
-
-def frames(path: str, info=None) -> Iterator[np.ndarray]:
-    """RGB uint8 frames of a video file or an image folder, in order (16-bit scaled to 8).
-    ``info`` is the file's :class:`~enhancer.media.videoinfo.VideoInfo` where the caller has it (a probe
-    costs a quarter of a second of CPU)."""
-    p = Path(path)
-    if p.is_dir():
-        files = _image_files(p)
-        if not files:
-            raise InputError("folder holds no images", path=path)
-        from enhancer.media.files import read_image
-
-        for f in files:
-            img = read_image(f)  # RGB; OpenCV, or ffmpeg for what OpenCV cannot read (EXR, DPX, TGA)
-            if img.dtype == np.uint16:
-                img = (img.astype(np.float32) / 257 + 0.5).astype(np.uint8)
-            yield img
-        return
-    from enhancer.media.probe import probe
-    from enhancer.media.reader import FrameReader
-
-    with FrameReader(info or probe(path), deinterlace="off") as reader:
-        for fr in reader:
-            img = fr.image
-            yield img if img.dtype == np.uint8 else (img.astype(np.float32) / 257 + 0.5).astype(np.uint8)
-
-
-def count(path: str) -> int:
-    p = Path(path)
-    if p.is_dir():
-        return len(_image_files(p))
-    from enhancer.media.probe import count_frames
-
-    return count_frames(path)
 
 
 # each channel's term of the luma per 8-bit value (1, 256, 3), and their sum plus 16 (1, 4)
@@ -203,72 +159,6 @@ def ssim(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
     covar = s12 * 64 - fs12
     val = ((2 * fs12 + c1) * (2 * covar + c2)) / ((fs1 + fs2 + c1) * (vars_ + c2))
     return float(val.mean())
-
-
-def _as_video(path: str, tmpdir: str) -> str:
-    """A video file for ffmpeg: image folders are packed losslessly (FFV1) first."""
-    if not Path(path).is_dir():
-        return path
-    import subprocess
-
-    it = frames(path)
-    first = next(it)
-    h, w = first.shape[:2]
-    out = str(Path(tmpdir) / (Path(path).name + ".mkv"))
-    proc = ff.Process([ff.tools().ffmpeg, "-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo",
-                       "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", "25", "-i", "pipe:0", "-c:v", "ffv1",
-                       "-pix_fmt", "gbrp", ff.file_arg(out)], stdin=subprocess.PIPE, path=path,
-                      what="packing images failed")
-    proc.feed(itertools.chain([first], it))
-    return out
-
-
-def _vmaf_ffmpeg(candidate: str) -> str:
-    """The ffmpeg that measures VMAF: the configured one where it has libvmaf, else the bundled
-    one (Debian's ffmpeg 5.1, for one, is built without libvmaf)."""
-    exe = ff.with_filter("libvmaf")
-    if exe is None:
-        t = ff.tools()
-        raise EnhancerError(f"VMAF needs ffmpeg's libvmaf filter, which ffmpeg {t.version_text} ({t.ffmpeg}) lacks",
-                            path=candidate, hint=f"leave vmaf out of {option('metrics')}, or pip install imageio-ffmpeg (its "
-                                                 "ffmpeg has libvmaf)")
-    return exe
-
-
-def vmaf(reference: str, candidate: str, threads: int = 0, *, reference_resize: str = "",
-         candidate_resize: str = "", progress: bool = False, total: int | None = None) -> list[float]:
-    """Per-frame VMAF of ``candidate`` against ``reference`` with ffmpeg's libvmaf. A ``*_resize``
-    is a scale filter (``scale=352:288:flags=lanczos,``) that brings one to the other's size.
-    ``progress`` shows a bar over ``total`` frames, fed by ffmpeg's own progress report."""
-    import subprocess
-
-    from enhancer.progress import bar
-
-    exe = _vmaf_ffmpeg(candidate)
-    with tempfile.TemporaryDirectory() as tmp:
-        log = str(Path(tmp) / "vmaf.json")
-        dist, ref = _as_video(candidate, tmp), _as_video(reference, tmp)
-        n = threads or (os.cpu_count() or 1)
-        # libvmaf pairs frames by timestamp: give both inputs one clock (1/25 s) and frame k the
-        # time k on it, whatever their containers' time bases and start times (an MKV at 1/1000
-        # against an MP4 at 1/12800 would otherwise pair the wrong frames)
-        frame_clock = "settb=1/25,setpts=N"
-        graph = (f"[0:v]{candidate_resize}format=yuv444p,{frame_clock}[d];"
-                 f"[1:v]{reference_resize}format=yuv444p,{frame_clock}[r];"
-                 f"[d][r]libvmaf=log_fmt=json:log_path={log}:n_threads={n}")
-        proc = ff.Process([exe, "-hide_banner", "-nostdin", "-loglevel", "error", "-nostats", "-progress", "pipe:1",
-                           "-i", ff.file_arg(dist), "-i", ff.file_arg(ref), "-lavfi", graph, "-f", "null", "-"],
-                          stdout=subprocess.PIPE, path=candidate, what="VMAF failed")
-        try:
-            with bar(total=total, desc="VMAF", unit="frame", enabled=progress) as b:
-                for line in iter(proc.stdout.readline, b""):  # key=value lines, a block every half second
-                    if line.startswith(b"frame=") and line[6:].strip().isdigit():
-                        b.update(int(line[6:]) - b.n)
-            proc.check()
-        finally:
-            proc.kill()  # where the caller was interrupted; a no-op after the exit
-        data = json.loads(Path(log).read_text())
-    return [float(fr["metrics"]["vmaf"]) for fr in data["frames"]]
 
 
 def _embed(dist, img: np.ndarray) -> np.ndarray:
@@ -467,7 +357,7 @@ def evaluate(reference: str, candidate: str, *, metrics: tuple[str, ...] = METRI
     if reference_scale and candidate_scale:
         raise EnhancerError("scale the reference or the candidate, not both")
     if "vmaf" in metrics:
-        _vmaf_ffmpeg(candidate)  # before any work
+        vmaf_ffmpeg(candidate)  # before any work
     total, infos = _check_pair(reference, candidate)
     scores = Scores(candidate=candidate, frames=0)
     want = set(metrics)
@@ -500,6 +390,7 @@ def evaluate(reference: str, candidate: str, *, metrics: tuple[str, ...] = METRI
 
     # the flow (OpenCV, which lets go of the GIL) runs beside the network on a thread of its own
     pool = ThreadPoolExecutor(1, thread_name_prefix="tof") if want & {"tof", "warp"} else None
+    beside: VmafBeside | None = None
     try:
         with bar(total=total, desc=Path(candidate).name[:30], unit="frame", enabled=progress) as b, \
                 (_torch_threads((os.cpu_count() or 2) - 1) if dist is not None else contextlib.nullcontext()):
@@ -521,6 +412,8 @@ def evaluate(reference: str, candidate: str, *, metrics: tuple[str, ...] = METRI
                                                  f"candidate's size, or {option('candidate_scale')} area to downscale the "
                                                  "candidate to the reference's")
                 if i == 0:
+                    if "vmaf" in want:  # sizes settled: VMAF's own pass starts beside this one
+                        beside = VmafBeside(reference, candidate, resized)
                     full = (c.shape[1], c.shape[0])
                     size = analysis_size(*full, analysis_pixels)
                     if want & {"perceptual", "tlp"}:  # batches of at most about 4 Mpixels
@@ -565,15 +458,14 @@ def evaluate(reference: str, candidate: str, *, metrics: tuple[str, ...] = METRI
                 for j, k in enumerate(("tof", "warp")):
                     if k in want:
                         per[k] = [p[j] for p in pairs]
+        if beside is not None:
+            per["vmaf"] = beside.wait(progress, scores.frames)
+            beside = None
     finally:
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
-    if "vmaf" in want:
-        which, how, w, h = resized or ("", "", 0, 0)
-        scale = f"scale={w}:{h}:flags={how}," if resized else ""
-        per["vmaf"] = vmaf(reference, candidate, reference_resize=scale if which == "reference" else "",
-                           candidate_resize=scale if which == "candidate" else "", progress=progress,
-                           total=scores.frames)
+        if beside is not None:  # this pass failed or was interrupted: VMAF's ffmpeg stops too
+            beside.stop()
     if "fid" in want:
         scores.fid = frechet_distance(np.stack(emb_r), np.stack(emb_c))
     scores.per_frame = {k: per[k] for k in METRICS if k in per}
