@@ -134,7 +134,10 @@ class RequestError(ArgumentError):
     def line(self) -> str:
         """The message, led by the option's name where it does not say it (nor a file's)."""
         name = option(self.field)
-        if self.path is None and name not in self.reason:
+        if self.path is None and self.reason.startswith(f"{self.field} ") and name != self.field:
+            # "tile must be ..." reads "--tile must be ..." on the command line, not "--tile: tile must be ..."
+            return super().line().replace(self.field, name, 1)
+        if self.path is None and name not in self.reason and not self.reason.startswith("--"):
             return f"{name}: {super().line()}"
         return super().line()
 

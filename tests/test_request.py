@@ -87,6 +87,24 @@ def test_the_command_line_shows_the_field_as_its_flag(tmp_path):
         assert not (tmp_path / "o.mp4").exists()
 
 
+def test_messages_name_the_option_once_as_the_user_gave_it(tmp_path):
+    """The flag leads a message once (not "--tile: tile must ..."), and a splice refuses the size
+    option that was given (--width alone, not --size)."""
+    clip = make_clip(tmp_path / "a.mp4", seconds=0.2, audio=False)
+    for args, line in ((["--tile", "x"], "error: --tile must be a number of pixels, 0 or auto, not 'x'"),
+                       (["--splice", "--start", "0.1", "--width", "64"],
+                        "error: --splice keeps the source's frame size (times the model's scale): drop --width"),
+                       (["--splice", "--start", "0.1", "--height", "64"],
+                        "error: --splice keeps the source's frame size (times the model's scale): drop --height"),
+                       (["--splice", "--start", "0.1", "--size", "64x48"],
+                        "error: --splice keeps the source's frame size (times the model's scale): drop --size")):
+        r = run_cli("enhance", str(clip), "-o", str(tmp_path / "o.mp4"), "--model", "lanczos", *args)
+        assert r.returncode == 2 and r.stderr.strip().splitlines()[-1] == line, (args, r.stderr)
+    with pytest.raises(RequestError) as e:
+        EnhanceRequest.of(str(clip), "o.mp4", tile="x").check()
+    assert e.value.line() == "tile must be a number of pixels, 0 or auto, not 'x'"
+
+
 def test_one_model_choice_for_the_batch_watch_and_ray(tmp_path):
     """The model's identity is resolved once: what the local batch loads is what a Ray worker
     loads (a relative model file made absolute, its other settings kept)."""

@@ -295,7 +295,7 @@ class EnhanceRequest:
             raise RequestError("preview", f"{splice} and {option('preview')} cannot be combined")
         if e.size:
             raise RequestError("size", f"{splice} keeps the source's frame size (times the model's scale): drop "
-                                       f"{option('size')}")
+                                       f"{_size_option(e.size)}")
         if p.deinterlace == "on":
             raise RequestError("deinterlace", f"{splice} keeps the rest of the file as it is, fields and all: "
                                               f"{option('deinterlace', 'on')} cannot be combined with it")
@@ -366,3 +366,13 @@ def parse_size(size) -> tuple[int | None, int | None] | None:
         raise RequestError("size", f"size {size!r}: use (width, height), each 2 to 16384 or None (one side from "
                                    "the aspect)"[:200])
     return (size[0], size[1])
+
+
+def _size_option(size) -> str:
+    """How the user gave an output size: ``--width`` or ``--height`` on the command line where the
+    size has one side only (the other from the aspect), else ``--size`` (``size`` in Python)."""
+    if isinstance(size, (tuple, list)) and len(size) == 2 and (size[0] is None) != (size[1] is None):
+        name = option("width" if size[0] is not None else "height")
+        if name.startswith("-"):
+            return name
+    return option("size")
