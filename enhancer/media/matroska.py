@@ -12,6 +12,7 @@ from fractions import Fraction
 from typing import BinaryIO
 
 from enhancer.errors import InternalError
+from enhancer.media.planar import Planar
 
 _UNKNOWN_SIZE = b"\x01\xff\xff\xff\xff\xff\xff\xff"
 _FOURCC = {8: b"RGB\x18", 16: b"RGB0"}  # rgb24, rgb48le
@@ -37,21 +38,23 @@ def _str(eid: bytes, text: str) -> bytes:
 
 
 class RawMatroskaWriter:
-    """Write ``(H, W, 3)`` uint8/uint16 RGB frames with timestamps into a binary stream."""
+    """Write ``(H, W, 3)`` uint8/uint16 RGB frames (or, with ``planar``, flat arrays of that
+    layout's planes) with timestamps into a binary stream."""
 
     def __init__(self, stream: BinaryIO, width: int, height: int, depth: int,
-                 frame_duration: Fraction | None = None):
+                 frame_duration: Fraction | None = None, planar: Planar | None = None):
         if depth not in _FOURCC:
             raise InternalError(f"raw Matroska frames are 8 or 16 bits deep, not {depth}")
         self.stream = stream
         self.width, self.height, self.depth = width, height, depth
-        self.frame_bytes = width * height * 3 * (depth // 8)
+        self.frame_bytes = planar.frame_bytes if planar is not None else width * height * 3 * (depth // 8)
+        fourcc = planar.fourcc if planar is not None else _FOURCC[depth]
         header = _el(b"\x1a\x45\xdf\xa3", _uint(b"\x42\x86", 1) + _uint(b"\x42\xf7", 1) + _uint(b"\x42\xf2", 4)
                      + _uint(b"\x42\xf3", 8) + _str(b"\x42\x82", "matroska") + _uint(b"\x42\x87", 4)
                      + _uint(b"\x42\x85", 2))
         info = _el(b"\x15\x49\xa9\x66", _uint(b"\x2a\xd7\xb1", 1) + _str(b"\x4d\x80", "enhancer")
                    + _str(b"\x57\x41", "enhancer"))
-        video = _el(b"\xe0", _uint(b"\xb0", width) + _uint(b"\xba", height) + _el(b"\x2e\xb5\x24", _FOURCC[depth]))
+        video = _el(b"\xe0", _uint(b"\xb0", width) + _uint(b"\xba", height) + _el(b"\x2e\xb5\x24", fourcc))
         # DefaultDuration gives the last frame its length (otherwise it would last 0 s)
         default = _uint(b"\x23\xe3\x83", round(frame_duration * 1_000_000_000)) if frame_duration else b""
         # Language "und": without it Matroska means English, and the output's stream would say "eng"

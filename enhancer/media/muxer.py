@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from enhancer.errors import EnhancerError, FFmpegError, OutputError, option
+from enhancer.errors import EnhancerError, FFmpegError, InternalError, OutputError, option
 from enhancer.media import ffmpeg as ff
 from enhancer.media.colour import Colour
 from enhancer.media.encode import IMAGE_CODECS, VIDEO_CODECS_IN, EncodeOptions, container_of
@@ -31,6 +31,7 @@ from enhancer.media.geometry import check_frame_size
 from enhancer.media.join import assemble, join_args
 from enhancer.media.matroska import RawMatroskaWriter
 from enhancer.media.plan import MuxPlan, mpeg2_rate, plan
+from enhancer.media.planar import planar_of
 from enhancer.media.segment import Segment
 from enhancer.media.temps import hidden_sibling, publish, temp_path_for
 from enhancer.media.videoinfo import VideoInfo
@@ -88,6 +89,7 @@ class Encoder(_Output):
         self._shift = Fraction(0)
         self._origin = Fraction(0)
         self._closed = False
+        self._aborted = False  # abort() ran: nothing may be published after it
         self._lock = threading.Lock()
 
     @property
@@ -100,14 +102,20 @@ class Encoder(_Output):
         return found
 
     def _start(self, image: np.ndarray, pts: int, time_base: Fraction) -> None:
-        h, w = image.shape[:2]
+        # a flat frame is the source's own planes (a planar reader, enhancer.media.planar)
+        planar = planar_of(self.source.pix_fmt, self.source.bit_depth, self.source.display_width,
+                           self.source.display_height) if image.ndim == 1 else None
+        if image.ndim == 1 and (planar is None or image.size != planar.frame_bytes):
+            raise InternalError(f"a flat frame of {image.size} bytes for a {self.source.pix_fmt} source of "
+                                f"{self.source.display_width}x{self.source.display_height}")
+        h, w = (planar.height, planar.width) if planar else image.shape[:2]
         depth = 16 if image.dtype == np.uint16 else 8
         # the picture only: plan (and warn) without the source's other streams, which the join
         # maps; image frames hold none, and their warnings say what was left out
         source = self.source if self.image_sequence else \
             dataclasses.replace(self.source, audio=[], subtitles=[], attachments=[])
         check_frame_size(self.source, self.opts, w, h, self.label)
-        self.plan = plan(source, self.opts, self.container, self.colour, w, h, depth)
+        self.plan = plan(source, self.opts, self.container, self.colour, w, h, depth, planar=planar is not None)
         # times relative to the segment's origin (the source's first frame, or the segment's start);
         # ffmpeg (without -copyts) then starts this file's timeline at its first frame
         origin = self.segment.origin(self.source.start_time)
@@ -142,10 +150,11 @@ class Encoder(_Output):
                                path=self.label, what="encoding failed")
         fps = self.source.fps
         self.writer = RawMatroskaWriter(self.proc.stdin, w + self.plan.pad[0], h + self.plan.pad[1], depth,
-                                        frame_duration=(1 / fps) if fps else None)
+                                        frame_duration=(1 / fps) if fps else None, planar=planar)
 
     def write(self, image: np.ndarray, pts: int, time_base: Fraction) -> None:
-        """Encode one (H, W, 3) RGB frame shown at ``pts * time_base`` seconds."""
+        """Encode one (H, W, 3) RGB frame (or a planar reader's flat frame) shown at ``pts *
+        time_base`` seconds."""
         if self.proc is None:
             with self._lock:  # never start after (or while) another thread aborts
                 if self._closed:
@@ -172,7 +181,11 @@ class Encoder(_Output):
         return err
 
     def close(self) -> Path | None:
-        """Finish encoding and move the file into place. Returns its path (None for a pipe)."""
+        """Finish encoding and move the file into place. Returns its path (None for a pipe).
+        Raises :class:`OutputError` where :meth:`abort` came first (from another thread: a part
+        stopped by Ctrl-C is never reported finished)."""
+        if self._aborted:
+            raise OutputError("output was aborted", path=self.label)
         if self._closed:
             return None if self.to_pipe else self.final
         if self.proc is None:
@@ -188,7 +201,14 @@ class Encoder(_Output):
         if self.frames == 0:
             self.abort()
             raise OutputError("no frames were encoded", path=self.label)
-        self._closed = True
+        with self._lock:  # an abort from another thread now either came first (and wins) or waits
+            if self._aborted:
+                raise OutputError("output was aborted", path=self.label)
+            final = self._publish()
+            self._closed = True  # only once in place: an abort after a failed publish still cleans up
+            return final
+
+    def _publish(self) -> Path | None:
         if self.to_pipe:
             return None
         if self.image_sequence and self.source.fps:
@@ -216,7 +236,10 @@ class Encoder(_Output):
             self._abort()
 
     def _abort(self) -> None:
+        if self._closed and not self._aborted:
+            return  # finished and in place: nothing of it is temporary any more
         self._closed = True
+        self._aborted = True
         if self.proc is not None:
             self.proc.kill()
         if self.temp is not None and self.temp.exists():

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from enhancer.errors import OutputError, option
+from enhancer.errors import InternalError, OutputError, option
 from enhancer.media.colour import Colour
 from enhancer.media.encode import IMAGE_CODECS, VIDEO_CODECS_IN, EncodeOptions
 from enhancer.media.encoder_args import merged_params
@@ -128,8 +128,10 @@ def _video_args(opts: EncodeOptions, depth: int, container: str, source_pix: str
 
 
 def plan(info: VideoInfo, opts: EncodeOptions, container: str, colour: Colour, width: int, height: int,
-         depth: int) -> MuxPlan:
-    """Decide encoder, pixel format, padding and stream mapping for one output."""
+         depth: int, planar: bool = False) -> MuxPlan:
+    """Decide encoder, pixel format, padding and stream mapping for one output. ``planar``: the
+    frames come in the source's own YUV (:mod:`enhancer.media.planar`), in ``colour``'s matrix
+    and range, not in RGB."""
     warnings: list[str] = []
     if container != "image2" and opts.codec not in VIDEO_CODECS_IN.get(container, set()):
         raise OutputError(f"the {container} container cannot hold {opts.codec} video",
@@ -173,13 +175,19 @@ def plan(info: VideoInfo, opts: EncodeOptions, container: str, colour: Colour, w
     # the pixel aspect ratio travels as a frame property (the raw pipe carries none)
     setsar = setsar_filter(sar)
     rgb_out = pix.startswith(("gbr", "rgb", "bgr"))
+    if planar and any(pad):
+        raise InternalError(f"planar frames of {width}x{height} cannot be padded for {pix}")
+    # planar frames: the raw stream carries no colour tags, so their matrix and range are said
+    source_yuv = f"in_color_matrix={colour.sws_matrix}:in_range={colour.range}:" if planar else ""
     if not rgb_out and opts.codec not in IMAGE_CODECS:
         # any YUV output: the exact conversion with the source's matrix and range, whatever the codec
-        conv = (f"{resize}scale=out_color_matrix={colour.sws_matrix}:out_range={colour.range}"
+        # (from planar frames in the same matrix and range: a copy, or the chroma resampled)
+        conv = (f"{resize}scale={source_yuv}out_color_matrix={colour.sws_matrix}:out_range={colour.range}"
                 f":flags=bicubic+accurate_rnd+full_chroma_int,format={pix},{colour.setparams()},{setsar}")
         vargs = ["-vf", conv, *vargs, "-pix_fmt", pix, *colour.tag_args()]
     else:
-        vargs = ["-vf", resize + setsar, *vargs, "-pix_fmt", pix]
+        to_rgb = f"scale={source_yuv}flags=bicubic+accurate_rnd+full_chroma_int,format={pix}," if planar else ""
+        vargs = ["-vf", resize + to_rgb + setsar, *vargs, "-pix_fmt", pix]
         if container != "image2":
             tags = ["-color_primaries", colour.primaries] if colour.primaries else []
             tags += ["-color_trc", colour.trc_option] if colour.transfer else []

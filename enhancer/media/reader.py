@@ -20,6 +20,7 @@ import numpy as np
 from enhancer.errors import ArgumentError, FFmpegError, InputError, option
 from enhancer.media import ffmpeg as ff
 from enhancer.media.colour import is_rgb_format, source_colour
+from enhancer.media.planar import planar_of
 from enhancer.media.segment import Segment
 from enhancer.media.videoinfo import VideoInfo
 
@@ -29,7 +30,7 @@ class Frame:
     index: int
     pts: int  # in time_base units
     time_base: Fraction
-    image: np.ndarray  # (H, W, 3) uint8 or uint16, RGB
+    image: np.ndarray  # (H, W, 3) uint8 or uint16, RGB; a flat uint8 array of planes from a planar reader
 
     @property
     def time(self) -> float:
@@ -67,8 +68,11 @@ class FrameReader:
     """
 
     def __init__(self, info: VideoInfo, *, deinterlace: str = "auto", segment: Segment | None = None,
-                 buffer: int = 8):
+                 buffer: int = 8, planar: bool = False):
         self.info = info
+        # planar: the source's own YUV planes where it can (see enhancer.media.planar), else RGB
+        self.planar = planar_of(info.pix_fmt, info.bit_depth, info.display_width, info.display_height) \
+            if planar and not info.image_sequence else None
         self.segment = segment or Segment()
         self.depth = 16 if info.bit_depth > 8 else 8
         self.dtype = np.uint16 if self.depth == 16 else np.uint8
@@ -86,7 +90,10 @@ class FrameReader:
             filters.append(dein)
         filters.append("showinfo=checksum=0")
         pix = "rgb48le" if self.depth == 16 else "rgb24"
-        if is_rgb_format(info.pix_fmt):
+        if self.planar is not None:
+            pix = self.planar.pix_fmt
+            filters.append(f"format={pix}")
+        elif is_rgb_format(info.pix_fmt):
             filters.append(f"format={pix}")
         else:
             filters.append(f"scale=in_color_matrix={self.colour.sws_matrix}:in_range={self.colour.range}"
@@ -97,7 +104,8 @@ class FrameReader:
                      "-i", src, "-map", f"0:{info.video_index}", "-an", "-sn", "-dn",
                      "-vf", ",".join(filters), "-fps_mode", "passthrough",
                      "-f", "rawvideo", "-pix_fmt", pix, "pipe:1"]
-        self._frame_bytes = self.width * self.height * 3 * (2 if self.depth == 16 else 1)
+        self._frame_bytes = self.planar.frame_bytes if self.planar is not None else \
+            self.width * self.height * 3 * (2 if self.depth == 16 else 1)
         self._pts: collections.deque[int] = collections.deque()
         self._pts_cond = threading.Condition()
         self.time_base: Fraction | None = None
@@ -146,7 +154,8 @@ class FrameReader:
         try:
             index = 0
             while not self._stop.is_set():
-                image = np.empty((self.height, self.width, 3), dtype=self.dtype)
+                image = np.empty((self.height, self.width, 3), dtype=self.dtype) if self.planar is None \
+                    else np.empty(self.planar.frame_bytes, dtype=np.uint8)
                 got = self._read_exact(memoryview(image).cast("B"))
                 if got == 0:
                     break

@@ -43,6 +43,13 @@ class EnhanceOptions:
         return Segment(self.start, self.duration)
 
 
+def planar_frames(restorer: Restorer, opts: EnhanceOptions) -> bool:
+    """Whether frames may stay in the source's own YUV planes (:mod:`enhancer.media.planar`): the
+    restorer passes them through untouched (``passthrough``: a classical method at scale 1), and
+    no preview or splice looks at the picture."""
+    return bool(getattr(restorer, "passthrough", False)) and not opts.preview and not opts.splice
+
+
 @dataclass
 class EnhanceResult:
     output: str | None

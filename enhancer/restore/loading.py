@@ -54,7 +54,8 @@ def parse_temporal(temporal: int | str | None) -> int | None:
     """A --temporal setting: ``auto`` (None: the stage for the field's per-frame models, at
     :data:`~enhancer.restore.temporal.DEFAULT_RADIUS`), ``on`` (that radius, whatever the model),
     ``off`` or 0, or a radius in frames (the expert form)."""
-    from enhancer.restore.temporal import DEFAULT_RADIUS, MAX_RADIUS
+    from enhancer.restore.restorer import TEMPORAL_MAX_RADIUS as MAX_RADIUS
+    from enhancer.restore.restorer import TEMPORAL_RADIUS as DEFAULT_RADIUS
 
     if temporal is None:
         return None
@@ -73,11 +74,13 @@ def parse_temporal(temporal: int | str | None) -> int | None:
 def _with_temporal(restorer: Restorer, temporal: int | None, per_frame_default: bool) -> Restorer:
     """``restorer`` with the temporal-consistency stage where ``temporal`` asks for it (None:
     where ``per_frame_default``, the field's models)."""
-    from enhancer.restore.temporal import DEFAULT_RADIUS, TemporalConsistency
+    from enhancer.restore.restorer import TEMPORAL_RADIUS
 
-    radius = (DEFAULT_RADIUS if per_frame_default else 0) if temporal is None else temporal
+    radius = (TEMPORAL_RADIUS if per_frame_default else 0) if temporal is None else temporal
     if not radius:
-        return restorer
+        return restorer  # without importing the stage (its flow imports PyTorch)
+    from enhancer.restore.temporal import TemporalConsistency
+
     if restorer.margin:
         raise UsageError(f"{restorer.name} is a spatio-temporal model (it reads {restorer.margin} frames on each "
                          "side already): the temporal stage is for per-frame models", hint=f"omit {option('temporal')}")

@@ -48,6 +48,10 @@ def planned_chunk(restorer: Restorer, height: int, width: int, requested: int | 
     return max(1, requested or planned)
 
 
+TEMPORAL_RADIUS = 2  # the temporal-consistency stage's neighbours on each side (enhancer.restore.temporal)
+TEMPORAL_MAX_RADIUS = 4
+
+
 class ClassicalUpscaler:
     """Per-frame interpolation with OpenCV (lanczos = OpenCV's 8-tap Lanczos-4). Scale 1 passes
     frames through untouched, which makes it the identity step for I/O benchmarks."""
@@ -63,6 +67,8 @@ class ClassicalUpscaler:
         self.name = method
         self.method = method
         self.scale = scale
+        # frames go through untouched: they may stay in the source's YUV (enhancer.media.planar)
+        self.passthrough = scale == 1
 
     def restore(self, images: np.ndarray) -> np.ndarray:
         if self.scale == 1:

@@ -34,8 +34,10 @@ from enhancer.errors import ArgumentError
 from enhancer.restore.restorer import Restorer
 from enhancer.models.align import flow, luma8
 
-DEFAULT_RADIUS = 2  # neighbours on each side (the --temporal default for the field's models)
-MAX_RADIUS = 4
+# neighbours on each side (the --temporal default for the field's models), and the most: in
+# restorer.py, so that reading the option imports no PyTorch (this module's flow does)
+from enhancer.restore.restorer import TEMPORAL_MAX_RADIUS as MAX_RADIUS  # noqa: E402
+from enhancer.restore.restorer import TEMPORAL_RADIUS as DEFAULT_RADIUS  # noqa: E402
 DEFAULT_STRENGTH = 0.5  # a fully trusted neighbour's weight beside the frame's own 1
 FB_RELATIVE, FB_ABSOLUTE = 0.01, 0.5  # forward-backward tolerance: 0.01 |motion|^2 + 0.5 px^2
 PHOTOMETRIC = 0.04  # input difference (0..1, 3x3 mean) at which a neighbour's weight falls to 1/e
