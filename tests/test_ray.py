@@ -179,4 +179,5 @@ def test_a_long_file_is_made_by_a_task_per_part_and_equals_the_local_output(clus
     assert not any(p.name.startswith(".long.mkv.parts") for p in out.parent.iterdir())
     again = run_cli("enhance", str(src), "-o", str(tmp_path / "ray"), *args, "--executor", "ray", "--ray-address",
                     cluster, "--ray-split", "0.8", env=ENV)
-    assert _rows(again.stdout)["long.mp4"]["status"] == "skipped", again.stderr
+    assert _rows(again.stdout).get("long.mp4", {}).get("status") == "skipped", (again.returncode, again.stdout,
+                                                                                 again.stderr)
