@@ -150,6 +150,25 @@ def test_too_old_an_ffmpeg_is_one_line_and_exit_2(tmp_path, banner, ok):
     assert len(lines) == 1 and banner.split()[2] in lines[0] and "older than 5.1" in lines[0], r.stderr
 
 
+@pytest.mark.parametrize("ffmpeg_banner,named", [("ffmpeg version 5.1.9-0+deb12u1 Copyright", "ffprobe"),
+                                                  ("ffmpeg version 4.4.2 Copyright", "ffmpeg")])
+def test_too_old_an_ffprobe_beside_ffmpeg_is_one_line_and_exit_2(tmp_path, ffmpeg_banner, named):
+    """ffprobe's version is asked beside ffmpeg's: an old ffprobe is still refused before any work,
+    and where both are old, ffmpeg is the one named."""
+    for name, banner in (("ffmpeg", ffmpeg_banner), ("ffprobe", "ffprobe version 4.3.1 Copyright")):
+        fake = tmp_path / name
+        fake.write_text(f"#!/bin/sh\nif [ \"$2\" = -version ] || [ \"$1\" = -version ]; then echo '{banner}'; "
+                        f"exit 0; fi\nexec '{MAKER}' \"$@\"\n")
+        fake.chmod(0o755)
+    src = make_clip(tmp_path / "in.mp4", seconds=0.2, audio=False)
+    env = {"ENHANCER_FFPROBE": ""}  # ffprobe: the one beside --ffmpeg
+    r = run_cli("enhance", str(src), "-o", str(tmp_path / "o.mp4"), "--model", "lanczos", "--ffmpeg",
+                str(tmp_path / "ffmpeg"), "-q", env=env)
+    assert r.returncode == 2 and not (tmp_path / "o.mp4").exists(), r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"/{named}: {named} " in lines[0] and "older than 5.1" in lines[0], r.stderr
+
+
 def test_git_builds_are_placed_by_their_libraries():
     text = "ffmpeg version N-112233-gabcdef Copyright\nlibavutil      58.  2.100\nlibavcodec     60.  3.100 / 60.  3.100"
     assert ff.parse_version(text) == ((6, 0), "N-112233-gabcdef")

@@ -7,6 +7,7 @@ or a protocol.
 from __future__ import annotations
 
 import collections
+import io
 import logging
 import os
 import re
@@ -154,11 +155,23 @@ def configure(ffmpeg: str | None = None, verbose: bool | None = None, use_ffprob
     global _tools
     with _lock:
         exe, chosen_by = _locate_ffmpeg(ffmpeg)
-        version, name = _check_version(exe, "ffmpeg", chosen_by)
         probe = _locate_ffprobe(exe) if use_ffprobe else None
+        probe_check: dict = {}
+        if probe:  # ffprobe's version is asked beside ffmpeg's (each takes about 0.1 s to start)
+            def check_probe() -> None:
+                try:
+                    _check_version(probe, "ffprobe", "ENHANCER_FFPROBE" if os.environ.get("ENHANCER_FFPROBE")
+                                   else "its place beside ffmpeg")
+                except BaseException as e:  # noqa: BLE001 - raised below, after ffmpeg's own check
+                    probe_check["error"] = e
+
+            beside = threading.Thread(target=check_probe, name="ffprobe-version", daemon=True)
+            beside.start()
+        version, name = _check_version(exe, "ffmpeg", chosen_by)  # ffmpeg's problem is the one to report
         if probe:
-            _check_version(probe, "ffprobe", "ENHANCER_FFPROBE" if os.environ.get("ENHANCER_FFPROBE")
-                           else "its place beside ffmpeg")
+            beside.join()
+            if "error" in probe_check:
+                raise probe_check["error"]
         prev_verbose = _tools.verbose if _tools else False
         _tools = Tools(ffmpeg=exe, ffprobe=probe, verbose=prev_verbose if verbose is None else verbose,
                        version=version, version_text=name, chosen_by=chosen_by)
@@ -293,7 +306,9 @@ class Process:
         self._drain.start()
 
     def _read_stderr(self) -> None:
-        for raw in iter(self.proc.stderr.readline, b""):
+        # the pipes are unbuffered (a frame on stdout is one read); a raw pipe's readline reads a
+        # byte at a time, a system call per byte of the decoder's per-frame log: buffer stderr
+        for raw in iter(io.BufferedReader(self.proc.stderr, 1 << 16).readline, b""):
             line = raw.decode("utf-8", "replace").rstrip("\r\n")
             if self._on_line is not None:
                 self._on_line(line)

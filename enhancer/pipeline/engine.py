@@ -105,7 +105,8 @@ def _pump(stream, skip: int, restorer: Restorer, writer: _Writer, chunk: int, pb
     produced once the writer has encoded them all."""
     frames = 0
     for window in windows(stream, restorer.margin, chunk, skip=skip):
-        out = restorer.restore(np.stack(window.images))
+        images = window.images  # one frame (a classical method's chunk) is a view, not a copy
+        out = restorer.restore(images[0][None] if len(images) == 1 else np.stack(images))
         if out.shape[0] != len(window.core):
             raise ModelError(f"the model {restorer.name} returned {out.shape[0]} frames for {len(window.core)}")
         for frame, image in zip(window.core, out):
