@@ -70,6 +70,38 @@ def test_degradation_is_seeded_and_reproducible(preset):
     assert not np.array_equal(a, c)
 
 
+def test_bicubic_preset_is_matlab_imresize():
+    """The classic protocol (Set5/Set14/Vid4 and the published tables): Keys' cubic with a = -0.5,
+    its kernel widened by the factor where it shrinks (so it filters before it subsamples), mirrored
+    edges. Weights worked by hand for a 1-D shrink by 4, and the whole preset against them."""
+    from enhancer.data.degrade import _imresize_matrix, imresize
+
+    cub = lambda x: np.where(np.abs(x) <= 1, 1.5 * np.abs(x) ** 3 - 2.5 * x * x + 1,  # noqa: E731
+                             np.where(np.abs(x) <= 2, -0.5 * np.abs(x) ** 3 + 2.5 * x * x - 4 * np.abs(x) + 2, 0))
+    big = _imresize_matrix(64, 16).astype(np.float64)
+    # output pixel 9 (1-based) sits at input 34.5 (1-based); taps at distance d weigh cubic(d / 4) / 4
+    expect = cub((34.5 - np.arange(1, 65)) / 4) / 4
+    assert np.allclose(big[8], expect / expect.sum(), atol=1e-6) and np.count_nonzero(big[8]) == 16
+    m = _imresize_matrix(16, 4).astype(np.float64)
+    assert np.allclose(m.sum(axis=1), 1, atol=1e-6)
+    # the first output pixel's taps left of the edge mirror back in (MATLAB), they are not dropped
+    d0 = 2.5 - np.arange(-6, 11)
+    w0 = cub(d0 / 4) / 4
+    w0 /= w0.sum()
+    folded = np.zeros(16)
+    for i, wt in zip(np.arange(-6, 11), w0):
+        folded[-i if i < 1 else i - 1] += wt  # 1-based i < 1 mirrors to 1 - i (0-based -i)
+    assert np.allclose(m[0], folded, atol=1e-6)
+    # a flat frame stays flat; the preset uses it at scale 4, and it is not OpenCV's INTER_CUBIC
+    assert np.allclose(imresize(np.full((40, 24, 3), 0.3, np.float32), (10, 6)), 0.3, atol=1e-6)
+    clip = np.random.default_rng(3).integers(0, 256, (2, 64, 64, 3)).astype(np.uint8)  # fine detail aliases
+    lq = degrade_clip(clip, sample("bicubic", 4, seed=1)).astype(np.float64)
+    hand = np.clip(np.round(imresize(clip[0].astype(np.float32) / 255, (16, 16)) * 255), 0, 255)
+    assert np.abs(lq[0] - hand).max() <= 1
+    cv = cv2.resize(clip[0].astype(np.float32), (16, 16), interpolation=cv2.INTER_CUBIC)
+    assert np.abs(lq[0] - cv).mean() > 2
+
+
 def test_scratches_persist_and_dust_does_not():
     clip = np.full((6, 64, 128, 3), 128, np.uint8)
     d = Degradation(scale=1, scratches=[Scratch(x=0.5, drift=0.0, width=2, strength=0.4, start=0, length=6)], seed=1)
