@@ -59,7 +59,7 @@ def _clean_clip(n=8, h=64, w=64):
                      for t in range(n)]).astype(np.uint8)
 
 
-@pytest.mark.parametrize("preset", ["web", "light", "archive", "vhs"])
+@pytest.mark.parametrize("preset", ["web", "light", "archive", "vhs", "x264"])
 def test_degradation_is_seeded_and_reproducible(preset):
     clip = _clean_clip()
     a = degrade_clip(clip, sample(preset, 2, seed=7))

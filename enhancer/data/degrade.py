@@ -13,8 +13,8 @@ artefacts have their real temporal structure.
 
 Presets: ``web`` (mixed web and broadcast damage, from a plain downscale and one encode to
 second-order chains; the training preset), ``light``, ``archive`` (film), ``vhs`` (tape),
-``x264`` (a bicubic downscale and one x264 encode at CRF 23-33: a fixed evaluation protocol) and
-``bicubic`` (the classic super-resolution protocol: MATLAB's ``imresize`` bicubic, whose kernel is
+``x264`` (the bicubic downscale below and one x264 encode at CRF 23-33: a fixed evaluation
+protocol) and ``bicubic`` (the classic super-resolution protocol: MATLAB's ``imresize`` bicubic, whose kernel is
 stretched by the factor so that it filters before it subsamples, as Set5, Set14, Vid4 and the
 published tables were made; :func:`imresize`).
 
@@ -124,7 +124,7 @@ def sample(preset: str = "web", scale: int = 2, seed: int | None = None) -> Degr
     if preset == "bicubic":
         d.down_method, d.down_jitter = "imresize", 1.0
     elif preset == "x264":
-        d.down_method, d.down_jitter = "bicubic", 1.0
+        d.down_method, d.down_jitter = "imresize", 1.0
         d.codec, d.codec_quality, d.codec_preset = "h264", int(rng.integers(23, 34)), "medium"
     elif preset == "web" and rng.random() < 0.35:
         # plain: a downscale and one encode, as most web video is made
