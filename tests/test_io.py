@@ -456,3 +456,23 @@ def test_mpeg2_takes_rates_written_unusually_and_non_standard_ones(tmp_path, rat
     res = enhance(src, tmp_path / "out.mkv", scale=1, codec="mpeg2")
     assert res.frames == count_frames(str(src)) == count_frames(str(tmp_path / "out.mkv"))
     assert probe(str(tmp_path / "out.mkv")).codec == "mpeg2video"
+
+
+@pytest.mark.parametrize("scale", [1, 2])
+def test_a_stream_that_changes_size_keeps_every_frame_and_says_so(tmp_path, scale):
+    """Broadcast captures and files joined end to end change size mid-stream: ffmpeg scales the
+    later frames to the size the output was opened with; every frame is kept, the output has one
+    size, and the result says where the size changed (scale 1 goes through the planar path)."""
+    a = make_clip(tmp_path / "a.ts", size="64x48", seconds=0.6, audio=False)
+    b = make_clip(tmp_path / "b.ts", size="96x54", seconds=0.6, audio=False, src="smptebars")
+    joined = tmp_path / "joined.ts"
+    joined.write_bytes(a.read_bytes() + b.read_bytes())
+    out = tmp_path / "out.mkv"
+    result = enhance(joined, out, scale=scale, codec="ffv1")
+    assert result.frames == 30 and count_frames(str(out)) == 30
+    info = probe(str(out))
+    assert (info.width, info.height) == (64 * scale, 48 * scale)
+    said = [w for w in result.warnings if "changes size" in w]
+    assert len(said) == 1 and "frame 15 (64x48 to 96x54)" in said[0], result.warnings
+    frames = decode_frames(out)
+    assert frames[20].std() > 5 and not np.array_equal(frames[14], frames[20])  # the second clip, not a frozen frame

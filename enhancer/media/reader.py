@@ -38,6 +38,7 @@ class Frame:
 
 
 _SHOWINFO = re.compile(r"\[Parsed_showinfo_\d+ @ [^\]]+\] n: *(\d+) pts: *(-?\d+) ")
+_SIZE = re.compile(r" s:(\d+)x(\d+) ")
 _TIMEBASE = re.compile(r"\[Parsed_showinfo_\d+ @ [^\]]+\] config in time_base: (\d+)/(\d+)")
 _DONE = object()
 # what demuxers and decoders print when a file is cut short or damaged
@@ -107,6 +108,9 @@ class FrameReader:
         self._frame_bytes = self.planar.frame_bytes if self.planar is not None else \
             self.width * self.height * 3 * (2 if self.depth == 16 else 1)
         self._pts: collections.deque[int] = collections.deque()
+        self._first_size: tuple[int, int] | None = None  # the frames' size as decoded (showinfo's s:)
+        self._resized_to: tuple[int, int] | None = None
+        self._shown = 0  # frames showinfo has reported
         self._pts_cond = threading.Condition()
         self.time_base: Fraction | None = None
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, buffer))
@@ -121,6 +125,20 @@ class FrameReader:
             with self._pts_cond:
                 self._pts.append(int(m.group(2)))
                 self._pts_cond.notify_all()
+            self._shown += 1  # showinfo's own n starts again at 0 when ffmpeg rebuilds its filters
+            size = _SIZE.search(line, m.end())
+            if size:
+                wh = (int(size.group(1)), int(size.group(2)))
+                if self._first_size is None:
+                    self._first_size = wh
+                elif wh != self._first_size and wh != self._resized_to:
+                    # a stream that changes size (broadcast captures, joined files): ffmpeg scales
+                    # the rest to the size the output was opened with
+                    self._resized_to = wh
+                    first = self._first_size
+                    self.warnings.append(f"the picture changes size at frame {self._shown - 1} ({first[0]}x{first[1]} to "
+                                         f"{wh[0]}x{wh[1]}): frames of another size are scaled to the first's, "
+                                         "so their shape may be stretched; cut the file there to keep both as they are")
             return
         m = _TIMEBASE.search(line)
         if m:
