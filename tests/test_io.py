@@ -458,6 +458,38 @@ def test_mpeg2_takes_rates_written_unusually_and_non_standard_ones(tmp_path, rat
     assert probe(str(tmp_path / "out.mkv")).codec == "mpeg2video"
 
 
+@pytest.mark.parametrize("container", ["mkv", "mp4"])
+def test_mpeg2_is_not_a_frame_late(tmp_path, container):
+    """ffmpeg's MPEG-2 encoder reports a frame of reordering delay unless told it has no B-frames;
+    the NUT parts hold no negative decoding times, so every frame came out one frame period later
+    than the sound (40 ms at 25 fps). The first frame must sit where H.264's does."""
+    src = make_clip(tmp_path / "in.mp4", rate="25", seconds=0.6)
+    firsts = {}
+    for codec in ("h264", "mpeg2"):
+        out = tmp_path / f"{codec}.{container}"
+        res = enhance(src, out, scale=1, codec=codec)
+        assert res.frames == 15 and not res.warnings, res.warnings
+        firsts[codec] = packet_times(out)[0]
+    assert abs(firsts["mpeg2"] - firsts["h264"]) < 0.002, firsts
+
+
+def test_mpeg2_at_a_rate_its_header_cannot_say(tmp_path):
+    """12.5 fps has no MPEG-2 code: ffmpeg writes 12 in the header. enhance says so (every frame
+    keeps its time); degrade draws MPEG-2 as a round trip instead, so the damaged copy keeps the
+    source's rate and lines up with it frame for frame."""
+    from enhancer.data.degrade import degrade_video, sample
+
+    src = make_clip(tmp_path / "in.mkv", rate="25/2", seconds=1.2, size="96x64")
+    res = enhance(src, tmp_path / "out.mkv", scale=1, codec="mpeg2")
+    assert any("MPEG-2 has no 12.5 fps" in w for w in res.warnings), res.warnings
+    assert packet_times(tmp_path / "out.mkv")[:2] == pytest.approx([0.0, 0.08], abs=0.002)
+    seed = next(s for s in range(500) if sample("web", 2, seed=s).codec == "mpeg2")
+    d = degrade_video(str(src), str(tmp_path / "lq.mkv"), preset="web", scale=2, seed=seed, progress=False)
+    assert d.codec == "mpeg2"
+    lq = probe(str(tmp_path / "lq.mkv"))
+    assert lq.fps == Fraction(25, 2) and count_frames(str(tmp_path / "lq.mkv")) == 15
+
+
 @pytest.mark.parametrize("scale", [1, 2])
 def test_a_stream_that_changes_size_keeps_every_frame_and_says_so(tmp_path, scale):
     """Broadcast captures and files joined end to end change size mid-stream: ffmpeg scales the

@@ -388,11 +388,13 @@ def degrade_video(src: str, dst: str, preset: str = "web", scale: int = 2, seed:
                   progress: bool = True, start: float | None = None, duration: float | None = None) -> Degradation:
     """Make a damaged, downscaled copy of a clean video (audio and other streams kept). The
     final codec stage is the output's own encoding at the drawn quality where the output can be
-    encoded so (H.264, HEVC, MPEG-2); an earlier codec pass, or a final MPEG-4 part 2 pass, runs
-    as a round trip over runs of ``GOP`` frames. No codec: lossless H.264."""
+    encoded so (H.264, HEVC, MPEG-2 at a rate its header can say); an earlier codec pass, or a
+    final MPEG-4 part 2 (or other MPEG-2) pass, runs as a round trip over runs of ``GOP`` frames.
+    No codec: lossless H.264."""
     from enhancer.media.encode import EncodeOptions, container_of
     from enhancer.media.files import refuse_output_on_input
     from enhancer.media.muxer import Muxer
+    from enhancer.media.plan import mpeg2_exact
     from enhancer.media.probe import probe
     from enhancer.media.reader import FrameReader
     from enhancer.media.segment import Segment
@@ -410,7 +412,9 @@ def degrade_video(src: str, dst: str, preset: str = "web", scale: int = 2, seed:
     d = sample(preset, scale, seed)
     deg = ClipDegrader(d, length_hint=info.frame_count or 100)
     reader = FrameReader(info, segment=Segment(start, duration))
-    final_in_muxer = d.codec in ("h264", "h265", "mpeg2")
+    # MPEG-2 as the output's own codec only at a rate its header can say: at another (12.5 fps)
+    # ffmpeg writes the nearest (12) and the damaged copy would not line up with its source
+    final_in_muxer = d.codec in ("h264", "h265") or (d.codec == "mpeg2" and (not info.fps or mpeg2_exact(info.fps)))
     if final_in_muxer:
         enc = EncodeOptions(codec=d.codec, crf=d.codec_quality,
                             preset=d.codec_preset if d.codec != "mpeg2" else None)

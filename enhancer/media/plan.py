@@ -110,6 +110,8 @@ def _video_args(opts: EncodeOptions, depth: int, container: str, source_pix: str
         args = ["-c:v", "dnxhd", "-profile:v", opts.profile or profile]
     elif c == "mpeg2":
         args = ["-c:v", "mpeg2video", "-q:v", str(opts.crf if opts.crf is not None else 4)]
+        if _mpeg2_low_delay(opts):
+            args += ["-flags", "+low_delay"]
     elif c == "ffv1":
         pix = pix or {8: "gbrp", 10: "gbrp10le", 12: "gbrp12le"}.get(depth, "gbrp16le")
         args = ["-c:v", "ffv1", "-level", "3", "-g", "1", "-slicecrc", "1"]
@@ -122,9 +124,24 @@ def _video_args(opts: EncodeOptions, depth: int, container: str, source_pix: str
     if opts.field_order and c in ("h264", "prores", "dnxhr", "mpeg2", "ffv1"):
         # interlaced coding where the codec has it, and the field order on the stream either way
         # (not for x264: its interlaced coding is not lossless at qp 0)
-        coding = {"mpeg2": "+ildct+ilme", "prores": "+ildct", "dnxhr": "+ildct"}.get(c)
+        coding = {"mpeg2": "+ildct+ilme" + ("+low_delay" if _mpeg2_low_delay(opts) else ""), "prores": "+ildct",
+                  "dnxhr": "+ildct"}.get(c)
+        if c == "mpeg2" and "-flags" in args:
+            del args[args.index("-flags"):args.index("-flags") + 2]  # the one -flags below holds both
         args += (["-flags", coding] if coding else []) + ["-field_order", opts.field_order]
     return pix, args, notes
+
+
+def _mpeg2_low_delay(opts: EncodeOptions) -> bool:
+    """MPEG-2 without B-frames (ffmpeg's default) is told so: otherwise the encoder reports a frame
+    of reordering delay, its first packet's decoding time is negative, and the NUT parts (which
+    hold no negative times) move the whole picture one frame later than the sound. Not where the
+    user's own encoder options ask for B-frames (low delay forbids them)."""
+    extra = list(opts.encoder_args)
+    for key in ("-bf", "-bf:v", "-b_frames"):
+        if key in extra[:-1] and extra[extra.index(key) + 1] not in ("0", "-0"):
+            return False
+    return True
 
 
 def plan(info: VideoInfo, opts: EncodeOptions, container: str, colour: Colour, width: int, height: int,
@@ -138,6 +155,11 @@ def plan(info: VideoInfo, opts: EncodeOptions, container: str, colour: Colour, w
                           hint=f"choose another {option('codec')} or output extension (.mkv holds them all)")
     pix, vargs, notes = _video_args(opts, depth, container, info.pix_fmt, info.bit_depth)
     warnings += notes
+    if opts.codec == "mpeg2" and info.fps and not mpeg2_exact(info.fps):
+        near = min(_MPEG2_RATES + _MPEG2_UNOFFICIAL, key=lambda r: abs(r - info.fps))
+        warnings.append(f"MPEG-2 has no {float(info.fps):.6g} fps: the stream's header says {float(near):.6g} fps, "
+                        "while every frame keeps its time (players that follow the header play it at that rate); "
+                        "--codec h264, h265, prores or ffv1 keep the rate as it is")
     if opts.codec in ("h264", "h265") and opts.lookahead is not None:
         warnings.append(f"the encoder looks ahead {opts.lookahead} frames (not its preset's 40) to fit the memory "
                         "available for an output this large (a slightly larger file at the same quality)")
@@ -200,6 +222,16 @@ def plan(info: VideoInfo, opts: EncodeOptions, container: str, colour: Colour, w
 
 _MPEG2_RATES = tuple(Fraction(n, d) for n, d in ((24000, 1001), (24, 1), (25, 1), (30000, 1001), (30, 1), (50, 1),
                                                    (60000, 1001), (60, 1)))
+
+
+# the rates ffmpeg's MPEG-2 encoder also writes, with -strict unofficial (libmpeg3 and Xing's codes)
+_MPEG2_UNOFFICIAL = (Fraction(5), Fraction(10), Fraction(12), Fraction(15))
+
+
+def mpeg2_exact(fps: Fraction) -> bool:
+    """Whether an MPEG-2 stream's header can say this frame rate (ffmpeg's encoder otherwise writes
+    the nearest one it has, 12 for 12.5)."""
+    return any(abs(r - fps) <= r / 1000 for r in _MPEG2_RATES + _MPEG2_UNOFFICIAL)
 
 
 def mpeg2_rate(fps: Fraction) -> tuple[Fraction, list[str]]:
