@@ -159,7 +159,7 @@ def plan(info: VideoInfo, opts: EncodeOptions, container: str, colour: Colour, w
         near = min(_MPEG2_RATES + _MPEG2_UNOFFICIAL, key=lambda r: abs(r - info.fps))
         warnings.append(f"MPEG-2 has no {float(info.fps):.6g} fps: the stream's header says {float(near):.6g} fps, "
                         "while every frame keeps its time (players that follow the header play it at that rate); "
-                        "--codec h264, h265, prores or ffv1 keep the rate as it is")
+                        f"{option('codec')} h264, h265, prores or ffv1 keep the rate as it is")
     if opts.codec in ("h264", "h265") and opts.lookahead is not None:
         warnings.append(f"the encoder looks ahead {opts.lookahead} frames (not its preset's 40) to fit the memory "
                         "available for an output this large (a slightly larger file at the same quality)")
