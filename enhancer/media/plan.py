@@ -110,8 +110,6 @@ def _video_args(opts: EncodeOptions, depth: int, container: str, source_pix: str
         args = ["-c:v", "dnxhd", "-profile:v", opts.profile or profile]
     elif c == "mpeg2":
         args = ["-c:v", "mpeg2video", "-q:v", str(opts.crf if opts.crf is not None else 4)]
-        if _mpeg2_low_delay(opts):
-            args += ["-flags", "+low_delay"]
     elif c == "ffv1":
         pix = pix or {8: "gbrp", 10: "gbrp10le", 12: "gbrp12le"}.get(depth, "gbrp16le")
         args = ["-c:v", "ffv1", "-level", "3", "-g", "1", "-slicecrc", "1"]
@@ -121,14 +119,15 @@ def _video_args(opts: EncodeOptions, depth: int, container: str, source_pix: str
     else:  # tiff
         pix = pix or ("rgb48le" if depth > 8 else "rgb24")
         args = ["-c:v", "tiff", "-compression_algo", "deflate"]
-    if opts.field_order and c in ("h264", "prores", "dnxhr", "mpeg2", "ffv1"):
-        # interlaced coding where the codec has it, and the field order on the stream either way
-        # (not for x264: its interlaced coding is not lossless at qp 0)
-        coding = {"mpeg2": "+ildct+ilme" + ("+low_delay" if _mpeg2_low_delay(opts) else ""), "prores": "+ildct",
-                  "dnxhr": "+ildct"}.get(c)
-        if c == "mpeg2" and "-flags" in args:
-            del args[args.index("-flags"):args.index("-flags") + 2]  # the one -flags below holds both
-        args += (["-flags", coding] if coding else []) + ["-field_order", opts.field_order]
+    interlaced = bool(opts.field_order) and c in ("h264", "prores", "dnxhr", "mpeg2", "ffv1")
+    # interlaced coding where the codec has it (not for x264: its interlaced coding is not lossless
+    # at qp 0); ffmpeg keeps only the last -flags, so one holds them all
+    flags = {"mpeg2": "+ildct+ilme", "prores": "+ildct", "dnxhr": "+ildct"}.get(c, "") if interlaced else ""
+    if c == "mpeg2" and _mpeg2_low_delay(opts):
+        flags += "+low_delay"
+    args += ["-flags", flags] if flags else []
+    if interlaced:  # the field order on the stream either way
+        args += ["-field_order", opts.field_order]
     return pix, args, notes
 
 
@@ -139,7 +138,7 @@ def _mpeg2_low_delay(opts: EncodeOptions) -> bool:
     user's own encoder options ask for B-frames (low delay forbids them)."""
     extra = list(opts.encoder_args)
     for key in ("-bf", "-bf:v", "-b_frames"):
-        if key in extra[:-1] and extra[extra.index(key) + 1] not in ("0", "-0"):
+        if key in extra[:-1] and extra[extra.index(key) + 1] != "0":
             return False
     return True
 
