@@ -492,9 +492,10 @@ def test_mpeg2_at_a_rate_its_header_cannot_say(tmp_path):
 
 @pytest.mark.parametrize("scale", [1, 2])
 def test_a_stream_that_changes_size_keeps_every_frame_and_says_so(tmp_path, scale):
-    """Broadcast captures and files joined end to end change size mid-stream: ffmpeg scales the
-    later frames to the size the output was opened with; every frame is kept, the output has one
-    size, and the result says where the size changed (scale 1 goes through the planar path)."""
+    """Broadcast captures and files joined end to end change size mid-stream: every frame is kept,
+    the output has one size, later frames are fitted inside it with black bars (a 16:9 picture
+    after a 4:3 one is not stretched), and the result says where the size changed (scale 1 goes
+    through the planar path)."""
     a = make_clip(tmp_path / "a.ts", size="64x48", seconds=0.6, audio=False)
     b = make_clip(tmp_path / "b.ts", size="96x54", seconds=0.6, audio=False, src="smptebars")
     joined = tmp_path / "joined.ts"
@@ -506,5 +507,10 @@ def test_a_stream_that_changes_size_keeps_every_frame_and_says_so(tmp_path, scal
     assert (info.width, info.height) == (64 * scale, 48 * scale)
     said = [w for w in result.warnings if "changes size" in w]
     assert len(said) == 1 and "frame 15 (64x48 to 96x54)" in said[0], result.warnings
-    frames = decode_frames(out)
+    frames = decode_frames(out).astype(int)
     assert frames[20].std() > 5 and not np.array_equal(frames[14], frames[20])  # the second clip, not a frozen frame
+    # 96x54 fitted into 64x48 is 64x36: six rows of black above and below (times the scale)
+    bar, body = 6 * scale, 36 * scale
+    assert frames[20][: bar - 1].max() < 24 and frames[20][-(bar - 1):].max() < 24
+    assert frames[20][bar + 2: bar + body - 2].mean() > 60  # the bars, and the picture between them
+    assert frames[5][:bar].mean() > 60  # the first clip fills the frame: no bars there

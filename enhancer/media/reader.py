@@ -90,6 +90,13 @@ class FrameReader:
         if dein:
             filters.append(dein)
         filters.append("showinfo=checksum=0")
+        # a stream that changes size mid-way (broadcast captures, files joined end to end): its later
+        # frames are fitted inside the first size with black bars, keeping their shape, instead of
+        # being stretched to it by the scaler ffmpeg would insert. While the size holds, both filters
+        # pass frames through untouched.
+        even = ":force_divisible_by=2" if self.width % 2 == 0 and self.height % 2 == 0 else ""
+        filters.append(f"scale={self.width}:{self.height}:force_original_aspect_ratio=decrease{even}")
+        filters.append(f"pad={self.width}:{self.height}:(ow-iw)/2:(oh-ih)/2:black")
         pix = "rgb48le" if self.depth == 16 else "rgb24"
         if self.planar is not None:
             pix = self.planar.pix_fmt
@@ -132,13 +139,13 @@ class FrameReader:
                 if self._first_size is None:
                     self._first_size = wh
                 elif wh != self._first_size and wh != self._resized_to:
-                    # a stream that changes size (broadcast captures, joined files): ffmpeg scales
-                    # the rest to the size the output was opened with
+                    # a stream that changes size (broadcast captures, joined files): the filters
+                    # fit the rest inside the first size (see __init__)
                     self._resized_to = wh
                     first = self._first_size
                     self.warnings.append(f"the picture changes size at frame {self._shown - 1} ({first[0]}x{first[1]} to "
-                                         f"{wh[0]}x{wh[1]}): frames of another size are scaled to the first's, "
-                                         "so their shape may be stretched; cut the file there to keep both as they are")
+                                         f"{wh[0]}x{wh[1]}): frames of another size are fitted inside the first's "
+                                         "with black bars, keeping their shape; cut the file there to keep both sizes")
             return
         m = _TIMEBASE.search(line)
         if m:
