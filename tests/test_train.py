@@ -267,6 +267,35 @@ def test_validation_psnr_y_is_what_evaluate_reports(tiny_set, tmp_path):
     assert got["val_psnr_y"] == pytest.approx(scores.mean("psnr_y"), abs=1e-9)
 
 
+def test_validation_flicker_and_stage_2_vmaf_are_what_evaluate_reports(tiny_set, tmp_path):
+    """Validation's frame-difference error is `evaluate`'s fde of the same frames; in stage 2 it
+    also gives VMAF (texture costs PSNR, so stage 2 keeps its best by VMAF), again as `evaluate`
+    measures it."""
+    from enhancer.quality.evaluate import evaluate
+    from enhancer.train.validate import validate
+
+    class Nearest(torch.nn.Module):
+        temporal_radius = 1
+
+        def forward(self, x):
+            return x[:, :, 1:-1].repeat_interleave(2, -1).repeat_interleave(2, -2)
+
+    data = ClipDataset(str(tiny_set))
+    val = np.array([10])
+    got = validate(Nearest(), data, val, _cfg(tiny_set, tmp_path, frames_out=3), torch.device("cpu"))
+    assert "val_vmaf" not in got and got["val_fde"] > 0 and got["val_fde_bicubic"] > 0
+    got2 = validate(Nearest(), data, val, _cfg(tiny_set, tmp_path, frames_out=3, stage=2), torch.device("cpu"))
+    for name in ("reference", "candidate"):
+        (tmp_path / name).mkdir()
+    for k, (hr, lq) in enumerate(zip(data.clean(10)[1:4], data.damaged(10)[1:4])):
+        cv2.imwrite(str(tmp_path / "reference" / f"{k:03d}.png"), hr[..., ::-1])
+        cv2.imwrite(str(tmp_path / "candidate" / f"{k:03d}.png"), lq.repeat(2, 0).repeat(2, 1)[..., ::-1])
+    scores = evaluate(str(tmp_path / "reference"), str(tmp_path / "candidate"), metrics=("fde", "vmaf"))
+    assert got["val_fde"] == pytest.approx(scores.mean("fde"), abs=1e-9) == got2["val_fde"]
+    assert got2["val_vmaf"] == pytest.approx(scores.mean("vmaf"), abs=1e-3)
+    assert 0 <= got2["val_vmaf_bicubic"] <= 100 and got2["val_vmaf_bicubic"] != got2["val_vmaf"]
+
+
 def test_batches_do_not_depend_on_the_number_of_batch_threads(tiny_set):
     from enhancer.train.batches import _Batches
 

@@ -229,18 +229,20 @@ class _Trainer:
                 f.write(json.dumps(self.last) + "\n")
 
     def _keep_best(self) -> None:
-        """Write the EMA generator as ``best.safetensors`` (fp16) when validation PSNR-Y is the
-        best this run has seen: the small file a milestone commits so another machine continues."""
+        """Write the EMA generator as ``best.safetensors`` (fp16) when validation PSNR-Y (stage 2:
+        VMAF where ffmpeg can measure it, since texture costs PSNR) is the best this run has seen: the small file a milestone
+        commits so another machine continues."""
         best_json, best_file = self.run_dir / "best.json", self.run_dir / "best.safetensors"
+        key = "val_vmaf" if "val_vmaf" in self.last else "val_psnr_y"
         best = -1.0
         if best_file.exists():  # the file's own card is the record (best.json, written after it, may lag a kill)
             from enhancer.restore.weights import read_card
 
             try:
-                best = float(read_card(best_file).metrics.get("val_psnr_y", -1.0))
+                best = float(read_card(best_file).metrics.get(key, -1.0))
             except EnhancerError:  # an unreadable file is replaced
                 pass
-        if self.last["val_psnr_y"] <= best:
+        if self.last[key] <= best:
             return
         from enhancer.train.export import export_state
 

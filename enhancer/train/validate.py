@@ -1,5 +1,6 @@
-"""Validation during training: PSNR-Y of the model and of bicubic on the fixed validation
-sequences, as ``enhancer evaluate`` measures it, and a picture of one frame."""
+"""Validation during training: PSNR-Y and the frame-difference error of the model and of bicubic
+on the fixed validation sequences, as ``enhancer evaluate`` measures them, VMAF too in stage 2
+(texture is what stage 2 is for, and PSNR falls as it comes), and a picture of one frame."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,7 +20,9 @@ def validate(model: nn.Module, data: ClipDataset, indices: np.ndarray, cfg: Trai
              grid_path: Path | None = None) -> dict:
     """PSNR-Y of ``model`` and of bicubic on the fixed validation sequences: ``enhancer
     evaluate``'s figure (:func:`enhancer.quality.evaluate.psnr_y` of each 8-bit frame, the mean over all
-    frames) on whole frames, a border of 2 * scale left out."""
+    frames) on whole frames, a border of 2 * scale left out; the frame-difference error (``fde``:
+    flicker against the truth, without a flow) of each; and in stage 2 VMAF of each (ffmpeg's
+    libvmaf over all validation frames, one after another)."""
     from enhancer.quality.evaluate import psnr_y
     from enhancer.models.align import align_stacks
 
@@ -30,6 +33,8 @@ def validate(model: nn.Module, data: ClipDataset, indices: np.ndarray, cfg: Trai
     b = cfg.scale * 2
     to8 = lambda x: (x.clamp(0, 1).mul(255).round().byte().permute(0, 2, 3, 1).numpy())  # noqa: E731
     ours, bic = [], []
+    fde_ours, fde_bic = [], []
+    frames_v: tuple[list, list, list] | None = ([], [], []) if cfg.stage == 2 else None  # truth, ours, bicubic
     for k, i in enumerate(indices):
         lq_np = np.asarray(data.damaged(i)[:frames_in])
         hr = np.asarray(data.clean(i)[r:frames_in - r])  # (T, H, W, 3) uint8
@@ -47,6 +52,11 @@ def validate(model: nn.Module, data: ClipDataset, indices: np.ndarray, cfg: Trai
         inner = (slice(b, -b), slice(b, -b))
         ours += [psnr_y(h[inner], o[inner]) for h, o in zip(hr, o8)]
         bic += [psnr_y(h[inner], u[inner]) for h, u in zip(hr, u8)]
+        fde_ours.append(_fde(hr, o8))
+        fde_bic.append(_fde(hr, u8))
+        if frames_v is not None:
+            for kept, frames in zip(frames_v, (hr, o8, u8)):
+                kept.extend(frames)
         if k == 0 and grid_path is not None:
             import cv2
 
@@ -55,4 +65,47 @@ def validate(model: nn.Module, data: ClipDataset, indices: np.ndarray, cfg: Trai
             grid_path.parent.mkdir(parents=True, exist_ok=True)
             cv2.imwrite(str(grid_path), np.concatenate([lq_big, o8[t], hr[t]], axis=1)[..., ::-1])
     model.train()
-    return {"val_psnr_y": float(np.mean(ours)), "val_psnr_y_bicubic": float(np.mean(bic))}
+    scores = {"val_psnr_y": float(np.mean(ours)), "val_psnr_y_bicubic": float(np.mean(bic)),
+              "val_fde": float(np.nanmean(fde_ours)), "val_fde_bicubic": float(np.nanmean(fde_bic))}
+    if frames_v is not None and vmaf_ffmpeg_or_none() is not None:
+        scores["val_vmaf"], scores["val_vmaf_bicubic"] = _vmaf(*frames_v)
+    return scores
+
+
+def vmaf_ffmpeg_or_none() -> str | None:
+    """The ffmpeg with libvmaf, or None where there is none (then validation goes without VMAF)."""
+    from enhancer.media import ffmpeg as ff
+
+    return ff.with_filter("libvmaf")
+
+
+def _fde(truth: np.ndarray, out: np.ndarray) -> float:
+    """The mean frame-difference error of one sequence: |(out[t+1] - out[t]) - (truth[t+1] -
+    truth[t])| on luma (``enhancer evaluate``'s ``fde``); NaN for a single frame."""
+    from enhancer.quality.evaluate import luma
+
+    if len(truth) < 2:
+        return float("nan")
+    diff = np.stack([luma(o) - luma(t) for t, o in zip(truth, out)])
+    return float(np.abs(np.diff(diff, axis=0)).mean())
+
+
+def _vmaf(truth: list, ours: list, bicubic: list) -> tuple[float, float]:
+    """The mean VMAF of our frames and of bicubic's against the truth (each list packed losslessly
+    as one clip)."""
+    import tempfile
+
+    import cv2
+
+    from enhancer.quality.vmaf import vmaf
+
+    with tempfile.TemporaryDirectory() as tmp:
+        dirs = []
+        for name, frames in (("truth", truth), ("ours", ours), ("bicubic", bicubic)):
+            d = Path(tmp) / name
+            d.mkdir()
+            for j, f in enumerate(frames):
+                cv2.imwrite(str(d / f"{j:05d}.png"), np.ascontiguousarray(f[..., ::-1]))
+            dirs.append(str(d))
+        return (float(np.mean(vmaf(dirs[0], dirs[1], threads=1))),
+                float(np.mean(vmaf(dirs[0], dirs[2], threads=1))))
