@@ -60,7 +60,21 @@ def set_mode(mode: str) -> None:
     _mode.set(mode_of(mode))
 
 
-class _JsonBar(tqdm):
+class _Bar(tqdm):
+    """tqdm, except that a count that passes the announced total (a file that said 25 frames and
+    holds 50: files joined end to end, a header that lies) turns the total into "unknown" rather
+    than showing 128 % and 0:00 left."""
+
+    def update(self, n=1):
+        shown = super().update(n)
+        if self.total and self.n > self.total:
+            self.total = None
+            self.bar_format = _UNKNOWN
+            self.refresh()
+        return shown
+
+
+class _JsonBar(_Bar):
     """A bar that prints JSON lines instead of drawing: one a second from a timer thread (so a
     host program hears from a slow model between its updates too), and one at the end."""
 
@@ -176,7 +190,7 @@ def bar(total: int | None = None, desc: str | None = None, unit: str = "it", ena
     json_mode = enabled and mode == "json"
     lines = enabled and mode == "bar" and not _is_terminal(sys.stderr)
     on = json_mode or lines or (enabled and mode == "bar")
-    with (_JsonBar if json_mode else _LineBar if lines else tqdm)(total=total, desc=desc or "", unit=unit, disable=not on, file=sys.stderr, dynamic_ncols=True,
+    with (_JsonBar if json_mode else _LineBar if lines else _Bar)(total=total, desc=desc or "", unit=unit, disable=not on, file=sys.stderr, dynamic_ncols=True,
               leave=leave, position=position, smoothing=0, initial=initial,
               bar_format=_KNOWN if total else _UNKNOWN) as b:
         if on and start is not None:  # tqdm's clock is time.time(); move its start back to the caller's

@@ -181,6 +181,25 @@ def test_api_progress_json(tmp_path, capsys):
     assert not _progress_lines(capsys.readouterr().err)
 
 
+def test_a_count_past_the_announced_total_is_shown_as_unknown(capsys):
+    """A file that announces 25 frames and holds 50 (files joined end to end, a lying header):
+    progress says 32 frames, not 32/25 (128 %) with 0:00 left, in every mode."""
+    from enhancer import progress
+
+    with progress.using("json"), progress.bar(total=4, desc="f", unit="frame") as b:
+        b.update(3)
+        b._say("run")
+        b.update(3)
+        b._say("run")
+    lines = _progress_lines(capsys.readouterr().err)
+    said = {x["done"]: x for x in lines if x["stage"] == "run"}
+    assert said[3]["total"] == 4 and said[3]["eta"] is not None
+    assert said[6]["total"] is None and said[6]["eta"] is None
+    with progress.bar(total=4, desc="f", unit="frame") as b:  # a plain line where stderr is no terminal
+        b.update(6)
+        assert b._text("run").startswith("f: 6 frames")
+
+
 def test_ffmpeg_bundled_picks_the_wheel_binary(monkeypatch):
     import imageio_ffmpeg
 
