@@ -16,7 +16,7 @@ from enhancer.pipeline.enhance import enhance_video
 from enhancer.restore.restorer import ClassicalUpscaler
 from enhancer.media import ffmpeg as ff
 from enhancer.media.encode import EncodeOptions
-from enhancer.media.pixfmt import bit_depth_of
+from enhancer.media.pixfmt import bit_depth_of, has_alpha
 from enhancer.media.probe import count_frames, probe
 from enhancer.media.reader import FrameReader
 
@@ -514,3 +514,61 @@ def test_a_stream_that_changes_size_keeps_every_frame_and_says_so(tmp_path, scal
     assert frames[20][: bar - 1].max() < 24 and frames[20][-(bar - 1):].max() < 24
     assert frames[20][bar + 2: bar + body - 2].mean() > 60  # the bars, and the picture between them
     assert frames[5][:bar].mean() > 60  # the first clip fills the frame: no bars there
+
+
+def _alpha_plane(path: Path, w: int, h: int, depth: int = 8) -> np.ndarray:
+    """Every frame's alpha plane, (N, h, w), as ffmpeg decodes it."""
+    from conftest import MAKER
+
+    fmt = "gray16le" if depth > 8 else "gray"
+    raw = subprocess.run([MAKER, "-v", "error", "-i", str(path), "-vf", f"alphaextract,format={fmt}", "-f", "rawvideo",
+                          "-"], capture_output=True, check=True).stdout
+    return np.frombuffer(raw, np.uint16 if depth > 8 else np.uint8).reshape(-1, h, w)
+
+
+# a picture whose left half is opaque and right half transparent, with a soft band between
+_MATTE = "format=rgba,geq=r='r(X,Y)':g='g(X,Y)':b='b(X,Y)':a='clip((56-X)*16+128,0,255)'"
+
+
+@pytest.mark.parametrize("codec,scale,model", [("prores", 2, "general-x2"), ("ffv1", 1, "lanczos"),
+                                               ("png", 2, "lanczos")])
+def test_the_alpha_channel_is_kept_where_the_output_can_hold_it(tmp_path, codec, scale, model):
+    """An editor's ProRes 4444 or FFV1 with transparency (titles, keyed footage): the model sees the
+    picture, the alpha plane is resized beside it, and the output keeps it: every frame, the same
+    matte, the parts and the join included. Where the codec cannot hold it, one warning says so."""
+    src = make_clip(tmp_path / "matte.mov", size="112x64", seconds=0.4, vcodec="prores_ks", pix_fmt="yuva444p10le",
+                    vf=_MATTE, extra_out=["-profile:v", "4444"])
+    from enhancer.restore.loading import load_restorer
+
+    out = tmp_path / ("out" if codec == "png" else "out.mkv")
+    restorer = ClassicalUpscaler(model, scale) if model == "lanczos" else load_restorer(model, scale)
+    res = enhance_video(probe(str(src)), str(out), restorer, EncodeOptions(codec=codec), QUIET)
+    assert res.frames == 10 and not [w for w in res.warnings if "alpha channel (" in w], res.warnings
+    if codec == "png":
+        import cv2
+
+        frames = sorted(out.glob("*.png"))
+        assert len(frames) == 10
+        alpha = np.stack([cv2.imread(str(f), cv2.IMREAD_UNCHANGED)[..., 3] for f in frames])
+        assert alpha.dtype == np.uint16  # a 10-bit source: 16-bit PNGs
+        alpha = np.round(alpha / 257.0)
+    else:
+        assert has_alpha(probe(str(out)).pix_fmt), probe(str(out)).pix_fmt
+        alpha = _alpha_plane(out, 112 * scale, 64 * scale)
+    assert alpha.shape == (10, 64 * scale, 112 * scale)
+    want = np.clip((56 - (np.arange(112 * scale) + 0.5) / scale + 0.5) * 16 + 128, 0, 255)  # the matte, resized
+    assert np.abs(alpha[:, :, : 40 * scale].astype(int) - 255).max() <= 2  # opaque on the left
+    assert alpha[:, :, 72 * scale:].max() <= 2  # clear on the right
+    assert np.abs(alpha.mean(axis=(0, 1)) - want).max() < 12
+    rgb = decode_frames(out) if codec != "png" else None
+    if rgb is not None:
+        assert rgb.shape == (10, 64 * scale, 112 * scale, 3) and rgb[:, :, : 40 * scale].std() > 20  # the picture
+
+
+def test_an_alpha_channel_the_output_cannot_hold_is_named(tmp_path):
+    src = make_clip(tmp_path / "matte.mov", size="112x64", seconds=0.2, vcodec="prores_ks", pix_fmt="yuva444p10le",
+                    vf=_MATTE, extra_out=["-profile:v", "4444"])
+    res = enhance(src, tmp_path / "out.mp4", scale=2)
+    said = [w for w in res.warnings if "alpha" in w]
+    assert len(said) == 1 and said[0].startswith("h264 cannot hold the source's alpha channel"), res.warnings
+    assert "prores, ffv1, png or tiff would keep it" in said[0] and probe(str(tmp_path / "out.mp4")).pix_fmt == "yuv420p10le"

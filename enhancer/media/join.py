@@ -1,7 +1,6 @@
 """The join: the encoded picture (parts, or a pipe) and the source's other streams made one output, no re-encode."""
 from __future__ import annotations
 
-import dataclasses
 import errno
 import os
 import shutil
@@ -12,9 +11,8 @@ from enhancer.errors import EnhancerError, OutputError
 from enhancer.media import ffmpeg as ff
 from enhancer.media.colour import Colour
 from enhancer.media.encode import CONTAINERS, EncodeOptions
-from enhancer.media.plan import plan
 from enhancer.media.segment import Segment
-from enhancer.media.streams import timecode_args, video_tag_args
+from enhancer.media.streams import stream_args, timecode_args, video_tag_args
 from enhancer.media.temps import hidden_sibling, publish, temp_path_for
 from enhancer.media.videoinfo import VideoInfo
 
@@ -26,9 +24,9 @@ def join_args(video_input: list[str], first: Fraction, container: str, source: V
     on a pipe, its own timeline starting at its first frame) at ``first`` seconds after the
     segment's origin and add the source's audio, subtitles, attachments, chapters, metadata,
     stream tags and timecode, without re-encoding the picture. Returns (argv, warnings)."""
-    # for the streams it maps (the picture's size and its warnings are the encoder's own)
-    mplan = plan(source, dataclasses.replace(opts, size=None), container, colour, 16, 16,
-                 source.bit_depth if source.bit_depth > 8 else 8)
+    # the streams it maps, and what they lose (the picture and its warnings are the encoder's own)
+    warnings: list[str] = []
+    streams = stream_args(source, opts, container, warnings)
     argv = [ff.tools().ffmpeg, "-hide_banner", "-nostats", "-nostdin", "-loglevel", "error", "-y"]
     if first:
         argv += ["-itsoffset", f"{float(first):.9f}"]
@@ -37,7 +35,7 @@ def join_args(video_input: list[str], first: Fraction, container: str, source: V
         argv += [*segment.input_args(), "-i", ff.file_arg(source.path)]
     argv += ["-map", "0:v:0"]
     if not source.image_sequence:
-        argv += mplan.stream_args + ["-map_metadata", "1", "-map_chapters", "1"]
+        argv += streams + ["-map_metadata", "1", "-map_chapters", "1"]
     argv += ["-c:v", "copy", "-fps_mode", "passthrough"] + colour.tag_args()
     if segment.start and not source.image_sequence:
         # a seek copies the source's audio and subtitle packets from the key frame before the
@@ -57,7 +55,7 @@ def join_args(video_input: list[str], first: Fraction, container: str, source: V
         argv += ["-movflags", "+faststart" if container == "mp4" else "+write_colr"]
         if opts.codec == "h265":
             argv += ["-tag:v", "hvc1"]
-    return argv + ["-f", container], mplan.warnings
+    return argv + ["-f", container], warnings
 
 
 def short_join(output: str | Path, joined: int | None, expected: int) -> OutputError:

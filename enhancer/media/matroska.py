@@ -16,6 +16,7 @@ from enhancer.media.planar import Planar
 
 _UNKNOWN_SIZE = b"\x01\xff\xff\xff\xff\xff\xff\xff"
 _FOURCC = {8: b"RGB\x18", 16: b"RGB0"}  # rgb24, rgb48le
+_FOURCC_ALPHA = {8: b"RGBA", 16: b"RBA@"}  # rgba, rgba64le
 
 
 def _vint(n: int) -> bytes:
@@ -38,17 +39,18 @@ def _str(eid: bytes, text: str) -> bytes:
 
 
 class RawMatroskaWriter:
-    """Write ``(H, W, 3)`` uint8/uint16 RGB frames (or, with ``planar``, flat arrays of that
-    layout's planes) with timestamps into a binary stream."""
+    """Write ``(H, W, 3)`` uint8/uint16 RGB frames (``(H, W, 4)`` RGBA with ``alpha``; or, with
+    ``planar``, flat arrays of that layout's planes) with timestamps into a binary stream."""
 
     def __init__(self, stream: BinaryIO, width: int, height: int, depth: int,
-                 frame_duration: Fraction | None = None, planar: Planar | None = None):
+                 frame_duration: Fraction | None = None, planar: Planar | None = None, alpha: bool = False):
         if depth not in _FOURCC:
             raise InternalError(f"raw Matroska frames are 8 or 16 bits deep, not {depth}")
         self.stream = stream
         self.width, self.height, self.depth = width, height, depth
-        self.frame_bytes = planar.frame_bytes if planar is not None else width * height * 3 * (depth // 8)
-        fourcc = planar.fourcc if planar is not None else _FOURCC[depth]
+        self.frame_bytes = planar.frame_bytes if planar is not None else \
+            width * height * (4 if alpha else 3) * (depth // 8)
+        fourcc = planar.fourcc if planar is not None else (_FOURCC_ALPHA if alpha else _FOURCC)[depth]
         header = _el(b"\x1a\x45\xdf\xa3", _uint(b"\x42\x86", 1) + _uint(b"\x42\xf7", 1) + _uint(b"\x42\xf2", 4)
                      + _uint(b"\x42\xf3", 8) + _str(b"\x42\x82", "matroska") + _uint(b"\x42\x87", 4)
                      + _uint(b"\x42\x85", 2))

@@ -110,12 +110,14 @@ class Encoder(_Output):
                                 f"{self.source.display_width}x{self.source.display_height}")
         h, w = (planar.height, planar.width) if planar else image.shape[:2]
         depth = 16 if image.dtype == np.uint16 else 8
+        alpha = image.ndim == 3 and image.shape[2] == 4  # RGBA: the source's alpha plane, kept
         # the picture only: plan (and warn) without the source's other streams, which the join
         # maps; image frames hold none, and their warnings say what was left out
         source = self.source if self.image_sequence else \
             dataclasses.replace(self.source, audio=[], subtitles=[], attachments=[])
         check_frame_size(self.source, self.opts, w, h, self.label)
-        self.plan = plan(source, self.opts, self.container, self.colour, w, h, depth, planar=planar is not None)
+        self.plan = plan(source, self.opts, self.container, self.colour, w, h, depth, planar=planar is not None,
+                         alpha=alpha)
         # times relative to the segment's origin (the source's first frame, or the segment's start);
         # ffmpeg (without -copyts) then starts this file's timeline at its first frame
         origin = self.segment.origin(self.source.start_time)
@@ -150,11 +152,11 @@ class Encoder(_Output):
                                path=self.label, what="encoding failed")
         fps = self.source.fps
         self.writer = RawMatroskaWriter(self.proc.stdin, w + self.plan.pad[0], h + self.plan.pad[1], depth,
-                                        frame_duration=(1 / fps) if fps else None, planar=planar)
+                                        frame_duration=(1 / fps) if fps else None, planar=planar, alpha=alpha)
 
     def write(self, image: np.ndarray, pts: int, time_base: Fraction) -> None:
-        """Encode one (H, W, 3) RGB frame (or a planar reader's flat frame) shown at ``pts *
-        time_base`` seconds."""
+        """Encode one (H, W, 3) RGB frame ((H, W, 4) RGBA where the output keeps the source's
+        alpha; or a planar reader's flat frame) shown at ``pts * time_base`` seconds."""
         if self.proc is None:
             with self._lock:  # never start after (or while) another thread aborts
                 if self._closed:

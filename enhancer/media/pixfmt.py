@@ -48,3 +48,14 @@ def chroma_of(pix_fmt: str) -> str:
     if pix_fmt.startswith(("nv24", "nv42", "p41", "xv", "ayuv", "vuya", "vuyx", "v30x")):
         return "444"
     return "420"
+
+
+def has_alpha(pix_fmt: str | None) -> bool:
+    """Whether an ffmpeg pixel format carries an alpha (transparency) plane: yuva444p10le,
+    rgba, bgra, argb, gbrap16le, ya8, rgba64le ... (not pal8, whose palette may or may not)."""
+    return bool(pix_fmt) and re.match(r"(yuva|rgba|bgra|argb|abgr|gbrap|ya8|ya16|ayuv|vuya)", pix_fmt) is not None
+
+
+# the codecs whose output keeps an alpha plane, and the pixel format each gets for it (8-bit, deeper)
+ALPHA_FORMATS = {"prores": ("yuva444p10le", "yuva444p10le"), "ffv1": ("gbrap", "gbrap16le"),
+                 "png": ("rgba", "rgba64be"), "tiff": ("rgba", "rgba64le")}

@@ -9,7 +9,7 @@ from enhancer.media.colour import Colour
 from enhancer.media.encode import IMAGE_CODECS, VIDEO_CODECS_IN, EncodeOptions
 from enhancer.media.encoder_args import merged_params
 from enhancer.media.geometry import fitted_size, output_sar, setsar_filter, square_size
-from enhancer.media.pixfmt import bit_depth_of, chroma_of, needs_even
+from enhancer.media.pixfmt import ALPHA_FORMATS, bit_depth_of, chroma_of, has_alpha, needs_even
 from enhancer.media.streams import stream_args
 from enhancer.media.videoinfo import VideoInfo
 
@@ -73,13 +73,25 @@ def lean_threads(lookahead: int) -> int:
     return 4 if lookahead >= 10 else 1
 
 
+def can_hold_alpha(opts: EncodeOptions) -> bool:
+    """Whether the output keeps an alpha plane: the pixel format asked for has one, or, where none
+    was asked for, the codec can hold one (ProRes 4444, FFV1, PNG, TIFF)."""
+    return has_alpha(opts.pix_fmt) if opts.pix_fmt else opts.codec in ALPHA_FORMATS
+
+
 def _video_args(opts: EncodeOptions, depth: int, container: str, source_pix: str = "yuv420p",
-                source_depth: int = 8) -> tuple[str, list[str], list[str]]:
+                source_depth: int = 8, alpha: bool = False) -> tuple[str, list[str], list[str]]:
     """(pixel format, encoder options, warnings). YUV codecs keep the source's chroma format and
-    bit depth where they can (``source_pix``, ``source_depth``); RGB outputs hold every source."""
+    bit depth where they can (``source_pix``, ``source_depth``); RGB outputs hold every source.
+    ``alpha``: the frames carry an alpha plane, which the output keeps."""
     c = opts.codec
     notes: list[str] = []
     pix = opts.pix_fmt
+    if pix is None and alpha:
+        pix = ALPHA_FORMATS[c][depth > 8]
+        if c == "prores" and source_depth > 10:
+            notes.append(f"prores cannot hold the source's {source_depth}-bit samples ({source_pix}); the output is "
+                         f"{pix} ({option('codec')} ffv1 would keep them, and the alpha channel)")
     if pix is None and c in _YUV_CAN:
         pix, note = _yuv_format(c, source_pix, source_depth)
         notes += [note] if note else []
@@ -144,16 +156,24 @@ def _mpeg2_low_delay(opts: EncodeOptions) -> bool:
 
 
 def plan(info: VideoInfo, opts: EncodeOptions, container: str, colour: Colour, width: int, height: int,
-         depth: int, planar: bool = False) -> MuxPlan:
+         depth: int, planar: bool = False, alpha: bool = False) -> MuxPlan:
     """Decide encoder, pixel format, padding and stream mapping for one output. ``planar``: the
     frames come in the source's own YUV (:mod:`enhancer.media.planar`), in ``colour``'s matrix
-    and range, not in RGB."""
+    and range, not in RGB. ``alpha``: the frames are RGBA, and the output keeps the alpha plane."""
     warnings: list[str] = []
     if container != "image2" and opts.codec not in VIDEO_CODECS_IN.get(container, set()):
         raise OutputError(f"the {container} container cannot hold {opts.codec} video",
                           hint=f"choose another {option('codec')} or output extension (.mkv holds them all)")
-    pix, vargs, notes = _video_args(opts, depth, container, info.pix_fmt, info.bit_depth)
+    pix, vargs, notes = _video_args(opts, depth, container, info.pix_fmt, info.bit_depth, alpha)
     warnings += notes
+    if has_alpha(info.pix_fmt) and not alpha:
+        if can_hold_alpha(opts):  # --splice and --preview show or put back the picture only
+            warnings.append(f"the source's alpha channel (transparency, {info.pix_fmt}) is not kept here: the output "
+                            "is opaque")
+        else:
+            hold = f"{option('pix_fmt')} {opts.pix_fmt}" if opts.pix_fmt else opts.codec
+            warnings.append(f"{hold} cannot hold the source's alpha channel (transparency, {info.pix_fmt}): the "
+                            f"output is opaque ({option('codec')} prores, ffv1, png or tiff would keep it)")
     if opts.codec == "mpeg2" and info.fps and not mpeg2_exact(info.fps):
         near = min(_MPEG2_RATES + _MPEG2_UNOFFICIAL, key=lambda r: abs(r - info.fps))
         warnings.append(f"MPEG-2 has no {float(info.fps):.6g} fps: the stream's header says {float(near):.6g} fps, "

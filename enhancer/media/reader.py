@@ -69,11 +69,13 @@ class FrameReader:
     """
 
     def __init__(self, info: VideoInfo, *, deinterlace: str = "auto", segment: Segment | None = None,
-                 buffer: int = 8, planar: bool = False):
+                 buffer: int = 8, planar: bool = False, alpha: bool = False):
         self.info = info
+        # alpha: RGBA frames (H, W, 4), the source's alpha plane beside the picture
+        self.channels = 4 if alpha else 3
         # planar: the source's own YUV planes where it can (see enhancer.media.planar), else RGB
         self.planar = planar_of(info.pix_fmt, info.bit_depth, info.display_width, info.display_height) \
-            if planar and not info.image_sequence else None
+            if planar and not alpha and not info.image_sequence else None
         self.segment = segment or Segment()
         self.depth = 16 if info.bit_depth > 8 else 8
         self.dtype = np.uint16 if self.depth == 16 else np.uint8
@@ -97,7 +99,7 @@ class FrameReader:
         even = ":force_divisible_by=2" if self.width % 2 == 0 and self.height % 2 == 0 else ""
         filters.append(f"scale={self.width}:{self.height}:force_original_aspect_ratio=decrease{even}")
         filters.append(f"pad={self.width}:{self.height}:(ow-iw)/2:(oh-ih)/2:black")
-        pix = "rgb48le" if self.depth == 16 else "rgb24"
+        pix = ("rgba64le" if self.depth == 16 else "rgba") if alpha else ("rgb48le" if self.depth == 16 else "rgb24")
         if self.planar is not None:
             pix = self.planar.pix_fmt
             filters.append(f"format={pix}")
@@ -113,7 +115,7 @@ class FrameReader:
                      "-vf", ",".join(filters), "-fps_mode", "passthrough",
                      "-f", "rawvideo", "-pix_fmt", pix, "pipe:1"]
         self._frame_bytes = self.planar.frame_bytes if self.planar is not None else \
-            self.width * self.height * 3 * (2 if self.depth == 16 else 1)
+            self.width * self.height * self.channels * (2 if self.depth == 16 else 1)
         self._pts: collections.deque[int] = collections.deque()
         self._first_size: tuple[int, int] | None = None  # the frames' size as decoded (showinfo's s:)
         self._resized_to: tuple[int, int] | None = None
@@ -179,7 +181,7 @@ class FrameReader:
         try:
             index = 0
             while not self._stop.is_set():
-                image = np.empty((self.height, self.width, 3), dtype=self.dtype) if self.planar is None \
+                image = np.empty((self.height, self.width, self.channels), dtype=self.dtype) if self.planar is None \
                     else np.empty(self.planar.frame_bytes, dtype=np.uint8)
                 got = self._read_exact(memoryview(image).cast("B"))
                 if got == 0:

@@ -50,6 +50,28 @@ def planar_frames(restorer: Restorer, opts: EnhanceOptions) -> bool:
     return bool(getattr(restorer, "passthrough", False)) and not opts.preview and not opts.splice
 
 
+def alpha_frames(info, encode, opts: EnhanceOptions) -> bool:
+    """Whether frames carry the source's alpha plane (RGBA) through to the output: the source has
+    one, the output can hold it (:func:`~enhancer.media.plan.can_hold_alpha`), and no preview or
+    splice (which show or put back the picture only) is asked for. The model sees the picture; the
+    alpha plane is resized beside it (:func:`_with_alpha`)."""
+    from enhancer.media.pixfmt import has_alpha
+    from enhancer.media.plan import can_hold_alpha
+
+    return has_alpha(info.pix_fmt) and can_hold_alpha(encode) and not opts.preview and not opts.splice
+
+
+def _with_alpha(out: np.ndarray, alpha: list[np.ndarray]) -> np.ndarray:
+    """The restorer's (T, sH, sW, 3) output with each core frame's alpha plane (H, W) beside it,
+    resized to the output's size (Lanczos; a matte's edge stays as sharp as the picture's):
+    (T, sH, sW, 4). Frame by frame, so chunks and tiles cannot change it."""
+    import cv2
+
+    h, w = out.shape[1:3]
+    planes = [a if a.shape == (h, w) else cv2.resize(a, (w, h), interpolation=cv2.INTER_LANCZOS4) for a in alpha]
+    return np.concatenate([out, np.stack(planes)[..., None].astype(out.dtype)], axis=3)
+
+
 @dataclass
 class EnhanceResult:
     output: str | None
@@ -106,9 +128,15 @@ def _pump(stream, skip: int, restorer: Restorer, writer: _Writer, chunk: int, pb
     frames = 0
     for window in windows(stream, restorer.margin, chunk, skip=skip):
         images = window.images  # one frame (a classical method's chunk) is a view, not a copy
+        alpha = None
+        if images[0].ndim == 3 and images[0].shape[2] == 4:  # RGBA: the model sees the picture only
+            alpha = [f.image[..., 3] for f in window.core]
+            images = [np.ascontiguousarray(im[..., :3]) for im in images]
         out = restorer.restore(images[0][None] if len(images) == 1 else np.stack(images))
         if out.shape[0] != len(window.core):
             raise ModelError(f"the model {restorer.name} returned {out.shape[0]} frames for {len(window.core)}")
+        if alpha is not None:
+            out = _with_alpha(out, alpha)
         for frame, image in zip(window.core, out):
             writer.put((image, frame.pts, frame.time_base))
         frames += len(window.core)

@@ -19,7 +19,7 @@ from enhancer.media.geometry import check_frame_size
 from enhancer.media.videoinfo import VideoInfo
 from enhancer.media.reader import FrameReader
 from enhancer.pipeline.budget import _chunk, fit_encoder
-from enhancer.pipeline.engine import EnhanceOptions, EnhanceResult, _pump, planar_frames, _stop, _Writer, finished
+from enhancer.pipeline.engine import EnhanceOptions, EnhanceResult, _pump, alpha_frames, planar_frames, _stop, _Writer, finished
 from enhancer.pipeline.notes import _expected_frames, _incomplete_warning, _unique, input_notes, shortfall
 from enhancer.pipeline.parts import _enhance_in_parts, _resumable
 from enhancer.progress import bar
@@ -62,7 +62,8 @@ def enhance_video(info: VideoInfo, output: str, restorer: Restorer, encode: Enco
                                  on_staged=on_staged)
     chunk = _chunk(restorer, info, opts, encode)
     reader = FrameReader(info, deinterlace=opts.deinterlace, segment=opts.segment,
-                         buffer=max(8, chunk + 2 * restorer.margin), planar=planar_frames(restorer, opts))
+                         buffer=max(8, chunk + 2 * restorer.margin), planar=planar_frames(restorer, opts),
+                         alpha=alpha_frames(info, encode, opts))
     muxer = Muxer(output, info, encode, reader.colour, segment=opts.segment)
     writer = _Writer(muxer, depth=max(4, chunk))
     expected = _expected_frames(info, opts)

@@ -26,7 +26,7 @@ from enhancer.media.reader import Frame, FrameReader
 from enhancer.media.segment import Segment
 from enhancer.media.temps import atomic_write, hidden_sibling, publish, sweep, temp_path_for
 from enhancer.pipeline.budget import _chunk
-from enhancer.pipeline.engine import EnhanceOptions, EnhanceResult, _pump, planar_frames, _stop, _Writer, finished
+from enhancer.pipeline.engine import EnhanceOptions, EnhanceResult, _pump, alpha_frames, planar_frames, _stop, _Writer, finished
 from enhancer.pipeline.notes import _expected_frames, _incomplete_warning, _unique, input_notes, shortfall
 from enhancer.progress import bar
 
@@ -256,7 +256,8 @@ def _enhance_in_parts(info: VideoInfo, output: str, restorer: Restorer, encode: 
         back = max(_preroll, (restorer.margin + 3) / float(info.fps))
         segment = segment.from_(float(last) - (info.start_time or 0) - back)
     reader = FrameReader(info, deinterlace=opts.deinterlace, segment=segment,
-                         buffer=max(8, chunk + 2 * restorer.margin), planar=planar_frames(restorer, opts))
+                         buffer=max(8, chunk + 2 * restorer.margin), planar=planar_frames(restorer, opts),
+                         alpha=alpha_frames(info, encode, opts))
     source = _Within(reader, *bounds) if bounds else reader
     parts = _Parts(folder, info, encode, reader.colour, opts, key, done, label=output)
     writer = _Writer(parts, depth=max(4, chunk))

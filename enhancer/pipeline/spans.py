@@ -22,7 +22,7 @@ from enhancer.media.reader import Frame, FrameReader
 from enhancer.media.segment import Segment
 from enhancer.media.temps import atomic_write
 from enhancer.pipeline.budget import _chunk, fit_encoder
-from enhancer.pipeline.engine import EnhanceOptions, _pump, planar_frames, _stop, _Writer
+from enhancer.pipeline.engine import EnhanceOptions, _pump, alpha_frames, planar_frames, _stop, _Writer
 from enhancer.pipeline.notes import _unique
 from enhancer.pipeline.parts import (_PART_KEYS, _PART_NAME, _PARTS_LAYOUT, SPLICE_PREROLL, _load_parts, _Parts,
                                      parts_folder)
@@ -134,7 +134,8 @@ def enhance_span(info: VideoInfo, output: str, restorer: Restorer, encode: Encod
                              hint=f"remux it first (ffmpeg -i IN -c copy OUT.mkv), or give {option('ray_split')} 0")
         seek = max(0.0, float(after if after is not None else lo) - (info.start_time or 0.0) - preroll)
         reader = FrameReader(info, deinterlace=opts.deinterlace, segment=Segment(seek or None, None),
-                             buffer=max(8, chunk + 2 * restorer.margin), planar=planar_frames(restorer, opts))
+                             buffer=max(8, chunk + 2 * restorer.margin), planar=planar_frames(restorer, opts),
+                             alpha=alpha_frames(info, encode, opts))
         stream = _SpanStream(reader, lo, hi, after, restorer.margin)
         parts = _Parts(folder, info, encode, reader.colour, opts, skey, done, label=output)
         writer = _Writer(_Before(parts, hi), depth=max(4, chunk))
