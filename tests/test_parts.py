@@ -392,3 +392,27 @@ def test_a_part_aborted_before_it_is_closed_is_never_reported_finished(tmp_path)
     assert done.close() == part and count_frames(str(part)) == len(frames)
     done.abort()
     assert part.exists() and done.close() == part
+
+
+def test_a_run_that_only_joins_still_says_what_the_picture_lost(tmp_path, monkeypatch):
+    """Killed after its last part and before the join: the next run only joins, and still gives
+    the encoder's warnings (here: h264 cannot hold the source's alpha channel), kept with the parts."""
+    src = make_clip(tmp_path / "matte.mov", size="64x48", seconds=0.4, vcodec="prores_ks", pix_fmt="yuva444p10le",
+                    vf="format=rgba,geq=r='r(X,Y)':g='g(X,Y)':b='b(X,Y)':a='if(lt(X,32),255,0)'",
+                    extra_out=["-profile:v", "4444"], audio=False)
+    out = tmp_path / "o.mp4"
+
+    def killed(*a, **k):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(made_in_parts, "assemble", killed)
+        with pytest.raises(KeyboardInterrupt):
+            enhance_video(probe(str(src)), str(out), ClassicalUpscaler("lanczos", 2), EncodeOptions(),
+                          EnhanceOptions(progress=False))
+    kept = json.loads((parts_folder(out) / "manifest.json").read_text())["parts"]
+    assert sum(p["frames"] for p in kept) == 10 and any("alpha" in w for p in kept for w in p["warnings"])
+    res = enhance_video(probe(str(src)), str(out), ClassicalUpscaler("lanczos", 2), EncodeOptions(),
+                        EnhanceOptions(progress=False))
+    assert res.frames == 10 and res.resumed == 10 and count_frames(str(out)) == 10
+    assert [w for w in res.warnings if "cannot hold the source's alpha channel" in w], res.warnings

@@ -64,7 +64,10 @@ class _Parts:
         self.last: Fraction | None = None
         self.count = 0
         self.frames = 0
-        self.warnings: list[str] = []
+        # the encoders' warnings (what the picture lost: chroma, depth, alpha), an earlier run's
+        # parts' too, so a run that only joins still says them
+        self.warnings: list[str] = list(dict.fromkeys(
+            w for p in self.done for w in (p.get("warnings") or []) if isinstance(w, str)))
 
     def write(self, image, pts: int, time_base: Fraction) -> None:
         if self.current is None:
@@ -83,8 +86,10 @@ class _Parts:
         if self.current is None:
             return
         path = self.current.close()
-        self.warnings = self.current.warnings
-        self.done.append({"file": path.name, "frames": self.count, "first": str(self.first), "last": str(self.last)})
+        said = self.current.warnings
+        self.warnings += [w for w in said if w not in self.warnings]
+        self.done.append({"file": path.name, "frames": self.count, "first": str(self.first), "last": str(self.last),
+                          "warnings": said})
         self.current = None
         self.save()
         self.since = self.clock()
@@ -103,7 +108,10 @@ def _valid_part(folder: Path, k: int, part, after: Fraction | None) -> bool:
     """Whether manifest entry ``k`` is exactly what this tool writes: the k-th part file by its
     own name (no paths, no repeats), a positive frame count that the file really holds, and
     times that follow the part before."""
-    if not isinstance(part, dict) or set(part) != _PART_KEYS or part["file"] != _PART_NAME.format(k):
+    if not isinstance(part, dict) or set(part) - {"warnings"} != _PART_KEYS or part["file"] != _PART_NAME.format(k):
+        return False
+    said = part.get("warnings", [])  # the part's encoder's warnings (optional)
+    if not isinstance(said, list) or not all(isinstance(w, str) for w in said):
         return False
     frames = part["frames"]
     if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
