@@ -572,3 +572,58 @@ def test_an_alpha_channel_the_output_cannot_hold_is_named(tmp_path):
     said = [w for w in res.warnings if "alpha" in w]
     assert len(said) == 1 and said[0].startswith("h264 cannot hold the source's alpha channel"), res.warnings
     assert "prores, ffv1, png or tiff would keep it" in said[0] and probe(str(tmp_path / "out.mp4")).pix_fmt == "yuv420p10le"
+    # a pixel format with alpha does not make h264 hold one
+    res = enhance(src, tmp_path / "out2.mkv", scale=2, pix_fmt="yuva420p")
+    assert [w for w in res.warnings if w.startswith("h264 cannot hold the source's alpha channel")], res.warnings
+
+
+def test_a_vp9_alpha_channel_is_read_and_kept(tmp_path):
+    """WebM keeps VP9's alpha beside the picture (ALPHA_MODE 1), which ffmpeg's own VP9 decoder
+    leaves out: probe says yuva420p and the reader decodes with libvpx-vp9, so FFV1 keeps the
+    matte; the opaque H.264 output says it is opaque and carries no ALPHA_MODE tag."""
+    if not ff.has_decoder("libvpx-vp9"):
+        pytest.skip("this ffmpeg has no libvpx-vp9 decoder")
+    from conftest import MAKER
+
+    src = tmp_path / "matte.webm"
+    subprocess.run([MAKER, "-v", "error", "-f", "lavfi", "-i", f"testsrc2=size=112x64:rate=25:duration=0.4,{_MATTE}",
+                    "-c:v", "libvpx-vp9", "-pix_fmt", "yuva420p", "-b:v", "1M", str(src)], check=True)
+    assert probe(str(src)).pix_fmt == "yuva420p"
+    res = enhance(src, tmp_path / "out.mkv", scale=1, codec="ffv1")
+    assert res.frames == 10 and not [w for w in res.warnings if "alpha" in w], res.warnings
+    alpha = _alpha_plane(tmp_path / "out.mkv", 112, 64)
+    assert alpha[:, :, :40].min() >= 250 and alpha[:, :, 72:].max() <= 5
+    res = enhance(src, tmp_path / "out.mp4", scale=1)
+    assert [w for w in res.warnings if "cannot hold the source's alpha" in w]
+    tags = subprocess.run(["ffprobe" if shutil.which("ffprobe") else MAKER, "-hide_banner", "-i",
+                           str(tmp_path / "out.mp4")], capture_output=True, text=True).stderr
+    assert "alpha_mode" not in tags.lower()
+
+
+def test_an_image_sequence_is_not_deinterlaced(tmp_path):
+    """Pictures are whole frames: no bwdif on an image sequence (ffmpeg 5.1's changed its alpha
+    by a level, and it holds a frame that a mid-sequence size change would lose)."""
+    from enhancer.media.reader import deinterlace_filter
+
+    info = probe(str(make_clip(tmp_path / "c.mkv", seconds=0.2, audio=False)))
+    info.field_order = "unknown"
+    assert deinterlace_filter(info, "auto")
+    info.image_sequence = True
+    assert deinterlace_filter(info, "auto") is None and deinterlace_filter(info, "on")
+
+
+@pytest.mark.parametrize("pix_fmt", ["yuv420p", "yuva420p"])
+def test_an_odd_sized_subsampled_source_is_read(tmp_path, pix_fmt):
+    """63x47 in 4:2:0 (FFV1 holds it): the filters that fit a mid-stream size change must not ask
+    for an odd 4:2:0 frame (ffmpeg's pad cannot make one; every frame of such a file was lost)."""
+    from conftest import MAKER
+
+    src = tmp_path / "odd.mkv"  # (an -vf would round the size to even; inside the source it stays odd)
+    subprocess.run([MAKER, "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=63x47:rate=25:duration=0.4,format=rgba",
+                    "-c:v", "ffv1", "-pix_fmt", pix_fmt, str(src)], check=True)
+    assert (probe(str(src)).width, probe(str(src)).height) == (63, 47)
+    for scale in (1, 2):
+        res = enhance(src, tmp_path / f"out{scale}.mkv", scale=scale, codec="ffv1")
+        assert res.frames == 10 and count_frames(str(tmp_path / f"out{scale}.mkv")) == 10
+        info = probe(str(tmp_path / f"out{scale}.mkv"))
+        assert (info.width, info.height) == (63 * scale, 47 * scale)

@@ -197,6 +197,22 @@ def has_filter(name: str, exe: str | None = None) -> bool:
     return name in _filters[exe]
 
 
+_decoders: dict[str, frozenset[str]] = {}
+
+
+def has_decoder(name: str, exe: str | None = None) -> bool:
+    """Whether the configured ffmpeg (or ``exe``) has a decoder (``libvpx-vp9``, which alone
+    decodes a VP9 stream's alpha plane, is not in every build)."""
+    exe = exe or tools().ffmpeg
+    if exe not in _decoders:
+        proc = run([exe, "-hide_banner", "-nostdin", "-decoders"], what="listing decoders failed", timeout=60,
+                   check=False)
+        # " V....D libvpx-vp9  libvpx VP9 (codec vp9)": flags, name, description
+        _decoders[exe] = frozenset(parts[1] for line in proc.stdout.decode("utf-8", "replace").splitlines()
+                                   if len(parts := line.split()) >= 2 and len(parts[0]) == 6 and parts[0][0] in "VAS")
+    return name in _decoders[exe]
+
+
 def with_filter(name: str) -> str | None:
     """An ffmpeg that has the filter ``name``: the configured one, else the bundled one (for
     measurements only, such as VMAF; decoding and encoding stay with the configured ffmpeg)."""

@@ -74,9 +74,9 @@ def lean_threads(lookahead: int) -> int:
 
 
 def can_hold_alpha(opts: EncodeOptions) -> bool:
-    """Whether the output keeps an alpha plane: the pixel format asked for has one, or, where none
-    was asked for, the codec can hold one (ProRes 4444, FFV1, PNG, TIFF)."""
-    return has_alpha(opts.pix_fmt) if opts.pix_fmt else opts.codec in ALPHA_FORMATS
+    """Whether the output keeps an alpha plane: the codec can hold one (ProRes 4444, FFV1, PNG,
+    TIFF), and the pixel format asked for, if any, has one."""
+    return opts.codec in ALPHA_FORMATS and (opts.pix_fmt is None or has_alpha(opts.pix_fmt))
 
 
 def _video_args(opts: EncodeOptions, depth: int, container: str, source_pix: str = "yuv420p",
@@ -171,7 +171,7 @@ def plan(info: VideoInfo, opts: EncodeOptions, container: str, colour: Colour, w
             warnings.append(f"the source's alpha channel (transparency, {info.pix_fmt}) is not kept here: the output "
                             "is opaque")
         else:
-            hold = f"{option('pix_fmt')} {opts.pix_fmt}" if opts.pix_fmt else opts.codec
+            hold = opts.codec if opts.codec not in ALPHA_FORMATS else f"{option('pix_fmt')} {opts.pix_fmt}"
             warnings.append(f"{hold} cannot hold the source's alpha channel (transparency, {info.pix_fmt}): the "
                             f"output is opaque ({option('codec')} prores, ffv1, png or tiff would keep it)")
     if opts.codec == "mpeg2" and info.fps and not mpeg2_exact(info.fps):

@@ -72,7 +72,28 @@ def probe(path: str, *, input_args: list[str] | None = None, use_ffprobe: bool =
         _add_track_titles(info)
     if not sequence and info.container == "avi":
         _count_repeats(info)
+    if not sequence:
+        _vpx_alpha(info)
     return info
+
+
+# VP8/VP9 keep an alpha plane beside the picture (WebM's BlockAdditional, said by the stream's
+# ALPHA_MODE tag); ffmpeg's own decoders leave it out, libvpx's decode it
+_VPX_ALPHA = {"vp9": "libvpx-vp9", "vp8": "libvpx"}
+
+
+def _vpx_alpha(info: VideoInfo) -> None:
+    """A VP8/VP9 stream with alpha: decoded by libvpx, as yuva420p, where this ffmpeg has it; else
+    a note that its alpha cannot be read (the picture is, without it)."""
+    if info.codec not in _VPX_ALPHA or not any(k.lower() == "alpha_mode" and str(v).strip() == "1"
+                                               for k, v in info.video_tags.items()):
+        return
+    decoder = _VPX_ALPHA[info.codec]
+    if ff.has_decoder(decoder):
+        info.input_args = [*info.input_args, "-c:v", decoder]
+        info.pix_fmt = "yuva420p"
+    else:
+        info.alpha_unread = decoder
 
 
 def _check_readable(path: str) -> None:

@@ -49,14 +49,14 @@ _DAMAGE = re.compile(r"partial file|ended prematurely|truncat|invalid data found
 
 def deinterlace_filter(info: VideoInfo, mode: str) -> str | None:
     """bwdif keeps one frame per frame (send_frame); auto only touches frames flagged interlaced,
-    and only where the stream does not say it is progressive."""
+    and only where the stream does not say it is progressive (nor in image sequences)."""
     if mode == "off":
         return None
     if mode == "on":
         return "bwdif=mode=send_frame:parity=auto:deint=all"
     if mode != "auto":
         raise ArgumentError(f"deinterlace must be auto|on|off, not {mode!r}")
-    if info.field_order == "progressive":
+    if info.field_order == "progressive" or info.image_sequence:  # pictures are whole frames
         return None
     return "bwdif=mode=send_frame:parity=auto:deint=interlaced"
 
@@ -92,13 +92,6 @@ class FrameReader:
         if dein:
             filters.append(dein)
         filters.append("showinfo=checksum=0")
-        # a stream that changes size mid-way (broadcast captures, files joined end to end): its later
-        # frames are fitted inside the first size with black bars, keeping their shape, instead of
-        # being stretched to it by the scaler ffmpeg would insert. While the size holds, both filters
-        # pass frames through untouched.
-        even = ":force_divisible_by=2" if self.width % 2 == 0 and self.height % 2 == 0 else ""
-        filters.append(f"scale={self.width}:{self.height}:force_original_aspect_ratio=decrease{even}")
-        filters.append(f"pad={self.width}:{self.height}:(ow-iw)/2:(oh-ih)/2:black")
         pix = ("rgba64le" if self.depth == 16 else "rgba") if alpha else ("rgb48le" if self.depth == 16 else "rgb24")
         if self.planar is not None:
             pix = self.planar.pix_fmt
@@ -108,6 +101,14 @@ class FrameReader:
         else:
             filters.append(f"scale=in_color_matrix={self.colour.sws_matrix}:in_range={self.colour.range}"
                            f":flags=bicubic+accurate_rnd+full_chroma_int,format={pix}")
+        # a stream that changes size mid-way (broadcast captures, files joined end to end): its later
+        # frames are fitted inside the first size with black bars, keeping their shape, instead of
+        # being stretched to it by the scaler ffmpeg would insert. Last, in the format delivered: RGB
+        # at any size, the planar path's YUV only at even sizes (pad cannot make an odd 4:2:0 frame).
+        # While the size holds, both filters pass frames through untouched.
+        even = ":force_divisible_by=2" if self.planar is not None else ""
+        filters.append(f"scale={self.width}:{self.height}:force_original_aspect_ratio=decrease{even}")
+        filters.append(f"pad={self.width}:{self.height}:(ow-iw)/2:(oh-ih)/2:black")
         src = info.path if info.image_sequence else ff.file_arg(info.path)
         self.argv = [ff.tools().ffmpeg, "-hide_banner", "-nostats", "-loglevel", "info", "-copyts", "-nostdin",
                      *self.segment.input_args(), *info.input_args,

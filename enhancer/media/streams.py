@@ -19,13 +19,14 @@ _LOSSLESS_AUDIO = ("pcm_", "flac", "alac", "truehd", "wavpack", "tta", "ape")
 # stream tags that describe the source's own encoding or container, not the stream: never copied
 # (ffmpeg writes its own; a stale frame count or duration would be read back as the truth)
 _STALE_TAGS = re.compile(r"(duration|number_of_frames|number_of_bytes|bps|_statistics_\w*|encoder|rotate|"
-                         r"vendor_id|timecode)(-\w+)?", re.I)
+                         r"vendor_id|timecode|alpha_mode)(-\w+)?", re.I)  # alpha_mode: VP8/9's alpha side data
 
 
 def video_tag_args(info: VideoInfo) -> list[str]:
     """Output options that give the video stream the source's own tags (language, title,
     handler ...). Rotation is applied to the picture, so it is not copied, nor are tags that
-    describe the source's encoding (its encoder, frame count, duration, statistics)."""
+    describe the source's encoding (its encoder, frame count, duration, statistics, a VP8/VP9
+    stream's ALPHA_MODE, which would claim an alpha plane the new encoding does not carry)."""
     args: list[str] = []
     keys = {k.lower() for k in info.video_tags}
     for key, value in info.video_tags.items():

@@ -83,6 +83,8 @@ class VideoInfo:
     # AVI ticks of the video clock whose packet is empty: "show the frame before again" (a VfW
     # capture's dropped frame, Cinepak's unchanged one); the reader shows it again, as players do
     repeats: int = 0
+    # a VP8/VP9 stream whose alpha plane this ffmpeg cannot decode: the decoder it lacks (libvpx-vp9)
+    alpha_unread: str | None = None
     # the other video streams, left out of the output: "cover art (stream 2, mjpeg)", "video stream 3 (...)"
     others: list[str] = field(default_factory=list)
 

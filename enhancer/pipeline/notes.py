@@ -76,6 +76,11 @@ def input_notes(info: VideoInfo) -> list[str]:
                      f"{float(info.fps):g} fps rate stay the source's")
     if info.others:
         notes.append(f"{' and '.join(info.others)} left out: only the video enhanced is written")
+    if info.alpha_unread:
+        from enhancer.media import ffmpeg as ff
+
+        notes.append(f"the {info.codec.upper()} stream's alpha channel needs ffmpeg's {info.alpha_unread} decoder, "
+                     f"which ffmpeg {ff.tools().version_text} lacks: the output is opaque")
     if not info.image_sequence:
         return notes
     from enhancer.media.sequence import FPS_SIDECAR
