@@ -416,3 +416,21 @@ def test_a_run_that_only_joins_still_says_what_the_picture_lost(tmp_path, monkey
                         EnhanceOptions(progress=False))
     assert res.frames == 10 and res.resumed == 10 and count_frames(str(out)) == 10
     assert [w for w in res.warnings if "cannot hold the source's alpha channel" in w], res.warnings
+
+
+def test_a_joined_file_whose_clock_restarts_resumes_after_the_join(tmp_path):
+    """Two MPEG-TS recordings joined end to end (the second's clock starts again, at another
+    size), interrupted after the join: the resume's seek by time finds no frames there. It must
+    not fail the file and throw its parts away: it reads from further back, or starts over, and
+    the output is the straight run's, frame for frame."""
+    a = make_clip(tmp_path / "a.ts", size="64x48", seconds=3, audio=False)
+    b = make_clip(tmp_path / "b.ts", size="96x54", seconds=3, audio=False, src="smptebars")
+    src = tmp_path / "joined.ts"
+    src.write_bytes(a.read_bytes() + b.read_bytes())
+    straight = tmp_path / "straight.mkv"
+    enhance_video(probe(str(src)), str(straight), ClassicalUpscaler("lanczos", 2), FFV1, EnhanceOptions(progress=False))
+    out = tmp_path / "out.mkv"
+    parts = interrupted_parts(src, out, stop_after=110)
+    assert sum(p["frames"] for p in parts) > 80  # past the join at frame 75
+    res = enhance_video(probe(str(src)), str(out), ClassicalUpscaler("lanczos", 2), FFV1, EnhanceOptions(progress=False))
+    assert res.frames == 150 and framemd5(out) == framemd5(straight)

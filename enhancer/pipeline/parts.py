@@ -9,6 +9,7 @@ under a hidden name, counted, and only then given the output's name.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import shutil
 import time
@@ -189,7 +190,11 @@ def _resumed_frames(reader: FrameReader, last: Fraction, margin: int, done_frame
     it = iter(reader)
     context: list[Frame] = []
     seen = False
-    for fr in it:
+    try:
+        fr = next(it, None)
+    except InputError:  # the seek found no frames at all (a file whose clock restarts, joined end to end)
+        return None
+    for fr in itertools.chain([fr] if fr is not None else [], it):
         if fr.pts * fr.time_base <= last:
             seen = True
             context.append(fr)
