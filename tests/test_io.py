@@ -627,3 +627,22 @@ def test_an_odd_sized_subsampled_source_is_read(tmp_path, pix_fmt):
         assert res.frames == 10 and count_frames(str(tmp_path / f"out{scale}.mkv")) == 10
         info = probe(str(tmp_path / f"out{scale}.mkv"))
         assert (info.width, info.height) == (63 * scale, 47 * scale)
+
+
+def test_a_frame_lost_at_a_size_change_behind_the_deinterlacer_is_said(tmp_path):
+    """Interlaced broadcast recordings joined at another size: ffmpeg rebuilds its filters at the
+    change and bwdif's held frame is lost with them. Every frame decoded is counted before bwdif,
+    so the loss is said, with the count (never silent), and --deinterlace off keeps them all."""
+    il = ["-flags", "+ilme+ildct", "-field_order", "tt", "-q:v", "3"]
+    a = make_clip(tmp_path / "a.ts", size="160x120", seconds=0.4, vcodec="mpeg2video", audio=False, extra_out=il)
+    b = make_clip(tmp_path / "b.ts", size="160x90", seconds=0.4, vcodec="mpeg2video", audio=False, extra_out=il)
+    joined = tmp_path / "joined.ts"
+    joined.write_bytes(a.read_bytes() + b.read_bytes())
+    off = enhance(joined, tmp_path / "off.mkv", scale=1, codec="ffv1", opts=EnhanceOptions(progress=False,
+                                                                                         deinterlace="off"))
+    total = off.frames  # every frame the decoder gives (it may drop one at the join itself)
+    assert total >= 18 and not [w for w in off.warnings if "lost" in w]
+    res = enhance(joined, tmp_path / "out.mkv", scale=1, codec="ffv1")
+    lost = [w for w in res.warnings if "lost where the picture changes size" in w]
+    assert res.frames == total or (len(lost) == 1 and lost[0].startswith(f"{total - res.frames} frame(s) lost")), \
+        (res.frames, total, res.warnings)

@@ -37,9 +37,9 @@ class Frame:
         return float(self.pts * self.time_base)
 
 
-_SHOWINFO = re.compile(r"\[Parsed_showinfo_\d+ @ [^\]]+\] n: *(\d+) pts: *(-?\d+) ")
+_SHOWINFO = re.compile(r"\[Parsed_showinfo_(\d+) @ [^\]]+\] n: *(\d+) pts: *(-?\d+) ")
 _SIZE = re.compile(r" s:(\d+)x(\d+) ")
-_TIMEBASE = re.compile(r"\[Parsed_showinfo_\d+ @ [^\]]+\] config in time_base: (\d+)/(\d+)")
+_TIMEBASE = re.compile(r"\[Parsed_showinfo_(\d+) @ [^\]]+\] config in time_base: (\d+)/(\d+)")
 _DONE = object()
 # what demuxers and decoders print when a file is cut short or damaged
 _DAMAGE = re.compile(r"partial file|ended prematurely|truncat|invalid data found|error splitting|missing picture|"
@@ -90,7 +90,13 @@ class FrameReader:
         filters = [f"fps={info.fps.numerator}/{info.fps.denominator}"] if info.repeats and info.fps else []
         dein = deinterlace_filter(info, deinterlace)
         if dein:
-            filters.append(dein)
+            # a showinfo before bwdif counts the frames decoded, with their sizes: bwdif holds a
+            # frame, which is lost where ffmpeg rebuilds its filters (a stream that changes size),
+            # and that loss is said, not silent
+            filters = ["showinfo=checksum=0", *filters, dein]
+        self._sizes_at = 0 if dein else None  # the showinfo that sees the frames as decoded
+        self._times_at = len(filters)  # the showinfo whose frames are delivered, with their times
+        self._decoded = 0
         filters.append("showinfo=checksum=0")
         pix = ("rgba64le" if self.depth == 16 else "rgba") if alpha else ("rgb48le" if self.depth == 16 else "rgb24")
         if self.planar is not None:
@@ -132,9 +138,14 @@ class FrameReader:
     def _on_line(self, line: str) -> None:
         m = _SHOWINFO.search(line)
         if m:
-            with self._pts_cond:
-                self._pts.append(int(m.group(2)))
-                self._pts_cond.notify_all()
+            at = int(m.group(1))
+            if at == self._times_at:
+                with self._pts_cond:
+                    self._pts.append(int(m.group(3)))
+                    self._pts_cond.notify_all()
+            if at != (self._times_at if self._sizes_at is None else self._sizes_at):
+                return
+            self._decoded += 1
             self._shown += 1  # showinfo's own n starts again at 0 when ffmpeg rebuilds its filters
             size = _SIZE.search(line, m.end())
             if size:
@@ -152,7 +163,8 @@ class FrameReader:
             return
         m = _TIMEBASE.search(line)
         if m:
-            self.time_base = Fraction(int(m.group(1)), int(m.group(2)))
+            if int(m.group(1)) == self._times_at:
+                self.time_base = Fraction(int(m.group(2)), int(m.group(3)))
             return
         if len(self.damage) < 3 and _DAMAGE.search(line):
             self.damage.append(ff.summarize([line]).rstrip("."))
@@ -202,6 +214,11 @@ class FrameReader:
                 return
             rc = self._proc.wait()
             self.frames_read = index
+            if self._sizes_at is not None and self._decoded > index and self._resized_to and not self.info.repeats:
+                lost = self._decoded - index
+                self.warnings.append(f"{lost} frame(s) lost where the picture changes size: ffmpeg rebuilds its "
+                                     "filters there, and the deinterlacer's held frame goes with them; "
+                                     f"{option('deinterlace')} off keeps every frame of a progressive source")
             if rc != 0:
                 err = self._proc.error()
                 if index == 0:
