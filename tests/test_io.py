@@ -565,6 +565,15 @@ def test_the_alpha_channel_is_kept_where_the_output_can_hold_it(tmp_path, codec,
         assert rgb.shape == (10, 64 * scale, 112 * scale, 3) and rgb[:, :, : 40 * scale].std() > 20  # the picture
 
 
+def test_bars_around_a_picture_with_alpha_are_transparent(tmp_path):
+    src = make_clip(tmp_path / "matte.mov", size="112x64", seconds=0.2, vcodec="prores_ks", pix_fmt="yuva444p10le",
+                    vf=_MATTE, extra_out=["-profile:v", "4444"])
+    res = enhance(src, tmp_path / "out.mkv", scale=1, codec="ffv1", size=(224, 64))
+    assert [w for w in res.warnings if "transparent bars fill the rest" in w], res.warnings
+    alpha = _alpha_plane(tmp_path / "out.mkv", 224, 64)  # the picture 112x64 in the middle
+    assert alpha[:, :, :50].max() == 0 and alpha[:, :, 60:90].min() >= 250 and alpha[:, :, 175:].max() == 0
+
+
 def test_an_alpha_channel_the_output_cannot_hold_is_named(tmp_path):
     src = make_clip(tmp_path / "matte.mov", size="112x64", seconds=0.2, vcodec="prores_ks", pix_fmt="yuva444p10le",
                     vf=_MATTE, extra_out=["-profile:v", "4444"])

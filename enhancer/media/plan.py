@@ -197,9 +197,10 @@ def plan(info: VideoInfo, opts: EncodeOptions, container: str, colour: Colour, w
                               hint=f"give even numbers to {option('size')}, or {option('pix_fmt')} yuv444p")
         resize = f"scale={pw}:{ph}:flags=lanczos+accurate_rnd+full_chroma_int,"
         if (pw, ph) != (fw, fh):
-            resize += f"pad={fw}:{fh}:{(fw - pw) // 2}:{(fh - ph) // 2}:black,"
-            warnings.append(f"the picture ({pw}x{ph}) keeps its aspect inside the {fw}x{fh} asked for: black "
-                            f"bars fill the rest (give only {option('width')} or {option('height')} for no bars)")
+            # (transparent where the output keeps an alpha plane)
+            resize += f"pad={fw}:{fh}:{(fw - pw) // 2}:{(fh - ph) // 2}:{'black@0' if alpha else 'black'},"
+            warnings.append(f"the picture ({pw}x{ph}) keeps its aspect inside the {fw}x{fh} asked for: "
+                            f"{'transparent' if alpha else 'black'} bars fill the rest (give only {option('width')} or {option('height')} for no bars)")
         if square:
             sar = Fraction(1)
     elif opts.square_pixels and sar != 1:
