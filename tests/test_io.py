@@ -521,8 +521,8 @@ def _alpha_plane(path: Path, w: int, h: int, depth: int = 8) -> np.ndarray:
     from conftest import MAKER
 
     fmt = "gray16le" if depth > 8 else "gray"
-    raw = subprocess.run([MAKER, "-v", "error", "-i", str(path), "-vf", f"alphaextract,format={fmt}", "-f", "rawvideo",
-                          "-"], capture_output=True, check=True).stdout
+    raw = subprocess.run([MAKER, "-v", "error", "-i", str(path), "-vf", f"alphaextract,format={fmt}",
+                          "-fps_mode", "passthrough", "-f", "rawvideo", "-"], capture_output=True, check=True).stdout
     return np.frombuffer(raw, np.uint16 if depth > 8 else np.uint8).reshape(-1, h, w)
 
 
@@ -655,3 +655,24 @@ def test_a_frame_lost_at_a_size_change_behind_the_deinterlacer_is_said(tmp_path)
     lost = [w for w in res.warnings if "lost where the picture changes size" in w]
     assert res.frames == total or (len(lost) == 1 and lost[0].startswith(f"{total - res.frames} frame(s) lost")), \
         (res.frames, total, res.warnings)
+
+
+def test_a_new_pixel_shape_of_the_same_display_shape_fills_the_frame(tmp_path):
+    """HD broadcast switches between 1440x1080 at SAR 4:3 and 1920x1080 at SAR 1:1, both 16:9: the
+    new frames are brought to the first frames' pixel shape before fitting, so they fill the frame
+    (no bars, not squashed)."""
+    from conftest import MAKER
+
+    a = make_clip(tmp_path / "a.ts", size="144x108", seconds=0.4, audio=False, vf="setsar=4/3")
+    b = make_clip(tmp_path / "b.ts", size="192x108", seconds=0.4, audio=False, src="smptebars", vf="setsar=1")
+    joined = tmp_path / "joined.ts"
+    joined.write_bytes(a.read_bytes() + b.read_bytes())
+    shown = subprocess.run([ff.tools().ffmpeg, "-hide_banner", "-i", str(joined), "-vf", "showinfo=checksum=0", "-f",
+                            "null", "-"], capture_output=True, text=True).stderr
+    if "sar:1/1 s:192x108" not in shown:
+        pytest.skip("this ffmpeg gives the second recording's frames the first one's SAR")
+    res = enhance(joined, tmp_path / "out.mkv", scale=2, codec="ffv1")
+    assert res.frames == 20
+    frames = decode_frames(tmp_path / "out.mkv").astype(int)
+    assert frames.shape[1:3] == (216, 288)
+    assert frames[15][:8].mean() > 60 and frames[15][-8:].mean() > 20  # the bars' rows hold picture

@@ -112,9 +112,18 @@ class FrameReader:
         # being stretched to it by the scaler ffmpeg would insert. Last, in the format delivered: RGB
         # at any size, the planar path's YUV only at even sizes (pad cannot make an odd 4:2:0 frame).
         # While the size holds, both filters pass frames through untouched.
-        even = ":force_divisible_by=2" if self.planar is not None else ""
-        filters.append(f"scale={self.width}:{self.height}:force_original_aspect_ratio=decrease{even}")
-        filters.append(f"pad={self.width}:{self.height}:(ow-iw)/2:(oh-ih)/2:black")
+        # The shape is the display's: a new pixel shape (1440x1080 at SAR 4:3 after 1920x1080 at 1:1,
+        # both 16:9) is first brought to the first frames' (the output's) pixel shape, so such a
+        # switch fills the frame instead of being squashed between bars. Bars are transparent where
+        # frames carry alpha.
+        even = self.planar is not None
+        sar = info.sar if info.sar and info.sar > 0 else Fraction(1)
+        sar = 1 / sar if info.rotation in (90, 270) else sar  # turned with the picture
+        width = f"iw*sar*{sar.denominator}/{sar.numerator}"
+        filters.append(f"scale=w='{f'trunc({width}/2+0.5)*2' if even else f'round({width})'}':h=ih")
+        filters.append(f"scale={self.width}:{self.height}:force_original_aspect_ratio=decrease"
+                       + (":force_divisible_by=2" if even else ""))
+        filters.append(f"pad={self.width}:{self.height}:(ow-iw)/2:(oh-ih)/2:{'black@0' if alpha else 'black'}")
         src = info.path if info.image_sequence else ff.file_arg(info.path)
         self.argv = [ff.tools().ffmpeg, "-hide_banner", "-nostats", "-loglevel", "info", "-copyts", "-nostdin",
                      *self.segment.input_args(), *info.input_args,
