@@ -584,6 +584,9 @@ def test_an_alpha_channel_the_output_cannot_hold_is_named(tmp_path):
     # a pixel format with alpha does not make h264 hold one
     res = enhance(src, tmp_path / "out2.mkv", scale=2, pix_fmt="yuva420p")
     assert [w for w in res.warnings if w.startswith("h264 cannot hold the source's alpha channel")], res.warnings
+    # nor does ProRes in a profile other than 4444 (ffmpeg drops the alpha and says so only in its log)
+    res = enhance(src, tmp_path / "out3.mov", scale=1, codec="prores", encoder_args=("-profile:v", "3"))
+    assert [w for w in res.warnings if w.startswith("prores (in a profile other than 4444) cannot hold")], res.warnings
 
 
 def test_a_vp9_alpha_channel_is_read_and_kept(tmp_path):

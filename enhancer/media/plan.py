@@ -74,8 +74,14 @@ def lean_threads(lookahead: int) -> int:
 
 
 def can_hold_alpha(opts: EncodeOptions) -> bool:
-    """Whether the output keeps an alpha plane: the codec can hold one (ProRes 4444, FFV1, PNG,
-    TIFF), and the pixel format asked for, if any, has one."""
+    """Whether the output keeps an alpha plane: the codec can hold one (ProRes only in its 4444 and
+    4444 XQ profiles; FFV1, PNG, TIFF), and the pixel format asked for, if any, has one."""
+    if opts.codec == "prores":
+        args = list(opts.encoder_args)
+        profile = next((args[i + 1] for i in range(len(args) - 1) if args[i] in ("-profile:v", "-profile")),
+                       opts.profile)
+        if profile is not None and str(profile).lower() not in ("4", "5", "4444", "4444xq"):
+            return False
     return opts.codec in ALPHA_FORMATS and (opts.pix_fmt is None or has_alpha(opts.pix_fmt))
 
 
@@ -171,9 +177,12 @@ def plan(info: VideoInfo, opts: EncodeOptions, container: str, colour: Colour, w
             warnings.append(f"the source's alpha channel (transparency, {info.pix_fmt}) is not kept here: the output "
                             "is opaque")
         else:
-            hold = opts.codec if opts.codec not in ALPHA_FORMATS else f"{option('pix_fmt')} {opts.pix_fmt}"
+            hold = f"{option('pix_fmt')} {opts.pix_fmt}" if opts.codec in ALPHA_FORMATS and opts.pix_fmt \
+                else "prores (in a profile other than 4444)" if opts.codec == "prores" else opts.codec
             warnings.append(f"{hold} cannot hold the source's alpha channel (transparency, {info.pix_fmt}): the "
-                            f"output is opaque ({option('codec')} prores, ffv1, png or tiff would keep it)")
+                            f"output is opaque ({'ProRes 4444, ' if opts.codec == 'prores' else ''}"
+                            f"{option('codec')} {'' if opts.codec == 'prores' else 'prores, '}ffv1, png or tiff "
+                            "would keep it)")
     if opts.codec == "mpeg2" and info.fps and not mpeg2_exact(info.fps):
         near = min(_MPEG2_RATES + _MPEG2_UNOFFICIAL, key=lambda r: abs(r - info.fps))
         warnings.append(f"MPEG-2 has no {float(info.fps):.6g} fps: the stream's header says {float(near):.6g} fps, "

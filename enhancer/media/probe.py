@@ -91,7 +91,7 @@ def _vpx_alpha(info: VideoInfo) -> None:
     decoder = _VPX_ALPHA[info.codec]
     if ff.has_decoder(decoder):
         info.input_args = [*info.input_args, "-c:v", decoder]
-        info.pix_fmt = "yuva420p"
+        info.pix_fmt = re.sub(r"^yuv(?!a)", "yuva", info.pix_fmt or "yuv420p")  # yuv420p10le -> yuva420p10le
     else:
         info.alpha_unread = decoder
 

@@ -34,8 +34,10 @@ from enhancer.progress import bar
 _PART_NAME = PART_NAME
 _PART_KEYS = {"file", "frames", "first", "last"}
 # how parts are written: 2 = each part's timeline starts at its own first frame (parts of an
-# earlier layout would join at the wrong times, so they are not reused)
-_PARTS_LAYOUT = 2
+# earlier layout would join at the wrong times, so they are not reused); 3 = parts keep the
+# source's alpha plane where the output can hold one, and a mid-stream size change is fitted with
+# bars (a layout-2 part, opaque or stretched, must not be joined to them)
+_PARTS_LAYOUT = 3
 
 
 def _resumable(info: VideoInfo, output: str, encode: EncodeOptions, opts: EnhanceOptions) -> bool:

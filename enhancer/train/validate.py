@@ -22,7 +22,7 @@ def validate(model: nn.Module, data: ClipDataset, indices: np.ndarray, cfg: Trai
     evaluate``'s figure (:func:`enhancer.quality.evaluate.psnr_y` of each 8-bit frame, the mean over all
     frames) on whole frames, a border of 2 * scale left out; the frame-difference error (``fde``:
     flicker against the truth, without a flow) of each; and in stage 2 VMAF of each (ffmpeg's
-    libvmaf over all validation frames, one after another)."""
+    libvmaf over all validation frames, one after another: a curve to follow)."""
     from enhancer.quality.evaluate import psnr_y
     from enhancer.models.align import align_stacks
 
@@ -93,7 +93,8 @@ def _fde(truth: np.ndarray, out: np.ndarray) -> float:
 
 def _vmaf(truth: list, ours: list, bicubic: list) -> tuple[float, float]:
     """The mean VMAF of our frames and of bicubic's against the truth (each list packed losslessly
-    as one clip)."""
+    as one clip: VMAF's motion feature then crosses the cuts between sequences, alike for both, so
+    this is a curve to follow, not `evaluate`'s figure for any one clip)."""
     import tempfile
 
     import cv2
