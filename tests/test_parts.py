@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import make_clip, run_cli
+from conftest import make_clip, packet_times, run_cli
 from enhancer.pipeline import parts as made_in_parts
 from enhancer.pipeline import spans as made_in_spans
 from enhancer.pipeline.engine import EnhanceOptions
@@ -418,19 +418,26 @@ def test_a_run_that_only_joins_still_says_what_the_picture_lost(tmp_path, monkey
     assert [w for w in res.warnings if "cannot hold the source's alpha channel" in w], res.warnings
 
 
-def test_a_joined_file_whose_clock_restarts_resumes_after_the_join(tmp_path):
+@pytest.mark.parametrize("stop_after", [30, 110])
+def test_a_joined_file_whose_clock_restarts_is_made_and_resumed_whole(tmp_path, stop_after):
     """Two MPEG-TS recordings joined end to end (the second's clock starts again, at another
-    size), interrupted after the join: the resume's seek by time finds no frames there. It must
-    not fail the file and throw its parts away: it reads from further back, or starts over, and
-    the output is the straight run's, frame for frame."""
+    size). Made in many parts, its times go forward across them (they all collapsed onto one time
+    after the join); interrupted before or after the join, the resume finds its place by counting
+    frames (a seek by time drops the whole second recording, or finds nothing), and the output is
+    the one-part run's, frame for frame and time for time."""
     a = make_clip(tmp_path / "a.ts", size="64x48", seconds=3, audio=False)
     b = make_clip(tmp_path / "b.ts", size="96x54", seconds=3, audio=False, src="smptebars")
     src = tmp_path / "joined.ts"
     src.write_bytes(a.read_bytes() + b.read_bytes())
     straight = tmp_path / "straight.mkv"
     enhance_video(probe(str(src)), str(straight), ClassicalUpscaler("lanczos", 2), FFV1, EnhanceOptions(progress=False))
+    many = tmp_path / "many.mkv"
+    res = enhance_video(probe(str(src)), str(many), Slow(0.03), FFV1, EnhanceOptions(progress=False, part_seconds=0.15))
+    times = packet_times(many)
+    assert res.frames == 150 and times == packet_times(straight) and all(b > a for a, b in zip(times, times[1:]))
+    assert [w for w in res.warnings if w.startswith("75 frame(s) came with a timestamp before")], res.warnings
     out = tmp_path / "out.mkv"
-    parts = interrupted_parts(src, out, stop_after=110)
-    assert sum(p["frames"] for p in parts) > 80  # past the join at frame 75
+    parts = interrupted_parts(src, out, stop_after=stop_after)
+    assert (sum(p["frames"] for p in parts) > 80) == (stop_after > 100)  # the join is at frame 75
     res = enhance_video(probe(str(src)), str(out), ClassicalUpscaler("lanczos", 2), FFV1, EnhanceOptions(progress=False))
-    assert res.frames == 150 and framemd5(out) == framemd5(straight)
+    assert res.frames == 150 and framemd5(out) == framemd5(straight) and packet_times(out) == packet_times(straight)

@@ -8,6 +8,7 @@ under a hidden name, counted, and only then given the output's name.
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import itertools
 import json
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from enhancer.errors import EnhancerError, InputError, OutputError
 from enhancer.restore.restorer import Restorer
+from enhancer.media import ffmpeg as ff
 from enhancer.media.encode import EncodeOptions, IMAGE_CODECS
 from enhancer.media.muxer import Encoder, PART_NAME
 from enhancer.media.join import assemble, short_join
@@ -54,7 +56,7 @@ class _Parts:
     more than that much work, whatever the speed of the machine."""
 
     def __init__(self, folder: Path, info: VideoInfo, encode: EncodeOptions, colour, opts: EnhanceOptions,
-                 key: str, done: list[dict], clock=time.monotonic, label: str | None = None):
+                 key: str, done: list[dict], clock=time.monotonic, label: str | None = None, restarts: bool = False):
         self.folder, self.info, self.colour, self.opts = folder, info, colour, opts
         self.label = label  # the output the parts are for: what errors name
         self.encode = dataclasses.replace(encode, audio="none", subtitles=False)
@@ -69,17 +71,44 @@ class _Parts:
         self.frames = 0
         # the encoders' warnings (what the picture lost: chroma, depth, alpha), an earlier run's
         # parts' too, so a run that only joins still says them
-        self.warnings: list[str] = list(dict.fromkeys(
+        self._said: list[str] = list(dict.fromkeys(
             w for p in self.done for w in (p.get("warnings") or []) if isinstance(w, str)))
+        # the source's clock went back (recordings joined end to end): a resume cannot find its
+        # place by time, so it counts frames from the start instead (_resumed_by_count)
+        self.restarts = restarts
+        # times handed to the encoders only go forward, across parts: a frame whose time went back
+        # follows on one frame period after the one before (as one encoder does within a file), so
+        # parts join at increasing times however many the file takes
+        self._t_last: Fraction | None = Fraction(done[-1]["last"]) if done else None
+        self._period = 1 / info.fps if getattr(info, "fps", None) else Fraction(1, 25)
+        self._went_back = 0  # in the current part
+
+    @property
+    def warnings(self) -> list[str]:
+        went_back = sum(p.get("went_back", 0) for p in self.done) + self._went_back
+        return self._said + ([f"{went_back} frame(s) came with a timestamp before the previous frame's (files joined "
+                              "end to end, or a clock that restarted): they follow on at the frame rate"]
+                             if went_back else [])
 
     def write(self, image, pts: int, time_base: Fraction) -> None:
         if self.current is None:
             path = self.folder / _PART_NAME.format(len(self.done))
             self.current = Encoder(str(path), self.info, self.encode, self.colour, segment=self.opts.segment,
                                    label=self.label)
-            self.first, self.count = pts * time_base, 0
+            self.count = 0
+        t = pts * time_base
+        if self._t_last is not None and t < self._t_last:
+            # on the frames' own clock (the encoder keeps the first frame's time base)
+            pts = round((self._t_last + self._period) / time_base)
+            t = pts * time_base
+            self._went_back += 1
+            if not self.restarts:
+                self.restarts = True
+                self.save()
+        if self.count == 0:
+            self.first = t
         self.current.write(image, pts, time_base)
-        self.last = pts * time_base
+        self.last = self._t_last = t
         self.count += 1
         self.frames += 1
         if self.clock() - self.since >= self.part_seconds:
@@ -90,16 +119,18 @@ class _Parts:
             return
         path = self.current.close()
         said = self.current.warnings
-        self.warnings += [w for w in said if w not in self.warnings]
+        self._said += [w for w in said if w not in self._said]
         self.done.append({"file": path.name, "frames": self.count, "first": str(self.first), "last": str(self.last),
-                          "warnings": said})
+                          "warnings": said} | ({"went_back": self._went_back} if self._went_back else {}))
+        self._went_back = 0
         self.current = None
         self.save()
         self.since = self.clock()
 
     def save(self) -> None:
-        atomic_write(self.folder / "manifest.json",
-                     json.dumps({"key": self.key, "layout": _PARTS_LAYOUT, "parts": self.done}, indent=1), hidden=False)
+        atomic_write(self.folder / "manifest.json", json.dumps(
+            {"key": self.key, "layout": _PARTS_LAYOUT, "parts": self.done} | ({"restarts": True} if self.restarts else {}),
+            indent=1), hidden=False)
 
     def abort(self) -> None:
         if self.current is not None:
@@ -111,10 +142,14 @@ def _valid_part(folder: Path, k: int, part, after: Fraction | None) -> bool:
     """Whether manifest entry ``k`` is exactly what this tool writes: the k-th part file by its
     own name (no paths, no repeats), a positive frame count that the file really holds, and
     times that follow the part before."""
-    if not isinstance(part, dict) or set(part) - {"warnings"} != _PART_KEYS or part["file"] != _PART_NAME.format(k):
+    if not isinstance(part, dict) or set(part) - {"warnings", "went_back"} != _PART_KEYS \
+            or part["file"] != _PART_NAME.format(k):
         return False
     said = part.get("warnings", [])  # the part's encoder's warnings (optional)
     if not isinstance(said, list) or not all(isinstance(w, str) for w in said):
+        return False
+    went_back = part.get("went_back", 0)  # its frames whose time went back (optional)
+    if isinstance(went_back, bool) or not isinstance(went_back, int) or went_back < 0:
         return False
     frames = part["frames"]
     if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
@@ -166,9 +201,19 @@ def _load_parts(folder: Path, key: str) -> tuple[list[dict], str | None]:
     if len(good) < len(manifest["parts"]):
         note = (f"{len(manifest['parts']) - len(good)} of {len(manifest['parts'])} parts of an earlier run did not "
                 "check out and were made again")
-        atomic_write(folder / "manifest.json",
-                     json.dumps({"key": key, "layout": _PARTS_LAYOUT, "parts": good}, indent=1), hidden=False)
+        atomic_write(folder / "manifest.json", json.dumps(
+            {"key": key, "layout": _PARTS_LAYOUT, "parts": good} | ({"restarts": True} if _restarts(folder) else {}),
+            indent=1), hidden=False)
     return good, note
+
+
+def _restarts(folder: Path) -> bool:
+    """Whether an earlier run saw the source's clock go back (its manifest says so)."""
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("restarts") is True
 
 
 def _merged(folder: Path, done: list[dict]) -> dict:
@@ -212,6 +257,51 @@ def _resumed_frames(reader: FrameReader, last: Fraction, margin: int, done_frame
 
         return chain(), len(context)
     return iter([]), 0  # nothing after the last finished part: only the join is left
+
+
+def _clock_goes_back(info: VideoInfo) -> bool:
+    """Whether the video's decoding times ever go back (recordings joined end to end): a seek by
+    time cannot find a place in such a file (an accurate seek drops every frame of a later
+    recording whose clock reads less). Read from the packets alone (no decoding): seconds for an
+    hour of video, and only when a run resumes."""
+    # (-copyts: else ffmpeg mends MPEG-TS discontinuities; its muxer then holds a time that went back
+    # at the one before, so a time that does not go forward counts)
+    argv = [ff.tools().ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-copyts", *info.input_args,
+            "-i", ff.file_arg(info.path), "-map", f"0:{info.video_index}", "-c", "copy", "-f", "framecrc", "-"]
+    try:
+        out = ff.run(argv, path=info.path, what="reading the packet times failed", timeout=600).stdout
+    except EnhancerError:
+        return False
+    last = None
+    for line in out.decode("ascii", "replace").splitlines():
+        fields = line.split(",")
+        if line.startswith("#") or len(fields) < 3:
+            continue
+        try:
+            dts = int(fields[1])
+        except ValueError:
+            continue
+        if last is not None and dts <= last:
+            return True
+        last = dts
+    return False
+
+
+def _resumed_by_count(reader, margin: int, done_frames: int):
+    """For a source whose clock goes back (where a seek by time is lost): read from the start, skip
+    the ``done_frames`` frames the finished parts hold, keeping the last ``margin`` of them as
+    context. Returns (iterator, context count); decoding is deterministic, so the frames are the
+    ones a straight run gives at those places."""
+    it = iter(reader)
+    context: collections.deque = collections.deque(maxlen=margin or None)
+    for _ in range(done_frames):
+        fr = next(it, None)
+        if fr is None:
+            break
+        if margin:
+            context.append(fr)
+    ctx = list(context) if margin else []
+    return itertools.chain(ctx, it), len(ctx)
 
 
 class _Within:
@@ -266,7 +356,8 @@ def _enhance_in_parts(info: VideoInfo, output: str, restorer: Restorer, encode: 
         read_from = max(0.0, (opts.start or 0) - SPLICE_PREROLL)
         segment = Segment(read_from or None,
                           (opts.start or 0) - read_from + opts.duration + 1.0 if opts.duration else None)
-    if done:  # read again from a few frames before the last finished one (context for the model)
+    restarts = bool(done) and (_restarts(folder) or _clock_goes_back(info))
+    if done and not restarts:  # read again from a few frames before the last finished one (context for the model)
         last = Fraction(done[-1]["last"])
         back = max(_preroll, (restorer.margin + 3) / float(info.fps))
         segment = segment.from_(float(last) - (info.start_time or 0) - back)
@@ -274,7 +365,7 @@ def _enhance_in_parts(info: VideoInfo, output: str, restorer: Restorer, encode: 
                          buffer=max(8, chunk + 2 * restorer.margin), planar=planar_frames(restorer, opts),
                          alpha=alpha_frames(info, encode, opts))
     source = _Within(reader, *bounds) if bounds else reader
-    parts = _Parts(folder, info, encode, reader.colour, opts, key, done, label=output)
+    parts = _Parts(folder, info, encode, reader.colour, opts, key, done, label=output, restarts=restarts)
     writer = _Writer(parts, depth=max(4, chunk))
     expected = _expected_frames(info, opts)
     frames = done_frames
@@ -290,6 +381,8 @@ def _enhance_in_parts(info: VideoInfo, output: str, restorer: Restorer, encode: 
             reader.warnings += list(merged.get("warnings") or [])
             if merged.get("time_base"):  # the decoder's clock (bwdif's field rate), as a reading run has it
                 reader.time_base = Fraction(merged["time_base"])
+        elif done and restarts:  # the clock goes back somewhere: find the place by counting frames
+            stream, skip = _resumed_by_count(source, restorer.margin, done_frames)
         elif done:
             resumed = _resumed_frames(source, Fraction(done[-1]["last"]), restorer.margin, done_frames)
             if resumed is None:  # the seek landed after the context (MPEG-TS does): from further back,
