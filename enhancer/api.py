@@ -251,7 +251,7 @@ def enhance(input: PathLike | Sequence[PathLike], output: PathLike, *, model: st
     them) into ``output`` (a file for one input, else a folder that mirrors the inputs' tree),
     with the CLI's semantics: ``enhancer enhance INPUT -o OUTPUT`` and the same option names.
 
-    ``model`` None picks the installed model for ``task`` ("web", "archive") and ``scale``:
+    ``model`` None picks the installed model for ``task`` ("web", "archive", "clean") and ``scale``:
     general-x2 by default; a path to a file of the field's models (.pth, .pt, .ckpt, .safetensors,
     .onnx) runs it frame by frame, with the temporal-consistency stage unless ``temporal`` is
     "off" (``temporal``: "auto", "on" for any per-frame model, "off", or a radius of 1 to 4 frames

@@ -30,6 +30,7 @@ def shelf(tmp_path, monkeypatch):
     _model(d, "web-x2-gan", 2, "web", "texture")
     _model(d, "web-x4", 4)  # an older card without a task: web
     _model(d, "old-film-x1", 1, "archive")
+    _model(d, "a-clean-x4", 4, "clean")  # first by name: a clean model never becomes web's default
     monkeypatch.setenv("ENHANCER_WEIGHTS", str(d))
     monkeypatch.setattr(weights, "weights_dirs", lambda: [d])
     return d
@@ -40,6 +41,7 @@ def test_pick_by_task_and_scale(shelf):
     assert weights.pick("web", 4) == "web-x4"
     assert weights.pick("archive", None) == "old-film-x1"
     assert weights.pick("web", 2, variant="texture") == "web-x2-gan"
+    assert weights.pick("clean", None) == "a-clean-x4"  # the clean job is done at x4 unless asked
     with pytest.raises(ModelError) as e:
         weights.pick("web", 1)
     assert "task archive" in str(e.value) and "old-film-x1" in str(e.value)
@@ -71,7 +73,7 @@ def test_a_broken_file_never_hides_the_model_of_its_name(shelf, tmp_path, monkey
     assert weights.resolve("web-x2") == shelf / "web-x2.safetensors"
     assert any("web-x2.safetensors" in r.message and "instead" in r.message for r in caplog.records)
     good, broken = weights.installed()
-    assert [p for p, _ in broken] == [user / "web-x2.safetensors"] and len(good) == 4
+    assert [p for p, _ in broken] == [user / "web-x2.safetensors"] and len(good) == 5
     (shelf / "web-x2.safetensors").write_bytes(b"\x00" * 64)  # none reads: loading says why
     with pytest.raises(ModelError, match="not a readable"):
         weights.load(weights.resolve("web-x2"))
@@ -87,6 +89,7 @@ def test_cli_picks_and_refuses_one_line(shelf, tmp_path):
     assert any(ln.startswith("web-x2 ") and " web x2 [fidelity" in ln and "repairs " in ln for ln in lines), lines
     assert any(ln.startswith("web-x4 ") and " web x4 " in ln for ln in lines), lines
     assert any(ln.startswith("old-film-x1 ") and " archive x1 " in ln for ln in lines), lines
+    assert any(ln.startswith("a-clean-x4 ") and " clean x4 [fidelity, default]" in ln for ln in lines), lines
     r = run_cli("models", "web-x2", env=env)  # one model's whole card
     assert r.returncode == 0 and r.stdout.startswith("web-x2: ") and "file: " in r.stdout
     r = run_cli("models", "nope", env=env)
@@ -98,6 +101,9 @@ def test_cli_picks_and_refuses_one_line(shelf, tmp_path):
     r = run_cli("enhance", str(clip), "-o", str(tmp_path / "b.mp4"), "--scale", "4", "-q", env=env)
     assert r.returncode == 0, r.stderr
     assert probe(str(tmp_path / "b.mp4")).width == 384
+    r = run_cli("enhance", str(clip), "-o", str(tmp_path / "k.mp4"), "--task", "clean", "-q", env=env)  # x4
+    assert r.returncode == 0, r.stderr
+    assert probe(str(tmp_path / "k.mp4")).width == 384
     r = run_cli("enhance", str(clip), "-o", str(tmp_path / "c.mp4"), "-m", "web-x2", "--scale", "4", "-q", env=env)
     assert r.returncode == 2 and "web-x4" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     r = run_cli("enhance", str(clip), "-o", str(tmp_path / "d.mp4"), "-m", "web-x2", "--task", "archive", "-q",

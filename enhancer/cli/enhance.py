@@ -20,9 +20,10 @@ from enhancer.restore.restorer import MODEL_CHUNK
               help="Model name (see `enhancer models`), a .safetensors path, a file of the field's models (.pth, "
                    ".pt, .ckpt or .safetensors read by spandrel; .onnx), or lanczos | bicubic | bilinear | "
                    "nearest [default: the installed model for --task and --scale: general-x2].")
-@click.option("--task", type=click.Choice(["web", "archive"]), default=None,
+@click.option("--task", type=click.Choice(["web", "archive", "clean"]), default=None,
               help="What to do when no --model is named: web (upscale web and broadcast video, x2 unless "
-                   "--scale says otherwise) or archive (restore film and tape at their own size) [default: web].")
+                   "--scale says otherwise), archive (restore film and tape at their own size) or clean (upscale "
+                   "clean sources: masters, renders, high-bitrate files; x4) [default: web].")
 @click.option("--scale", "-s", type=click.Choice(["1", "2", "4"]), default=None,
               help="Upscale factor (default: the model's own; 2 for classical upscalers).")
 @click.option("--codec", type=click.Choice(["h264", "h265", "prores", "dnxhr", "ffv1", "mpeg2", "png", "tiff"]),

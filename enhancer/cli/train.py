@@ -123,7 +123,7 @@ def train_plot_cmd(run_dir, output):
 @click.option("--damage", default="", help="What the model repairs, for its card.")
 @click.option("--metrics", "metrics_path", default=None, help="A JSON file of measured metrics to put on the card.")
 @click.option("--notes", default="", help="Free text for the card.")
-@click.option("--task", type=click.Choice(["web", "archive"]), default=None,
+@click.option("--task", type=click.Choice(["web", "archive", "clean"]), default=None,
               help="The job it does (default: archive for x1 models, web otherwise).")
 def export_cmd(checkpoint, output, name, damage, metrics_path, notes, task):
     """Write a training checkpoint's EMA generator as shipped safetensors weights."""

@@ -36,8 +36,9 @@ from enhancer.models.generator import Generator, GeneratorConfig
 
 FORMAT = "enhancer-weights"
 # the jobs users bring, and the scale each is done at unless asked otherwise
-TASKS = {"web": "upscale web and broadcast video", "archive": "restore film and tape at their own size"}
-DEFAULT_SCALE = {"web": 2, "archive": 1}
+TASKS = {"web": "upscale web and broadcast video", "archive": "restore film and tape at their own size",
+         "clean": "upscale clean sources (masters, renders, high-bitrate files) without repairing damage"}
+DEFAULT_SCALE = {"web": 2, "archive": 1, "clean": 4}
 VERSION = 1
 # name -> (nn.Module class built from a config, its config dataclass)
 ARCHITECTURES = {"stgan-generator": (Generator, GeneratorConfig), "aligned-fusion": (FusionGenerator, FusionConfig),
