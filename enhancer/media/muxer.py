@@ -40,6 +40,12 @@ from enhancer.media.videoinfo import VideoInfo
 TIMECODE_SIDECAR = "timecode.txt"
 
 
+def went_back_warning(frames: int) -> str:
+    """What an output says of frames whose time went back (the encoder's, or the parts' across them)."""
+    return (f"{frames} frame(s) came with a timestamp before the previous frame's (files joined end to end, or a "
+            "clock that restarted): they follow on at the frame rate")
+
+
 class _Output:
     """``with``: finish (``close``) on success; on any error, Ctrl-C included, leave nothing
     behind (``abort``)."""
@@ -96,10 +102,7 @@ class Encoder(_Output):
     def warnings(self) -> list[str]:
         found = list(self.plan.warnings) if self.plan else []
         went_back = getattr(getattr(self, "writer", None), "went_back", 0)
-        if went_back:
-            found.append(f"{went_back} frame(s) came with a timestamp before the previous frame's (files joined end "
-                         "to end, or a clock that restarted): they follow on at the frame rate")
-        return found
+        return found + ([went_back_warning(went_back)] if went_back else [])
 
     def _start(self, image: np.ndarray, pts: int, time_base: Fraction) -> None:
         # a flat frame is the source's own planes (a planar reader, enhancer.media.planar)

@@ -21,7 +21,7 @@ from enhancer.errors import EnhancerError, InputError, OutputError
 from enhancer.restore.restorer import Restorer
 from enhancer.media import ffmpeg as ff
 from enhancer.media.encode import EncodeOptions, IMAGE_CODECS
-from enhancer.media.muxer import Encoder, PART_NAME
+from enhancer.media.muxer import Encoder, PART_NAME, went_back_warning
 from enhancer.media.join import assemble, short_join
 from enhancer.media.videoinfo import VideoInfo
 from enhancer.media.probe import count_frames
@@ -86,9 +86,7 @@ class _Parts:
     @property
     def warnings(self) -> list[str]:
         went_back = sum(p.get("went_back", 0) for p in self.done) + self._went_back
-        return self._said + ([f"{went_back} frame(s) came with a timestamp before the previous frame's (files joined "
-                              "end to end, or a clock that restarted): they follow on at the frame rate"]
-                             if went_back else [])
+        return self._said + ([went_back_warning(went_back)] if went_back else [])
 
     def write(self, image, pts: int, time_base: Fraction) -> None:
         if self.current is None:
