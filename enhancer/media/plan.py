@@ -209,7 +209,8 @@ def plan(info: VideoInfo, opts: EncodeOptions, container: str, colour: Colour, w
             # (transparent where the output keeps an alpha plane)
             resize += f"pad={fw}:{fh}:{(fw - pw) // 2}:{(fh - ph) // 2}:{'black@0' if alpha else 'black'},"
             warnings.append(f"the picture ({pw}x{ph}) keeps its aspect inside the {fw}x{fh} asked for: "
-                            f"{'transparent' if alpha else 'black'} bars fill the rest (give only {option('width')} or {option('height')} for no bars)")
+                            f"{'transparent' if alpha else 'black'} bars fill the rest "
+                            f"(give only {option('width')} or {option('height')} for no bars)")
         if square:
             sar = Fraction(1)
     elif opts.square_pixels and sar != 1:

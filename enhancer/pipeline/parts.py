@@ -260,8 +260,8 @@ def _resumed_frames(reader: FrameReader, last: Fraction, margin: int, done_frame
 def _clock_goes_back(info: VideoInfo) -> bool:
     """Whether the video's decoding times ever go back (recordings joined end to end): a seek by
     time cannot find a place in such a file (an accurate seek drops every frame of a later
-    recording whose clock reads less). Read from the packets alone (no decoding): seconds for an
-    hour of video, and only when a run resumes."""
+    recording whose clock reads less). Read from the packets alone (no decoding), and only when a
+    run resumes: the file is read through once (0.3 s for a 139 s, 3 MB clip here)."""
     # (-copyts: else ffmpeg mends MPEG-TS discontinuities; its muxer then holds a time that went back
     # at the one before, so a time that does not go forward counts)
     argv = [ff.tools().ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-copyts", *info.input_args,

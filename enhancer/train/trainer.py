@@ -230,8 +230,8 @@ class _Trainer:
 
     def _keep_best(self) -> None:
         """Write the EMA generator as ``best.safetensors`` (fp16) when validation PSNR-Y (stage 2:
-        VMAF where ffmpeg can measure it, since texture costs PSNR) is the best this run has seen: the small file a milestone
-        commits so another machine continues."""
+        VMAF where ffmpeg can measure it, since texture costs PSNR) is the best this run has seen:
+        the small file a milestone commits so another machine continues."""
         best_json, best_file = self.run_dir / "best.json", self.run_dir / "best.safetensors"
         key = "val_vmaf" if "val_vmaf" in self.last else "val_psnr_y"
         best = -1.0

@@ -68,16 +68,12 @@ def validate(model: nn.Module, data: ClipDataset, indices: np.ndarray, cfg: Trai
     scores = {"val_psnr_y": float(np.mean(ours)), "val_psnr_y_bicubic": float(np.mean(bic))}
     if not np.isnan(fde_ours).all():  # (one frame out per sequence: no flicker to measure)
         scores |= {"val_fde": float(np.nanmean(fde_ours)), "val_fde_bicubic": float(np.nanmean(fde_bic))}
-    if frames_v is not None and vmaf_ffmpeg_or_none() is not None:
-        scores["val_vmaf"], scores["val_vmaf_bicubic"] = _vmaf(*frames_v)
+    if frames_v is not None:
+        from enhancer.media import ffmpeg as ff
+
+        if ff.with_filter("libvmaf") is not None:  # (where no ffmpeg has it, validation goes without VMAF)
+            scores["val_vmaf"], scores["val_vmaf_bicubic"] = _vmaf(*frames_v)
     return scores
-
-
-def vmaf_ffmpeg_or_none() -> str | None:
-    """The ffmpeg with libvmaf, or None where there is none (then validation goes without VMAF)."""
-    from enhancer.media import ffmpeg as ff
-
-    return ff.with_filter("libvmaf")
 
 
 def _fde(truth: np.ndarray, out: np.ndarray) -> float:
