@@ -8,7 +8,8 @@ output, every default), once per method, in the same run:
 * ``fusion-s``: a model of the default model's architecture and size (``aligned-fusion``,
   ``fusion-s``) with random weights, saved as a model file first (speed does not depend on the
   weights); ``st3d-s`` the same for the aligned spatio-temporal generator;
-* any ``.safetensors`` path: that model file.
+* any ``.safetensors`` path or installed model's name: that model;
+* any of these as ``METHOD@PRECISION`` (``general-x2@int8``): run with ``--precision PRECISION``.
 
 frames/s is the file's frames over the seconds the run's own ``done`` line reports (probe,
 decode, model, encode and join; not the start of Python and torch). Peak memory: that of the
@@ -65,7 +66,12 @@ def random_model(path: Path, name: str) -> Path:
     torch.manual_seed(0)
     card = weights.ModelCard(name=f"{name}-random", arch=arch, config=cfg.to_dict(), scale=2,
                              notes="random weights, for timing only")
-    weights.save(cls(cfg), path, card)
+    model = cls(cfg)
+    if arch == "aligned-fusion":  # int8 ranges of the random weights on random stacks: timing only
+        from enhancer.restore import int8
+
+        card.int8 = int8.calibrate(model, [torch.rand(1, 3 * (2 * cfg.radius + 1), 48, 48)])
+    weights.save(model, path, card)
     return path
 
 
@@ -106,7 +112,8 @@ def main() -> None:
     ap.add_argument("--frames", default="16", help="frames per clip (at least one model chunk), or one number "
                     "per size")
     ap.add_argument("--methods", default="lanczos,fusion-s",
-                    help="lanczos (or another classical), fusion-s or st3d-s (random weights) or .safetensors paths")
+                    help="lanczos (or another classical), fusion-s or st3d-s (random weights), installed models' names "
+                    "or .safetensors paths; METHOD@PRECISION runs it in that precision")
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
     ff.configure()
@@ -123,19 +130,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         models = {}
         for m in args.methods.split(","):
-            if m.startswith(("fusion-", "st3d-")):
-                models[m] = str(random_model(Path(tmp) / f"{m}.safetensors", m))
+            base, _, precision = m.partition("@")
+            if base.startswith(("fusion-", "st3d-")):
+                models[m] = (str(random_model(Path(tmp) / f"{base}.safetensors", base)), precision or "auto")
             else:
-                models[m] = m
+                models[m] = (base, precision or "auto")
         for name, frames in zip(sizes, counts):
             size = SIZES.get(name, name)
             clip = Path(tmp) / f"{name}.mp4"
             make_clip(clip, size, frames)
             label = f"{name} ({size})" if name in SIZES else size
-            for method, model in models.items():
+            for method, (model, precision) in models.items():
                 out = Path(tmp) / f"{name}-{len(rows)}.mp4"
                 row, own, child = measure(["enhance", str(clip), "-o", str(out), "--model", model, "--device",
-                                           args.device, "--json", "-q"])
+                                           args.device, "--precision", precision, "--json", "-q"])
                 fps = row["frames"] / row["seconds"]
                 rows.append((label, method, row["frames"], fps, own, child))
                 print(f"  {label} {method}: {row['frames']} frames in {row['seconds']:.1f} s ({fps:.2f} frames/s), "

@@ -56,7 +56,7 @@ def main() -> None:
     ap.add_argument("--sizes", default="480p,720p,1080p")
     ap.add_argument("--frames", type=int, default=12, help="input frames (the output has 4 fewer: the margins)")
     ap.add_argument("--model", default="general-x2")
-    ap.add_argument("--precision", default="auto")
+    ap.add_argument("--precision", default="auto", help="one, or several to compare in one run (bf16,int8)")
     ap.add_argument("--threads", type=int, default=1, help="torch and OpenCV threads")
     ap.add_argument("--flow-preset", default=None, help="DIS preset (default: the one enhance uses)")
     args = ap.parse_args()
@@ -76,13 +76,13 @@ def main() -> None:
     fmpg = ff.tools().ffmpeg
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name in args.sizes.split(","):
+        for name, precision in [(n, p) for n in args.sizes.split(",") for p in args.precision.split(",")]:
             size = SIZES.get(name, name)
             w, h = (int(v) for v in size.split("x"))
             clip = Path(tmp) / f"{name}.mp4"
             make_clip(clip, size, args.frames)
             frames = _frames(clip, args.frames, w, h)
-            restorer = ModelRestorer(g, device="cpu", precision=args.precision, tile=0)
+            restorer = ModelRestorer(g, device="cpu", precision=precision, tile=0, card=card.__dict__)
             spent: dict[str, float] = {"flow": 0.0, "warp": 0.0, "network": 0.0}
             real = {"flow": align.flow, "warp": align.warp}
 

@@ -229,6 +229,12 @@ def test_fusion_trains_resumes_exports_and_enhances(pan_set, tmp_path):
     assert r.returncode == 0, r.stderr
     g, card = weights.load(out)
     assert isinstance(g, FusionGenerator) and card.arch == "aligned-fusion" and "val_psnr_y" in card.metrics
+    from enhancer.restore import int8
+
+    assert int8.check_ranges(card.int8, g) is None  # calibrated for int8 on the run's training set
+    plain = tmp_path / "w" / "plain.safetensors"
+    assert run_cli("export", str(tmp_path / "a" / "last.pt"), "-o", str(plain), "--no-calibrate").returncode == 0
+    assert weights.load(plain)[1].int8 == {}
     clip = make_clip(tmp_path / "c.mp4", seconds=0.4)
     r = run_cli("enhance", str(clip), "-o", str(tmp_path / "e.mp4"), "--model", str(out), "-q")
     assert r.returncode == 0, r.stderr

@@ -77,8 +77,10 @@ from enhancer.restore.restorer import MODEL_CHUNK
                    "which see their neighbours already; on: for any per-frame model (a classical method too). "
                    "Experts: a number of neighbours each side, 1-4, in place of on.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True,
-              help="auto: bf16 on CPUs with AVX512-BF16 or AMX, else fp32; bf16 (or fp16) on CUDA.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16", "int8"]), default="auto",
+              show_default=True,
+              help="auto: on the CPU int8 for enhancer's calibrated models where the CPU has VNNI, else bf16 where "
+                   "it has AVX512-BF16 or AMX, else fp32; bf16 (or fp16) on CUDA.")
 @click.option("--skip-existing/--overwrite", default=True, show_default=True,
               help="Skip inputs whose output exists, or redo them.")
 @click.option("--retry-failed", is_flag=True, help="Retry inputs that failed in an earlier run into this folder.")

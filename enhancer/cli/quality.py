@@ -125,8 +125,12 @@ def evaluate_cmd(candidates, reference, as_json, as_csv, html_dir, degraded, met
               help="Comma-separated subset, as in evaluate (add fid for the Frechet distance of features).")
 @click.option("--perceptual-net", type=click.Choice(["mobilenet_v2", "lpips-alex"]), default="mobilenet_v2",
               show_default=True)
+@click.option("--precisions", default="auto", show_default=True,
+              help="Comma-separated precisions each model runs in (auto, fp32, bf16, fp16, int8): with more than one, "
+                   "each model is scored in each, as MODEL@PRECISION.")
 @click.option("-q", "--quiet", is_flag=True)
-def benchmark_cmd(clean, preset, scale, models, output, seed, start, duration, perceptual_net, quiet, metrics):
+def benchmark_cmd(clean, preset, scale, models, output, seed, start, duration, perceptual_net, quiet, metrics,
+                  precisions):
     """Degrade CLEAN clips, restore them with each model and the classical baselines, score all."""
     from enhancer.restore import weights
     from enhancer.reports.benchmark import run_benchmark, write_outputs
@@ -134,6 +138,10 @@ def benchmark_cmd(clean, preset, scale, models, output, seed, start, duration, p
 
     configure_ffmpeg(None, False)
     chosen = _chosen_metrics(metrics)
+    wanted = tuple(p.strip() for p in precisions.split(",") if p.strip())
+    bad = [p for p in wanted if p not in ("auto", "fp32", "bf16", "fp16", "int8")]
+    if bad or not wanted:
+        fail(f"--precisions: unknown precision {', '.join(bad) or '(none given)'}; use auto, fp32, bf16, fp16 or int8", 2)
     if models:
         names = [m.strip() for m in models.split(",") if m.strip()]
     else:
@@ -144,7 +152,7 @@ def benchmark_cmd(clean, preset, scale, models, output, seed, start, duration, p
     res = until_done(lambda: run_benchmark(
         list(clean), output, preset=preset, scale=int(scale), models=names, seed=seed, start=seconds(start, "--start"),
         duration=seconds(duration, "--duration"), metrics=chosen, perceptual_net=perceptual_net, progress=not quiet,
-        log=(lambda m: None) if quiet else write), usage=(ModelError,))
+        precisions=wanted, log=(lambda m: None) if quiet else write), usage=(ModelError,))
     import shlex
 
     from enhancer.reports.benchmark import for_report

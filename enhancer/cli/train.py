@@ -1,4 +1,4 @@
-"""``prepare``, ``train`` (and ``train plot``) and ``export``: making models."""
+"""``prepare``, ``train`` (and ``train plot``), ``export`` and ``calibrate``: making models."""
 from __future__ import annotations
 
 import json
@@ -125,7 +125,9 @@ def train_plot_cmd(run_dir, output):
 @click.option("--notes", default="", help="Free text for the card.")
 @click.option("--task", type=click.Choice(["web", "archive", "clean"]), default=None,
               help="The job it does (default: archive for x1 models, web otherwise).")
-def export_cmd(checkpoint, output, name, damage, metrics_path, notes, task):
+@click.option("--calibrate/--no-calibrate", default=True, show_default=True,
+              help="Measure an aligned-fusion model's int8 ranges on the run's training sets (for --precision int8).")
+def export_cmd(checkpoint, output, name, damage, metrics_path, notes, task, calibrate):
     """Write a training checkpoint's EMA generator as shipped safetensors weights."""
     from enhancer.errors import OutputError, shown
     from enhancer.train.export import export
@@ -140,6 +142,31 @@ def export_cmd(checkpoint, output, name, damage, metrics_path, notes, task):
         fail(f"{shown(metrics_path)}: cannot read the metrics (not a JSON object)", 2)
     check_writable(output)
     try:
-        print(export(checkpoint, output, name=name, damage=damage, metrics=metrics, notes=notes, task=task))
+        print(export(checkpoint, output, name=name, damage=damage, metrics=metrics, notes=notes, task=task,
+                     calibrate=calibrate, log=lambda msg: click.echo(msg, err=True)))
     except EnhancerError as e:
         fail(str(e), 1 if isinstance(e, OutputError) else 2)
+
+
+@click.command(context_settings=CONTEXT, name="calibrate")
+@click.argument("model")
+@click.option("--data", "sets", multiple=True, required=True,
+              help="A training set made by `enhancer prepare` with the damage the model repairs (repeatable); "
+                   "never the media you evaluate on.")
+@click.option("-o", "--output", default=None, help="Write a calibrated copy here instead of changing MODEL's file.")
+@click.option("--windows", type=click.IntRange(4, 4096), default=48, show_default=True,
+              help="Windows of the sets to measure on.")
+def calibrate_cmd(model, sets, output, windows):
+    """Measure an aligned-fusion model's feature ranges for --precision int8 and put them on its card."""
+    from enhancer.restore import int8, weights
+
+    try:
+        path = str(weights.resolve(model))
+        if output:
+            check_writable(output)
+        int8.calibrate_file(path, list(sets), output, windows)
+    except EnhancerError as e:  # a bad model file or set, a model with no int8 form
+        fail(str(e), 2)
+    except OSError as e:
+        fail(f"{output or path}: cannot write the model file ({e.strerror or e})", 1)
+    print(output or path)

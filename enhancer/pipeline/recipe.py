@@ -44,6 +44,8 @@ def restorer_identity(restorer) -> dict:
     ident["weights_sha256"] = getattr(restorer, "weights_sha256", None)
     if d.get("temporal"):
         ident["temporal"] = d["temporal"]
+    if d.get("int8"):  # the int8 ranges on the card
+        ident["int8"] = d["int8"]
     return ident
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from enhancer.errors import ArgumentError, EnhancerError, RequestError, UsageError, option
 
 TASKS = ("web", "archive", "clean")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 CONTAINERS = ("mp4", "mkv", "mov")
 DEINTERLACE = ("auto", "on", "off")
 EXECUTORS = ("local", "ray")

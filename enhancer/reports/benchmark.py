@@ -136,11 +136,12 @@ def _reference(clean: str, work: Path, step: int, start: float | None, duration:
 def run_benchmark(clean: list[str], work_dir: str, *, preset: str = "web", scale: int = 2,
                   models: list[str] | None = None, seed: int = 0, start: float | None = None,
                   duration: float | None = None, metrics: tuple[str, ...] = METRICS,
-                  perceptual_net: str = "mobilenet_v2", progress: bool = True,
+                  perceptual_net: str = "mobilenet_v2", progress: bool = True, precisions: tuple[str, ...] = ("auto",),
                   log=lambda msg: None) -> BenchmarkResult:
     """Degrade each clean clip (seed + clip index), restore it with every method, score. A clip
     that cannot be (a damaged file, frames too small) is recorded in ``failed`` with the reason,
-    and the others are scored."""
+    and the others are scored. With several ``precisions``, every model runs in each, labelled
+    ``MODEL@PRECISION``."""
     if seed < 0:
         raise ArgumentError(f"seed {seed}: seeds are 0 or more")
     bad = [m for m in metrics if m not in METRICS + EXTRA]
@@ -157,22 +158,25 @@ def run_benchmark(clean: list[str], work_dir: str, *, preset: str = "web", scale
     if work.exists() and not work.is_dir():
         raise UsageError("is a file; give a folder for the benchmark's work and report", path=work_dir)
     given = [m for m in dict.fromkeys(models or []) if m not in BASELINES]
+    precisions = tuple(dict.fromkeys(precisions)) or ("auto",)
     labels = _method_labels(given)
-    methods = [labels[m] for m in given] + list(BASELINES)
+    runs = [(m, p, labels[m] if len(precisions) == 1 else f"{labels[m]}@{p}") for m in given for p in precisions]
+    runs += [(m, "auto", m) for m in BASELINES]
+    methods = [label for _, _, label in runs]
     res = BenchmarkResult(preset=preset, scale=scale, clips=[str(c) for c in clean], methods=methods, seed=seed,
                           start=start, duration=duration, metrics=tuple(metrics))
     restorers = {}
-    for m in given + list(BASELINES):
+    for m, precision, label in runs:
         if m in _FFMPEG_BASELINES:
             continue
-        r = restorers[labels.get(m, m)] = load_restorer(m, scale=scale)
+        r = restorers[label] = load_restorer(m, scale=scale, precision=precision)
         if m != labels.get(m, m):  # a file: what the table's label stands for
             inner = getattr(r, "inner", r)
             from enhancer.restore.field import file_sha256
 
-            res.model_files[labels[m]] = {"path": str(Path(m).resolve()), "sha256": file_sha256(m),
-                                          "arch": (inner.card or {}).get("arch"),
-                                          "temporal_radius": r.margin if r is not inner else 0}
+            res.model_files[label] = {"path": str(Path(m).resolve()), "sha256": file_sha256(m),
+                                      "arch": (inner.card or {}).get("arch"),
+                                      "temporal_radius": r.margin if r is not inner else 0}
     try:
         work.mkdir(parents=True, exist_ok=True)
     except OSError as e:

@@ -150,6 +150,9 @@ def _precision(fm: FrameModel, precision: str, device: torch.device) -> torch.dt
         else:
             order = ["bf16"] if cpu_has_bf16() else []
         return names[next((p for p in order if p in fm.precisions), "fp32")]
+    if precision == "int8":
+        raise UsageError(f"{fm.arch} ({fm.name}) has no int8 form: int8 is for enhancer's aligned-fusion models",
+                         hint=f"it runs in {', '.join(fm.precisions)}")
     if precision not in names:
         raise UsageError(f"unknown precision {precision!r}", hint="use auto, fp32, bf16 or fp16")
     if device.type == "cpu" and precision == "fp16":

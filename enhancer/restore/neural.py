@@ -18,7 +18,11 @@ import math
 import numpy as np
 import torch
 
-from enhancer.errors import EnhancerError, ModelError, option
+import hashlib
+import json
+
+from enhancer.errors import EnhancerError, ModelError, UsageError, option
+from enhancer.restore import int8
 from enhancer.restore.device import dtype_name, exact_fp32, memory_budget, select_device, select_dtype
 from enhancer.restore.restorer import MODEL_CHUNK
 from enhancer.models.align import align_stacks
@@ -46,18 +50,25 @@ class ModelRestorer:
                  precision: str = "auto", tile: int | str | None = "auto", chunk: int | None = None,
                  card: dict | None = None):
         self.device = select_device(device)
-        self.dtype = select_dtype(precision, self.device)
+        self.name = name
+        self.card = card or {}
+        ranges = int8_ranges(precision, model, self.card, self.device)
+        self.int8 = ranges is not None
+        self.dtype = torch.float32 if self.int8 else select_dtype(precision, self.device)
         exact_fp32(self.device, self.dtype)
         # bf16 on the CPU: fp32 weights under autocast, so the bicubic base and the residual's sum
         # stay fp32 (63 dB from fp32's output on real footage; bf16 weights and input: 55 dB)
         self.autocast = self.device.type == "cpu" and self.dtype == torch.bfloat16
         self.fusion = isinstance(model, ALIGNED)
         # channels-last: measured 16% faster on this project's 2-core CPU, and the layout cuDNN
-        # prefers
+        # prefers; the int8 model lays out its own 8-bit input
         self.memory_format = torch.channels_last if self.fusion else torch.channels_last_3d
-        self.model = channels_last(model.eval().to(self.device, torch.float32 if self.autocast else self.dtype))
-        self.name = name
-        self.card = card or {}
+        if self.int8:
+            self.memory_format = torch.contiguous_format
+            self.model = int8.Int8Fusion(model.eval().float(), ranges)
+            self.int8_sha256 = hashlib.sha256(json.dumps(ranges, sort_keys=True).encode()).hexdigest()
+        else:
+            self.model = channels_last(model.eval().to(self.device, torch.float32 if self.autocast else self.dtype))
         self.scale = model.scale
         self.margin = model.temporal_radius
         self.chunk = chunk or MODEL_CHUNK.get(self.device.type, MODEL_CHUNK["cpu"])
@@ -84,6 +95,8 @@ class ModelRestorer:
             return frames_in * (per_frame * itemsize + 3 * cfg.scale ** 2 * 4)
         if self.fusion:  # frames_in stacks: the input, ~3 maps at full and ~2 at half resolution
             per_frame = 3 * (2 * cfg.radius + 1) + 3 * cfg.channels + cfg.low_channels // 2 + 3 * cfg.scale ** 2
+            if self.int8:  # 8-bit maps; the float stack and its scaled copy, the float base and output
+                return frames_in * (per_frame + 3 * (2 * cfg.radius + 1) * 8 + 3 * cfg.scale ** 2 * 8)
             return frames_in * (per_frame * itemsize + 3 * cfg.scale ** 2 * 4)
         feats = frames_in * cfg.channels * 4
         out = (frames_in - 2 * self.margin) * 3 * cfg.scale ** 2 * 3
@@ -244,6 +257,39 @@ class ModelRestorer:
         return y.numpy().astype(images.dtype, copy=False)
 
     def describe(self) -> dict:
-        return {"model": self.name, "kind": "neural", "scale": self.scale, "device": str(self.device),
-                "precision": dtype_name(self.dtype), "chunk": self.chunk,
-                "tile": self._tile if self._auto_done else self.tile_request, "oom_retries": self.oom_retries}
+        d = {"model": self.name, "kind": "neural", "scale": self.scale, "device": str(self.device),
+             "precision": "int8" if self.int8 else dtype_name(self.dtype), "chunk": self.chunk,
+             "tile": self._tile if self._auto_done else self.tile_request, "oom_retries": self.oom_retries}
+        if self.int8:  # the ranges decide the pixels too (enhancer.pipeline.recipe)
+            d["int8"] = self.int8_sha256
+        return d
+
+
+def int8_ranges(precision: str, model, card: dict, device: torch.device) -> dict | None:
+    """The card's int8 ranges where the model is to run in int8, else None. ``int8`` asked for
+    and impossible here is a one-line error saying why; ``auto`` takes int8 where
+    :data:`~enhancer.restore.int8.AUTO` says it is the default and everything it needs is there
+    (a CPU with VNNI, an aligned-fusion model calibrated on its card)."""
+    ranges = card.get("int8") or {}
+    fits = isinstance(model, FusionGenerator)
+    problem = int8.check_ranges(ranges, model) if fits and ranges else None
+    if precision == "auto":
+        ok = int8.AUTO and device.type == "cpu" and fits and ranges and not problem and int8.available()
+        return ranges if ok else None
+    if precision != "int8":
+        return None
+    name = card.get("name") or "this model"
+    if device.type != "cpu":
+        raise UsageError("int8 runs on the CPU only", hint=f"{option('device')} cpu, or {option('precision')} auto")
+    if not fits:
+        raise UsageError(f"{name} has no int8 form: int8 is for enhancer's aligned-fusion models",
+                         hint=f"{option('precision')} auto")
+    if not ranges:
+        raise UsageError(f"{name} was not calibrated for int8 (its card has no int8 ranges)",
+                         hint=f"calibrate it on a training set with `enhancer calibrate`, or use {option('precision')} auto")
+    if problem:
+        raise ModelError(f"{name}: bad int8 ranges on its card: {problem}", hint=f"{option('precision')} auto")
+    if not int8.available():
+        raise UsageError("int8 needs a CPU with VNNI (AVX512-VNNI, AVX-VNNI or AMX) and PyTorch with oneDNN",
+                         hint=f"{option('precision')} auto")
+    return ranges

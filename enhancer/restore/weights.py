@@ -70,6 +70,9 @@ class ModelCard:
     version: int = VERSION
     task: str = ""  # web (upscale web and broadcast video) | archive (restore film and tape); "" = web
     variant: str = "fidelity"  # fidelity (stage 1) | texture (stage 2, adversarial)
+    # aligned-fusion only: each int8 feature map's [low, high] range, measured on training windows
+    # (enhancer.restore.int8.calibrate); without it the model has no int8 precision
+    int8: dict[str, list[float]] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps({"format": FORMAT, **self.__dict__}, sort_keys=True)
@@ -245,12 +248,24 @@ def save(model: torch.nn.Module, path: str | os.PathLike, card: ModelCard, dtype
     ``card`` to a .safetensors file."""
     tensors = {k: v.detach().to("cpu", dtype).contiguous() for k, v in model.state_dict().items()}
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(path).with_name(f".{Path(path).name}.partial")
+    _write(tensors, Path(path), card)
+
+
+def _write(tensors: dict[str, torch.Tensor], path: Path, card: ModelCard) -> None:
+    tmp = path.with_name(f".{path.name}.partial")
     save_file(tensors, str(tmp), metadata={"enhancer": card.to_json()})
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)  # a model file others may read (safetensors writes it 0600)
     publish(tmp, path)
+
+
+def rewrite_card(path: str | os.PathLike, card: ModelCard, out: str | os.PathLike | None = None) -> None:
+    """Write ``card`` over the card of the model file at ``path`` (or into a copy at ``out``),
+    every tensor kept as it is, so the weights' content hash does not change."""
+    from safetensors.torch import load_file
+
+    _write(load_file(str(path), device="cpu"), Path(out or path), card)
 
 
 def read_card(path: str | os.PathLike) -> ModelCard:

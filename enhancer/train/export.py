@@ -37,14 +37,36 @@ def _ema_model(state: dict, checkpoint: str | Path) -> tuple[str, nn.Module]:
 
 
 def export(checkpoint: str | Path, out: str | Path, *, name: str | None = None, damage: str = "",
-           metrics: dict | None = None, notes: str = "", task: str | None = None) -> Path:
+           metrics: dict | None = None, notes: str = "", task: str | None = None, calibrate: bool = True,
+           log=lambda msg: None) -> Path:
     """Write the EMA generator of ``checkpoint`` to ``out`` with a model card. ``task`` defaults
-    to archive for scale 1 and web otherwise; the variant is texture for a stage-2 run."""
+    to archive for scale 1 and web otherwise; the variant is texture for a stage-2 run. An
+    aligned-fusion model is calibrated for int8 on its run's training sets where they can still be
+    read (``log`` says so where they cannot: ``enhancer calibrate`` does it later)."""
     out = Path(out)
     _check_out(out)
     state = ckpt.load(checkpoint)
     arch, model = _ema_model(state, checkpoint)
-    return _write(state, arch, model, out, name=name, damage=damage, metrics=metrics, notes=notes, task=task)
+    ranges = _int8_ranges(model, state["config"].get("data"), log) if calibrate else {}
+    return _write(state, arch, model, out, name=name, damage=damage, metrics=metrics, notes=notes, task=task,
+                  int8_ranges=ranges)
+
+
+def _int8_ranges(model: nn.Module, data, log) -> dict:
+    """The int8 ranges of an aligned-fusion ``model`` on its training sets ``data``; {} for other
+    architectures and for sets that are gone."""
+    from enhancer.models.fusion import FusionGenerator
+    from enhancer.restore import int8
+
+    if not isinstance(model, FusionGenerator):
+        return {}
+    sets = [data] if isinstance(data, str) else list(data or [])
+    try:
+        return int8.calibrate(model, int8.set_stacks(sets, model.config.radius))
+    except (OSError, KeyError, ValueError) as e:
+        log(f"warning: not calibrated for int8: its training sets cannot be read ({e}); "
+            "`enhancer calibrate` does it later")
+        return {}
 
 
 def export_state(state: dict, out: str | Path, *, half: bool = False) -> Path:
@@ -57,7 +79,7 @@ def export_state(state: dict, out: str | Path, *, half: bool = False) -> Path:
 
 def _write(state: dict, arch: str, model: nn.Module, out: Path, *, name: str | None = None, damage: str = "",
            metrics: dict | None = None, notes: str = "", task: str | None = None,
-           dtype: torch.dtype = torch.float32) -> Path:
+           dtype: torch.dtype = torch.float32, int8_ranges: dict | None = None) -> Path:
     cfg, scale = state["config"], model.config.scale
     recipe = {k: cfg.get(k) for k in ("model", "stage", "steps", "batch", "frames_out", "crop", "lr_g", "lr_d",
                                       "w_pixel", "w_temporal", "w_perceptual", "w_adv", "adv_loss",
@@ -70,7 +92,8 @@ def _write(state: dict, arch: str, model: nn.Module, out: Path, *, name: str | N
                                                  if k.startswith("val_")},
                              notes=notes,
                              task=task or ("archive" if scale == 1 else "web"),
-                             variant="texture" if cfg.get("stage") == 2 else "fidelity")
+                             variant="texture" if cfg.get("stage") == 2 else "fidelity",
+                             int8=int8_ranges or {})
     try:
         weights.save(model, out, card, dtype)
     except OSError as e:

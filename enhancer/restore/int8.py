@@ -1,0 +1,316 @@
+"""int8 inference of the aligned-fusion generator on x86 CPUs with VNNI.
+
+On this project's CPU (AVX512-VNNI) an int8 3x3 convolution runs about 2.4 times as fast as the
+same convolution in bf16, which the network's time is nearly all of. Here every convolution of a
+:class:`~enhancer.models.fusion.FusionGenerator` runs in int8 through oneDNN's quantized
+convolution (the one PyTorch's own x86 quantization lowers to), and so do the feature maps
+between them:
+
+- weights: symmetric int8, one scale per output channel, from the weights alone;
+- activations: unsigned 8-bit with a scale and zero point per tensor, from ranges measured once
+  on training windows (:func:`calibrate`) and kept on the model's card (``card.int8``);
+- each residual block's sum is the second convolution's own ``sum`` post-op into the 8-bit
+  stream, and the LeakyReLU is a 256-entry table on the 8-bit pre-activations (oneDNN has no
+  leaky post-op for int8), so nothing between two convolutions goes back to float;
+- the bicubic base and the final sum stay fp32, as in every other precision.
+
+Every step is exact integer arithmetic or an elementwise float operation, so an output pixel does
+not depend on the tile, the batch or the chunk it was computed in: tiles, chunks, parts and
+resumed runs give the same frames, bit for bit (tested). On CPUs without VNNI the int8 kernels
+fall back to 16-bit intermediate sums that can saturate, so int8 is offered only where the CPU
+has VNNI (:func:`available`).
+"""
+from __future__ import annotations
+
+import os
+from typing import Iterable
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from enhancer.models.fusion import FusionGenerator
+
+# whether --precision auto takes int8 where it can (see ModelRestorer): decided on the held-out set
+AUTO = False
+SLOPE = 0.1  # the generator's LeakyReLU
+QUANTILE = 1e-4  # an activation's range is its 0.01 % and 99.99 % quantiles over the calibration set
+_SAMPLE = 200_000  # values drawn from each feature map to estimate those quantiles
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def available() -> bool:
+    """Whether int8 runs here as it was measured: PyTorch with oneDNN's quantized convolution on
+    a CPU with VNNI (AVX512-VNNI, AVX-VNNI or AMX). ``ENHANCER_CPU_INT8=0`` turns it off,
+    ``=1`` skips the CPU check (not the PyTorch one)."""
+    forced = os.environ.get("ENHANCER_CPU_INT8", "").strip()
+    if forced == "0":
+        return False
+    try:
+        torch.ops.onednn.qconv2d_pointwise  # noqa: B018 (absent from builds without oneDNN)
+        torch.ops.onednn.qconv_prepack  # noqa: B018
+    except (AttributeError, RuntimeError):
+        return False
+    if not torch.backends.mkldnn.is_available():
+        return False
+    return forced == "1" or bool(_cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
+
+
+# ---- calibration ----------------------------------------------------------------------------
+def _stream_points(model: FusionGenerator) -> list[str]:
+    names = ["head.out", "feat", "down.out"]
+    for branch in ("low", "high"):
+        for i in range(len(getattr(model, branch))):
+            names += [f"{branch}.{i}.conv1.out", f"{branch}.{i}.conv2.in", f"{branch}.{i}.out"]
+        if branch == "low":
+            names.append("feat+up")
+    return names + ["tail.in"]
+
+
+@torch.inference_mode()
+def calibrate(model: FusionGenerator, stacks: Iterable[torch.Tensor]) -> dict[str, list[float]]:
+    """The range of every feature map the int8 model stores, over ``stacks`` ((N, 3(2r+1), H, W)
+    float aligned stacks in [0, 1], as the model is given them): {point: [low, high]}, each the
+    extreme of the per-batch ``QUANTILE`` quantiles, widened to hold 0."""
+    model = model.eval().float()
+    gen = torch.Generator().manual_seed(0)
+    ranges: dict[str, list[float]] = {}
+
+    def put(name: str, t: torch.Tensor) -> None:
+        v = t.detach().float().flatten()
+        if v.numel() > _SAMPLE:
+            v = v[torch.randint(v.numel(), (_SAMPLE,), generator=gen)]
+        lo, hi = torch.quantile(v, torch.tensor([QUANTILE, 1 - QUANTILE])).tolist()
+        old = ranges.get(name, [0.0, 0.0])
+        ranges[name] = [min(old[0], lo, 0.0), max(old[1], hi, 0.0)]
+
+    def act(t: torch.Tensor) -> torch.Tensor:
+        return F.leaky_relu(t, SLOPE)
+
+    def blocks(x: torch.Tensor, seq, branch: str) -> torch.Tensor:
+        for i, blk in enumerate(seq):
+            p = blk.conv1(x)
+            put(f"{branch}.{i}.conv1.out", p)
+            put(f"{branch}.{i}.conv2.in", act(p))
+            x = x + blk.conv2(act(p))
+            put(f"{branch}.{i}.out", x)
+        return x
+
+    for x in stacks:
+        h, w = x.shape[-2:]
+        if h % 2 or w % 2:
+            x = F.pad(x, (0, w % 2, 0, h % 2), mode="replicate")
+        pre = model.head(x)
+        put("head.out", pre)
+        feat = act(pre)
+        put("feat", feat)
+        low = model.down(feat)
+        put("down.out", low)
+        low = blocks(low, model.low, "low")
+        feat = feat + F.pixel_shuffle(model.up(low), 2)
+        put("feat+up", feat)
+        feat = blocks(feat, model.high, "high")
+        put("tail.in", act(feat))
+    missing = set(_stream_points(model)) - set(ranges)
+    if missing:
+        raise ValueError("no calibration stacks were given")
+    return {k: [float(a), float(b)] for k, (a, b) in ranges.items()}
+
+
+def check_ranges(ranges, model: FusionGenerator) -> str | None:
+    """What is wrong with a card's ranges for ``model`` (None: they fit it)."""
+    if not isinstance(ranges, dict):
+        return "int8 ranges must be an object"
+    for name in _stream_points(model):
+        r = ranges.get(name)
+        if not (isinstance(r, list) and len(r) == 2 and all(isinstance(v, (int, float)) for v in r)
+                and np.isfinite(r).all() and r[0] <= 0 <= r[1] and r[1] - r[0] > 0):
+            return f"int8 range {name} is missing or not [low <= 0 <= high]"
+    return None
+
+
+def set_stacks(paths: list[str], radius: int, windows: int = 48, seed: int = 0) -> list[torch.Tensor]:
+    """Aligned stacks for calibration from training sets made by ``enhancer prepare`` (their
+    degraded windows): ``windows`` of them, drawn evenly from the sets, each aligned on its middle
+    frame as the model is given it, one (1, 3(2r+1), h, w) float stack each."""
+    from enhancer.models.align import align_stacks
+
+    if not paths:
+        raise ValueError("no training sets were named")
+    rng = np.random.default_rng(seed)
+    out: list[torch.Tensor] = []
+    for k, path in enumerate(paths):
+        with np.load(path) as data:
+            lq = data["lq"]  # (sequences, versions, frames, h, w, 3) uint8
+        if lq.ndim != 6 or lq.shape[2] < 2 * radius + 1 or lq.dtype != np.uint8:
+            raise ValueError(f"{path}: not a training set of windows of at least {2 * radius + 1} frames")
+        take = windows // len(paths) + (k < windows % len(paths))
+        for i in rng.choice(lq.shape[0], size=min(take, lq.shape[0]), replace=False):
+            win = lq[i, rng.integers(lq.shape[1])].astype(np.float32) / 255
+            st = align_stacks(win, radius, centres=[win.shape[0] // 2])  # (1, 2r+1, h, w, 3)
+            out.append(torch.from_numpy(st).permute(0, 1, 4, 2, 3).reshape(1, -1, *st.shape[2:4]))
+    return out
+
+
+def calibrate_file(path: str, sets: list[str], out: str | None = None, windows: int = 48) -> dict:
+    """Measure the int8 ranges of the aligned-fusion model file at ``path`` on ``windows``
+    windows of the training sets ``sets`` and write them onto its card (at ``out``: a copy);
+    the tensors are kept as they are. Returns the ranges."""
+    from enhancer.errors import UsageError
+    from enhancer.restore import weights
+
+    loaded = weights.load_model(path)
+    if not isinstance(loaded.model, FusionGenerator):
+        raise UsageError(f"{loaded.card.name}'s architecture is {loaded.card.arch}: int8 is for aligned-fusion models",
+                         path=path)
+    for p in sets:
+        if not os.path.isfile(p):
+            raise UsageError("no such training set", path=p, hint="give a set made by `enhancer prepare`")
+    try:
+        stacks = set_stacks(list(sets), loaded.model.config.radius, windows)
+    except (OSError, KeyError, ValueError) as e:
+        raise UsageError(f"cannot read the training sets ({e})", hint="give sets made by `enhancer prepare`") from None
+    ranges = calibrate(loaded.model, stacks)
+    loaded.card.int8 = ranges
+    weights.rewrite_card(path, loaded.card, out)
+    return ranges
+
+
+# ---- the int8 model ---------------------------------------------------------------------------
+def _qparams(r: list[float]) -> tuple[float, int]:
+    """Scale and zero point of unsigned 8-bit values covering [low, high] (which holds 0)."""
+    lo, hi = float(r[0]), float(r[1])
+    scale = (hi - lo) / 255
+    return scale, int(min(255, max(0, round(-lo / scale))))
+
+
+def _lrelu_table(pre: tuple[float, int], post: tuple[float, int]) -> np.ndarray:
+    """uint8 pre-activation (scale, zero point ``pre``) -> uint8 LeakyReLU output (``post``)."""
+    v = (np.arange(256) - pre[1]) * pre[0]
+    v = np.where(v >= 0, v, SLOPE * v)
+    return np.clip(np.round(v / post[0]) + post[1], 0, 255).astype(np.uint8)
+
+
+def _table(x: torch.Tensor, lut: np.ndarray) -> torch.Tensor:
+    """``lut`` applied to a uint8 (N, C, H, W) tensor held channels-last (OpenCV's LUT: one
+    vectorised pass)."""
+    nhwc = x.permute(0, 2, 3, 1)
+    out = cv2.LUT(nhwc.numpy().reshape(-1, nhwc.shape[-1]), lut)
+    return torch.from_numpy(out).view(nhwc.shape).permute(0, 3, 1, 2)
+
+
+class _QConv:
+    """One convolution in int8: per-channel int8 weights packed for oneDNN, the input's scale and
+    zero point fixed."""
+
+    def __init__(self, conv: torch.nn.Conv2d, x_q: tuple[float, int], out_perm: torch.Tensor | None = None):
+        w, b = conv.weight.detach().float(), conv.bias.detach().float()
+        if out_perm is not None:
+            w, b = w[out_perm], b[out_perm]
+        self.w_scale = (w.abs().amax(dim=(1, 2, 3)) / 127).clamp(min=1e-12)
+        wq = torch.round(w / self.w_scale[:, None, None, None]).clamp(-127, 127).to(torch.int8)
+        self.w_zp = torch.zeros(len(self.w_scale), dtype=torch.long)
+        self.bias = b
+        self.x_scale, self.x_zp = x_q
+        self.stride, self.padding = list(conv.stride), list(conv.padding)
+        self.packed = torch.ops.onednn.qconv_prepack(wq.contiguous(memory_format=torch.channels_last), self.w_scale,
+                                                     self.x_scale, self.x_zp, self.stride, self.padding, [1, 1], 1,
+                                                     None)
+
+    def __call__(self, x: torch.Tensor, out_q: tuple[float, int] | None) -> torch.Tensor:
+        """uint8 out with ``out_q`` (scale, zero point), else fp32."""
+        scale, zp = out_q if out_q is not None else (1.0, 0)
+        return torch.ops.onednn.qconv2d_pointwise(
+            x, self.x_scale, self.x_zp, self.packed, self.w_scale, self.w_zp, self.bias, self.stride, self.padding,
+            [1, 1], 1, scale, zp, None if out_q is not None else torch.float32, "none", [], "")
+
+    def add(self, x: torch.Tensor, acc: torch.Tensor, acc_q: tuple[float, int], out_q: tuple[float, int]) -> torch.Tensor:
+        """uint8 ``conv(x) + acc`` (``acc`` uint8 with ``acc_q``), requantised with ``out_q``."""
+        return torch.ops.onednn.qconv2d_pointwise.binary(
+            x, self.x_scale, self.x_zp, self.packed, self.w_scale, self.w_zp, acc, self.bias, self.stride,
+            self.padding, [1, 1], 1, out_q[0], out_q[1], None, acc_q[0], acc_q[1], "sum", 1.0, "none", [], "")
+
+
+class Int8Fusion(torch.nn.Module):
+    """A :class:`FusionGenerator` in int8 (see the module's text), with its interface: float
+    stacks (N, 3(2r+1), H, W) in [0, 1] -> (N, 3, sH, sW) fp32."""
+
+    def __init__(self, model: FusionGenerator, ranges: dict):
+        super().__init__()
+        problem = check_ranges(ranges, model)
+        if problem:
+            raise ValueError(problem)
+        self.config = model.config
+        self.scale, self.temporal_radius, self.spatial_radius = model.scale, model.temporal_radius, model.spatial_radius
+        q = {k: _qparams(v) for k, v in ranges.items()}
+        self.head = _QConv(model.head, (1 / 255, 0))
+        self.head_out, self.feat_q = q["head.out"], q["feat"]
+        self.head_lut = _lrelu_table(q["head.out"], q["feat"])
+        self.down = _QConv(model.down, q["feat"])
+        self.down_out = q["down.out"]
+        self.low, stream = self._blocks(model.low, "low", q, q["down.out"])
+        # the up convolution adds into the head's features at half resolution: its output channels
+        # are reordered so that its pixel shuffle is a copy of whole channel groups
+        c = model.config.channels
+        order = torch.tensor([(k % c) * 4 + k // c for k in range(4 * c)])
+        self.up = _QConv(model.up, stream, out_perm=order)
+        self.fu = q["feat+up"]
+        self.high, stream = self._blocks(model.high, "high", q, q["feat+up"])
+        self.tail_lut = _lrelu_table(stream, q["tail.in"])
+        self.tail = _QConv(model.tail, q["tail.in"])
+
+    @staticmethod
+    def _blocks(seq, branch: str, q: dict, stream: tuple[float, int]) -> tuple[list, tuple[float, int]]:
+        blocks = []
+        for i, blk in enumerate(seq):
+            pre, mid, out = q[f"{branch}.{i}.conv1.out"], q[f"{branch}.{i}.conv2.in"], q[f"{branch}.{i}.out"]
+            blocks.append((_QConv(blk.conv1, stream), pre, _lrelu_table(pre, mid), _QConv(blk.conv2, mid), stream, out))
+            stream = out
+        return blocks, stream
+
+    @staticmethod
+    def _run_blocks(x: torch.Tensor, blocks: list) -> torch.Tensor:
+        for conv1, pre, lut, conv2, stream, out in blocks:
+            x = conv2.add(_table(conv1(x, pre), lut), x, stream, out)
+        return x
+
+    @torch.inference_mode()
+    def forward(self, stacks: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = stacks.shape
+        ph, pw = h % 2, w % 2  # the half-resolution branch needs even sizes
+        x = F.pad(stacks, (0, pw, 0, ph), mode="replicate") if ph or pw else stacks
+        hp, wp = x.shape[-2:]
+        xq = x.mul(255).round_().clamp_(0, 255).to(torch.uint8).contiguous(memory_format=torch.channels_last)
+        feat = _table(self.head(xq, self.head_out), self.head_lut)  # (N, C, H, W) uint8
+        low = self._run_blocks(self.down(feat, self.down_out), self.low)
+        c = self.config.channels
+        # the head's features as (N, 4C, H/2, W/2) in the up convolution's channel order
+        acc = feat.permute(0, 2, 3, 1).reshape(n, hp // 2, 2, wp // 2, 2, c).permute(0, 1, 3, 2, 4, 5)
+        acc = acc.reshape(n, hp // 2, wp // 2, 4 * c).permute(0, 3, 1, 2)
+        up = self.up.add(low, acc, self.feat_q, self.fu)  # (N, 4C, H/2, W/2) uint8, channels-last
+        feat = up.permute(0, 2, 3, 1).reshape(n, hp // 2, wp // 2, 2, 2, c).permute(0, 1, 3, 2, 4, 5)
+        feat = feat.reshape(n, hp, wp, c).permute(0, 3, 1, 2)
+        feat = self._run_blocks(feat, self.high)
+        res = self.tail(_table(feat, self.tail_lut), None)  # (N, 3s^2, H, W) fp32
+        if ph or pw:
+            res = res[..., :h, :w]
+        r, s = self.config.radius, self.config.scale
+        centre = stacks[:, 3 * r:3 * r + 3].float()
+        if s == 1:
+            return centre + res
+        out = F.interpolate(centre, scale_factor=s, mode="bicubic", align_corners=False)  # (N, 3, sH, sW)
+        # + the pixel-shuffled residual, added in place through a view (no shuffled copy)
+        shuffled = res.permute(0, 2, 3, 1).reshape(n, h, w, 3, s, s).permute(0, 3, 1, 4, 2, 5)
+        out.view(n, 3, h, s, w, s).add_(shuffled)
+        return out

@@ -1,0 +1,161 @@
+"""int8 inference of the aligned-fusion generator: close to fp32, tile- and chunk-exact, calibrated
+from training sets, chosen or refused with a reason."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_clip, run_cli
+from enhancer.errors import ModelError, UsageError
+from enhancer.models.fusion import FusionConfig, FusionGenerator
+from enhancer.pipeline.recipe import restorer_identity
+from enhancer.restore import int8, weights
+from enhancer.restore.neural import ModelRestorer
+from test_fusion import _pan, pan_set  # noqa: F401 (a fixture)
+
+needs_int8 = pytest.mark.skipif(not int8.available(), reason="this CPU or PyTorch has no VNNI int8 convolution")
+SMALL = dict(channels=16, low_channels=16, low_blocks=2, high_blocks=1)
+
+
+def _trained_like(scale: int = 2, seed: int = 0) -> FusionGenerator:
+    """A small fusion model whose residual over the bicubic base is of a trained one's size (RMS
+    about 0.07): PyTorch's initialisation, the output convolution's weights made non-zero."""
+    torch.manual_seed(seed)
+    g = FusionGenerator(FusionConfig(scale=scale, **SMALL))
+    with torch.no_grad():
+        g.tail.weight.normal_(0, 0.03)
+    return g.eval()
+
+
+def _stacks(n: int, h: int, w: int, seed: int = 0) -> torch.Tensor:
+    frames = np.concatenate([_pan(5, h, w, 3, seed + k) for k in range(n)])
+    x = torch.from_numpy(frames.reshape(n, 5, h, w, 3)).permute(0, 1, 4, 2, 3).reshape(n, 15, h, w)
+    return (x * 255).round() / 255
+
+
+def _card(g: FusionGenerator, ranges: dict) -> dict:
+    return {"name": "small", "int8": ranges, "arch": "aligned-fusion"}
+
+
+@pytest.fixture(scope="module")
+def calibrated():
+    g = _trained_like()
+    return g, int8.calibrate(g, [_stacks(1, 40, 56, seed=s) for s in range(4)])
+
+
+def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(10 * torch.log10(1 / ((a.clamp(0, 1) - b.clamp(0, 1)) ** 2).mean()))
+
+
+@needs_int8
+@pytest.mark.parametrize("scale", [1, 2, 4])
+def test_int8_is_close_to_fp32(scale):
+    g = _trained_like(scale)
+    ranges = int8.calibrate(g, [_stacks(1, 40, 56, seed=s) for s in range(4)])
+    q = int8.Int8Fusion(g, ranges)
+    x = _stacks(2, 37, 51, seed=9)  # odd sizes, not seen in calibration
+    with torch.no_grad():
+        ref = g(x)
+    out = q(x)
+    assert out.shape == ref.shape == (2, 3, 37 * scale, 51 * scale) and out.dtype == torch.float32
+    assert _psnr(out, ref) > 50
+    # int8 changes the residual only: its error is a small share of the residual's energy
+    base = x[:, 6:9] if scale == 1 else torch.nn.functional.interpolate(x[:, 6:9], scale_factor=scale, mode="bicubic")
+    residual = ref - base
+    assert 0.03 < float(residual.pow(2).mean().sqrt()) < 0.2
+    assert float((out - ref).pow(2).mean()) < 0.003 * float(residual.pow(2).mean())
+
+
+@needs_int8
+def test_tiles_chunks_and_batches_are_exact(calibrated):
+    g, ranges = calibrated
+    frames = (_pan(12, 45, 61, 2) * 255).astype(np.uint8)
+    whole = ModelRestorer(g, device="cpu", precision="int8", tile=0, chunk=8, card=_card(g, ranges))
+    assert whole.describe()["precision"] == "int8"
+    ref = whole.restore(frames)  # 8 output frames
+    tiled = ModelRestorer(g, device="cpu", precision="int8", tile=16, chunk=3, card=_card(g, ranges))
+    assert np.array_equal(tiled.restore(frames), ref)
+    assert np.array_equal(whole.restore(frames[3:10]), ref[3:6])
+    one = int8.Int8Fusion(g, ranges)
+    x = _stacks(3, 33, 47)
+    assert torch.equal(torch.cat([one(x[k:k + 1]) for k in range(3)]), one(x))
+    deep = whole.restore(frames.astype(np.uint16) * 257)
+    assert deep.dtype == np.uint16 and np.abs(deep.astype(int) // 257 - ref).max() <= 1
+
+
+@needs_int8
+def test_auto_takes_int8_only_where_calibrated(calibrated, monkeypatch):
+    g, ranges = calibrated
+    monkeypatch.setattr(int8, "AUTO", True)
+    assert ModelRestorer(g, device="cpu", card=_card(g, ranges)).describe()["precision"] == "int8"
+    assert ModelRestorer(g, device="cpu", card=_card(g, {})).describe()["precision"] != "int8"
+    assert ModelRestorer(g, device="cpu", precision="fp32", card=_card(g, ranges)).describe()["precision"] == "fp32"
+    monkeypatch.setenv("ENHANCER_CPU_INT8", "0")
+    assert ModelRestorer(g, device="cpu", card=_card(g, ranges)).describe()["precision"] != "int8"
+    monkeypatch.delenv("ENHANCER_CPU_INT8")
+    monkeypatch.setattr(int8, "AUTO", False)
+    assert ModelRestorer(g, device="cpu", card=_card(g, ranges)).describe()["precision"] != "int8"
+
+
+@needs_int8
+def test_the_ranges_enter_the_recipe(calibrated):
+    g, ranges = calibrated
+    a = restorer_identity(ModelRestorer(g, device="cpu", precision="int8", card=_card(g, ranges)))
+    wider = {k: [v[0] * 1.5, v[1] * 1.5] for k, v in ranges.items()}
+    b = restorer_identity(ModelRestorer(g, device="cpu", precision="int8", card=_card(g, wider)))
+    c = restorer_identity(ModelRestorer(g, device="cpu", precision="bf16", card=_card(g, ranges)))
+    assert a["precision"] == "int8" and a["int8"] != b["int8"] and "int8" not in c
+
+
+def test_int8_is_refused_with_a_reason(calibrated, monkeypatch):
+    g, ranges = calibrated
+    with pytest.raises(UsageError, match="not calibrated for int8"):
+        ModelRestorer(g, device="cpu", precision="int8", card=_card(g, {}))
+    from enhancer.models.st3d import ST3DConfig, ST3DGenerator
+
+    st = ST3DGenerator(ST3DConfig(channels=8, low_channels=8, time_channels=8, confidence_channels=8, low_blocks=1,
+                                  high_blocks=1))
+    with pytest.raises(UsageError, match="aligned-fusion"):
+        ModelRestorer(st, device="cpu", precision="int8", card={"name": "st", "int8": ranges})
+    bad = dict(ranges)
+    bad.pop("tail.in")
+    with pytest.raises(ModelError, match="tail.in"):
+        ModelRestorer(g, device="cpu", precision="int8", card=_card(g, bad))
+    monkeypatch.setenv("ENHANCER_CPU_INT8", "0")
+    with pytest.raises(UsageError, match="VNNI"):
+        ModelRestorer(g, device="cpu", precision="int8", card=_card(g, ranges))
+
+
+@needs_int8
+def test_calibrate_command_then_enhance_in_int8(pan_set, tmp_path):  # noqa: F811
+    g = _trained_like()
+    path = tmp_path / "small.safetensors"
+    weights.save(g, path, weights.ModelCard(name="small", arch="aligned-fusion", config=g.config.to_dict(), scale=2))
+    before = weights.load_model(path).sha256
+    r = run_cli("enhance", str(make_clip(tmp_path / "c.mp4", seconds=0.3)), "-o", str(tmp_path / "x.mp4"),
+                "--model", str(path), "--precision", "int8")
+    assert r.returncode == 2 and "not calibrated for int8" in r.stderr and "enhancer calibrate" in r.stderr
+    r = run_cli("calibrate", str(path), "--data", str(pan_set), "--windows", "6")
+    assert r.returncode == 0, r.stderr
+    loaded = weights.load_model(path)
+    assert loaded.sha256 == before and int8.check_ranges(loaded.card.int8, loaded.model) is None
+    r = run_cli("enhance", str(tmp_path / "c.mp4"), "-o", str(tmp_path / "e.mkv"), "--model", str(path),
+                "--precision", "int8", "--codec", "ffv1")
+    assert r.returncode == 0, r.stderr
+    r = run_cli("enhance", str(tmp_path / "c.mp4"), "-o", str(tmp_path / "f.mkv"), "--model", str(path),
+                "--precision", "fp32", "--codec", "ffv1")
+    assert r.returncode == 0, r.stderr
+    from enhancer.quality.clips import frames
+
+    a = np.stack(list(frames(str(tmp_path / "e.mkv")))).astype(float)
+    b = np.stack(list(frames(str(tmp_path / "f.mkv")))).astype(float)
+    assert a.shape == b.shape and 10 * np.log10(255 ** 2 / ((a - b) ** 2).mean()) > 40
+
+
+def test_calibrate_command_refuses_what_it_cannot_do(pan_set, tmp_path):  # noqa: F811
+    r = run_cli("calibrate", "general-x2-gan", "--data", str(pan_set), "-o", str(tmp_path / "x.safetensors"))
+    assert r.returncode == 2 and "aligned-fusion" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = run_cli("calibrate", "general-x2", "--data", str(tmp_path / "none.npz"), "-o", str(tmp_path / "x.safetensors"))
+    assert r.returncode == 2 and "no such training set" in r.stderr
+    assert not (tmp_path / "x.safetensors").exists()
