@@ -88,6 +88,8 @@ def _card(name: str, path: Path, card) -> None:
     print(f"  architecture: {card.arch}, {card.config.get('channels', '?')} channels")
     if card.damage:
         print(f"  repairs: {card.damage}")
+    if card.int8:
+        print(f"  int8: calibrated on training windows ({len(card.int8)} feature-map ranges; --precision int8)")
     for key, val in card.metrics.items():
         print(f"  {key}: {val}")
     if card.notes:

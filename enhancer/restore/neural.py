@@ -255,7 +255,9 @@ class ModelRestorer:
         """(T + 2r, H, W, 3) uint8|uint16 -> (T, sH, sW, 3), same dtype."""
         peak = 65535.0 if images.dtype == np.uint16 else 255.0
         if self.fusion:
-            y = self.forward_stacks(images.astype(np.float32) / np.float32(peak), peak)  # (T, 3, sH, sW)
+            x = images.astype(np.float32)
+            x /= np.float32(peak)  # in place: one float copy of the window, not two
+            y = self.forward_stacks(x, peak)  # (T, 3, sH, sW)
             y = y.permute(0, 2, 3, 1)
         else:
             x = torch.from_numpy(images if images.dtype == np.uint8 else images.astype(np.int32))
