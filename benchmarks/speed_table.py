@@ -4,7 +4,10 @@ For each input size a short clip is generated (a moving test pattern with noise,
 enhanced x2 by the real command, ``enhancer enhance CLIP -o OUT.mp4 --json`` (H.264 CRF 18
 output, every default), once per method, in the same run:
 
-* ``lanczos``: the classical baseline;
+* ``ffmpeg``: plain ffmpeg, lanczos x2 and the same x264 encode (CRF 18, ``medium``), no enhancer:
+  the baseline of issue 28's "done when" (its frames/s is the file's frames over ffmpeg's wall
+  time, start included);
+* ``lanczos``: the classical baseline through enhancer;
 * ``fusion-s``: a model of the default model's architecture and size (``aligned-fusion``,
   ``fusion-s``) with random weights, saved as a model file first (speed does not depend on the
   weights); ``st3d-s`` the same for the aligned spatio-temporal generator;
@@ -75,6 +78,23 @@ def random_model(path: Path, name: str) -> Path:
     return path
 
 
+def plain_ffmpeg(clip: Path, out: Path, w: int, h: int, frames: int) -> tuple[float, int]:
+    """frames/s and peak RSS (MiB) of plain ffmpeg upscaling ``clip`` x2 with lanczos into the x264
+    encode enhance makes by default."""
+    argv = [ff.tools().ffmpeg, "-hide_banner", "-loglevel", "error", "-y", "-i", str(clip), "-vf",
+            f"scale={2 * w}:{2 * h}:flags=lanczos", "-c:v", "libx264", "-crf", "18", "-preset", "medium",
+            "-pix_fmt", "yuv420p", str(out)]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(argv)
+    peak = 0
+    while proc.poll() is None:
+        peak = max(peak, _tree_rss_kb(proc.pid))
+        time.sleep(0.05)
+    if proc.returncode:
+        raise SystemExit(f"ffmpeg failed on {clip}")
+    return frames / (time.perf_counter() - t0), peak // 1024
+
+
 def _is_ffmpeg(pid: int) -> bool:
     """Whether a process runs ffmpeg already (not a fork of ours that is about to)."""
     try:
@@ -131,7 +151,9 @@ def main() -> None:
         models = {}
         for m in args.methods.split(","):
             base, _, precision = m.partition("@")
-            if base.startswith(("fusion-", "st3d-")):
+            if base == "ffmpeg":
+                models[m] = (None, None)
+            elif base.startswith(("fusion-", "st3d-")):
                 models[m] = (str(random_model(Path(tmp) / f"{base}.safetensors", base)), precision or "auto")
             else:
                 models[m] = (base, precision or "auto")
@@ -142,6 +164,12 @@ def main() -> None:
             label = f"{name} ({size})" if name in SIZES else size
             for method, (model, precision) in models.items():
                 out = Path(tmp) / f"{name}-{len(rows)}.mp4"
+                if method == "ffmpeg":
+                    w, h = (int(v) for v in size.split("x"))
+                    fps, child = plain_ffmpeg(clip, out, w, h, frames)
+                    rows.append((label, "ffmpeg lanczos + the same x264 encode", frames, fps, 0, child))
+                    print(f"  {label} ffmpeg: {fps:.2f} frames/s, peak {child:,} MiB", file=sys.stderr, flush=True)
+                    continue
                 row, own, child = measure(["enhance", str(clip), "-o", str(out), "--model", model, "--device",
                                            args.device, "--precision", precision, "--json", "-q"])
                 fps = row["frames"] / row["seconds"]
@@ -151,7 +179,8 @@ def main() -> None:
     print("| input | method | frames | frames/s | peak memory, enhancer | peak memory, its ffmpeg processes |")
     print("|---|---|---|---|---|---|")
     for label, method, frames, fps, own, child in rows:
-        print(f"| {label} | {method} | {frames} | {fps:.2f} | {own:,} MiB | {child:,} MiB |")
+        mine = "-" if method.startswith("ffmpeg") else f"{own:,} MiB"  # no enhancer process
+        print(f"| {label} | {method} | {frames} | {fps:.2f} | {mine} | {child:,} MiB |")
 
 
 if __name__ == "__main__":
