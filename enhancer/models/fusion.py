@@ -104,7 +104,8 @@ class FusionGenerator(nn.Module):
         if ph or pw:
             res = res[..., :h, :w]
         r = self.config.radius
-        centre = stacks[:, 3 * r:3 * r + 3]  # (N, 3, H, W)
+        # (N, 3, H, W), made contiguous: the bicubic upscale of a channels-last slice ran 1.6x slower
+        centre = stacks[:, 3 * r:3 * r + 3].contiguous()
         s = self.scale
         if s > 1:
             res = F.pixel_shuffle(res, s)  # (N, 3, sH, sW)

@@ -20,6 +20,7 @@ import torch
 
 import hashlib
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 from enhancer.errors import EnhancerError, ModelError, UsageError, option
 from enhancer.restore import int8
@@ -64,10 +65,9 @@ class ModelRestorer:
         self.autocast = self.device.type == "cpu" and self.dtype == torch.bfloat16
         self.fusion = isinstance(model, ALIGNED)
         # channels-last: measured 16% faster on this project's 2-core CPU, and the layout cuDNN
-        # prefers; the int8 model lays out its own 8-bit input
+        # prefers (and the int8 model's)
         self.memory_format = torch.channels_last if self.fusion else torch.channels_last_3d
         if self.int8:
-            self.memory_format = torch.contiguous_format
             self.model = int8.Int8Fusion(model.eval().float(), ranges)
             self.int8_sha256 = hashlib.sha256(json.dumps(ranges, sort_keys=True).encode()).hexdigest()
         else:
@@ -226,12 +226,23 @@ class ModelRestorer:
             side = None if self._tile is None else self._tile + 2 * self.overlap
             area = h * w if side is None else min(h, side) * min(w, side)
             per = max(1, min(per, CPU_PASS_BYTES // (self._bytes_per_pixel(1) * area), CPU_PASS_PIXELS // area))
-        outs = []
-        for c0 in range(0, t, per):
+        def stacked(c0: int) -> torch.Tensor:
             stacks = align_stacks(frames, r, centres=list(range(r + c0, r + min(t, c0 + per))))  # (b, 2r+1, H, W, 3)
             # (b, 3(2r+1), H, W) held channels-last, the layout the model runs in: one copy
-            x = torch.from_numpy(stacks).permute(0, 2, 3, 1, 4).reshape(len(stacks), h, w, -1).permute(0, 3, 1, 2)
-            outs.append(self._forward_oom(x, peak))
+            return torch.from_numpy(stacks).permute(0, 2, 3, 1, 4).reshape(len(stacks), h, w, -1).permute(0, 3, 1, 2)
+
+        starts = list(range(0, t, per))
+        if len(starts) == 1:
+            return self._forward_oom(stacked(0), peak)
+        # the next pass's alignment (OpenCV and NumPy, outside the GIL) runs beside this pass's model
+        outs = []
+        with ThreadPoolExecutor(1, thread_name_prefix="align") as pool:
+            ahead = pool.submit(stacked, starts[0])
+            for i in range(len(starts)):
+                x = ahead.result()
+                if i + 1 < len(starts):
+                    ahead = pool.submit(stacked, starts[i + 1])
+                outs.append(self._forward_oom(x, peak))
         return torch.cat(outs)
 
     def _forward_oom(self, x: torch.Tensor, peak: float | None = None) -> torch.Tensor:
