@@ -2,7 +2,7 @@
 
 For each input size a short clip is generated (the same moving pattern with noise as
 speed_table.py, H.264) and each stage is timed on its own, in CPU seconds per output frame
-(``time.process_time`` of this process for the Python stages, ``getrusage`` of the children for
+(``time.thread_time`` of the thread running each Python stage, ``getrusage`` of the children for
 the ffmpeg ones), so the figures add up to the work the machine does, whatever else runs beside:
 
 * decode: ffmpeg decoding the source to nothing;
@@ -88,9 +88,9 @@ def main() -> None:
 
             def timed(key, fn):
                 def f(*a, **k):
-                    t0 = time.process_time()
+                    t0 = time.thread_time()  # this thread only: the alignment runs in a thread of its own
                     out = fn(*a, **k)
-                    spent[key] += time.process_time() - t0
+                    spent[key] += time.thread_time() - t0
                     return out
                 return f
 
