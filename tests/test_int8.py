@@ -159,3 +159,19 @@ def test_calibrate_command_refuses_what_it_cannot_do(pan_set, tmp_path):  # noqa
     r = run_cli("calibrate", "general-x2", "--data", str(tmp_path / "none.npz"), "-o", str(tmp_path / "x.safetensors"))
     assert r.returncode == 2 and "no such training set" in r.stderr
     assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_every_shipped_fusion_model_is_calibrated():
+    shipped = [(n, p) for n, p, c in weights.catalogue() if c.arch == "aligned-fusion"]
+    assert len(shipped) >= 5
+    for name, path in shipped:
+        loaded = weights.load_model(path)
+        assert int8.check_ranges(loaded.card.int8, loaded.model) is None, name
+
+
+def test_the_default_model_runs_in_int8_where_the_cpu_can():
+    from enhancer.restore.loading import load_restorer
+
+    got = load_restorer("general-x2", device="cpu").describe()["precision"]
+    assert got == "int8" if int8.available() else got != "int8"
+    assert load_restorer("general-x2-gan", device="cpu").describe()["precision"] != "int8"  # the 3D generator

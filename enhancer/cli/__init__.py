@@ -22,7 +22,8 @@ main.add_command(enhance.enhance, "enhance")
 main.add_command(watch.command())
 main.add_command(conform.command())
 for command in (media.degrade_cmd, train.prepare_cmd, train.train_cmd, train.export_cmd, train.calibrate_cmd,
-                quality.evaluate_cmd, quality.benchmark_cmd, media.compare_cmd, models.models_cmd, media.probe_cmd, quality.study_cmd):
+                quality.evaluate_cmd, quality.benchmark_cmd, media.compare_cmd, models.models_cmd, media.probe_cmd,
+                quality.study_cmd):
     main.add_command(command)
 
 if __name__ == "__main__":

@@ -141,7 +141,8 @@ def benchmark_cmd(clean, preset, scale, models, output, seed, start, duration, p
     wanted = tuple(p.strip() for p in precisions.split(",") if p.strip())
     bad = [p for p in wanted if p not in ("auto", "fp32", "bf16", "fp16", "int8")]
     if bad or not wanted:
-        fail(f"--precisions: unknown precision {', '.join(bad) or '(none given)'}; use auto, fp32, bf16, fp16 or int8", 2)
+        fail(f"--precisions: unknown precision {', '.join(bad) or '(none given)'}; "
+             "use auto, fp32, bf16, fp16 or int8", 2)
     if models:
         names = [m.strip() for m in models.split(",") if m.strip()]
     else:

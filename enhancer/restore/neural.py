@@ -305,7 +305,8 @@ def int8_ranges(precision: str, model, card: dict, device: torch.device) -> dict
                          hint=f"{option('precision')} auto")
     if not ranges:
         raise UsageError(f"{name} was not calibrated for int8 (its card has no int8 ranges)",
-                         hint=f"calibrate it on a training set with `enhancer calibrate`, or use {option('precision')} auto")
+                         hint="calibrate it on a training set with `enhancer calibrate`, or use "
+                              f"{option('precision')} auto")
     if problem:
         raise ModelError(f"{name}: bad int8 ranges on its card: {problem}", hint=f"{option('precision')} auto")
     if not int8.available():
