@@ -76,8 +76,8 @@ def start(verbose: bool = False) -> None:
     OpenMP's idle threads sleep rather than spin (before PyTorch is imported), unless the
     environment says otherwise: the model shares the cores with the decoder, the encoder and the
     alignment thread, and spinning threads take their time (720p x2 with the default model on 2
-    cores: 1.05 frames/s, against 1.00 with ``OMP_WAIT_POLICY=ACTIVE`` and 1.02 with OpenMP's own
-    default; means of 4 to 5 alternating runs)."""
+    cores: 1.04 frames/s, against 1.00 with ``OMP_WAIT_POLICY=ACTIVE`` and 1.02 with OpenMP's own
+    default; means of 5 to 10 runs, docs/speed.md)."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     spell_options(FLAGS)
     log_to_stderr(verbose)
