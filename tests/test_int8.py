@@ -175,3 +175,53 @@ def test_the_default_model_runs_in_int8_where_the_cpu_can():
     got = load_restorer("general-x2", device="cpu").describe()["precision"]
     assert got == "int8" if int8.available() else got != "int8"
     assert load_restorer("general-x2-gan", device="cpu").describe()["precision"] != "int8"  # the 3D generator
+
+
+def test_hostile_ranges_are_refused_not_crashed_on(calibrated):
+    g, ranges = calibrated
+    extra = {**ranges, "zzz": [0.0, 0.0], "yyy": []}  # keys it does not use are ignored
+    assert int8.Int8Fusion(g, extra) is not None
+    for bad in ([-1e308, 1e308], [0.0, 1e-310], [0.5, 1.0], [float("nan"), 1.0]):
+        with pytest.raises(ModelError, match="int8 range feat"):
+            ModelRestorer(g, device="cpu", precision="int8", card=_card(g, {**ranges, "feat": bad}))
+    card = weights.ModelCard(name="x", arch="aligned-fusion", config=g.config.to_dict(), scale=2)
+    assert '"int8"' not in card.to_json()  # older enhancers still read a card without ranges
+    text = card.to_json().replace('"name": "x"', '"int8": {"feat": [0, ' + "9" * 400 + '], "x": [0, 1]}, "name": "x"')
+    with pytest.raises(ModelError, match="must be finite"):
+        weights.ModelCard.from_json(text)
+
+
+@needs_int8
+def test_passes_aligned_ahead_give_the_same_frames(calibrated, monkeypatch):
+    g, ranges = calibrated
+    frames = (_pan(10, 45, 61, 2) * 255).astype(np.uint8)
+    one = ModelRestorer(g, device="cpu", precision="int8", tile=0, card=_card(g, ranges)).restore(frames)
+    import enhancer.restore.neural as neural
+
+    monkeypatch.setattr(neural, "CPU_PASS_PIXELS", 45 * 61)  # a stack a pass: the next aligned in a thread
+    calls = []
+    real = neural.align_stacks
+    monkeypatch.setattr(neural, "align_stacks", lambda f, r, centres: calls.append(centres) or real(f, r, centres))
+    many = ModelRestorer(g, device="cpu", precision="int8", tile=0, card=_card(g, ranges)).restore(frames)
+    assert len(calls) == 6 and np.array_equal(many, one)
+
+
+def test_auto_leaves_texture_variants_in_their_measured_precision(calibrated, monkeypatch):
+    g, ranges = calibrated
+    monkeypatch.setattr(int8, "available", lambda: True)
+    card = {**_card(g, ranges), "variant": "texture"}
+    assert ModelRestorer(g, device="cpu", card=card).describe()["precision"] != "int8"
+
+
+@needs_int8
+def test_inspect_says_int8(capsys):
+    r = run_cli("models", "--inspect", "general-x2")
+    assert r.returncode == 0, r.stderr
+    assert "in int8" in r.stdout and "int8 (on CPUs with VNNI" in r.stdout and "parameters: 0" not in r.stdout
+
+
+def test_a_damaged_training_set_is_one_line(tmp_path):
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"PK\x03\x04" + b"\0" * 64)
+    r = run_cli("calibrate", "general-x2", "--data", str(bad), "-o", str(tmp_path / "x.safetensors"))
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "cannot read the training sets" in r.stderr

@@ -158,15 +158,21 @@ def export_cmd(checkpoint, output, name, damage, metrics_path, notes, task, cali
               help="Windows of the sets to measure on.")
 def calibrate_cmd(model, sets, output, windows):
     """Measure an aligned-fusion model's feature ranges for --precision int8 and put them on its card."""
+    from enhancer.errors import ModelError, OutputError
     from enhancer.restore import int8, weights
 
     try:
         path = str(weights.resolve(model))
-        if output:
-            check_writable(output)
-        int8.calibrate_file(path, list(sets), output, windows)
-    except EnhancerError as e:  # a bad model file or set, a model with no int8 form
+    except EnhancerError as e:
         fail(str(e), 2)
-    except OSError as e:
-        fail(f"{output or path}: cannot write the model file ({e.strerror or e})", 1)
+    if output:
+        check_writable(output)
+
+    def work() -> None:
+        try:
+            int8.calibrate_file(path, list(sets), output, windows)
+        except OSError as e:
+            raise OutputError(f"cannot write the model file ({e.strerror or e})", path=output or path) from None
+
+    until_done(work, usage=(ModelError,))  # a bad model file or set, a model with no int8 form: exit 2
     print(output or path)

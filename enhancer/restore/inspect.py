@@ -58,12 +58,13 @@ def inspect_model(model: str, *, device: str = "auto", precision: str = "auto",
         items += [("architecture", f"{card.get('arch', '?')} (enhancer's own model {card.get('name', inner.name)}; "
                                    f"{frames})"),
                   ("scale", f"x{inner.scale}"),
-                  ("parameters", f"{sum(p.numel() for p in inner.model.parameters()):,}"),
+                  ("parameters", f"{inner.parameter_count:,}"),
                   ("channels", "3 in, 3 out (RGB)"
                    + (f"; {card['config']['channels']} feature channels" if "channels" in card.get("config", {})
                       else "")),
                   ("value range", "[0, 1] floats in and out (frames divided by 255, or 65535 for 16-bit sources)"),
-                  ("precisions", "fp32, bf16, fp16 (fp16 on CUDA only)"),
+                  ("precisions", "fp32, bf16, fp16 (fp16 on CUDA only)"
+                   + (", int8 (on CPUs with VNNI: calibrated on its card)" if card.get("int8") else "")),
                   ("size needs", "none (any frame size)"),
                   ("tiling advice", f"tiles are fine: they read {inner.overlap} pixels beyond their edges, so a "
                                     "tiled frame is the whole frame's")]
@@ -83,9 +84,7 @@ def inspect_model(model: str, *, device: str = "auto", precision: str = "auto",
 
 
 def _dt(restorer) -> str:
-    from enhancer.restore.device import dtype_name
-
-    return dtype_name(restorer.dtype)
+    return restorer.describe()["precision"]
 
 
 def _precision_reason(precision: str) -> str:

@@ -23,6 +23,7 @@ has VNNI (:func:`available`).
 from __future__ import annotations
 
 import os
+import zipfile
 from typing import Iterable
 
 import cv2
@@ -46,6 +47,9 @@ SLOPE = 0.1  # the generator's LeakyReLU
 # against the truth on some clips and lower on others: a different model, not a faithful one
 QUANTILE = 1e-5
 _SAMPLE = 200_000  # values drawn from each feature map to estimate those quantiles
+# what a card's range may be (a trained model's feature maps span about 0.1 to 3; anything far
+# outside is a damaged or hostile card, refused before any arithmetic on it)
+RANGE_LIMIT, MIN_WIDTH = 1e4, 1e-6
 
 
 def _cpu_flags() -> set[str]:
@@ -143,8 +147,10 @@ def check_ranges(ranges, model: FusionGenerator) -> str | None:
     for name in _stream_points(model):
         r = ranges.get(name)
         if not (isinstance(r, list) and len(r) == 2 and all(isinstance(v, (int, float)) for v in r)
-                and np.isfinite(r).all() and r[0] <= 0 <= r[1] and r[1] - r[0] > 0):
-            return f"int8 range {name} is missing or not [low <= 0 <= high]"
+                and all(-RANGE_LIMIT <= v <= RANGE_LIMIT for v in r) and r[0] <= 0 <= r[1]
+                and r[1] - r[0] >= MIN_WIDTH):
+            return (f"int8 range {name} is missing or not [low <= 0 <= high] within +-{RANGE_LIMIT:g} "
+                    f"and at least {MIN_WIDTH:g} wide")
     return None
 
 
@@ -187,7 +193,7 @@ def calibrate_file(path: str, sets: list[str], out: str | None = None, windows: 
             raise UsageError("no such training set", path=p, hint="give a set made by `enhancer prepare`")
     try:
         stacks = set_stacks(list(sets), loaded.model.config.radius, windows)
-    except (OSError, KeyError, ValueError) as e:
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise UsageError(f"cannot read the training sets ({e})", hint="give sets made by `enhancer prepare`") from None
     ranges = calibrate(loaded.model, stacks)
     loaded.card.int8 = ranges
@@ -268,7 +274,7 @@ class Int8Fusion(torch.nn.Module):
             raise ModelError(problem)
         self.config = model.config
         self.scale, self.temporal_radius, self.spatial_radius = model.scale, model.temporal_radius, model.spatial_radius
-        q = {k: _qparams(v) for k, v in ranges.items()}
+        q = {k: _qparams(ranges[k]) for k in _stream_points(model)}
         self.head = _QConv(model.head, (1 / 255, 0))
         self.head_out, self.feat_q = q["head.out"], q["feat"]
         self.head_lut = _lrelu_table(q["head.out"], q["feat"])

@@ -64,6 +64,7 @@ class ModelRestorer:
         # stay fp32 (63 dB from fp32's output on real footage; bf16 weights and input: 55 dB)
         self.autocast = self.device.type == "cpu" and self.dtype == torch.bfloat16
         self.fusion = isinstance(model, ALIGNED)
+        self.parameter_count = sum(p.numel() for p in model.parameters())
         # channels-last: measured 16% faster on this project's 2-core CPU, and the layout cuDNN
         # prefers (and the int8 model's)
         self.memory_format = torch.channels_last if self.fusion else torch.channels_last_3d
@@ -115,6 +116,8 @@ class ModelRestorer:
         frames_in = chunk + 2 * r
         decoded = (max(8, frames_in) + chunk + 3 * r + 1 + frames_in) * frame
         floats = (frames_in + chunk * s2) * frame * 4
+        if self.fusion:  # two passes' aligned stacks (the next is aligned beside the model), each with its copy
+            floats += 2 * 2 * (2 * r + 1) * frame * 4
         return (decoded + floats + (chunk + max(4, chunk) + 2) * frame * s2) * 5 // 4
 
     def _tile_bytes(self, side_h: int, side_w: int, frames_in: int) -> int:
@@ -288,12 +291,13 @@ def int8_ranges(precision: str, model, card: dict, device: torch.device) -> dict
     """The card's int8 ranges where the model is to run in int8, else None. ``int8`` asked for
     and impossible here is a one-line error saying why; ``auto`` takes int8 where
     :data:`~enhancer.restore.int8.AUTO` says it is the default and everything it needs is there
-    (a CPU with VNNI, an aligned-fusion model calibrated on its card)."""
+    (a CPU with VNNI, an aligned-fusion fidelity model calibrated on its card)."""
     ranges = card.get("int8") or {}
     fits = isinstance(model, FusionGenerator)
     problem = int8.check_ranges(ranges, model) if fits and ranges else None
-    if precision == "auto":
-        ok = int8.AUTO and device.type == "cpu" and fits and ranges and not problem and int8.available()
+    if precision == "auto":  # the fidelity models were measured in int8; the texture variants were not
+        ok = (int8.AUTO and device.type == "cpu" and fits and ranges and not problem and int8.available()
+              and card.get("variant", "fidelity") != "texture")
         return ranges if ok else None
     if precision != "int8":
         return None

@@ -75,7 +75,10 @@ class ModelCard:
     int8: dict[str, list[float]] = field(default_factory=dict)
 
     def to_json(self) -> str:
-        return json.dumps({"format": FORMAT, **self.__dict__}, sort_keys=True)
+        d = dict(self.__dict__)
+        if not d["int8"]:  # a card without int8 ranges stays readable by enhancers from before them
+            del d["int8"]
+        return json.dumps({"format": FORMAT, **d}, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> "ModelCard":
@@ -146,7 +149,11 @@ def type_error(value, tp, where: str, depth: int = 0) -> str | None:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return f"{where} must be a number, not {_show(value)}"
-        return None if math.isfinite(value) else f"{where} must be finite, not {value}"
+        try:
+            finite = math.isfinite(value)
+        except OverflowError:  # an integer beyond any float
+            finite = False
+        return None if finite else f"{where} must be finite, not {_show(value)}"
     if tp is str:
         if not isinstance(value, str):
             return f"{where} must be a string, not {_show(value)}"

@@ -1,6 +1,7 @@
 """Training checkpoint -> shipped safetensors weights with their card."""
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import torch
@@ -63,7 +64,7 @@ def _int8_ranges(model: nn.Module, data, log) -> dict:
     sets = [data] if isinstance(data, str) else list(data or [])
     try:
         return int8.calibrate(model, int8.set_stacks(sets, model.config.radius))
-    except (OSError, KeyError, ValueError) as e:
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as e:
         log(f"warning: not calibrated for int8: its training sets cannot be read ({e}); "
             "`enhancer calibrate` does it later")
         return {}
