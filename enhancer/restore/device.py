@@ -1,6 +1,7 @@
 """The one place that picks a device and a precision, and measures free memory."""
 from __future__ import annotations
 
+import functools
 import os
 
 import torch
@@ -32,6 +33,20 @@ def select_device(name: str = "auto", *, local_rank: int | None = None) -> torch
     return dev
 
 
+@functools.lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """This CPU's feature flags as Linux lists them (empty elsewhere: no cheap way to know there,
+    and the precisions they choose are then never the wrong ones)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
 def cpu_has_bf16() -> bool:
     """Whether this CPU multiplies bf16 in hardware (AVX512-BF16 or AMX): there bf16 convolutions
     run about twice as fast as fp32 (measured on this project's 2-core CPU); elsewhere PyTorch
@@ -39,15 +54,7 @@ def cpu_has_bf16() -> bool:
     forced = os.environ.get("ENHANCER_CPU_BF16", "").strip()
     if forced in ("0", "1"):
         return forced == "1"
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return bool(flags & {"avx512_bf16", "amx_bf16"})
-    except OSError:  # not Linux: no cheap way to know, and fp32 is never wrong
-        pass
-    return False
+    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
 
 
 def select_dtype(precision: str, device: torch.device) -> torch.dtype:

@@ -31,8 +31,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from enhancer.errors import ArgumentError, ModelError
+from enhancer.errors import ArgumentError, ModelError, UsageError
 from enhancer.models.fusion import FusionGenerator
+from enhancer.restore.device import cpu_flags
 
 # whether --precision auto takes int8 where it can (see ModelRestorer): decided on the held-out
 # set, each model in bf16 and in int8 in one benchmark run (docs/speed.md#int8-on-the-cpu):
@@ -52,17 +53,6 @@ _SAMPLE = 200_000  # values drawn from each feature map to estimate those quanti
 RANGE_LIMIT, MIN_WIDTH = 1e4, 1e-6
 
 
-def _cpu_flags() -> set[str]:
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
 def available() -> bool:
     """Whether int8 runs here as it was measured: PyTorch with oneDNN's quantized convolution on
     a CPU with VNNI (AVX512-VNNI, AVX-VNNI or AMX). ``ENHANCER_CPU_INT8=0`` turns it off,
@@ -77,7 +67,7 @@ def available() -> bool:
         return False
     if not torch.backends.mkldnn.is_available():
         return False
-    return forced == "1" or bool(_cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
+    return forced == "1" or bool(cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
 
 
 # ---- calibration ----------------------------------------------------------------------------
@@ -165,8 +155,12 @@ def set_stacks(paths: list[str], radius: int, windows: int = 48, seed: int = 0) 
     rng = np.random.default_rng(seed)
     out: list[torch.Tensor] = []
     for k, path in enumerate(paths):
-        with np.load(path) as data:
-            lq = data["lq"]  # (sequences, versions, frames, h, w, 3) uint8
+        try:
+            with np.load(path) as data:
+                lq = data["lq"]  # (sequences, versions, frames, h, w, 3) uint8
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as e:  # not a set, damaged
+            raise UsageError(f"cannot read the training sets ({e})", path=path,
+                             hint="give sets made by `enhancer prepare`") from None
         if lq.ndim != 6 or lq.shape[2] < 2 * radius + 1 or lq.dtype != np.uint8:
             raise ArgumentError(f"{path}: not a training set of windows of at least {2 * radius + 1} frames")
         take = windows // len(paths) + (k < windows % len(paths))
@@ -181,21 +175,16 @@ def calibrate_file(path: str, sets: list[str], out: str | None = None, windows: 
     """Measure the int8 ranges of the aligned-fusion model file at ``path`` on ``windows``
     windows of the training sets ``sets`` and write them onto its card (at ``out``: a copy);
     the tensors are kept as they are. Returns the ranges."""
-    from enhancer.errors import UsageError
     from enhancer.restore import weights
 
     loaded = weights.load_model(path)
     if not isinstance(loaded.model, FusionGenerator):
-        raise UsageError(f"{loaded.card.name}'s architecture is {loaded.card.arch}: int8 is for aligned-fusion models",
-                         path=path)
+        raise UsageError(f"{loaded.card.name}'s architecture is {loaded.card.arch}: int8 is for aligned-fusion "
+                         "models", path=path)
     for p in sets:
         if not os.path.isfile(p):
             raise UsageError("no such training set", path=p, hint="give a set made by `enhancer prepare`")
-    try:
-        stacks = set_stacks(list(sets), loaded.model.config.radius, windows)
-    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        raise UsageError(f"cannot read the training sets ({e})", hint="give sets made by `enhancer prepare`") from None
-    ranges = calibrate(loaded.model, stacks)
+    ranges = calibrate(loaded.model, set_stacks(list(sets), loaded.model.config.radius, windows))
     loaded.card.int8 = ranges
     weights.rewrite_card(path, loaded.card, out)
     return ranges

@@ -13,14 +13,13 @@ the video is chunked.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
-
-import hashlib
-import json
-from concurrent.futures import ThreadPoolExecutor
 
 from enhancer.errors import EnhancerError, ModelError, UsageError, option
 from enhancer.restore import int8

@@ -1,14 +1,13 @@
 """Training checkpoint -> shipped safetensors weights with their card."""
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from enhancer.restore import weights
-from enhancer.errors import OutputError, UsageError
+from enhancer.errors import EnhancerError, OutputError, UsageError
 from enhancer.train import checkpoint as ckpt
 
 
@@ -64,9 +63,8 @@ def _int8_ranges(model: nn.Module, data, log) -> dict:
     sets = [data] if isinstance(data, str) else list(data or [])
     try:
         return int8.calibrate(model, int8.set_stacks(sets, model.config.radius))
-    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        log(f"warning: not calibrated for int8: its training sets cannot be read ({e}); "
-            "`enhancer calibrate` does it later")
+    except EnhancerError as e:  # the sets are gone, damaged or not sets
+        log(f"warning: not calibrated for int8: {e}; `enhancer calibrate` does it later")
         return {}
 
 
