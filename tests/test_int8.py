@@ -225,3 +225,16 @@ def test_a_damaged_training_set_is_one_line(tmp_path):
     bad.write_bytes(b"PK\x03\x04" + b"\0" * 64)
     r = run_cli("calibrate", "general-x2", "--data", str(bad), "-o", str(tmp_path / "x.safetensors"))
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "cannot read the training sets" in r.stderr
+
+
+def test_calibrate_never_writes_over_its_training_set(pan_set, tmp_path):  # noqa: F811
+    import shutil
+
+    data = tmp_path / "set.npz"
+    shutil.copy(pan_set, data)
+    before = data.read_bytes()
+    for out, words in ((data, "one of the training sets"), (tmp_path / "m.pt", "must end in .safetensors"),
+                       (tmp_path, "is a folder")):
+        r = run_cli("calibrate", "general-x2", "--data", str(data), "-o", str(out))
+        assert r.returncode == 2 and words in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert data.read_bytes() == before

@@ -175,8 +175,19 @@ def calibrate_file(path: str, sets: list[str], out: str | None = None, windows: 
     """Measure the int8 ranges of the aligned-fusion model file at ``path`` on ``windows``
     windows of the training sets ``sets`` and write them onto its card (at ``out``: a copy);
     the tensors are kept as they are. Returns the ranges."""
+    from pathlib import Path
+
     from enhancer.restore import weights
 
+    if out is not None:  # refused before any work, and before anything is written
+        target = Path(out)
+        if target.is_dir():
+            raise UsageError("is a folder", path=str(out), hint="give the model file's name, e.g. NAME.safetensors")
+        if any(Path(p).resolve() == target.resolve() for p in sets):
+            raise UsageError("is one of the training sets given: writing the model there would destroy it",
+                             path=str(out), hint="give another file name")
+        if target.suffix.lower() != ".safetensors":
+            raise UsageError("the calibrated model file must end in .safetensors", path=str(out))
     loaded = weights.load_model(path)
     if not isinstance(loaded.model, FusionGenerator):
         raise UsageError(f"{loaded.card.name}'s architecture is {loaded.card.arch}: int8 is for aligned-fusion "
