@@ -235,6 +235,33 @@ def test_resume_gives_the_same_weights(tiny_set, tmp_path, stage, monkeypatch):
     assert "val_psnr_y" in log[-1] and (tmp_path / "a" / "val" / "step000006.png").exists()
 
 
+def test_val_data_is_its_own_set_and_all_of_the_training_set_is_trained_on(tiny_set, tmp_path):
+    """``val_data``: validation reads that set (media the training set excludes), and no sequence of
+    the training set is kept back; a val set of another scale is one clear error."""
+    from enhancer.train.batches import _load_data
+    from enhancer.train.config import TrainingError
+
+    d = tmp_path / "media"
+    d.mkdir()
+    _photo(d / "c.png", 5)
+    val_set = tmp_path / "val.npz"
+    prepare(PrepareConfig(sources=[str(d)], out=str(val_set), sequences=3, frames=9, hr_size=32, scale=2, versions=1,
+                          seed=3), progress=False)
+    data, train_idx, val, val_idx = _load_data(_cfg(tiny_set, tmp_path / "r", val_data=str(val_set), val_sequences=2))
+    assert list(train_idx) == list(range(len(data))) and list(val_idx) == [0, 1] and len(val) == 3
+    assert np.array_equal(val.clean(1), ClipDataset(str(val_set)).clean(1))
+    data, train_idx, val, val_idx = _load_data(_cfg(tiny_set, tmp_path / "r", val_sequences=4))
+    assert val is data and list(val_idx) == [10, 11, 12, 13] and list(train_idx) == list(range(10))
+    train(_cfg(tiny_set, tmp_path / "run", val_data=str(val_set), val_sequences=2, steps=3), progress=False)
+    log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert "val_psnr_y" in log[-1]
+    x4 = tmp_path / "x4.npz"
+    prepare(PrepareConfig(sources=[str(d)], out=str(x4), sequences=2, frames=9, hr_size=64, scale=4, versions=1,
+                          seed=3), progress=False)
+    with pytest.raises(TrainingError, match="x4"):
+        _load_data(_cfg(tiny_set, tmp_path / "r", val_data=str(x4)))
+
+
 def test_validation_psnr_y_is_what_evaluate_reports(tiny_set, tmp_path):
     """The trainer's val_psnr_y is `enhancer evaluate`'s psnr_y of the same frames (issue 14): the
     mean over the frames of each frame's PSNR-Y (the PSNR of each sequence's pooled error, which

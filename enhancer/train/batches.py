@@ -38,24 +38,37 @@ def _check_set(path: str | Path) -> None:
                             hint=_PREPARE_HINT)
 
 
-def _load_data(cfg: TrainConfig) -> tuple[ClipDataset, np.ndarray, np.ndarray]:
-    paths = [cfg.data] if isinstance(cfg.data, (str, Path)) else list(cfg.data)
+def _read_set(paths: list, cfg: TrainConfig) -> ClipDataset:
     for p in paths:
         _check_set(p)
     where = ", ".join(map(str, paths))
     try:
-        data = ClipDataset(cfg.data)
+        data = ClipDataset(paths)
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as e:  # damaged inside its archive
         raise TrainingError(f"the training set is corrupt ({type(e).__name__}: {e})", path=where,
                             hint=_PREPARE_HINT) from None
     except (ValueError, KeyError) as e:
         raise TrainingError(f"cannot read the training set ({e})", path=where, hint=_PREPARE_HINT) from None
-    if len(data) <= cfg.val_sequences:
-        raise TrainingError(f"the training set has {len(data)} sequences; need more than val_sequences",
-                            path=where)
     if data.scale != cfg.scale:
         raise TrainingError(f"the training set is x{data.scale}, the config asks for x{cfg.scale}", path=where)
-    return data, np.arange(0, len(data) - cfg.val_sequences), np.arange(len(data) - cfg.val_sequences, len(data))
+    return data
+
+
+def _load_data(cfg: TrainConfig) -> tuple[ClipDataset, np.ndarray, ClipDataset, np.ndarray]:
+    """The training set and its training indices, the validation set and its indices: the last
+    ``val_sequences`` of the training set (never trained on), or with ``val_data`` the first
+    ``val_sequences`` of that set, and all of the training set is trained on."""
+    paths = [cfg.data] if isinstance(cfg.data, (str, Path)) else list(cfg.data)
+    data = _read_set(paths, cfg)
+    if cfg.val_data:
+        val = _read_set([cfg.val_data], cfg)
+        if not len(data):
+            raise TrainingError("the training set has no sequences", path=", ".join(map(str, paths)))
+        return data, np.arange(len(data)), val, np.arange(min(len(val), cfg.val_sequences))
+    if len(data) <= cfg.val_sequences:
+        raise TrainingError(f"the training set has {len(data)} sequences; need more than val_sequences",
+                            path=", ".join(map(str, paths)))
+    return data, np.arange(0, len(data) - cfg.val_sequences), data, np.arange(len(data) - cfg.val_sequences, len(data))
 
 
 class _Batches:

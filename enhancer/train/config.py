@@ -56,7 +56,11 @@ class TrainConfig:
     grad_clip: float = 1.0
     amp: str = "auto"  # auto (bf16 on CUDA, off on CPU) | bf16 | off
     val_every: int = 200
-    val_sequences: int = 8  # taken from the end of the set, never trained on
+    val_sequences: int = 8  # taken from the end of the set, never trained on (with val_data: the
+    # first this many of that set)
+    val_data: str = ""  # a set of its own for validation, prepared from media the training sets
+    # exclude (other photos, other footage): a score that follows what the model does on media it
+    # never saw, where sequences from the end of a training set share its photos and videos
     ckpt_every: int = 200
     ckpt_minutes: float = 2.0  # and at least this often
     log_every: int = 10

@@ -116,7 +116,7 @@ class _Trainer:
         self.use_amp = cfg.amp == "bf16" or (cfg.amp == "auto" and self.device.type == "cuda")
         self.run_dir = Path(cfg.run_dir)
         torch.manual_seed(cfg.seed)
-        self.data, self.train_idx, self.val_idx = _load_data(cfg)
+        self.data, self.train_idx, self.val_data, self.val_idx = _load_data(cfg)
         self.m = _build(cfg, self.device)
         self.step = 0
         if resume and ckpt.latest(self.run_dir) is not None:
@@ -220,7 +220,7 @@ class _Trainer:
             self.t_log = now
             pb.set_postfix(loss=f"{self.last['loss_g']:.4f}")
         if step % cfg.val_every == 0 or step == cfg.steps:
-            self.last.update(validate(self.m.ema, self.data, self.val_idx, cfg, self.device,
+            self.last.update(validate(self.m.ema, self.val_data, self.val_idx, cfg, self.device,
                                       self.run_dir / "val" / f"step{step:06d}.png"))
             self.last["step"] = step
             self._keep_best()
