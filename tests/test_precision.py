@@ -45,6 +45,23 @@ def test_cpu_auto_precision_follows_the_cpu(monkeypatch):
     assert dev.cpu_has_bf16() == ("avx512_bf16" in flags or "amx_bf16" in flags)
 
 
+def test_bf16_asked_on_a_cpu_that_only_emulates_it_is_warned_of_once(monkeypatch, caplog):
+    """An explicit bf16 on a CPU without bf16 arithmetic runs (the user asked) but says, once, that
+    it is emulated and slow (23x fp32 for a training step on an AVX2 CPU)."""
+    import logging
+
+    dev._warn_emulated_bf16.cache_clear()
+    for has in ("1", "0"):
+        monkeypatch.setenv("ENHANCER_CPU_BF16", has)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            assert dev.select_dtype("bf16", torch.device("cpu")) == torch.bfloat16
+            assert dev.select_dtype("bf16", torch.device("cpu")) == torch.bfloat16
+        warned = [r for r in caplog.records if "emulated" in r.getMessage()]
+        assert len(warned) == (1 if has == "0" else 0)
+    dev._warn_emulated_bf16.cache_clear()
+
+
 def test_cpu_bf16_keeps_fp32_weights_and_stays_close_to_fp32():
     g, _ = weights.load(weights.resolve("general-x2"))
     rng = np.random.default_rng(0)

@@ -262,6 +262,32 @@ def test_val_data_is_its_own_set_and_all_of_the_training_set_is_trained_on(tiny_
         _load_data(_cfg(tiny_set, tmp_path / "r", val_data=str(x4)))
 
 
+def test_amp_auto_is_bf16_only_where_the_cpu_has_bf16_arithmetic(monkeypatch, caplog):
+    """On a CPU without AVX512-BF16 or AMX, bf16 autocast is emulated (an st3d-s step took many times
+    as long as in fp32 on an AVX2 CPU): ``auto`` computes in fp32 there, an explicit ``bf16`` is
+    kept but warned of; on CUDA ``auto`` is bf16."""
+    from enhancer.restore import device as dev
+    from enhancer.train.trainer import _use_amp
+
+    cpu = torch.device("cpu")
+    for has in (True, False):
+        monkeypatch.setattr(dev, "cpu_has_bf16", lambda has=has: has)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            assert _use_amp("auto", cpu) is has
+            assert _use_amp("off", cpu) is False
+            assert _use_amp("bf16", cpu) is True
+        assert any("without bf16 arithmetic" in r.getMessage() for r in caplog.records) is (not has)
+    assert _use_amp("auto", torch.device("cuda")) is True and _use_amp("off", torch.device("cuda")) is False
+
+
+def test_a_run_resumes_where_amp_changed(tiny_set, tmp_path):
+    """amp may change between windows (a run moves between machines with and without bf16)."""
+    train(_cfg(tiny_set, tmp_path / "r", steps=4, amp="off"), progress=False, max_minutes=0)
+    train(_cfg(tiny_set, tmp_path / "r", steps=4, amp="bf16"), resume=True, progress=False)
+    assert ckpt.load(tmp_path / "r" / "last.pt")["step"] == 4
+
+
 def test_validation_psnr_y_is_what_evaluate_reports(tiny_set, tmp_path):
     """The trainer's val_psnr_y is `enhancer evaluate`'s psnr_y of the same frames (issue 14): the
     mean over the frames of each frame's PSNR-Y (the PSNR of each sequence's pooled error, which

@@ -161,6 +161,7 @@ def test_train_refuses_what_is_not_a_training_set(made, tmp_path, data, words):
     ('lr_g = "1e-4"', ("lr_g must be a number",)),
     ('betas_d = [0.5]', ("betas_d must have 2 items",)),
     ('amp = 1', ("amp must be a string",)),
+    ('amp = "fp16"', ("amp must be auto, bf16 or off",)),
     ('stage = 3', ("stage must be 1 or 2",)),
 ])
 def test_a_bad_config_is_one_line_naming_the_file(made, tmp_path, text, words):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import os
 
 import torch
@@ -10,6 +11,7 @@ from enhancer.errors import EnhancerError, option
 from enhancer.restore.memory import host_available
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+log = logging.getLogger(__name__)
 
 
 def select_device(name: str = "auto", *, local_rank: int | None = None) -> torch.device:
@@ -69,7 +71,15 @@ def select_dtype(precision: str, device: torch.device) -> torch.dtype:
         raise EnhancerError(f"unknown precision {precision!r}", hint="use auto, fp32, bf16 or fp16")
     if device.type == "cpu" and precision == "fp16":
         raise EnhancerError("fp16 is not supported on the CPU", hint="use fp32 or bf16")
+    if device.type == "cpu" and precision == "bf16" and not cpu_has_bf16():
+        _warn_emulated_bf16()
     return _DTYPES[precision]
+
+
+@functools.lru_cache(maxsize=1)
+def _warn_emulated_bf16() -> None:
+    log.warning(f"{option('precision')} bf16 on a CPU without bf16 arithmetic (AVX512-BF16 or AMX) is emulated "
+                f"and many times slower than fp32; {option('precision')} auto picks what this CPU runs fastest")
 
 
 def exact_fp32(device: torch.device, dtype: torch.dtype) -> None:

@@ -124,9 +124,10 @@ def _build(cfg: TrainConfig, device: torch.device) -> _Models:
 
 
 # what may change between runs: length, logging, where the run and its data live (a window on a
-# GPU machine prepares a new set each time, and more media can join a run)
+# GPU machine prepares a new set each time, and more media can join a run), and amp (the weights and
+# optimisers are fp32 either way: a run moves between machines with and without bf16 arithmetic)
 RESUMABLE_CHANGES = frozenset({"steps", "threads", "loader_threads", "fit_minutes", "val_every", "ckpt_every",
-                               "ckpt_minutes", "log_every", "run_dir", "data"})
+                               "ckpt_minutes", "log_every", "run_dir", "data", "amp"})
 
 
 def _resume(m: _Models, cfg: TrainConfig, run: Path) -> int:

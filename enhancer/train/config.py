@@ -54,7 +54,8 @@ class TrainConfig:
     allow_random_features: bool = False  # plumbing tests only
     ema: float = 0.999
     grad_clip: float = 1.0
-    amp: str = "auto"  # auto (bf16 on CUDA, off on CPU) | bf16 | off
+    amp: str = "auto"  # auto (bf16 autocast on CUDA and on CPUs with bf16 arithmetic, AVX512-BF16
+    # or AMX; fp32 on other CPUs, where bf16 is emulated and many times slower) | bf16 | off
     val_every: int = 200
     val_sequences: int = 8  # taken from the end of the set, never trained on (with val_data: the
     # first this many of that set)
@@ -110,6 +111,8 @@ class TrainConfig:
             raise ConfigError("stage must be 1 or 2")
         if cfg.stage == 2 and cfg.frames_out < 4:
             raise ConfigError("stage 2 needs frames_out >= 4 (the clip discriminator halves time twice)")
+        if cfg.amp not in ("auto", "bf16", "off"):
+            raise ConfigError("amp must be auto, bf16 or off")
         if cfg.adv_loss not in ("nonsat", "hinge"):
             raise ConfigError("adv_loss must be nonsat or hinge")
         return cfg
