@@ -88,6 +88,7 @@ def test_tiles_chunks_and_batches_are_exact(calibrated):
 def test_auto_takes_int8_only_where_calibrated(calibrated, monkeypatch):
     g, ranges = calibrated
     monkeypatch.setattr(int8, "AUTO", True)
+    monkeypatch.setattr(int8, "weight_max", lambda: 127)  # (without VNNI auto is for measured models only, below)
     assert ModelRestorer(g, device="cpu", card=_card(g, ranges)).describe()["precision"] == "int8"
     assert ModelRestorer(g, device="cpu", card=_card(g, {})).describe()["precision"] != "int8"
     assert ModelRestorer(g, device="cpu", precision="fp32", card=_card(g, ranges)).describe()["precision"] == "fp32"
@@ -217,7 +218,7 @@ def test_auto_leaves_texture_variants_in_their_measured_precision(calibrated, mo
 def test_inspect_says_int8(capsys):
     r = run_cli("models", "--inspect", "general-x2")
     assert r.returncode == 0, r.stderr
-    assert "in int8" in r.stdout and "int8 (on CPUs with VNNI" in r.stdout and "parameters: 0" not in r.stdout
+    assert "in int8" in r.stdout and "int8 (on x86 CPUs with VNNI or AVX2" in r.stdout and "parameters: 0" not in r.stdout
 
 
 def test_a_damaged_training_set_is_one_line(tmp_path):
@@ -238,3 +239,47 @@ def test_calibrate_never_writes_over_its_training_set(pan_set, tmp_path):  # noq
         r = run_cli("calibrate", "general-x2", "--data", str(data), "-o", str(out))
         assert r.returncode == 2 and words in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert data.read_bytes() == before
+
+
+def test_weights_are_7_bit_where_the_cpu_has_no_vnni(monkeypatch):
+    """Without VNNI two u8 x s8 products are added in a saturating 16-bit sum, so the weights are
+    7-bit there (255 * 63 * 2 < 32,767); the width enters the recipe, since it changes the pixels."""
+    monkeypatch.delenv("ENHANCER_CPU_INT8", raising=False)
+    ranges = {"feat": [0.0, 1.0]}
+    monkeypatch.setattr(int8, "cpu_flags", lambda: frozenset({"avx2", "avx512_vnni"}))
+    assert int8.weight_max() == 127
+    vnni_key = int8.recipe_key(ranges)
+    monkeypatch.setattr(int8, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
+    assert int8.weight_max() == 63 and int8.recipe_key(ranges) != vnni_key
+    monkeypatch.setattr(int8, "cpu_flags", lambda: frozenset({"sse4_2"}))
+    assert not int8.available()
+
+
+@needs_int8
+def test_7_bit_weights_do_not_saturate_on_the_worst_input():
+    """The largest input (255) under weights of one sign: 72 products per output pixel, exact."""
+    import torch
+
+    conv = torch.nn.Conv2d(8, 2, 3, padding=1)
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.weight[0] = 1.0
+        conv.weight[1] = -1.0
+        conv.bias.zero_()
+    x = torch.full((1, 8, 6, 6), 255, dtype=torch.uint8).contiguous(memory_format=torch.channels_last)
+    out = int8._QConv(conv, (1 / 255, 0), w_max=63)(x, None)
+    assert torch.allclose(out[0, 0, 1:-1, 1:-1], torch.full((4, 4), 72.0), atol=1e-3)
+    assert torch.allclose(out[0, 1, 1:-1, 1:-1], torch.full((4, 4), -72.0), atol=1e-3)
+
+
+def test_auto_takes_7_bit_int8_only_for_the_models_measured_in_it(calibrated, monkeypatch):
+    """Without VNNI, auto runs int8 for the shipped models measured within 0.05 dB of fp32 in it
+    (archive-x1 lost 0.052 dB there and stays fp32); with VNNI, for every calibrated fidelity model."""
+    g, ranges = calibrated
+    monkeypatch.setattr(int8, "available", lambda: True)
+    for name, vnni, want in (("general-x2", False, True), ("archive-x1", False, False), ("mine", False, False),
+                             ("archive-x1", True, True), ("mine", True, True)):
+        monkeypatch.setattr(int8, "weight_max", lambda vnni=vnni: 127 if vnni else 63)
+        card = {**_card(g, ranges), "name": name}
+        got = ModelRestorer(g, device="cpu", card=card).describe()["precision"] == "int8"
+        assert got is want, (name, vnni)

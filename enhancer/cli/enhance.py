@@ -80,7 +80,8 @@ from enhancer.restore.restorer import MODEL_CHUNK
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16", "int8"]), default="auto",
               show_default=True,
               help="auto: on the CPU int8 for enhancer's calibrated aligned-fusion models (not the texture variants) "
-                   "where the CPU has VNNI, else bf16 where it has AVX512-BF16 or AMX, else fp32; bf16 (or fp16) on "
+                   "where the CPU has VNNI (on AVX2 CPUs without it: general-x2, general-x4 and clean-x4, 7-bit "
+                   "weights), else bf16 where it has AVX512-BF16 or AMX, else fp32; bf16 (or fp16) on "
                    "CUDA.")
 @click.option("--skip-existing/--overwrite", default=True, show_default=True,
               help="Skip inputs whose output exists, or redo them.")

@@ -64,7 +64,7 @@ def inspect_model(model: str, *, device: str = "auto", precision: str = "auto",
                       else "")),
                   ("value range", "[0, 1] floats in and out (frames divided by 255, or 65535 for 16-bit sources)"),
                   ("precisions", "fp32, bf16, fp16 (fp16 on CUDA only)"
-                   + (", int8 (on CPUs with VNNI: calibrated on its card)" if card.get("int8") else "")),
+                   + (", int8 (on x86 CPUs with VNNI or AVX2: calibrated on its card)" if card.get("int8") else "")),
                   ("size needs", "none (any frame size)"),
                   ("tiling advice", f"tiles are fine: they read {inner.overlap} pixels beyond their edges, so a "
                                     "tiled frame is the whole frame's")]

@@ -16,12 +16,19 @@ between them:
 
 Every step is exact integer arithmetic or an elementwise float operation, so an output pixel does
 not depend on the tile, the batch or the chunk it was computed in: tiles, chunks, parts and
-resumed runs give the same frames, bit for bit (tested). On CPUs without VNNI the int8 kernels
-fall back to 16-bit intermediate sums that can saturate, so int8 is offered only where the CPU
-has VNNI (:func:`available`).
+resumed runs give the same frames, bit for bit (tested).
+
+On x86 CPUs without VNNI (AVX2 only) oneDNN multiplies through ``vpmaddubsw``, which adds two
+u8 x s8 products into a saturating 16-bit sum: 255 x 127 x 2 overflows it, and general-x2 lost
+0.25 dB PSNR-Y against fp32 on four held-out clips. There the weights are 7-bit (-63..63,
+:func:`weight_max`): 255 x 63 x 2 = 32,130 fits, so the arithmetic is exact again, at 0.03 dB
+from fp32 on the same clips (measured on a 2-core AVX2 EPYC, where int8 ran 1.6x as fast as
+fp32). The width enters the run's recipe (:func:`recipe_key`), since it changes the pixels.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import zipfile
 from typing import Iterable
@@ -40,6 +47,10 @@ from enhancer.restore.device import cpu_flags
 # general-x2 30.510 dB PSNR-Y against 30.514, general-x4 27.237 against 27.235, clean-x4 31.536
 # against 31.569, archive-x1 30.387 against 30.417: within the 0.05 dB int8 is allowed
 AUTO = True
+# where the weights are 7-bit (no VNNI), auto takes int8 only for the models measured there within
+# 0.05 dB of fp32 (16 held-out clips, one run each, on a 2-core AVX2 EPYC): general-x2 +0.014 dB,
+# general-x4 +0.000, clean-x4 -0.041; archive-x1 lost 0.052 (its dark clip 0.5), so it stays fp32
+AUTO_7BIT = frozenset({"general-x2", "general-x4", "clean-x4"})
 SLOPE = 0.1  # the generator's LeakyReLU
 # an activation's range: the median over the calibration windows of each window's 0.001 % and
 # 99.999 % quantiles. Chosen on validation clips (training videos, web damage x2) among 1e-2 to
@@ -53,10 +64,13 @@ _SAMPLE = 200_000  # values drawn from each feature map to estimate those quanti
 RANGE_LIMIT, MIN_WIDTH = 1e4, 1e-6
 
 
+VNNI = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
+
+
 def available() -> bool:
-    """Whether int8 runs here as it was measured: PyTorch with oneDNN's quantized convolution on
-    a CPU with VNNI (AVX512-VNNI, AVX-VNNI or AMX). ``ENHANCER_CPU_INT8=0`` turns it off,
-    ``=1`` skips the CPU check (not the PyTorch one)."""
+    """Whether int8 runs here: PyTorch with oneDNN's quantized convolution on an x86 CPU with VNNI
+    (AVX512-VNNI, AVX-VNNI or AMX; 8-bit weights) or AVX2 (7-bit weights, :func:`weight_max`).
+    ``ENHANCER_CPU_INT8=0`` turns it off, ``=1`` skips the CPU check (not the PyTorch one)."""
     forced = os.environ.get("ENHANCER_CPU_INT8", "").strip()
     if forced == "0":
         return False
@@ -67,7 +81,21 @@ def available() -> bool:
         return False
     if not torch.backends.mkldnn.is_available():
         return False
-    return forced == "1" or bool(cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
+    return forced == "1" or bool(cpu_flags() & (VNNI | {"avx2"}))
+
+
+def weight_max() -> int:
+    """The int8 weights' largest magnitude here: 127 with VNNI (32-bit sums), 63 without it, where
+    two u8 x s8 products are added in a saturating 16-bit sum (255 * 63 * 2 < 32,767)."""
+    return 127 if cpu_flags() & VNNI else 63
+
+
+def recipe_key(ranges: dict) -> str:
+    """What of the int8 model decides its pixels, for a run's recipe: the card's ranges and, where
+    the weights are 7-bit, that width (so a run started on a VNNI CPU and resumed on an AVX2 one,
+    or the other way, starts over instead of splicing two different outputs)."""
+    text = json.dumps(ranges, sort_keys=True) + ("" if weight_max() == 127 else f"|weights:{weight_max()}")
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 # ---- calibration ----------------------------------------------------------------------------
@@ -234,12 +262,13 @@ class _QConv:
     """One convolution in int8: per-channel int8 weights packed for oneDNN, the input's scale and
     zero point fixed."""
 
-    def __init__(self, conv: torch.nn.Conv2d, x_q: tuple[float, int], out_perm: torch.Tensor | None = None):
+    def __init__(self, conv: torch.nn.Conv2d, x_q: tuple[float, int], out_perm: torch.Tensor | None = None,
+                 w_max: int = 127):
         w, b = conv.weight.detach().float(), conv.bias.detach().float()
         if out_perm is not None:
             w, b = w[out_perm], b[out_perm]
-        self.w_scale = (w.abs().amax(dim=(1, 2, 3)) / 127).clamp(min=1e-12)
-        wq = torch.round(w / self.w_scale[:, None, None, None]).clamp(-127, 127).to(torch.int8)
+        self.w_scale = (w.abs().amax(dim=(1, 2, 3)) / w_max).clamp(min=1e-12)
+        wq = torch.round(w / self.w_scale[:, None, None, None]).clamp(-w_max, w_max).to(torch.int8)
         self.w_zp = torch.zeros(len(self.w_scale), dtype=torch.long)
         self.bias = b
         self.x_scale, self.x_zp = x_q
@@ -267,36 +296,38 @@ class Int8Fusion(torch.nn.Module):
     """A :class:`FusionGenerator` in int8 (see the module's text), with its interface: float
     stacks (N, 3(2r+1), H, W) in [0, 1] -> (N, 3, sH, sW) fp32."""
 
-    def __init__(self, model: FusionGenerator, ranges: dict):
+    def __init__(self, model: FusionGenerator, ranges: dict, w_max: int | None = None):
         super().__init__()
+        self.w_max = weight_max() if w_max is None else w_max
         problem = check_ranges(ranges, model)
         if problem:
             raise ModelError(problem)
         self.config = model.config
         self.scale, self.temporal_radius, self.spatial_radius = model.scale, model.temporal_radius, model.spatial_radius
         q = {k: _qparams(ranges[k]) for k in _stream_points(model)}
-        self.head = _QConv(model.head, (1 / 255, 0))
+        self.head = _QConv(model.head, (1 / 255, 0), w_max=self.w_max)
         self.head_out, self.feat_q = q["head.out"], q["feat"]
         self.head_lut = _lrelu_table(q["head.out"], q["feat"])
-        self.down = _QConv(model.down, q["feat"])
+        self.down = _QConv(model.down, q["feat"], w_max=self.w_max)
         self.down_out = q["down.out"]
-        self.low, stream = self._blocks(model.low, "low", q, q["down.out"])
+        self.low, stream = self._blocks(model.low, "low", q, q["down.out"], self.w_max)
         # the up convolution adds into the head's features at half resolution: its output channels
         # are reordered so that its pixel shuffle is a copy of whole channel groups
         c = model.config.channels
         order = torch.tensor([(k % c) * 4 + k // c for k in range(4 * c)])
-        self.up = _QConv(model.up, stream, out_perm=order)
+        self.up = _QConv(model.up, stream, out_perm=order, w_max=self.w_max)
         self.fu = q["feat+up"]
-        self.high, stream = self._blocks(model.high, "high", q, q["feat+up"])
+        self.high, stream = self._blocks(model.high, "high", q, q["feat+up"], self.w_max)
         self.tail_lut = _lrelu_table(stream, q["tail.in"])
-        self.tail = _QConv(model.tail, q["tail.in"])
+        self.tail = _QConv(model.tail, q["tail.in"], w_max=self.w_max)
 
     @staticmethod
-    def _blocks(seq, branch: str, q: dict, stream: tuple[float, int]) -> tuple[list, tuple[float, int]]:
+    def _blocks(seq, branch: str, q: dict, stream: tuple[float, int], w_max: int) -> tuple[list, tuple[float, int]]:
         blocks = []
         for i, blk in enumerate(seq):
             pre, mid, out = q[f"{branch}.{i}.conv1.out"], q[f"{branch}.{i}.conv2.in"], q[f"{branch}.{i}.out"]
-            blocks.append((_QConv(blk.conv1, stream), pre, _lrelu_table(pre, mid), _QConv(blk.conv2, mid), stream, out))
+            blocks.append((_QConv(blk.conv1, stream, w_max=w_max), pre, _lrelu_table(pre, mid),
+                           _QConv(blk.conv2, mid, w_max=w_max), stream, out))
             stream = out
         return blocks, stream
 

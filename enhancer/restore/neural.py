@@ -13,8 +13,6 @@ the video is chunked.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from concurrent.futures import ThreadPoolExecutor
 
@@ -69,7 +67,7 @@ class ModelRestorer:
         self.memory_format = torch.channels_last if self.fusion else torch.channels_last_3d
         if self.int8:
             self.model = int8.Int8Fusion(model.eval().float(), ranges)
-            self.int8_sha256 = hashlib.sha256(json.dumps(ranges, sort_keys=True).encode()).hexdigest()
+            self.int8_sha256 = int8.recipe_key(ranges)
         else:
             self.model = channels_last(model.eval().to(self.device, torch.float32 if self.autocast else self.dtype))
         self.scale = model.scale
@@ -290,13 +288,14 @@ def int8_ranges(precision: str, model, card: dict, device: torch.device) -> dict
     """The card's int8 ranges where the model is to run in int8, else None. ``int8`` asked for
     and impossible here is a one-line error saying why; ``auto`` takes int8 where
     :data:`~enhancer.restore.int8.AUTO` says it is the default and everything it needs is there
-    (a CPU with VNNI, an aligned-fusion fidelity model calibrated on its card)."""
+    (an x86 CPU with VNNI or AVX2, an aligned-fusion fidelity model calibrated on its card)."""
     ranges = card.get("int8") or {}
     fits = isinstance(model, FusionGenerator)
     problem = int8.check_ranges(ranges, model) if fits and ranges else None
     if precision == "auto":  # the fidelity models were measured in int8; the texture variants were not
         ok = (int8.AUTO and device.type == "cpu" and fits and ranges and not problem and int8.available()
-              and card.get("variant", "fidelity") != "texture")
+              and card.get("variant", "fidelity") != "texture"
+              and (int8.weight_max() == 127 or card.get("name") in int8.AUTO_7BIT))
         return ranges if ok else None
     if precision != "int8":
         return None
@@ -313,6 +312,6 @@ def int8_ranges(precision: str, model, card: dict, device: torch.device) -> dict
     if problem:
         raise ModelError(f"{name}: bad int8 ranges on its card: {problem}", hint=f"{option('precision')} auto")
     if not int8.available():
-        raise UsageError("int8 needs a CPU with VNNI (AVX512-VNNI, AVX-VNNI or AMX) and PyTorch with oneDNN",
+        raise UsageError("int8 needs an x86 CPU with AVX2 or VNNI and PyTorch with oneDNN",
                          hint=f"{option('precision')} auto")
     return ranges
