@@ -50,7 +50,7 @@ def test_bf16_asked_on_a_cpu_that_only_emulates_it_is_warned_of_once(monkeypatch
     it is emulated and slow (23x fp32 for a training step on an AVX2 CPU)."""
     import logging
 
-    dev._warn_emulated_bf16.cache_clear()
+    dev.warn_emulated_bf16.cache_clear()
     for has in ("1", "0"):
         monkeypatch.setenv("ENHANCER_CPU_BF16", has)
         caplog.clear()
@@ -59,7 +59,7 @@ def test_bf16_asked_on_a_cpu_that_only_emulates_it_is_warned_of_once(monkeypatch
             assert dev.select_dtype("bf16", torch.device("cpu")) == torch.bfloat16
         warned = [r for r in caplog.records if "emulated" in r.getMessage()]
         assert len(warned) == (1 if has == "0" else 0)
-    dev._warn_emulated_bf16.cache_clear()
+    dev.warn_emulated_bf16.cache_clear()
 
 
 def test_cpu_bf16_keeps_fp32_weights_and_stays_close_to_fp32():

@@ -272,6 +272,7 @@ def test_amp_auto_is_bf16_only_where_the_cpu_has_bf16_arithmetic(monkeypatch, ca
     cpu = torch.device("cpu")
     for has in (True, False):
         monkeypatch.setattr(dev, "cpu_has_bf16", lambda has=has: has)
+        dev.warn_emulated_bf16.cache_clear()  # (said once per process: another test may have said it)
         caplog.clear()
         with caplog.at_level(logging.WARNING):
             assert _use_amp("auto", cpu) is has

@@ -72,14 +72,16 @@ def select_dtype(precision: str, device: torch.device) -> torch.dtype:
     if device.type == "cpu" and precision == "fp16":
         raise EnhancerError("fp16 is not supported on the CPU", hint="use fp32 or bf16")
     if device.type == "cpu" and precision == "bf16" and not cpu_has_bf16():
-        _warn_emulated_bf16()
+        warn_emulated_bf16(f"{option('precision')} bf16", f"{option('precision')} auto picks what this CPU runs fastest")
     return _DTYPES[precision]
 
 
-@functools.lru_cache(maxsize=1)
-def _warn_emulated_bf16() -> None:
-    log.warning(f"{option('precision')} bf16 on a CPU without bf16 arithmetic (AVX512-BF16 or AMX) is emulated "
-                f"and many times slower than fp32; {option('precision')} auto picks what this CPU runs fastest")
+@functools.lru_cache(maxsize=None)
+def warn_emulated_bf16(setting: str, fix: str) -> None:
+    """Once per process and setting: bf16 asked for on a CPU that only emulates it (an st3d-s
+    training step took 23x as long as in fp32 on an AVX2 CPU)."""
+    log.warning(f"{setting} on a CPU without bf16 arithmetic (AVX512-BF16 or AMX) is emulated and many times "
+                f"slower than fp32; {fix}")
 
 
 def exact_fp32(device: torch.device, dtype: torch.dtype) -> None:

@@ -102,13 +102,12 @@ def _use_amp(amp: str, device: torch.device, warn: bool = True) -> bool:
         return False
     if device.type != "cpu":
         return True
-    from enhancer.restore.device import cpu_has_bf16
+    from enhancer.restore.device import cpu_has_bf16, warn_emulated_bf16
 
     if amp == "auto":
         return cpu_has_bf16()
     if warn and not cpu_has_bf16():
-        log.warning("amp = \"bf16\" on a CPU without bf16 arithmetic (AVX512-BF16 or AMX): emulated, many times "
-                    "slower than fp32; set amp = \"auto\" to use bf16 only where the CPU has it")
+        warn_emulated_bf16('amp = "bf16"', 'set amp = "auto" to use bf16 only where the CPU has it')
     return True
 
 
